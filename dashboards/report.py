@@ -1,0 +1,106 @@
+"""The first dashboard: the seed report's table reproduced, next to the report's own numbers.
+
+`write_report(rows, path)` writes one self-contained HTML file (plotly.js embedded once, works offline).
+Every user-supplied string (batch names, models, errors) is HTML-escaped.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+GIB = 2**30
+#: the seed report's numbers (GiB): (d_model, n_layers) -> model -> (weights, peak, activation)
+SEED_REPORT = {
+    (4096, 32): {"phase7-seed": (5.74, 5.81, 0.07), "phase8-seed": (5.75, 5.81, 0.06)},
+    (3072, 48): {"phase7-seed": (4.81, 4.86, 0.06), "phase8-seed": (4.81, 4.86, 0.06)},
+    (2048, 64): {"phase7-seed": (2.88, 2.93, 0.06), "phase8-seed": (2.88, 2.93, 0.06)},
+    (2048, 48): {"phase7-seed": (2.22, 2.28, 0.06), "phase8-seed": (2.22, 2.28, 0.06)},
+}
+SEED_NAMES = {(4096, 32): "Maximum", (3072, 48): "Large", (2048, 64): "Deep", (2048, 48): "Standard"}
+METRICS = (("weights_bytes", "weights"), ("peak_bytes", "peak"), ("activation_bytes", "activation"))
+
+
+def config_label(row: dict[str, Any]) -> str:
+    cfg = row["config"]
+    key = (cfg.get("d_model"), cfg.get("n_layers"))
+    name = SEED_NAMES.get(key)
+    base = f"d{key[0]} L{key[1]} N{cfg.get('seq_len')} B{cfg.get('batch_size')}"
+    return f"{name} ({base})" if name else base
+
+
+def gib(value: float | None) -> str:
+    return "-" if value is None else f"{value / GIB:.3f}"
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """One line per run: config, model, mode, device, status, weights/peak/activation GiB, report's numbers."""
+    out = []
+    for r in rows:
+        cfg = r["config"]
+        ours = [gib(r.get(key)) for key, _ in METRICS]
+        theirs = SEED_REPORT.get((cfg.get("d_model"), cfg.get("n_layers")), {}).get(r["model"])
+        report = "-" if theirs is None or r["mode"] != "inference" else " / ".join(f"{v:.2f}" for v in theirs)
+        out.append([config_label(r), r["model"], r["mode"], r["device"] + (f" ({r['gpu_name']})" if r.get("gpu_name") else ""),
+                    r["status"], f"{r['params']:,}" if r.get("params") is not None else "-", *ours, report])
+    return out
+
+
+TABLE_HEADER = ["config", "model", "mode", "device", "status", "params", "weights GiB", "peak GiB",
+                "activation GiB", "seed report (weights / peak / activation GiB)"]
+
+
+def memory_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
+    """Grouped bars of weights / peak / activation per config and model: one figure per (device, mode)."""
+    figures = []
+    groups = sorted({(r["device"], r.get("gpu_name") or "", r["mode"]) for r in rows if r.get("weights_bytes") is not None})
+    for device, gpu, mode in groups:
+        subset = [r for r in rows if (r["device"], r.get("gpu_name") or "", r["mode"]) == (device, gpu, mode)
+                  and r.get("weights_bytes") is not None]
+        fig = go.Figure()
+        for model in sorted({r["model"] for r in subset}):
+            for key, label in METRICS:
+                picked = [r for r in subset if r["model"] == model and r.get(key) is not None]
+                fig.add_bar(name=f"{model} {label}", x=[config_label(r) for r in picked],
+                            y=[r[key] / GIB for r in picked], legendgroup=model)
+        where = html.escape(gpu or device)
+        fig.update_layout(title=f"Memory by config and model: mode {html.escape(mode)}, {where}",
+                          barmode="group", yaxis_title="GiB", xaxis_title="config", template="plotly_white")
+        figures.append(fig)
+    return figures
+
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="pb-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def build_html(rows: list[dict[str, Any]], title: str = "phasebench report") -> str:
+    batches = ", ".join(sorted({html.escape(str(r["batch"])) for r in rows})) or "none"
+    figures = memory_figures(rows)
+    plots = "".join(f'<div class="pb-figure">{fig.to_html(full_html=False, include_plotlyjs=False)}</div>'
+                    for fig in figures)
+    empty = "" if rows else "<p>No runs yet: run <code>phasebench run examples/quickstart.yaml</code>.</p>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<script type="text/javascript">{get_plotlyjs()}</script>
+<style>body{{font-family:sans-serif;margin:2em}} .pb-table{{border-collapse:collapse;font-size:13px}}
+.pb-table td,.pb-table th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}</style></head>
+<body><h1>{html.escape(title)}</h1><p>Batches: {batches}. Memory in GiB (2<sup>30</sup> bytes); activation = peak - static
+(inference: peak - weights). The seed report's numbers (RTX 3080 Laptop, inference, shared process) are shown
+beside the inference rows.</p>{empty}
+<h2>Seed-report table</h2>{render_table(TABLE_HEADER, table_rows(rows))}
+<h2>Memory</h2>{plots}</body></html>
+"""
+
+
+def write_report(rows: list[dict[str, Any]], path: str | Path, title: str = "phasebench report") -> Path:
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True)
+    path.write_text(build_html(rows, title), encoding="utf-8")
+    return path

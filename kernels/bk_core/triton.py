@@ -1,0 +1,538 @@
+"""Triton BK-Core (float32, real and imaginary parts carried separately) on (B, N, C) tensors.
+
+One program owns BLOCK_C channels of one batch row (loads coalesced along C) and one segment of L
+positions; inside a segment the recurrence runs sequentially, 4 rows per unrolled step (loads first).
+A direction flag REVERSE maps logical index i to row N-1-i, so the right-to-left sweep of the
+bidirectional core is the same kernel.
+
+Forward (causal sweep g_i = 1/(a_i - b2 g_{i-1}), a = h0 + v - z, b2 = beta^2):
+  1. `_seg_map_kernel`: per segment, the Mobius product P_s = M_last ... M_first, M = [[0, 1], [-b2, a]]
+     (rescaled every 4 rows), for segments 0..S-2.
+  2. `_seg_carry_kernel`: an associative scan over segments, Q_s = P_s ... P_0 (later on the left);
+     the carry into segment s is Q_{s-1}(0) (0 for s = 0).
+  3. `_sweep_kernel`: re-run each segment from its carry and write g.
+Backward (mu_i = conj(g_i^2) (gbar_i + b2 mu_{i+1}), runs right to left; reads g, not v):
+  1. `_adj_seg_kernel`: per segment, the affine composite mu_first = Cc mu_next + Dc, accumulated left to
+     right (Dc += Pc d_i, Pc *= c_i with c_i = b2 conj(g_i^2), d_i = conj(g_i^2) gbar_i), segments 1..S-1.
+  2. `_adj_carry_kernel`: an associative scan over the mirrored segment order gives the mu entering
+     each segment from the right.
+  3. `_adj_sweep_kernel`: re-run each segment right to left; write dv = -Re mu and per-program sums of
+     Re mu, Im mu and Re(conj(g_{i-1}) mu_i) (the b2 gradient).
+Bidirectional: the two sweeps here, the pointwise glue (G from gL, gR; their upstream gradients) in torch.
+Memory traffic per element, causal: forward 4 + 12 bytes, backward 16 + 20 bytes.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+@triton.jit
+def _cf_step(gr, gi, x, valid, ar0, ai, b2):
+    """g <- 1/(ar0 + x - i*ai - b2 g) where valid, else g unchanged."""
+    dr = ar0 + x - b2 * gr
+    di = -ai - b2 * gi
+    inv = 1.0 / (dr * dr + di * di)
+    return tl.where(valid, dr * inv, gr), tl.where(valid, -di * inv, gi)
+
+
+@triton.jit
+def _mat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x, valid, ar0, ai, b2):
+    """P <- M P with M = [[0, 1], [-b2, a]], a = ar0 + x - i*ai; P unchanged where not valid."""
+    ar = ar0 + x
+    ai_ = -ai
+    n10r = -b2 * p00r + ar * p10r - ai_ * p10i
+    n10i = -b2 * p00i + ar * p10i + ai_ * p10r
+    n11r = -b2 * p01r + ar * p11r - ai_ * p11i
+    n11i = -b2 * p01i + ar * p11i + ai_ * p11r
+    return (tl.where(valid, p10r, p00r), tl.where(valid, p10i, p00i),
+            tl.where(valid, p11r, p01r), tl.where(valid, p11i, p01i),
+            tl.where(valid, n10r, p10r), tl.where(valid, n10i, p10i),
+            tl.where(valid, n11r, p11r), tl.where(valid, n11i, p11i))
+
+
+@triton.jit
+def _max8(a, b, c, d, e, f, g, h):
+    m1 = tl.maximum(tl.maximum(tl.abs(a), tl.abs(b)), tl.maximum(tl.abs(c), tl.abs(d)))
+    m2 = tl.maximum(tl.maximum(tl.abs(e), tl.abs(f)), tl.maximum(tl.abs(g), tl.abs(h)))
+    return tl.maximum(tl.maximum(m1, m2), 1e-30)
+
+
+@triton.jit
+def _mat_combine(e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i,
+                 l00r, l00i, l01r, l01i, l10r, l10i, l11r, l11i):
+    """Scan combine: earlier product E, later L -> L @ E, rescaled to max entry 1."""
+    n00r = l00r * e00r - l00i * e00i + l01r * e10r - l01i * e10i
+    n00i = l00r * e00i + l00i * e00r + l01r * e10i + l01i * e10r
+    n01r = l00r * e01r - l00i * e01i + l01r * e11r - l01i * e11i
+    n01i = l00r * e01i + l00i * e01r + l01r * e11i + l01i * e11r
+    n10r = l10r * e00r - l10i * e00i + l11r * e10r - l11i * e10i
+    n10i = l10r * e00i + l10i * e00r + l11r * e10i + l11i * e10r
+    n11r = l10r * e01r - l10i * e01i + l11r * e11r - l11i * e11i
+    n11i = l10r * e01i + l10i * e01r + l11r * e11i + l11i * e11r
+    s = 1.0 / _max8(n00r, n00i, n01r, n01i, n10r, n10i, n11r, n11i)
+    return n00r * s, n00i * s, n01r * s, n01i * s, n10r * s, n10i * s, n11r * s, n11i * s
+
+
+@triton.jit
+def _affine_combine(c1r, c1i, d1r, d1i, c2r, c2i, d2r, d2i):
+    """Scan combine of complex affine maps x -> c x + d: earlier (c1, d1), later (c2, d2)."""
+    return (c2r * c1r - c2i * c1i, c2r * c1i + c2i * c1r,
+            c2r * d1r - c2i * d1i + d2r, c2r * d1i + c2i * d1r + d2i)
+
+
+@triton.jit
+def _adj_compose(gr, gi, gbr, gbi, valid, b2, pcr, pci, dcr, dci):
+    """Append step i to the composite mu_first = Pc mu_i + Dc: Dc += Pc d_i, Pc *= c_i, where
+    c_i = b2 conj(g_i^2), d_i = conj(g_i^2) gbar_i; no-op where not valid."""
+    sr = gr * gr - gi * gi
+    si = -2.0 * gr * gi
+    dr = sr * gbr - si * gbi
+    di = sr * gbi + si * gbr
+    cr = b2 * sr
+    ci = b2 * si
+    ndr = dcr + pcr * dr - pci * di
+    ndi = dci + pcr * di + pci * dr
+    npr = pcr * cr - pci * ci
+    npi = pcr * ci + pci * cr
+    return (tl.where(valid, npr, pcr), tl.where(valid, npi, pci),
+            tl.where(valid, ndr, dcr), tl.where(valid, ndi, dci))
+
+
+@triton.jit
+def _adj_step(gr, gi, gbr, gbi, valid, mr, mi, b2, acc_r, acc_i, acc_b):
+    """mu_i = conj(g_i^2)(gbar_i + b2 mu_{i+1}); b2-gradient term Re(conj(g_i) mu_{i+1}) (belongs to i+1)."""
+    acc_b += tl.where(valid, gr * mr + gi * mi, 0.0)
+    lr = gbr + b2 * mr
+    li = gbi + b2 * mi
+    sr = gr * gr - gi * gi
+    si = -2.0 * gr * gi
+    nr = sr * lr - si * li
+    ni = sr * li + si * lr
+    acc_r += tl.where(valid, nr, 0.0)
+    acc_i += tl.where(valid, ni, 0.0)
+    return tl.where(valid, nr, mr), tl.where(valid, ni, mi), acc_r, acc_i, acc_b, -nr
+
+
+@triton.jit
+def _vmask(cmask, i, end):
+    """cmask & (i < end) as a vector (a scalar-vector `&` is mistyped by the interpreter)."""
+    return cmask & ((cmask.to(tl.int64) * 0 + i) < end)
+
+
+@triton.jit
+def _row(i, N, REVERSE: tl.constexpr):
+    if REVERSE:
+        return N - 1 - i
+    else:
+        return i
+
+
+@triton.jit
+def _channel_params(H0, BETA, ZRE, ZIM, cols, cmask):
+    h0 = tl.load(H0 + cols, mask=cmask, other=0.0)
+    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
+    zre = tl.load(ZRE + cols, mask=cmask, other=0.0)
+    zim = tl.load(ZIM + cols, mask=cmask, other=1.0)
+    return h0 - zre, zim, beta * beta
+
+
+# ----------------------------------------------------------------------------------------------- kernels
+@triton.jit
+def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk,
+                    REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im."""
+    pid = tl.program_id(0)
+    s = tl.program_id(1)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    vb = V + b.to(tl.int64) * N * C + cols
+    one = tl.full([BLOCK_C], 1.0, tl.float32)
+    zero = tl.zeros([BLOCK_C], tl.float32)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
+    start = s.to(tl.int64) * L
+    end = tl.minimum(start + L, N)
+    for j in range(0, L, 4):
+        i = start + j
+        k0 = _vmask(cmask, i, end)
+        k1 = _vmask(cmask, i + 1, end)
+        k2 = _vmask(cmask, i + 2, end)
+        k3 = _vmask(cmask, i + 3, end)
+        x0 = tl.load(vb + _row(i, N, REVERSE) * C, mask=k0, other=0.0)
+        x1 = tl.load(vb + _row(i + 1, N, REVERSE) * C, mask=k1, other=0.0)
+        x2 = tl.load(vb + _row(i + 2, N, REVERSE) * C, mask=k2, other=0.0)
+        x3 = tl.load(vb + _row(i + 3, N, REVERSE) * C, mask=k3, other=0.0)
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2)
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x1, k1, ar0, ai, b2)
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x2, k2, ar0, ai, b2)
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x3, k3, ar0, ai, b2)
+        sc = 1.0 / _max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
+        p00r, p00i, p01r, p01i = p00r * sc, p00i * sc, p01r * sc, p01i * sc
+        p10r, p10i, p11r, p11i = p10r * sc, p10i * sc, p11r * sc, p11i * sc
+    out = PM + (b.to(tl.int64) * S + s) * 8 * C + cols
+    tl.store(out, p00r, mask=cmask)
+    tl.store(out + C, p00i, mask=cmask)
+    tl.store(out + 2 * C, p01r, mask=cmask)
+    tl.store(out + 3 * C, p01i, mask=cmask)
+    tl.store(out + 4 * C, p10r, mask=cmask)
+    tl.store(out + 5 * C, p10i, mask=cmask)
+    tl.store(out + 6 * C, p11r, mask=cmask)
+    tl.store(out + 7 * C, p11i, mask=cmask)
+
+
+@triton.jit
+def _seg_carry_kernel(PM, W, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """W (B, S, 2, C): g entering segment s, = (P_{s-1} ... P_0)(0); 0 for s = 0."""
+    pid = tl.program_id(0)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    sidx = tl.arange(0, BLOCK_S)
+    m = ((sidx >= 1) & (sidx < S))[:, None] & cmask[None, :]
+    src = PM + (b.to(tl.int64) * S + (sidx - 1))[:, None] * 8 * C + cols[None, :]
+    p00r = tl.load(src, mask=m, other=1.0)
+    p00i = tl.load(src + C, mask=m, other=0.0)
+    p01r = tl.load(src + 2 * C, mask=m, other=0.0)
+    p01i = tl.load(src + 3 * C, mask=m, other=0.0)
+    p10r = tl.load(src + 4 * C, mask=m, other=0.0)
+    p10i = tl.load(src + 5 * C, mask=m, other=0.0)
+    p11r = tl.load(src + 6 * C, mask=m, other=1.0)
+    p11i = tl.load(src + 7 * C, mask=m, other=0.0)
+    q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = tl.associative_scan(
+        (p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i), axis=0, combine_fn=_mat_combine)
+    inv = 1.0 / (q11r * q11r + q11i * q11i)
+    wr = (q01r * q11r + q01i * q11i) * inv
+    wi = (q01i * q11r - q01r * q11i) * inv
+    dst = W + (b.to(tl.int64) * S + sidx)[:, None] * 2 * C + cols[None, :]
+    sm = (sidx < S)[:, None] & cmask[None, :]
+    tl.store(dst, wr, mask=sm)
+    tl.store(dst + C, wi, mask=sm)
+
+
+@triton.jit
+def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk,
+                  REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """GR, GI (B, N, C): the continued fraction, each segment started from its carry in W."""
+    pid = tl.program_id(0)
+    s = tl.program_id(1)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    boff = b.to(tl.int64) * N * C + cols
+    vb = V + boff
+    grb = GR + boff
+    gib = GI + boff
+    w = W + (b.to(tl.int64) * S + s) * 2 * C + cols
+    gr = tl.load(w, mask=cmask, other=0.0)
+    gi = tl.load(w + C, mask=cmask, other=0.0)
+    start = s.to(tl.int64) * L
+    end = tl.minimum(start + L, N)
+    for j in range(0, L, 4):
+        i = start + j
+        k0 = _vmask(cmask, i, end)
+        k1 = _vmask(cmask, i + 1, end)
+        k2 = _vmask(cmask, i + 2, end)
+        k3 = _vmask(cmask, i + 3, end)
+        o0 = _row(i, N, REVERSE) * C
+        o1 = _row(i + 1, N, REVERSE) * C
+        o2 = _row(i + 2, N, REVERSE) * C
+        o3 = _row(i + 3, N, REVERSE) * C
+        x0 = tl.load(vb + o0, mask=k0, other=0.0)
+        x1 = tl.load(vb + o1, mask=k1, other=0.0)
+        x2 = tl.load(vb + o2, mask=k2, other=0.0)
+        x3 = tl.load(vb + o3, mask=k3, other=0.0)
+        gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2)
+        gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2)
+        gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2)
+        gr, gi = _cf_step(gr2, gi2, x3, k3, ar0, ai, b2)
+        tl.store(grb + o0, gr0, mask=k0)
+        tl.store(gib + o0, gi0, mask=k0)
+        tl.store(grb + o1, gr1, mask=k1)
+        tl.store(gib + o1, gi1, mask=k1)
+        tl.store(grb + o2, gr2, mask=k2)
+        tl.store(gib + o2, gi2, mask=k2)
+        tl.store(grb + o3, gr, mask=k3)
+        tl.store(gib + o3, gi, mask=k3)
+
+
+@triton.jit
+def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk,
+                    REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc."""
+    pid = tl.program_id(0)
+    s = tl.program_id(1) + 1
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
+    b2 = beta * beta
+    boff = b.to(tl.int64) * N * C + cols
+    pcr = tl.full([BLOCK_C], 1.0, tl.float32)
+    pci = tl.zeros([BLOCK_C], tl.float32)
+    dcr = tl.zeros([BLOCK_C], tl.float32)
+    dci = tl.zeros([BLOCK_C], tl.float32)
+    start = s.to(tl.int64) * L
+    end = tl.minimum(start + L, N)
+    for j in range(0, L, 4):
+        i = start + j
+        k0 = _vmask(cmask, i, end)
+        k1 = _vmask(cmask, i + 1, end)
+        k2 = _vmask(cmask, i + 2, end)
+        k3 = _vmask(cmask, i + 3, end)
+        o0 = boff + _row(i, N, REVERSE) * C
+        o1 = boff + _row(i + 1, N, REVERSE) * C
+        o2 = boff + _row(i + 2, N, REVERSE) * C
+        o3 = boff + _row(i + 3, N, REVERSE) * C
+        gr0 = tl.load(GR + o0, mask=k0, other=0.0)
+        gi0 = tl.load(GI + o0, mask=k0, other=0.0)
+        br0 = tl.load(DGR + o0, mask=k0, other=0.0)
+        bi0 = tl.load(DGI + o0, mask=k0, other=0.0)
+        gr1 = tl.load(GR + o1, mask=k1, other=0.0)
+        gi1 = tl.load(GI + o1, mask=k1, other=0.0)
+        br1 = tl.load(DGR + o1, mask=k1, other=0.0)
+        bi1 = tl.load(DGI + o1, mask=k1, other=0.0)
+        gr2 = tl.load(GR + o2, mask=k2, other=0.0)
+        gi2 = tl.load(GI + o2, mask=k2, other=0.0)
+        br2 = tl.load(DGR + o2, mask=k2, other=0.0)
+        bi2 = tl.load(DGI + o2, mask=k2, other=0.0)
+        gr3 = tl.load(GR + o3, mask=k3, other=0.0)
+        gi3 = tl.load(GI + o3, mask=k3, other=0.0)
+        br3 = tl.load(DGR + o3, mask=k3, other=0.0)
+        bi3 = tl.load(DGI + o3, mask=k3, other=0.0)
+        pcr, pci, dcr, dci = _adj_compose(gr0, gi0, br0, bi0, k0, b2, pcr, pci, dcr, dci)
+        pcr, pci, dcr, dci = _adj_compose(gr1, gi1, br1, bi1, k1, b2, pcr, pci, dcr, dci)
+        pcr, pci, dcr, dci = _adj_compose(gr2, gi2, br2, bi2, k2, b2, pcr, pci, dcr, dci)
+        pcr, pci, dcr, dci = _adj_compose(gr3, gi3, br3, bi3, k3, b2, pcr, pci, dcr, dci)
+    out = AM + (b.to(tl.int64) * S + s) * 4 * C + cols
+    tl.store(out, pcr, mask=cmask)
+    tl.store(out + C, pci, mask=cmask)
+    tl.store(out + 2 * C, dcr, mask=cmask)
+    tl.store(out + 3 * C, dci, mask=cmask)
+
+
+@triton.jit
+def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """MU (B, S, 2, C): mu entering segment s from the right (mu at the first index of segment s+1)."""
+    pid = tl.program_id(0)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    r = tl.arange(0, BLOCK_S)        # mirrored order: r = 0 <-> segment S-1
+    seg = S - r                      # composite of segment S - r feeds the carry of segment S-1-r
+    m = ((r >= 1) & (r < S))[:, None] & cmask[None, :]
+    src = AM + (b.to(tl.int64) * S + seg)[:, None] * 4 * C + cols[None, :]
+    cr = tl.load(src, mask=m, other=1.0)
+    ci = tl.load(src + C, mask=m, other=0.0)
+    dr = tl.load(src + 2 * C, mask=m, other=0.0)
+    di = tl.load(src + 3 * C, mask=m, other=0.0)
+    _, _, xr, xi = tl.associative_scan((cr, ci, dr, di), axis=0, combine_fn=_affine_combine)
+    dst = MU + (b.to(tl.int64) * S + (S - 1 - r))[:, None] * 2 * C + cols[None, :]
+    sm = (r < S)[:, None] & cmask[None, :]
+    tl.store(dst, xr, mask=sm)
+    tl.store(dst + C, xi, mask=sm)
+
+
+@triton.jit
+def _adj_sweep_kernel(GR, GI, DGR, DGI, BETA, MU, DV, RED, N, C, L, S, n_cblk,
+                      REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """DV (B, N, C) = -Re mu; RED (B, S, 3, C) = per-segment sums of Re mu, Im mu, Re(conj(g_{i-1}) mu_i)."""
+    pid = tl.program_id(0)
+    s = tl.program_id(1)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
+    b2 = beta * beta
+    boff = b.to(tl.int64) * N * C + cols
+    mu = MU + (b.to(tl.int64) * S + s) * 2 * C + cols
+    mr = tl.load(mu, mask=cmask, other=0.0)
+    mi = tl.load(mu + C, mask=cmask, other=0.0)
+    acc_r = tl.zeros([BLOCK_C], tl.float32)
+    acc_i = tl.zeros([BLOCK_C], tl.float32)
+    acc_b = tl.zeros([BLOCK_C], tl.float32)
+    start = s.to(tl.int64) * L
+    end = tl.minimum(start + L, N)
+    top = start + L - 1
+    for j in range(0, L, 4):
+        i0 = top - j
+        k0 = _vmask(cmask, i0, end)
+        k1 = _vmask(cmask, i0 - 1, end)
+        k2 = _vmask(cmask, i0 - 2, end)
+        k3 = _vmask(cmask, i0 - 3, end)
+        o0 = boff + _row(i0, N, REVERSE) * C
+        o1 = boff + _row(i0 - 1, N, REVERSE) * C
+        o2 = boff + _row(i0 - 2, N, REVERSE) * C
+        o3 = boff + _row(i0 - 3, N, REVERSE) * C
+        gr0 = tl.load(GR + o0, mask=k0, other=0.0)
+        gi0 = tl.load(GI + o0, mask=k0, other=0.0)
+        br0 = tl.load(DGR + o0, mask=k0, other=0.0)
+        bi0 = tl.load(DGI + o0, mask=k0, other=0.0)
+        gr1 = tl.load(GR + o1, mask=k1, other=0.0)
+        gi1 = tl.load(GI + o1, mask=k1, other=0.0)
+        br1 = tl.load(DGR + o1, mask=k1, other=0.0)
+        bi1 = tl.load(DGI + o1, mask=k1, other=0.0)
+        gr2 = tl.load(GR + o2, mask=k2, other=0.0)
+        gi2 = tl.load(GI + o2, mask=k2, other=0.0)
+        br2 = tl.load(DGR + o2, mask=k2, other=0.0)
+        bi2 = tl.load(DGI + o2, mask=k2, other=0.0)
+        gr3 = tl.load(GR + o3, mask=k3, other=0.0)
+        gi3 = tl.load(GI + o3, mask=k3, other=0.0)
+        br3 = tl.load(DGR + o3, mask=k3, other=0.0)
+        bi3 = tl.load(DGI + o3, mask=k3, other=0.0)
+        mr, mi, acc_r, acc_i, acc_b, dv0 = _adj_step(gr0, gi0, br0, bi0, k0, mr, mi, b2, acc_r, acc_i, acc_b)
+        mr, mi, acc_r, acc_i, acc_b, dv1 = _adj_step(gr1, gi1, br1, bi1, k1, mr, mi, b2, acc_r, acc_i, acc_b)
+        mr, mi, acc_r, acc_i, acc_b, dv2 = _adj_step(gr2, gi2, br2, bi2, k2, mr, mi, b2, acc_r, acc_i, acc_b)
+        mr, mi, acc_r, acc_i, acc_b, dv3 = _adj_step(gr3, gi3, br3, bi3, k3, mr, mi, b2, acc_r, acc_i, acc_b)
+        tl.store(DV + o0, dv0, mask=k0)
+        tl.store(DV + o1, dv1, mask=k1)
+        tl.store(DV + o2, dv2, mask=k2)
+        tl.store(DV + o3, dv3, mask=k3)
+    red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
+    tl.store(red, acc_r, mask=cmask)
+    tl.store(red + C, acc_i, mask=cmask)
+    tl.store(red + 2 * C, acc_b, mask=cmask)
+
+
+# ----------------------------------------------------------------------------------------------- launchers
+def _plan(B: int, N: int, C: int, chunk: int | None):
+    """Channel block, segment length L (multiple of UNROLL) and count S."""
+    block_c = min(64, max(16, triton.next_power_of_2(C)))
+    n_cblk = triton.cdiv(C, block_c)
+    if chunk is None:
+        target = max(1, (1 << 18) // (B * n_cblk * block_c))      # ~256K threads: enough loads in flight
+        chunk = max(32, triton.cdiv(triton.cdiv(N, target), UNROLL) * UNROLL)
+        chunk = max(chunk, triton.cdiv(triton.cdiv(N, 1024), UNROLL) * UNROLL)
+    elif chunk <= 0 or chunk % UNROLL:
+        raise ValueError(f"bk_core_triton: chunk must be a positive multiple of {UNROLL}, got {chunk}")
+    S = max(1, triton.cdiv(N, chunk))
+    return block_c, n_cblk, chunk, S
+
+
+def _carry_blocks(S: int, block_c: int):
+    block_s = max(2, triton.next_power_of_2(S))
+    cb = max(1, min(block_c, 1024 // block_s))
+    return block_s, cb, triton.cdiv(block_c, cb)
+
+
+def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
+    """Causal sweep in one direction. Returns (g_re, g_im) (B, N, C)."""
+    B, N, C = v.shape
+    block_c, n_cblk, L, S = _plan(B, N, C, chunk)
+    nw = max(1, block_c // 32)
+    w = torch.empty(B, S, 2, C, device=v.device, dtype=torch.float32)
+    if S > 1:
+        pm = torch.empty(B, S, 8, C, device=v.device, dtype=torch.float32)
+        _seg_map_kernel[(B * n_cblk, S - 1)](v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk,
+                                             REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
+        block_s, cb, _ = _carry_blocks(S, block_c)
+        _seg_carry_kernel[(B * triton.cdiv(C, cb),)](pm, w, C, S, triton.cdiv(C, cb),
+                                                      BLOCK_S=block_s, BLOCK_C=cb, num_warps=4)
+    else:
+        w.zero_()
+    g_re = torch.empty_like(v)
+    g_im = torch.empty_like(v)
+    _sweep_kernel[(B * n_cblk, S)](v, h0, beta, z_re, z_im, w, g_re, g_im, N, C, L, S, n_cblk,
+                                   REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
+    return g_re, g_im
+
+
+def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
+    """Adjoint of one causal sweep. Returns (dL/da as (re, im) where dL/dv = re, and (C,) sums
+    d_h0-like = sum Re(dL/da), sum Im(dL/da), dL/db2)."""
+    B, N, C = g_re.shape
+    block_c, n_cblk, L, S = _plan(B, N, C, chunk)
+    nw = max(1, block_c // 32)
+    mu = torch.empty(B, S, 2, C, device=g_re.device, dtype=torch.float32)
+    if S > 1:
+        am = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
+        _adj_seg_kernel[(B * n_cblk, S - 1)](g_re, g_im, dg_re, dg_im, beta, am, N, C, L, S, n_cblk,
+                                             REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
+        block_s, cb, _ = _carry_blocks(S, block_c)
+        _adj_carry_kernel[(B * triton.cdiv(C, cb),)](am, mu, C, S, triton.cdiv(C, cb),
+                                                      BLOCK_S=block_s, BLOCK_C=cb, num_warps=4)
+    else:
+        mu.zero_()
+    dv = torch.empty_like(g_re)
+    red = torch.empty(B, S, 3, C, device=g_re.device, dtype=torch.float32)
+    _adj_sweep_kernel[(B * n_cblk, S)](g_re, g_im, dg_re, dg_im, beta, mu, dv, red, N, C, L, S, n_cblk,
+                                       REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
+    red = red.sum(dim=(0, 1))
+    return dv, -red[0], -red[1], red[2]
+
+
+# ----------------------------------------------------------------------------------------------- autograd
+def _shift(x: torch.Tensor, by: int) -> torch.Tensor:
+    """y_t = x_{t-by} along dim 1 (by = +1: previous, -1: next), zero outside."""
+    zero = torch.zeros_like(x[:, :1])
+    return torch.cat([zero, x[:, :-1]], 1) if by == 1 else torch.cat([x[:, 1:], zero], 1)
+
+
+class BKCoreTriton(torch.autograd.Function):
+    """(v, h0, beta, z_re, z_im, causal, chunk) -> (g_re, g_im); float32, contiguous (B, N, C)."""
+
+    @staticmethod
+    def forward(ctx, v, h0, beta, z_re, z_im, causal, chunk):
+        gl_re, gl_im = _sweep(v, h0, beta, z_re, z_im, False, chunk)
+        ctx.causal, ctx.chunk = causal, chunk
+        if causal:
+            ctx.save_for_backward(beta, gl_re, gl_im)
+            return gl_re, gl_im
+        gr_re, gr_im = _sweep(v, h0, beta, z_re, z_im, True, chunk)
+        gl = torch.complex(gl_re, gl_im)
+        gr = torch.complex(gr_re, gr_im)
+        a = torch.complex(v + (h0 - z_re), (-z_im).expand_as(v))
+        b2 = beta * beta
+        g = 1.0 / (a - b2 * _shift(gl, 1) - b2 * _shift(gr, -1))
+        ctx.save_for_backward(beta, gl_re, gl_im, gr_re, gr_im, torch.view_as_real(g))
+        return g.real.contiguous(), g.imag.contiguous()
+
+    @staticmethod
+    def backward(ctx, dg_re, dg_im):
+        dg_re = dg_re.contiguous().float()
+        dg_im = dg_im.contiguous().float()
+        if ctx.causal:
+            beta, g_re, g_im = ctx.saved_tensors
+            dv, d_re, d_im, db2 = _adjoint(g_re, g_im, dg_re, dg_im, beta, False, ctx.chunk)
+        else:
+            beta, gl_re, gl_im, gr_re, gr_im, g = ctx.saved_tensors
+            g = torch.view_as_complex(g)
+            b2 = beta * beta
+            k = (g * g).conj() * torch.complex(dg_re, dg_im)
+            gl = torch.complex(gl_re, gl_im)
+            gr = torch.complex(gr_re, gr_im)
+            lbar = b2 * _shift(k, -1)
+            rbar = b2 * _shift(k, 1)
+            dv_l, dre_l, dim_l, db2_l = _adjoint(gl_re, gl_im, lbar.real.contiguous(), lbar.imag.contiguous(),
+                                                 beta, False, ctx.chunk)
+            dv_r, dre_r, dim_r, db2_r = _adjoint(gr_re, gr_im, rbar.real.contiguous(), rbar.imag.contiguous(),
+                                                 beta, True, ctx.chunk)
+            dv = dv_l + dv_r - k.real
+            d_re = dre_l + dre_r - k.real.sum(dim=(0, 1))
+            d_im = dim_l + dim_r - k.imag.sum(dim=(0, 1))
+            db2 = db2_l + db2_r + ((_shift(gl, 1) + _shift(gr, -1)).conj() * k).real.sum(dim=(0, 1))
+        return dv, d_re, 2.0 * beta * db2, -d_re, -d_im, None, None
+
+
+# ----------------------------------------------------------------------------------------------- public
+def bk_core_triton(v, h0, beta, z_re, z_im, causal: bool = True, chunk: int | None = None):
+    """Triton BK-Core. v (B, N, C); h0, beta, z_re, z_im (C,) -> (g_re, g_im) float32 (B, N, C).
+
+    chunk: segment length (positive multiple of 4; None picks one from the shape).
+    """
+    v = v.float().contiguous()
+    h0, beta, z_re, z_im = (p.float().contiguous() for p in (h0, beta, z_re, z_im))
+    return BKCoreTriton.apply(v, h0, beta, z_re, z_im, bool(causal), chunk)
+
+
+__all__ = ["bk_core_triton", "BKCoreTriton"]

@@ -1,0 +1,245 @@
+"""Triton chunked causal linear attention with ELU+1 features and the phi(q).z normaliser.
+
+    o_t = num_t / den_t,  num_t = sum_{s<=t} (fq_t . fk_s) v_s,  den_t = sum_{s<=t} fq_t . fk_s + eps
+
+with fq = phi(q), fk = phi(k), phi(x) = elu(x) + 1 (applied on load). One program per
+(block of BV value columns, batch*head) walks the chunks in order, carrying S = sum fk^T v (BK x BV)
+and z = sum fk (BK) in float32 registers; inside a chunk the causal part is a masked BT x BT product.
+Matrix products take the input dtype (bf16/fp16 tensor cores; exact fp32 for fp32 inputs) with
+float32 accumulation.
+
+Backward: with dnum = do / den and dden = -(do . o) / den (the value-column sum is done beforehand),
+the normaliser is a value column of ones, so
+    dfq_t = sum_{s<=t} (dnum_t . v_s + dden_t) fk_s
+    dfk_s = sum_{t>=s} (dnum_t . v_s + dden_t) fq_t,   dv_s = sum_{t>=s} (fq_t . fk_s) dnum_t
+dq is a forward sweep (carrying S, z), dk and dv a backward sweep (carrying sum fq^T dnum and
+sum dden fq). Partial dq/dk over value blocks are summed afterwards; the dden terms are added by value
+block 0 only.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _phi(x):
+    return tl.where(x > 0, x + 1.0, tl.exp(tl.minimum(x, 0.0)))
+
+
+@triton.jit
+def _dphi(x):
+    return tl.where(x > 0, 1.0, tl.exp(tl.minimum(x, 0.0)))
+
+
+@triton.jit
+def _la_fwd_kernel(Q, K, V, O, DEN, N, eps,
+                   DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                   PREC: tl.constexpr):
+    """Q, K: (BH, N, DK); V, O: (BH, N, DV); DEN: (BH, N) float32. Grid (cdiv(DV, BV), BH)."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1).to(tl.int64)
+    offs_t = tl.arange(0, BT)
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    kmask = offs_k < DK
+    vmask = offs_v < DV
+    Q += i_bh * N * DK
+    K += i_bh * N * DK
+    V += i_bh * N * DV
+    O += i_bh * N * DV
+    DEN += i_bh * N
+    S = tl.zeros([BK, BV], dtype=tl.float32)
+    z = tl.zeros([BK], dtype=tl.float32)
+    causal = offs_t[:, None] >= offs_t[None, :]
+    for start in range(0, N, BT):
+        t = start + offs_t
+        tm = t < N
+        mk = tm[:, None] & kmask[None, :]
+        mv = tm[:, None] & vmask[None, :]
+        q = tl.load(Q + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
+        k = tl.load(K + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
+        v = tl.load(V + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0)
+        fq = tl.where(mk, _phi(q), 0.0)
+        fk = tl.where(mk, _phi(k), 0.0)
+        fq_c = fq.to(V.dtype.element_ty)
+        fk_c = fk.to(V.dtype.element_ty)
+        A = tl.dot(fq_c, tl.trans(fk_c), input_precision=PREC)
+        A = tl.where(causal, A, 0.0)
+        num = tl.dot(A.to(V.dtype.element_ty), v, input_precision=PREC)
+        num += tl.dot(fq_c, S.to(V.dtype.element_ty), input_precision=PREC)
+        den = tl.sum(A, axis=1) + tl.sum(fq * z[None, :], axis=1) + eps
+        o = num / den[:, None]
+        tl.store(O + t[:, None] * DV + offs_v[None, :], o.to(O.dtype.element_ty), mask=mv)
+        if i_v == 0:
+            tl.store(DEN + t, den, mask=tm)
+        S += tl.dot(tl.trans(fk_c), v, input_precision=PREC)
+        z += tl.sum(fk, axis=0)
+
+
+@triton.jit
+def _la_bwd_dq_kernel(Q, K, V, DO, DEN, DDEN, DQ, N,
+                      DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                      PREC: tl.constexpr):
+    """DQ: (NV, BH, N, DK) float32 partials. Grid (NV, BH)."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1).to(tl.int64)
+    n_bh = tl.num_programs(1).to(tl.int64)
+    offs_t = tl.arange(0, BT)
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    kmask = offs_k < DK
+    vmask = offs_v < DV
+    Q += i_bh * N * DK
+    K += i_bh * N * DK
+    V += i_bh * N * DV
+    DO += i_bh * N * DV
+    DEN += i_bh * N
+    DDEN += i_bh * N
+    DQ += (i_v * n_bh + i_bh) * N * DK
+    S = tl.zeros([BK, BV], dtype=tl.float32)
+    z = tl.zeros([BK], dtype=tl.float32)
+    causal = offs_t[:, None] >= offs_t[None, :]
+    first = (i_v == 0).to(tl.float32)
+    for start in range(0, N, BT):
+        t = start + offs_t
+        tm = t < N
+        mk = tm[:, None] & kmask[None, :]
+        mv = tm[:, None] & vmask[None, :]
+        q = tl.load(Q + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
+        k = tl.load(K + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
+        v = tl.load(V + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0)
+        do = tl.load(DO + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0).to(tl.float32)
+        den = tl.load(DEN + t, mask=tm, other=1.0)
+        dd = tl.load(DDEN + t, mask=tm, other=0.0) * first
+        fk = tl.where(mk, _phi(k), 0.0)
+        fk_c = fk.to(V.dtype.element_ty)
+        dnum = (do / den[:, None]).to(V.dtype.element_ty)
+        G = tl.dot(dnum, tl.trans(v), input_precision=PREC) + dd[:, None]
+        G = tl.where(causal, G, 0.0)
+        dfq = tl.dot(G.to(V.dtype.element_ty), fk_c, input_precision=PREC)
+        dfq += tl.dot(dnum, tl.trans(S.to(V.dtype.element_ty)), input_precision=PREC)
+        dfq += dd[:, None] * z[None, :]
+        tl.store(DQ + t[:, None] * DK + offs_k[None, :], dfq * _dphi(q), mask=mk)
+        S += tl.dot(tl.trans(fk_c), v, input_precision=PREC)
+        z += tl.sum(fk, axis=0)
+
+
+@triton.jit
+def _la_bwd_dkv_kernel(Q, K, V, DO, DEN, DDEN, DK_, DV_, N,
+                       DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                       PREC: tl.constexpr):
+    """DK_: (NV, BH, N, DK) float32 partials; DV_: (BH, N, DV). Grid (NV, BH); sweeps chunks backwards."""
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1).to(tl.int64)
+    n_bh = tl.num_programs(1).to(tl.int64)
+    offs_t = tl.arange(0, BT)
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    kmask = offs_k < DK
+    vmask = offs_v < DV
+    Q += i_bh * N * DK
+    K += i_bh * N * DK
+    V += i_bh * N * DV
+    DO += i_bh * N * DV
+    DV_ += i_bh * N * DV
+    DEN += i_bh * N
+    DDEN += i_bh * N
+    DK_ += (i_v * n_bh + i_bh) * N * DK
+    dS = tl.zeros([BK, BV], dtype=tl.float32)
+    dz = tl.zeros([BK], dtype=tl.float32)
+    # rows index keys s, columns index queries t: keep s <= t
+    causal_t = offs_t[:, None] <= offs_t[None, :]
+    first = (i_v == 0).to(tl.float32)
+    n_chunks = tl.cdiv(N, BT)
+    for i in range(0, n_chunks):
+        start = (n_chunks - 1 - i) * BT
+        t = start + offs_t
+        tm = t < N
+        mk = tm[:, None] & kmask[None, :]
+        mv = tm[:, None] & vmask[None, :]
+        q = tl.load(Q + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
+        k = tl.load(K + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
+        v = tl.load(V + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0)
+        do = tl.load(DO + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0).to(tl.float32)
+        den = tl.load(DEN + t, mask=tm, other=1.0)
+        dd = tl.load(DDEN + t, mask=tm, other=0.0) * first
+        fq = tl.where(mk, _phi(q), 0.0)
+        fk = tl.where(mk, _phi(k), 0.0)
+        fq_c = fq.to(V.dtype.element_ty)
+        fk_c = fk.to(V.dtype.element_ty)
+        dnum = (do / den[:, None]).to(V.dtype.element_ty)
+        At = tl.dot(fk_c, tl.trans(fq_c), input_precision=PREC)
+        At = tl.where(causal_t, At, 0.0)
+        dv = tl.dot(At.to(V.dtype.element_ty), dnum, input_precision=PREC)
+        dv += tl.dot(fk_c, dS.to(V.dtype.element_ty), input_precision=PREC)
+        tl.store(DV_ + t[:, None] * DV + offs_v[None, :], dv.to(DV_.dtype.element_ty), mask=mv)
+        Gt = tl.dot(v, tl.trans(dnum), input_precision=PREC) + dd[None, :]
+        Gt = tl.where(causal_t, Gt, 0.0)
+        dfk = tl.dot(Gt.to(V.dtype.element_ty), fq_c, input_precision=PREC)
+        dfk += tl.dot(v, tl.trans(dS.to(V.dtype.element_ty)), input_precision=PREC)
+        dfk += dz[None, :]
+        tl.store(DK_ + t[:, None] * DK + offs_k[None, :], dfk * _dphi(k), mask=mk)
+        dS += tl.dot(tl.trans(fq_c), dnum, input_precision=PREC)
+        dz += tl.sum(fq * dd[:, None], axis=0)
+
+
+def _cfg(q, v, chunk_size):
+    dk, dv = q.shape[-1], v.shape[-1]
+    BK = max(16, triton.next_power_of_2(dk))
+    BV = min(64, max(16, triton.next_power_of_2(dv)))
+    BT = max(16, triton.next_power_of_2(int(chunk_size)))
+    prec = "ieee" if v.dtype == torch.float32 else "tf32"
+    warps = 4 if BK * BV <= 64 * 64 else 8
+    return BK, BV, BT, prec, warps
+
+
+class CausalLinearAttnFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, eps, chunk_size):
+        Bsz, H, n, dk = q.shape
+        dv = v.shape[-1]
+        dt = v.dtype
+        ctx.in_dtypes = (q.dtype, k.dtype)
+        q, k, v = q.to(dt).contiguous(), k.to(dt).contiguous(), v.contiguous()
+        BK, BV, BT, prec, warps = _cfg(q, v, chunk_size)
+        o = torch.empty_like(v)
+        den = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
+        grid = (triton.cdiv(dv, BV), Bsz * H)
+        _la_fwd_kernel[grid](q, k, v, o, den, n, float(eps), DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec,
+                             num_warps=warps, num_stages=2)
+        ctx.save_for_backward(q, k, v, o, den)
+        ctx.chunk_size = chunk_size
+        return o
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, o, den = ctx.saved_tensors
+        Bsz, H, n, dk = q.shape
+        dv = v.shape[-1]
+        BK, BV, BT, prec, warps = _cfg(q, v, ctx.chunk_size)
+        do = do.to(v.dtype).contiguous()
+        dden = -(do.float() * o.float()).sum(-1) / den
+        nv = triton.cdiv(dv, BV)
+        dq = torch.empty(nv, Bsz, H, n, dk, device=q.device, dtype=torch.float32)
+        dk_ = torch.empty_like(dq)
+        dv_ = torch.empty_like(v)
+        grid = (nv, Bsz * H)
+        _la_bwd_dq_kernel[grid](q, k, v, do, den, dden, dq, n, DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec,
+                                num_warps=warps, num_stages=2)
+        _la_bwd_dkv_kernel[grid](q, k, v, do, den, dden, dk_, dv_, n, DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec,
+                                 num_warps=warps, num_stages=2)
+        dq = dq.sum(0) if nv > 1 else dq[0]
+        dk_ = dk_.sum(0) if nv > 1 else dk_[0]
+        return dq.to(ctx.in_dtypes[0]), dk_.to(ctx.in_dtypes[1]), dv_, None, None
+
+
+def causal_linear_attn_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6, chunk_size: int = 64) -> torch.Tensor:
+    """q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> o: (B, H, N, Dv) in v's dtype.
+
+    chunk_size is rounded up to a power of two >= 16 (tensor-core tile).
+    """
+    if q.shape[-2] == 0:
+        return v.new_zeros(v.shape)
+    return CausalLinearAttnFunction.apply(q, k, v, eps, chunk_size)

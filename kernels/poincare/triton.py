@@ -1,0 +1,253 @@
+"""Triton row-wise Poincare-ball maps: exp0, log0, mobius_add with their backward.
+
+Each program owns BLOCK_R rows of (R, D) and computes the row norms/dots and the map in one pass
+(float32 math, any input dtype). c arrives as one float32 per row (the caller expands c to
+x[..., :1]); its gradient comes back per row and is summed to c's shape.
+
+With n = sqrt(max(|x|^2, MIN_NORM^2)), u = sqrt(c) n and (x . g) the row dot with the output grad:
+    exp0:  y = f(u) x,  f = tanh(u)/u      dx = f g + c q(u) (x.g) x,  dc = q(u) (x.g) n^2 / 2,  q = f'(u)/u
+    log0:  y = h(u) x,  h = artanh(min(u, 1-eps))/u, same form with k = h'(u)/u
+For u < 0.1 the ratios and q, k use their Taylor series (no cancellation, finite at 0).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.poincare.naive import BALL_EPS, DEN_MIN, MIN_NORM
+
+@triton.jit
+def _tanh_ratio(u):
+    """f = tanh(u)/u and q = f'(u)/u for u >= 0."""
+    u2 = u * u
+    ub = tl.maximum(u, 0.1)  # the closed forms only serve u >= 0.1
+    t = tl.exp(-2.0 * ub)
+    th = (1.0 - t) / (1.0 + t)
+    f_big = th / ub
+    q_big = (1.0 - th * th - f_big) / (ub * ub)
+    f_small = 1.0 + u2 * (-1.0 / 3.0 + u2 * (2.0 / 15.0 + u2 * (-17.0 / 315.0)))
+    q_small = -2.0 / 3.0 + u2 * (8.0 / 15.0 + u2 * (-34.0 / 105.0 + u2 * (496.0 / 2835.0)))
+    small = u < 0.1
+    return tl.where(small, f_small, f_big), tl.where(small, q_small, q_big)
+
+
+@triton.jit
+def _artanh_ratio(u, umax, at_max):
+    """h = artanh(min(u, umax))/u and k = h'(u)/u (the clamp's derivative is zero) for u >= 0.
+
+    at_max = artanh(umax), computed in float64 on the host (1 - umax is not exact in float32).
+    """
+    u2 = u * u
+    ub = tl.maximum(u, 0.1)  # the closed forms only serve u >= 0.1
+    ucb = tl.minimum(ub, umax)
+    at = tl.where(ub >= umax, at_max, 0.5 * tl.log((1.0 + ucb) / (1.0 - ucb)))
+    h_big = at / ub
+    k_big = tl.where(ub >= umax, -at / (ub * ub * ub), (1.0 / (1.0 - ub * ub) - h_big) / (ub * ub))
+    h_small = 1.0 + u2 * (1.0 / 3.0 + u2 * (1.0 / 5.0 + u2 * (1.0 / 7.0 + u2 * (1.0 / 9.0))))
+    k_small = 2.0 / 3.0 + u2 * (4.0 / 5.0 + u2 * (6.0 / 7.0 + u2 * (8.0 / 9.0)))
+    small = u < 0.1
+    return tl.where(small, h_small, h_big), tl.where(small, k_small, k_big)
+
+
+@triton.jit
+def _rowmap_fwd_kernel(X, C, Y, R, D, min_norm, umax, at_max, LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """X, Y: (R, D); C: (R,) float32. Y = exp0(X) (LOG=False) or log0(X) (LOG=True)."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.arange(0, BLOCK_D)
+    rm = rows < R
+    m = rm[:, None] & (cols < D)[None, :]
+    offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
+    x = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
+    c = tl.load(C + rows, mask=rm, other=1.0)
+    n = tl.sqrt(tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm))
+    u = tl.sqrt(c) * n
+    if LOG:
+        r, _ = _artanh_ratio(u, umax, at_max)
+    else:
+        r, _ = _tanh_ratio(u)
+    tl.store(Y + offs, (r[:, None] * x).to(Y.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _rowmap_bwd_kernel(X, C, G, DX, DC, R, D, min_norm, umax, at_max, LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """G: grad of Y; DX: (R, D); DC: (R,) float32 per-row curvature grads."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.arange(0, BLOCK_D)
+    rm = rows < R
+    m = rm[:, None] & (cols < D)[None, :]
+    offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
+    x = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
+    g = tl.load(G + offs, mask=m, other=0.0).to(tl.float32)
+    c = tl.load(C + rows, mask=rm, other=1.0)
+    n2 = tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm)
+    u = tl.sqrt(c * n2)
+    if LOG:
+        r, dr = _artanh_ratio(u, umax, at_max)
+    else:
+        r, dr = _tanh_ratio(u)
+    xg = tl.sum(x * g, axis=1)
+    dx = r[:, None] * g + (c * dr * xg)[:, None] * x
+    tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=m)
+    tl.store(DC + rows, dr * xg * n2 * 0.5, mask=rm)
+
+
+@triton.jit
+def _mobius_fwd_kernel(X, Yv, C, OUT, R, D, den_min, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """X, Yv, OUT: (R, D); C: (R,). OUT = X (+) Yv."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.arange(0, BLOCK_D)
+    rm = rows < R
+    m = rm[:, None] & (cols < D)[None, :]
+    offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
+    x = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
+    y = tl.load(Yv + offs, mask=m, other=0.0).to(tl.float32)
+    c = tl.load(C + rows, mask=rm, other=1.0)
+    xy = tl.sum(x * y, axis=1)
+    x2 = tl.sum(x * x, axis=1)
+    y2 = tl.sum(y * y, axis=1)
+    a = 1.0 + 2.0 * c * xy + c * y2
+    b = 1.0 - c * x2
+    den = tl.maximum(1.0 + 2.0 * c * xy + c * c * x2 * y2, den_min)
+    out = (a[:, None] * x + b[:, None] * y) / den[:, None]
+    tl.store(OUT + offs, out.to(OUT.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _mobius_bwd_kernel(X, Yv, C, G, DX, DY, DC, R, D, den_min, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Adjoint of _mobius_fwd_kernel: DX, DY (R, D); DC (R,) float32."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.arange(0, BLOCK_D)
+    rm = rows < R
+    m = rm[:, None] & (cols < D)[None, :]
+    offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
+    x = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
+    y = tl.load(Yv + offs, mask=m, other=0.0).to(tl.float32)
+    g = tl.load(G + offs, mask=m, other=0.0).to(tl.float32)
+    c = tl.load(C + rows, mask=rm, other=1.0)
+    xy = tl.sum(x * y, axis=1)
+    x2 = tl.sum(x * x, axis=1)
+    y2 = tl.sum(y * y, axis=1)
+    a = 1.0 + 2.0 * c * xy + c * y2
+    b = 1.0 - c * x2
+    den_raw = 1.0 + 2.0 * c * xy + c * c * x2 * y2
+    den = tl.maximum(den_raw, den_min)
+    gx = tl.sum(g * x, axis=1) / den  # x . dnum
+    gy = tl.sum(g * y, axis=1) / den  # y . dnum
+    # g . out = (a gx + b gy); dden = -(g . out) / den, zero where the floor is active
+    dden = tl.where(den_raw >= den_min, -(a * gx + b * gy) / den, 0.0)
+    dnum = g / den[:, None]
+    dx = a[:, None] * dnum + (2.0 * c * gx + 2.0 * c * dden)[:, None] * y \
+        + (-2.0 * c * gy + 2.0 * c * c * y2 * dden)[:, None] * x
+    dy = b[:, None] * dnum + (2.0 * c * gx + 2.0 * c * dden)[:, None] * x \
+        + (2.0 * c * gx + 2.0 * c * c * x2 * dden)[:, None] * y
+    dc = gx * (2.0 * xy + y2) - gy * x2 + dden * (2.0 * xy + 2.0 * c * x2 * y2)
+    tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=m)
+    tl.store(DY + offs, dy.to(DY.dtype.element_ty), mask=m)
+    tl.store(DC + rows, dc, mask=rm)
+
+
+def _blocks(d: int) -> tuple[int, int, int]:
+    bd = triton.next_power_of_2(max(d, 1))
+    br = max(1, min(64, 4096 // bd))
+    warps = 4 if bd * br <= 4096 else 8
+    return br, bd, warps
+
+
+def _curv_rows(c, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """c -> (c as a tensor, float32 per-row copy (R,), whether c needs a grad)."""
+    if not torch.is_tensor(c):
+        c = torch.tensor(float(c), device=x.device)
+    rows = c.detach().to(device=x.device, dtype=torch.float32).expand(*x.shape[:-1], 1).reshape(-1).contiguous()
+    return c, rows, c.requires_grad
+
+
+class _RowMap(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, c, log, eps):
+        c_t, c_rows, _ = _curv_rows(c, x)
+        d = x.shape[-1]
+        x2 = x.reshape(-1, d).contiguous()
+        y = torch.empty_like(x2)
+        r = x2.shape[0]
+        br, bd, warps = _blocks(d)
+        umax = 1.0 - eps
+        _rowmap_fwd_kernel[(triton.cdiv(r, br),)](x2, c_rows, y, r, d, MIN_NORM, umax, math.atanh(umax) if log else 0.0, LOG=log, BLOCK_R=br,
+                                                  BLOCK_D=bd, num_warps=warps)
+        ctx.save_for_backward(x2, c_rows)
+        ctx.meta = (x.shape, c_t.shape, c_t.dtype, log, umax)
+        return y.view(x.shape)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x2, c_rows = ctx.saved_tensors
+        shape, c_shape, c_dtype, log, umax = ctx.meta
+        r, d = x2.shape
+        g2 = gy.reshape(r, d).contiguous()
+        dx = torch.empty_like(x2)
+        dc = torch.empty(r, device=x2.device, dtype=torch.float32)
+        br, bd, warps = _blocks(d)
+        _rowmap_bwd_kernel[(triton.cdiv(r, br),)](x2, c_rows, g2, dx, dc, r, d, MIN_NORM, umax, math.atanh(umax) if log else 0.0, LOG=log, BLOCK_R=br,
+                                                  BLOCK_D=bd, num_warps=warps)
+        dc_out = None
+        if ctx.needs_input_grad[1]:
+            dc_out = dc.view(*shape[:-1], 1).sum_to_size(c_shape).to(c_dtype)
+        return dx.view(shape), dc_out, None, None
+
+
+class _MobiusAdd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, c):
+        out_dtype = torch.promote_types(x.dtype, y.dtype)
+        shape = torch.broadcast_shapes(x.shape, y.shape)
+        d = shape[-1]
+        xe = x.expand(shape).reshape(-1, d).to(out_dtype).contiguous()
+        ye = y.expand(shape).reshape(-1, d).to(out_dtype).contiguous()
+        c_t, c_rows, _ = _curv_rows(c, xe.view(shape))
+        r = xe.shape[0]
+        out = torch.empty_like(xe)
+        br, bd, warps = _blocks(d)
+        _mobius_fwd_kernel[(triton.cdiv(r, br),)](xe, ye, c_rows, out, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd,
+                                                  num_warps=warps)
+        ctx.save_for_backward(xe, ye, c_rows)
+        ctx.meta = (x.shape, x.dtype, y.shape, y.dtype, shape, c_t.shape, c_t.dtype)
+        return out.view(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        xe, ye, c_rows = ctx.saved_tensors
+        x_shape, x_dtype, y_shape, y_dtype, shape, c_shape, c_dtype = ctx.meta
+        r, d = xe.shape
+        g2 = g.reshape(r, d).contiguous()
+        dx = torch.empty_like(xe)
+        dy = torch.empty_like(ye)
+        dc = torch.empty(r, device=xe.device, dtype=torch.float32)
+        br, bd, warps = _blocks(d)
+        _mobius_bwd_kernel[(triton.cdiv(r, br),)](xe, ye, c_rows, g2, dx, dy, dc, r, d, DEN_MIN, BLOCK_R=br,
+                                                  BLOCK_D=bd, num_warps=warps)
+        dx = dx.view(shape).sum_to_size(x_shape).to(x_dtype)
+        dy = dy.view(shape).sum_to_size(y_shape).to(y_dtype)
+        dc_out = None
+        if ctx.needs_input_grad[2]:
+            dc_out = dc.view(*shape[:-1], 1).sum_to_size(c_shape).to(c_dtype)
+        return dx, dy, dc_out
+
+
+def exp0_triton(v: torch.Tensor, c) -> torch.Tensor:
+    """v: (..., D); c broadcastable to v[..., :1] -> (..., D) in v's dtype."""
+    return _RowMap.apply(v, c, False, 0.0)
+
+
+def log0_triton(x: torch.Tensor, c, eps: float = BALL_EPS) -> torch.Tensor:
+    """x: (..., D); |x| clamped to (1 - eps)/sqrt(c) -> (..., D) in x's dtype."""
+    return _RowMap.apply(x, c, True, float(eps))
+
+
+def mobius_add_triton(x: torch.Tensor, y: torch.Tensor, c) -> torch.Tensor:
+    """x, y: (..., D) broadcastable -> x (+) y: (..., D)."""
+    return _MobiusAdd.apply(x, y, c)
+
+
+__all__ = ["exp0_triton", "log0_triton", "mobius_add_triton"]

@@ -1,0 +1,160 @@
+"""Triton diagonal linear scan h_t = a_t * h_{t-1} + b_t over the last dim of (B, C, N) tensors.
+
+Each program owns BLOCK_R rows (a row is one (batch, channel) sequence) and walks the sequence in
+tiles of BLOCK_T positions: an in-tile `tl.associative_scan` of the affine maps (a, b), then the carry
+from the previous tile. A reverse scan is the same forward scan over mirrored indices (pos = N-1-t),
+so it never relies on `associative_scan(reverse=True)`.
+
+Backward (forward direction; the reverse direction mirrors it):
+    g_t = dh_t + a_{t+1} g_{t+1}   (a scan in the opposite direction, coefficient a shifted by one)
+    db_t = g_t,  da_t = g_t * h_{t-1}
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.backend import triton_interpreted
+
+
+@triton.jit
+def _affine_combine(a_l, b_l, a_r, b_r):
+    # apply (a_l, b_l) first, then (a_r, b_r): h -> a_r (a_l h + b_l) + b_r
+    return a_l * a_r, a_r * b_l + b_r
+
+
+@triton.jit
+def _scan_fwd_kernel(A, Bv, H, N, n_rows, REVERSE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr):
+    """A, Bv, H: (n_rows, N) contiguous. H = scan(A, Bv)."""
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < n_rows
+    base = rows.to(tl.int64)[:, None] * N
+    cols = tl.arange(0, BLOCK_T)
+    carry = tl.zeros([BLOCK_R], dtype=tl.float32)
+    for start in range(0, N, BLOCK_T):
+        t = start + cols
+        if REVERSE:
+            pos = N - 1 - t
+        else:
+            pos = t
+        m = rmask[:, None] & (t < N)[None, :]
+        offs = base + pos[None, :]
+        a = tl.load(A + offs, mask=m, other=1.0).to(tl.float32)
+        b = tl.load(Bv + offs, mask=m, other=0.0).to(tl.float32)
+        a_c, b_c = tl.associative_scan((a, b), axis=1, combine_fn=_affine_combine)
+        h = b_c + a_c * carry[:, None]
+        tl.store(H + offs, h.to(H.dtype.element_ty), mask=m)
+        carry = tl.sum(tl.where((cols == BLOCK_T - 1)[None, :], h, 0.0), axis=1)
+
+
+@triton.jit
+def _scan_bwd_kernel(A, H, DH, DA, DB, N, n_rows, REVERSE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr):
+    """Adjoint of _scan_fwd_kernel(REVERSE): runs in the opposite direction.
+
+    A, H, DH, DA, DB: (n_rows, N) contiguous. g_pos = DH_pos + A_{pos+S} g_{pos+S}, DB = g,
+    DA_pos = g_pos * H_{pos-S}, with S = +1 for a forward scan and -1 for a reverse one.
+    """
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_R + tl.arange(0, BLOCK_R)
+    rmask = rows < n_rows
+    base = rows.to(tl.int64)[:, None] * N
+    cols = tl.arange(0, BLOCK_T)
+    carry = tl.zeros([BLOCK_R], dtype=tl.float32)
+    for start in range(0, N, BLOCK_T):
+        t = start + cols
+        if REVERSE:  # forward pass ran from the end: the adjoint runs from the start
+            pos = t
+            nxt = pos - 1
+            prv = pos + 1
+        else:
+            pos = N - 1 - t
+            nxt = pos + 1
+            prv = pos - 1
+        tmask = t < N
+        m = rmask[:, None] & tmask[None, :]
+        offs = base + pos[None, :]
+        m_nxt = rmask[:, None] & (tmask & (nxt >= 0) & (nxt < N))[None, :]
+        m_prv = rmask[:, None] & (tmask & (prv >= 0) & (prv < N))[None, :]
+        coef = tl.load(A + base + nxt[None, :], mask=m_nxt, other=0.0).to(tl.float32)
+        dh = tl.load(DH + offs, mask=m, other=0.0).to(tl.float32)
+        h_prev = tl.load(H + base + prv[None, :], mask=m_prv, other=0.0).to(tl.float32)
+        c_c, g_c = tl.associative_scan((coef, dh), axis=1, combine_fn=_affine_combine)
+        g = g_c + c_c * carry[:, None]
+        tl.store(DB + offs, g.to(DB.dtype.element_ty), mask=m)
+        tl.store(DA + offs, (g * h_prev).to(DA.dtype.element_ty), mask=m)
+        carry = tl.sum(tl.where((cols == BLOCK_T - 1)[None, :], g, 0.0), axis=1)
+
+
+_CONFIGS = [
+    triton.Config({"BLOCK_R": r, "BLOCK_T": t}, num_warps=w)
+    for r, t, w in [(1, 1024, 4), (2, 512, 4), (4, 256, 4), (4, 512, 4), (8, 256, 8), (2, 1024, 8), (16, 128, 4)]
+]
+_scan_fwd_tuned = triton.autotune(_CONFIGS, key=["N", "REVERSE"])(_scan_fwd_kernel) if not triton_interpreted() else None
+_scan_bwd_tuned = triton.autotune(_CONFIGS, key=["N", "REVERSE"])(_scan_bwd_kernel) if not triton_interpreted() else None
+
+
+def _blocks(n: int, block_t: int | None, block_r: int | None) -> tuple[int, int]:
+    bt = block_t or min(256, triton.next_power_of_2(max(n, 1)))
+    return bt, block_r or 4
+
+
+def _launch_fwd(a, b, reverse, block_t=None, block_r=None):
+    n_rows, n = a.shape
+    h = torch.empty_like(b)
+    if block_t is None and block_r is None and _scan_fwd_tuned is not None:
+        grid = lambda meta: (triton.cdiv(n_rows, meta["BLOCK_R"]),)
+        _scan_fwd_tuned[grid](a, b, h, n, n_rows, REVERSE=reverse)
+    else:
+        bt, br = _blocks(n, block_t, block_r)
+        _scan_fwd_kernel[(triton.cdiv(n_rows, br),)](a, b, h, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
+    return h
+
+
+def _launch_bwd(a, h, dh, reverse, block_t=None, block_r=None):
+    n_rows, n = a.shape
+    da = torch.empty_like(a)
+    db = torch.empty_like(h)
+    if block_t is None and block_r is None and _scan_bwd_tuned is not None:
+        grid = lambda meta: (triton.cdiv(n_rows, meta["BLOCK_R"]),)
+        _scan_bwd_tuned[grid](a, h, dh, da, db, n, n_rows, REVERSE=reverse)
+    else:
+        bt, br = _blocks(n, block_t, block_r)
+        _scan_bwd_kernel[(triton.cdiv(n_rows, br),)](a, h, dh, da, db, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
+    return da, db
+
+
+class DiagScanFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b, reverse, block_t, block_r):
+        a_shape, b_shape = a.shape, b.shape
+        a_e, b_e = torch.broadcast_tensors(a, b)
+        shape = a_e.shape
+        n = shape[-1]
+        a2 = a_e.reshape(-1, n).contiguous()
+        b2 = b_e.reshape(-1, n).contiguous()
+        h = _launch_fwd(a2, b2, reverse, block_t, block_r)
+        ctx.save_for_backward(a2, h)
+        ctx.meta = (a_shape, b_shape, shape, reverse, block_t, block_r)
+        return h.view(shape)
+
+    @staticmethod
+    def backward(ctx, dh):
+        a2, h = ctx.saved_tensors
+        a_shape, b_shape, shape, reverse, block_t, block_r = ctx.meta
+        dh2 = dh.reshape(h.shape).contiguous()
+        da, db = _launch_bwd(a2, h, dh2, reverse, block_t, block_r)
+        da = da.view(shape).sum_to_size(a_shape)
+        db = db.view(shape).sum_to_size(b_shape)
+        return da, db, None, None, None
+
+
+def diag_scan_triton(a: torch.Tensor, b: torch.Tensor, reverse: bool = False, block_t: int | None = None, block_r: int | None = None) -> torch.Tensor:
+    """a, b: (B, C, N) (broadcastable) -> h: (B, C, N) in b's dtype; fp32 accumulation.
+
+    block_t / block_r force a tile (tests); by default the block sizes are autotuned on GPU.
+    """
+    if a.shape[-1] == 0:
+        return torch.broadcast_tensors(a, b)[1].clone()
+    return DiagScanFunction.apply(a, b, bool(reverse), block_t, block_r)

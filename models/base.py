@@ -1,0 +1,65 @@
+"""The causal-LM shell every model shares: embedding -> blocks -> final norm -> head.
+
+A model is `ids (B, N) -> logits (B, N, V)`. Blocks map (B, N, d) -> (B, N, d); a block may set
+`self.aux_loss` (a scalar tensor) during forward, and :attr:`CausalLM.aux_loss` sums them so that
+training adds it to the cross-entropy.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .layers.embedding import LowRankEmbedding, lowrank_embedding_params
+
+
+def make_embedding(config) -> nn.Module:
+    """The token embedding a config asks for: low-rank/dense, or HTT."""
+    if config.embedding == "htt":
+        from .layers.htt import HTT_RANK, HTTEmbedding
+        return HTTEmbedding(config.vocab_size, config.d_model, getattr(config, "htt_rank", HTT_RANK))
+    return LowRankEmbedding(config.vocab_size, config.d_model, config.embed_rank)
+
+
+def embedding_params(config) -> int:
+    if config.embedding == "htt":
+        from .layers.htt import HTT_RANK, htt_params
+        return htt_params(config.vocab_size, config.d_model, getattr(config, "htt_rank", HTT_RANK))
+    return lowrank_embedding_params(config.vocab_size, config.d_model, config.embed_rank)
+
+
+def head_params(config) -> int:
+    return 0 if config.tie_head else config.d_model * config.vocab_size
+
+
+class CausalLM(nn.Module):
+    """ids: (B, N) -> logits (B, N, V)."""
+
+    def __init__(self, config, blocks: list[nn.Module], make_norm: Callable[[int], nn.Module]):
+        super().__init__()
+        self.config = config
+        self.embed = make_embedding(config)
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = make_norm(config.d_model)
+        self.head = None if config.tie_head else nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.aux_loss: torch.Tensor | None = None
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)  # (B, N, d)
+        use_ckpt = self.config.grad_checkpoint and self.training and torch.is_grad_enabled()
+        for block in self.blocks:
+            x = checkpoint(block, x, use_reentrant=False) if use_ckpt else block(x)
+        x = self.norm(x)
+        self.aux_loss = self._collect_aux_loss()
+        return self.project_to_vocab(x)  # (B, N, V)
+
+    def project_to_vocab(self, x: torch.Tensor) -> torch.Tensor:
+        if self.head is not None:
+            return self.head(x)
+        return self.embed.tied_logits(x) if hasattr(self.embed, "tied_logits") else x @ self.embed.table.weight.T
+
+    def _collect_aux_loss(self) -> torch.Tensor | None:
+        losses = [b.aux_loss for b in self.blocks if getattr(b, "aux_loss", None) is not None]
+        return torch.stack(losses).sum() if losses else None

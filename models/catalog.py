@@ -1,0 +1,24 @@
+"""Registers every model phasebench ships."""
+from __future__ import annotations
+
+from . import seed, transformer
+from .layers.attention import attention_forward_flops
+from .layers.linear_attention import linear_attention_forward_flops
+from .registry import ModelEntry, register
+
+register(ModelEntry("transformer", transformer.TransformerConfig, transformer.build,
+                    transformer.estimate_params, attention_forward_flops,
+                    "pre-norm Transformer baseline (causal SDPA, rotary, GELU FFN)"))
+register(ModelEntry("phase7-seed", seed.SeedConfig, seed.build_phase7_seed, seed.estimate_phase7_seed,
+                    attention_forward_flops, "the seed report's Phase 7 stand-in (bidirectional MHA)"))
+register(ModelEntry("phase8-seed", seed.SeedConfig, seed.build_phase8_seed, seed.estimate_phase8_seed,
+                    linear_attention_forward_flops, "the seed report's Phase 8 stand-in (tangent linear attention)"))
+
+from . import phase7, phase8  # noqa: E402
+
+register(ModelEntry("phase7", phase7.Phase7Config, phase7.build, phase7.estimate_params,
+                    phase7.mixer_forward_flops,
+                    "ResNet-BK hybrid: BK-Core gate, windowed hyperbolic attention, AR-SSM"))
+register(ModelEntry("phase8", phase8.Phase8Config, phase8.build, phase8.estimate_params,
+                    phase8.mixer_forward_flops,
+                    "phase7 + tangent linear attention, hyperbolic SSM, BK-hyperbolic gate, AR fusion"))

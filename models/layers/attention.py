@@ -1,0 +1,62 @@
+"""Softmax self-attention through `scaled_dot_product_attention`, with optional rotary embedding."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+_PREFERENCE = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
+
+
+def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding. x: (B, H, N, Dh) with Dh even -> same shape."""
+    n, dh = x.shape[-2], x.shape[-1]
+    inv_freq = base ** (-torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh)  # (Dh/2,)
+    angles = torch.arange(n, device=x.device, dtype=torch.float32)[:, None] * inv_freq  # (N, Dh/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, N, Dh/2)
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+class SelfAttention(nn.Module):
+    """x: (B, N, d) -> (B, N, d). Records the SDPA backend that ran in `backend_used`."""
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool, bias: bool, use_rotary: bool):
+        super().__init__()
+        self.n_heads, self.causal, self.use_rotary = n_heads, causal, use_rotary
+        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.backend_used: str | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.in_proj(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if self.use_rotary:
+            q, k = rotary(q), rotary(k)  # (B, H, N, Dh)
+        o = self._sdpa(q, k, v)  # (B, H, N, Dh)
+        return self.out_proj(o.transpose(1, 2).reshape(b, n, d))
+
+    def _sdpa(self, q, k, v):
+        if not q.is_cuda:
+            self.backend_used = "cpu"
+            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        for backend in _PREFERENCE:
+            try:
+                with sdpa_kernel(backend):
+                    out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+            except RuntimeError:
+                continue
+            self.backend_used = backend.name.lower()
+            return out
+        raise RuntimeError("no scaled_dot_product_attention backend accepts these inputs")
+
+
+def attention_params(d_model: int, bias: bool) -> int:
+    return 4 * d_model * d_model + (4 * d_model if bias else 0)
+
+
+def attention_forward_flops(config, seq_len: int) -> float:
+    """QK^T and PV per token over all layers: 4*N*d per layer, halved when causal (what flash runs)."""
+    per_layer = 4.0 * seq_len * config.d_model
+    return config.n_layers * (per_layer / 2 if config.causal else per_layer)

@@ -1,0 +1,94 @@
+"""Tangent-space linear attention (models.md, phase8): clip in the tangent space, ELU+1 linear attention.
+
+The residual stream is Euclidean. Mapping it into the Poincare ball with exp0 and straight back with
+log0 only rescales along the vector, so the round trip is written in closed form: the tangent norm is
+clipped to artanh(max_norm)/sqrt(c), the image of the ball's usable radius (a saturating nonlinearity,
+where the curvature acts), and no exp0/log0 is computed.
+
+`mode="exact"` (phase8 `lin_attn_mode`) replaces the linear attention by causal softmax attention on the
+negative Poincare distance, `softmax_s(-softplus(beta_h) d_c(exp0 q_t, exp0 k_s))` over all s <= t,
+O(N^2), for comparison only; `mode="auto"` picks exact while the curvature exceeds `auto_threshold`
+(upstream's idea) and linear otherwise. Those two modes add the per-head `beta`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def clip_tangent(u: torch.Tensor, c: torch.Tensor, max_norm: float = 1 - 1e-3) -> torch.Tensor:
+    """u: (..., D), c > 0 broadcastable to u[..., :1] -> u with |u| <= artanh(max_norm)/sqrt(c)."""
+    radius = math.atanh(max_norm) / c.sqrt()
+    norm = u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return u * (radius / norm).clamp(max=1.0)
+
+
+def linear_attn_bidirectional(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6):
+    """Non-causal ELU+1 linear attention. q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> (B, H, N, Dv)."""
+    fq, fk = F.elu(q) + 1, F.elu(k) + 1
+    kv = fk.transpose(-1, -2) @ v  # (B, H, Dk, Dv)
+    norm = fq @ fk.sum(dim=-2, keepdim=True).transpose(-1, -2)  # (B, H, N, 1)
+    return (fq @ kv) / (norm + eps)
+
+
+class TangentLinearAttention(nn.Module):
+    """x: (B, N, d) -> (B, N, d); O(N) time and memory. `value_gate` (B, N, d) scales the values."""
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool, bias: bool = True, c_init: float = 0.01,
+                 max_norm: float = 1 - 1e-3, mode: str = "linear", auto_threshold: float = 1.0,
+                 c_bounds: tuple[float, float] | None = None):
+        super().__init__()
+        if mode not in ("linear", "exact", "auto"):
+            raise ValueError(f"mode: {mode!r} is not one of linear, exact, auto")
+        if mode != "linear" and not causal:
+            raise ValueError("mode exact/auto is causal only")
+        self.n_heads, self.causal, self.max_norm = n_heads, causal, max_norm
+        self.mode, self.auto_threshold = mode, auto_threshold
+        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        # c_bounds given: c = softplus(raw) clamped to the bounds (models.md); else the seed's raw clamp
+        self.c_bounds = c_bounds
+        raw = float(c_init) if c_bounds is None else float(c_init) + math.log(-math.expm1(-float(c_init)))
+        self.curvature = nn.Parameter(torch.tensor(raw))
+        # softplus(0.5413) = 1: the distance scale of the exact mode
+        self.beta = nn.Parameter(torch.full((n_heads,), 0.5413)) if mode != "linear" else None
+
+    def c(self) -> torch.Tensor:
+        if self.c_bounds is not None:
+            return F.softplus(self.curvature.float()).clamp(*self.c_bounds)
+        return self.curvature.float().clamp_min(1e-4)
+
+    def forward(self, x: torch.Tensor, value_gate: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = x.shape
+        u = clip_tangent(x.float(), self.c(), self.max_norm).to(x.dtype)  # (B, N, d)
+        q, k, v = self.in_proj(u).view(b, n, 3, d).unbind(2)  # each (B, N, d)
+        if value_gate is not None:
+            v = v * value_gate
+        q, k, v = (t.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        if self.use_exact():
+            from kernels.window_attn import window_hyp_attn
+            ch = self.c().expand(self.n_heads)  # (H,)
+            o = window_hyp_attn(q, k, v, ch, F.softplus(self.beta.float()), window=max(1, n))  # (B, H, N, Dh)
+        elif self.causal:
+            from kernels.linear_attn import causal_linear_attn
+            o = causal_linear_attn(q, k, v)  # (B, H, N, Dh)
+        else:
+            o = linear_attn_bidirectional(q, k, v)
+        return self.out_proj(o.transpose(1, 2).reshape(b, n, d))
+
+    def use_exact(self) -> bool:
+        if self.mode == "auto":
+            return float(self.c().detach()) > self.auto_threshold
+        return self.mode == "exact"
+
+
+def tangent_linear_attention_params(d_model: int, bias: bool = True, n_heads: int = 0, mode: str = "linear") -> int:
+    return 4 * d_model * d_model + (4 * d_model if bias else 0) + 1 + (n_heads if mode != "linear" else 0)
+
+
+def linear_attention_forward_flops(config, seq_len: int) -> float:
+    """phi(k) v^T state update and phi(q) S readout: 4*d*Dh per token and layer."""
+    return config.n_layers * 4.0 * config.d_model * config.head_dim

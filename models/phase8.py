@@ -1,0 +1,142 @@
+"""phase8: phase7 plus hyperbolic extensions on the residual path (models.md, "phase8").
+
+Block (h = norm1(x), Phase 7's block with its FFN, plus each component behind its flag):
+
+    mix, g      = Phase7Block.mix(h, fusion)          ar_fusion: AR-SSM low-rank path * sigma(MLP(2|u_t|/tau))
+    x           = x + mix
+    x           = x + LinAttn(h, values * BKHypGate(g))   linear_attn (+ bk_hyperbolic gate on its values)
+    x           = x + HypSSM(h)                       hyp_ssm: tangent-space selective scan, ball readout
+    x           = x + Sheaf(h)                        sheaf (off by default)
+    x           = x + FFN(norm2(x))
+    aux_loss    = Entailment(h) + Homology(h)         entailment, homology (off by default)
+
+Each default-on component adds to the residual stream through its own output projection, so it changes
+the logits. The residual stream is Euclidean; components enter the ball with exp0 and leave with log0,
+and where that round trip cancels (tangent clipping of the linear attention, d_c(0, exp0(u)) = 2|u| of
+the fusion) the closed form is used (see the layers' docstrings).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .base import CausalLM
+from .config import ConfigError, knob
+from .layers.gates import BKHyperbolicGate, HyperbolicFusion, bk_hyperbolic_gate_params, expand_channels, \
+    hyperbolic_fusion_params
+from .layers.hyp_ssm import HyperbolicSSM, hyperbolic_ssm_forward_flops, hyperbolic_ssm_params
+from .layers.linear_attention import TangentLinearAttention, tangent_linear_attention_params
+from .layers.phase8_extras import EntailmentCones, PersistentHomology, SheafAttention, entailment_params, \
+    homology_params, sheaf_params
+from .phase7 import Phase7Block, Phase7Config, block_mixer_flops
+from .phase7 import estimate_params as phase7_estimate
+
+COMPONENTS = ("linear_attn", "hyp_ssm", "bk_hyperbolic", "ar_fusion", "entailment", "homology", "sheaf")
+
+
+@dataclass
+class Phase8Config(Phase7Config):
+    linear_attn: bool = knob(True, help="tangent-space causal linear attention branch")
+    hyp_ssm: bool = knob(True, help="hyperbolic selective SSM branch")
+    bk_hyperbolic: bool = knob(True, help="BK scattering gate on the linear-attention values")
+    ar_fusion: bool = knob(True, help="per-token hyperbolic scale of the AR-SSM low-rank path")
+    entailment: bool = knob(False, help="entailment-cone auxiliary loss")
+    homology: bool = knob(False, help="persistent-homology regulariser")
+    sheaf: bool = knob(False, help="sheaf attention branch")
+    lin_attn_mode: str = knob("linear", choices=("linear", "exact", "auto"), help="exact is O(N^2)")
+    lin_attn_auto_threshold: float = knob(1.0, gt=0.0, help="auto: exact while curvature exceeds this")
+    lin_attn_curvature_init: float = knob(0.01, gt=0.0, help="initial curvature of the linear attention")
+    hyp_ssm_mode: str = knob("parallel", choices=("parallel", "mobius"), help="mobius: sequential reference")
+    d_state: int = knob(64, min=1, max=65536, help="state size of the hyperbolic SSM")
+    tau: float = knob(0.7, gt=0.0, help="temperature of the AR-SSM hyperbolic fusion")
+    fusion_hidden: int = knob(32, min=1, max=4096, help="hidden width of the fusion MLP (1 -> h -> 1)")
+    entailment_weight: float = knob(0.01, min=0.0, help="weight of the entailment-cone loss")
+    homology_weight: float = knob(0.01, min=0.0, help="weight of the homology regulariser")
+    homology_landmarks: int = knob(64, min=2, max=4096, help="landmark tokens of the homology regulariser")
+    sheaf_stalk_dim: int = knob(0, min=0, max=65536, help="edge-stalk size of sheaf attention; 0 = head dim")
+
+    @property
+    def stalk_dim(self) -> int:
+        return self.sheaf_stalk_dim or self.head_dim
+
+    def validate(self) -> None:
+        super().validate()
+        if self.bk_hyperbolic and not self.linear_attn:
+            raise ConfigError("bk_hyperbolic", self.bk_hyperbolic, "gates the linear-attention values; "
+                              "needs linear_attn=true")
+        c_bounds = f"[c_min, c_max] = [{self.c_min}, {self.c_max}]"
+        if self.linear_attn and not self.c_min <= self.lin_attn_curvature_init <= self.c_max:
+            raise ConfigError("lin_attn_curvature_init", self.lin_attn_curvature_init, f"must lie in {c_bounds}")
+
+
+class Phase8Block(Phase7Block):
+    """x: (B, N, d) -> (B, N, d); sets `aux_loss` when entailment or homology is on."""
+
+    def __init__(self, config: Phase8Config):
+        super().__init__(config)
+        d, c = config.d_model, config
+        ball = (c.curvature_init, c.c_min, c.c_max)
+        self.fusion = HyperbolicFusion(c.fusion_hidden, c.tau) if c.ar_fusion else None
+        self.lin_attn = (TangentLinearAttention(d, c.n_heads, causal=True, bias=False, c_init=c.lin_attn_curvature_init,
+                                                mode=c.lin_attn_mode, auto_threshold=c.lin_attn_auto_threshold,
+                                                c_bounds=(c.c_min, c.c_max)) if c.linear_attn else None)
+        self.bk_hyp = BKHyperbolicGate(c.channels) if c.bk_hyperbolic else None
+        self.hyp_ssm = HyperbolicSSM(d, c.d_state, c.hyp_ssm_mode, *ball) if c.hyp_ssm else None
+        self.sheaf = SheafAttention(d, c.n_heads, c.stalk_dim) if c.sheaf else None
+        self.entailment = EntailmentCones(d, c.head_dim, c.entailment_weight, *ball) if c.entailment else None
+        self.homology = (PersistentHomology(d, c.head_dim, c.homology_landmarks, c.homology_weight, *ball)
+                         if c.homology else None)
+        self.aux_loss: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)  # (B, N, d)
+        out, g_re, g_im = self.mix(h, self.fusion)  # (B, N, d), (B, N, C) x 2
+        x = x + out
+        if self.lin_attn is not None:
+            gate = None if self.bk_hyp is None else expand_channels(self.bk_hyp(g_re, g_im), h.shape[-1]).to(h.dtype)
+            x = x + self.lin_attn(h, value_gate=gate)  # (B, N, d)
+        if self.hyp_ssm is not None:
+            x = x + self.hyp_ssm(h)
+        if self.sheaf is not None:
+            x = x + self.sheaf(h)
+        aux = [m(h) for m in (self.entailment, self.homology) if m is not None]
+        self.aux_loss = torch.stack(aux).sum() if aux else None
+        return self.feed_forward(x)
+
+
+def build(config: Phase8Config) -> CausalLM:
+    return CausalLM(config, [Phase8Block(config) for _ in range(config.n_layers)], nn.RMSNorm)
+
+
+def extra_block_params(config: Phase8Config) -> int:
+    d, c = config.d_model, config
+    return ((hyperbolic_fusion_params(c.fusion_hidden) if c.ar_fusion else 0)
+            + (tangent_linear_attention_params(d, False, c.n_heads, c.lin_attn_mode) if c.linear_attn else 0)
+            + (bk_hyperbolic_gate_params(c.channels) if c.bk_hyperbolic else 0)
+            + (hyperbolic_ssm_params(d, c.d_state) if c.hyp_ssm else 0)
+            + (sheaf_params(d, c.n_heads, c.stalk_dim) if c.sheaf else 0)
+            + (entailment_params(d, c.head_dim) if c.entailment else 0)
+            + (homology_params(d, c.head_dim) if c.homology else 0))
+
+
+def estimate_params(config: Phase8Config) -> int:
+    return phase7_estimate(config) + config.n_layers * extra_block_params(config)
+
+
+def mixer_forward_flops(config: Phase8Config, seq_len: int) -> float:
+    c = config
+    per_layer = block_mixer_flops(config, seq_len)
+    if c.linear_attn:
+        exact = c.lin_attn_mode == "exact"
+        per_layer += (4.0 * seq_len / 2 * c.d_model) if exact else 4.0 * c.d_model * c.head_dim
+    if c.hyp_ssm:
+        per_layer += hyperbolic_ssm_forward_flops(c.d_state)
+    if c.sheaf:
+        per_layer += 2.0 * c.n_heads * c.n_heads * c.stalk_dim
+    if c.entailment:
+        per_layer += 20.0 * c.head_dim
+    if c.homology:
+        per_layer += 2.0 * c.homology_landmarks ** 2 * c.head_dim / max(1, seq_len)
+    return c.n_layers * per_layer

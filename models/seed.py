@@ -1,0 +1,72 @@
+"""phase7-seed and phase8-seed: the stand-ins the seed report measured (seed-report.md).
+
+Pre-LN blocks `x + Mix(LN x)`, `x + FFN(LN x)` with biases everywhere, bidirectional by default,
+low-rank embedding (rank d/4) and FFN (rank d/8), final LN, head without bias. phase7-seed mixes with
+multi-head softmax attention, phase8-seed with tangent-space ELU+1 linear attention plus one curvature
+scalar per layer (initialised to 0.01).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .base import CausalLM, embedding_params, head_params
+from .config import ModelConfig, knob
+from .layers.attention import SelfAttention, attention_params
+from .layers.ffn import config_ffn_params, make_ffn
+from .layers.linear_attention import TangentLinearAttention, tangent_linear_attention_params
+
+
+@dataclass
+class SeedConfig(ModelConfig):
+    embed_rank_ratio: float = knob(0.25, gt=0.0, max=1.0)
+    ffn_rank_ratio: float = knob(0.125, min=0.0, max=1.0)
+    precision: str = knob("pure_fp16", choices=ModelConfig.__dataclass_fields__["precision"].metadata["choices"])
+    causal: bool = knob(False)
+
+
+class SeedBlock(nn.Module):
+    """x: (B, N, d) -> (B, N, d)."""
+
+    def __init__(self, config: SeedConfig, linear: bool):
+        super().__init__()
+        d = config.d_model
+        self.norm1 = nn.LayerNorm(d)
+        if linear:
+            self.mix = TangentLinearAttention(d, config.n_heads, config.causal)
+        else:
+            self.mix = SelfAttention(d, config.n_heads, config.causal, bias=True, use_rotary=False)
+        self.ffn = make_ffn(config)
+        self.norm2 = nn.LayerNorm(d) if self.ffn is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mix(self.norm1(x))
+        if self.ffn is not None:
+            x = x + self.ffn(self.norm2(x))
+        return x
+
+
+def build_phase7_seed(config: SeedConfig) -> CausalLM:
+    return CausalLM(config, [SeedBlock(config, linear=False) for _ in range(config.n_layers)], nn.LayerNorm)
+
+
+def build_phase8_seed(config: SeedConfig) -> CausalLM:
+    return CausalLM(config, [SeedBlock(config, linear=True) for _ in range(config.n_layers)], nn.LayerNorm)
+
+
+def _estimate(config: SeedConfig, mixer_params: int) -> int:
+    d = config.d_model
+    ffn = config_ffn_params(config)
+    block = 2 * d + mixer_params + ffn + (2 * d if ffn else 0)
+    return embedding_params(config) + config.n_layers * block + 2 * d + head_params(config)
+
+
+def estimate_phase7_seed(config: SeedConfig) -> int:
+    return _estimate(config, attention_params(config.d_model, bias=True))
+
+
+def estimate_phase8_seed(config: SeedConfig) -> int:
+    return _estimate(config, tangent_linear_attention_params(config.d_model))
+

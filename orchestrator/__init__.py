@@ -1,0 +1,1 @@
+"""spec -> jobs -> Ray -> results: the orchestrator of phasebench (see orchestrator/README.md)."""

@@ -1,0 +1,78 @@
+"""The Python API: the CLI's operations for notebooks and scripts.
+
+>>> from orchestrator import api
+>>> outcome = api.run("examples/quickstart.yaml", db="sqlite:///pb.db")
+>>> rows = api.results(db="sqlite:///pb.db", model=["phase8-seed"])
+>>> frame = api.results_frame(db="sqlite:///pb.db")        # needs pandas
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .runner import BatchOutcome, Runner
+from .spec import Spec, expand, load_spec
+from .store.repository import Filters, Store
+
+__all__ = ["Filters", "plan", "resume", "results", "results_frame", "run"]
+from .store.schema import Run
+
+ResultCallback = Callable[[Run, dict[str, Any]], None]
+
+
+def plan(spec: str | Path | dict[str, Any], allow_large: bool = False) -> Spec:
+    """Validate a spec (a path or a parsed mapping) and resolve its runs; writes nothing."""
+    return expand(spec, allow_large) if isinstance(spec, dict) else load_spec(spec, allow_large)
+
+
+def run(spec: str | Path | dict[str, Any] | Spec, db: str | None = None, address: str | None = None,
+        rerun: bool = False, allow_large: bool = False, max_parallel: int | None = None,
+        on_batch: Callable[[int, int], None] | None = None, on_result: ResultCallback | None = None) -> BatchOutcome:
+    """Validate, store and run a batch; returns the per-status counts.
+
+    `on_batch(batch_id, n_runs_to_do)` is called once the batch is stored, `on_result(run, outcome)`
+    after each finished run.
+    """
+    resolved = spec if isinstance(spec, Spec) else plan(spec, allow_large)
+    store = Store(db)
+    try:
+        batch = store.create_batch(resolved, rerun=rerun)
+        return _run_stored(store, batch.id, address, max_parallel, on_batch, on_result)
+    finally:
+        store.close()
+
+
+def resume(batch: str | int, db: str | None = None, address: str | None = None, max_parallel: int | None = None,
+           on_batch: Callable[[int, int], None] | None = None, on_result: ResultCallback | None = None) -> BatchOutcome:
+    """Finish the pending and interrupted runs of a stored batch (by id or name)."""
+    store = Store(db, create=False)
+    try:
+        return _run_stored(store, store.find_batch(batch).id, address, max_parallel, on_batch, on_result)
+    finally:
+        store.close()
+
+
+def _run_stored(store: Store, batch_id: int, address, max_parallel, on_batch, on_result) -> BatchOutcome:
+    if on_batch is not None:
+        counts = store.run_counts(batch_id)
+        on_batch(batch_id, counts.get("pending", 0) + counts.get("running", 0))
+    return Runner(store, address=address, max_parallel=max_parallel, on_result=on_result).run_batch(batch_id)
+
+
+def results(db: str | None = None, model: Iterable[str] = (), mode: Iterable[str] = (), batch: Iterable[str] = (),
+            status: Iterable[str] = (), device: Iterable[str] = (), where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Result records (one dict per run) matching every given filter."""
+    filters = Filters(tuple(model), tuple(mode), tuple(str(b) for b in batch), tuple(status), tuple(device),
+                      tuple((where or {}).items()))
+    store = Store(db, create=False)
+    try:
+        return store.rows(filters)
+    finally:
+        store.close()
+
+
+def results_frame(db: str | None = None, **filters: Any):
+    """:func:`results` as a pandas DataFrame (pandas must be installed)."""
+    import pandas as pd
+
+    return pd.DataFrame.from_records(results(db, **filters))

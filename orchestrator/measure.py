@@ -1,0 +1,320 @@
+"""The benchmark job: build one configuration, run it in its mode, measure memory and time.
+
+Follows measurement.md. Runs inside a fresh worker process (Ray task, max_calls=1). Returns a plain
+dict: `status` (ok | oom | failed | nonfinite), `phase` (build | forward | backward | step | done) and
+the metrics named like :class:`orchestrator.store.schema.Result`'s columns.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import statistics
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import models
+from .spec import RUN_FIELD_TYPES
+
+#: dense bf16/fp16 tensor-core peak FLOP/s by GPU name fragment (vendor datasheets)
+PEAK_FLOPS_16BIT = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "RTX 3080": 119e12}
+PURE_DTYPES = {"pure_fp16": torch.float16, "pure_bf16": torch.bfloat16}
+AMP_DTYPES = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
+
+
+class PhaseTracker:
+    """Remembers the phase a run is in, so an OOM can say where it died."""
+
+    def __init__(self) -> None:
+        self.phase = "build"
+
+
+@dataclass
+class Measurement:
+    status: str = "ok"
+    phase: str = "done"
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "phase": self.phase, "error": self.error, **self.metrics}
+
+
+def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(run fields, model knobs) of a resolved config."""
+    run = {k: v for k, v in config.items() if k in RUN_FIELD_TYPES}
+    knobs = {k: v for k, v in config.items() if k not in RUN_FIELD_TYPES}
+    return run, knobs
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                              or "not enough memory" in text)
+
+
+def peak_flops(gpu_name: str | None, precision: str) -> float | None:
+    """Peak FLOP/s for MFU: the dense 16-bit tensor-core figure (fp32 runs use half of it, TF32)."""
+    if not gpu_name:
+        return None
+    for fragment, flops in PEAK_FLOPS_16BIT.items():
+        if fragment in gpu_name:
+            return flops / 2 if precision == "fp32" else flops
+    return None
+
+
+class SavedTensorCounter:
+    """Counts bytes saved for backward (unique storages) while active."""
+
+    def __init__(self) -> None:
+        self.storages: dict[int, int] = {}
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.device.type != "meta":
+            storage = tensor.untyped_storage()
+            self.storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.storages.values())
+
+    def hooks(self):
+        return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
+
+
+def tensor_bytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class BenchmarkJob:
+    """One configuration's benchmark (see module docstring)."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.run, knobs = split_config(config)
+        self.entry = models.get(self.run["model"])
+        self.model_config = self.entry.make_config(knobs)
+        self.device = torch.device(self.run["device"])
+        self.precision = self.model_config.precision
+        self.tracker = PhaseTracker()
+        self.result = Measurement()
+        self.baseline = 0
+
+    # -- memory ---------------------------------------------------------------------------------
+    def allocated(self) -> int:
+        return torch.cuda.memory_allocated(self.device) - self.baseline if self.device.type == "cuda" else 0
+
+    def prepare_device(self) -> None:
+        torch.manual_seed(self.run["seed"])
+        if self.device.type != "cuda":
+            return
+        torch.cuda.set_device(self.device)
+        budget = self.run["vram_budget_gb"]
+        if budget:
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, budget * 2**30 / total), self.device)
+        warm = torch.ones(64, 64, device=self.device)
+        (warm @ warm).sum().item()  # lazily created cuBLAS workspace is not charged to the model
+        torch.cuda.synchronize()
+        self.baseline = torch.cuda.memory_allocated(self.device)
+
+    # -- steps ----------------------------------------------------------------------------------
+    def autocast(self):
+        if self.precision in AMP_DTYPES:
+            return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.precision])
+        return contextlib.nullcontext()
+
+    def build(self):
+        """The model built directly on the device in its storage dtype (no fp32 copy on the way)."""
+        self.tracker.phase = "build"
+        dtype = PURE_DTYPES.get(self.precision, torch.float32)
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with self.device:
+                model = self.entry.build(self.model_config)
+        finally:
+            torch.set_default_dtype(previous)
+        return model.to(dtype=dtype)
+
+    def step(self, model, ids, optimizer) -> float:
+        mode = self.run["mode"]
+        self.tracker.phase = "forward"
+        if mode == "inference":
+            with torch.no_grad(), self.autocast():
+                logits = model(ids)
+            finite = bool(torch.isfinite(logits).all())
+            del logits
+            return 0.0 if finite else math.nan
+        with self.autocast():
+            logits = model(ids)  # (B, N, V)
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
+            if model.aux_loss is not None:
+                loss = loss + model.aux_loss
+        del logits
+        self.tracker.phase = "backward"
+        loss.backward()
+        if optimizer is not None:
+            self.tracker.phase = "step"
+            optimizer.step()
+        model.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def make_optimizer(self, model):
+        if self.run["mode"] != "train":
+            return None
+        fused = self.device.type == "cuda"
+        return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+
+    # -- the protocol ---------------------------------------------------------------------------
+    def measure(self) -> dict[str, Any]:
+        try:
+            self._measure()
+        except Exception as exc:  # every failure is a result row, never a lost run
+            self.result.status = classify_failure(exc)
+            self.result.phase = self.tracker.phase
+            self.result.error = f"{type(exc).__name__}: {exc}"[:4000]
+            if self.result.status == "failed":
+                self.result.metrics["traceback"] = traceback.format_exc()[-8000:]
+            self._record_peak_after_failure()
+        return self.result.as_dict()
+
+    def _record_peak_after_failure(self) -> None:
+        m = self.result.metrics
+        if self.device.type == "cuda":
+            m["peak_bytes"] = torch.cuda.max_memory_allocated(self.device) - self.baseline
+        m["peak_rss_bytes"] = peak_rss_bytes()
+
+    def _measure(self) -> None:
+        m = self.result.metrics
+        run = self.run
+        self.prepare_device()
+        model = self.build()
+        m["params"] = models.count_params(model)
+        m["weights_bytes"] = self.allocated() if self.device.type == "cuda" else tensor_bytes(model.parameters())
+        model.train(run["mode"] != "inference")
+        optimizer = self.make_optimizer(model)
+        generator = torch.Generator().manual_seed(run["seed"])
+        self.tracker.phase = "forward"
+        if run["fault"] == "raise":
+            raise RuntimeError("injected fault (fault: raise)")
+        ids = torch.randint(0, self.model_config.vocab_size, (run["batch_size"], run["seq_len"]),
+                            generator=generator).to(self.device)
+        if optimizer is not None:  # AdamW creates its state lazily: one full step first
+            self.check_finite(self.step(model, ids, optimizer))
+        self.synchronize()
+        m["static_bytes"] = self.static_bytes(model, optimizer)
+        for _ in range(run["warmup_steps"]):
+            self.check_finite(self.step(model, ids, optimizer))
+        self.synchronize()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        times, losses = self.timed_steps(model, ids, optimizer)
+        self.record_memory(m)
+        m["saved_tensor_bytes"] = self.count_saved_bytes(model, ids)
+        logits_dtype = PURE_DTYPES.get(self.precision) or AMP_DTYPES.get(self.precision) or torch.float32
+        m["logits_bytes"] = run["batch_size"] * run["seq_len"] * self.model_config.vocab_size * logits_dtype.itemsize
+        if self.device.type != "cuda":
+            m["activation_bytes"] = m["saved_tensor_bytes"]
+        self.record_speed(m, times)
+        m["loss"] = losses[-1] if run["mode"] != "inference" else None
+        m["extra"] = {"sdpa_backends": sorted(self.sdpa_backends(model)), "step_times_s": times,
+                      "activation_source": "allocator" if self.device.type == "cuda" else "saved_tensors"}
+        if any(not math.isfinite(x) for x in losses):
+            self.result.status, self.result.phase = "nonfinite", "done"
+
+    def check_finite(self, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise NonFinite(self.tracker.phase)
+
+    def timed_steps(self, model, ids, optimizer) -> tuple[list[float], list[float]]:
+        times, losses = [], []
+        for _ in range(self.run["repeats"] * self.run["steps"]):
+            self.synchronize()
+            start = time.perf_counter()
+            losses.append(self.step(model, ids, optimizer))
+            self.synchronize()
+            times.append(time.perf_counter() - start)
+        return times, losses
+
+    def static_bytes(self, model, optimizer) -> int:
+        if self.device.type == "cuda":
+            return self.allocated()
+        state = [t for s in optimizer.state.values() for t in s.values()
+                 if torch.is_tensor(t)] if optimizer is not None else []
+        return tensor_bytes(model.parameters()) + tensor_bytes(state)
+
+    def record_memory(self, m: dict[str, Any]) -> None:
+        m["peak_rss_bytes"] = peak_rss_bytes()
+        if self.device.type != "cuda":
+            return
+        stats = torch.cuda.memory_stats(self.device)
+        m["peak_bytes"] = torch.cuda.max_memory_allocated(self.device) - self.baseline
+        m["reserved_bytes"] = torch.cuda.max_memory_reserved(self.device)
+        free, total = torch.cuda.mem_get_info(self.device)
+        m["device_used_bytes"] = total - free
+        m["alloc_retries"] = stats.get("num_alloc_retries", 0)
+        m["num_ooms"] = stats.get("num_ooms", 0)
+        base = m["static_bytes"] if self.run["mode"] == "train" else m["weights_bytes"]
+        m["activation_bytes"] = m["peak_bytes"] - base
+
+    def count_saved_bytes(self, model, ids) -> int:
+        """Bytes saved for backward by one forward (0 in inference: nothing is saved under no_grad)."""
+        if self.run["mode"] == "inference":
+            return 0
+        counter = SavedTensorCounter()
+        with counter.hooks(), self.autocast():
+            logits = model(ids)
+        del logits
+        model.zero_grad(set_to_none=True)
+        return counter.nbytes
+
+    def record_speed(self, m: dict[str, Any], times: list[float]) -> None:
+        median = statistics.median(times)
+        q = statistics.quantiles(times, n=4) if len(times) >= 2 else [median, median, median]
+        m["step_time_median_s"] = median
+        m["step_time_iqr_s"] = q[2] - q[0]
+        tokens = self.run["batch_size"] * self.run["seq_len"]
+        m["tokens_per_s"] = tokens / median
+        m["flops_per_token"] = self.entry.flops_per_token(self.model_config, self.run["seq_len"], self.run["mode"])
+        gpu = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
+        peak = peak_flops(gpu, self.precision)
+        m["mfu"] = m["flops_per_token"] * m["tokens_per_s"] / peak if peak else None
+
+    @staticmethod
+    def sdpa_backends(model) -> set[str]:
+        return {mod.backend_used for mod in model.modules() if getattr(mod, "backend_used", None)}
+
+
+class NonFinite(Exception):
+    """A loss or output that is not finite."""
+
+    def __init__(self, phase: str):
+        super().__init__(f"non-finite value in {phase}")
+        self.phase = phase
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def classify_failure(exc: BaseException) -> str:
+    if isinstance(exc, NonFinite):
+        return "nonfinite"
+    return "oom" if is_oom(exc) else "failed"
+
+
+def run_benchmark(config: dict[str, Any]) -> dict[str, Any]:
+    """Measure one resolved config; see :class:`BenchmarkJob`."""
+    return BenchmarkJob(config).measure()

@@ -1,0 +1,260 @@
+"""Batch specs: YAML -> validated, resolved run configs with stable hashes.
+
+A spec has `name`, optional `description`, `defaults`, an optional `cases` list of partial configs and
+a `grid` whose list-valued fields expand to the cartesian product, crossed with the cases. Each resolved
+config is a flat dict: the run fields below plus the model's knobs, with every default filled in.
+Validation is complete before anything is written; every error is a :class:`ConfigError` naming the
+field and the value.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import models
+from models.config import ConfigError, check_value, knob
+
+MAX_CONFIGS = 10_000
+MAX_SPEC_BYTES = 1 << 20
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 100_000  # after alias expansion: a few aliases can still describe a huge tree
+SPEC_KEYS = ("name", "description", "defaults", "cases", "grid")
+MODES = ("inference", "train_no_optim", "train")
+DEVICES = ("auto", "cuda", "cpu")
+FAULTS = ("none", "raise", "exit")  # raise: the job raises in forward; exit: the worker process dies
+
+
+@dataclass
+class RunFields:
+    """What a run does, next to the model's own knobs (architecture.md, measurement.md)."""
+
+    model: str = knob("", help="registry name")
+    mode: str = knob("inference", choices=MODES)
+    batch_size: int = knob(1, min=1, max=1_000_000)
+    seq_len: int = knob(512, min=1, max=65536)
+    device: str = knob("auto", choices=DEVICES)
+    num_gpus: float = knob(-1.0, min=-1.0, max=1024.0, help="-1: 1 on cuda, 0 on cpu")
+    num_cpus: float = knob(1.0, gt=0.0, max=1024.0)
+    vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
+    warmup_steps: int = knob(2, min=0, max=100_000)
+    steps: int = knob(5, min=1, max=1_000_000)
+    repeats: int = knob(1, min=1, max=1000)
+    timeout_s: float = knob(600.0, gt=0.0, max=7 * 86400.0)
+    seed: int = knob(0, min=0, max=2**63 - 1)
+    fault: str = knob("none", choices=FAULTS, help="fault injection for testing the orchestrator")
+
+
+RUN_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunFields)}
+RUN_FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(RunFields)}
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """One configuration of a batch: its flat config, stable hash and exact parameter count."""
+
+    index: int
+    config: dict[str, Any]
+    config_hash: str
+    params: int
+
+    @property
+    def model(self) -> str:
+        return self.config["model"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    description: str
+    runs: list[ResolvedRun]
+    source: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------- YAML
+class _GuardedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses alias bombs (more than MAX_YAML_ALIASES aliases)."""
+
+    def compose_node(self, parent, index):  # noqa: D401  (yaml hook)
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise ConfigError("spec", f"{self._aliases} aliases", f"uses more than {MAX_YAML_ALIASES} YAML aliases")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a spec file; ConfigError for a missing/unreadable/oversized/non-UTF-8/non-mapping file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes() if path.stat().st_size <= MAX_SPEC_BYTES else None
+    except FileNotFoundError:
+        raise ConfigError("spec", str(path), "file not found") from None
+    except IsADirectoryError:
+        raise ConfigError("spec", str(path), "is a directory, not a file") from None
+    except OSError as exc:
+        raise ConfigError("spec", str(path), f"cannot be read: {exc.strerror}") from None
+    if raw is None:
+        raise ConfigError("spec", str(path), f"is larger than {MAX_SPEC_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("spec", str(path), f"is not valid UTF-8 (byte {exc.start})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, where: str = "spec") -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=_GuardedLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError("spec", where, f"{problem}{at}") from None
+    except RecursionError:
+        raise ConfigError("spec", where, "is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ConfigError("spec", where, "must be a YAML mapping with name, defaults, cases, grid")
+    _check_expanded_size(data, where)
+    return data
+
+
+def _check_expanded_size(data: Any, where: str) -> None:
+    """Refuse specs whose aliases expand to more than MAX_YAML_NODES values."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise ConfigError("spec", where, f"expands to more than {MAX_YAML_NODES:,} YAML values (alias bomb?)")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+# -------------------------------------------------------------------------------------- validation
+def _mapping(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(field, value, "must be a mapping")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(field, key, "keys must be strings")
+    return value
+
+
+def _check_top_level(data: dict[str, Any]) -> tuple[str, str, dict, list[dict], dict[str, list]]:
+    for key in data:
+        if key not in SPEC_KEYS:
+            raise ConfigError(str(key), data[key], f"unknown spec key; expected one of {', '.join(SPEC_KEYS)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("name", name, "must be a non-empty string (the batch name)")
+    if len(name) > 200:
+        raise ConfigError("name", name[:40] + "...", "must be at most 200 characters")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError("description", description, "must be a string")
+    defaults = _mapping(data.get("defaults"), "defaults")
+    cases = data.get("cases")
+    if cases is None:
+        cases = [{}]
+    elif not isinstance(cases, list) or not cases:
+        raise ConfigError("cases", cases, "must be a non-empty list of mappings")
+    cases = [_mapping(case, f"cases[{i}]") for i, case in enumerate(cases)]
+    grid = _mapping(data.get("grid"), "grid")
+    axes = {}
+    for key, values in grid.items():
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise ConfigError(f"grid.{key}", values, "is an empty list")
+        axes[key] = values
+    if not axes and data.get("cases") is None:
+        raise ConfigError("grid", data.get("grid"), "is empty and there are no cases: the spec defines no run")
+    return name.strip(), description, defaults, cases, axes
+
+
+def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate and fill the run fields; returns the model's knobs (the rest)."""
+    if "model" not in config:
+        raise ConfigError("model", None, "is required (in defaults, cases or grid)")
+    model_knobs = {}
+    for key, value in list(config.items()):
+        if key in RUN_FIELD_TYPES:
+            config[key] = check_value(key, value, _TYPES[RUN_FIELD_TYPES[key]], RUN_FIELD_META[key])
+        else:
+            model_knobs[key] = value
+    models.get(config["model"])  # unknown model -> ConfigError naming `model`
+    for key, default in ((f.name, f.default) for f in dataclasses.fields(RunFields)):
+        config.setdefault(key, default)
+    if config["device"] == "auto":
+        config["device"] = "cuda" if _cuda_available() else "cpu"
+    if config["num_gpus"] == -1.0:
+        config["num_gpus"] = 1.0 if config["device"] == "cuda" else 0.0
+    if config["device"] == "cpu" and config["num_gpus"] > 0:
+        raise ConfigError("num_gpus", config["num_gpus"], "must be 0 when device is cpu")
+    if config["mode"] != "inference" and config["seq_len"] < 2:
+        raise ConfigError("seq_len", config["seq_len"], f"must be >= 2 in mode {config['mode']} (next-token targets)")
+    if config["device"] == "cuda" and config["num_gpus"] == 0:
+        raise ConfigError("num_gpus", 0.0, "must be > 0 when device is cuda")
+    return model_knobs
+
+
+def _cuda_available() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Validate one merged config; returns (flat resolved config, exact parameter count)."""
+    config = dict(raw)
+    model_knobs = _check_run_fields(config)
+    entry = models.get(config["model"])
+    model_config = entry.make_config(model_knobs)
+    resolved = {k: config[k] for k in RUN_FIELD_TYPES} | model_config.to_dict()
+    return resolved, entry.estimate_params(model_config)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable hash of a resolved config: sha256 of its canonical JSON, 16 hex digits."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def expand(data: dict[str, Any], allow_large: bool = False) -> Spec:
+    """Validate a parsed spec and expand it into resolved runs (no side effects)."""
+    name, description, defaults, cases, axes = _check_top_level(data)
+    count = len(cases) * math.prod(len(v) for v in axes.values())
+    if count > MAX_CONFIGS and not allow_large:
+        raise ConfigError("grid", f"{count} configs", f"expands to more than {MAX_CONFIGS:,} configs; pass --yes to run it")
+    keys = list(axes)
+    runs, seen = [], {}
+    for case_index, case in enumerate(cases):
+        for point in itertools.product(*(axes[k] for k in keys)):
+            merged = defaults | case | dict(zip(keys, point))
+            try:
+                resolved, params = resolve_config(merged)
+            except ConfigError as exc:
+                where = f"cases[{case_index}]" if len(cases) > 1 else "config"
+                grid_part = ", ".join(f"{k}={v}" for k, v in zip(keys, point))
+                raise ConfigError(exc.field, exc.value, f"{exc.message} [{where}{' ' + grid_part if grid_part else ''}]") from None
+            digest = config_hash(resolved)
+            if digest in seen:
+                continue  # the same resolved config twice in one spec runs once
+            seen[digest] = True
+            runs.append(ResolvedRun(len(runs), resolved, digest, params))
+    return Spec(name, description, runs, data)
+
+
+def load_spec(path: str | Path, allow_large: bool = False) -> Spec:
+    return expand(load_yaml(path), allow_large=allow_large)

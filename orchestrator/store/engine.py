@@ -1,0 +1,88 @@
+"""Database URLs, engines and schema versions.
+
+The default URL is `sqlite:///phasebench.db` in the working directory (WAL, busy timeout);
+`--db` / `PHASEBENCH_DB` take any SQLAlchemy URL. Passwords never appear in what this module prints.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from ..errors import UserError
+
+DEFAULT_URL = "sqlite:///phasebench.db"
+VERSION_TABLE = "pb_alembic_version"
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def database_url(url: str | None = None) -> str:
+    return url or os.environ.get("PHASEBENCH_DB") or DEFAULT_URL
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "<unparseable database URL>"
+
+
+def mask_text(text: str, url: str) -> str:
+    """`text` with the password of `url` (if any) masked wherever it appears."""
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        return text
+    return text.replace(str(password), "***") if password else text
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for `url`; UserError (exit 2) for a malformed URL or an unusable SQLite path."""
+    url = database_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise UserError(f"--db: not a valid database URL: {mask_url(url)}") from None
+    if parsed.get_backend_name() == "sqlite":
+        _check_sqlite_path(parsed.database)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except (ImportError, SQLAlchemyError) as exc:
+        raise UserError(f"--db: cannot use {mask_url(url)}: {mask_text(str(exc).splitlines()[0], url)}") from None
+
+
+def _check_sqlite_path(database: str | None) -> None:
+    if not database or database == ":memory:":
+        return
+    folder = Path(database).resolve().parent
+    if not folder.is_dir():
+        raise UserError(f"--db: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (Path(database).exists() and not os.access(database, os.R_OK | os.W_OK)):
+        raise UserError(f"--db: {database} is not readable and writable")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The phasebench schema revision stored in the database (None for an empty database)."""
+    try:
+        if not inspect(engine).has_table(VERSION_TABLE):
+            return None
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").first()
+    except OperationalError as exc:
+        raise UserError(f"--db: cannot open {mask_url(str(engine.url))}: {mask_text(str(exc.orig), str(engine.url))}") from None
+    return row[0] if row else None

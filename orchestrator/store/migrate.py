@@ -1,0 +1,55 @@
+"""Run phasebench's Alembic migrations and check a database's schema version."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+import migrations
+
+from ..errors import UserError
+from .engine import current_revision, mask_url
+
+SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory(SCRIPT_LOCATION).get_current_head()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    cfg = alembic_config(engine)
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+
+def ensure_schema(engine: Engine, create: bool = True) -> None:
+    """Make sure the database is at the head revision.
+
+    An empty database is created (when `create`); an older one must be upgraded by the user
+    (`phasebench db upgrade`); a newer or unknown revision is refused.
+    """
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        if not create:
+            raise UserError(f"--db: {mask_url(str(engine.url))} has no phasebench tables; run `phasebench db upgrade`")
+        upgrade(engine)
+        return
+    known = {rev.revision for rev in ScriptDirectory(SCRIPT_LOCATION).walk_revisions()}
+    if current not in known:
+        raise UserError(f"--db: schema revision {current} is newer than this phasebench ({head}); upgrade phasebench")
+    raise UserError(f"--db: schema revision {current} is older than {head}; run `phasebench db upgrade`")

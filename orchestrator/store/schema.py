@@ -1,0 +1,123 @@
+"""SQLAlchemy 2.0 tables of the result database (all prefixed `pb_`).
+
+Runs link to Optuna trials by study name and trial number, never by foreign keys into Optuna's tables,
+so the two schemas migrate independently in one database.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+RUN_STATUSES = ("pending", "running", "ok", "oom", "failed", "timeout", "nonfinite", "skipped")
+FINISHED = ("ok", "oom", "nonfinite")  # deterministic outcomes: a config with one of these is not rerun
+UNFINISHED = ("pending", "running")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Batch(Base):
+    __tablename__ = "pb_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    spec: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|interrupted
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    runs: Mapped[list["Run"]] = relationship(back_populates="batch", order_by="Run.index")
+
+
+class Environment(Base):
+    __tablename__ = "pb_environments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    env_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    device: Mapped[str] = mapped_column(String(16), default="cpu")
+    gpu_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    driver: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cuda: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    torch: Mapped[str] = mapped_column(String(64), default="")
+    triton: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    python: Mapped[str] = mapped_column(String(64), default="")
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Run(Base):
+    __tablename__ = "pb_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex, written once
+    batch_id: Mapped[int] = mapped_column(ForeignKey("pb_batches.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    config_hash: Mapped[str] = mapped_column(String(16), index=True)
+    config: Mapped[dict] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(64), index=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    device: Mapped[str] = mapped_column(String(16))
+    params: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reused_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # status skipped: the cached run
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    study_name: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    trial_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    batch: Mapped[Batch] = relationship(back_populates="runs")
+    result: Mapped["Result | None"] = relationship(back_populates="run", uselist=False)
+
+    __table_args__ = (Index("ix_pb_runs_batch_index", "batch_id", "index", unique=True),)
+
+
+class Result(Base):
+    """What a finished run measured; one row per run (the run id is the key: writes are idempotent)."""
+
+    __tablename__ = "pb_results"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("pb_runs.id"), primary_key=True)
+    environment_id: Mapped[int | None] = mapped_column(ForeignKey("pb_environments.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    phase: Mapped[str | None] = mapped_column(String(16), nullable=True)  # where it stopped: build|forward|backward|step|done
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    params: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    weights_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    static_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    activation_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reserved_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    device_used_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # NVML view: total - free
+    alloc_retries: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    num_ooms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    logits_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    saved_tensor_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    peak_rss_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    step_time_median_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    step_time_iqr_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tokens_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flops_per_token: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mfu: Mapped[float | None] = mapped_column(Float, nullable=True)
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    run: Mapped[Run] = relationship(back_populates="result")
+    environment: Mapped[Environment | None] = relationship()
+
+
+METRIC_COLUMNS = tuple(c.name for c in Result.__table__.columns
+                       if c.name not in ("run_id", "environment_id", "status", "phase", "error", "extra", "created_at"))

@@ -1,0 +1,60 @@
+"""Shared fixtures: a real SQLite file and a real PostgreSQL database per test, one local Ray."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+PG_URL = os.environ.get("PHASEBENCH_TEST_PG_URL",
+                        "postgresql://phasebench:phasebench@127.0.0.1:54329/phasebench_test")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'pb.db'}"
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database on the provisioned server (see .ci/provision), dropped afterwards."""
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"pbt_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_URL} is not reachable: run `bash .ci/provision` ({exc.orig})")
+    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request) -> str:
+    """Every store test runs against both backends (as optuna does with its storages)."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray for the whole session (starting Ray costs seconds on 2 cores)."""
+    import ray
+
+    from orchestrator.runner import init_ray
+    init_ray()
+    yield ray
+    ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

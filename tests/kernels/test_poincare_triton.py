@@ -1,0 +1,102 @@
+"""Triton Poincare maps under the Triton interpreter (CPU) against the float64 references.
+
+TRITON_INTERPRET is read when kernels.poincare.triton is imported (at @triton.jit time): it is set
+before that import.
+"""
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from kernels import poincare as P  # noqa: E402
+from kernels.backend import backend  # noqa: E402
+from kernels.poincare import naive as pn  # noqa: E402
+from kernels.poincare.triton import exp0_triton, log0_triton, mobius_add_triton  # noqa: E402
+
+
+def _close(a, b, tol=1e-4):
+    """max |a - b| <= tol * max(1, max |b|)"""
+    assert a.shape == b.shape
+    err = (a.double() - b).abs().max().item()
+    assert err <= tol * max(1.0, b.abs().max().item()), err
+
+
+def _grads(fn, ref, inputs, seed=0):
+    ins = [t.clone().requires_grad_() for t in inputs]
+    ins64 = [t.detach().double().requires_grad_() for t in inputs]
+    out, out64 = fn(*ins), ref(*ins64)
+    _close(out, out64)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+    g = torch.autograd.grad((out * w).sum(), ins)
+    g64 = torch.autograd.grad((out64 * w.double()).sum(), ins64)
+    for a, b in zip(g, g64):
+        _close(a, b)
+
+
+SCALES = [0.0, 1e-4, 0.05, 0.3, 1.0, 4.0]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("d", [1, 7, 33])
+def test_exp0_log0(scale, d):
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn(3, 5, d, generator=g) * scale
+    c = torch.rand(3, 1, 1, generator=g) + 0.2
+    _grads(exp0_triton, pn.exp0, [x, c])
+    _grads(lambda a, cc: log0_triton(a, cc), lambda a, cc: pn.log0(a, cc), [x, c])
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_mobius_add(scale):
+    g = torch.Generator().manual_seed(5)
+    c = torch.rand(4, 1, 1, generator=g) + 0.2
+    x = pn.exp0(torch.randn(4, 6, 9, generator=g) * scale, c)
+    y = pn.exp0(torch.randn(4, 6, 9, generator=g) * scale, c)
+    _grads(mobius_add_triton, pn.mobius_add, [x, y, c])
+
+
+def test_broadcast_and_scalar_curvature():
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 1, 8, generator=g) * 0.2
+    y = torch.randn(2, 5, 8, generator=g) * 0.2
+    c = torch.tensor(0.7)
+    _grads(mobius_add_triton, pn.mobius_add, [x, y, c])
+    _grads(exp0_triton, pn.exp0, [y, c])
+    torch.testing.assert_close(exp0_triton(y, 0.7), pn.exp0(y, 0.7))
+
+
+def test_boundary_and_origin_finite():
+    c = torch.tensor(1.5, requires_grad=True)
+    d = torch.randn(4, 8)
+    edge = (d / d.norm(dim=-1, keepdim=True) / c.detach().sqrt() * 1.001).requires_grad_()
+    zero = torch.zeros(4, 8, requires_grad=True)
+    huge = (torch.randn(4, 8) * 1e4).requires_grad_()
+    outs = [log0_triton(edge, c), exp0_triton(zero, c), log0_triton(zero, c), exp0_triton(huge, c),
+            mobius_add_triton(edge * 0.999, edge * 0.999, c), mobius_add_triton(zero, zero, c)]
+    grads = torch.autograd.grad(sum(o.sum() for o in outs), (c, edge, zero, huge))
+    for t in list(outs) + list(grads):
+        assert torch.isfinite(t).all()
+    # over the boundary log0 equals the clamped reference, gradient included
+    _grads(lambda a, cc: log0_triton(a, cc), lambda a, cc: pn.log0(a, cc), [edge.detach(), c.detach()])
+
+
+def test_identities_through_dispatch():
+    g = torch.Generator().manual_seed(8)
+    c = torch.tensor(0.9)
+    v = torch.randn(16, 12, generator=g) * 0.5
+    y = torch.randn(16, 12, generator=g) * 0.2
+    with backend("triton"):
+        x = P.exp0(v, c)
+        torch.testing.assert_close(P.log0(x, c), v, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(P.mobius_add(-x, P.mobius_add(x, y, c), c), y, rtol=1e-4, atol=5e-5)
+        torch.testing.assert_close(P.dist(x, y, c), P.dist(y, x, c), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(P.dist0(x, c), 2 * v.norm(dim=-1, keepdim=True), rtol=1e-4, atol=1e-4)
+
+
+def test_half_dtype_kept():
+    x = torch.randn(4, 16, dtype=torch.bfloat16) * 0.3
+    out = exp0_triton(x, 0.5)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), pn.exp0(x.float(), 0.5), rtol=1e-2, atol=1e-2)

@@ -1,0 +1,71 @@
+"""Triton window_hyp_attn under the Triton interpreter (CPU): output and the gradients of q, k, v, c, scale.
+
+TRITON_INTERPRET is read when kernels.window_attn.triton is imported (at @triton.jit time): it is set
+before that import.
+"""
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from kernels.backend import backend  # noqa: E402
+from kernels.window_attn import window_hyp_attn, window_hyp_attn_ref  # noqa: E402
+from kernels.window_attn.triton import window_hyp_attn_triton  # noqa: E402
+
+
+def _inputs(n, d=6, h=2, seed=0, scale=0.3):
+    # tangent norms ~0.7/sqrt(c): away from the boundary, where float32 itself (the PyTorch reference
+    # included) loses digits of 1 - c|x|^2
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, h, n, d, generator=g) * s for s in (scale, scale, 1.0))
+    c = torch.rand(h, generator=g) + 0.2
+    s = torch.rand(h, generator=g) * 2 + 0.5
+    return [q, k, v, c, s]
+
+
+def _check(inputs, window, tol=1e-4, **blocks):
+    ins = [t.clone().requires_grad_() for t in inputs]
+    ins64 = [t.detach().double().requires_grad_() for t in inputs]
+    o = window_hyp_attn_triton(*ins, window=window, **blocks)
+    o64 = window_hyp_attn_ref(*ins64, window=window)
+    torch.testing.assert_close(o.double(), o64, rtol=tol, atol=tol)
+    w = torch.randn(o.shape, generator=torch.Generator().manual_seed(1))
+    g = torch.autograd.grad((o * w).sum(), ins)
+    g64 = torch.autograd.grad((o64 * w.double()).sum(), ins64)
+    for name, a, b in zip("q k v c scale".split(), g, g64):
+        assert a.shape == b.shape, name
+        err = (a.double() - b).abs().max().item()
+        assert err <= tol * max(1.0, b.abs().max().item()), (name, err)
+
+
+@pytest.mark.parametrize("n", [1, 7, 63, 130])
+@pytest.mark.parametrize("window", [1, 4, 64])
+@pytest.mark.parametrize("block_m,block_n", [(16, 16), (32, 16)])
+def test_triton_matches_reference(n, window, block_m, block_n):
+    _check(_inputs(n, seed=n + window), window, block_m=block_m, block_n=block_n)
+
+
+def test_window_longer_than_sequence_and_odd_dims():
+    inputs = _inputs(40, d=5, seed=3)
+    inputs[2] = torch.randn(2, 2, 40, 3)  # value dim != qk dim
+    _check(inputs, 200, block_m=16, block_n=32)
+
+
+def test_dispatch_and_near_boundary_inputs():
+    # large tangent vectors (points near the ball boundary): agree with the float32 reference
+    q, k, v, c, s = _inputs(50, seed=4, scale=2.0)
+    with backend("triton"):
+        o = window_hyp_attn(q, k, v, c, s, window=16)
+    assert torch.isfinite(o).all()
+    torch.testing.assert_close(o, window_hyp_attn_ref(q, k, v, c, s, window=16), rtol=5e-3, atol=5e-3)
+
+
+def test_coincident_query_key_gradients_finite():
+    q, k, v, c, s = _inputs(20, seed=5)
+    k = q.clone()  # d(q_t, k_t) = 0 on the diagonal: the cone point of the distance
+    ins = [t.requires_grad_() for t in (q, k, v, c, s)]
+    o = window_hyp_attn_triton(*ins, window=8, block_m=16, block_n=16)
+    grads = torch.autograd.grad(o.square().sum(), ins)
+    assert torch.isfinite(o).all() and all(torch.isfinite(g).all() for g in grads)

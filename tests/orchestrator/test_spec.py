@@ -1,0 +1,153 @@
+"""Spec validation, grid expansion and hash stability."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.errors import ConfigError
+from orchestrator.spec import config_hash, expand, load_yaml, parse_yaml
+
+TINY = {"vocab_size": 256, "d_model": 64, "n_layers": 2, "n_heads": 4, "device": "cpu"}
+
+
+def spec(**overrides):
+    data = {"name": "t", "defaults": dict(TINY), "grid": {"model": ["transformer"]}}
+    data.update(overrides)
+    return data
+
+
+def with_defaults(**kv):
+    return spec(defaults=TINY | kv)
+
+
+BAD_SPECS = [
+    (spec(name=""), "name: must be a non-empty string"),
+    (spec(name=5), "name: must be a non-empty string"),
+    (spec(name="x" * 201), "name: must be at most 200 characters"),
+    (spec(bogus=1), "bogus: unknown spec key"),
+    (spec(defaults=[1, 2]), "defaults: must be a mapping"),
+    (spec(cases=[]), "cases: must be a non-empty list"),
+    (spec(cases=[3]), "cases[0]: must be a mapping"),
+    (spec(grid={"model": []}), "grid.model: is an empty list"),
+    ({"name": "t", "defaults": TINY}, "grid: is empty and there are no cases"),
+    (spec(grid={"model": ["gpt5"]}), "model: unknown model"),
+    (spec(grid={}), "grid: is empty"),
+    (with_defaults(n_heads=3), "n_heads: must divide d_model=64"),
+    (with_defaults(d_model=0), "d_model: must be >= 1"),
+    (with_defaults(d_model="big"), "d_model: must be an integer"),
+    (with_defaults(d_model=64.0), "d_model: must be an integer"),
+    (with_defaults(seq_len=0), "seq_len: must be >= 1"),
+    (with_defaults(seq_len=65537), "seq_len: must be <= 65536"),
+    (with_defaults(batch_size=True), "batch_size: must be an integer"),
+    (with_defaults(mode="training"), "mode: must be one of inference, train_no_optim, train"),
+    (with_defaults(device="tpu"), "device: must be one of auto, cuda, cpu"),
+    (with_defaults(precision="fp8"), "precision: must be one of"),
+    (with_defaults(num_gpus=-2), "num_gpus: must be >= -1"),
+    (with_defaults(num_gpus=1), "num_gpus: must be 0 when device is cpu"),
+    (with_defaults(timeout_s=0), "timeout_s: must be > 0"),
+    (with_defaults(steps=0), "steps: must be >= 1"),
+    (with_defaults(warmup_steps=-1), "warmup_steps: must be >= 0"),
+    (with_defaults(repeats="3"), "repeats: must be an integer"),
+    (with_defaults(seed=-1), "seed: must be >= 0"),
+    (with_defaults(vram_budget_gb=float("nan")), "vram_budget_gb: must be finite"),
+    (with_defaults(embed_rank_ratio=0), "embed_rank_ratio: must be > 0"),
+    (with_defaults(ffn_rank_ratio=1.5), "ffn_rank_ratio: must be <= 1"),
+    (with_defaults(ffn_rank_ratio=0.001), "ffn_rank_ratio: gives rank < 1"),
+    (with_defaults(grad_checkpoint="yes"), "grad_checkpoint: must be true or false"),
+    (with_defaults(windoww=64), "windoww: unknown field"),
+    (with_defaults(mode="train", seq_len=1), "seq_len: must be >= 2 in mode train"),
+    (with_defaults(fault="segfault"), "fault: must be one of none, raise, exit"),
+    (spec(defaults={**TINY, "model": None}, grid={"mode": ["inference"]}), "model: must be a string"),
+    (spec(defaults={k: v for k, v in TINY.items()}, grid={"mode": ["inference"]}), "model: is required"),
+    (spec(grid={"model": ["transformer"], "d_model": list(range(1, 10_002))}), "grid: expands to more than 10,000"),
+]
+
+
+@pytest.mark.parametrize("data, message", BAD_SPECS, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_SPECS)])
+def test_bad_spec_is_one_line_naming_the_field(data, message):
+    with pytest.raises(ConfigError) as info:
+        expand(data)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_at_least_25_bad_specs():
+    assert len(BAD_SPECS) >= 25
+
+
+def test_grid_crosses_cases():
+    data = spec(cases=[{"d_model": 64}, {"d_model": 128, "n_heads": 8}],
+                grid={"model": ["transformer", "phase7-seed"], "mode": ["inference", "train"]})
+    runs = expand(data).runs
+    assert len(runs) == 8
+    assert [r.index for r in runs] == list(range(8))
+    assert {(r.config["d_model"], r.model, r.config["mode"]) for r in runs} == {
+        (d, m, mode) for d in (64, 128) for m in ("transformer", "phase7-seed") for mode in ("inference", "train")}
+
+
+def test_scalar_grid_value_is_one_point_and_duplicates_collapse():
+    runs = expand(spec(grid={"model": "transformer", "seq_len": [64, 64, 32]})).runs
+    assert [r.config["seq_len"] for r in runs] == [64, 32]
+
+
+def test_large_grid_allowed_with_yes():
+    data = spec(grid={"model": ["transformer"], "seed": list(range(10_001))})
+    assert len(expand(data, allow_large=True).runs) == 10_001
+
+
+def test_resolved_config_has_every_default_and_exact_params():
+    run = expand(spec()).runs[0]
+    assert run.config["mode"] == "inference" and run.config["steps"] == 5 and run.config["num_gpus"] == 0.0
+    assert run.config["embedding"] == "lowrank" and run.config["causal"] is True
+    # transformer d=64 L=2 V=256 dense: embed 256*64, per block 2*64 + 4*64^2 + 2*64*256 + 256 + 64, norm 64, head 64*256
+    assert run.params == 256 * 64 + 2 * (128 + 4 * 64 * 64 + 2 * 64 * 256 + 256 + 64) + 64 + 64 * 256
+
+
+def test_hash_is_stable_and_order_independent():
+    a = {"model": "transformer", "d_model": 64, "seq_len": 128}
+    b = dict(reversed(list(a.items())))
+    assert config_hash(a) == config_hash(b) == "99a53cbcc4647207"
+    assert config_hash(a | {"seq_len": 129}) != config_hash(a)
+    first = expand(spec()).runs[0].config_hash
+    assert expand(spec()).runs[0].config_hash == first
+
+
+def test_default_and_explicit_values_hash_alike():
+    implicit = expand(spec()).runs[0]
+    explicit = expand(with_defaults(mode="inference", steps=5, causal=True)).runs[0]
+    assert implicit.config_hash == explicit.config_hash
+
+
+def test_yaml_errors(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="spec: file not found"):
+        load_yaml(missing)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        load_yaml(binary)
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        parse_yaml("- a\n- b\n")
+    with pytest.raises(ConfigError, match=r"at line 2, column 1"):
+        parse_yaml("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_yaml(tmp_path)
+
+
+def billion_laughs(levels: int) -> str:
+    """A YAML alias bomb: `levels` anchors of 9 aliases each (9**levels values once expanded)."""
+    return "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(levels))
+
+
+def test_yaml_alias_bomb_is_refused():
+    with pytest.raises(ConfigError, match="more than 100 YAML aliases"):
+        parse_yaml(billion_laughs(12))
+    with pytest.raises(ConfigError, match="expands to more than 100,000 YAML values"):
+        parse_yaml(billion_laughs(8))
+
+
+def test_yaml_anchors_for_shared_defaults_still_work():
+    text = "name: t\ndefaults: &d {vocab_size: 256, d_model: 64, n_layers: 2, n_heads: 4, device: cpu}\n" \
+           "cases: [{<<: *d, seq_len: 32}]\ngrid: {model: [transformer]}\n"
+    assert expand(parse_yaml(text)).runs[0].config["seq_len"] == 32

@@ -4,15 +4,11 @@ from __future__ import annotations
 from alembic import context
 
 from orchestrator.store.engine import VERSION_TABLE, make_engine
+from orchestrator.store.migrate import include_name
 from orchestrator.store.schema import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-
-def include_name(name, type_, parent_names) -> bool:
-    """Only phasebench's tables: Optuna's (and anyone else's) in the same database are left alone."""
-    return type_ != "table" or name.startswith("pb_")
 
 
 def run_migrations_offline() -> None:

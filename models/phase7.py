@@ -116,7 +116,7 @@ def block_mixer_flops(config: Phase7Config, seq_len: int) -> float:
     """Non-weight forward FLOPs per token of one block: BK-Core scan (~30 per channel: complex 2x2
     products and the log-depth scan), window attention, AR-SSM scan and gating."""
     c = config
-    return (30.0 * c.channels * max(1.0, float(seq_len).bit_length())
+    return (30.0 * c.channels * max(1, int(seq_len).bit_length())
             + window_attention_forward_flops(c.d_model, c.n_heads, c.window, seq_len)
             + ar_ssm_forward_flops(c.d_model, c.ar_rank, c.ar_conv_kernel) + 6.0 * c.d_model)
 

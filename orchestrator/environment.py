@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -24,6 +25,10 @@ def git_state() -> dict:
 
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
+    if commit is None:  # a copy without .git (e.g. shipped to a GPU box): the shipper may say which commit
+        commit = os.environ.get("PHASEBENCH_GIT_COMMIT")
+        dirty = os.environ.get("PHASEBENCH_GIT_DIRTY")
+        return {"git_commit": commit, "git_dirty": None if dirty is None else dirty == "1"}
     return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
 
 
@@ -60,7 +65,6 @@ def collect(device: str, git: dict | None = None) -> dict:
 
 
 def _cpu_count() -> int | None:
-    import os
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 

@@ -62,11 +62,48 @@ def task_options(config: dict[str, Any], max_retries: int) -> dict[str, Any]:
     return {"num_gpus": gpus, "num_cpus": float(config["num_cpus"]), "max_retries": max_retries}
 
 
-def default_parallelism() -> int:
-    import ray
+@dataclass
+class Capacity:
+    """What the cluster can run at once; runs are admitted only when their resources are free, so a
+    run's timeout clock starts when it can really start (not while it waits in Ray's queue)."""
 
-    resources = ray.cluster_resources()
-    return max(1, int(resources.get("GPU", 0)) + int(resources.get("CPU", 1)))
+    gpus: float
+    cpus: float
+    max_parallel: int | None = None
+    used_gpus: float = 0.0
+    used_cpus: float = 0.0
+    count: int = 0
+
+    @classmethod
+    def of_cluster(cls, max_parallel: int | None) -> "Capacity":
+        import ray
+
+        resources = ray.cluster_resources()
+        return cls(float(resources.get("GPU", 0.0)), float(resources.get("CPU", 1.0)), max_parallel)
+
+    @staticmethod
+    def needs(config: dict[str, Any]) -> tuple[float, float]:
+        return (float(config["num_gpus"]) if config["device"] == "cuda" else 0.0), float(config["num_cpus"])
+
+    def impossible(self, config: dict[str, Any]) -> str | None:
+        gpus, cpus = self.needs(config)
+        if gpus > self.gpus or cpus > self.cpus:
+            return f"needs {gpus:g} GPU and {cpus:g} CPU; the Ray cluster has {self.gpus:g} GPU and {self.cpus:g} CPU"
+        return None
+
+    def fits(self, config: dict[str, Any]) -> bool:
+        if self.max_parallel is not None and self.count >= self.max_parallel:
+            return False
+        if self.count == 0:
+            return True
+        gpus, cpus = self.needs(config)
+        return self.used_gpus + gpus <= self.gpus + 1e-9 and self.used_cpus + cpus <= self.cpus + 1e-9
+
+    def take(self, config: dict[str, Any], sign: int = 1) -> None:
+        gpus, cpus = self.needs(config)
+        self.used_gpus += sign * gpus
+        self.used_cpus += sign * cpus
+        self.count += sign
 
 
 class Runner:
@@ -87,7 +124,7 @@ class Runner:
             init_ray(self.address)
             self.store.set_batch_status(batch_id, "running")
             try:
-                self._drive(runs, self.max_parallel or default_parallelism())
+                self._drive(runs, Capacity.of_cluster(self.max_parallel))
             except KeyboardInterrupt:
                 self.store.set_batch_status(batch_id, "interrupted")
                 outcome.interrupted = True
@@ -96,25 +133,35 @@ class Runner:
         outcome.counts = self.store.run_counts(batch_id)
         return outcome
 
-    def _drive(self, runs: list[Run], max_parallel: int) -> None:
+    def _drive(self, runs: list[Run], capacity: Capacity) -> None:
         import ray
 
         execute = _remote_execute()
         git = git_state()
-        queue = list(reversed(runs))
+        queue = []
+        for run in runs:
+            reason = capacity.impossible(run.config)
+            if reason:
+                self._finish(run, {"status": "failed", "phase": None, "error": reason})
+            else:
+                queue.append(run)
+        queue.reverse()
         in_flight: dict[Any, InFlight] = {}
         try:
             while queue or in_flight:
-                while queue and len(in_flight) < max_parallel:
+                while queue and capacity.fits(queue[-1].config):
                     run = queue.pop()
                     ref = execute.options(**task_options(run.config, self.max_retries)).remote(run.config, git)
                     self.store.mark_running(run.id)
+                    capacity.take(run.config)
                     in_flight[ref] = InFlight(run, time.monotonic())
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
                 for ref in ready:
                     job = in_flight.pop(ref)
+                    capacity.take(job.run.config, -1)
                     self._finish(job.run, self._collect(ref))
-                self._expire(in_flight)
+                for job in self._expire(in_flight):
+                    capacity.take(job.run.config, -1)
         except KeyboardInterrupt:
             for ref in in_flight:
                 ray.cancel(ref, force=True)
@@ -131,10 +178,11 @@ class Runner:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return {"status": "failed", "phase": None, "error": f"{type(exc).__name__}: {first}"[:4000]}
 
-    def _expire(self, in_flight: dict[Any, InFlight]) -> None:
+    def _expire(self, in_flight: dict[Any, InFlight]) -> list[InFlight]:
+        """Cancel (kill) and record the runs past their timeout; returns them."""
         import ray
 
-        now = time.monotonic()
+        now, expired = time.monotonic(), []
         for ref, job in list(in_flight.items()):
             limit = float(job.run.config["timeout_s"])
             if now - job.started > limit:
@@ -142,6 +190,8 @@ class Runner:
                 del in_flight[ref]
                 self._finish(job.run, {"status": "timeout", "phase": None,
                                        "error": f"exceeded timeout_s={limit:g}"})
+                expired.append(job)
+        return expired
 
     def _finish(self, run: Run, outcome: dict[str, Any]) -> None:
         self.store.record_result(run.id, outcome)

@@ -416,13 +416,16 @@ def _plan(B: int, N: int, C: int, chunk: int | None):
     elif chunk <= 0 or chunk % UNROLL:
         raise ValueError(f"bk_core_triton: chunk must be a positive multiple of {UNROLL}, got {chunk}")
     S = max(1, triton.cdiv(N, chunk))
+    if S > 4096:
+        raise ValueError(f"bk_core_triton: chunk {chunk} gives {S} segments for N={N}; at most 4096")
     return block_c, n_cblk, chunk, S
 
 
 def _carry_blocks(S: int, block_c: int):
+    """Segment-scan tile (BLOCK_S, cb): at most 1024 elements per 4 warps."""
     block_s = max(2, triton.next_power_of_2(S))
     cb = max(1, min(block_c, 1024 // block_s))
-    return block_s, cb, triton.cdiv(block_c, cb)
+    return block_s, cb, max(4, block_s * cb // 256)
 
 
 def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
@@ -435,9 +438,9 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
         pm = torch.empty(B, S, 8, C, device=v.device, dtype=torch.float32)
         _seg_map_kernel[(B * n_cblk, S - 1)](v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk,
                                              REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
-        block_s, cb, _ = _carry_blocks(S, block_c)
+        block_s, cb, cw = _carry_blocks(S, block_c)
         _seg_carry_kernel[(B * triton.cdiv(C, cb),)](pm, w, C, S, triton.cdiv(C, cb),
-                                                      BLOCK_S=block_s, BLOCK_C=cb, num_warps=4)
+                                                      BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
     else:
         w.zero_()
     g_re = torch.empty_like(v)
@@ -458,9 +461,9 @@ def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
         am = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
         _adj_seg_kernel[(B * n_cblk, S - 1)](g_re, g_im, dg_re, dg_im, beta, am, N, C, L, S, n_cblk,
                                              REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
-        block_s, cb, _ = _carry_blocks(S, block_c)
+        block_s, cb, cw = _carry_blocks(S, block_c)
         _adj_carry_kernel[(B * triton.cdiv(C, cb),)](am, mu, C, S, triton.cdiv(C, cb),
-                                                      BLOCK_S=block_s, BLOCK_C=cb, num_warps=4)
+                                                      BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
     else:
         mu.zero_()
     dv = torch.empty_like(g_re)

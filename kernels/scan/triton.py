@@ -89,7 +89,7 @@ def _scan_bwd_kernel(A, H, DH, DA, DB, N, n_rows, REVERSE: tl.constexpr, BLOCK_R
 
 _CONFIGS = [
     triton.Config({"BLOCK_R": r, "BLOCK_T": t}, num_warps=w)
-    for r, t, w in [(1, 1024, 4), (2, 512, 4), (4, 256, 4), (4, 512, 4), (8, 256, 8), (2, 1024, 8), (16, 128, 4)]
+    for r, t, w in [(2, 512, 4), (4, 256, 4), (8, 256, 8), (4, 1024, 8)]
 ]
 _scan_fwd_tuned = triton.autotune(_CONFIGS, key=["N", "REVERSE"])(_scan_fwd_kernel) if not triton_interpreted() else None
 _scan_bwd_tuned = triton.autotune(_CONFIGS, key=["N", "REVERSE"])(_scan_bwd_kernel) if not triton_interpreted() else None

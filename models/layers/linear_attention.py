@@ -57,13 +57,15 @@ class TangentLinearAttention(nn.Module):
         self.beta = nn.Parameter(torch.full((n_heads,), 0.5413)) if mode != "linear" else None
 
     def c(self) -> torch.Tensor:
+        raw = self.curvature if self.curvature.dtype == torch.float64 else self.curvature.float()
         if self.c_bounds is not None:
-            return F.softplus(self.curvature.float()).clamp(*self.c_bounds)
-        return self.curvature.float().clamp_min(1e-4)
+            return F.softplus(raw).clamp(*self.c_bounds)
+        return raw.clamp_min(1e-4)
 
     def forward(self, x: torch.Tensor, value_gate: torch.Tensor | None = None) -> torch.Tensor:
         b, n, d = x.shape
-        u = clip_tangent(x.float(), self.c(), self.max_norm).to(x.dtype)  # (B, N, d)
+        xf = x if x.dtype == torch.float64 else x.float()
+        u = clip_tangent(xf, self.c(), self.max_norm).to(x.dtype)  # (B, N, d)
         q, k, v = self.in_proj(u).view(b, n, 3, d).unbind(2)  # each (B, N, d)
         if value_gate is not None:
             v = v * value_gate
@@ -71,7 +73,8 @@ class TangentLinearAttention(nn.Module):
         if self.use_exact():
             from kernels.window_attn import window_hyp_attn
             ch = self.c().expand(self.n_heads)  # (H,)
-            o = window_hyp_attn(q, k, v, ch, F.softplus(self.beta.float()), window=max(1, n))  # (B, H, N, Dh)
+            beta = self.beta if self.beta.dtype == torch.float64 else self.beta.float()
+            o = window_hyp_attn(q, k, v, ch, F.softplus(beta), window=max(1, n))  # (B, H, N, Dh)
         elif self.causal:
             from kernels.linear_attn import causal_linear_attn
             o = causal_linear_attn(q, k, v)  # (B, H, N, Dh)

@@ -114,19 +114,29 @@ class PersistentHomology(nn.Module):
             return d.sum() * 0.0
         with torch.no_grad():
             child, par = _mst_edges(d.detach())
-            self._diagnostics(d.detach(), child, par)
+            off = ~torch.eye(m, dtype=torch.bool, device=h.device)
+            b0, b1 = betti_numbers(d.detach(), d.detach()[:, off].median(-1).values)
+            self.betti0, self.betti1 = float(b0.double().mean()), float(b1.double().mean())
         deaths = d[torch.arange(bsz, device=h.device)[:, None], child, par]  # (B, M - 1): MST edge lengths
         return self.weight * deaths.mean()
 
-    def _diagnostics(self, d: torch.Tensor, child: torch.Tensor, par: torch.Tensor) -> None:
-        m = d.shape[-1]
-        mst = d[torch.arange(d.shape[0], device=d.device)[:, None], child, par]  # (B, M - 1)
-        off = ~torch.eye(m, dtype=torch.bool, device=d.device)
-        eps = d[:, off].median(-1).values  # (B,)
-        b0 = 1 + (mst > eps[:, None]).sum(-1)
-        edges = ((d < eps[:, None, None]) & off).sum((-1, -2)) // 2
-        b1 = edges - m + b0
-        self.betti0, self.betti1 = float(b0.double().mean()), float(b1.double().mean())
+
+def betti_numbers(d: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Betti-0 and the cycle rank of the graph {d_ij < eps}. d (B, M, M), eps (B,) -> (B,), (B,) integers."""
+    m = d.shape[-1]
+    off = ~torch.eye(m, dtype=torch.bool, device=d.device)
+    adj = (d < eps[:, None, None]) & off  # (B, M, M)
+    # connected components by label propagation (at most M rounds of min over neighbours)
+    labels = torch.arange(m, device=d.device).expand(d.shape[0], m).clone()
+    for _ in range(m):
+        neigh = torch.where(adj, labels[:, None, :], m).min(-1).values
+        new = torch.minimum(labels, neigh)
+        if torch.equal(new, labels):
+            break
+        labels = new
+    b0 = (labels == torch.arange(m, device=d.device)).sum(-1)  # one root label per component
+    edges = adj.sum((-1, -2)) // 2
+    return b0, edges - m + b0
 
 
 def homology_params(d_model: int, dim: int) -> int:

@@ -16,6 +16,11 @@ from .engine import current_revision, mask_url
 SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
 
 
+def include_name(name, type_, parent_names) -> bool:
+    """Only phasebench's tables: Optuna's (and anyone else's) in the same database are left alone."""
+    return type_ != "table" or name.startswith("pb_")
+
+
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", SCRIPT_LOCATION)

@@ -54,12 +54,15 @@ def test_window_longer_than_sequence_and_odd_dims():
 
 
 def test_dispatch_and_near_boundary_inputs():
-    # large tangent vectors (points near the ball boundary): agree with the float32 reference
+    # large tangent vectors (points near the ball boundary, where 1 - c|x|^2 loses float32 digits):
+    # the kernel is as close to the float64 answer as the float32 PyTorch reference is
     q, k, v, c, s = _inputs(50, seed=4, scale=2.0)
     with backend("triton"):
         o = window_hyp_attn(q, k, v, c, s, window=16)
     assert torch.isfinite(o).all()
-    torch.testing.assert_close(o, window_hyp_attn_ref(q, k, v, c, s, window=16), rtol=5e-3, atol=5e-3)
+    o64 = window_hyp_attn_ref(*(t.double() for t in (q, k, v, c, s)), window=16)
+    err32 = (window_hyp_attn_ref(q, k, v, c, s, window=16).double() - o64).abs().max().item()
+    assert (o.double() - o64).abs().max().item() <= 3 * err32 + 1e-4
 
 
 def test_coincident_query_key_gradients_finite():

@@ -110,3 +110,15 @@ def test_phase8_config_rejects_nonsense(knobs, field):
     with pytest.raises(ConfigError) as err:
         get("phase8").make_config({**BASE, **knobs})
     assert err.value.field == field
+
+
+def test_flops_per_token():
+    for name in ("phase7", "phase8"):
+        entry = get(name)
+        config = entry.make_config(BASE)
+        short, long = entry.forward_flops_per_token(config, 512), entry.forward_flops_per_token(config, 4096)
+        assert 2 * entry.estimate_params(config) - 2 * 300 * 48 < short <= long < 1.5 * short  # ~O(1) per token
+        assert entry.flops_per_token(config, 512, "train") == 3 * short
+    exact = get("phase8").make_config({**BASE, "lin_attn_mode": "exact"})
+    f = get("phase8").mixer_forward_flops
+    assert f(exact, 8192) - f(exact, 4096) >= exact.n_layers * 2.0 * 4096 * exact.d_model  # O(N) per token

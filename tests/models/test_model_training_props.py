@@ -136,3 +136,16 @@ def test_saved_memory_grows_linearly(name, knobs):
     r1, r2 = b2 / b1, b4 / b2
     print(f"{name} {knobs}: saved bytes {b1} / {b2} / {b4}, ratios {r1:.3f} {r2:.3f}")
     assert 1.85 <= r1 <= 2.15 and 1.85 <= r2 <= 2.15, (b1, b2, b4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", ["phase7", "phase8"])
+def test_pure_low_precision_weights_train(name, dtype):
+    """pure_bf16 / pure_fp16: weights and activations in half precision; the ops accumulate in float32."""
+    model, _ = build(name, dtype, d_model=64, n_layers=2, n_heads=4, **(ALL_ON if name == "phase8" else {}))
+    model.train()
+    ids = _ids(n=512, b=1)
+    logits = model(ids)
+    assert logits.dtype == dtype and torch.isfinite(logits).all()
+    _loss(model, ids).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

@@ -1,0 +1,359 @@
+"""Benchmark the Triton kernels against their PyTorch references and external anchors.
+
+For each op and sequence length N: forward and forward+backward time (median and 20/80 % quantiles
+after warm-up, `triton.testing.do_bench` on GPU), achieved bytes/s against the device-copy bandwidth
+measured in the same run, the speedup over the PyTorch reference, and the anchors where importable
+(fla `chunk_linear_attn`, torch SDPA flash causal, `accelerated_scan` triton and warp backends).
+
+    python bench/kernels.py                       # GPU, N in 512 .. 16K, writes results/kernels/kernels.json
+    python bench/kernels.py --device cpu --quick  # smoke test: tiny sizes, references only (Triton too
+                                                  # when TRITON_INTERPRET=1), no anchors
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# this file is bench/kernels.py: drop its own folder from the path so `import kernels` finds the package
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+SIZES = [512, 1024, 2048, 4096, 8192, 16384]
+OPS = ["scan", "linear_attn", "poincare_exp0", "poincare_log0", "poincare_mobius_add", "window_attn"]
+
+
+# ----------------------------------------------------------------------------------------- timing
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_fn(fn, device, quick=False):
+    """-> dict(median, q20, q80) in milliseconds."""
+    if device == "cuda":
+        import triton.testing
+
+        med, q20, q80 = triton.testing.do_bench(fn, warmup=25, rep=100 if not quick else 20, quantiles=[0.5, 0.2, 0.8])
+        return {"median_ms": med, "q20_ms": q20, "q80_ms": q80}
+    fn()  # warm-up
+    ts = []
+    reps = 3 if quick else 10
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    ts.sort()
+    q = lambda p: ts[min(len(ts) - 1, int(p * (len(ts) - 1) + 0.5))]
+    return {"median_ms": statistics.median(ts), "q20_ms": q(0.2), "q80_ms": q(0.8)}
+
+
+def copy_bandwidth(device, quick):
+    """Bytes/s of a large device copy (read + write counted)."""
+    n = (1 << 18) if quick else (1 << 28)  # 1 MiB / 1 GiB of float32
+    x = torch.randn(n, device=device)
+    y = torch.empty_like(x)
+    t = time_fn(lambda: y.copy_(x), device, quick)["median_ms"]
+    return 2 * x.numel() * x.element_size() / (t * 1e-3)
+
+
+# ----------------------------------------------------------------------------------------- cases
+def _fwd_bwd(fn, inputs):
+    def run():
+        out = fn()
+        out.backward(grads[0])
+        for t in inputs:
+            t.grad = None
+
+    out = fn()
+    grads = [torch.randn_like(out)]
+    return run
+
+
+def case_scan(n, device, dtype, quick):
+    from kernels.scan import diag_scan_ref
+    from kernels.scan.triton import diag_scan_triton
+
+    B, C = (2, 8) if quick else (8, 1536)
+    a = (torch.rand(B, C, n, device=device) * 0.1 + 0.9).requires_grad_()
+    b = torch.randn(B, C, n, device=device).requires_grad_()
+    numel = a.numel()
+    impls = {"triton": lambda: diag_scan_triton(a, b), "torch_ref": lambda: diag_scan_ref(a, b)}
+    anchors = {}
+    if not quick and device == "cuda":
+        try:
+            from accelerated_scan.scalar import scan as scan_triton_anchor
+
+            anchors["accelerated_scan.triton"] = lambda: scan_triton_anchor(a, b)
+        except Exception as e:  # noqa: BLE001
+            anchors["accelerated_scan.triton"] = f"missing: {type(e).__name__}: {e}"
+        try:
+            from accelerated_scan.warp import scan as scan_warp_anchor
+
+            anchors["accelerated_scan.warp"] = lambda: scan_warp_anchor(a, b)
+        except Exception as e:  # noqa: BLE001
+            anchors["accelerated_scan.warp"] = f"missing: {type(e).__name__}: {e}"
+    shape = {"B": B, "C": C, "N": n, "dtype": "float32"}
+    # fwd: read a, b, write h; bwd: read a, h, dh, write da, db
+    return shape, impls, anchors, (a, b), 3 * numel * 4, 8 * numel * 4
+
+
+def case_linear_attn(n, device, dtype, quick):
+    from kernels.linear_attn import causal_linear_attn_chunked
+    from kernels.linear_attn.triton import causal_linear_attn_triton
+
+    B, H, D = (1, 2, 32) if quick else (8, 16, 128)
+    q, k, v = (torch.randn(B, H, n, D, device=device, dtype=dtype).requires_grad_() for _ in range(3))
+    impls = {"triton": lambda: causal_linear_attn_triton(q, k, v), "torch_ref": lambda: causal_linear_attn_chunked(q, k, v)}
+    anchors = {}
+    if not quick and device == "cuda":
+        try:
+            from fla.ops.linear_attn import chunk_linear_attn
+
+            qf, kf, vf = (t.detach().transpose(1, 2).contiguous().requires_grad_() for t in (q, k, v))
+            anchors["fla.chunk_linear_attn(normalize=True)"] = (lambda: chunk_linear_attn(qf, kf, vf, normalize=True)[0], (qf, kf, vf))
+        except Exception as e:  # noqa: BLE001
+            anchors["fla.chunk_linear_attn(normalize=True)"] = f"missing: {type(e).__name__}: {e}"
+        try:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+            import torch.nn.functional as F
+
+            def sdpa():
+                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+            anchors["torch.sdpa_flash_causal"] = sdpa
+        except Exception as e:  # noqa: BLE001
+            anchors["torch.sdpa_flash_causal"] = f"missing: {type(e).__name__}: {e}"
+    numel = q.numel()
+    es = q.element_size()
+    shape = {"B": B, "H": H, "N": n, "D": D, "dtype": str(dtype).replace("torch.", "")}
+    # fwd: q, k, v in, o out (+ den); bwd: q, k, v, o, do in, dq, dk, dv out
+    return shape, impls, anchors, (q, k, v), 4 * numel * es, 12 * numel * es
+
+
+def _case_poincare(op, n, device, dtype, quick):
+    from kernels.poincare import naive as pn
+    from kernels.poincare import triton as pt
+
+    B, H, D = (1, 2, 16) if quick else (8, 16, 64)
+    c = (torch.rand(1, H, 1, 1, device=device) + 0.2).requires_grad_()
+    x = (torch.randn(B, H, n, D, device=device, dtype=dtype) * 0.05).requires_grad_()
+    y = (torch.randn(B, H, n, D, device=device, dtype=dtype) * 0.05).requires_grad_()
+    numel, es = x.numel(), x.element_size()
+    if op == "mobius_add":
+        impls = {"triton": lambda: pt.mobius_add_triton(x, y, c), "torch_ref": lambda: pn.mobius_add(x, y, c)}
+        ins, fb, bb = (x, y, c), 3 * numel * es, 8 * numel * es
+    else:
+        impls = {"triton": lambda: getattr(pt, op + "_triton")(x, c), "torch_ref": lambda: getattr(pn, op)(x, c)}
+        ins, fb, bb = (x, c), 2 * numel * es, 5 * numel * es
+    shape = {"B": B, "H": H, "N": n, "D": D, "dtype": str(dtype).replace("torch.", "")}
+    return shape, impls, {}, ins, fb, bb
+
+
+def case_window_attn(n, device, dtype, quick):
+    from kernels.window_attn import window_hyp_attn_ref
+    from kernels.window_attn.triton import window_hyp_attn_triton
+
+    B, H, D = (1, 2, 16) if quick else (8, 16, 64)
+    q, k = ((torch.randn(B, H, n, D, device=device) * 0.7 / D**0.5).to(dtype).requires_grad_() for _ in range(2))
+    v = torch.randn(B, H, n, D, device=device, dtype=dtype).requires_grad_()
+    c = (torch.rand(H, device=device) + 0.2).requires_grad_()
+    s = (torch.rand(H, device=device) + 0.5).requires_grad_()
+    impls = {"triton": lambda: window_hyp_attn_triton(q, k, v, c, s, 64),
+             "torch_ref": lambda: window_hyp_attn_ref(q, k, v, c, s, 64)}
+    anchors = {}
+    if not quick and device == "cuda":
+        try:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+            import torch.nn.functional as F
+
+            def sdpa():
+                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+            anchors["torch.sdpa_flash_causal (full causal, not windowed)"] = sdpa
+        except Exception as e:  # noqa: BLE001
+            anchors["torch.sdpa_flash_causal (full causal, not windowed)"] = f"missing: {type(e).__name__}: {e}"
+    numel, es = q.numel(), q.element_size()
+    shape = {"B": B, "H": H, "N": n, "D": D, "window": 64, "dtype": str(dtype).replace("torch.", "")}
+    return shape, impls, anchors, (q, k, v, c, s), 4 * numel * es, 11 * numel * es
+
+
+CASES = {
+    "scan": lambda n, dev, dt, quick: case_scan(n, dev, dt, quick),
+    "linear_attn": case_linear_attn,
+    "poincare_exp0": lambda n, dev, dt, quick: _case_poincare("exp0", n, dev, dt, quick),
+    "poincare_log0": lambda n, dev, dt, quick: _case_poincare("log0", n, dev, dt, quick),
+    "poincare_mobius_add": lambda n, dev, dt, quick: _case_poincare("mobius_add", n, dev, dt, quick),
+    "window_attn": case_window_attn,
+}
+DTYPES = {"scan": torch.float32, "linear_attn": torch.bfloat16, "poincare_exp0": torch.float32,
+          "poincare_log0": torch.float32, "poincare_mobius_add": torch.float32, "window_attn": torch.bfloat16}
+
+
+def _measure(fn, inputs, device, quick):
+    """fwd and fwd+bwd timings of fn; errors are recorded, not raised."""
+    res = {}
+    try:
+        with torch.no_grad():
+            res["fwd"] = time_fn(fn, device, quick)
+    except Exception as e:  # noqa: BLE001
+        res["fwd"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+    try:
+        res["fwd_bwd"] = time_fn(_fwd_bwd(fn, inputs), device, quick)
+    except Exception as e:  # noqa: BLE001
+        res["fwd_bwd"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+    return res
+
+
+def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset()):
+    shape, impls, anchors, inputs, fwd_bytes, fb_bytes = CASES[op](n, device, DTYPES[op] if device == "cuda" else torch.float32, quick)
+    row = {"op": op, "shape": shape, "bytes_fwd": fwd_bytes, "bytes_fwd_bwd": fb_bytes, "impls": {}}
+    for name, fn in impls.items():
+        if name == "triton" and not triton_ok:
+            row["impls"][name] = {"skipped": "no GPU and TRITON_INTERPRET unset"}
+            continue
+        m = _measure(fn, inputs, device, quick)
+        for kind, nbytes in (("fwd", fwd_bytes), ("fwd_bwd", fb_bytes)):
+            t = m[kind].get("median_ms")
+            if t:
+                m[kind]["GBps"] = nbytes / (t * 1e-3) / 1e9
+                m[kind]["frac_of_copy_bw"] = nbytes / (t * 1e-3) / bw
+        row["impls"][name] = m
+        _sync(device)
+    for name, a in anchors.items():
+        if name in skip:
+            row["impls"][name] = {"skipped": "--skip-anchors"}
+            continue
+        if isinstance(a, str):
+            row["impls"][name] = {"missing": a}
+            continue
+        fn, ins = a if isinstance(a, tuple) else (a, inputs[:3])
+        row["impls"][name] = _measure(fn, ins, device, quick)
+    tri, ref = row["impls"].get("triton", {}), row["impls"].get("torch_ref", {})
+    for kind in ("fwd", "fwd_bwd"):
+        t, r = tri.get(kind, {}).get("median_ms"), ref.get(kind, {}).get("median_ms")
+        if t and r:
+            row[f"speedup_vs_ref_{kind}"] = r / t
+        for name, a in row["impls"].items():
+            if name in ("triton", "torch_ref") or kind not in a:
+                continue
+            an = a[kind].get("median_ms")
+            if t and an:
+                row.setdefault("anchor_over_triton", {})[f"{name}:{kind}"] = an / t
+    return row
+
+
+def environment(argv):
+    env = {"torch": torch.__version__, "python": platform.python_version(),
+           "command": " ".join([sys.executable, sys.argv[0]] + list(argv)),
+           "host": platform.node()}
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except Exception:  # noqa: BLE001
+        env["triton"] = None
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+        env["cuda"] = torch.version.cuda
+        try:
+            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                           capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
+        except Exception:  # noqa: BLE001
+            env["driver"] = None
+    for key, cmd in (("git_commit", ["git", "rev-parse", "HEAD"]), ("git_dirty", ["git", "status", "--porcelain"])):
+        try:
+            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=20)
+            env[key] = (r.stdout.strip() or None) if key == "git_commit" and r.returncode == 0 else (
+                bool(r.stdout.strip()) if r.returncode == 0 else None)
+        except Exception:  # noqa: BLE001
+            env[key] = None
+    for pkg in ("fla", "accelerated_scan"):
+        try:
+            mod = __import__(pkg)
+            env[pkg] = getattr(mod, "__version__", "present")
+        except Exception as e:  # noqa: BLE001
+            env[pkg] = f"missing ({type(e).__name__})"
+    return env
+
+
+def _fmt(x, unit=""):
+    return "-" if x is None else f"{x:.3g}{unit}"
+
+
+def print_table(rows, bw):
+    print(f"device copy bandwidth: {bw / 1e9:.1f} GB/s")
+    print(f"{'op':<20}{'N':>7} {'impl':<44}{'fwd ms':>10}{'fwd+bwd ms':>12}{'fwd %bw':>9}{'speedup fwd/fb':>16}")
+    for row in rows:
+        for name, m in row["impls"].items():
+            f, fb = m.get("fwd", {}), m.get("fwd_bwd", {})
+            sp = ""
+            if name == "triton":
+                sp = f"{_fmt(row.get('speedup_vs_ref_fwd'))}/{_fmt(row.get('speedup_vs_ref_fwd_bwd'))}"
+            note = m.get("missing") or m.get("skipped") or f.get("error") or ""
+            frac = f.get("frac_of_copy_bw")
+            print(f"{row['op']:<20}{row['shape']['N']:>7} {name[:43]:<44}{_fmt(f.get('median_ms')):>10}"
+                  f"{_fmt(fb.get('median_ms')):>12}{_fmt(frac * 100 if frac else None):>9}{sp:>16} {note[:60]}")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
+    p.add_argument("--quick", action="store_true", help="tiny sizes, no anchors (smoke test)")
+    p.add_argument("--ops", default=",".join(OPS), help=f"comma list of {OPS}")
+    p.add_argument("--sizes", default=None, help="comma list of N (default 512..16384, quick: 64,128)")
+    p.add_argument("--skip-anchors", default="", help="comma list of anchor names to leave out (e.g. accelerated_scan.warp)")
+    p.add_argument("--budget-s", type=float, default=1e9, help="stop starting new cases after this many seconds")
+    p.add_argument("--out", default=str(ROOT / "results/kernels/kernels.json"))
+    args = p.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([64, 128] if args.quick else SIZES)
+    ops = [o for o in args.ops.split(",") if o]
+    for o in ops:
+        if o not in CASES:
+            p.error(f"unknown op {o!r}")
+    triton_ok = args.device == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+    t_start = time.time()
+    bw = copy_bandwidth(args.device, args.quick)
+    result = {"environment": environment(argv), "device": args.device, "quick": args.quick,
+              "copy_bandwidth_Bps": bw, "rows": [], "not_run": []}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for op in ops:
+        for n in sizes:
+            if time.time() - t_start > args.budget_s:
+                result["not_run"].append({"op": op, "N": n, "why": "time budget"})
+                continue
+            try:
+                row = run_case(op, n, args.device, args.quick, bw, triton_ok, skip=set(filter(None, args.skip_anchors.split(","))))
+            except Exception as e:  # noqa: BLE001
+                row = {"op": op, "shape": {"N": n}, "impls": {}, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+            result["rows"].append(row)
+            print_table([row], bw)
+            sys.stdout.flush()
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+            out.write_text(json.dumps(result, indent=1))  # partial results survive a time-out
+    result["wall_s"] = time.time() - t_start
+    out.write_text(json.dumps(result, indent=1))
+    for row in result["rows"]:
+        if "error" in row:
+            print(f"ERROR {row['op']} N={row['shape']['N']}: {row['error']}")
+    print(f"wrote {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""The Phase 7 / Phase 8 layers against their definitions (float64): the wiring of the kernels' ops.
+
+The ops themselves (scan, window attention, linear attention, Poincare maps, BK-Core) are tested in
+tests/kernels; here each layer is recomputed from models.md with explicit loops.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kernels.bk_core import bk_core_sequential
+from kernels.linear_attn import causal_linear_attn_quadratic
+from kernels.poincare import dist, dist0, exp0, log0, mobius_add
+from models.layers.ar_ssm import ARSSM
+from models.layers.gates import BKGate, BKHyperbolicGate, HyperbolicFusion
+from models.layers.htt import HTTEmbedding, htt_shape
+from models.layers.hyp_attention import WindowHypAttention
+from models.layers.hyp_ssm import HyperbolicSSM
+from models.layers.linear_attention import TangentLinearAttention, clip_tangent
+from models.layers.phase8_extras import EntailmentCones, PersistentHomology, SheafAttention, _mst_edges, \
+    betti_numbers, cone_angle
+from models.layers.poincare_layers import Curvature
+
+@pytest.fixture(autouse=True)
+def _float64():
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _randomise(module: torch.nn.Module, scale: float = 0.3) -> None:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn_like(p) * scale)
+
+
+@pytest.mark.parametrize("decay, fused", [(True, False), (False, False), (True, True)])
+def test_ar_ssm_equals_its_loop(decay, fused):
+    d, r, k, n = 6, 3, 3, 19
+    ar = ARSSM(d, r, k, decay=decay)
+    fusion = HyperbolicFusion(4, 0.7) if fused else None
+    _randomise(ar)
+    x = torch.randn(2, n, d)
+    a = torch.exp(-F.softplus(ar.decay_raw)) if decay else torch.ones(r)
+    w = ar.conv.weight[:, 0]  # (d, k)
+    g2 = torch.sigmoid(ar.gate(x))
+    s = torch.zeros(2, r)
+    expected = []
+    for t in range(n):
+        conv = ar.conv.bias + sum(w[:, j] * x[:, t - (k - 1) + j] for j in range(k) if t - (k - 1) + j >= 0)
+        u = ar.proj_u(x[:, t])
+        s = a * s + (1 - a if decay else 1.0) * u * g2[:, t]
+        low = ar.out(s * ar.proj_v(x[:, t]) * g2[:, t])
+        if fused:
+            low = low * torch.sigmoid(fusion.mlp(2 * u.norm(dim=-1, keepdim=True) / math.sqrt(r) / 0.7))
+        expected.append(conv + low)
+    torch.testing.assert_close(ar(x, fusion), torch.stack(expected, 1), rtol=1e-10, atol=1e-12)
+
+
+def test_fusion_closed_form_is_the_ball_distance():
+    """2|u| / sqrt(R) equals d_c(0, exp0(u / sqrt R)) computed through the ball, for any curvature."""
+    u = torch.randn(3, 5, 8) * 0.4
+    fusion = HyperbolicFusion(6, 0.7)
+    got = fusion(u)
+    for c in (0.01, 0.5, 2.0):
+        ball = dist0(exp0(u / math.sqrt(8), torch.tensor(c)), torch.tensor(c))
+        torch.testing.assert_close(got, torch.sigmoid(fusion.mlp(ball / 0.7)), rtol=1e-9, atol=1e-12)
+
+
+def test_window_hyperbolic_attention_equals_its_loop():
+    d, h, w, n = 8, 2, 5, 17
+    attn = WindowHypAttention(d, h, w, 0.3, 1e-4, 10.0)
+    _randomise(attn)
+    x = torch.randn(2, n, d)
+    q, k, v = attn.qkv(x).view(2, n, 3, h, d // h).unbind(2)  # (B, N, H, Dh)
+    c, beta = attn.curvature(), F.softplus(attn.beta)
+    out = torch.zeros(2, n, h, d // h)
+    for t in range(n):
+        for j in range(h):
+            s = range(max(0, t - w + 1), t + 1)
+            qb = exp0(q[:, t, j], c[j])
+            score = torch.stack([-beta[j] * dist(qb, exp0(k[:, i, j], c[j]), c[j])[..., 0] for i in s], -1)
+            p = torch.softmax(score, -1)  # (B, |s|)
+            out[:, t, j] = sum(p[:, m, None] * v[:, i, j] for m, i in enumerate(s))
+    torch.testing.assert_close(attn(x), out.reshape(2, n, d), rtol=1e-9, atol=1e-11)
+
+
+def test_bk_gate_uses_the_sequential_green_function():
+    d, ch, n = 8, 4, 13
+    gate_mod = BKGate(d, ch, True, 5.0, 1.5, -0.2)
+    _randomise(gate_mod, 0.1)
+    x = torch.randn(2, n, d)
+    core = gate_mod.core
+    g_re, g_im = bk_core_sequential(core.potentials(x), core.h0, core.beta, core.e, core.eta())
+    gate, r, i = gate_mod(x)
+    torch.testing.assert_close(r, g_re, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(i, g_im, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gate, torch.sigmoid(gate_mod.scale * g_im.abs() + gate_mod.bias))
+    assert (g_im > 0).all()
+
+
+def test_linear_attention_layer_equals_quadratic_definition_with_value_gate():
+    d, h, n = 8, 2, 21
+    att = TangentLinearAttention(d, h, causal=True, bias=False, c_init=0.5, c_bounds=(1e-4, 10.0))
+    x = torch.randn(2, n, d) * 3  # some rows get clipped at radius artanh(0.999)/sqrt(0.5) ~ 5.4
+    gate = torch.sigmoid(torch.randn(2, n, d))
+    c = att.c()
+    u = clip_tangent(x, c)
+    assert (u.norm(dim=-1) < x.norm(dim=-1) - 1e-9).any()  # the clip is active somewhere
+    q, k, v = att.in_proj(u).view(2, n, 3, d).unbind(2)
+    v = v * gate
+    heads = [t.view(2, n, h, d // h).transpose(1, 2) for t in (q, k, v)]
+    o = causal_linear_attn_quadratic(*heads)
+    torch.testing.assert_close(att(x, value_gate=gate), att.out_proj(o.transpose(1, 2).reshape(2, n, d)))
+
+
+def test_exact_mode_is_causal_softmax_over_poincare_distance():
+    d, h, n = 8, 2, 11
+    att = TangentLinearAttention(d, h, causal=True, bias=False, c_init=0.7, mode="exact", c_bounds=(1e-4, 10.0))
+    _randomise(att, 0.2)
+    x = torch.randn(2, n, d)
+    c, beta = att.c(), F.softplus(att.beta)
+    q, k, v = att.in_proj(clip_tangent(x, c)).view(2, n, 3, h, d // h).unbind(2)
+    out = torch.zeros(2, n, h, d // h)
+    for t in range(n):
+        for j in range(h):
+            score = -beta[j] * dist(exp0(q[:, t, None, j], c), exp0(k[:, : t + 1, j], c), c)[..., 0]  # (B, t+1)
+            out[:, t, j] = (torch.softmax(score, -1)[..., None] * v[:, : t + 1, j]).sum(1)
+    torch.testing.assert_close(att(x), att.out_proj(out.reshape(2, n, d)), rtol=1e-9, atol=1e-11)
+    att.mode = "auto"
+    att.auto_threshold = float(c.detach()) + 0.1
+    assert not att.use_exact()
+    att.auto_threshold = float(c.detach()) - 0.1
+    assert att.use_exact()
+
+
+def test_hyp_ssm_parallel_equals_tangent_loop():
+    d, s, n = 6, 5, 23
+    ssm = HyperbolicSSM(d, s, "parallel", 0.8, 1e-4, 10.0)
+    _randomise(ssm, 0.2)
+    x = torch.randn(2, n, d)
+    dt, bx, cx = ssm.in_proj(x).split(s, -1)
+    delta = F.softplus(dt)
+    a = torch.exp(-delta * F.softplus(ssm.a_raw))
+    c = ssm.curvature()
+    p = exp0(ssm.point, c)
+    h = torch.zeros(2, s)
+    ys = []
+    for t in range(n):
+        h = a[:, t] * h + delta[:, t] * bx[:, t]
+        ys.append(ssm.out(torch.sigmoid(cx[:, t]) * log0(mobius_add(exp0(h, c), p, c), c)))
+    torch.testing.assert_close(ssm(x), torch.stack(ys, 1), rtol=1e-10, atol=1e-12)
+
+
+def test_hyp_ssm_mobius_mode_tends_to_tangent_scan_as_curvature_vanishes():
+    d, s, n = 6, 5, 15
+    x = torch.randn(2, n, d)
+    outs = {}
+    for c in (1e-7, 1.0):
+        for mode in ("parallel", "mobius"):
+            torch.manual_seed(1)
+            ssm = HyperbolicSSM(d, s, mode, c, 1e-8, 10.0)
+            with torch.no_grad():
+                ssm.in_proj.bias[:s] += 2.0  # larger steps so that states are O(1)
+            outs[c, mode] = ssm(x)
+    torch.testing.assert_close(outs[1e-7, "mobius"], outs[1e-7, "parallel"], rtol=1e-5, atol=1e-6)
+    assert (outs[1.0, "mobius"] - outs[1.0, "parallel"]).abs().max() > 1e-3  # curved: a different recurrence
+
+
+def test_bk_hyperbolic_gate_formula():
+    g = BKHyperbolicGate(3)
+    g_re, g_im = torch.randn(2, 4, 3), torch.rand(2, 4, 3)
+    expected = torch.sigmoid(g.weight[:, 0] * g_re + g.weight[:, 1] * g_im + g.bias)
+    torch.testing.assert_close(g(g_re, g_im), expected)
+
+
+@pytest.mark.parametrize("vocab, d", [(300, 30), (256, 64), (7, 5)])
+def test_htt_embedding_formula_and_tied_head(vocab, d):
+    emb = HTTEmbedding(vocab, d, rank=4)
+    v1, v2, d1, d2 = htt_shape(vocab, d)
+    assert v1 == math.ceil(math.sqrt(vocab)) and v1 * v2 >= vocab and d1 == math.ceil(math.sqrt(d)) and d1 * d2 >= d
+    ids = torch.arange(vocab).view(1, -1)
+    e = emb(ids)[0]  # (V, d)
+    for t in (0, 1, vocab // 2, vocab - 1):
+        t1, t2 = divmod(t, v2)
+        full = sum(math.cos(float(emb.phase[r].detach())) * torch.outer(emb.core1[t1, r], emb.core2[t2, r]) for r in range(4)) / 2
+        torch.testing.assert_close(e[t], full.flatten()[:d])
+    torch.testing.assert_close(emb.table(), e)
+    x = torch.randn(2, 3, d)
+    torch.testing.assert_close(emb.tied_logits(x), x @ e.T)
+
+
+def test_curvature_is_softplus_clamped():
+    cv = Curvature((3,), 0.5, 0.1, 2.0)
+    torch.testing.assert_close(cv(), torch.full((3,), 0.5, dtype=cv().dtype))
+    with torch.no_grad():
+        cv.raw.copy_(torch.tensor([-20.0, 0.0, 20.0]))
+    torch.testing.assert_close(cv(), torch.tensor([0.1, math.log(2), 2.0], dtype=cv().dtype))
+
+
+def test_cone_angle_geometry():
+    x = torch.tensor([0.3, 0.1, 0.0])
+    assert float(cone_angle(x, 1.5 * x)) < 1e-2  # further out along the ray: inside every cone
+    assert float(cone_angle(x, 0.3 * x)) > math.pi - 1e-2  # towards the origin: opposite direction
+    side = torch.tensor([0.3, 0.1, 0.2])
+    assert 0.1 < float(cone_angle(x, side)) < math.pi - 0.1
+
+
+def test_entailment_loss_counts_only_violations():
+    ent = EntailmentCones(4, 3, 1.0, 1.0, 1e-4, 10.0)
+    with torch.no_grad():
+        ent.proj.weight.copy_(torch.eye(3, 4))
+    ray = torch.tensor([0.2, 0.1, 0.05, 0.0])
+    along = torch.stack([ray * (1 + 0.5 * t) for t in range(6)])[None]  # each token further out on one ray
+    assert float(ent(along)) == 0.0
+    back = along.flip(1)  # each token closer to the origin: angle ~ pi > aperture
+    assert float(ent(back)) == pytest.approx(math.pi - float(ent.aperture()), abs=2e-2)
+
+
+def test_mst_and_betti_numbers():
+    pts = torch.tensor([0.0, 0.3, 1.0, 3.0, 3.5]).view(1, -1, 1)
+    d = (pts - pts.transpose(1, 2)).abs().squeeze(-1)
+    child, par = _mst_edges(d)
+    assert float(d[0, child[0], par[0]].sum()) == pytest.approx(3.5)  # a path on the line: max - min
+    square = torch.tensor([[0.0, 0], [1, 0], [1, 1], [0, 1]])
+    two = torch.cat([square, square + 10])[None]
+    dd = torch.cdist(two, two)
+    b0, b1 = betti_numbers(dd, torch.tensor([1.2]))
+    assert (int(b0), int(b1)) == (2, 2)  # two components, each one loop
+    b0, b1 = betti_numbers(dd, torch.tensor([0.5]))
+    assert (int(b0), int(b1)) == (8, 0)
+
+
+def test_homology_regulariser_is_mean_mst_length_and_sets_diagnostics():
+    ph = PersistentHomology(6, 3, 8, 0.5, 1.0, 1e-4, 10.0)
+    h = torch.randn(2, 30, 6)
+    loss = ph(h)
+    assert ph.betti0 is not None and ph.betti0 >= 1 and ph.betti1 is not None
+    idx = torch.linspace(0, 29, 8).round().long()
+    c = ph.curvature()
+    x = exp0(ph.proj(h[:, idx]), c)
+    d = dist(x[:, :, None], x[:, None], c)[..., 0]
+    child, par = _mst_edges(d)
+    expected = 0.5 * torch.stack([d[b, child[b], par[b]] for b in range(2)]).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-8)
+
+
+def test_sheaf_attention_consensus():
+    sh = SheafAttention(8, 4, 3)
+    with torch.no_grad():
+        sh.restriction.copy_(torch.randn(1, 2, 3).expand(4, 2, 3))  # identical restriction maps
+    same = torch.randn(1, 2, 1, 2).expand(1, 2, 4, 2).reshape(1, 2, 8)  # identical head stalks
+    z = same.view(1, 2, 4, 2)[:, :, 0] @ sh.restriction[0]  # (1, 2, 3)
+    torch.testing.assert_close(sh(same), sh.out(z))  # agreement everywhere: the consensus is the common value
+    x = same.clone()
+    x[..., :2] += 5.0  # head 0 disagrees with the others
+    zs = torch.einsum("bnhi,hij->bnhj", x.view(1, 2, 4, 2), sh.restriction)
+    dis = torch.cdist(zs, zs) ** 2 / 3
+    w = torch.softmax(-dis.mean(-1), -1)
+    torch.testing.assert_close(sh(x), sh.out((w[..., None] * zs).sum(-2)))
+    assert (w[..., 0] < w[..., 1]).all()

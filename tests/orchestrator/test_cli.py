@@ -1,0 +1,156 @@
+"""The `phasebench` command through its entry point: exit codes, output, nothing written on bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 16, "steps": 1}
+
+
+def phasebench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The installed console script when present, else the module (same entry point)."""
+    exe = Path(sys.executable).with_name("phasebench")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "orchestrator.cli"]
+    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+
+
+def call(capsys, *args: str) -> tuple[int, str, str]:
+    """main() in-process: (exit code, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_spec(tmp_path: Path, data) -> str:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return str(path)
+
+
+def test_entry_point_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    spec = write_spec(tmp_path, {"name": "x", "defaults": TINY | {"n_heads": 3}, "grid": {"model": ["transformer"]}})
+    result = phasebench("run", spec, "--db", f"sqlite:///{tmp_path}/pb.db", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: n_heads: must divide d_model=32 [config model=transformer] (got 3)"]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "pb.db").exists() and not (tmp_path / "phasebench.db").exists()
+
+
+def test_entry_point_dry_run_json(tmp_path):
+    spec = write_spec(tmp_path, {"name": "x", "defaults": TINY,
+                                 "grid": {"model": ["transformer", "phase7-seed"], "seq_len": [16, 32]}})
+    result = phasebench("run", spec, "--dry-run", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert [(r["model"], r["seq_len"]) for r in records] == [
+        ("transformer", 16), ("transformer", 32), ("phase7-seed", 16), ("phase7-seed", 32)]
+    assert all(len(r["hash"]) == 16 and r["params"] > 0 for r in records)
+    assert not (tmp_path / "phasebench.db").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run"], "give either SPEC or --resume"),
+    (["run", "missing.yaml"], "spec: file not found"),
+    (["results", "list", "--where", "nokey"], "--where: expected KEY=VALUE"),
+    (["results", "list", "--where", "dmodel=3"], "--where: unknown config field 'dmodel'"),
+    (["status", "nope"], "batch: no batch named or numbered 'nope'"),
+    (["results", "show", "zzzz"], "matches 0 runs"),
+    (["run", "--resume", "7"], "batch: no batch named or numbered '7'"),
+])
+def test_bad_arguments_exit_2(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    db = f"sqlite:///{tmp_path}/pb.db"
+    call(capsys, "db", "upgrade", "--db", db)
+    code, out, err = call(capsys, *args, "--db", db)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_click_usage_errors_exit_2(capsys):
+    code, _, err = call(capsys, "results", "list", "--format", "xml")
+    assert code == 2 and "xml" in err
+    code, _, _ = call(capsys, "frobnicate")
+    assert code == 2
+
+
+def test_binary_and_bomb_specs(capsys, tmp_path):
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    code, _, err = call(capsys, "run", str(binary), "--db", f"sqlite:///{tmp_path}/pb.db")
+    assert code == 2 and "not valid UTF-8" in err
+    assert not (tmp_path / "pb.db").exists()
+
+
+def test_db_upgrade_and_current(capsys, tmp_path):
+    db = f"sqlite:///{tmp_path}/pb.db"
+    code, out, _ = call(capsys, "db", "current", "--db", db)
+    assert code == 0 and "current: (empty)" in out
+    code, out, _ = call(capsys, "db", "upgrade", "--db", db)
+    assert code == 0 and "at revision 0001" in out
+    code, out, _ = call(capsys, "db", "current", "--db", db)
+    assert "current: 0001" in out and "head: 0001" in out
+
+
+def test_env_masks_password(capsys):
+    url = "postgresql://alice:s3cret-pw@db.example:5432/pb"
+    code, out, err = call(capsys, "env", "--json", "--db", url)
+    assert code == 0 and "s3cret-pw" not in out + err
+    info = json.loads(out)
+    assert info["database"] == "postgresql://alice:***@db.example:5432/pb"
+    assert "transformer" in info["models"] and info["torch"]
+
+
+def test_connection_error_masks_password(capsys):
+    url = "postgresql://alice:s3cret-pw@127.0.0.1:1/pb"
+    code, out, err = call(capsys, "status", "--db", url)
+    assert code == 2 and "s3cret-pw" not in out + err and "***" in err
+
+
+def test_results_commands_after_a_run(capsys, tmp_path, local_ray):
+    db = f"sqlite:///{tmp_path}/pb.db"
+    spec = write_spec(tmp_path, {"name": "cli", "defaults": TINY, "grid": {"model": ["transformer", "phase8-seed"]}})
+    code, out, err = call(capsys, "run", spec, "--db", db, "--no-progress")
+    assert code == 0, err
+    assert "batch 1: ok 2" in out and "transformer" in out and "phase8-seed" in out
+    code, out, _ = call(capsys, "results", "list", "--db", db, "--model", "phase8-seed", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == 1 and rows[0]["model"] == "phase8-seed" and rows[0]["tokens_per_s"] > 0
+    code, out, _ = call(capsys, "results", "list", "--db", db, "--where", "seq_len=16", "--format", "csv")
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 3 and lines[0].startswith("run_id,batch")
+    code, out, _ = call(capsys, "results", "list", "--db", db, "--where", "seq_len=17")
+    assert code == 0 and "transformer" not in out
+    export = tmp_path / "out.json"
+    code, _, _ = call(capsys, "results", "export", "--db", db, "--out", str(export))
+    exported = json.loads(export.read_text())
+    assert code == 0 and {r["config"]["model"] for r in exported} == {"transformer", "phase8-seed"}
+    code, out, _ = call(capsys, "results", "show", exported[0]["run_id"][:8], "--db", db, "--json")
+    assert code == 0 and json.loads(out)["run_id"] == exported[0]["run_id"]
+    code, out, _ = call(capsys, "status", "--db", db)
+    assert code == 0 and "cli" in out and "done" in out
+    code, out, _ = call(capsys, "status", "1", "--db", db, "--json")
+    assert code == 0 and len(json.loads(out)) == 2
+    report = tmp_path / "r" / "report.html"
+    code, out, _ = call(capsys, "dashboard", "build", "--db", db, "--out", str(report))
+    assert code == 0 and report.exists() and "2 runs" in out
+
+
+def test_failed_run_exits_1(capsys, tmp_path, local_ray):
+    db = f"sqlite:///{tmp_path}/pb.db"
+    spec = write_spec(tmp_path, {"name": "f", "defaults": TINY | {"fault": "raise"}, "grid": {"model": ["transformer"]}})
+    code, out, _ = call(capsys, "run", spec, "--db", db, "--no-progress")
+    assert code == 1 and "failed" in out

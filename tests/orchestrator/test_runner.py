@@ -1,0 +1,117 @@
+"""The runner end to end through a real local Ray on CPU, with tiny models."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+
+from orchestrator import api
+
+TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 32,
+        "steps": 2, "warmup_steps": 1}
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spec(name, cases, **defaults):
+    return {"name": name, "defaults": TINY | defaults, "cases": cases}
+
+
+def test_every_status_through_local_ray(local_ray, sqlite_url):
+    cases = [
+        {"model": "transformer", "mode": "train"},                                    # ok
+        {"model": "phase8-seed", "d_model": 8, "n_heads": 2, "vocab_size": 1_000_000,  # oom: 17 TB of logits
+         "batch_size": 64, "seq_len": 65536, "embed_rank_ratio": 0.5, "ffn_rank_ratio": 0.5, "timeout_s": 120},
+        {"model": "phase8-seed", "fault": "raise"},                                    # failed
+        {"model": "transformer", "mode": "train", "d_model": 512, "n_heads": 8,        # timeout
+         "n_layers": 8, "seq_len": 2048, "steps": 50, "timeout_s": 2},
+        {"model": "phase7-seed", "mode": "train_no_optim"},                            # ok, after the timeout
+    ]
+    streamed = []
+
+    def on_result(run, outcome):
+        with sa.create_engine(sqlite_url).connect() as conn:  # already stored when the callback runs
+            stored = conn.execute(sa.text("SELECT status FROM pb_results WHERE run_id = :id"), {"id": run.id}).scalar()
+        streamed.append((run.index, outcome["status"], stored))
+
+    outcome = api.run(spec("statuses", cases), db=sqlite_url, max_parallel=2, on_result=on_result)
+    assert outcome.counts == {"ok": 2, "oom": 1, "failed": 1, "timeout": 1}
+    assert sorted(streamed) == [(0, "ok", "ok"), (1, "oom", "oom"), (2, "failed", "failed"),
+                                (3, "timeout", "timeout"), (4, "ok", "ok")]
+    rows = {r["index"]: r for r in api.results(db=sqlite_url)}
+    assert rows[0]["tokens_per_s"] > 0 and rows[0]["static_bytes"] > rows[0]["weights_bytes"] > 0
+    assert rows[0]["saved_tensor_bytes"] > 0 and rows[0]["loss"] > 0 and rows[0]["node_id"]
+    assert rows[1]["phase"] == "forward" and "can't allocate memory" in rows[1]["error"]
+    assert rows[2]["phase"] == "forward" and "injected fault" in rows[2]["error"]
+    assert "timeout_s=2" in rows[3]["error"]
+    assert rows[4]["mode"] == "train_no_optim" and rows[4]["static_bytes"] == rows[4]["weights_bytes"]
+
+
+def test_dead_worker_is_retried_then_failed(local_ray, sqlite_url):
+    outcome = api.run(spec("crash", [{"model": "transformer", "fault": "exit"}, {"model": "transformer"}]),
+                      db=sqlite_url)
+    assert outcome.counts == {"failed": 1, "ok": 1}
+    failed = [r for r in api.results(db=sqlite_url) if r["status"] == "failed"][0]
+    assert "WorkerCrashedError" in failed["error"] or "died" in failed["error"]
+
+
+def test_rerun_dedupe_and_skip(local_ray, sqlite_url):
+    data = spec("dedupe", [{"model": "transformer"}, {"model": "phase8-seed"}])
+    assert api.run(data, db=sqlite_url).counts == {"ok": 2}
+    assert api.run(data, db=sqlite_url).counts == {"skipped": 2}
+    assert api.run(data, db=sqlite_url, rerun=True).counts == {"ok": 2}
+    with sa.create_engine(sqlite_url).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM pb_results")).scalar() == 4
+
+
+def _count(url: str, sql: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(sql)).scalar()
+    except sa.exc.OperationalError:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite_url):
+    cases = [{"model": "transformer", "seed": i} for i in range(5)]
+    spec_file = tmp_path / "slow.yaml"
+    spec_file.write_text(yaml.safe_dump(spec("ctrlc", cases)))
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--db", sqlite_url,
+           "--max-parallel", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 120
+    while _count(sqlite_url, "SELECT count(*) FROM pb_results") < 1:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "phasebench run --resume 1" in err
+    done = _count(sqlite_url, "SELECT count(*) FROM pb_results")
+    assert 1 <= done < 5
+    assert _count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == 5 - done
+    assert _count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'interrupted'") == 1
+    resumed = subprocess.run(cmd[:4] + ["--resume", "1", "--db", sqlite_url, "--no-progress", "--json"],
+                             cwd=tmp_path, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert resumed.returncode == 0, resumed.stderr
+    assert _count(sqlite_url, "SELECT count(*) FROM pb_results") == 5
+    assert _count(sqlite_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 5
+    assert _count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE attempts > 1") == 0 or done < 5
+    assert _count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'done'") == 1
+
+
+def test_quickstart_spec_runs(local_ray, sqlite_url):
+    outcome = api.run(REPO / "examples" / "quickstart.yaml", db=sqlite_url)
+    rows = api.results(db=sqlite_url)
+    assert outcome.counts == {"ok": len(rows)}
+    assert {r["model"] for r in rows} == set(__import__("models").names())
+    assert {r["mode"] for r in rows} == {"inference", "train"}

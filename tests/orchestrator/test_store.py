@@ -1,0 +1,162 @@
+"""The result store on a real SQLite file and a real PostgreSQL database."""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from orchestrator.errors import UserError
+from orchestrator.spec import expand
+from orchestrator.store.engine import VERSION_TABLE, current_revision, make_engine
+from orchestrator.store.migrate import head_revision, include_name, upgrade
+from orchestrator.store.repository import Filters, Store
+from orchestrator.store.schema import Base, Result, Run
+
+TINY = {"vocab_size": 256, "d_model": 64, "n_layers": 2, "n_heads": 4, "device": "cpu"}
+
+
+def tiny_spec(name="t", **grid):
+    return expand({"name": name, "defaults": TINY,
+                   "grid": {"model": ["transformer", "phase8-seed"], "mode": ["inference", "train"]} | grid})
+
+
+def ok_outcome(**metrics):
+    return {"status": "ok", "phase": "done", "params": 10, "tokens_per_s": 123.0, "weights_bytes": 40,
+            "environment": {"hostname": "h", "device": "cpu", "torch": "x", "python": "3", "git_commit": "abc",
+                            "git_dirty": False, "details": {}}, "node_id": "node-1"} | metrics
+
+
+def test_upgrade_head_on_empty_db_and_no_autogenerate_diff(db_url):
+    engine = make_engine(db_url)
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={
+            "compare_type": True, "version_table": VERSION_TABLE, "include_name": include_name}), Base.metadata)
+    assert diff == []
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"pb_batches", "pb_runs", "pb_results", "pb_environments", VERSION_TABLE} <= tables
+    assert "alembic_version" not in tables  # Optuna's default version table stays free
+
+
+def test_round_trip(db_url):
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec())
+    runs = store.reset_unfinished(batch.id)
+    assert len(runs) == 4 and [r.index for r in runs] == [0, 1, 2, 3]
+    store.mark_running(runs[0].id)
+    assert store.record_result(runs[0].id, ok_outcome(peak_bytes=7, extra={"k": [1, 2]}))
+    rows = store.rows(Filters(batch=(str(batch.id),)))
+    assert [r["status"] for r in rows] == ["ok", "pending", "pending", "pending"]
+    first = rows[0]
+    assert first["tokens_per_s"] == 123.0 and first["peak_bytes"] == 7 and first["extra"] == {"k": [1, 2]}
+    assert first["hostname"] == "h" and first["git_commit"] == "abc" and first["node_id"] == "node-1"
+    assert first["config"]["d_model"] == 64 and first["attempts"] == 1
+    store.close()
+
+
+def test_result_written_once(db_url):
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec())
+    run = store.reset_unfinished(batch.id)[0]
+    assert store.record_result(run.id, ok_outcome())
+    assert not store.record_result(run.id, ok_outcome(tokens_per_s=999.0))
+    with store.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Result)) == 1
+        assert s.get(Result, run.id).tokens_per_s == 123.0
+    store.close()
+
+
+def test_environment_rows_are_shared(db_url):
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec())
+    for run in store.reset_unfinished(batch.id):
+        store.record_result(run.id, ok_outcome())
+    with store.session() as s:
+        assert s.scalar(sa.text("SELECT count(*) FROM pb_environments")) == 1
+    store.close()
+
+
+def test_finished_configs_are_skipped_unless_rerun(db_url):
+    store = Store(db_url)
+    first = store.create_batch(tiny_spec())
+    runs = store.reset_unfinished(first.id)
+    store.record_result(runs[0].id, ok_outcome())
+    store.record_result(runs[1].id, {"status": "failed", "phase": "forward", "error": "boom"})
+    store.record_result(runs[2].id, {"status": "oom", "phase": "backward", "error": "OOM"})
+    second = store.create_batch(tiny_spec())
+    statuses = [r.status for r in store.reset_unfinished(second.id)]
+    assert statuses == ["pending", "pending"]  # the failed run and the never-run one
+    rows = store.rows(Filters(batch=(str(second.id),)))
+    assert [r["status"] for r in rows] == ["skipped", "pending", "skipped", "pending"]
+    assert rows[0]["tokens_per_s"] == 123.0 and rows[0]["reused_run_id"] == runs[0].id
+    third = store.create_batch(tiny_spec(), rerun=True)
+    assert len(store.reset_unfinished(third.id)) == 4
+    store.close()
+
+
+def test_filters_and_where_are_bound_parameters(db_url):
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec(seq_len=[32, 64]))
+    assert len(store.rows(Filters(model=("phase8-seed",)))) == 4
+    assert len(store.rows(Filters(where=(("seq_len", 32),)))) == 4
+    assert len(store.rows(Filters(where=(("seq_len", 32), ("mode", "train"))))) == 2
+    assert len(store.rows(Filters(where=(("causal", True),)))) == 4  # transformer is causal
+    hostile = ["x' OR '1'='1", "1; DROP TABLE pb_runs; --", "') OR 1=1 --"]
+    for value in hostile:
+        assert store.rows(Filters(where=(("model", value),))) == []
+        assert store.rows(Filters(model=(value,), batch=(value,))) == []
+    assert len(store.rows(Filters(batch=(str(batch.id), "t")))) == 8  # the tables are intact
+    store.close()
+
+
+def test_find_batch(db_url):
+    store = Store(db_url)
+    a = store.create_batch(tiny_spec("alpha"))
+    b = store.create_batch(tiny_spec("alpha"))
+    assert store.find_batch("alpha").id == b.id
+    assert store.find_batch(str(a.id)).id == a.id
+    with pytest.raises(UserError, match="no batch named or numbered 'beta'"):
+        store.find_batch("beta")
+    store.close()
+
+
+def test_newer_and_older_schema_refused(db_url):
+    Store(db_url).close()
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num='9999_future'")
+    with pytest.raises(UserError, match="newer than this phasebench"):
+        Store(db_url)
+    engine.dispose()
+
+
+def test_empty_database_not_created_when_reading(sqlite_url, tmp_path):
+    with pytest.raises(UserError, match="no phasebench tables"):
+        Store(sqlite_url, create=False)
+
+
+def test_unusable_sqlite_paths(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        make_engine(f"sqlite:///{tmp_path}/missing/dir/pb.db")
+    with pytest.raises(UserError, match="not a valid database URL"):
+        make_engine("::not a url::")
+
+
+def test_sqlite_uses_wal_and_busy_timeout(sqlite_url):
+    store = Store(sqlite_url)
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 30000
+    store.close()
+
+
+def test_run_ids_are_unique_per_batch_index(db_url):
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec())
+    with store.session() as s:
+        runs = s.scalars(sa.select(Run).where(Run.batch_id == batch.id)).all()
+    assert len({r.id for r in runs}) == 4
+    store.close()

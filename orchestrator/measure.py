@@ -101,7 +101,7 @@ class BenchmarkJob:
         self.run, knobs = split_config(config)
         self.entry = models.get(self.run["model"])
         self.model_config = self.entry.make_config(knobs)
-        self.device = torch.device(self.run["device"])
+        self.device = resolve_device(self.run["device"])
         self.precision = self.model_config.precision
         self.tracker = PhaseTracker()
         self.result = Measurement()
@@ -120,8 +120,7 @@ class BenchmarkJob:
         if budget:
             total = torch.cuda.get_device_properties(self.device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, budget * 2**30 / total), self.device)
-        warm = torch.ones(64, 64, device=self.device)
-        (warm @ warm).sum().item()  # lazily created cuBLAS workspace is not charged to the model
+        warm_up_math(self.device)
         torch.cuda.synchronize()
         self.baseline = torch.cuda.memory_allocated(self.device)
 
@@ -222,6 +221,7 @@ class BenchmarkJob:
             torch.cuda.reset_peak_memory_stats(self.device)
         times, losses = self.timed_steps(model, ids, optimizer)
         self.record_memory(m)
+        retained = self.allocated() - m["static_bytes"]  # what the steps left allocated (workspaces, caches)
         m["saved_tensor_bytes"] = self.count_saved_bytes(model, ids)
         logits_dtype = PURE_DTYPES.get(self.precision) or AMP_DTYPES.get(self.precision) or torch.float32
         m["logits_bytes"] = run["batch_size"] * run["seq_len"] * self.model_config.vocab_size * logits_dtype.itemsize
@@ -230,6 +230,7 @@ class BenchmarkJob:
         self.record_speed(m, times)
         m["loss"] = losses[-1] if run["mode"] != "inference" else None
         m["extra"] = {"sdpa_backends": sorted(self.sdpa_backends(model)), "step_times_s": times,
+                      "retained_after_steps_bytes": retained if self.device.type == "cuda" else None,
                       "activation_source": "allocator" if self.device.type == "cuda" else "saved_tensors"}
         if any(not math.isfinite(x) for x in losses):
             self.result.status, self.result.phase = "nonfinite", "done"
@@ -295,6 +296,24 @@ class BenchmarkJob:
     @staticmethod
     def sdpa_backends(model) -> set[str]:
         return {mod.backend_used for mod in model.modules() if getattr(mod, "backend_used", None)}
+
+
+def warm_up_math(device: torch.device) -> None:
+    """Create cuBLAS/cuBLASLt handles and workspaces for every dtype before the baseline is taken,
+    so that lazily allocated workspaces are not charged to the model (measurement.md, step 1)."""
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        a = torch.ones(256, 256, device=device, dtype=dtype)
+        bias = torch.ones(256, device=device, dtype=dtype)
+        (a @ a).sum().item()
+        F.linear(a, a, bias).sum().item()
+        torch.bmm(a[None], a[None]).sum().item()
+
+
+def resolve_device(name: str) -> torch.device:
+    """`cuda` -> the current CUDA device with its index (Ray sets CUDA_VISIBLE_DEVICES per task)."""
+    if name == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device(name)
 
 
 class NonFinite(Exception):

@@ -27,10 +27,15 @@ def clip_tangent(u: torch.Tensor, c: torch.Tensor, max_norm: float = 1 - 1e-3) -
 
 
 def linear_attn_bidirectional(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6):
-    """Non-causal ELU+1 linear attention. q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> (B, H, N, Dv)."""
+    """Non-causal ELU+1 linear attention. q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> (B, H, N, Dv).
+
+    The key-value state and the normaliser are means over N, not sums: their ratio is the same, and
+    the normaliser stays O(Dk) instead of O(N * Dk), which overflowed fp16 (65504) at N = 512, Dk = 128.
+    """
+    n = k.shape[-2]
     fq, fk = F.elu(q) + 1, F.elu(k) + 1
-    kv = fk.transpose(-1, -2) @ v  # (B, H, Dk, Dv)
-    norm = fq @ fk.sum(dim=-2, keepdim=True).transpose(-1, -2)  # (B, H, N, 1)
+    kv = (fk / n).transpose(-1, -2) @ v  # (B, H, Dk, Dv)
+    norm = fq @ fk.mean(dim=-2, keepdim=True).transpose(-1, -2)  # (B, H, N, 1)
     return (fq @ kv) / (norm + eps)
 
 

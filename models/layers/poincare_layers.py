@@ -29,6 +29,3 @@ class Curvature(nn.Module):
     def forward(self) -> torch.Tensor:
         return F.softplus(upcast(self.raw)).clamp(self.c_min, self.c_max)
 
-
-def curvature_params(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)

@@ -4,13 +4,17 @@
     python bench/models.py --device cuda         # same on a GPU -> results/models/components-cuda.json
     python bench/models.py --param-counts        # exact parameter counts -> results/models/param-counts.md
 
+Model rows run through the orchestrator (`orchestrator.api.run`, one Ray worker per variant, mode
+`train_no_optim`, the benchmark job's step time and saved-for-backward bytes); `mixer:` rows are timed
+directly in this process.
+
 Each row is one model variant at (B, N) = (1, 2048) by default, d_model 256, 2 layers, 4 heads, V = 256
 (a small vocabulary so that the sequence mixers dominate), fp32, gradient checkpointing off (so that
 the saved bytes are those of the whole forward). phase8 rows toggle one component against the
 default (default-on components off, optional ones on, and the alternative modes). `mixer:` rows time
 one block's mixer alone on a (B, N, d) input.
 
-time: median wall-clock seconds of forward + backward over --repeats runs after one warm-up.
+time: median wall-clock seconds of forward + loss + backward over --repeats steps after one warm-up.
 saved: bytes of the unique storages autograd saves for backward (torch.autograd.graph.saved_tensors_hooks),
 parameters excluded.
 """
@@ -21,10 +25,9 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -33,6 +36,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models import catalog  # noqa: E402,F401
+from orchestrator import api  # noqa: E402
+from orchestrator.environment import collect  # noqa: E402
+from orchestrator.measure import SavedTensorCounter  # noqa: E402
 from models.phase8 import COMPONENTS  # noqa: E402
 from models.registry import count_params, get  # noqa: E402
 
@@ -57,16 +63,10 @@ def variants(quick: bool) -> list[tuple[str, str, dict]]:
 
 
 def saved_bytes_of(fn, params) -> int:
-    seen: dict[int, int] = {}
-    param_ptrs = {p.untyped_storage().data_ptr() for p in params}
-
-    def pack(t):
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return sum(n for p, n in seen.items() if p not in param_ptrs), out
+    counter = SavedTensorCounter(exclude=params)
+    with counter.hooks():
+        fn()
+    return counter.nbytes
 
 
 def sync(device: str) -> None:
@@ -88,24 +88,26 @@ def time_fwd_bwd(fn, params, device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def model_row(name: str, label: str, knobs: dict, args) -> dict:
-    entry = get(name)
-    base = dict(vocab_size=256, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, grad_checkpoint=False)
-    config = entry.make_config({**base, **knobs})
-    torch.manual_seed(0)
-    model = entry.build(config).to(args.device)
-    model.train()
-    ids = torch.randint(0, 256, (args.batch, args.seq_len + 1), device=args.device)
-    params = list(model.parameters())
-
-    def loss():
-        logits = model(ids[:, :-1])
-        value = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
-        return value if model.aux_loss is None else value + model.aux_loss
-
-    saved, _ = saved_bytes_of(loss, params)
-    seconds = time_fwd_bwd(loss, params, args.device, args.repeats)
-    return dict(row=label, model=name, knobs=knobs, params=count_params(model), seconds=seconds, saved_bytes=saved)
+def model_rows(args) -> list[dict]:
+    """Every model variant as one run of a phasebench batch (mode train_no_optim: forward + loss +
+    backward), measured by the orchestrator's benchmark job in its own Ray worker."""
+    base = dict(vocab_size=256, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, grad_checkpoint=False,
+                precision="fp32", mode="train_no_optim", batch_size=args.batch, seq_len=args.seq_len,
+                device=args.device, warmup_steps=1, steps=args.repeats, timeout_s=1800)
+    rows = variants(args.quick)
+    spec = {"name": "component-cost", "defaults": base,
+            "cases": [{"model": name, **knobs} for name, _, knobs in rows]}
+    db = args.db or f"sqlite:///{tempfile.mkdtemp()}/components.db"
+    outcome = api.run(spec, db=db, rerun=True, max_parallel=1)
+    results = {r["index"]: r for r in api.results(db=db, batch=[str(outcome.batch_id)])}
+    out = []
+    for i, (name, label, knobs) in enumerate(rows):
+        r = results[i]
+        if r["status"] != "ok":
+            raise SystemExit(f"{label}: {r['status']}: {r['error']}")
+        out.append(dict(row=label, model=name, knobs=knobs, params=r["params"], seconds=r["step_time_median_s"],
+                        saved_bytes=r["saved_tensor_bytes"], run_id=r["run_id"]))
+    return out
 
 
 def mixer_rows(args) -> list[dict]:
@@ -137,7 +139,7 @@ def mixer_rows(args) -> list[dict]:
         def run():
             return fn(h).float().square().mean()
 
-        saved, _ = saved_bytes_of(run, list(block.parameters()))
+        saved = saved_bytes_of(run, list(block.parameters()))
         seconds = time_fwd_bwd(run, params, args.device, args.repeats)
         rows.append(dict(row=f"mixer: {label}", model="phase8 block part", knobs={}, params=None, seconds=seconds,
                          saved_bytes=saved))
@@ -145,23 +147,9 @@ def mixer_rows(args) -> list[dict]:
 
 
 def environment(args) -> dict:
-    def git(*cmd):
-        try:
-            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        except (subprocess.CalledProcessError, FileNotFoundError):
-            return None
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    env = dict(torch=torch.__version__, python=platform.python_version(), platform=platform.platform(), cpu=cpu,
-               cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-               git_commit=git("rev-parse", "HEAD") or "none (no commit yet)",
-               git_dirty=bool(git("status", "--porcelain")), date=datetime.datetime.now().isoformat(timespec="seconds"),
-               kernels_backend=os.environ.get("PHASEBENCH_KERNELS", "auto"))
-    if args.device == "cuda":
-        env["gpu"] = torch.cuda.get_device_name()
+    env = collect(args.device)
+    env.update(torch_threads=torch.get_num_threads(), kernels_backend=os.environ.get("PHASEBENCH_KERNELS", "auto"),
+               date=datetime.datetime.now().isoformat(timespec="seconds"))
     return env
 
 
@@ -215,6 +203,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="skip the sequential hyp_ssm_mode=mobius row")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "results" / "models")
     ap.add_argument("--param-counts", action="store_true", help="only write param-counts.md")
+    ap.add_argument("--db", help="result database for the model rows (default: a temporary SQLite file)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.param_counts:
@@ -222,7 +211,7 @@ def main() -> None:
         return
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [model_row(name, label, knobs, args) for name, label, knobs in variants(args.quick)]
+    rows = model_rows(args)
     rows += mixer_rows(args)
     print(f"{'row':48s} {'params':>10s} {'fwd+bwd s':>10s} {'saved MiB':>10s}")
     for r in rows:

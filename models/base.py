@@ -34,6 +34,21 @@ def head_params(config) -> int:
     return 0 if config.tie_head else config.d_model * config.vocab_size
 
 
+class PreNormBlock(nn.Module):
+    """x: (B, N, d) -> (B, N, d): `x + mix(norm x)`, then `x + ffn(norm x)` when there is an FFN."""
+
+    def __init__(self, d_model: int, mix: nn.Module, ffn: nn.Module | None, make_norm: Callable[[int], nn.Module]):
+        super().__init__()
+        self.norm1, self.mix = make_norm(d_model), mix
+        self.norm2, self.ffn = (make_norm(d_model), ffn) if ffn is not None else (None, None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mix(self.norm1(x))
+        if self.ffn is not None:
+            x = x + self.ffn(self.norm2(x))
+        return x
+
+
 class CausalLM(nn.Module):
     """ids: (B, N) -> logits (B, N, V)."""
 

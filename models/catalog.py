@@ -1,7 +1,7 @@
 """Registers every model phasebench ships."""
 from __future__ import annotations
 
-from . import seed, transformer
+from . import phase7, phase8, seed, transformer
 from .layers.attention import attention_forward_flops
 from .layers.linear_attention import linear_attention_forward_flops
 from .registry import ModelEntry, register
@@ -13,8 +13,6 @@ register(ModelEntry("phase7-seed", seed.SeedConfig, seed.build_phase7_seed, seed
                     attention_forward_flops, "the seed report's Phase 7 stand-in (bidirectional MHA)"))
 register(ModelEntry("phase8-seed", seed.SeedConfig, seed.build_phase8_seed, seed.estimate_phase8_seed,
                     linear_attention_forward_flops, "the seed report's Phase 8 stand-in (tangent linear attention)"))
-
-from . import phase7, phase8  # noqa: E402
 
 register(ModelEntry("phase7", phase7.Phase7Config, phase7.build, phase7.estimate_params,
                     phase7.mixer_forward_flops,

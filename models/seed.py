@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
-from .base import CausalLM, embedding_params, head_params
+from .base import CausalLM, PreNormBlock, embedding_params, head_params
 from .config import ModelConfig, knob
 from .layers.attention import SelfAttention, attention_params
 from .layers.ffn import config_ffn_params, make_ffn
@@ -27,33 +26,21 @@ class SeedConfig(ModelConfig):
     causal: bool = knob(False)
 
 
-class SeedBlock(nn.Module):
-    """x: (B, N, d) -> (B, N, d)."""
-
-    def __init__(self, config: SeedConfig, linear: bool):
-        super().__init__()
-        d = config.d_model
-        self.norm1 = nn.LayerNorm(d)
-        if linear:
-            self.mix = TangentLinearAttention(d, config.n_heads, config.causal)
-        else:
-            self.mix = SelfAttention(d, config.n_heads, config.causal, bias=True, use_rotary=False)
-        self.ffn = make_ffn(config)
-        self.norm2 = nn.LayerNorm(d) if self.ffn is not None else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.mix(self.norm1(x))
-        if self.ffn is not None:
-            x = x + self.ffn(self.norm2(x))
-        return x
+def seed_block(config: SeedConfig, linear: bool) -> PreNormBlock:
+    d = config.d_model
+    if linear:
+        mix = TangentLinearAttention(d, config.n_heads, config.causal)
+    else:
+        mix = SelfAttention(d, config.n_heads, config.causal, bias=True, use_rotary=False)
+    return PreNormBlock(d, mix, make_ffn(config), nn.LayerNorm)
 
 
 def build_phase7_seed(config: SeedConfig) -> CausalLM:
-    return CausalLM(config, [SeedBlock(config, linear=False) for _ in range(config.n_layers)], nn.LayerNorm)
+    return CausalLM(config, [seed_block(config, linear=False) for _ in range(config.n_layers)], nn.LayerNorm)
 
 
 def build_phase8_seed(config: SeedConfig) -> CausalLM:
-    return CausalLM(config, [SeedBlock(config, linear=True) for _ in range(config.n_layers)], nn.LayerNorm)
+    return CausalLM(config, [seed_block(config, linear=True) for _ in range(config.n_layers)], nn.LayerNorm)
 
 
 def _estimate(config: SeedConfig, mixer_params: int) -> int:

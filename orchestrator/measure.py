@@ -71,15 +71,18 @@ def peak_flops(gpu_name: str | None, precision: str) -> float | None:
 
 
 class SavedTensorCounter:
-    """Counts bytes saved for backward (unique storages) while active."""
+    """Counts bytes saved for backward (unique storages, the `exclude`d ones, e.g. parameters, left
+    out) while its hooks are active."""
 
-    def __init__(self) -> None:
+    def __init__(self, exclude=()) -> None:
         self.storages: dict[int, int] = {}
+        self.excluded = {t.untyped_storage().data_ptr() for t in exclude}
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         if tensor.device.type != "meta":
             storage = tensor.untyped_storage()
-            self.storages[storage.data_ptr()] = storage.nbytes()
+            if storage.data_ptr() not in self.excluded:
+                self.storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
     @property
@@ -88,6 +91,12 @@ class SavedTensorCounter:
 
     def hooks(self):
         return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
+
+
+def all_finite(x: torch.Tensor, rows: int = 64) -> bool:
+    """True when every value is finite; checked in chunks so that the check allocates almost nothing
+    (a full-size bool copy of the logits would be charged to the measured peak)."""
+    return all(bool(torch.isfinite(chunk).all()) for chunk in x.split(rows, dim=1))
 
 
 def tensor_bytes(tensors) -> int:
@@ -149,7 +158,7 @@ class BenchmarkJob:
         if mode == "inference":
             with torch.no_grad(), self.autocast():
                 logits = model(ids)
-            finite = bool(torch.isfinite(logits).all())
+            finite = all_finite(logits)
             del logits
             return 0.0 if finite else math.nan
         with self.autocast():
@@ -231,6 +240,7 @@ class BenchmarkJob:
         m["loss"] = losses[-1] if run["mode"] != "inference" else None
         m["extra"] = {"sdpa_backends": sorted(self.sdpa_backends(model)), "step_times_s": times,
                       "retained_after_steps_bytes": retained if self.device.type == "cuda" else None,
+                      "gradient_bytes": self.gradient_bytes(model),
                       "activation_source": "allocator" if self.device.type == "cuda" else "saved_tensors"}
         if any(not math.isfinite(x) for x in losses):
             self.result.status, self.result.phase = "nonfinite", "done"
@@ -270,11 +280,18 @@ class BenchmarkJob:
         base = m["static_bytes"] if self.run["mode"] == "train" else m["weights_bytes"]
         m["activation_bytes"] = m["peak_bytes"] - base
 
-    def count_saved_bytes(self, model, ids) -> int:
-        """Bytes saved for backward by one forward (0 in inference: nothing is saved under no_grad)."""
+    def gradient_bytes(self, model) -> int:
+        """Bytes the parameter gradients take in the training modes (part of peak - static there)."""
         if self.run["mode"] == "inference":
             return 0
-        counter = SavedTensorCounter()
+        return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+    def count_saved_bytes(self, model, ids) -> int:
+        """Activation bytes saved for backward by one forward, parameters excluded (0 in inference:
+        nothing is saved under no_grad)."""
+        if self.run["mode"] == "inference":
+            return 0
+        counter = SavedTensorCounter(exclude=model.parameters())
         with counter.hooks(), self.autocast():
             logits = model(ids)
         del logits

@@ -56,6 +56,7 @@ TABLE_HEADER = ["config", "model", "mode", "device", "status", "params", "weight
 def memory_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
     """Grouped bars of weights / peak / activation per config and model: one figure per (device, mode)."""
     figures = []
+    rows = [r for r in rows if not is_training(r)]
     groups = sorted({(r["device"], r.get("gpu_name") or "", r["mode"]) for r in rows if r.get("weights_bytes") is not None})
     for device, gpu, mode in groups:
         subset = [r for r in rows if (r["device"], r.get("gpu_name") or "", r["mode"]) == (device, gpu, mode)
@@ -73,17 +74,50 @@ def memory_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
     return figures
 
 
+def is_training(row: dict[str, Any]) -> bool:
+    return row["config"].get("job") == "train"
+
+
+def curve_figures(rows: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]]) -> list[go.Figure]:
+    """Training and validation loss of every training run, by tokens seen and by wall time."""
+    trained = [r for r in rows if is_training(r) and curves.get(r["run_id"])]
+    if not trained:
+        return []
+    figures = []
+    for x_key, x_title in (("tokens", "tokens seen"), ("elapsed_s", "wall time (s, training steps only)")):
+        fig = go.Figure()
+        for r in trained:
+            label = html.escape(f"{r['model']} #{r['index']} ({r['batch']}, {r['device']})")
+            train = [m for m in curves[r["run_id"]] if m["kind"] == "train" and m["loss"] is not None]
+            evals = [m for m in curves[r["run_id"]] if m["kind"] == "eval"]
+            fig.add_scatter(x=[m[x_key] for m in train], y=[m["loss"] for m in train], mode="lines",
+                            name=f"{label} train", legendgroup=r["run_id"])
+            fig.add_scatter(x=[m[x_key] for m in evals], y=[m["val_loss"] for m in evals], mode="lines+markers",
+                            name=f"{label} validation", legendgroup=r["run_id"])
+        fig.update_layout(title=f"Loss (nats per token) by {x_title}", xaxis_title=x_title,
+                          yaxis_title="cross-entropy (nats/token)", template="plotly_white")
+        figures.append(fig)
+    return figures
+
+
 def render_table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table class="pb-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def build_html(rows: list[dict[str, Any]], title: str = "phasebench report") -> str:
+def figure_divs(figures: list[go.Figure]) -> str:
+    return "".join(f'<div class="pb-figure">{fig.to_html(full_html=False, include_plotlyjs=False)}</div>'
+                   for fig in figures)
+
+
+def build_html(rows: list[dict[str, Any]], title: str = "phasebench report",
+               curves: dict[str, list[dict[str, Any]]] | None = None) -> str:
+    """The report; `curves` maps a training run's id to its metrics (orchestrator.store Store.metrics)."""
     batches = ", ".join(sorted({html.escape(str(r["batch"])) for r in rows})) or "none"
-    figures = memory_figures(rows)
-    plots = "".join(f'<div class="pb-figure">{fig.to_html(full_html=False, include_plotlyjs=False)}</div>'
-                    for fig in figures)
+    plots = figure_divs(memory_figures(rows))
+    training = figure_divs(curve_figures(rows, curves or {})) or \
+        "<p>No training runs yet: run <code>phasebench run examples/train-stdlib.yaml</code>.</p>"
     empty = "" if rows else "<p>No runs yet: run <code>phasebench run examples/quickstart.yaml</code>.</p>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -94,13 +128,15 @@ def build_html(rows: list[dict[str, Any]], title: str = "phasebench report") -> 
 (inference: peak - weights). The seed report's numbers (RTX 3080 Laptop, inference, shared process) are shown
 beside the inference rows.</p>{empty}
 <h2>Seed-report table</h2>{render_table(TABLE_HEADER, table_rows(rows))}
-<h2>Memory</h2>{plots}</body></html>
+<h2>Memory</h2>{plots}
+<h2>Training</h2>{training}</body></html>
 """
 
 
-def write_report(rows: list[dict[str, Any]], path: str | Path, title: str = "phasebench report") -> Path:
+def write_report(rows: list[dict[str, Any]], path: str | Path, title: str = "phasebench report",
+                 curves: dict[str, list[dict[str, Any]]] | None = None) -> Path:
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True)
-    path.write_text(build_html(rows, title), encoding="utf-8")
+    path.write_text(build_html(rows, title, curves), encoding="utf-8")
     return path

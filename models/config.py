@@ -26,7 +26,14 @@ class ConfigError(ValueError):
 
 def knob(default: Any, **meta: Any) -> Any:
     """A config field with validation metadata (min, max, gt, choices, help)."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (calling its factory where it has one)."""
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def check_value(name: str, value: Any, kind: type, meta: dict) -> Any:
@@ -46,6 +53,14 @@ def check_value(name: str, value: Any, kind: type, meta: dict) -> Any:
     elif kind is str:
         if not isinstance(value, str):
             raise ConfigError(name, value, "must be a string")
+    elif kind is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(name, value, "must be a mapping of resource name to amount")
+        for key, amount in value.items():
+            if not isinstance(key, str) or not key:
+                raise ConfigError(name, key, "resource names must be non-empty strings")
+            check_value(f"{name}.{key}", amount, float, {"min": 0.0, "max": 1e9})
+        return {k: float(v) for k, v in value.items()}
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(name, value, f"must be one of {', '.join(map(str, meta['choices']))}")
     if "min" in meta and value < meta["min"]:

@@ -112,14 +112,23 @@ def estimate_params(config: Phase7Config) -> int:
     return embedding_params(config) + config.n_layers * block_params(config) + config.d_model + head_params(config)
 
 
-def block_mixer_flops(config: Phase7Config, seq_len: int) -> float:
-    """Non-weight forward FLOPs per token of one block: BK-Core scan (~30 per channel: complex 2x2
-    products and the log-depth scan), window attention, AR-SSM scan and gating."""
+def block_mixer_flops(config: Phase7Config, seq_len: int, matmul_only: bool = False) -> float:
+    """Forward FLOPs per token of one block beyond its weights (which count as 2 x params):
+
+    - window attention, :func:`window_attention_forward_flops` (Gram entries and p . v, matrix products;
+      ~10 elementwise per score);
+    - elementwise, left out with `matmul_only`: BK-Core scan (~30 per channel and scan level: complex 2x2
+      products and rescaling, log2 N levels), AR-SSM scan and products (:func:`ar_ssm_forward_flops`),
+      gate mixing (6 d).
+    """
     c = config
-    return (30.0 * c.channels * max(1, int(seq_len).bit_length())
-            + window_attention_forward_flops(c.d_model, c.n_heads, c.window, seq_len)
+    attention = window_attention_forward_flops(c.d_model, c.n_heads, c.window, seq_len, matmul_only)
+    if matmul_only:
+        return attention
+    return (attention + 30.0 * c.channels * max(1, int(seq_len).bit_length())
             + ar_ssm_forward_flops(c.d_model, c.ar_rank, c.ar_conv_kernel) + 6.0 * c.d_model)
 
 
-def mixer_forward_flops(config: Phase7Config, seq_len: int) -> float:
-    return config.n_layers * block_mixer_flops(config, seq_len)
+def mixer_forward_flops(config: Phase7Config, seq_len: int, matmul_only: bool = False) -> float:
+    """Mixer FLOPs per token over all layers (:func:`block_mixer_flops`); `matmul_only`: matrix products only."""
+    return config.n_layers * block_mixer_flops(config, seq_len, matmul_only)

@@ -27,7 +27,9 @@ from .config import ConfigError, knob
 from .layers.gates import BKHyperbolicGate, HyperbolicFusion, bk_hyperbolic_gate_params, expand_channels, \
     hyperbolic_fusion_params
 from .layers.hyp_ssm import HyperbolicSSM, hyperbolic_ssm_forward_flops, hyperbolic_ssm_params
-from .layers.linear_attention import TangentLinearAttention, tangent_linear_attention_params
+from .layers.hyp_attention import window_attention_forward_flops
+from .layers.linear_attention import TangentLinearAttention, tangent_linear_attention_forward_flops, \
+    tangent_linear_attention_params
 from .layers.phase8_extras import EntailmentCones, PersistentHomology, SheafAttention, entailment_params, \
     homology_params, sheaf_params
 from .phase7 import Phase7Block, Phase7Config, block_mixer_flops
@@ -125,18 +127,39 @@ def estimate_params(config: Phase8Config) -> int:
     return phase7_estimate(config) + config.n_layers * extra_block_params(config)
 
 
-def mixer_forward_flops(config: Phase8Config, seq_len: int) -> float:
+def mixer_forward_flops(config: Phase8Config, seq_len: int, matmul_only: bool = False) -> float:
+    """Mixer FLOPs per token over all layers: phase7's :func:`block_mixer_flops` per block plus, per
+    component that is on (`matmul_only`: matrix products only, the elementwise terms left out):
+
+    - linear_attn: linear mode :func:`tangent_linear_attention_forward_flops` (causal, chunked); exact/auto
+      mode: the windowed-attention kernel over the whole prefix, :func:`window_attention_forward_flops`
+      with window = N; auto counts as the mode it starts in (exact while lin_attn_curvature_init exceeds
+      the threshold);
+    - hyp_ssm: :func:`hyperbolic_ssm_forward_flops` (elementwise);
+    - sheaf: head Gram matrix F_i x_i . F_j x_j (2 H^2 Ds, a product), disagreement and softmax (~4 H^2);
+    - entailment: exp0 and cone angle of consecutive tokens (~20 Dh, elementwise);
+    - homology: the projection runs on the M = min(landmarks, N) landmark tokens only, so
+      2 d Dh (M / N - 1) corrects its 2 x params; the landmark Gram matrix 2 M^2 Dh / N; distances ~10 M^2 / N.
+    """
     c = config
-    per_layer = block_mixer_flops(config, seq_len)
+    n = max(1, int(seq_len))
+    per_layer = block_mixer_flops(config, n, matmul_only)
     if c.linear_attn:
-        exact = c.lin_attn_mode == "exact"
-        per_layer += (4.0 * seq_len / 2 * c.d_model) if exact else 4.0 * c.d_model * c.head_dim
+        exact = c.lin_attn_mode == "exact" or (c.lin_attn_mode == "auto"
+                                               and c.lin_attn_curvature_init > c.lin_attn_auto_threshold)
+        if exact:
+            per_layer += window_attention_forward_flops(c.d_model, c.n_heads, n, n, matmul_only)
+        else:
+            per_layer += tangent_linear_attention_forward_flops(c.d_model, c.head_dim, n, causal=True)
     if c.hyp_ssm:
-        per_layer += hyperbolic_ssm_forward_flops(c.d_state)
+        per_layer += hyperbolic_ssm_forward_flops(c.d_state, matmul_only)
     if c.sheaf:
-        per_layer += 2.0 * c.n_heads * c.n_heads * c.stalk_dim
-    if c.entailment:
+        per_layer += 2.0 * c.n_heads ** 2 * c.stalk_dim + (0.0 if matmul_only else 4.0 * c.n_heads ** 2)
+    if c.entailment and not matmul_only:
         per_layer += 20.0 * c.head_dim
     if c.homology:
-        per_layer += 2.0 * c.homology_landmarks ** 2 * c.head_dim / max(1, seq_len)
+        m = min(c.homology_landmarks, n)
+        per_layer += 2.0 * c.d_model * c.head_dim * (m / n - 1.0) + 2.0 * m * m * c.head_dim / n
+        if not matmul_only:
+            per_layer += 10.0 * m * m / n
     return c.n_layers * per_layer

@@ -23,8 +23,10 @@ class ModelEntry:
     config_cls: type[ModelConfig]
     build: Callable[[Any], nn.Module]
     estimate_params: Callable[[Any], int]
-    #: forward FLOPs per token of the sequence mixers (everything that is not a matmul with a weight)
-    mixer_forward_flops: Callable[[Any, int], float]
+    #: forward FLOPs per token of the sequence mixers (everything that is not a matmul with a weight):
+    #: (config, seq_len, matmul_only=False); `matmul_only` keeps the matrix products (what a FLOP counter
+    #: sees) and leaves out the elementwise estimates
+    mixer_forward_flops: Callable[..., float]
     description: str = ""
 
     def make_config(self, knobs: dict[str, Any]) -> ModelConfig:
@@ -35,21 +37,39 @@ class ModelEntry:
         with torch.device("meta"):
             return self.build(config)
 
-    def forward_flops_per_token(self, config: ModelConfig, seq_len: int) -> float:
-        """2 x (parameters used in matmuls: all but the embedding table) + the mixers' own FLOPs."""
+    def forward_flops_per_token(self, config: ModelConfig, seq_len: int, matmul_only: bool = False) -> float:
+        """Forward FLOPs per token: 2 x (parameters used in matmuls: all but the embedding table; the few
+        norm scales, biases and scalars among them are counted too, < 1%) + an HTT embedding's contraction
+        (and tied head) + the mixers' own FLOPs
+        (`mixer_forward_flops`: activation-activation products such as attention scores, plus elementwise
+        estimates unless `matmul_only`). Checked against torch's FlopCounterMode in tests/models/test_flops.py."""
         matmul_params = self.estimate_params(config) - _embedding_table_params(config)
-        return 2.0 * matmul_params + self.mixer_forward_flops(config, seq_len)
+        return (2.0 * matmul_params + _embedding_flops(config)
+                + self.mixer_forward_flops(config, seq_len, matmul_only=matmul_only))
 
-    def flops_per_token(self, config: ModelConfig, seq_len: int, mode: str) -> float:
-        """Forward FLOPs in `inference`, 3x forward (forward + backward) in the training modes."""
-        forward = self.forward_flops_per_token(config, seq_len)
+    def flops_per_token(self, config: ModelConfig, seq_len: int, mode: str, matmul_only: bool = False) -> float:
+        """Forward FLOPs in `inference`; 3x forward in the training modes (backward = 2x forward: each product
+        gives one for the input and one for the weight gradient). Flash attention's backward runs 2.5x its
+        forward, so attention-heavy configs are under-counted by up to attention / (6 x forward)."""
+        forward = self.forward_flops_per_token(config, seq_len, matmul_only)
         return forward if mode == "inference" else 3.0 * forward
 
 
 def _embedding_table_params(config: ModelConfig) -> int:
-    if config.embedding == "htt" or config.tie_head:
-        return 0  # tied or factorised tables take part in matmuls
-    return config.vocab_size * config.embed_rank
+    """Parameters of the embedding that take part in no per-token weight matmul: the lookup table (unless
+    tied: then it is the head's matmul) or all of an HTT embedding (see :func:`_embedding_flops`)."""
+    if config.embedding == "htt":
+        from .base import embedding_params
+        return embedding_params(config)
+    return 0 if config.tie_head else config.vocab_size * config.embed_rank
+
+
+def _embedding_flops(config: ModelConfig) -> float:
+    """Forward FLOPs per token of an HTT embedding (and its tied head); 0 for lookup tables."""
+    if config.embedding != "htt":
+        return 0.0
+    from .layers.htt import HTT_RANK, htt_forward_flops
+    return htt_forward_flops(config.vocab_size, config.d_model, getattr(config, "htt_rank", HTT_RANK), config.tie_head)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}

@@ -14,7 +14,7 @@ import yaml
 
 from . import api
 from .errors import ConfigError, UserError
-from .formatting import render, text_table
+from .formatting import RESULT_COLUMNS, render, text_table
 from .store.engine import database_url, mask_text, mask_url
 
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -170,13 +170,17 @@ def status(batch, db, as_json) -> None:
         else:
             found = store.find_batch(batch)
             records = store.rows(api.Filters(batch=(str(found.id),)))
-            columns = None
+            latest = store.latest_metric([r["run_id"] for r in records])
+            for r in records:  # training runs: where they are, visible while they run
+                r["step"] = latest.get(r["run_id"], {}).get("step")
+                r["train_loss"] = latest.get(r["run_id"], {}).get("loss")
+            columns = RESULT_COLUMNS + (("step", "step", str), ("train loss", "train_loss", lambda v: f"{v:.4f}"))
     finally:
         store.close()
     if as_json:
         click.echo(json.dumps(records, indent=2, default=str))
     else:
-        click.echo(text_table(records, columns) if columns else text_table(records))
+        click.echo(text_table(records, columns))
 
 
 # ----------------------------------------------------------------------------------------- results
@@ -203,15 +207,42 @@ def results_list(db, model, mode, batch, status, device, where, fmt) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def results_show(run_id, db, as_json) -> None:
     """Everything stored about one run (id or unique id prefix)."""
-    matches = [r for r in api.results(db) if r["run_id"].startswith(run_id)]
-    if len(matches) != 1:
-        raise UserError(f"run: {run_id!r} matches {len(matches)} runs")
-    record = matches[0]
+    from .store.repository import Store
+    store = Store(db, create=False)
+    try:
+        full_id = store.resolve_run(run_id)
+        record = next(r for r in store.rows() if r["run_id"] == full_id)
+    finally:
+        store.close()
     if as_json:
         click.echo(json.dumps(record, indent=2, default=str))
         return
     for key, value in record.items():
         click.echo(f"{key:>20}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+
+
+CURVE_COLUMNS = (("kind", "kind", str), ("step", "step", str), ("tokens", "tokens", lambda v: f"{v:,}"),
+                 ("time s", "elapsed_s", lambda v: f"{v:.1f}"), ("loss", "loss", lambda v: f"{v:.4f}"),
+                 ("val loss", "val_loss", lambda v: f"{v:.4f}"), ("bits/byte", "bits_per_byte", lambda v: f"{v:.4f}"),
+                 ("lr", "lr", lambda v: f"{v:.2e}"), ("grad norm", "grad_norm", lambda v: f"{v:.3f}"),
+                 ("tok/s", "tokens_per_s", lambda v: f"{v:,.0f}"))
+
+
+@results.command("curves")
+@click.argument("run_id")
+@db_option
+@click.option("--kind", type=click.Choice(["all", "train", "eval"]), default="all")
+@click.option("--format", "fmt", type=FORMATS, default="table")
+def results_curves(run_id, db, kind, fmt) -> None:
+    """The training curve of one run (id or unique prefix): every step and evaluation."""
+    from .store.repository import Store
+    store = Store(db, create=False)
+    try:
+        rows = store.metrics(store.resolve_run(run_id))
+    finally:
+        store.close()
+    rows = [r for r in rows if kind == "all" or r["kind"] == kind]
+    click.echo(render(rows, fmt, CURVE_COLUMNS))
 
 
 @results.command("export")
@@ -288,9 +319,15 @@ def dashboard() -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 def dashboard_build(db, batch, out) -> None:
     """Write a self-contained HTML report (plotly.js embedded, works offline)."""
-    from dashboards.report import write_report
+    from dashboards.report import is_training, write_report
+    from .store.repository import Store
     rows = api.results(db, batch=batch)
-    path = write_report(rows, out)
+    store = Store(db, create=False)
+    try:
+        curves = {r["run_id"]: store.metrics(r["run_id"]) for r in rows if is_training(r)}
+    finally:
+        store.close()
+    path = write_report(rows, out, curves=curves)
     click.echo(f"wrote {path} ({len(rows)} runs)")
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from .spec import RUN_FIELD_TYPES
+from .spec import RUN_FIELD_TYPES, TRAIN_FIELD_TYPES
 
 #: dense bf16/fp16 tensor-core peak FLOP/s by GPU name fragment (vendor datasheets)
 PEAK_FLOPS_16BIT = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "RTX 3080": 119e12}
@@ -47,8 +47,8 @@ class Measurement:
 
 def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(run fields, model knobs) of a resolved config."""
-    run = {k: v for k, v in config.items() if k in RUN_FIELD_TYPES}
-    knobs = {k: v for k, v in config.items() if k not in RUN_FIELD_TYPES}
+    run = {k: v for k, v in config.items() if k in RUN_FIELD_TYPES or k in TRAIN_FIELD_TYPES}
+    knobs = {k: v for k, v in config.items() if k not in run}
     return run, knobs
 
 
@@ -103,8 +103,12 @@ def tensor_bytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-class BenchmarkJob:
-    """One configuration's benchmark (see module docstring)."""
+class Job:
+    """What every job shares: the config split into run fields and model knobs, the device, the model
+    built in its precision, autocast, failures classified into result statuses.
+
+    Subclasses implement :meth:`_run`, filling `self.result.metrics`; :meth:`execute` never raises.
+    """
 
     def __init__(self, config: dict[str, Any]):
         self.run, knobs = split_config(config)
@@ -116,9 +120,33 @@ class BenchmarkJob:
         self.result = Measurement()
         self.baseline = 0
 
+    def execute(self) -> dict[str, Any]:
+        try:
+            self._run()
+        except Exception as exc:  # every failure is a result row, never a lost run
+            self.result.status = classify_failure(exc)
+            self.result.phase = self.tracker.phase
+            self.result.error = f"{type(exc).__name__}: {exc}"[:4000]
+            if self.result.status == "failed":
+                self.result.metrics["traceback"] = traceback.format_exc()[-8000:]
+            self._record_peak_after_failure()
+        return self.result.as_dict()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _record_peak_after_failure(self) -> None:
+        m = self.result.metrics
+        if self.device.type == "cuda":
+            m["peak_bytes"] = torch.cuda.max_memory_allocated(self.device) - self.baseline
+        m["peak_rss_bytes"] = peak_rss_bytes()
+
     # -- memory ---------------------------------------------------------------------------------
     def allocated(self) -> int:
         return torch.cuda.memory_allocated(self.device) - self.baseline if self.device.type == "cuda" else 0
+
+    def peak_allocated(self) -> int | None:
+        return torch.cuda.max_memory_allocated(self.device) - self.baseline if self.device.type == "cuda" else None
 
     def prepare_device(self) -> None:
         torch.manual_seed(self.run["seed"])
@@ -133,7 +161,11 @@ class BenchmarkJob:
         torch.cuda.synchronize()
         self.baseline = torch.cuda.memory_allocated(self.device)
 
-    # -- steps ----------------------------------------------------------------------------------
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # -- model ----------------------------------------------------------------------------------
     def autocast(self):
         if self.precision in AMP_DTYPES:
             return torch.autocast(self.device.type, dtype=AMP_DTYPES[self.precision])
@@ -152,6 +184,26 @@ class BenchmarkJob:
             torch.set_default_dtype(previous)
         return model.to(dtype=dtype)
 
+    def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy (fp32) plus the model's auxiliary losses. inputs, targets: (B, N)."""
+        with self.autocast():
+            logits = model(inputs)  # (B, N, V)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+            if model.aux_loss is not None:
+                loss = loss + model.aux_loss
+        return loss
+
+    def mfu(self, tokens_per_s: float, mode: str) -> tuple[float, float | None]:
+        """(FLOPs per token, model FLOPs utilisation or None where the GPU's peak is unknown)."""
+        flops = self.entry.flops_per_token(self.model_config, self.run["seq_len"], mode)
+        gpu = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
+        peak = peak_flops(gpu, self.precision)
+        return flops, (flops * tokens_per_s / peak if peak else None)
+
+
+class BenchmarkJob(Job):
+    """One configuration's benchmark (see module docstring)."""
+
     def step(self, model, ids, optimizer) -> float:
         mode = self.run["mode"]
         self.tracker.phase = "forward"
@@ -161,12 +213,7 @@ class BenchmarkJob:
             finite = all_finite(logits)
             del logits
             return 0.0 if finite else math.nan
-        with self.autocast():
-            logits = model(ids)  # (B, N, V)
-            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
-            if model.aux_loss is not None:
-                loss = loss + model.aux_loss
-        del logits
+        loss = self.loss(model, ids[:, :-1], ids[:, 1:])
         self.tracker.phase = "backward"
         loss.backward()
         if optimizer is not None:
@@ -175,10 +222,6 @@ class BenchmarkJob:
         model.zero_grad(set_to_none=True)
         return loss.item()
 
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     def make_optimizer(self, model):
         if self.run["mode"] != "train":
             return None
@@ -186,25 +229,7 @@ class BenchmarkJob:
         return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
 
     # -- the protocol ---------------------------------------------------------------------------
-    def measure(self) -> dict[str, Any]:
-        try:
-            self._measure()
-        except Exception as exc:  # every failure is a result row, never a lost run
-            self.result.status = classify_failure(exc)
-            self.result.phase = self.tracker.phase
-            self.result.error = f"{type(exc).__name__}: {exc}"[:4000]
-            if self.result.status == "failed":
-                self.result.metrics["traceback"] = traceback.format_exc()[-8000:]
-            self._record_peak_after_failure()
-        return self.result.as_dict()
-
-    def _record_peak_after_failure(self) -> None:
-        m = self.result.metrics
-        if self.device.type == "cuda":
-            m["peak_bytes"] = torch.cuda.max_memory_allocated(self.device) - self.baseline
-        m["peak_rss_bytes"] = peak_rss_bytes()
-
-    def _measure(self) -> None:
+    def _run(self) -> None:
         m = self.result.metrics
         run = self.run
         self.prepare_device()
@@ -271,7 +296,7 @@ class BenchmarkJob:
         if self.device.type != "cuda":
             return
         stats = torch.cuda.memory_stats(self.device)
-        m["peak_bytes"] = torch.cuda.max_memory_allocated(self.device) - self.baseline
+        m["peak_bytes"] = self.peak_allocated()
         m["reserved_bytes"] = torch.cuda.max_memory_reserved(self.device)
         free, total = torch.cuda.mem_get_info(self.device)
         m["device_used_bytes"] = total - free
@@ -305,10 +330,7 @@ class BenchmarkJob:
         m["step_time_iqr_s"] = q[2] - q[0]
         tokens = self.run["batch_size"] * self.run["seq_len"]
         m["tokens_per_s"] = tokens / median
-        m["flops_per_token"] = self.entry.flops_per_token(self.model_config, self.run["seq_len"], self.run["mode"])
-        gpu = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
-        peak = peak_flops(gpu, self.precision)
-        m["mfu"] = m["flops_per_token"] * m["tokens_per_s"] / peak if peak else None
+        m["flops_per_token"], m["mfu"] = self.mfu(m["tokens_per_s"], self.run["mode"])
 
     @staticmethod
     def sdpa_backends(model) -> set[str]:
@@ -353,4 +375,4 @@ def classify_failure(exc: BaseException) -> str:
 
 def run_benchmark(config: dict[str, Any]) -> dict[str, Any]:
     """Measure one resolved config; see :class:`BenchmarkJob`."""
-    return BenchmarkJob(config).measure()
+    return BenchmarkJob(config).execute()

@@ -57,9 +57,22 @@ def _remote_execute():
     return ray.remote(max_calls=1)(execute)
 
 
+def _metrics_queue():
+    """The queue training workers stream their metrics through (a Ray actor that uses no CPU)."""
+    from ray.util.queue import Queue
+
+    return Queue(actor_options={"num_cpus": 0})
+
+
 def task_options(config: dict[str, Any], max_retries: int) -> dict[str, Any]:
+    """Ray options of a run's task: GPUs, CPUs, custom resources, accelerator type, retries."""
     gpus = float(config["num_gpus"]) if config["device"] == "cuda" else 0.0
-    return {"num_gpus": gpus, "num_cpus": float(config["num_cpus"]), "max_retries": max_retries}
+    options = {"num_gpus": gpus, "num_cpus": float(config["num_cpus"]), "max_retries": max_retries}
+    if config.get("resources"):
+        options["resources"] = dict(config["resources"])
+    if config.get("accelerator_type"):
+        options["accelerator_type"] = config["accelerator_type"]
+    return options
 
 
 @dataclass
@@ -116,6 +129,7 @@ class Runner:
         self.max_parallel = max_parallel
         self.max_retries = max_retries
         self.on_result = on_result or (lambda run, outcome: None)
+        self.metrics = None
 
     def run_batch(self, batch_id: int) -> BatchOutcome:
         runs = self.store.reset_unfinished(batch_id)
@@ -138,6 +152,7 @@ class Runner:
 
         execute = _remote_execute()
         git = git_state()
+        self.metrics = _metrics_queue() if any(r.config["job"] == "train" for r in runs) else None
         queue = []
         for run in runs:
             reason = capacity.impossible(run.config)
@@ -151,11 +166,13 @@ class Runner:
             while queue or in_flight:
                 while queue and capacity.fits(queue[-1].config):
                     run = queue.pop()
-                    ref = execute.options(**task_options(run.config, self.max_retries)).remote(run.config, git)
+                    ref = execute.options(**task_options(run.config, self.max_retries)).remote(
+                        run.config, git, run.id, self.metrics)
                     self.store.mark_running(run.id)
                     capacity.take(run.config)
                     in_flight[ref] = InFlight(run, time.monotonic())
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
+                self._drain_metrics()
                 for ref in ready:
                     job = in_flight.pop(ref)
                     capacity.take(job.run.config, -1)
@@ -166,6 +183,11 @@ class Runner:
             for ref in in_flight:
                 ray.cancel(ref, force=True)
             raise
+        finally:
+            if self.metrics is not None:
+                self._drain_metrics()
+                self.metrics.shutdown()
+                self.metrics = None
 
     @staticmethod
     def _collect(ref) -> dict[str, Any]:
@@ -193,6 +215,18 @@ class Runner:
                 expired.append(job)
         return expired
 
+    def _drain_metrics(self) -> None:
+        """Write the training metrics that workers streamed since the last call."""
+        if self.metrics is None:
+            return
+        pending: dict[str, list[dict[str, Any]]] = {}
+        while not self.metrics.empty():
+            for run_id, rows in self.metrics.get_nowait_batch(self.metrics.qsize()):
+                pending.setdefault(run_id, []).extend(rows)
+        for run_id, rows in pending.items():
+            self.store.record_metrics(run_id, rows)
+
     def _finish(self, run: Run, outcome: dict[str, Any]) -> None:
+        self._drain_metrics()  # a worker puts its metrics before it returns: they are all here now
         self.store.record_result(run.id, outcome)
         self.on_result(run, outcome)

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 import models
-from models.config import ConfigError, check_value, knob
+from models.config import ConfigError, check_value, default_of, knob
 
 MAX_CONFIGS = 10_000
 MAX_SPEC_BYTES = 1 << 20
@@ -29,7 +29,12 @@ MAX_YAML_NODES = 100_000  # after alias expansion: a few aliases can still descr
 SPEC_KEYS = ("name", "description", "defaults", "cases", "grid")
 MODES = ("inference", "train_no_optim", "train")
 DEVICES = ("auto", "cuda", "cpu")
-FAULTS = ("none", "raise", "exit")  # raise: the job raises in forward; exit: the worker process dies
+#: raise: the job raises in forward; exit: the worker process dies at start; exit_mid: a training
+#: worker dies once, halfway (its retry resumes from the last checkpoint)
+FAULTS = ("none", "raise", "exit", "exit_mid")
+JOBS = ("benchmark", "train")
+TOKENIZER_VOCAB = {"byte": 256, "gpt2": 50257}
+TOKENIZERS = tuple(TOKENIZER_VOCAB)
 
 
 @dataclass
@@ -37,12 +42,15 @@ class RunFields:
     """What a run does, next to the model's own knobs (architecture.md, measurement.md)."""
 
     model: str = knob("", help="registry name")
+    job: str = knob("benchmark", choices=JOBS)
     mode: str = knob("inference", choices=MODES)
     batch_size: int = knob(1, min=1, max=1_000_000)
     seq_len: int = knob(512, min=1, max=65536)
     device: str = knob("auto", choices=DEVICES)
     num_gpus: float = knob(-1.0, min=-1.0, max=1024.0, help="-1: 1 on cuda, 0 on cpu")
     num_cpus: float = knob(1.0, gt=0.0, max=1024.0)
+    resources: dict = knob({}, help="custom Ray resources a run needs, e.g. {node_a: 1}")
+    accelerator_type: str = knob("", help="Ray accelerator type, e.g. H100 (empty: any)")
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
     warmup_steps: int = knob(2, min=0, max=100_000)
     steps: int = knob(5, min=1, max=1_000_000)
@@ -52,9 +60,34 @@ class RunFields:
     fault: str = knob("none", choices=FAULTS, help="fault injection for testing the orchestrator")
 
 
+@dataclass
+class TrainFields:
+    """What a `job: train` run adds: optimisation, data, evaluation and checkpoints (`steps` counts
+    optimizer steps)."""
+
+    lr: float = knob(3e-4, gt=0.0, max=1e3)
+    min_lr_ratio: float = knob(0.1, min=0.0, max=1.0)
+    lr_warmup_steps: int = knob(20, min=0, max=10_000_000)
+    weight_decay: float = knob(0.1, min=0.0, max=100.0)
+    grad_clip: float = knob(1.0, min=0.0, max=1e6, help="0: no clipping")
+    tokens_per_step: int = knob(0, min=0, max=2**40, help="0: batch_size * seq_len (no accumulation)")
+    eval_every: int = knob(50, min=0, max=10_000_000, help="0: only at the end")
+    eval_tokens: int = knob(65536, min=1, max=2**40)
+    data: str = knob("stdlib", help="stdlib, or a text file or folder")
+    tokenizer: str = knob("byte", choices=TOKENIZERS)
+    val_fraction: float = knob(0.05, gt=0.0, max=0.5)
+    checkpoint_dir: str = knob("", help="empty: no checkpoints")
+    checkpoint_every: int = knob(0, min=0, max=10_000_000, help="0: only at the end")
+
+
 RUN_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunFields)}
 RUN_FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(RunFields)}
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+TRAIN_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainFields)}
+TRAIN_FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(TrainFields)}
+#: fields that change how a run is executed, not what it computes (left out of the checkpoint key)
+RUN_CONTROL_FIELDS = ("steps", "timeout_s", "num_gpus", "num_cpus", "resources", "accelerator_type", "fault", "eval_every", "checkpoint_every",
+                      "checkpoint_dir", "warmup_steps", "repeats")
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
 
 
 @dataclass(frozen=True)
@@ -192,22 +225,45 @@ def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(config.items()):
         if key in RUN_FIELD_TYPES:
             config[key] = check_value(key, value, _TYPES[RUN_FIELD_TYPES[key]], RUN_FIELD_META[key])
+        elif key in TRAIN_FIELD_TYPES:
+            config[key] = check_value(key, value, _TYPES[TRAIN_FIELD_TYPES[key]], TRAIN_FIELD_META[key])
         else:
             model_knobs[key] = value
     models.get(config["model"])  # unknown model -> ConfigError naming `model`
-    for key, default in ((f.name, f.default) for f in dataclasses.fields(RunFields)):
-        config.setdefault(key, default)
+    for f in dataclasses.fields(RunFields):
+        config.setdefault(f.name, default_of(f))
+    _check_job_fields(config)
     if config["device"] == "auto":
         config["device"] = "cuda" if _cuda_available() else "cpu"
     if config["num_gpus"] == -1.0:
         config["num_gpus"] = 1.0 if config["device"] == "cuda" else 0.0
     if config["device"] == "cpu" and config["num_gpus"] > 0:
         raise ConfigError("num_gpus", config["num_gpus"], "must be 0 when device is cpu")
-    if config["mode"] != "inference" and config["seq_len"] < 2:
+    if (config["mode"] != "inference" or config["job"] == "train") and config["seq_len"] < 2:
         raise ConfigError("seq_len", config["seq_len"], f"must be >= 2 in mode {config['mode']} (next-token targets)")
     if config["device"] == "cuda" and config["num_gpus"] == 0:
         raise ConfigError("num_gpus", 0.0, "must be > 0 when device is cuda")
     return model_knobs
+
+
+def _check_job_fields(config: dict[str, Any]) -> None:
+    """Training fields belong to `job: train` (filled with defaults there); `mode` is `train` there."""
+    if config["job"] == "benchmark":
+        for key in TRAIN_FIELD_TYPES:
+            if key in config:
+                raise ConfigError(key, config[key], "is a training field: set job: train")
+        if config["fault"] == "exit_mid":
+            raise ConfigError("fault", "exit_mid", "needs job: train")
+        return
+    if config["mode"] not in ("inference", "train"):
+        raise ConfigError("mode", config["mode"], "must be train for job: train")
+    config["mode"] = "train"
+    for f in dataclasses.fields(TrainFields):
+        config.setdefault(f.name, default_of(f))
+    tokens = config["batch_size"] * config["seq_len"]
+    if config["tokens_per_step"] % tokens:
+        raise ConfigError("tokens_per_step", config["tokens_per_step"],
+                          f"must be a multiple of batch_size * seq_len = {tokens}")
 
 
 def _cuda_available() -> bool:
@@ -221,8 +277,18 @@ def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     model_knobs = _check_run_fields(config)
     entry = models.get(config["model"])
     model_config = entry.make_config(model_knobs)
-    resolved = {k: config[k] for k in RUN_FIELD_TYPES} | model_config.to_dict()
+    if config["job"] == "train" and model_config.vocab_size < TOKENIZER_VOCAB[config["tokenizer"]]:
+        raise ConfigError("vocab_size", model_config.vocab_size,
+                          f"must be >= {TOKENIZER_VOCAB[config['tokenizer']]} for tokenizer {config['tokenizer']}")
+    train = {k: config[k] for k in TRAIN_FIELD_TYPES if k in config}
+    resolved = {k: config[k] for k in RUN_FIELD_TYPES} | train | model_config.to_dict()
     return resolved, entry.estimate_params(model_config)
+
+
+def checkpoint_key(config: dict[str, Any]) -> str:
+    """Hash of what a training run computes: the config without its run-control fields, so that a run
+    with more steps or another timeout resumes the same checkpoint."""
+    return config_hash({k: v for k, v in config.items() if k not in RUN_CONTROL_FIELDS})
 
 
 def config_hash(config: dict[str, Any]) -> str:

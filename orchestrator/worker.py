@@ -5,16 +5,24 @@ import os
 from typing import Any
 
 
-def execute(config: dict[str, Any], git: dict[str, Any]) -> dict[str, Any]:
-    """Run the job a resolved config asks for and describe where it ran (called in the worker)."""
+def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = None, metrics=None) -> dict[str, Any]:
+    """Run the job a resolved config asks for and describe where it ran (called in the worker).
+
+    `metrics` (a `ray.util.queue.Queue`) receives `(run_id, rows)` while a training run goes on.
+    """
     import ray
 
     from .environment import collect
-    from .measure import run_benchmark
 
     if config.get("fault") == "exit":
         os._exit(1)  # injected worker death: Ray retries, then the run is stored as failed
-    outcome = run_benchmark(config)
+    if config["job"] == "train":
+        from .train import run_training
+        emit = (lambda rows: metrics.put((run_id, rows))) if metrics is not None else None
+        outcome = run_training(config, emit)
+    else:
+        from .measure import run_benchmark
+        outcome = run_benchmark(config)
     outcome["environment"] = collect(config["device"], git)
     outcome["node_id"] = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
     return outcome

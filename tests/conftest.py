@@ -19,7 +19,7 @@ def sqlite_url(tmp_path) -> str:
 @pytest.fixture
 def pg_url():
     """A fresh PostgreSQL database on the provisioned server (see .ci/provision), dropped afterwards."""
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"pbt_{uuid.uuid4().hex[:12]}"
     try:
         with admin.connect() as conn:

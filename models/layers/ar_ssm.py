@@ -78,6 +78,8 @@ def ar_ssm_params(d_model: int, rank: int, kernel: int, decay: bool) -> int:
             + linear_params(d_model, hidden) + linear_params(hidden, rank) + (rank if decay else 0))
 
 
-def ar_ssm_forward_flops(d_model: int, rank: int, kernel: int) -> float:
-    """Per token, the non-weight work: conv taps are weights (counted as params); scan and products."""
-    return 2.0 * rank + 4.0 * rank + 2.0 * d_model
+def ar_ssm_forward_flops(d_model: int, rank: int, kernel: int, matmul_only: bool = False) -> float:
+    """Forward FLOPs per token beyond its weights (the conv taps and projections are weights, counted as
+    2 x params): elementwise only, so 0 with `matmul_only`; else the decayed scan (2 R), the gate and value
+    products (4 R) and the conv + low-rank sum and bias (2 d)."""
+    return 0.0 if matmul_only else 2.0 * rank + 4.0 * rank + 2.0 * d_model

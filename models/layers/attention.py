@@ -56,7 +56,18 @@ def attention_params(d_model: int, bias: bool) -> int:
     return 4 * d_model * d_model + (4 * d_model if bias else 0)
 
 
-def attention_forward_flops(config, seq_len: int) -> float:
-    """QK^T and PV per token over all layers: 4*N*d per layer, halved when causal (what flash runs)."""
-    per_layer = 4.0 * seq_len * config.d_model
-    return config.n_layers * (per_layer / 2 if config.causal else per_layer)
+def sdpa_forward_flops(d_model: int, seq_len: int, causal: bool) -> float:
+    """Forward FLOPs per token of one layer's `scaled_dot_product_attention` (all heads).
+
+    scores QK^T (2 N d) + weighted values PV (2 N d) = 4 N d; causal: half of it, the tiles flash
+    attention runs (it skips the tiles above the diagonal; the half-masked diagonal tiles, ~block/(2N) more,
+    are left out). Softmax and rotary are elementwise (~5 per score, < 2% at Dh >= 64) and not counted.
+    """
+    full = 4.0 * seq_len * d_model
+    return full / 2 if causal else full
+
+
+def attention_forward_flops(config, seq_len: int, matmul_only: bool = False) -> float:
+    """Mixer FLOPs per token over all layers: :func:`sdpa_forward_flops` per layer (matrix products only,
+    so `matmul_only` changes nothing)."""
+    return config.n_layers * sdpa_forward_flops(config.d_model, seq_len, config.causal)

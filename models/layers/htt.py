@@ -58,3 +58,11 @@ class HTTEmbedding(nn.Module):
 def htt_params(vocab_size: int, d_model: int, rank: int = HTT_RANK) -> int:
     v1, v2, d1, d2 = htt_shape(vocab_size, d_model)
     return v1 * rank * d1 + v2 * rank * d2 + rank
+
+
+def htt_forward_flops(vocab_size: int, d_model: int, rank: int, tied: bool) -> float:
+    """Forward FLOPs per token of the HTT embedding, which has no per-token weight matmul: the contraction
+    of the two gathered cores over the rank, 2 r d1 d2; tied, the head x @ table^T adds 2 d V (forming the
+    table, 2 V r d1 d2 once per call, is shared by the B N tokens of the call and left out)."""
+    _, _, d1, d2 = htt_shape(vocab_size, d_model)
+    return 2.0 * rank * d1 * d2 + (2.0 * d_model * vocab_size if tied else 0.0)

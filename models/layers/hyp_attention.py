@@ -37,7 +37,34 @@ def window_hyp_attention_params(d_model: int, n_heads: int) -> int:
     return 3 * d_model * d_model + 2 * n_heads
 
 
-def window_attention_forward_flops(d_model: int, n_heads: int, window: int, seq_len: int) -> float:
-    """Per token: Gram entries q.k and p.v over the window (2 * 2 * w * d) plus ~10 per score."""
-    w = min(window, seq_len)
-    return 4.0 * w * d_model + 10.0 * w * n_heads
+def window_block(head_dim: int) -> int:
+    """Query block BM = key tile BN of the Triton kernels (kernels/window_attn/triton.py `_cfg`)."""
+    return 64 if head_dim <= 64 else 32
+
+
+def window_key_span(window: int, seq_len: int, head_dim: int) -> float:
+    """Keys scored per query (mean over the N queries) by the blocked Triton forward: each block of BM
+    queries scores the BN-wide key tiles from the one holding its first query's window start up to its
+    own end, masked entries included: about window + BM, at most the causal prefix (~N/2 + BM/2 when
+    the window covers the sequence)."""
+    n = max(1, int(seq_len))
+    block = window_block(head_dim)
+    tiles = 0
+    for i in range(-(-n // block)):
+        lo = max(i * block - window + 1, 0) // block * block
+        hi = min((i + 1) * block, n)
+        tiles += -(-(hi - lo) // block)
+    return tiles * block * block / n
+
+
+def window_attention_forward_flops(d_model: int, n_heads: int, window: int, seq_len: int,
+                                   matmul_only: bool = False) -> float:
+    """Forward FLOPs per token of one layer's windowed hyperbolic attention (all heads), with
+    S = :func:`window_key_span` keys per query:
+
+    - Gram entries <q, k> (2 S d) and the weighted values p . v (2 S d): 4 S d;
+    - elementwise, ~10 per score and head (distance from the Gram entries, artanh, scale, softmax): 10 S H,
+      left out with `matmul_only`.
+    """
+    span = window_key_span(window, seq_len, d_model // n_heads)
+    return 4.0 * span * d_model + (0.0 if matmul_only else 10.0 * span * n_heads)

@@ -79,6 +79,7 @@ def hyperbolic_ssm_params(d_model: int, d_state: int) -> int:
     return linear_params(d_model, 3 * d_state) + 2 * d_state + 1 + d_state * d_model
 
 
-def hyperbolic_ssm_forward_flops(d_state: int) -> float:
-    """Per token: discretisation, scan, exp0 / Mobius / log0 readout, ~40 elementwise ops per state."""
-    return 40.0 * d_state
+def hyperbolic_ssm_forward_flops(d_state: int, matmul_only: bool = False) -> float:
+    """Forward FLOPs per token beyond its weights: elementwise only (0 with `matmul_only`); discretisation,
+    scan, exp0 / Mobius / log0 readout, ~40 per state."""
+    return 0.0 if matmul_only else 40.0 * d_state

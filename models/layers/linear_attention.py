@@ -97,6 +97,33 @@ def tangent_linear_attention_params(d_model: int, bias: bool = True, n_heads: in
     return 4 * d_model * d_model + (4 * d_model if bias else 0) + 1 + (n_heads if mode != "linear" else 0)
 
 
-def linear_attention_forward_flops(config, seq_len: int) -> float:
-    """phi(k) v^T state update and phi(q) S readout: 4*d*Dh per token and layer."""
-    return config.n_layers * 4.0 * config.d_model * config.head_dim
+#: chunk length of kernels.linear_attn.causal_linear_attn (the CPU reference and the Triton kernel's BT)
+LINEAR_ATTN_CHUNK = 64
+
+
+def tangent_linear_attention_forward_flops(d_model: int, head_dim: int, seq_len: int, causal: bool,
+                                           chunk: int = LINEAR_ATTN_CHUNK) -> float:
+    """Forward FLOPs per token of one layer's linear attention (all heads), matrix products only.
+
+    - bidirectional: state phi(K)^T V (2 d Dh), readout phi(q) S (2 d Dh), normaliser phi(q) . mean phi(k)
+      (2 d): 4 d Dh + 2 d.
+    - causal, chunked (what both kernels run, chunks of L = min(chunk, N) tokens, N padded to a multiple
+      of L): intra-chunk scores phi(Q) phi(K)^T (2 L d) and their product with V (2 L d), the masked half of
+      the L x L products included (both kernels compute it); readout of the earlier chunks' state
+      phi(q) S (2 d Dh) and the state update phi(K)^T V (2 d Dh): 4 d (L + Dh) per padded token.
+
+    Not counted (elementwise, ~10 d): ELU+1 features, tangent clipping, the normaliser sums and the division.
+    """
+    if not causal:
+        return 4.0 * d_model * head_dim + 2.0 * d_model
+    n = max(1, int(seq_len))
+    length = min(chunk, n)
+    padded = -(-n // length) * length
+    return padded / n * 4.0 * d_model * (length + head_dim)
+
+
+def linear_attention_forward_flops(config, seq_len: int, matmul_only: bool = False) -> float:
+    """Mixer FLOPs per token over all layers (phase8-seed): :func:`tangent_linear_attention_forward_flops`
+    per layer (matrix products only, so `matmul_only` changes nothing)."""
+    return config.n_layers * tangent_linear_attention_forward_flops(config.d_model, config.head_dim, seq_len,
+                                                                    config.causal)

@@ -6,12 +6,16 @@ Every method opens and commits its own short transaction, so a crash loses at mo
 """
 from __future__ import annotations
 
+import functools
+import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,7 +23,33 @@ from ..errors import UserError
 from ..spec import Spec
 from .engine import make_engine
 from .migrate import ensure_schema
-from .schema import FINISHED, METRIC_COLUMNS, UNFINISHED, Batch, Environment, Result, Run, utcnow
+from .schema import (FINISHED, METRIC_COLUMNS, METRIC_FIELDS, UNFINISHED, Batch, Environment, Result, Run, TrainMetric,
+                     utcnow)
+
+
+RETRY_FOR_S = 120.0
+log = logging.getLogger(__name__)
+
+
+def retried(method):
+    """Retry a write transaction while the database is unreachable (a restarting server, a dropped
+    connection, a locked SQLite file), for up to RETRY_FOR_S seconds. Every write is idempotent or
+    runs in one transaction that rolled back, so a retry neither loses nor duplicates a record."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        deadline, pause = time.monotonic() + RETRY_FOR_S, 0.25
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except (OperationalError, DBAPIError) as exc:
+                transient = isinstance(exc, OperationalError) or exc.connection_invalidated
+                if not transient or time.monotonic() > deadline:
+                    raise
+                log.warning("database unavailable (%s); retrying %s", type(exc.orig).__name__, method.__name__)
+                self.engine.dispose()
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -49,6 +79,7 @@ class Store:
         return self.sessions()
 
     # -- writes -----------------------------------------------------------------------------------
+    @retried
     def create_batch(self, spec: Spec, rerun: bool = False) -> Batch:
         """Insert a batch and one run per config; configs already finished elsewhere become `skipped`."""
         with self.session() as s, s.begin():
@@ -70,17 +101,20 @@ class Store:
                          .order_by(Run.finished_at)).all()
         return {h: run_id for h, run_id in rows}
 
+    @retried
     def set_batch_status(self, batch_id: int, status: str) -> None:
         with self.session() as s, s.begin():
             batch = s.get(Batch, batch_id)
             batch.status = status
             batch.finished_at = utcnow() if status == "done" else None
 
+    @retried
     def mark_running(self, run_id: str) -> None:
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
             run.status, run.started_at, run.attempts = "running", utcnow(), run.attempts + 1
 
+    @retried
     def reset_unfinished(self, batch_id: int) -> list[Run]:
         """Runs of the batch still pending or running (those are set back to pending), in order."""
         with self.session() as s, s.begin():
@@ -90,6 +124,7 @@ class Store:
                 run.status = "pending"
             return list(runs)
 
+    @retried
     def record_result(self, run_id: str, outcome: dict[str, Any]) -> bool:
         """Store a run's outcome once; returns False when the run already had a result."""
         with self.session() as s, s.begin():
@@ -105,6 +140,49 @@ class Store:
             run.status, run.finished_at = outcome["status"], utcnow()
             run.node_id = outcome.get("node_id") or run.node_id
             return True
+
+    @retried
+    def record_metrics(self, run_id: str, metrics: list[dict[str, Any]]) -> int:
+        """Store training metrics of a run; a (kind, step) already stored is skipped. Returns rows added."""
+        if not metrics:
+            return 0
+        with self.session() as s, s.begin():
+            have = set(s.execute(select(TrainMetric.kind, TrainMetric.step).where(TrainMetric.run_id == run_id)).all())
+            added = 0
+            for m in metrics:
+                if (m["kind"], m["step"]) in have:
+                    continue
+                have.add((m["kind"], m["step"]))
+                s.add(TrainMetric(run_id=run_id, kind=m["kind"], step=m["step"],
+                                  **{k: m.get(k) for k in METRIC_FIELDS if k in m}))
+                added += 1
+            return added
+
+    def metrics(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's training metrics (train steps and evaluations), in step order."""
+        with self.session() as s:
+            rows = s.scalars(select(TrainMetric).where(TrainMetric.run_id == run_id)
+                             .order_by(TrainMetric.step, TrainMetric.kind)).all()
+            return [{"kind": r.kind, "step": r.step, **{k: getattr(r, k) for k in METRIC_FIELDS}} for r in rows]
+
+    def latest_metric(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The last training step stored for each of the runs (those with any)."""
+        with self.session() as s:
+            last = (select(TrainMetric.run_id, func.max(TrainMetric.step).label("step"))
+                    .where(TrainMetric.run_id.in_(run_ids), TrainMetric.kind == "train").group_by(TrainMetric.run_id)
+                    .subquery())
+            rows = s.execute(select(TrainMetric).join(last, (TrainMetric.run_id == last.c.run_id)
+                                                      & (TrainMetric.step == last.c.step)
+                                                      & (TrainMetric.kind == "train"))).scalars().all()
+            return {r.run_id: {"step": r.step, "loss": r.loss, "tokens": r.tokens} for r in rows}
+
+    def resolve_run(self, prefix: str) -> str:
+        """The full id of the one run whose id starts with `prefix`; UserError otherwise."""
+        with self.session() as s:
+            ids = s.scalars(select(Run.id).where(Run.id.startswith(prefix, autoescape=True)).limit(2)).all()
+        if len(ids) != 1:
+            raise UserError(f"run: {prefix!r} matches {'no' if not ids else 'more than one'} run")
+        return ids[0]
 
     @staticmethod
     def _environment_id(s: Session, env: dict[str, Any]) -> int:

@@ -119,5 +119,35 @@ class Result(Base):
     environment: Mapped[Environment | None] = relationship()
 
 
+class TrainMetric(Base):
+    """One training step (`kind` train) or evaluation (`kind` eval) of a run; (run, kind, step) is unique,
+    so a metric streamed twice (a retried worker) is stored once."""
+
+    __tablename__ = "pb_train_metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pb_runs.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    step: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(BigInteger)  # tokens seen so far
+    elapsed_s: Mapped[float] = mapped_column(Float)  # wall time since the run's first step
+    loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    grad_norm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tokens_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    step_time_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    val_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bits_per_byte: Mapped[float | None] = mapped_column(Float, nullable=True)
+    perplexity: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_pb_train_metrics_run_kind_step", "run_id", "kind", "step", unique=True),)
+
+
+METRIC_FIELDS = ("tokens", "elapsed_s", "loss", "lr", "grad_norm", "tokens_per_s", "step_time_s", "peak_bytes",
+                 "val_loss", "bits_per_byte", "perplexity")
+
+
 METRIC_COLUMNS = tuple(c.name for c in Result.__table__.columns
                        if c.name not in ("run_id", "environment_id", "status", "phase", "error", "extra", "created_at"))

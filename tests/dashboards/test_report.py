@@ -70,3 +70,21 @@ def test_html_is_valid_self_contained_and_escaped(tmp_path):
 
 def test_empty_report_says_what_to_run():
     assert "phasebench run examples/quickstart.yaml" in build_html([])
+
+
+def test_training_curves_by_tokens_and_time():
+    from dashboards.report import curve_figures
+
+    run = row("phase8", "train", device="cpu") | {"run_id": "r1", "index": 0}
+    run["config"] = run["config"] | {"job": "train"}
+    curves = {"r1": [{"kind": "train", "step": s, "tokens": 100 * s, "elapsed_s": 0.5 * s, "loss": 5.0 - s / 10}
+                     for s in range(1, 11)] + [{"kind": "eval", "step": 10, "tokens": 1000, "elapsed_s": 5.0,
+                                                "val_loss": 4.2}]}
+    by_tokens, by_time = curve_figures([run, row("phase7-seed", "inference")], curves)
+    assert [t.name for t in by_tokens.data] == ["phase8 #0 (seed, cpu) train", "phase8 #0 (seed, cpu) validation"]
+    assert list(by_tokens.data[0].x) == [100 * s for s in range(1, 11)] and list(by_tokens.data[1].y) == [4.2]
+    assert list(by_time.data[0].x)[-1] == 5.0 and "wall time" in by_time.layout.xaxis.title.text
+    assert curve_figures([row("phase7-seed", "inference")], {}) == []
+    html_text = build_html([run], curves=curves)
+    assert "Loss (nats per token) by tokens seen" in html_text
+    assert "phasebench run examples/train-stdlib.yaml" in build_html([row("phase7-seed", "inference")])

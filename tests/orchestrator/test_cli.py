@@ -69,7 +69,8 @@ def test_entry_point_dry_run_json(tmp_path):
     (["results", "list", "--where", "nokey"], "--where: expected KEY=VALUE"),
     (["results", "list", "--where", "dmodel=3"], "--where: unknown config field 'dmodel'"),
     (["status", "nope"], "batch: no batch named or numbered 'nope'"),
-    (["results", "show", "zzzz"], "matches 0 runs"),
+    (["results", "show", "zzzz"], "run: 'zzzz' matches no run"),
+    (["results", "curves", "zzzz"], "run: 'zzzz' matches no run"),
     (["run", "--resume", "7"], "batch: no batch named or numbered '7'"),
 ])
 def test_bad_arguments_exit_2(capsys, tmp_path, monkeypatch, args, message):
@@ -100,9 +101,9 @@ def test_db_upgrade_and_current(capsys, tmp_path):
     code, out, _ = call(capsys, "db", "current", "--db", db)
     assert code == 0 and "current: (empty)" in out
     code, out, _ = call(capsys, "db", "upgrade", "--db", db)
-    assert code == 0 and "at revision 0001" in out
+    assert code == 0 and "at revision 0002" in out
     code, out, _ = call(capsys, "db", "current", "--db", db)
-    assert "current: 0001" in out and "head: 0001" in out
+    assert "current: 0002" in out and "head: 0002" in out
 
 
 def test_env_masks_password(capsys):

@@ -1,0 +1,206 @@
+"""The training job: a model trained on real text, every step and evaluation streamed out as it happens.
+
+AdamW (fused on CUDA; weight decay on matrices only), linear warm-up then cosine decay to
+`min_lr_ratio * lr`, gradient clipping, gradient accumulation up to `tokens_per_step`, evaluation every
+`eval_every` steps on a fixed validation slice, checkpoints (atomic) every `checkpoint_every` steps and
+at the end, resumed automatically when the same computation (see :func:`orchestrator.spec.checkpoint_key`)
+finds one. A non-finite loss stops the run with status `nonfinite`; the metrics so far are kept.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .data import TokenLoader, load_corpus, unigram_entropy, validation_batches
+from .measure import Job, NonFinite, peak_rss_bytes
+from .spec import checkpoint_key
+
+Emit = Callable[[list[dict[str, Any]]], None]
+FLUSH_S = 0.5
+
+
+def lr_at(step: int, run: dict[str, Any]) -> float:
+    """Learning rate of optimizer step `step` (1-based): linear warm-up, then cosine to min_lr_ratio * lr."""
+    lr, warmup, total = run["lr"], run["lr_warmup_steps"], run["steps"]
+    if warmup and step <= warmup:
+        return lr * step / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    floor = run["min_lr_ratio"] * lr
+    return floor + 0.5 * (lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices (dim >= 2), none on biases, norms, scalars."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    plain = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+class MetricBuffer:
+    """Collects metric rows and hands them to `emit` at most every FLUSH_S seconds (and on flush())."""
+
+    def __init__(self, emit: Emit | None):
+        self.emit, self.rows, self.last = emit, [], time.monotonic()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if time.monotonic() - self.last >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.emit is not None and self.rows:
+            self.emit(self.rows)
+        self.rows, self.last = [], time.monotonic()
+
+
+class Checkpoint:
+    """model + optimizer + loader + step, saved atomically under `folder/<checkpoint key>/`."""
+
+    def __init__(self, folder: str, config: dict[str, Any]):
+        self.path = Path(folder) / checkpoint_key(config) / "checkpoint.pt"
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self, device: torch.device) -> dict[str, Any]:
+        return torch.load(self.path, map_location=device, weights_only=False)
+
+
+class TrainJob(Job):
+    """Train one configuration; `emit(rows)` receives metric rows while the run goes on."""
+
+    def __init__(self, config: dict[str, Any], emit: Emit | None = None):
+        super().__init__(config)
+        self.config = config
+        self.buffer = MetricBuffer(emit)
+
+    def execute(self) -> dict[str, Any]:
+        try:
+            return super().execute()
+        finally:
+            self.buffer.flush()
+
+    def _run(self) -> None:
+        run, m = self.run, self.result.metrics
+        self.prepare_device()
+        corpus = load_corpus(run["data"], run["tokenizer"], run["seed"], run["val_fraction"])
+        model = self.build()
+        m["params"] = sum(p.numel() for p in model.parameters())
+        m["weights_bytes"] = self.allocated() if self.device.type == "cuda" else \
+            sum(p.numel() * p.element_size() for p in model.parameters())
+        model.train()
+        optimizer = torch.optim.AdamW(param_groups(model, run["weight_decay"]), lr=run["lr"], betas=(0.9, 0.95),
+                                      fused=self.device.type == "cuda")
+        loader = TokenLoader(corpus.train, run["seq_len"], run["batch_size"], run["seed"])
+        val = validation_batches(corpus.val, run["seq_len"], run["batch_size"], run["eval_tokens"])
+        micro_tokens = run["batch_size"] * run["seq_len"]
+        accum = max(1, run["tokens_per_step"] // micro_tokens)
+        checkpoint = Checkpoint(run["checkpoint_dir"], self.config) if run["checkpoint_dir"] else None
+        start, tokens, elapsed = 0, 0, 0.0
+        if checkpoint is not None and checkpoint.exists():
+            state = checkpoint.load(self.device)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            loader.load_state_dict(state["loader"])
+            start, tokens, elapsed = state["step"], state["tokens"], state["elapsed_s"]
+        m["extra"] = {"resumed_from_step": start, "accumulation": accum, "unigram_entropy": unigram_entropy(corpus.val),
+                      "tokenizer": run["tokenizer"], "bytes_per_token": corpus.bytes_per_token}
+        times, last_loss, last_eval = [], None, None
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        for step in range(start + 1, run["steps"] + 1):
+            began = time.perf_counter()
+            lr = lr_at(step, run)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            last_loss, grad_norm = self.train_step(model, optimizer, loader, accum)
+            self.synchronize()
+            seconds = time.perf_counter() - began
+            times.append(seconds)
+            tokens += accum * micro_tokens
+            elapsed += seconds
+            self.buffer.add({"kind": "train", "step": step, "tokens": tokens, "elapsed_s": elapsed,
+                             "loss": last_loss if math.isfinite(last_loss) else None, "lr": lr,
+                             "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+                             "tokens_per_s": accum * micro_tokens / seconds, "step_time_s": seconds,
+                             "peak_bytes": self.peak_allocated()})
+            if not math.isfinite(last_loss):
+                raise NonFinite("step")
+            if (run["eval_every"] and step % run["eval_every"] == 0) or step == run["steps"]:
+                last_eval = self.evaluate(model, val, step, tokens, elapsed, corpus.bytes_per_token)
+            if checkpoint is not None and ((run["checkpoint_every"] and step % run["checkpoint_every"] == 0)
+                                           or step == run["steps"]):
+                checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "loader": loader.state_dict(), "step": step, "tokens": tokens, "elapsed_s": elapsed})
+            if run["fault"] == "exit_mid" and start == 0 and step == run["steps"] // 2:
+                self.buffer.flush()
+                os._exit(1)  # injected crash halfway; the retried task resumes from the last checkpoint
+        self.summarise(times, accum * micro_tokens, last_loss, last_eval, tokens)
+
+    def train_step(self, model, optimizer, loader, accum: int) -> tuple[float, float]:
+        """One optimizer step over `accum` micro-batches; returns (mean loss, gradient norm before clipping)."""
+        total = 0.0
+        for _ in range(accum):
+            x, y = next(loader)
+            self.tracker.phase = "forward"
+            loss = self.loss(model, x.to(self.device), y.to(self.device)) / accum
+            self.tracker.phase = "backward"
+            loss.backward()
+            total += loss.item()
+        self.tracker.phase = "step"
+        clip = self.run["grad_clip"] or float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
+        if math.isfinite(total):
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return total, grad_norm
+
+    @torch.no_grad()
+    def evaluate(self, model, batches, step: int, tokens: int, elapsed: float, bytes_per_token: float) -> dict:
+        """Mean next-token loss over the fixed validation slice (auxiliary losses left out)."""
+        model.eval()
+        self.tracker.phase = "forward"
+        losses = []
+        for x, y in batches:
+            with self.autocast():
+                logits = model(x.to(self.device))
+            losses.append(torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.to(self.device).flatten()).item())
+        model.train()
+        val_loss = statistics.fmean(losses)
+        row = {"kind": "eval", "step": step, "tokens": tokens, "elapsed_s": elapsed, "val_loss": val_loss,
+               "bits_per_byte": val_loss / math.log(2) / bytes_per_token, "perplexity": math.exp(min(val_loss, 700.0))}
+        self.buffer.add(row)
+        return row
+
+    def summarise(self, times: list[float], step_tokens: int, last_loss: float | None, last_eval: dict | None,
+                  tokens: int) -> None:
+        m = self.result.metrics
+        steady = times[1:] or times  # the first step pays for lazy initialisation
+        if steady:
+            median = statistics.median(steady)
+            q = statistics.quantiles(steady, n=4) if len(steady) >= 2 else [median] * 3
+            m["step_time_median_s"], m["step_time_iqr_s"] = median, q[2] - q[0]
+            m["tokens_per_s"] = step_tokens / median
+            m["flops_per_token"], m["mfu"] = self.mfu(m["tokens_per_s"], "train")
+        m["peak_bytes"] = self.peak_allocated()
+        m["peak_rss_bytes"] = peak_rss_bytes()
+        m["loss"] = last_loss
+        m["extra"].update(tokens_seen=tokens, **({k: last_eval[k] for k in ("val_loss", "bits_per_byte", "perplexity")}
+                                                 if last_eval else {}))
+
+
+def run_training(config: dict[str, Any], emit: Emit | None = None) -> dict[str, Any]:
+    """Train one resolved `job: train` config; see :class:`TrainJob`."""
+    return TrainJob(config, emit).execute()

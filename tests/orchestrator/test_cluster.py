@@ -1,0 +1,50 @@
+"""A multi-node Ray cluster (a head and two worker nodes on this machine, `ray.cluster_utils.Cluster`):
+runs land on the nodes their resources name, every result lands once in the driver's one database."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestrator import api
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = r'''
+import json, sys
+import ray
+from ray.cluster_utils import Cluster
+from orchestrator import api
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=1, resources={"node_a": 4})
+cluster.add_node(num_cpus=1, resources={"node_b": 4})
+cluster.wait_for_nodes()
+tiny = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 16, "steps": 1,
+        "warmup_steps": 0}
+cases = [{"model": "transformer", "seed": i, "resources": {"node_a": 1}} for i in range(2)]
+cases += [{"model": "phase8-seed", "seed": i, "resources": {"node_b": 1}} for i in range(2)]
+cases += [{"model": "phase7-seed", "seed": i} for i in range(2)]
+outcome = api.run({"name": "cluster", "defaults": tiny, "cases": cases}, db=sys.argv[1], address=cluster.address)
+nodes = {n["NodeID"]: sorted(k for k in n["Resources"] if k.startswith("node_")) for n in ray.nodes() if n["Alive"]}
+print("RESULT " + json.dumps({"counts": outcome.counts, "nodes": nodes}))
+ray.shutdown()
+cluster.shutdown()
+'''
+
+
+def test_runs_spread_over_nodes_and_land_once(sqlite_url):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, sqlite_url], capture_output=True, text=True, timeout=600,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
+    assert report["counts"] == {"ok": 6}
+    node_of = {tuple(labels): node for node, labels in report["nodes"].items()}
+    rows = api.results(db=sqlite_url)
+    assert len(rows) == 6 and len({r["run_id"] for r in rows}) == 6 and all(r["node_id"] for r in rows)
+    for row in rows:
+        wanted = sorted(row["config"]["resources"])
+        if wanted:
+            assert row["node_id"] == node_of[tuple(wanted)], (row["model"], wanted)
+    assert len({r["node_id"] for r in rows}) >= 2

@@ -1,0 +1,107 @@
+"""Results survive crashes: a killed driver, a restarting PostgreSQL server, two drivers at once."""
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+
+from orchestrator import api
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 32,
+        "steps": 2, "warmup_steps": 1}
+PG_DATA = os.environ.get("PB_PG_DATA", "/tmp/phasebench-pg")
+
+
+def spec_file(tmp_path: Path, name: str, n: int, first_seed: int = 0) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "defaults": TINY, "cases": [
+        {"model": "transformer", "seed": first_seed + i} for i in range(n)]}))
+    return path
+
+
+def count(url: str, sql: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(sql)).scalar()
+    except sa.exc.OperationalError:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def driver(spec: Path, url: str, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--db", url, "--no-progress", *extra]
+    return subprocess.Popen(cmd, cwd=spec.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+
+
+def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc is None or proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_sigkill_driver_then_resume_runs_only_the_unfinished(tmp_path, sqlite_url):
+    proc = driver(spec_file(tmp_path, "killed", 5), sqlite_url, "--max-parallel", "1")
+    wait_for(lambda: count(sqlite_url, "SELECT count(*) FROM pb_results") >= 2, 180, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    engine = sa.create_engine(sqlite_url)
+    with engine.connect() as conn:
+        before = dict(conn.execute(sa.text("SELECT run_id, created_at FROM pb_results")).all())
+    assert 2 <= len(before) < 5
+    assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == 5 - len(before)
+    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "--resume", "killed", "--db", sqlite_url,
+                              "--no-progress"], cwd=tmp_path, capture_output=True, text=True,
+                             env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert resumed.returncode == 0, resumed.stderr
+    with engine.connect() as conn:
+        after = dict(conn.execute(sa.text("SELECT run_id, created_at FROM pb_results")).all())
+        attempts = dict(conn.execute(sa.text("SELECT id, attempts FROM pb_runs")).all())
+    engine.dispose()
+    assert len(after) == 5 and all(after[k] == v for k, v in before.items())  # finished runs untouched
+    assert all(attempts[run_id] == 1 for run_id in before)  # and not run again
+
+
+def restart_postgres() -> None:
+    pg_ctl = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
+    command = f"{pg_ctl} -D {PG_DATA} -m fast -w restart -l {PG_DATA}/server.log"
+    as_postgres = ["su", "postgres", "-s", "/bin/bash", "-c", command] if os.geteuid() == 0 else ["bash", "-c", command]
+    subprocess.run(as_postgres, check=True, capture_output=True, timeout=60)
+
+
+def test_postgres_restart_mid_batch_loses_and_duplicates_nothing(local_ray, pg_url, tmp_path):
+    data = yaml.safe_load(spec_file(tmp_path, "pg-restart", 5).read_text())
+    done: dict = {}
+    thread = threading.Thread(target=lambda: done.update(outcome=api.run(data, db=pg_url, max_parallel=1)))
+    thread.start()
+    wait_for(lambda: count(pg_url, "SELECT count(*) FROM pb_results") >= 1, 180)
+    restart_postgres()
+    thread.join(timeout=300)
+    assert not thread.is_alive() and done["outcome"].counts == {"ok": 5}
+    assert count(pg_url, "SELECT count(*) FROM pb_results") == 5
+    assert count(pg_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 5
+
+
+def test_two_drivers_write_one_database_at_once(db_url, tmp_path):
+    procs = [driver(spec_file(tmp_path, f"driver{i}", 3, first_seed=10 * i), db_url, "--max-parallel", "1")
+             for i in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err
+        assert "locked" not in err.lower()
+    assert count(db_url, "SELECT count(*) FROM pb_results") == 6
+    assert count(db_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 6
+    assert count(db_url, "SELECT count(*) FROM pb_batches WHERE status = 'done'") == 2

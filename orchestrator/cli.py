@@ -35,32 +35,45 @@ def filter_options(func):
     return func
 
 
-def config_field_names() -> set[str]:
-    import dataclasses
-
-    import models
-    from .spec import RUN_FIELD_TYPES
-    names = set(RUN_FIELD_TYPES)
-    for name in models.names():
-        names.update(f.name for f in dataclasses.fields(models.get(name).config_cls))
-    return names
-
-
 def parse_where(items: tuple[str, ...]) -> dict[str, Any]:
-    known = config_field_names()
+    kinds = _field_kinds()
     where = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise UserError(f"--where: expected KEY=VALUE (got {item!r})")
-        if key not in known:
+        if key not in kinds:
             raise UserError(f"--where: unknown config field {key!r}")
         try:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
             value = raw
-        where[key] = value if isinstance(value, (str, int, float, bool)) else raw
+        value = value if isinstance(value, (str, int, float, bool)) else raw
+        kind = kinds[key]
+        if kind is str:
+            value = raw
+        elif kind is bool and not isinstance(value, bool):
+            raise UserError(f"--where: {key} is true or false (got {raw!r})")
+        elif kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UserError(f"--where: {key} is a number (got {raw!r})")
+        where[key] = value
     return where
+
+
+def _field_kinds() -> dict[str, type]:
+    """Config field -> Python type (run fields, train fields, every model's knobs)."""
+    import dataclasses
+    import typing
+
+    import models
+    from . import spec
+    names = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
+    kinds = {n: names[t] for n, t in (spec.RUN_FIELD_TYPES | spec.TRAIN_FIELD_TYPES).items()}
+    for name in models.names():
+        cls = models.get(name).config_cls
+        hints = typing.get_type_hints(cls)
+        kinds.update({f.name: hints[f.name] for f in dataclasses.fields(cls)})
+    return kinds
 
 
 def filtered_results(db, model, mode, batch, status, device, where) -> list[dict[str, Any]]:
@@ -254,8 +267,11 @@ def results_export(db, model, mode, batch, status, device, where, fmt, out) -> N
     """Every field of the matching runs (config and extras included)."""
     text = render(filtered_results(db, model, mode, batch, status, device, where), fmt)
     if out:
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            with open(out, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UserError(f"--out: cannot write {out}: {exc.strerror}") from None
     else:
         click.echo(text)
 
@@ -283,8 +299,20 @@ def db_current(db) -> None:
     """Print the database's phasebench revision and the latest one."""
     from .store.engine import current_revision, make_engine
     from .store.migrate import head_revision
-    engine = make_engine(db)
-    click.echo(f"current: {current_revision(engine) or '(empty)'}\nhead: {head_revision()}")
+    current = None if _sqlite_file_missing(db) else current_revision(make_engine(db))
+    click.echo(f"current: {current or '(empty)'}\nhead: {head_revision()}")
+
+
+def _sqlite_file_missing(db: str | None) -> bool:
+    """A SQLite URL whose folder exists but whose file does not (reading it must not create it)."""
+    from sqlalchemy.engine import make_url
+    try:
+        parsed = make_url(database_url(db))
+    except Exception:  # noqa: BLE001  (make_engine reports a bad URL)
+        return False
+    path = parsed.database
+    return (parsed.get_backend_name() == "sqlite" and bool(path) and path != ":memory:"
+            and not os.path.exists(path) and os.path.isdir(os.path.dirname(os.path.abspath(path))))
 
 
 # --------------------------------------------------------------------------------------------- env
@@ -331,13 +359,163 @@ def dashboard_build(db, batch, out) -> None:
     click.echo(f"wrote {path} ({len(rows)} runs)")
 
 
+# ------------------------------------------------------------------------------------------- study
+@cli.group()
+def study() -> None:
+    """Optuna studies over architectures and context lengths, stored in the result database."""
+
+
+def _quiet_optuna() -> None:
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _study_table(records: list[dict[str, Any]], metrics: list[str]) -> str:
+    params = list(dict.fromkeys(k for r in records for k in r if k.startswith("param_")))
+    number = lambda v: f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"  # noqa: E731
+    columns = ((("#", "number", str), ("state", "state", str), ("model", "model", str))
+               + tuple((m, m, number) for m in metrics)
+               + tuple((p[len("param_"):], p, str) for p in params if p != "param_model")
+               + (("feasible", "feasible", str), ("constraint", "constraint", lambda v: f"{v:.3f}"),
+                  ("run", "run_id", lambda v: v[:8]), ("reused", "reused_run_id", lambda v: v[:8])))
+    return text_table(records, columns)
+
+
+@study.command("create")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@db_option
+def study_create(spec, db) -> None:
+    """Validate a study SPEC (YAML) and store it (Optuna tables beside phasebench's)."""
+    from . import study as studies
+    _quiet_optuna()
+    parsed = studies.create_study(spec, db=db)
+    click.echo(f"created study {parsed.name} ({', '.join(o.label for o in parsed.objectives)}; sampler "
+               f"{parsed.sampler}) in {mask_url(database_url(db))}\n"
+               f"run it with `phasebench study run {parsed.name} --trials N --parallel K`")
+
+
+@study.command("run")
+@click.argument("name")
+@click.option("--trials", type=click.IntRange(min=1), required=True, help="Trials the study should hold in total.")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Trials in flight at once.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Ray retries of a trial whose worker died.")
+@db_option
+@address_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def study_run(name, trials, parallel, max_retries, db, address, as_json, no_progress) -> None:
+    """Run or continue study NAME until it holds --trials trials (each one an isolated Ray task)."""
+    from . import study as studies
+    _quiet_optuna()
+    bar = {}
+
+    def on_start(done: int, todo: int) -> None:
+        if not no_progress and not as_json and todo:
+            from tqdm import tqdm
+            bar["bar"] = tqdm(total=todo, desc=f"study {name} ({done} done)", unit="trial", file=sys.stderr,
+                              dynamic_ncols=True)
+
+    def on_trial(report) -> None:
+        if "bar" in bar:
+            shown = ", ".join(f"{v:.4g}" for v in report.values) if report.values else (report.error or "")[:60]
+            bar["bar"].set_postfix_str(f"#{report.number} {report.state}{' (cached)' if report.reused else ''}: {shown}")
+            bar["bar"].update(1)
+
+    try:
+        outcome = studies.run_study(name, trials, parallel, db=db, address=address, max_retries=max_retries,
+                                    on_start=on_start, on_trial=on_trial)
+    finally:
+        if "bar" in bar:
+            bar["bar"].close()
+    summary = studies.study_summary(name, db)
+    if as_json:
+        import dataclasses
+        click.echo(json.dumps({"outcome": dataclasses.asdict(outcome), "summary": summary}, indent=2, default=str))
+    else:
+        click.echo(_study_text(summary))
+        extra = f"; {outcome.stale_failed} left running by a stopped driver marked FAIL" if outcome.stale_failed else ""
+        click.echo("this session: " + (", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items())) or "nothing to do")
+                   + (f" ({outcome.reused} answered from the database)" if outcome.reused else "") + extra)
+    if outcome.interrupted:
+        click.echo(f"interrupted: continue with `phasebench study run {name} --trials {trials}`", err=True)
+        sys.exit(130)
+    if outcome.counts.get("FAIL"):
+        sys.exit(1)
+
+
+def _study_text(summary: dict[str, Any]) -> str:
+    states = ", ".join(f"{k} {v}" for k, v in sorted(summary["states"].items())) or "no trials yet"
+    budget = f", VRAM budget {summary['vram_budget_gb']:g} GiB" if summary["vram_budget_gb"] else ""
+    lines = [f"study {summary['name']}: {', '.join(summary['objectives'])} (sampler {summary['sampler']}{budget})",
+             f"trials {summary['trials']}: {states}; feasible {summary['feasible']}"]
+    if summary["pareto"] is not None:
+        lines += [f"Pareto set ({len(summary['pareto'])} trials):", _study_table(summary["pareto"], summary["metrics"])]
+    elif summary["best"]:
+        lines += ["best feasible trials:", _study_table(summary["best"], summary["metrics"])]
+    else:
+        lines.append("no feasible completed trial yet")
+    return "\n".join(lines)
+
+
+@study.command("show")
+@click.argument("name")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def study_show(name, db, as_json) -> None:
+    """Progress, the best feasible trials, and the Pareto set of a multi-objective study."""
+    from . import study as studies
+    summary = studies.study_summary(name, db)
+    click.echo(json.dumps(summary, indent=2, default=str) if as_json else _study_text(summary))
+
+
+@study.command("best")
+@click.argument("name")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def study_best(name, db, as_json) -> None:
+    """The best feasible trial (one objective) or the Pareto set (several)."""
+    from . import study as studies
+    found = studies.best(name, db)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, default=str))
+    else:
+        metrics = [label.split()[1] for label in found["objectives"]]
+        click.echo(_study_table(found["best"], metrics) if found["best"] else "no feasible completed trial yet")
+
+
+@study.command("export")
+@click.argument("name")
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
+def study_export(name, db, fmt, out) -> None:
+    """Every trial: state, objective values, parameters, constraint, linked run."""
+    from . import study as studies
+    text = render(studies.export(name, db), fmt)
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors are one line on stderr and exit 2; nothing prints a password."""
-    url = database_url(_db_from_argv(argv if argv is not None else sys.argv[1:]))
+    args = argv if argv is not None else sys.argv[1:]
+    url = database_url(_db_from_argv(args))
     try:
+        for arg in args:
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UserError(f"argument {arg!r} is not valid UTF-8") from None
         cli.main(args=argv, prog_name="phasebench", standalone_mode=False)
     except (ConfigError, UserError) as exc:
-        click.echo(f"error: {mask_text(str(exc), url)}", err=True)
+        click.echo(f"error: {_one_line(mask_text(str(exc), url))}", err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        click.echo(f"error: {_one_line(mask_text(exc.format_message(), url))}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -347,6 +525,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _db_from_argv(argv: list[str]) -> str | None:

@@ -128,7 +128,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a spec file; ConfigError for a missing/unreadable/oversized/non-UTF-8/non-mapping file."""
     path = Path(path)
     try:
-        raw = path.read_bytes() if path.stat().st_size <= MAX_SPEC_BYTES else None
+        with path.open("rb") as fh:  # bounded: a pipe or a device reports size 0
+            raw = fh.read(MAX_SPEC_BYTES + 1)
+        raw = raw if len(raw) <= MAX_SPEC_BYTES else None
     except FileNotFoundError:
         raise ConfigError("spec", str(path), "file not found") from None
     except IsADirectoryError:
@@ -198,6 +200,9 @@ def _check_top_level(data: dict[str, Any]) -> tuple[str, str, dict, list[dict], 
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ConfigError("description", description, "must be a string")
+    for field, text in (("name", name), ("description", description)):
+        if "\x00" in text:
+            raise ConfigError(field, text, "must not contain NUL characters (PostgreSQL cannot store them)")
     defaults = _mapping(data.get("defaults"), "defaults")
     cases = data.get("cases")
     if cases is None:

@@ -48,7 +48,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str | None = None) -> Engine:
+def make_engine(url: str | None = None, must_exist: bool = False) -> Engine:
     """An engine for `url`; UserError (exit 2) for a malformed URL or an unusable SQLite path."""
     url = database_url(url)
     try:
@@ -57,7 +57,12 @@ def make_engine(url: str | None = None) -> Engine:
         raise UserError(f"--db: not a valid database URL: {mask_url(url)}") from None
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite_path(parsed.database)
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        if must_exist and parsed.database not in (None, "", ":memory:") and not Path(parsed.database).exists():
+            raise UserError(f"--db: {mask_url(url)} has no phasebench tables (no such file); run `phasebench db upgrade`")
+        try:
+            engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+        except ArgumentError as exc:
+            raise UserError(f"--db: cannot use {mask_url(url)}: {mask_text(str(exc).splitlines()[0], url)}") from None
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:
@@ -84,5 +89,5 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as conn:
             row = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").first()
     except OperationalError as exc:
-        raise UserError(f"--db: cannot open {mask_url(str(engine.url))}: {mask_text(str(exc.orig), str(engine.url))}") from None
+        raise UserError(f"--db: cannot open {mask_url(str(engine.url))}: {mask_text((str(exc.orig).strip().splitlines() or [''])[0], engine.url.render_as_string(hide_password=False))}") from None
     return row[0] if row else None

@@ -32,7 +32,19 @@ def head_revision() -> str:
     return ScriptDirectory(SCRIPT_LOCATION).get_current_head()
 
 
+def known_revisions() -> set[str]:
+    return {rev.revision for rev in ScriptDirectory(SCRIPT_LOCATION).walk_revisions()}
+
+
+def newer_schema(current: str) -> UserError:
+    return UserError(f"--db: schema revision {current} is newer than this phasebench ({head_revision()}); "
+                     "upgrade phasebench")
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    current = current_revision(engine)  # also: an unreachable database is a UserError here
+    if current is not None and current not in known_revisions():
+        raise newer_schema(current)
     cfg = alembic_config(engine)
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
@@ -54,7 +66,6 @@ def ensure_schema(engine: Engine, create: bool = True) -> None:
             raise UserError(f"--db: {mask_url(str(engine.url))} has no phasebench tables; run `phasebench db upgrade`")
         upgrade(engine)
         return
-    known = {rev.revision for rev in ScriptDirectory(SCRIPT_LOCATION).walk_revisions()}
-    if current not in known:
-        raise UserError(f"--db: schema revision {current} is newer than this phasebench ({head}); upgrade phasebench")
+    if current not in known_revisions():
+        raise newer_schema(current)
     raise UserError(f"--db: schema revision {current} is older than {head}; run `phasebench db upgrade`")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ class Store:
     """The result database at `url` (created at the head revision when empty)."""
 
     def __init__(self, url: str | None = None, create: bool = True):
-        self.engine: Engine = make_engine(url)
+        self.engine: Engine = make_engine(url, must_exist=not create)
         ensure_schema(self.engine, create=create)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
@@ -201,7 +202,7 @@ class Store:
         """A batch by id, or the latest batch of that name; UserError if there is none."""
         with self.session() as s:
             batch = None
-            if isinstance(ref, int) or str(ref).isdigit():
+            if isinstance(ref, int) or _batch_id(str(ref)) is not None:
                 batch = s.get(Batch, int(ref))
             if batch is None:
                 batch = s.scalars(select(Batch).where(Batch.name == str(ref)).order_by(Batch.id.desc())).first()
@@ -254,16 +255,23 @@ def _apply_filters(stmt, f: Filters):
     if f.device:
         stmt = stmt.where(Run.device.in_(f.device))
     if f.batch:
-        ids = [int(b) for b in f.batch if str(b).isdigit()]
-        names = [b for b in f.batch if not str(b).isdigit()]
+        ids = [_batch_id(str(b)) for b in f.batch if _batch_id(str(b)) is not None]
+        names = [b for b in f.batch if _batch_id(str(b)) is None]
         stmt = stmt.where(Batch.id.in_(ids) | Batch.name.in_(names))
     for key, value in f.where:
         stmt = stmt.where(_json_equals(key, value))
     return stmt
 
 
+def _batch_id(ref: str) -> int | None:
+    """`ref` as a batch id: ASCII digits within the INTEGER column's range, else None (a name)."""
+    return int(ref) if ref.isascii() and ref.isdigit() and int(ref) < 2**31 else None
+
+
 def _json_equals(key: str, value: Any):
     """Config field `key` equals `value`, typed by the value; the key is a JSON path, never SQL."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        raise UserError(f"--where: not a config field name: {key!r}")
     field = Run.config[key]
     if isinstance(value, bool):
         return field.as_boolean() == value

@@ -33,7 +33,7 @@ def count(url: str, sql: str) -> int:
     try:
         with engine.connect() as conn:
             return conn.execute(sa.text(sql)).scalar()
-    except sa.exc.OperationalError:
+    except sa.exc.DBAPIError:  # no tables yet (SQLite: OperationalError, PostgreSQL: ProgrammingError)
         return 0
     finally:
         engine.dispose()

@@ -50,11 +50,12 @@ def init_ray(address: str | None = None) -> None:
         ray.init(include_dashboard=False, **kwargs)
 
 
-def _remote_execute():
+def _remote_executes() -> dict[bool, Any]:
+    """The task functions by `isolate`: a fresh worker process per run (max_calls=1), or reused workers."""
     import ray
 
-    from .worker import execute
-    return ray.remote(max_calls=1)(execute)
+    from .worker import execute, execute_isolated
+    return {True: ray.remote(max_calls=1)(execute_isolated), False: ray.remote(max_calls=0)(execute)}
 
 
 def _metrics_queue():
@@ -150,7 +151,7 @@ class Runner:
     def _drive(self, runs: list[Run], capacity: Capacity) -> None:
         import ray
 
-        execute = _remote_execute()
+        executes = _remote_executes()
         git = git_state()
         self.metrics = _metrics_queue() if any(r.config["job"] == "train" for r in runs) else None
         queue = []
@@ -166,6 +167,7 @@ class Runner:
             while queue or in_flight:
                 while queue and capacity.fits(queue[-1].config):
                     run = queue.pop()
+                    execute = executes[run.config.get("isolate", True)]
                     ref = execute.options(**task_options(run.config, self.max_retries)).remote(
                         run.config, git, run.id, self.metrics)
                     self.store.mark_running(run.id)

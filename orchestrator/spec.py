@@ -50,6 +50,7 @@ class RunFields:
     num_gpus: float = knob(-1.0, min=-1.0, max=1024.0, help="-1: 1 on cuda, 0 on cpu")
     num_cpus: float = knob(1.0, gt=0.0, max=1024.0)
     resources: dict = knob({}, help="custom Ray resources a run needs, e.g. {node_a: 1}")
+    isolate: bool = knob(True, help="a fresh worker process per run; false reuses workers (tiny CPU runs)")
     accelerator_type: str = knob("", help="Ray accelerator type, e.g. H100 (empty: any)")
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
     warmup_steps: int = knob(2, min=0, max=100_000)

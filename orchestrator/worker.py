@@ -24,5 +24,12 @@ def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = No
         from .measure import run_benchmark
         outcome = run_benchmark(config)
     outcome["environment"] = collect(config["device"], git)
+    outcome.setdefault("extra", {})["worker_pid"] = os.getpid()
     outcome["node_id"] = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
     return outcome
+
+
+def execute_isolated(*args, **kwargs) -> dict[str, Any]:
+    """:func:`execute` under its own name, so that Ray can register it with `max_calls=1` (a fresh
+    worker process per run) beside the reusable :func:`execute`."""
+    return execute(*args, **kwargs)

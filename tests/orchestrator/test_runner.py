@@ -115,3 +115,14 @@ def test_quickstart_spec_runs(local_ray, sqlite_url):
     assert outcome.counts == {"ok": len(rows)}
     assert {r["model"] for r in rows} == set(__import__("models").names())
     assert {r["mode"] for r in rows} == {"inference", "train"}
+
+
+def test_isolation_is_a_fresh_process_per_run_unless_turned_off(local_ray, sqlite_url):
+    cases = [{"model": "transformer", "seed": i} for i in range(3)]
+    api.run(spec("isolated", cases), db=sqlite_url, max_parallel=1)
+    api.run(spec("shared", cases, isolate=False), db=sqlite_url, max_parallel=1)
+    pids = {}
+    for row in api.results(db=sqlite_url):
+        pids.setdefault(row["batch"], []).append(row["extra"]["worker_pid"])
+    assert len(set(pids["isolated"])) == 3
+    assert len(set(pids["shared"])) == 1

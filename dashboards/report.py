@@ -111,9 +111,18 @@ def figure_divs(figures: list[go.Figure]) -> str:
                    for fig in figures)
 
 
+def study_sections(studies: dict[str, list[go.Figure]]) -> str:
+    if not studies:
+        return ("<p>No studies yet: run <code>phasebench study create examples/study-pareto.yaml</code> and "
+                "<code>phasebench study run study-pareto --trials 20</code>.</p>")
+    return "".join(f"<h3>{html.escape(name)}</h3>{figure_divs(figures)}" for name, figures in studies.items())
+
+
 def build_html(rows: list[dict[str, Any]], title: str = "phasebench report",
-               curves: dict[str, list[dict[str, Any]]] | None = None) -> str:
-    """The report; `curves` maps a training run's id to its metrics (orchestrator.store Store.metrics)."""
+               curves: dict[str, list[dict[str, Any]]] | None = None,
+               studies: dict[str, list[go.Figure]] | None = None) -> str:
+    """The report; `curves` maps a training run's id to its metrics (orchestrator.store Store.metrics),
+    `studies` a study name to its figures (dashboards.study)."""
     batches = ", ".join(sorted({html.escape(str(r["batch"])) for r in rows})) or "none"
     plots = figure_divs(memory_figures(rows))
     training = figure_divs(curve_figures(rows, curves or {})) or \
@@ -129,14 +138,16 @@ def build_html(rows: list[dict[str, Any]], title: str = "phasebench report",
 beside the inference rows.</p>{empty}
 <h2>Seed-report table</h2>{render_table(TABLE_HEADER, table_rows(rows))}
 <h2>Memory</h2>{plots}
-<h2>Training</h2>{training}</body></html>
+<h2>Training</h2>{training}
+<h2>Studies</h2>{study_sections(studies or {})}</body></html>
 """
 
 
 def write_report(rows: list[dict[str, Any]], path: str | Path, title: str = "phasebench report",
-                 curves: dict[str, list[dict[str, Any]]] | None = None) -> Path:
+                 curves: dict[str, list[dict[str, Any]]] | None = None,
+                 studies: dict[str, list[go.Figure]] | None = None) -> Path:
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True)
-    path.write_text(build_html(rows, title, curves), encoding="utf-8")
+    path.write_text(build_html(rows, title, curves, studies), encoding="utf-8")
     return path

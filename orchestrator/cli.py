@@ -67,8 +67,7 @@ def _field_kinds() -> dict[str, type]:
 
     import models
     from . import spec
-    names = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
-    kinds = {n: names[t] for n, t in (spec.RUN_FIELD_TYPES | spec.TRAIN_FIELD_TYPES).items()}
+    kinds = {n: spec.TYPE_NAMES[t] for n, t in (spec.RUN_FIELD_TYPES | spec.TRAIN_FIELD_TYPES).items()}
     for name in models.names():
         cls = models.get(name).config_cls
         hints = typing.get_type_hints(cls)
@@ -355,7 +354,11 @@ def dashboard_build(db, batch, out) -> None:
         curves = {r["run_id"]: store.metrics(r["run_id"]) for r in rows if is_training(r)}
     finally:
         store.close()
-    path = write_report(rows, out, curves=curves)
+    from dashboards.study import study_figures
+    from . import study as studies
+    figures = {name: study_figures(*studies.load(name, db))
+               for name in sorted({r["study_name"] for r in rows if r.get("study_name")})}
+    path = write_report(rows, out, curves=curves, studies=figures)
     click.echo(f"wrote {path} ({len(rows)} runs)")
 
 

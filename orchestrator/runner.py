@@ -50,7 +50,7 @@ def init_ray(address: str | None = None) -> None:
         ray.init(include_dashboard=False, **kwargs)
 
 
-def _remote_executes() -> dict[bool, Any]:
+def remote_executes() -> dict[bool, Any]:
     """The task functions by `isolate`: a fresh worker process per run (max_calls=1), or reused workers."""
     import ray
 
@@ -58,11 +58,20 @@ def _remote_executes() -> dict[bool, Any]:
     return {True: ray.remote(max_calls=1)(execute_isolated), False: ray.remote(max_calls=0)(execute)}
 
 
-def _metrics_queue():
+def metrics_queue():
     """The queue training workers stream their metrics through (a Ray actor that uses no CPU)."""
     from ray.util.queue import Queue
 
     return Queue(actor_options={"num_cpus": 0})
+
+
+def drain_metrics(queue) -> dict[str, list[dict[str, Any]]]:
+    """Everything in the metrics queue now, grouped by run id."""
+    pending: dict[str, list[dict[str, Any]]] = {}
+    while not queue.empty():
+        for run_id, rows in queue.get_nowait_batch(queue.qsize()):
+            pending.setdefault(run_id, []).extend(rows)
+    return pending
 
 
 def task_options(config: dict[str, Any], max_retries: int) -> dict[str, Any]:
@@ -120,6 +129,18 @@ class Capacity:
         self.count += sign
 
 
+def collect_outcome(ref) -> dict[str, Any]:
+    """A finished task's outcome; a dead worker or a lost task becomes a `failed` outcome."""
+    import ray
+    from ray.exceptions import RayError
+
+    try:
+        return ray.get(ref)
+    except RayError as exc:  # the job itself never raises: this is a dead worker or a lost task
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {"status": "failed", "phase": None, "error": f"{type(exc).__name__}: {first}"[:4000]}
+
+
 class Runner:
     """Runs the unfinished runs of a batch on Ray and writes each result as it arrives."""
 
@@ -151,9 +172,9 @@ class Runner:
     def _drive(self, runs: list[Run], capacity: Capacity) -> None:
         import ray
 
-        executes = _remote_executes()
+        executes = remote_executes()
         git = git_state()
-        self.metrics = _metrics_queue() if any(r.config["job"] == "train" for r in runs) else None
+        self.metrics = metrics_queue() if any(r.config["job"] == "train" for r in runs) else None
         queue = []
         for run in runs:
             reason = capacity.impossible(run.config)
@@ -178,7 +199,7 @@ class Runner:
                 for ref in ready:
                     job = in_flight.pop(ref)
                     capacity.take(job.run.config, -1)
-                    self._finish(job.run, self._collect(ref))
+                    self._finish(job.run, collect_outcome(ref))
                 for job in self._expire(in_flight):
                     capacity.take(job.run.config, -1)
         except KeyboardInterrupt:
@@ -190,17 +211,6 @@ class Runner:
                 self._drain_metrics()
                 self.metrics.shutdown()
                 self.metrics = None
-
-    @staticmethod
-    def _collect(ref) -> dict[str, Any]:
-        import ray
-        from ray.exceptions import RayError
-
-        try:
-            return ray.get(ref)
-        except RayError as exc:  # the job itself never raises: this is a dead worker or a lost task
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return {"status": "failed", "phase": None, "error": f"{type(exc).__name__}: {first}"[:4000]}
 
     def _expire(self, in_flight: dict[Any, InFlight]) -> list[InFlight]:
         """Cancel (kill) and record the runs past their timeout; returns them."""
@@ -221,11 +231,7 @@ class Runner:
         """Write the training metrics that workers streamed since the last call."""
         if self.metrics is None:
             return
-        pending: dict[str, list[dict[str, Any]]] = {}
-        while not self.metrics.empty():
-            for run_id, rows in self.metrics.get_nowait_batch(self.metrics.qsize()):
-                pending.setdefault(run_id, []).extend(rows)
-        for run_id, rows in pending.items():
+        for run_id, rows in drain_metrics(self.metrics).items():
             self.store.record_metrics(run_id, rows)
 
     def _finish(self, run: Run, outcome: dict[str, Any]) -> None:

@@ -88,7 +88,7 @@ TRAIN_FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(TrainFi
 #: fields that change how a run is executed, not what it computes (left out of the checkpoint key)
 RUN_CONTROL_FIELDS = ("steps", "timeout_s", "num_gpus", "num_cpus", "resources", "accelerator_type", "fault", "eval_every", "checkpoint_every",
                       "checkpoint_dir", "warmup_steps", "repeats")
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
+TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def _check_expanded_size(data: Any, where: str) -> None:
 
 
 # -------------------------------------------------------------------------------------- validation
-def _mapping(value: Any, field: str) -> dict[str, Any]:
+def as_mapping(value: Any, field: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -189,13 +189,11 @@ def _mapping(value: Any, field: str) -> dict[str, Any]:
     return value
 
 
-def _check_top_level(data: dict[str, Any]) -> tuple[str, str, dict, list[dict], dict[str, list]]:
-    for key in data:
-        if key not in SPEC_KEYS:
-            raise ConfigError(str(key), data[key], f"unknown spec key; expected one of {', '.join(SPEC_KEYS)}")
+def check_name_and_description(data: dict[str, Any], what: str) -> tuple[str, str]:
+    """The spec's `name` (non-empty, <= 200 characters) and `description`; no NUL (PostgreSQL refuses it)."""
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError("name", name, "must be a non-empty string (the batch name)")
+        raise ConfigError("name", name, f"must be a non-empty string (the {what} name)")
     if len(name) > 200:
         raise ConfigError("name", name[:40] + "...", "must be at most 200 characters")
     description = data.get("description", "")
@@ -204,14 +202,22 @@ def _check_top_level(data: dict[str, Any]) -> tuple[str, str, dict, list[dict], 
     for field, text in (("name", name), ("description", description)):
         if "\x00" in text:
             raise ConfigError(field, text, "must not contain NUL characters (PostgreSQL cannot store them)")
-    defaults = _mapping(data.get("defaults"), "defaults")
+    return name.strip(), description
+
+
+def _check_top_level(data: dict[str, Any]) -> tuple[str, str, dict, list[dict], dict[str, list]]:
+    for key in data:
+        if key not in SPEC_KEYS:
+            raise ConfigError(str(key), data[key], f"unknown spec key; expected one of {', '.join(SPEC_KEYS)}")
+    name, description = check_name_and_description(data, "batch")
+    defaults = as_mapping(data.get("defaults"), "defaults")
     cases = data.get("cases")
     if cases is None:
         cases = [{}]
     elif not isinstance(cases, list) or not cases:
         raise ConfigError("cases", cases, "must be a non-empty list of mappings")
-    cases = [_mapping(case, f"cases[{i}]") for i, case in enumerate(cases)]
-    grid = _mapping(data.get("grid"), "grid")
+    cases = [as_mapping(case, f"cases[{i}]") for i, case in enumerate(cases)]
+    grid = as_mapping(data.get("grid"), "grid")
     axes = {}
     for key, values in grid.items():
         values = values if isinstance(values, list) else [values]
@@ -220,7 +226,7 @@ def _check_top_level(data: dict[str, Any]) -> tuple[str, str, dict, list[dict], 
         axes[key] = values
     if not axes and data.get("cases") is None:
         raise ConfigError("grid", data.get("grid"), "is empty and there are no cases: the spec defines no run")
-    return name.strip(), description, defaults, cases, axes
+    return name, description, defaults, cases, axes
 
 
 def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
@@ -230,9 +236,9 @@ def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
     model_knobs = {}
     for key, value in list(config.items()):
         if key in RUN_FIELD_TYPES:
-            config[key] = check_value(key, value, _TYPES[RUN_FIELD_TYPES[key]], RUN_FIELD_META[key])
+            config[key] = check_value(key, value, TYPE_NAMES[RUN_FIELD_TYPES[key]], RUN_FIELD_META[key])
         elif key in TRAIN_FIELD_TYPES:
-            config[key] = check_value(key, value, _TYPES[TRAIN_FIELD_TYPES[key]], TRAIN_FIELD_META[key])
+            config[key] = check_value(key, value, TYPE_NAMES[TRAIN_FIELD_TYPES[key]], TRAIN_FIELD_META[key])
         else:
             model_knobs[key] = value
     models.get(config["model"])  # unknown model -> ConfigError naming `model`

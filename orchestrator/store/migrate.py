@@ -1,12 +1,14 @@
 """Run phasebench's Alembic migrations and check a database's schema version."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 import migrations
 
@@ -14,6 +16,8 @@ from ..errors import UserError
 from .engine import current_revision, mask_url
 
 SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
+MIGRATION_LOCK_ID = 0x7062_6D69  # "pbmi": the advisory lock phasebench's migrations take on PostgreSQL
+MIGRATION_ATTEMPTS = 3
 
 
 def include_name(name, type_, parent_names) -> bool:
@@ -45,8 +49,25 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     current = current_revision(engine)  # also: an unreachable database is a UserError here
     if current is not None and current not in known_revisions():
         raise newer_schema(current)
+    for attempt in range(MIGRATION_ATTEMPTS):
+        try:
+            _upgrade_serialised(engine, revision)
+            return
+        except DBAPIError:  # another process migrated the same empty database at the same moment
+            if attempt == MIGRATION_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+            if revision == "head" and current_revision(engine) == head_revision():
+                return
+
+
+def _upgrade_serialised(engine: Engine, revision: str) -> None:
+    """One migration transaction; on PostgreSQL an advisory lock makes concurrent drivers take turns
+    (the second then finds the schema at head). SQLite's transactional DDL rolls a loser back whole."""
     cfg = alembic_config(engine)
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 

@@ -87,7 +87,7 @@ class Store:
             batch = Batch(name=spec.name, description=spec.description, spec=spec.source, status="pending")
             s.add(batch)
             s.flush()
-            cached = {} if rerun else self._finished_by_hash(s, [r.config_hash for r in spec.runs])
+            cached = {} if rerun else self.finished_by_hash(s, [r.config_hash for r in spec.runs])
             for r in spec.runs:
                 reused = cached.get(r.config_hash)
                 s.add(Run(id=uuid.uuid4().hex, batch_id=batch.id, index=r.index, config_hash=r.config_hash,
@@ -96,7 +96,7 @@ class Store:
             return batch
 
     @staticmethod
-    def _finished_by_hash(s: Session, hashes: list[str]) -> dict[str, str]:
+    def finished_by_hash(s: Session, hashes: list[str]) -> dict[str, str]:
         rows = s.execute(select(Run.config_hash, Run.id).where(Run.config_hash.in_(hashes),
                                                                 Run.status.in_(FINISHED))
                          .order_by(Run.finished_at)).all()

@@ -9,9 +9,7 @@ instead of running.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import math
 import os
 import re
@@ -28,10 +26,11 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from cli_helpers import run_cli
+
 import models
 import orchestrator.runner
 from orchestrator import spec as spec_module
-from orchestrator.cli import main
 from orchestrator.spec import expand
 from orchestrator.store.engine import VERSION_TABLE
 from orchestrator.store.migrate import head_revision
@@ -47,18 +46,6 @@ ERROR_LINE = re.compile(r"(?i)^error: .")
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def call(*args: str) -> tuple[int, str, str]:
-    """main() in-process: (exit code, stdout, stderr). Any other exception propagates (a crash)."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
-
-
 def phasebench(*args: str | bytes, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """The installed console script (the real entry point), else the module."""
     exe = Path(sys.executable).with_name("phasebench")
@@ -150,15 +137,6 @@ def no_ray(monkeypatch):
     monkeypatch.setattr(orchestrator.runner.Runner, "run_batch", tripwire)
     monkeypatch.setattr(orchestrator.runner, "init_ray", tripwire)
     monkeypatch.delenv("PHASEBENCH_DB", raising=False)
-
-
-@pytest.fixture
-def work(tmp_path, monkeypatch) -> Path:
-    """The working directory of the command: it must stay empty (no default phasebench.db appears)."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
 
 
 @pytest.fixture
@@ -265,7 +243,7 @@ def test_wrong_types_and_out_of_range_values_are_one_line_errors(case, tmp_path_
     folder = tmp_path_factory.mktemp("spec")
     before, files = db_state(seeded), listing(folder)
     path = write_spec(folder / "spec.yaml", data)
-    code, out, err = call("run", path, "--db", seeded, "--no-progress")
+    code, out, err = run_cli("run", path, "--db", seeded, "--no-progress")
     assert_user_error(code, err, contains=field)
     assert out == ""
     assert db_state(seeded) == before
@@ -289,7 +267,7 @@ def test_unknown_keys_are_one_line_errors(key, value, where, tmp_path_factory, s
         data["grid"][key] = [value]
     before = db_state(seeded)
     path = write_spec(tmp_path_factory.mktemp("spec") / "spec.yaml", data)
-    code, _, err = call("run", path, "--db", seeded, "--no-progress")
+    code, _, err = run_cli("run", path, "--db", seeded, "--no-progress")
     assert_user_error(code, err)
     assert "unknown" in err
     assert db_state(seeded) == before
@@ -312,7 +290,7 @@ def test_structurally_wrong_specs_are_one_line_errors(name, description, default
                                   grid=grid).items() if k in present}
     path = write_spec(tmp_path_factory.mktemp("spec") / "spec.yaml", data)
     before = db_state(seeded)
-    code, _, err = call("run", path, "--dry-run", "--db", seeded)
+    code, _, err = run_cli("run", path, "--dry-run", "--db", seeded)
     try:
         expand(data)
         valid = True
@@ -337,7 +315,7 @@ def test_random_bytes_and_yaml_garbage_are_one_line_errors(raw, tmp_path_factory
     folder = tmp_path_factory.mktemp("spec")
     path = write_spec(folder / "garbage.yaml", raw)
     before = db_state(seeded)
-    code, _, err = call("run", path, "--db", seeded, "--no-progress")
+    code, _, err = run_cli("run", path, "--db", seeded, "--no-progress")
     assert_user_error(code, err)
     try:
         raw.decode("utf-8")
@@ -368,7 +346,7 @@ def test_yaml_alias_bombs_are_refused_quickly(width, depth, where, tmp_path_fact
     path = write_spec(tmp_path_factory.mktemp("bomb") / "bomb.yaml", billion_laughs(width, depth, where))
     before = db_state(seeded)
     start = time.monotonic()
-    code, _, err = call("run", path, "--db", seeded, "--no-progress")
+    code, _, err = run_cli("run", path, "--db", seeded, "--no-progress")
     assert time.monotonic() - start < 10, "an alias bomb was expanded"
     assert_user_error(code, err)
     aliases, nodes = width * depth, sum(width ** k for k in range(1, depth + 2))
@@ -387,7 +365,7 @@ def test_huge_grids_need_yes_and_write_nothing(sizes, cases, tmp_path_factory, s
     path = write_spec(tmp_path_factory.mktemp("huge") / "huge.yaml", data)
     before = db_state(seeded)
     for args in (("run", path, "--db", seeded, "--no-progress"), ("run", path, "--dry-run", "--db", seeded)):
-        code, out, err = call(*args)
+        code, out, err = run_cli(*args)
         assert_user_error(code, err, contains="--yes")
         assert out == ""
     assert db_state(seeded) == before
@@ -396,9 +374,9 @@ def test_huge_grids_need_yes_and_write_nothing(sizes, cases, tmp_path_factory, s
 def test_error_messages_stay_on_one_line_with_newlines_in_values(tmp_path, seeded, work):
     """A value or a path holding a newline must not split the error over two lines."""
     path = write_spec(tmp_path / "nl.yaml", {"name": "x", "defaults": TINY, "grid": {"precision": ["fp32\nfp16"]}})
-    code, _, err = call("run", path, "--db", seeded, "--no-progress")
+    code, _, err = run_cli("run", path, "--db", seeded, "--no-progress")
     assert_user_error(code, err, contains="precision")
-    code, _, err = call("status", "--db", f"sqlite:///{tmp_path}/no\nfolder/pb.db")
+    code, _, err = run_cli("status", "--db", f"sqlite:///{tmp_path}/no\nfolder/pb.db")
     assert_user_error(code, err)
     assert not (tmp_path / "no\nfolder").exists()
 
@@ -461,7 +439,7 @@ def free_text_commands(draw) -> list[str]:
 
 def check_free_text(url: str, argv: list[str]) -> None:
     before = db_state(url)
-    code, _, err = call(*argv, "--db", url)
+    code, _, err = run_cli(*argv, "--db", url)
     if code != 0:
         assert_user_error(code, err)
     else:
@@ -520,7 +498,7 @@ def test_option_values_out_of_range_or_of_the_wrong_type(option, value, tmp_path
         assume(value not in choices[option])
         argv = ["results", "list", option, value]
     before = db_state(seeded)
-    code, out, err = call(*argv, "--db", seeded)
+    code, out, err = run_cli(*argv, "--db", seeded)
     assert_user_error(code, err)
     assert out == ""
     assert db_state(seeded) == before
@@ -534,7 +512,7 @@ def test_option_values_out_of_range_or_of_the_wrong_type(option, value, tmp_path
 def test_unknown_commands_and_options(argv, seeded, work):
     assume(argv[0] not in ("run", "status", "results", "db", "env", "dashboard", "--help", "-h", "--version"))
     assume(not any(a in ("--help", "-h", "--version") for a in argv))
-    code, out, err = call(*argv, "--db", seeded)
+    code, out, err = run_cli(*argv, "--db", seeded)
     assert_user_error(code, err)
     assert listing(work) == set()
 
@@ -543,7 +521,7 @@ def test_unknown_commands_and_options(argv, seeded, work):
 @pytest.mark.parametrize("spec", ["missing.yaml", "no/such/folder/spec.yaml", "", ".", "/"])
 def test_missing_or_unusable_spec_paths(spec, seeded, work):
     before = db_state(seeded)
-    code, _, err = call("run", spec, "--db", seeded, "--no-progress")
+    code, _, err = run_cli("run", spec, "--db", seeded, "--no-progress")
     assert_user_error(code, err)
     assert db_state(seeded) == before
     assert listing(work) == set()
@@ -558,7 +536,7 @@ def test_unreadable_spec_file(tmp_path, seeded, work):
     try:
         readable = os.access(path, os.R_OK)
         before = db_state(seeded)
-        code, _, err = call("run", str(path), "--db", seeded, "--no-progress")
+        code, _, err = run_cli("run", str(path), "--db", seeded, "--no-progress")
         assert_user_error(code, err, contains="n_heads" if readable else "cannot be read")
         assert db_state(seeded) == before
     finally:
@@ -574,7 +552,7 @@ COMMANDS = [["status"], ["status", "1"], ["results", "list"], ["results", "expor
 def test_missing_database_file_is_not_created(argv, tmp_path, work):
     """Reading commands against a database that does not exist must not create it."""
     db = tmp_path / "nothing-here.db"
-    code, out, err = call(*argv, "--db", f"sqlite:///{db}")
+    code, out, err = run_cli(*argv, "--db", f"sqlite:///{db}")
     if argv == ["db", "current"] and code == 0:
         assert "current: (empty)" in out and err == ""
     else:
@@ -589,8 +567,8 @@ def test_database_path_is_a_directory(argv, tmp_path, work):
     folder.mkdir()
     argv = [str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
             if a == "SPEC" else a for a in argv]
-    code, _, err = call(*argv, "--db", f"sqlite:///{folder}", "--no-progress") if argv[0] == "run" else \
-        call(*argv, "--db", f"sqlite:///{folder}")
+    code, _, err = run_cli(*argv, "--db", f"sqlite:///{folder}", "--no-progress") if argv[0] == "run" else \
+        run_cli(*argv, "--db", f"sqlite:///{folder}")
     assert_user_error(code, err)
     assert list(folder.iterdir()) == []
     assert listing(work) == set()
@@ -600,7 +578,7 @@ def test_database_path_is_a_directory(argv, tmp_path, work):
 def test_database_in_a_missing_folder(argv, tmp_path, work):
     argv = [str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
             if a == "SPEC" else a for a in argv]
-    code, _, err = call(*argv, "--db", f"sqlite:///{tmp_path}/missing/folder/pb.db")
+    code, _, err = run_cli(*argv, "--db", f"sqlite:///{tmp_path}/missing/folder/pb.db")
     assert_user_error(code, err, contains="does not exist")
     assert not (tmp_path / "missing").exists()
     assert listing(work) == set()
@@ -617,7 +595,7 @@ def test_database_file_with_mode_000(argv, tmp_path, seeded, work):
     path.chmod(0)
     try:
         usable = os.access(path, os.R_OK | os.W_OK)
-        code, out, err = call(*argv, "--db", seeded)
+        code, out, err = run_cli(*argv, "--db", seeded)
         assert "Traceback" not in err
         if argv[0] == "run":
             assert_user_error(code, err, contains="seq_len")
@@ -639,7 +617,7 @@ def test_database_from_a_newer_phasebench(argv, tmp_path, seeded, work):
     argv = [str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
             if a == "SPEC" else a for a in argv]
     before = db_state(seeded)
-    code, out, err = call(*argv, "--db", seeded)
+    code, out, err = run_cli(*argv, "--db", seeded)
     assert_user_error(code, err)
     assert FUTURE_REVISION in err or "newer" in err
     after = db_state(seeded)
@@ -650,7 +628,7 @@ def test_database_from_a_newer_phasebench(argv, tmp_path, seeded, work):
 def test_db_current_reports_a_newer_revision_without_touching_it(seeded):
     stamp(seeded, FUTURE_REVISION)
     before = db_state(seeded)
-    code, out, err = call("db", "current", "--db", seeded)
+    code, out, err = run_cli("db", "current", "--db", seeded)
     assert code == 0 and f"current: {FUTURE_REVISION}" in out and f"head: {head_revision()}" in out
     assert db_state(seeded) == before
 
@@ -662,7 +640,7 @@ def test_nul_in_a_spec_name_is_refused_before_postgresql_sees_it(tmp_path, pg_ur
     for data in ({"name": "a\x00b", "defaults": TINY, "grid": {"seq_len": [16]}},
                  {"name": "ok", "description": "x\x00y", "defaults": TINY, "grid": {"seq_len": [16]}}):
         path = write_spec(tmp_path / "nul.yaml", data)
-        code, _, err = call("run", path, "--db", pg_url, "--no-progress")
+        code, _, err = run_cli("run", path, "--db", pg_url, "--no-progress")
         assert_user_error(code, err)
         assert db_state(pg_url) == before
 

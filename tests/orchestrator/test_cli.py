@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.cli import main
+from cli_helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 16, "steps": 1}
@@ -22,17 +22,6 @@ def phasebench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "orchestrator.cli"]
     return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True,
                           env=os.environ | {"PYTHONPATH": str(REPO)})
-
-
-def call(capsys, *args: str) -> tuple[int, str, str]:
-    """main() in-process: (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write_spec(tmp_path: Path, data) -> str:
@@ -76,39 +65,39 @@ def test_entry_point_dry_run_json(tmp_path):
 def test_bad_arguments_exit_2(capsys, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     db = f"sqlite:///{tmp_path}/pb.db"
-    call(capsys, "db", "upgrade", "--db", db)
-    code, out, err = call(capsys, *args, "--db", db)
+    run_cli("db", "upgrade", "--db", db)
+    code, out, err = run_cli(*args, "--db", db)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_click_usage_errors_exit_2(capsys):
-    code, _, err = call(capsys, "results", "list", "--format", "xml")
+    code, _, err = run_cli("results", "list", "--format", "xml")
     assert code == 2 and "xml" in err
-    code, _, _ = call(capsys, "frobnicate")
+    code, _, _ = run_cli("frobnicate")
     assert code == 2
 
 
 def test_binary_and_bomb_specs(capsys, tmp_path):
     binary = tmp_path / "b.yaml"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
-    code, _, err = call(capsys, "run", str(binary), "--db", f"sqlite:///{tmp_path}/pb.db")
+    code, _, err = run_cli("run", str(binary), "--db", f"sqlite:///{tmp_path}/pb.db")
     assert code == 2 and "not valid UTF-8" in err
     assert not (tmp_path / "pb.db").exists()
 
 
 def test_db_upgrade_and_current(capsys, tmp_path):
     db = f"sqlite:///{tmp_path}/pb.db"
-    code, out, _ = call(capsys, "db", "current", "--db", db)
+    code, out, _ = run_cli("db", "current", "--db", db)
     assert code == 0 and "current: (empty)" in out
-    code, out, _ = call(capsys, "db", "upgrade", "--db", db)
+    code, out, _ = run_cli("db", "upgrade", "--db", db)
     assert code == 0 and "at revision 0002" in out
-    code, out, _ = call(capsys, "db", "current", "--db", db)
+    code, out, _ = run_cli("db", "current", "--db", db)
     assert "current: 0002" in out and "head: 0002" in out
 
 
 def test_env_masks_password(capsys):
     url = "postgresql://alice:s3cret-pw@db.example:5432/pb"
-    code, out, err = call(capsys, "env", "--json", "--db", url)
+    code, out, err = run_cli("env", "--json", "--db", url)
     assert code == 0 and "s3cret-pw" not in out + err
     info = json.loads(out)
     assert info["database"] == "postgresql://alice:***@db.example:5432/pb"
@@ -117,41 +106,41 @@ def test_env_masks_password(capsys):
 
 def test_connection_error_masks_password(capsys):
     url = "postgresql://alice:s3cret-pw@127.0.0.1:1/pb"
-    code, out, err = call(capsys, "status", "--db", url)
+    code, out, err = run_cli("status", "--db", url)
     assert code == 2 and "s3cret-pw" not in out + err and "***" in err
 
 
 def test_results_commands_after_a_run(capsys, tmp_path, local_ray):
     db = f"sqlite:///{tmp_path}/pb.db"
     spec = write_spec(tmp_path, {"name": "cli", "defaults": TINY, "grid": {"model": ["transformer", "phase8-seed"]}})
-    code, out, err = call(capsys, "run", spec, "--db", db, "--no-progress")
+    code, out, err = run_cli("run", spec, "--db", db, "--no-progress")
     assert code == 0, err
     assert "batch 1: ok 2" in out and "transformer" in out and "phase8-seed" in out
-    code, out, _ = call(capsys, "results", "list", "--db", db, "--model", "phase8-seed", "--format", "json")
+    code, out, _ = run_cli("results", "list", "--db", db, "--model", "phase8-seed", "--format", "json")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 1 and rows[0]["model"] == "phase8-seed" and rows[0]["tokens_per_s"] > 0
-    code, out, _ = call(capsys, "results", "list", "--db", db, "--where", "seq_len=16", "--format", "csv")
+    code, out, _ = run_cli("results", "list", "--db", db, "--where", "seq_len=16", "--format", "csv")
     lines = out.strip().splitlines()
     assert code == 0 and len(lines) == 3 and lines[0].startswith("run_id,batch")
-    code, out, _ = call(capsys, "results", "list", "--db", db, "--where", "seq_len=17")
+    code, out, _ = run_cli("results", "list", "--db", db, "--where", "seq_len=17")
     assert code == 0 and "transformer" not in out
     export = tmp_path / "out.json"
-    code, _, _ = call(capsys, "results", "export", "--db", db, "--out", str(export))
+    code, _, _ = run_cli("results", "export", "--db", db, "--out", str(export))
     exported = json.loads(export.read_text())
     assert code == 0 and {r["config"]["model"] for r in exported} == {"transformer", "phase8-seed"}
-    code, out, _ = call(capsys, "results", "show", exported[0]["run_id"][:8], "--db", db, "--json")
+    code, out, _ = run_cli("results", "show", exported[0]["run_id"][:8], "--db", db, "--json")
     assert code == 0 and json.loads(out)["run_id"] == exported[0]["run_id"]
-    code, out, _ = call(capsys, "status", "--db", db)
+    code, out, _ = run_cli("status", "--db", db)
     assert code == 0 and "cli" in out and "done" in out
-    code, out, _ = call(capsys, "status", "1", "--db", db, "--json")
+    code, out, _ = run_cli("status", "1", "--db", db, "--json")
     assert code == 0 and len(json.loads(out)) == 2
     report = tmp_path / "r" / "report.html"
-    code, out, _ = call(capsys, "dashboard", "build", "--db", db, "--out", str(report))
+    code, out, _ = run_cli("dashboard", "build", "--db", db, "--out", str(report))
     assert code == 0 and report.exists() and "2 runs" in out
 
 
 def test_failed_run_exits_1(capsys, tmp_path, local_ray):
     db = f"sqlite:///{tmp_path}/pb.db"
     spec = write_spec(tmp_path, {"name": "f", "defaults": TINY | {"fault": "raise"}, "grid": {"model": ["transformer"]}})
-    code, out, _ = call(capsys, "run", spec, "--db", db, "--no-progress")
+    code, out, _ = run_cli("run", spec, "--db", db, "--no-progress")
     assert code == 1 and "failed" in out

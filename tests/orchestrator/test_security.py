@@ -3,7 +3,6 @@ goes only where asked, Ray keeps token authentication on."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import io
 import json
@@ -11,7 +10,6 @@ import logging
 import os
 import re
 import traceback
-import uuid
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -85,14 +83,6 @@ def no_ray_runs(monkeypatch):
         raise AssertionError("a security test reached the Ray runner")
     monkeypatch.setattr(orchestrator.runner.Runner, "run_batch", tripwire)
     monkeypatch.delenv("PHASEBENCH_DB", raising=False)
-
-
-@pytest.fixture
-def work(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
 
 
 @pytest.fixture

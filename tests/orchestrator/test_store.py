@@ -160,3 +160,24 @@ def test_run_ids_are_unique_per_batch_index(db_url):
         runs = s.scalars(sa.select(Run).where(Run.batch_id == batch.id)).all()
     assert len({r.id for r in runs}) == 4
     store.close()
+
+
+def test_concurrent_first_opens_migrate_once(db_url):
+    """Several driver processes opening the same empty database at once: one migrates, the others wait
+    (PostgreSQL advisory lock) or retry (SQLite), and nobody fails."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys; from orchestrator.store.repository import Store; Store(sys.argv[1]).close()"
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(4)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").all() == [(head_revision(),)]
+    engine.dispose()

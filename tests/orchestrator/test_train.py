@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator import api
-from orchestrator.cli import main
+from cli_helpers import run_cli
 from orchestrator.errors import ConfigError
 from orchestrator.spec import expand
 from orchestrator.store.repository import Store
@@ -101,23 +101,14 @@ def test_divergent_run_is_nonfinite_and_keeps_its_metrics(local_ray, sqlite_url)
     assert curve and curve[-1]["loss"] is None and all(m["loss"] is not None for m in curve[:-1])
 
 
-def cli(capsys, *args: str) -> tuple[int, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().out
-
-
 def test_curves_and_live_status(local_ray, sqlite_url, capsys):
     api.run(spec("curves", [{"model": "phase7", "steps": 6, "eval_every": 3}]), db=sqlite_url)
     run_id = api.results(db=sqlite_url)[0]["run_id"]
-    code, out = cli(capsys, "results", "curves", run_id[:10], "--db", sqlite_url, "--format", "csv")
+    code, out, _ = run_cli("results", "curves", run_id[:10], "--db", sqlite_url, "--format", "csv")
     lines = out.strip().splitlines()
     assert code == 0 and lines[0].startswith("kind,step,tokens")
     assert len(lines) == 1 + 6 + 2  # six steps, evaluations at steps 3 and 6
-    code, out = cli(capsys, "status", "curves", "--db", sqlite_url)
+    code, out, _ = run_cli("status", "curves", "--db", sqlite_url)
     assert code == 0 and "train loss" in out and "  6  " in out
 
 

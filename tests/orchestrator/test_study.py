@@ -1,0 +1,316 @@
+"""Optuna studies end to end through a real local Ray on CPU, with tiny models; results and Optuna's
+tables in one database (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+import yaml
+from optuna.trial import TrialState
+
+from cli_helpers import run_cli
+from models.config import ConfigError
+from orchestrator import study as studies
+from orchestrator.store.migrate import head_revision
+from orchestrator.store.repository import Store
+from orchestrator.store.schema import Run
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"model": "transformer", "vocab_size": 256, "n_heads": 2, "n_layers": 1, "device": "cpu", "seq_len": 16,
+        "steps": 1, "warmup_steps": 0, "timeout_s": 120}
+GIB = 2**30
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make(name: str, space: dict, objectives: list[str], defaults: dict | None = None, **extra) -> dict:
+    return {"name": name, "defaults": {k: v for k, v in (TINY | (defaults or {})).items() if k not in space},
+            "space": space, "objectives": objectives, **extra}
+
+
+def query(url: str, sql: str, **params):
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(sql), params).all()
+    finally:
+        engine.dispose()
+
+
+def results_of(url: str) -> dict[str, dict]:
+    rows = query(url, "SELECT run_id, status, params, tokens_per_s, peak_rss_bytes FROM pb_results")
+    return {r[0]: {"status": r[1], "params": r[2], "tokens_per_s": r[3], "peak_rss_bytes": r[4]} for r in rows}
+
+
+# ------------------------------------------------------------------------------------ validation
+BAD = [
+    ({"objective": ["maximize params"]}, "objective"),
+    ({"space": {"d_modl": {"choices": [32]}}}, "space.d_modl"),
+    ({"space": {"n_layers": {"low": 3, "high": 1}}}, "space.n_layers"),
+    ({"space": {"n_layers": {"low": 1.5, "high": 3}}}, "space.n_layers"),
+    ({"space": {"seq_len": {"low": 16, "high": 100000, "log": True}}}, "space.seq_len"),
+    ({"space": {"seq_len": {"low": 0, "high": 64, "log": True}}}, "space.seq_len.low"),
+    ({"space": {"d_model": {"choices": [32, 32]}}}, "space.d_model.choices"),
+    ({"space": {"d_model": {"choices": [32], "low": 1}}}, "space.d_model.low"),
+    ({"space": {"job": {"choices": ["train"]}}}, "space.job"),
+    ({"space": {"model": {"choices": ["transformer", "gpt5"]}}}, "space.model"),
+    ({"objectives": ["maximize flops"]}, "objectives[0]"),
+    ({"objectives": ["largest params"]}, "objectives[0]"),
+    ({"objectives": ["minimize val_loss"]}, "objectives[0]"),
+    ({"objectives": []}, "objectives"),
+    ({"constraints": {"vram_budget_gb": -1}}, "constraints.vram_budget_gb"),
+    ({"constraints": {"ram_gb": 1}}, "constraints.ram_gb"),
+    ({"sampler": "annealing"}, "sampler.type"),
+    ({"sampler": {"type": "tpe", "population_size": 4}}, "sampler.population_size"),
+    ({"sampler": {"type": "random", "seed": -1}}, "sampler.seed"),
+    ({"sampler": "grid", "space": {"ffn_rank_ratio": {"low": 0.1, "high": 1.0}}}, "space.ffn_rank_ratio"),
+    ({"pruner": "median"}, "pruner"),
+    ({"pruner": {"type": "hyperband"}}, "pruner.type"),
+    ({"defaults": TINY | {"n_heads": 3}}, "n_heads"),  # no point of the space resolves
+    ({"defaults": TINY | {"d_model": 32}}, "space.d_model"),  # searched and fixed
+]
+
+
+@pytest.mark.parametrize("change,field", BAD, ids=[f for _, f in BAD])
+def test_bad_study_spec_is_a_config_error_naming_the_field(change, field):
+    data = make("bad", {"d_model": {"choices": [32, 64]}}, ["maximize params"])
+    data.update(change)
+    if "space" in change:
+        data["defaults"] = {k: v for k, v in data["defaults"].items() if k not in change["space"]}
+    with pytest.raises(ConfigError) as info:
+        studies.parse_study_spec(data)
+    assert info.value.field == field
+    assert "\n" not in str(info.value)
+
+
+def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path, capsys):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(yaml.safe_dump(make("bad", {"n_layers": {"low": 1, "high": 70000}}, ["maximize params"])))
+    db = tmp_path / "pb.db"
+    code, _, err = run_cli("study", "create", str(spec), "--db", f"sqlite:///{db}")
+    assert code == 2
+    assert err.strip().splitlines() == ["error: space.n_layers: must be <= 1024 (got 70000)"]
+    assert not db.exists()
+    code, _, err = run_cli("study", "show", "nothing", "--db", f"sqlite:///{db}")
+    assert code == 2 and "does not exist" in err and not db.exists()
+
+
+def test_example_studies_validate_and_create(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'pb.db'}"
+    for example, name in (("study-8gb-16k.yaml", "phase8-8gb-16k"), ("study-pareto.yaml", "pareto-throughput-memory")):
+        code, out, err = run_cli("study", "create", str(REPO / "examples" / example), "--db", url)
+        assert code == 0, err
+        assert f"created study {name}" in out
+        loaded = optuna.load_study(study_name=name, storage=url)
+        spec = studies.parse_study_spec(loaded.user_attrs[studies.SPEC_ATTR])
+        assert spec.name == name
+    big = studies.load_study_spec(REPO / "examples" / "study-8gb-16k.yaml")
+    assert big.vram_budget_gb == 8 and [o.label for o in big.objectives] == ["maximize params"]
+    point = {p.name: (p.choices[0] if p.kind == "categorical" else p.low) for p in big.space}
+    resolved, _ = big.resolve(point)
+    assert resolved["seq_len"] == 16384 and resolved["mode"] == "train" and resolved["vram_budget_gb"] == 8.0
+    pareto = studies.load_study_spec(REPO / "examples" / "study-pareto.yaml")
+    seq = next(p for p in pareto.space if p.name == "seq_len")
+    assert seq.log and seq.high == 16384
+    assert next(p for p in pareto.space if p.name == "model").choices == ("transformer", "phase7", "phase8")
+    code, _, err = run_cli("study", "create", str(REPO / "examples" / "study-pareto.yaml"), "--db", url)
+    assert code == 2 and "already exists" in err
+
+
+# ------------------------------------------------------------------------------------- end to end
+def test_single_objective_study_and_a_second_study_answered_from_the_database(local_ray, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'pb.db'}"
+    space = {"d_model": {"choices": [32, 64]}}
+    roomy = tmp_path / "roomy.yaml"
+    roomy.write_text(yaml.safe_dump(make("roomy", space, ["maximize params"], constraints={"vram_budget_gb": 100},
+                                         sampler={"type": "grid", "seed": 0})))
+    assert run_cli("study", "create", str(roomy), "--db", url)[0] == 0
+    code, out, err = run_cli("study", "run", "roomy", "--trials", "5", "--parallel", "2", "--no-progress",
+                          "--db", url)
+    assert code == 0, err
+    assert "COMPLETE 2" in out  # the grid has two points: --trials 5 stops there
+    results = results_of(url)
+    assert len(results) == 2 and all(r["status"] == "ok" for r in results.values())
+    trials = optuna.load_study(study_name="roomy", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        run_id = t.user_attrs["run_id"]
+        assert t.values == [results[run_id]["params"]]
+        assert t.user_attrs["constraints"][0] == pytest.approx(results[run_id]["peak_rss_bytes"] / GIB - 100)
+        assert t.constraints and all(v <= 0 for v in t.constraints.values())
+    rows = query(url, "SELECT study_name, trial_number, r.batch_id, b.name FROM pb_runs r "
+                      "JOIN pb_batches b ON b.id = r.batch_id ORDER BY trial_number")
+    assert rows == [("roomy", 0, 1, "roomy"), ("roomy", 1, 1, "roomy")]
+    code, out, _ = run_cli("study", "best", "roomy", "--json", "--db", url)
+    found = json.loads(out)
+    assert code == 0 and len(found["best"]) == 1
+    assert found["best"][0]["param_d_model"] == 64
+    assert found["best"][0]["params"] == max(r["params"] for r in results.values())
+
+    # the same configs under a 0.1 GiB budget: nothing reruns, every trial is infeasible
+    tight = make("tight", space, ["maximize params"], constraints={"vram_budget_gb": 0.1}, sampler="grid")
+    studies.create_study(tight, db=url)
+    outcome = studies.run_study("tight", trials=2, parallel=2, db=url)
+    assert outcome.counts == {"COMPLETE": 2} and outcome.reused == 2
+    assert results_of(url).keys() == results.keys()  # no new measurement
+    tight_trials = optuna.load_study(study_name="tight", storage=url).trials
+    assert all(t.user_attrs["reused_run_id"] in results for t in tight_trials)
+    assert all(t.user_attrs["constraints"][0] > 0 for t in tight_trials)
+    summary = studies.study_summary("tight", url)
+    assert summary["feasible"] == 0 and summary["best"] == []
+    assert query(url, "SELECT count(*) FROM pb_runs WHERE study_name = 'tight' AND status = 'skipped'") == [(2,)]
+    code, out, _ = run_cli("study", "export", "tight", "--format", "csv", "--db", url)
+    assert code == 0 and out.splitlines()[0].startswith("number,state,model,params,param_d_model,constraint,feasible")
+
+
+def test_multi_objective_study_shares_one_database_with_phasebench(local_ray, db_url, capsys):
+    data = make("pareto", {"model": {"choices": ["transformer", "phase8-seed"]},
+                           "seq_len": {"low": 16, "high": 64, "log": True}},
+                ["maximize tokens_per_s", "minimize peak_memory"], sampler={"type": "nsga2", "seed": 0,
+                                                                            "population_size": 2})
+    studies.create_study(data, db=db_url)
+    optuna_version = query(db_url, "SELECT version_num FROM alembic_version")
+    reports = []
+    outcome = studies.run_study("pareto", trials=3, parallel=2, db=db_url, on_trial=reports.append)
+    assert outcome.counts == {"COMPLETE": 3} and outcome.total == 3 and not outcome.interrupted
+    assert sorted(r.number for r in reports) == [0, 1, 2]
+
+    loaded = optuna.load_study(study_name="pareto", storage=db_url)  # Optuna's own API, same URL
+    assert [d.name for d in loaded.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert len(loaded.trials) == 3
+    results = results_of(db_url)
+    for t in loaded.trials:
+        run_id = t.user_attrs.get("reused_run_id") or t.user_attrs["run_id"]
+        tokens, peak = t.values
+        assert tokens == pytest.approx(results[run_id]["tokens_per_s"]) and tokens > 0
+        assert peak == pytest.approx(results[run_id]["peak_rss_bytes"] / GIB)
+        assert t.params["model"] in ("transformer", "phase8-seed") and 16 <= t.params["seq_len"] <= 64
+    summary = studies.study_summary("pareto", db_url)
+    front = summary["pareto"]
+    assert 1 <= len(front) <= 3
+    values = [(r["tokens_per_s"], r["peak_memory"]) for r in summary["best"]]
+    for a in values:  # nobody in the set is dominated by anyone in the study
+        assert not any(b[0] >= a[0] and b[1] <= a[1] and b != a
+                       for b in [(t.values[0], t.values[1]) for t in loaded.trials])
+    assert {t.number for t in loaded.best_trials} == {r["number"] for r in front}
+
+    # both schemas in one database: phasebench's revision and Optuna's version table, side by side
+    tables = set(sa.inspect(sa.create_engine(db_url)).get_table_names())
+    assert {"pb_runs", "pb_results", "pb_alembic_version", "studies", "trials", "alembic_version"} <= tables
+    code, out, _ = run_cli("db", "current", "--db", db_url)
+    assert code == 0 and f"current: {head_revision()}" in out
+    assert run_cli("db", "upgrade", "--db", db_url)[0] == 0
+    assert query(db_url, "SELECT version_num FROM alembic_version") == optuna_version
+    assert query(db_url, "SELECT version_num FROM pb_alembic_version") == [(head_revision(),)]
+    assert len(optuna.load_study(study_name="pareto", storage=db_url).trials) == 3
+    code, out, _ = run_cli("study", "show", "pareto", "--db", db_url)
+    assert code == 0 and "Pareto set" in out and "trials 3: COMPLETE 3" in out
+
+    report = Path(tempfile.mkdtemp()) / "report.html"  # the study's figures in the dashboard
+    code, _, err = run_cli("dashboard", "build", "--db", db_url, "--out", str(report))
+    text = report.read_text()
+    assert code == 0, err
+    assert "<h3>pareto</h3>" in text and "Optimisation history" in text and text.count('class="pb-figure"') >= 3
+
+
+def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, sqlite_url):
+    data = make("faults", {"fault": {"choices": ["none", "exit"]}, "n_heads": {"choices": [2, 3]}},
+                ["maximize params"], defaults={"d_model": 32}, sampler="grid")
+    studies.create_study(data, db=sqlite_url)
+    outcome = studies.run_study("faults", trials=4, parallel=2, db=sqlite_url, max_retries=0)
+    assert outcome.counts == {"COMPLETE": 1, "FAIL": 1, "PRUNED": 2}
+    trials = {(t.params["fault"], t.params["n_heads"]): t for t in
+              optuna.load_study(study_name="faults", storage=sqlite_url).trials}
+    assert trials[("none", 2)].state == TrialState.COMPLETE
+    dead = trials[("exit", 2)]
+    assert dead.state == TrialState.FAIL
+    assert "WorkerCrashedError" in dead.user_attrs["error"] or "died" in dead.user_attrs["error"]
+    for fault in ("none", "exit"):
+        invalid = trials[(fault, 3)]
+        assert invalid.state == TrialState.PRUNED
+        assert invalid.user_attrs["invalid_config"] == "n_heads: must divide d_model=32 (got 3)"
+        assert "run_id" not in invalid.user_attrs  # nothing ran
+    statuses = dict(query(sqlite_url, "SELECT trial_number, status FROM pb_runs"))
+    assert statuses == {trials[("none", 2)].number: "ok", dead.number: "failed"}
+
+
+def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, sqlite_url, tmp_path):
+    data = make("resume", {"d_model": {"choices": [32, 48, 64]}, "n_layers": {"low": 1, "high": 2}},
+                ["maximize params"], sampler={"type": "grid", "seed": 3})
+    studies.create_study(data, db=sqlite_url)
+    cmd = [sys.executable, "-m", "orchestrator.cli", "study", "run", "resume", "--trials", "6", "--parallel", "1",
+           "--no-progress", "--db", sqlite_url]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 120
+    while not query(sqlite_url, "SELECT count(*) FROM pb_results")[0][0]:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "continue with `phasebench study run resume --trials 6`" in err
+    after_ctrl_c = [(t.number, t.state) for t in optuna.load_study(study_name="resume", storage=sqlite_url).trials]
+    assert TrialState.COMPLETE in {s for _, s in after_ctrl_c} and TrialState.RUNNING not in {s for _, s in after_ctrl_c}
+    assert query(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == [(0,)]
+    assert query(sqlite_url, "SELECT status FROM pb_batches WHERE name = 'resume'") == [("interrupted",)]
+
+    # a driver killed mid-trial leaves a RUNNING trial and its unfinished run behind
+    orphan = optuna.load_study(study_name="resume", storage=sqlite_url).ask()
+    store = Store(sqlite_url)
+    try:
+        with store.session() as s, s.begin():
+            s.add(Run(id=uuid.uuid4().hex, batch_id=1, index=orphan.number, config_hash="0" * 16, config={},
+                      model="transformer", mode="inference", device="cpu", params=1, status="running",
+                      study_name="resume", trial_number=orphan.number))
+    finally:
+        store.close()
+
+    total = len(after_ctrl_c) + 3
+    second = studies.run_study("resume", trials=total, parallel=2, db=sqlite_url)
+    assert second.stale_failed == 1 and not second.interrupted and second.total == total
+    assert second.counts == {"COMPLETE": 2}
+    trials = optuna.load_study(study_name="resume", storage=sqlite_url).trials
+    assert [(t.number, t.state) for t in trials[:len(after_ctrl_c)]] == after_ctrl_c  # kept
+    assert trials[orphan.number].state == TrialState.FAIL
+    assert "driver stopped" in trials[orphan.number].user_attrs["error"]
+    assert query(sqlite_url, "SELECT status FROM pb_runs WHERE trial_number = :n", n=orphan.number) == [("failed",)]
+    assert query(sqlite_url, "SELECT status FROM pb_batches WHERE name = 'resume'") == [("done",)]
+    third = studies.run_study("resume", trials=total, parallel=2, db=sqlite_url)
+    assert third.counts == {} and third.total == total  # every trial counts toward --trials
+
+
+def test_median_pruner_stops_a_bad_training_run(local_ray, sqlite_url, tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(3000)))
+    data = make("prune", {"lr": {"choices": [0.01, 1e-7]}}, ["minimize val_loss"],
+                defaults={"job": "train", "d_model": 32, "steps": 400, "eval_every": 10, "eval_tokens": 64,
+                          "lr_warmup_steps": 0, "batch_size": 2, "data": str(text), "timeout_s": 300},
+                sampler="random", pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
+    studies.create_study(data, db=sqlite_url)
+    study = optuna.load_study(study_name="prune", storage=sqlite_url)
+    study.enqueue_trial({"lr": 0.01})  # a good run first, then one that barely learns
+    study.enqueue_trial({"lr": 1e-7})
+    outcome = studies.run_study("prune", trials=2, parallel=1, db=sqlite_url)
+    assert outcome.counts == {"COMPLETE": 1, "PRUNED": 1}
+    good, bad = optuna.load_study(study_name="prune", storage=sqlite_url).trials
+    assert good.state == TrialState.COMPLETE and good.params["lr"] == 0.01
+    assert good.values[0] < min(bad.intermediate_values.values())
+    assert bad.state == TrialState.PRUNED and "pruned by the median pruner" in bad.user_attrs["error"]
+    assert bad.intermediate_values and max(bad.intermediate_values) < 400
+    steps = dict(query(sqlite_url, "SELECT run_id, max(step) FROM pb_train_metrics WHERE kind = 'train' GROUP BY run_id"))
+    assert steps[good.user_attrs["run_id"]] == 400 and steps[bad.user_attrs["run_id"]] < 400
+    assert query(sqlite_url, "SELECT status, error FROM pb_results WHERE run_id = :r",
+                 r=bad.user_attrs["run_id"])[0][0] == "failed"
+    assert math.isfinite(good.values[0])

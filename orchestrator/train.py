@@ -115,6 +115,8 @@ class TrainJob(Job):
             optimizer.load_state_dict(state["optimizer"])
             loader.load_state_dict(state["loader"])
             start, tokens, elapsed = state["step"], state["tokens"], state["elapsed_s"]
+        self.buffer.add({"kind": "restart", "step": start})  # a retried attempt replaces what came after
+        self.buffer.flush()
         m["extra"] = {"resumed_from_step": start, "accumulation": accum, "unigram_entropy": unigram_entropy(corpus.val),
                       "tokenizer": run["tokenizer"], "bytes_per_token": corpus.bytes_per_token}
         times, last_loss, last_eval = [], None, None

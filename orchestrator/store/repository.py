@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -144,13 +144,19 @@ class Store:
 
     @retried
     def record_metrics(self, run_id: str, metrics: list[dict[str, Any]]) -> int:
-        """Store training metrics of a run; a (kind, step) already stored is skipped. Returns rows added."""
+        """Store training metrics of a run; a (kind, step) already stored is skipped. A row of kind
+        `restart` (a new attempt of the run starting after `step`, e.g. a retried worker) first removes
+        the metrics past that step, so the curve is the last attempt's. Returns rows added."""
         if not metrics:
             return 0
         with self.session() as s, s.begin():
             have = set(s.execute(select(TrainMetric.kind, TrainMetric.step).where(TrainMetric.run_id == run_id)).all())
             added = 0
             for m in metrics:
+                if m["kind"] == "restart":
+                    s.execute(delete(TrainMetric).where(TrainMetric.run_id == run_id, TrainMetric.step > m["step"]))
+                    have = {(kind, step) for kind, step in have if step <= m["step"]}
+                    continue
                 if (m["kind"], m["step"]) in have:
                     continue
                 have.add((m["kind"], m["step"]))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from orchestrator import api
+from orchestrator.store.repository import Store
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = r'''
@@ -48,3 +49,57 @@ def test_runs_spread_over_nodes_and_land_once(sqlite_url):
         if wanted:
             assert row["node_id"] == node_of[tuple(wanted)], (row["model"], wanted)
     assert len({r["node_id"] for r in rows}) >= 2
+
+
+NODE_LOSS = r'''
+import json, sys, threading, time
+import ray
+import sqlalchemy as sa
+from ray.cluster_utils import Cluster
+from orchestrator import api
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+doomed = cluster.add_node(num_cpus=1)
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+job = {"job": "train", "model": "transformer", "vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2,
+       "device": "cpu", "seq_len": 32, "batch_size": 4, "steps": 1500, "eval_every": 0, "eval_tokens": 256,
+       "timeout_s": 600}
+spec = {"name": "node-loss", "defaults": job, "cases": [{"seed": i} for i in range(4)]}
+done = {}
+driver = threading.Thread(target=lambda: done.update(outcome=api.run(spec, db=sys.argv[1], address=cluster.address)))
+driver.start()
+engine = sa.create_engine(sys.argv[1])
+def training_now():  # runs with streamed steps and no result yet: in flight on a node
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(DISTINCT run_id) FROM pb_train_metrics m WHERE NOT EXISTS "
+                                        "(SELECT 1 FROM pb_results r WHERE r.run_id = m.run_id)")).scalar()
+    except sa.exc.OperationalError:
+        return 0
+deadline = time.monotonic() + 300
+while training_now() < 2:
+    assert time.monotonic() < deadline and driver.is_alive()
+    time.sleep(0.2)
+cluster.remove_node(doomed, allow_graceful=False)   # a worker machine dies with a run on it
+driver.join(timeout=500)
+print("RESULT " + json.dumps({"counts": done["outcome"].counts, "removed": doomed.node_id}))
+ray.shutdown()
+cluster.shutdown()
+'''
+
+
+def test_a_lost_worker_node_has_its_runs_rescheduled(sqlite_url):
+    proc = subprocess.run([sys.executable, "-c", NODE_LOSS, sqlite_url], capture_output=True, text=True, timeout=900,
+                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
+    assert report["counts"] == {"ok": 4}
+    rows = api.results(db=sqlite_url)
+    assert len({r["run_id"] for r in rows}) == 4 and all(r["status"] == "ok" for r in rows)
+    assert all(r["node_id"] != report["removed"] for r in rows)  # every result came from the surviving node
+    store = Store(sqlite_url)
+    for row in rows:  # the rescheduled run's curve is its last attempt's: every step once
+        assert row["extra"]["tokens_seen"] == 1500 * 4 * 32
+        assert [m["step"] for m in store.metrics(row["run_id"])] == list(range(1, 1501))
+    store.close()

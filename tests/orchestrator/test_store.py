@@ -181,3 +181,18 @@ def test_concurrent_first_opens_migrate_once(db_url):
     with engine.connect() as conn:
         assert conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").all() == [(head_revision(),)]
     engine.dispose()
+
+
+def test_a_restarted_attempt_replaces_the_curve_after_its_start(db_url):
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec())
+    run = store.reset_unfinished(batch.id)[0]
+    first = [{"kind": "train", "step": s, "tokens": s, "elapsed_s": 1.0, "loss": 9.0} for s in range(1, 6)]
+    assert store.record_metrics(run.id, [{"kind": "restart", "step": 0}] + first) == 5
+    assert store.record_metrics(run.id, first[:2]) == 0  # streamed twice: stored once
+    again = [{"kind": "restart", "step": 2}] + [{"kind": "train", "step": s, "tokens": s, "elapsed_s": 2.0,
+                                                  "loss": 1.0} for s in range(3, 8)]
+    assert store.record_metrics(run.id, again) == 5
+    curve = store.metrics(run.id)
+    assert [(m["step"], m["loss"]) for m in curve] == [(1, 9.0), (2, 9.0)] + [(s, 1.0) for s in range(3, 8)]
+    store.close()

@@ -101,5 +101,5 @@ def test_a_lost_worker_node_has_its_runs_rescheduled(sqlite_url):
     store = Store(sqlite_url)
     for row in rows:  # the rescheduled run's curve is its last attempt's: every step once
         assert row["extra"]["tokens_seen"] == 1500 * 4 * 32
-        assert [m["step"] for m in store.metrics(row["run_id"])] == list(range(1, 1501))
+        assert [m["step"] for m in store.metrics(row["run_id"]) if m["kind"] == "train"] == list(range(1, 1501))
     store.close()

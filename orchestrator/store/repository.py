@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -193,15 +193,23 @@ class Store:
 
     @staticmethod
     def _environment_id(s: Session, env: dict[str, Any]) -> int:
+        """The id of the environment row equal to `env`, inserted if new. Another driver may insert the
+        same row at the same moment: the insert runs in a savepoint and a conflict means "read it"."""
         from ..environment import environment_hash
         digest = environment_hash(env)
-        found = s.scalars(select(Environment.id).where(Environment.env_hash == digest)).first()
-        if found is not None:
-            return found
-        row = Environment(env_hash=digest, **{k: v for k, v in env.items() if k in Environment.__table__.columns})
-        s.add(row)
-        s.flush()
-        return row.id
+        for _ in range(2):
+            found = s.scalars(select(Environment.id).where(Environment.env_hash == digest)).first()
+            if found is not None:
+                return found
+            try:
+                with s.begin_nested():
+                    row = Environment(env_hash=digest, **{k: v for k, v in env.items()
+                                                          if k in Environment.__table__.columns})
+                    s.add(row)
+                return row.id
+            except IntegrityError:
+                continue  # inserted by someone else between our read and our write
+        raise RuntimeError(f"environment {digest[:12]} could be neither read nor inserted")
 
     # -- reads ------------------------------------------------------------------------------------
     def find_batch(self, ref: str | int) -> Batch:

@@ -35,11 +35,16 @@ cluster.shutdown()
 '''
 
 
-def test_runs_spread_over_nodes_and_land_once(sqlite_url):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, sqlite_url], capture_output=True, text=True, timeout=600,
+def run_cluster_script(script: str, db: str) -> dict:
+    """Run a driver script in its own process (its own Ray cluster); returns the JSON it printed."""
+    proc = subprocess.run([sys.executable, "-c", script, db], capture_output=True, text=True, timeout=900,
                           env=os.environ | {"PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
+    return json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
+
+
+def test_runs_spread_over_nodes_and_land_once(sqlite_url):
+    report = run_cluster_script(SCRIPT, sqlite_url)
     assert report["counts"] == {"ok": 6}
     node_of = {tuple(labels): node for node, labels in report["nodes"].items()}
     rows = api.results(db=sqlite_url)
@@ -90,10 +95,7 @@ cluster.shutdown()
 
 
 def test_a_lost_worker_node_has_its_runs_rescheduled(sqlite_url):
-    proc = subprocess.run([sys.executable, "-c", NODE_LOSS, sqlite_url], capture_output=True, text=True, timeout=900,
-                          env=os.environ | {"PYTHONPATH": str(REPO)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
+    report = run_cluster_script(NODE_LOSS, sqlite_url)
     assert report["counts"] == {"ok": 4}
     rows = api.results(db=sqlite_url)
     assert len({r["run_id"] for r in rows}) == 4 and all(r["status"] == "ok" for r in rows)

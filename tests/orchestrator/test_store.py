@@ -196,3 +196,35 @@ def test_a_restarted_attempt_replaces_the_curve_after_its_start(db_url):
     curve = store.metrics(run.id)
     assert [(m["step"], m["loss"]) for m in curve] == [(1, 9.0), (2, 9.0)] + [(s, 1.0) for s in range(3, 8)]
     store.close()
+
+
+def test_concurrent_writers_share_one_environment_row(db_url):
+    """Two drivers storing results from the same machine at the same moment: one environment row."""
+    import threading
+
+    Store(db_url).close()
+    stores = [Store(db_url) for _ in range(4)]
+    runs = []
+    for store in stores:
+        batch = store.create_batch(tiny_spec(), rerun=True)
+        runs.append(store.reset_unfinished(batch.id)[0].id)
+    barrier, errors = threading.Barrier(4), []
+
+    def write(store, run_id):
+        barrier.wait()
+        try:
+            store.record_result(run_id, ok_outcome())
+        except Exception as exc:  # noqa: BLE001  (asserted below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=pair) for pair in zip(stores, runs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with stores[0].session() as s:
+        assert s.scalar(sa.text("SELECT count(*) FROM pb_environments")) == 1
+        assert s.scalar(sa.text("SELECT count(*) FROM pb_results")) == 4
+    for store in stores:
+        store.close()

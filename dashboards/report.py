@@ -120,16 +120,17 @@ def study_sections(studies: dict[str, list[go.Figure]]) -> str:
 
 def build_html(rows: list[dict[str, Any]], title: str = "phasebench report",
                curves: dict[str, list[dict[str, Any]]] | None = None,
-               studies: dict[str, list[go.Figure]] | None = None) -> str:
+               studies: dict[str, list[go.Figure]] | None = None, refresh_s: int | None = None) -> str:
     """The report; `curves` maps a training run's id to its metrics (orchestrator.store Store.metrics),
-    `studies` a study name to its figures (dashboards.study)."""
+    `studies` a study name to its figures (dashboards.study); `refresh_s` reloads the page (live view)."""
     batches = ", ".join(sorted({html.escape(str(r["batch"])) for r in rows})) or "none"
+    refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
     plots = figure_divs(memory_figures(rows))
     training = figure_divs(curve_figures(rows, curves or {})) or \
         "<p>No training runs yet: run <code>phasebench run examples/train-stdlib.yaml</code>.</p>"
     empty = "" if rows else "<p>No runs yet: run <code>phasebench run examples/quickstart.yaml</code>.</p>"
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>{refresh}
 <script type="text/javascript">{get_plotlyjs()}</script>
 <style>body{{font-family:sans-serif;margin:2em}} .pb-table{{border-collapse:collapse;font-size:13px}}
 .pb-table td,.pb-table th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}</style></head>

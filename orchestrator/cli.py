@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -346,20 +347,37 @@ def dashboard() -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 def dashboard_build(db, batch, out) -> None:
     """Write a self-contained HTML report (plotly.js embedded, works offline)."""
-    from dashboards.report import is_training, write_report
+    from dashboards.live import report_html
+    text, n_runs = report_html(db, batch)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {path} ({n_runs} runs)")
+
+
+@dashboard.command("serve")
+@db_option
+@click.option("--batch", multiple=True, help="Batch name or id (repeatable; default all).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--refresh", "refresh_s", default=10, show_default=True, type=click.IntRange(1, 3600),
+              help="Seconds between page reloads.")
+def dashboard_serve(db, batch, host, port, refresh_s) -> None:
+    """Serve the report, rebuilt from the database on every load, while batches and studies run."""
     from .store.repository import Store
-    rows = api.results(db, batch=batch)
-    store = Store(db, create=False)
+    from dashboards.live import make_server
+    Store(db, create=False).close()  # a missing or old database is a one-line error now, not per request
     try:
-        curves = {r["run_id"]: store.metrics(r["run_id"]) for r in rows if is_training(r)}
+        server = make_server(db, batch, host, port, refresh_s)
+    except OSError as exc:
+        raise UserError(f"--port: cannot listen on {host}:{port}: {exc.strerror}") from None
+    click.echo(f"serving http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
-        store.close()
-    from dashboards.study import study_figures
-    from . import study as studies
-    figures = {name: study_figures(*studies.load(name, db))
-               for name in sorted({r["study_name"] for r in rows if r.get("study_name")})}
-    path = write_report(rows, out, curves=curves, studies=figures)
-    click.echo(f"wrote {path} ({len(rows)} runs)")
+        server.server_close()
 
 
 # ------------------------------------------------------------------------------------------- study

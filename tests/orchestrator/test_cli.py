@@ -144,3 +144,8 @@ def test_failed_run_exits_1(capsys, tmp_path, local_ray):
     spec = write_spec(tmp_path, {"name": "f", "defaults": TINY | {"fault": "raise"}, "grid": {"model": ["transformer"]}})
     code, out, _ = run_cli("run", spec, "--db", db, "--no-progress")
     assert code == 1 and "failed" in out
+
+
+def test_dashboard_serve_needs_an_existing_database(tmp_path):
+    code, _, err = run_cli("dashboard", "serve", "--db", f"sqlite:///{tmp_path}/none.db", "--port", "0")
+    assert code == 2 and "no phasebench tables" in err and not (tmp_path / "none.db").exists()

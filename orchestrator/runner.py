@@ -35,7 +35,11 @@ class BatchOutcome:
 
 
 def init_ray(address: str | None = None) -> None:
-    """Start local Ray (no address) or join a cluster (`--address` / RAY_ADDRESS)."""
+    """Start a fresh local Ray (no address) or join a cluster (`--address` / RAY_ADDRESS).
+
+    Without an address Ray would otherwise join whatever cluster /tmp/ray/ray_current_cluster names, a dead
+    one included; `address="local"` always starts a new instance.
+    """
     import ray
 
     if ray.is_initialized():
@@ -47,7 +51,7 @@ def init_ray(address: str | None = None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(include_dashboard=False, **kwargs)
+        ray.init(address="local", include_dashboard=False, **kwargs)
 
 
 def remote_executes() -> dict[bool, Any]:
@@ -59,10 +63,14 @@ def remote_executes() -> dict[bool, Any]:
 
 
 def metrics_queue():
-    """The queue training workers stream their metrics through (a Ray actor that uses no CPU)."""
+    """The queue training workers stream their metrics through: a Ray actor that uses no CPU, pinned to the
+    driver's node so that losing a worker node never loses the queue."""
+    import ray
     from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return Queue(actor_options={"num_cpus": 0})
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
 
 
 def drain_metrics(queue) -> dict[str, list[dict[str, Any]]]:

@@ -30,8 +30,8 @@ SPEC_KEYS = ("name", "description", "defaults", "cases", "grid")
 MODES = ("inference", "train_no_optim", "train")
 DEVICES = ("auto", "cuda", "cpu")
 #: raise: the job raises in forward; exit: the worker process dies at start; exit_mid: a training
-#: worker dies once, halfway (its retry resumes from the last checkpoint)
-FAULTS = ("none", "raise", "exit", "exit_mid")
+#: worker dies once, halfway (its retry resumes from the last checkpoint); hang: the worker blocks forever
+FAULTS = ("none", "raise", "exit", "exit_mid", "hang")
 JOBS = ("benchmark", "train")
 TOKENIZER_VOCAB = {"byte": 256, "gpt2": 50257}
 TOKENIZERS = tuple(TOKENIZER_VOCAB)

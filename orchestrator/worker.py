@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 
@@ -16,6 +17,8 @@ def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = No
 
     if config.get("fault") == "exit":
         os._exit(1)  # injected worker death: Ray retries, then the run is stored as failed
+    if config.get("fault") == "hang":
+        threading.Event().wait()  # injected hang: only the runner's timeout_s ends it
     if config["job"] == "train":
         from .train import run_training
         emit = (lambda rows: metrics.put((run_id, rows))) if metrics is not None else None

@@ -13,12 +13,14 @@ from orchestrator.store.repository import Store
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = r'''
-import json, sys
+import atexit, json, sys
 import ray
 from ray.cluster_utils import Cluster
 from orchestrator import api
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+atexit.register(cluster.shutdown)  # a failing script still takes its nodes down
+atexit.register(ray.shutdown)
 cluster.add_node(num_cpus=1, resources={"node_a": 4})
 cluster.add_node(num_cpus=1, resources={"node_b": 4})
 cluster.wait_for_nodes()
@@ -30,8 +32,6 @@ cases += [{"model": "phase7-seed", "seed": i} for i in range(2)]
 outcome = api.run({"name": "cluster", "defaults": tiny, "cases": cases}, db=sys.argv[1], address=cluster.address)
 nodes = {n["NodeID"]: sorted(k for k in n["Resources"] if k.startswith("node_")) for n in ray.nodes() if n["Alive"]}
 print("RESULT " + json.dumps({"counts": outcome.counts, "nodes": nodes}))
-ray.shutdown()
-cluster.shutdown()
 '''
 
 
@@ -57,13 +57,15 @@ def test_runs_spread_over_nodes_and_land_once(sqlite_url):
 
 
 NODE_LOSS = r'''
-import json, sys, threading, time
+import atexit, json, sys, threading, time
 import ray
 import sqlalchemy as sa
 from ray.cluster_utils import Cluster
 from orchestrator import api
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+atexit.register(cluster.shutdown)
+atexit.register(ray.shutdown)
 doomed = cluster.add_node(num_cpus=1)
 cluster.add_node(num_cpus=1)
 cluster.wait_for_nodes()
@@ -89,8 +91,6 @@ while training_now() < 2:
 cluster.remove_node(doomed, allow_graceful=False)   # a worker machine dies with a run on it
 driver.join(timeout=500)
 print("RESULT " + json.dumps({"counts": done["outcome"].counts, "removed": doomed.node_id}))
-ray.shutdown()
-cluster.shutdown()
 '''
 
 

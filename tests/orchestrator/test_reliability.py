@@ -105,3 +105,37 @@ def test_two_drivers_write_one_database_at_once(db_url, tmp_path):
     assert count(db_url, "SELECT count(*) FROM pb_results") == 6
     assert count(db_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 6
     assert count(db_url, "SELECT count(*) FROM pb_batches WHERE status = 'done'") == 2
+
+
+def task_processes(name: str) -> set[int]:
+    """Pids of the Ray workers now running task `name` (Ray titles them `ray::<name>`)."""
+    pids = set()
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(cmdline, "rb") as f:
+                title = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith(f"ray::{name}"):
+            pids.add(int(cmdline.split("/")[2]))
+    return pids
+
+
+def test_a_hung_run_times_out_its_worker_is_killed_and_the_batch_goes_on(local_ray, sqlite_url):
+    cases = [{"model": "transformer", "fault": "hang", "timeout_s": 4}, {"model": "transformer", "seed": 1}]
+    seen: set[int] = set()
+    done = {}
+    driver = threading.Thread(target=lambda: done.update(outcome=api.run(
+        {"name": "hang", "defaults": TINY, "cases": cases}, db=sqlite_url, max_parallel=2)))
+    driver.start()
+    while driver.is_alive():
+        seen |= task_processes("execute_isolated")
+        time.sleep(0.1)
+    assert done["outcome"].counts == {"timeout": 1, "ok": 1}
+    status = {r["index"]: r["status"] for r in api.results(db=sqlite_url)}
+    assert status == {0: "timeout", 1: "ok"}
+    assert seen, "never saw the hung worker"
+    deadline = time.monotonic() + 15
+    while seen & task_processes("execute_isolated"):
+        assert time.monotonic() < deadline, f"worker still alive: {seen & task_processes('execute_isolated')}"
+        time.sleep(0.2)

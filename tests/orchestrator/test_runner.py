@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -126,3 +128,21 @@ def test_isolation_is_a_fresh_process_per_run_unless_turned_off(local_ray, sqlit
         pids.setdefault(row["batch"], []).append(row["extra"]["worker_pid"])
     assert len(set(pids["isolated"])) == 3
     assert len(set(pids["shared"])) == 1
+
+
+def test_a_stale_ray_address_file_does_not_capture_the_driver(tmp_path, sqlite_url):
+    """`ray start` leaves ray_current_cluster behind; a dead address there must not stop a local run."""
+    ray_tmp = Path(tempfile.mkdtemp(prefix="pbray", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")  # nothing listens on the discard port
+    spec_file = tmp_path / "stale.yaml"
+    spec_file.write_text(yaml.safe_dump(spec("stale", [{"model": "transformer", "seed": 0}])))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--db", sqlite_url,
+                               "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env=env | {"PYTHONPATH": str(REPO), "RAY_TMPDIR": str(ray_tmp)})
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _count(sqlite_url, "SELECT count(*) FROM pb_results WHERE status = 'ok'") == 1

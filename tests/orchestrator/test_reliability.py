@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -95,16 +96,33 @@ def test_postgres_restart_mid_batch_loses_and_duplicates_nothing(local_ray, pg_u
     assert count(pg_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 5
 
 
-def test_two_drivers_write_one_database_at_once(db_url, tmp_path):
+def test_two_drivers_and_a_study_write_one_database_at_once(db_url, tmp_path):
+    study = tmp_path / "study.yaml"
+    fixed = {k: v for k, v in TINY.items() if k != "seq_len"} | {"model": "phase8-seed"}
+    study.write_text(yaml.safe_dump({"name": "beside", "defaults": fixed,
+                                     "space": {"seq_len": {"choices": [8, 16, 24]}},
+                                     "objectives": ["maximize tokens_per_s"],
+                                     "sampler": {"type": "grid", "seed": 0}}))
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    cli = [sys.executable, "-m", "orchestrator.cli"]
+    created = subprocess.run(cli + ["study", "create", str(study), "--db", db_url], capture_output=True, text=True,
+                             env=env, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
     procs = [driver(spec_file(tmp_path, f"driver{i}", 3, first_seed=10 * i), db_url, "--max-parallel", "1")
              for i in range(2)]
-    outputs = [p.communicate(timeout=300) for p in procs]
+    procs.append(subprocess.Popen(cli + ["study", "run", "beside", "--trials", "3", "--parallel", "1", "--db", db_url,
+                                         "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env))
+    with ThreadPoolExecutor(len(procs)) as pool:  # drain every pipe at once: a full pipe blocks its writer
+        outputs = list(pool.map(lambda p: p.communicate(timeout=400), procs))
     for proc, (out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
-        assert "locked" not in err.lower()
-    assert count(db_url, "SELECT count(*) FROM pb_results") == 6
-    assert count(db_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 6
-    assert count(db_url, "SELECT count(*) FROM pb_batches WHERE status = 'done'") == 2
+        assert "locked" not in (out + err).lower()
+    assert count(db_url, "SELECT count(*) FROM pb_results") == 9
+    assert count(db_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 9
+    assert count(db_url, "SELECT count(*) FROM pb_runs WHERE study_name = 'beside'") == 3
+    assert count(db_url, "SELECT count(*) FROM pb_batches WHERE status = 'done'") == 3  # the study's batch too
+    assert count(db_url, "SELECT count(*) FROM trials WHERE state = 'COMPLETE'") == 3
 
 
 def task_processes(name: str) -> set[int]:

@@ -106,13 +106,12 @@ def test_cli_bad_spec_exits_2_and_writes_nothing(tmp_path, capsys):
     assert code == 2 and "does not exist" in err and not db.exists()
 
 
-def test_example_studies_validate_and_create(tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'pb.db'}"
+def test_example_studies_validate_and_create(db_url, capsys):
     for example, name in (("study-8gb-16k.yaml", "phase8-8gb-16k"), ("study-pareto.yaml", "pareto-throughput-memory")):
-        code, out, err = run_cli("study", "create", str(REPO / "examples" / example), "--db", url)
+        code, out, err = run_cli("study", "create", str(REPO / "examples" / example), "--db", db_url)
         assert code == 0, err
         assert f"created study {name}" in out
-        loaded = optuna.load_study(study_name=name, storage=url)
+        loaded = optuna.load_study(study_name=name, storage=db_url)
         spec = studies.parse_study_spec(loaded.user_attrs[studies.SPEC_ATTR])
         assert spec.name == name
     big = studies.load_study_spec(REPO / "examples" / "study-8gb-16k.yaml")
@@ -124,35 +123,34 @@ def test_example_studies_validate_and_create(tmp_path, capsys):
     seq = next(p for p in pareto.space if p.name == "seq_len")
     assert seq.log and seq.high == 16384
     assert next(p for p in pareto.space if p.name == "model").choices == ("transformer", "phase7", "phase8")
-    code, _, err = run_cli("study", "create", str(REPO / "examples" / "study-pareto.yaml"), "--db", url)
+    code, _, err = run_cli("study", "create", str(REPO / "examples" / "study-pareto.yaml"), "--db", db_url)
     assert code == 2 and "already exists" in err
 
 
 # ------------------------------------------------------------------------------------- end to end
-def test_single_objective_study_and_a_second_study_answered_from_the_database(local_ray, tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 'pb.db'}"
+def test_single_objective_study_and_a_second_study_answered_from_the_database(local_ray, db_url, tmp_path, capsys):
     space = {"d_model": {"choices": [32, 64]}}
     roomy = tmp_path / "roomy.yaml"
     roomy.write_text(yaml.safe_dump(make("roomy", space, ["maximize params"], constraints={"vram_budget_gb": 100},
                                          sampler={"type": "grid", "seed": 0})))
-    assert run_cli("study", "create", str(roomy), "--db", url)[0] == 0
+    assert run_cli("study", "create", str(roomy), "--db", db_url)[0] == 0
     code, out, err = run_cli("study", "run", "roomy", "--trials", "5", "--parallel", "2", "--no-progress",
-                          "--db", url)
+                          "--db", db_url)
     assert code == 0, err
     assert "COMPLETE 2" in out  # the grid has two points: --trials 5 stops there
-    results = results_of(url)
+    results = results_of(db_url)
     assert len(results) == 2 and all(r["status"] == "ok" for r in results.values())
-    trials = optuna.load_study(study_name="roomy", storage=url).trials
+    trials = optuna.load_study(study_name="roomy", storage=db_url).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     for t in trials:
         run_id = t.user_attrs["run_id"]
         assert t.values == [results[run_id]["params"]]
         assert t.user_attrs["constraints"][0] == pytest.approx(results[run_id]["peak_rss_bytes"] / GIB - 100)
         assert t.constraints and all(v <= 0 for v in t.constraints.values())
-    rows = query(url, "SELECT study_name, trial_number, r.batch_id, b.name FROM pb_runs r "
+    rows = query(db_url, "SELECT study_name, trial_number, r.batch_id, b.name FROM pb_runs r "
                       "JOIN pb_batches b ON b.id = r.batch_id ORDER BY trial_number")
     assert rows == [("roomy", 0, 1, "roomy"), ("roomy", 1, 1, "roomy")]
-    code, out, _ = run_cli("study", "best", "roomy", "--json", "--db", url)
+    code, out, _ = run_cli("study", "best", "roomy", "--json", "--db", db_url)
     found = json.loads(out)
     assert code == 0 and len(found["best"]) == 1
     assert found["best"][0]["param_d_model"] == 64
@@ -160,17 +158,17 @@ def test_single_objective_study_and_a_second_study_answered_from_the_database(lo
 
     # the same configs under a 0.1 GiB budget: nothing reruns, every trial is infeasible
     tight = make("tight", space, ["maximize params"], constraints={"vram_budget_gb": 0.1}, sampler="grid")
-    studies.create_study(tight, db=url)
-    outcome = studies.run_study("tight", trials=2, parallel=2, db=url)
+    studies.create_study(tight, db=db_url)
+    outcome = studies.run_study("tight", trials=2, parallel=2, db=db_url)
     assert outcome.counts == {"COMPLETE": 2} and outcome.reused == 2
-    assert results_of(url).keys() == results.keys()  # no new measurement
-    tight_trials = optuna.load_study(study_name="tight", storage=url).trials
+    assert results_of(db_url).keys() == results.keys()  # no new measurement
+    tight_trials = optuna.load_study(study_name="tight", storage=db_url).trials
     assert all(t.user_attrs["reused_run_id"] in results for t in tight_trials)
     assert all(t.user_attrs["constraints"][0] > 0 for t in tight_trials)
-    summary = studies.study_summary("tight", url)
+    summary = studies.study_summary("tight", db_url)
     assert summary["feasible"] == 0 and summary["best"] == []
-    assert query(url, "SELECT count(*) FROM pb_runs WHERE study_name = 'tight' AND status = 'skipped'") == [(2,)]
-    code, out, _ = run_cli("study", "export", "tight", "--format", "csv", "--db", url)
+    assert query(db_url, "SELECT count(*) FROM pb_runs WHERE study_name = 'tight' AND status = 'skipped'") == [(2,)]
+    code, out, _ = run_cli("study", "export", "tight", "--format", "csv", "--db", db_url)
     assert code == 0 and out.splitlines()[0].startswith("number,state,model,params,param_d_model,constraint,feasible")
 
 
@@ -224,14 +222,14 @@ def test_multi_objective_study_shares_one_database_with_phasebench(local_ray, db
     assert "<h3>pareto</h3>" in text and "Optimisation history" in text and text.count('class="pb-figure"') >= 3
 
 
-def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, sqlite_url):
+def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, db_url):
     data = make("faults", {"fault": {"choices": ["none", "exit"]}, "n_heads": {"choices": [2, 3]}},
                 ["maximize params"], defaults={"d_model": 32}, sampler="grid")
-    studies.create_study(data, db=sqlite_url)
-    outcome = studies.run_study("faults", trials=4, parallel=2, db=sqlite_url, max_retries=0)
+    studies.create_study(data, db=db_url)
+    outcome = studies.run_study("faults", trials=4, parallel=2, db=db_url, max_retries=0)
     assert outcome.counts == {"COMPLETE": 1, "FAIL": 1, "PRUNED": 2}
     trials = {(t.params["fault"], t.params["n_heads"]): t for t in
-              optuna.load_study(study_name="faults", storage=sqlite_url).trials}
+              optuna.load_study(study_name="faults", storage=db_url).trials}
     assert trials[("none", 2)].state == TrialState.COMPLETE
     dead = trials[("exit", 2)]
     assert dead.state == TrialState.FAIL
@@ -241,34 +239,34 @@ def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, sqlit
         assert invalid.state == TrialState.PRUNED
         assert invalid.user_attrs["invalid_config"] == "n_heads: must divide d_model=32 (got 3)"
         assert "run_id" not in invalid.user_attrs  # nothing ran
-    statuses = dict(query(sqlite_url, "SELECT trial_number, status FROM pb_runs"))
+    statuses = dict(query(db_url, "SELECT trial_number, status FROM pb_runs"))
     assert statuses == {trials[("none", 2)].number: "ok", dead.number: "failed"}
 
 
-def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, sqlite_url, tmp_path):
+def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, tmp_path):
     data = make("resume", {"d_model": {"choices": [32, 48, 64]}, "n_layers": {"low": 1, "high": 2}},
                 ["maximize params"], sampler={"type": "grid", "seed": 3})
-    studies.create_study(data, db=sqlite_url)
+    studies.create_study(data, db=db_url)
     cmd = [sys.executable, "-m", "orchestrator.cli", "study", "run", "resume", "--trials", "6", "--parallel", "1",
-           "--no-progress", "--db", sqlite_url]
+           "--no-progress", "--db", db_url]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=os.environ | {"PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 120
-    while not query(sqlite_url, "SELECT count(*) FROM pb_results")[0][0]:
+    while not query(db_url, "SELECT count(*) FROM pb_results")[0][0]:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "continue with `phasebench study run resume --trials 6`" in err
-    after_ctrl_c = [(t.number, t.state) for t in optuna.load_study(study_name="resume", storage=sqlite_url).trials]
+    after_ctrl_c = [(t.number, t.state) for t in optuna.load_study(study_name="resume", storage=db_url).trials]
     assert TrialState.COMPLETE in {s for _, s in after_ctrl_c} and TrialState.RUNNING not in {s for _, s in after_ctrl_c}
-    assert query(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == [(0,)]
-    assert query(sqlite_url, "SELECT status FROM pb_batches WHERE name = 'resume'") == [("interrupted",)]
+    assert query(db_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == [(0,)]
+    assert query(db_url, "SELECT status FROM pb_batches WHERE name = 'resume'") == [("interrupted",)]
 
     # a driver killed mid-trial leaves a RUNNING trial and its unfinished run behind
-    orphan = optuna.load_study(study_name="resume", storage=sqlite_url).ask()
-    store = Store(sqlite_url)
+    orphan = optuna.load_study(study_name="resume", storage=db_url).ask()
+    store = Store(db_url)
     try:
         with store.session() as s, s.begin():
             s.add(Run(id=uuid.uuid4().hex, batch_id=1, index=orphan.number, config_hash="0" * 16, config={},
@@ -278,39 +276,39 @@ def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, sqlite_u
         store.close()
 
     total = len(after_ctrl_c) + 3
-    second = studies.run_study("resume", trials=total, parallel=2, db=sqlite_url)
+    second = studies.run_study("resume", trials=total, parallel=2, db=db_url)
     assert second.stale_failed == 1 and not second.interrupted and second.total == total
     assert second.counts == {"COMPLETE": 2}
-    trials = optuna.load_study(study_name="resume", storage=sqlite_url).trials
+    trials = optuna.load_study(study_name="resume", storage=db_url).trials
     assert [(t.number, t.state) for t in trials[:len(after_ctrl_c)]] == after_ctrl_c  # kept
     assert trials[orphan.number].state == TrialState.FAIL
     assert "driver stopped" in trials[orphan.number].user_attrs["error"]
-    assert query(sqlite_url, "SELECT status FROM pb_runs WHERE trial_number = :n", n=orphan.number) == [("failed",)]
-    assert query(sqlite_url, "SELECT status FROM pb_batches WHERE name = 'resume'") == [("done",)]
-    third = studies.run_study("resume", trials=total, parallel=2, db=sqlite_url)
+    assert query(db_url, "SELECT status FROM pb_runs WHERE trial_number = :n", n=orphan.number) == [("failed",)]
+    assert query(db_url, "SELECT status FROM pb_batches WHERE name = 'resume'") == [("done",)]
+    third = studies.run_study("resume", trials=total, parallel=2, db=db_url)
     assert third.counts == {} and third.total == total  # every trial counts toward --trials
 
 
-def test_median_pruner_stops_a_bad_training_run(local_ray, sqlite_url, tmp_path):
+def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(3000)))
     data = make("prune", {"lr": {"choices": [0.01, 1e-7]}}, ["minimize val_loss"],
                 defaults={"job": "train", "d_model": 32, "steps": 400, "eval_every": 10, "eval_tokens": 64,
                           "lr_warmup_steps": 0, "batch_size": 2, "data": str(text), "timeout_s": 300},
                 sampler="random", pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
-    studies.create_study(data, db=sqlite_url)
-    study = optuna.load_study(study_name="prune", storage=sqlite_url)
+    studies.create_study(data, db=db_url)
+    study = optuna.load_study(study_name="prune", storage=db_url)
     study.enqueue_trial({"lr": 0.01})  # a good run first, then one that barely learns
     study.enqueue_trial({"lr": 1e-7})
-    outcome = studies.run_study("prune", trials=2, parallel=1, db=sqlite_url)
+    outcome = studies.run_study("prune", trials=2, parallel=1, db=db_url)
     assert outcome.counts == {"COMPLETE": 1, "PRUNED": 1}
-    good, bad = optuna.load_study(study_name="prune", storage=sqlite_url).trials
+    good, bad = optuna.load_study(study_name="prune", storage=db_url).trials
     assert good.state == TrialState.COMPLETE and good.params["lr"] == 0.01
     assert good.values[0] < min(bad.intermediate_values.values())
     assert bad.state == TrialState.PRUNED and "pruned by the median pruner" in bad.user_attrs["error"]
     assert bad.intermediate_values and max(bad.intermediate_values) < 400
-    steps = dict(query(sqlite_url, "SELECT run_id, max(step) FROM pb_train_metrics WHERE kind = 'train' GROUP BY run_id"))
+    steps = dict(query(db_url, "SELECT run_id, max(step) FROM pb_train_metrics WHERE kind = 'train' GROUP BY run_id"))
     assert steps[good.user_attrs["run_id"]] == 400 and steps[bad.user_attrs["run_id"]] < 400
-    assert query(sqlite_url, "SELECT status, error FROM pb_results WHERE run_id = :r",
+    assert query(db_url, "SELECT status, error FROM pb_results WHERE run_id = :r",
                  r=bad.user_attrs["run_id"])[0][0] == "failed"
     assert math.isfinite(good.values[0])

@@ -65,10 +65,10 @@ def memory_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
         for model in sorted({r["model"] for r in subset}):
             for key, label in METRICS:
                 picked = [r for r in subset if r["model"] == model and r.get(key) is not None]
-                fig.add_bar(name=f"{model} {label}", x=[config_label(r) for r in picked],
+                fig.add_bar(name=html.escape(f"{model} {label}"), x=[html.escape(config_label(r)) for r in picked],
                             y=[r[key] / GIB for r in picked], legendgroup=model)
         where = html.escape(gpu or device)
-        fig.update_layout(title=f"Memory by config and model: mode {html.escape(mode)}, {where}",
+        fig.update_layout(title=f"Memory by config and model (GiB): mode {html.escape(mode)}, {where}",
                           barmode="group", yaxis_title="GiB", xaxis_title="config", template="plotly_white")
         figures.append(fig)
     return figures
@@ -84,6 +84,8 @@ def curve_figures(rows: list[dict[str, Any]], curves: dict[str, list[dict[str, A
     if not trained:
         return []
     figures = []
+    where = html.escape(", ".join(sorted({r.get("gpu_name") or r["device"] for r in trained})))
+    modes = html.escape(", ".join(sorted({r["mode"] for r in trained})))
     for x_key, x_title in (("tokens", "tokens seen"), ("elapsed_s", "wall time (s, training steps only)")):
         fig = go.Figure()
         for r in trained:
@@ -94,16 +96,21 @@ def curve_figures(rows: list[dict[str, Any]], curves: dict[str, list[dict[str, A
                             name=f"{label} train", legendgroup=r["run_id"])
             fig.add_scatter(x=[m[x_key] for m in evals], y=[m["val_loss"] for m in evals], mode="lines+markers",
                             name=f"{label} validation", legendgroup=r["run_id"])
-        fig.update_layout(title=f"Loss (nats per token) by {x_title}", xaxis_title=x_title,
-                          yaxis_title="cross-entropy (nats/token)", template="plotly_white")
+        fig.update_layout(title=f"Loss (nats per token) by {x_title}: training runs, mode {modes}, {where}",
+                          xaxis_title=x_title, yaxis_title="cross-entropy (nats/token)", template="plotly_white")
         figures.append(fig)
     return figures
 
 
-def render_table(header: list[str], rows: list[list[str]]) -> str:
+def render_table(header: list[str], rows: list[list[str]], row_attrs: list[dict[str, str]] | None = None,
+                 table_id: str | None = None) -> str:
+    """An escaped HTML table; `row_attrs` gives each body line its attributes (escaped too)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="pb-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    attrs = ["".join(f' {k}="{html.escape(v)}"' for k, v in a.items()) for a in row_attrs or [{}] * len(rows)]
+    body = "".join(f"<tr{a}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for a, row in zip(attrs, rows))
+    ident = f' id="{html.escape(table_id)}"' if table_id else ""
+    return f'<table class="pb-table"{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def figure_divs(figures: list[go.Figure]) -> str:
@@ -118,37 +125,65 @@ def study_sections(studies: dict[str, list[go.Figure]]) -> str:
     return "".join(f"<h3>{html.escape(name)}</h3>{figure_divs(figures)}" for name, figures in studies.items())
 
 
+STYLE = """body{font-family:sans-serif;margin:2em} nav a{margin-right:1em}
+.pb-table{border-collapse:collapse;font-size:13px} .pb-table td,.pb-table th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+#pb-runs tbody tr{cursor:pointer} #pb-runs tbody tr:hover{background:#eef2ff} #pb-runs tbody tr.pb-selected{background:#d6e0ff}
+.pb-filters label{margin-right:1em} .pb-detail{border:1px solid #99a;padding:0 1em 1em;margin-top:1em}
+.pb-detail-tables{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start} .pb-detail .pb-table td{text-align:left}
+.pb-detail pre{white-space:pre-wrap;background:#fee;padding:.5em}"""
+VIEWS = (("runs", "Runs"), ("seed", "Seed-report table"), ("memory", "Memory"), ("breakdown", "Memory breakdown"),
+         ("scaling", "Sequence-length scaling"), ("kernels", "Kernel benchmarks"), ("training", "Training"),
+         ("studies", "Studies"))
+SEED_NOTES = ("<p>Memory in GiB (2<sup>30</sup> bytes); activation = peak - static (inference: peak - weights). The "
+              "seed report's numbers (RTX 3080 Laptop, inference, shared process) are shown beside the inference "
+              "rows.</p>")
+
+
+def view_contents(rows: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]],
+                  studies: dict[str, list[go.Figure]], kernels: list[dict[str, Any]]) -> dict[str, str]:
+    """Each view's HTML by its key in VIEWS."""
+    from . import kernel_bench, memory, runs, scaling  # they build on this module's helpers
+
+    return {"runs": runs.runs_section(rows),
+            "seed": SEED_NOTES + render_table(TABLE_HEADER, table_rows(rows)),
+            "memory": figure_divs(memory_figures(rows)) or memory.EMPTY,
+            "breakdown": memory.breakdown_section(rows),
+            "scaling": scaling.scaling_section(rows),
+            "kernels": kernel_bench.kernel_section(kernels),
+            "training": figure_divs(curve_figures(rows, curves))
+            or "<p>No training runs yet: run <code>phasebench run examples/train-stdlib.yaml</code>.</p>",
+            "studies": study_sections(studies)}
+
+
 def build_html(rows: list[dict[str, Any]], title: str = "phasebench report",
                curves: dict[str, list[dict[str, Any]]] | None = None,
-               studies: dict[str, list[go.Figure]] | None = None, refresh_s: int | None = None) -> str:
+               studies: dict[str, list[go.Figure]] | None = None, refresh_s: int | None = None,
+               kernels: list[dict[str, Any]] | None = None) -> str:
     """The report; `curves` maps a training run's id to its metrics (orchestrator.store Store.metrics),
-    `studies` a study name to its figures (dashboards.study); `refresh_s` reloads the page (live view)."""
+    `studies` a study name to its figures (dashboards.study), `kernels` holds bench/kernels.py results
+    (dashboards.sources.read_kernels); `refresh_s` reloads the page (live view)."""
     batches = ", ".join(sorted({html.escape(str(r["batch"])) for r in rows})) or "none"
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
-    plots = figure_divs(memory_figures(rows))
-    training = figure_divs(curve_figures(rows, curves or {})) or \
-        "<p>No training runs yet: run <code>phasebench run examples/train-stdlib.yaml</code>.</p>"
-    empty = "" if rows else "<p>No runs yet: run <code>phasebench run examples/quickstart.yaml</code>.</p>"
+    contents = view_contents(rows, curves or {}, studies or {}, kernels or [])
+    nav = "".join(f'<a href="#pb-{key}">{name}</a>' for key, name in VIEWS)
+    views = "".join(f'<section class="pb-view" id="pb-{key}"><h2>{name}</h2>{contents[key]}</section>'
+                    for key, name in VIEWS)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>{refresh}
+<link rel="icon" href="data:,">
 <script type="text/javascript">{get_plotlyjs()}</script>
-<style>body{{font-family:sans-serif;margin:2em}} .pb-table{{border-collapse:collapse;font-size:13px}}
-.pb-table td,.pb-table th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}</style></head>
-<body><h1>{html.escape(title)}</h1><p>Batches: {batches}. Memory in GiB (2<sup>30</sup> bytes); activation = peak - static
-(inference: peak - weights). The seed report's numbers (RTX 3080 Laptop, inference, shared process) are shown
-beside the inference rows.</p>{empty}
-<h2>Seed-report table</h2>{render_table(TABLE_HEADER, table_rows(rows))}
-<h2>Memory</h2>{plots}
-<h2>Training</h2>{training}
-<h2>Studies</h2>{study_sections(studies or {})}</body></html>
+<style>{STYLE}</style></head>
+<body><h1>{html.escape(title)}</h1><p>Batches: {batches}.</p><nav>{nav}</nav>
+{views}</body></html>
 """
 
 
 def write_report(rows: list[dict[str, Any]], path: str | Path, title: str = "phasebench report",
                  curves: dict[str, list[dict[str, Any]]] | None = None,
-                 studies: dict[str, list[go.Figure]] | None = None) -> Path:
+                 studies: dict[str, list[go.Figure]] | None = None,
+                 kernels: list[dict[str, Any]] | None = None) -> Path:
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True)
-    path.write_text(build_html(rows, title, curves, studies), encoding="utf-8")
+    path.write_text(build_html(rows, title, curves, studies, kernels=kernels), encoding="utf-8")
     return path

@@ -341,34 +341,50 @@ def dashboard() -> None:
     """Plotly dashboards of stored results."""
 
 
+kernels_option = click.option("--kernels", multiple=True, metavar="FILE",
+                              help="bench/kernels.py JSON to show in the kernel view (repeatable).")
+
+
 @dashboard.command("build")
 @db_option
+@click.option("--from-export", "exports", multiple=True, metavar="FILE",
+              help="Rows written by `results export --format json` (repeatable); the database is then read "
+                   "only when --db (or PHASEBENCH_DB) is given too.")
+@kernels_option
 @click.option("--batch", multiple=True, help="Batch name or id (repeatable; default all).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
-def dashboard_build(db, batch, out) -> None:
+def dashboard_build(db, exports, kernels, batch, out) -> None:
     """Write a self-contained HTML report (plotly.js embedded, works offline)."""
     from dashboards.live import report_html
-    text, n_runs = report_html(db, batch)
+    from dashboards.sources import read_exports, read_kernels
+    exported, benchmarks = read_exports(exports), read_kernels(kernels)
+    text, n_runs = report_html(db, batch, exported=exported, kernels=benchmarks, read_db=bool(db or not exports))
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"--out: cannot write {out}: {exc.strerror}") from None
     click.echo(f"wrote {path} ({n_runs} runs)")
 
 
 @dashboard.command("serve")
 @db_option
+@kernels_option
 @click.option("--batch", multiple=True, help="Batch name or id (repeatable; default all).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--refresh", "refresh_s", default=10, show_default=True, type=click.IntRange(1, 3600),
               help="Seconds between page reloads.")
-def dashboard_serve(db, batch, host, port, refresh_s) -> None:
+def dashboard_serve(db, kernels, batch, host, port, refresh_s) -> None:
     """Serve the report, rebuilt from the database on every load, while batches and studies run."""
     from .store.repository import Store
     from dashboards.live import make_server
+    from dashboards.sources import read_kernels
+    benchmarks = read_kernels(kernels)  # read once: a bad file is a one-line error now
     Store(db, create=False).close()  # a missing or old database is a one-line error now, not per request
     try:
-        server = make_server(db, batch, host, port, refresh_s)
+        server = make_server(db, batch, host, port, refresh_s, kernels=benchmarks)
     except OSError as exc:
         raise UserError(f"--port: cannot listen on {host}:{port}: {exc.strerror}") from None
     click.echo(f"serving http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")

@@ -84,8 +84,8 @@ def drain_metrics(queue) -> dict[str, list[dict[str, Any]]]:
 
 def task_options(config: dict[str, Any], max_retries: int) -> dict[str, Any]:
     """Ray options of a run's task: GPUs, CPUs, custom resources, accelerator type, retries."""
-    gpus = float(config["num_gpus"]) if config["device"] == "cuda" else 0.0
-    options = {"num_gpus": gpus, "num_cpus": float(config["num_cpus"]), "max_retries": max_retries}
+    gpus, cpus = Capacity.needs(config)
+    options = {"num_gpus": gpus, "num_cpus": cpus, "max_retries": max_retries}
     if config.get("resources"):
         options["resources"] = dict(config["resources"])
     if config.get("accelerator_type"):

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 import yaml
 
 from orchestrator import api
+from orchestrator.runner import Capacity, task_options
 
 TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 32,
         "steps": 2, "warmup_steps": 1}
@@ -146,3 +147,19 @@ def test_a_stale_ray_address_file_does_not_capture_the_driver(tmp_path, sqlite_u
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _count(sqlite_url, "SELECT count(*) FROM pb_results WHERE status = 'ok'") == 1
+
+
+def test_half_gpu_runs_pack_two_per_gpu_and_the_ray_options_say_so():
+    half = {"device": "cuda", "num_gpus": 0.5, "num_cpus": 1}
+    assert task_options(half, max_retries=2) == {"num_gpus": 0.5, "num_cpus": 1.0, "max_retries": 2}
+    capacity = Capacity(gpus=1, cpus=8)
+    admitted = 0
+    while capacity.fits(half):
+        capacity.take(half)
+        admitted += 1
+    assert admitted == 2
+    capacity.take(half, sign=-1)
+    assert capacity.fits(half)
+    cpu_run = {"device": "cpu", "num_gpus": 0.5, "num_cpus": 1}  # a CPU run never holds a GPU
+    assert task_options(cpu_run, max_retries=0)["num_gpus"] == 0.0
+    assert Capacity(gpus=1, cpus=8).impossible({"device": "cuda", "num_gpus": 2, "num_cpus": 1}).startswith("needs 2 GPU")

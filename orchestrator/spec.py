@@ -1,7 +1,8 @@
 """Batch specs: YAML -> validated, resolved run configs with stable hashes.
 
-A spec has `name`, optional `description`, `defaults`, an optional `cases` list of partial configs and
-a `grid` whose list-valued fields expand to the cartesian product, crossed with the cases. Each resolved
+A spec has `name`, optional `description`, `defaults`, optional `cases` (a list of partial configs, or a
+mapping of named lists of partial configs that are crossed with each other) and a `grid` whose
+list-valued fields expand to the cartesian product, crossed with the cases. Each resolved
 config is a flat dict: the run fields below plus the model's knobs, with every default filled in.
 Validation is complete before anything is written; every error is a :class:`ConfigError` naming the
 field and the value.
@@ -205,18 +206,45 @@ def check_name_and_description(data: dict[str, Any], what: str) -> tuple[str, st
     return name.strip(), description
 
 
-def _check_top_level(data: dict[str, Any]) -> tuple[str, str, dict, list[dict], dict[str, list]]:
+#: one case axis: (label for errors, partial config) per entry
+CaseAxis = list[tuple[str, dict[str, Any]]]
+
+
+def _case_axes(cases: Any) -> list[CaseAxis]:
+    """`cases` as axes to cross: a list is one axis; a mapping names several (e.g. sizes x lengths)."""
+    if cases is None:
+        return [[("config", {})]]
+    if isinstance(cases, list) and cases:
+        return [[(f"cases[{i}]", as_mapping(case, f"cases[{i}]")) for i, case in enumerate(cases)]]
+    if isinstance(cases, dict) and cases:
+        axes = []
+        for axis, entries in cases.items():
+            if not isinstance(entries, list) or not entries:
+                raise ConfigError(f"cases.{axis}", entries, "must be a non-empty list of mappings")
+            axes.append([(f"cases.{axis}[{i}]", as_mapping(case, f"cases.{axis}[{i}]"))
+                         for i, case in enumerate(entries)])
+        return axes
+    raise ConfigError("cases", cases, "must be a non-empty list of mappings, or a mapping of named such lists")
+
+
+def _merge_cases(combo: tuple[tuple[str, dict[str, Any]], ...]) -> tuple[str, dict[str, Any]]:
+    """One entry per case axis -> (label, merged partial config); a field set by two axes is an error."""
+    merged: dict[str, Any] = {}
+    for label, case in combo:
+        for key in case:
+            if key in merged:
+                raise ConfigError(f"{label}.{key}", case[key], "is also set by another cases axis")
+        merged |= case
+    return " x ".join(label for label, _ in combo), merged
+
+
+def _check_top_level(data: dict[str, Any]) -> tuple[str, str, dict, list[CaseAxis], dict[str, list]]:
     for key in data:
         if key not in SPEC_KEYS:
             raise ConfigError(str(key), data[key], f"unknown spec key; expected one of {', '.join(SPEC_KEYS)}")
     name, description = check_name_and_description(data, "batch")
     defaults = as_mapping(data.get("defaults"), "defaults")
-    cases = data.get("cases")
-    if cases is None:
-        cases = [{}]
-    elif not isinstance(cases, list) or not cases:
-        raise ConfigError("cases", cases, "must be a non-empty list of mappings")
-    cases = [as_mapping(case, f"cases[{i}]") for i, case in enumerate(cases)]
+    case_axes = _case_axes(data.get("cases"))
     grid = as_mapping(data.get("grid"), "grid")
     axes = {}
     for key, values in grid.items():
@@ -226,7 +254,7 @@ def _check_top_level(data: dict[str, Any]) -> tuple[str, str, dict, list[dict], 
         axes[key] = values
     if not axes and data.get("cases") is None:
         raise ConfigError("grid", data.get("grid"), "is empty and there are no cases: the spec defines no run")
-    return name, description, defaults, cases, axes
+    return name, description, defaults, case_axes, axes
 
 
 def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
@@ -311,19 +339,21 @@ def config_hash(config: dict[str, Any]) -> str:
 
 def expand(data: dict[str, Any], allow_large: bool = False) -> Spec:
     """Validate a parsed spec and expand it into resolved runs (no side effects)."""
-    name, description, defaults, cases, axes = _check_top_level(data)
-    count = len(cases) * math.prod(len(v) for v in axes.values())
+    name, description, defaults, case_axes, axes = _check_top_level(data)
+    n_cases = math.prod(len(axis) for axis in case_axes)
+    count = n_cases * math.prod(len(v) for v in axes.values())
     if count > MAX_CONFIGS and not allow_large:
         raise ConfigError("grid", f"{count} configs", f"expands to more than {MAX_CONFIGS:,} configs; pass --yes to run it")
     keys = list(axes)
     runs, seen = [], {}
-    for case_index, case in enumerate(cases):
+    for combo in itertools.product(*case_axes):
+        label, case = _merge_cases(combo)
         for point in itertools.product(*(axes[k] for k in keys)):
             merged = defaults | case | dict(zip(keys, point))
             try:
                 resolved, params = resolve_config(merged)
             except ConfigError as exc:
-                where = f"cases[{case_index}]" if len(cases) > 1 else "config"
+                where = label if n_cases > 1 else "config"
                 grid_part = ", ".join(f"{k}={v}" for k, v in zip(keys, point))
                 raise ConfigError(exc.field, exc.value, f"{exc.message} [{where}{' ' + grid_part if grid_part else ''}]") from None
             digest = config_hash(resolved)

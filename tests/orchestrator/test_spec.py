@@ -1,10 +1,14 @@
 """Spec validation, grid expansion and hash stability."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec import config_hash, expand, load_yaml, parse_yaml
+from orchestrator.spec import config_hash, expand, load_spec, load_yaml, parse_yaml
+
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = {"vocab_size": 256, "d_model": 64, "n_layers": 2, "n_heads": 4, "device": "cpu"}
 
@@ -27,6 +31,13 @@ BAD_SPECS = [
     (spec(defaults=[1, 2]), "defaults: must be a mapping"),
     (spec(cases=[]), "cases: must be a non-empty list"),
     (spec(cases=[3]), "cases[0]: must be a mapping"),
+    (spec(cases={}), "cases: must be a non-empty list"),
+    (spec(cases={"size": []}), "cases.size: must be a non-empty list of mappings"),
+    (spec(cases={"size": [{"d_model": 64}], "length": [7]}), "cases.length[0]: must be a mapping"),
+    (spec(cases={"size": [{"d_model": 64}], "length": [{"seq_len": 8}, {"seq_len": 16, "d_model": 32}]}),
+     "cases.length[1].d_model: is also set by another cases axis"),
+    (spec(cases={"size": [{"d_model": 64}], "length": [{"seq_len": 8}, {"n_heads": 3}]}),
+     "n_heads: must divide d_model=64 [cases.size[0] x cases.length[1] model=transformer] (got 3)"),
     (spec(grid={"model": []}), "grid.model: is an empty list"),
     ({"name": "t", "defaults": TINY}, "grid: is empty and there are no cases"),
     (spec(grid={"model": ["gpt5"]}), "model: unknown model"),
@@ -83,6 +94,23 @@ def test_grid_crosses_cases():
     assert [r.index for r in runs] == list(range(8))
     assert {(r.config["d_model"], r.model, r.config["mode"]) for r in runs} == {
         (d, m, mode) for d in (64, 128) for m in ("transformer", "phase7-seed") for mode in ("inference", "train")}
+
+
+def test_named_case_axes_cross_each_other_and_the_grid():
+    sizes = [{"model": "transformer", "d_model": 64, "n_layers": 2}, {"model": "phase7", "d_model": 32, "n_layers": 1}]
+    lengths = [{"seq_len": 64, "batch_size": 4}, {"seq_len": 128, "batch_size": 2}, {"seq_len": 256, "batch_size": 1}]
+    runs = expand(spec(cases={"size": sizes, "length": lengths}, grid={"mode": ["inference", "train"]})).runs
+    assert len(runs) == 2 * 3 * 2
+    got = [(r.model, r.config["d_model"], r.config["seq_len"], r.config["batch_size"], r.config["mode"]) for r in runs]
+    assert got == [(s["model"], s["d_model"], n["seq_len"], n["batch_size"], mode)
+                   for s in sizes for n in lengths for mode in ("inference", "train")]
+    assert all(r.config["seq_len"] * r.config["batch_size"] == 256 for r in runs)
+
+
+def test_named_case_axes_count_against_the_limit_before_expanding():
+    many = [{"seed": i} for i in range(200)]
+    with pytest.raises(ConfigError, match="expands to more than 10,000 configs"):
+        expand(spec(cases={"a": many, "b": [{"warmup_steps": i} for i in range(51)]}))
 
 
 def test_scalar_grid_value_is_one_point_and_duplicates_collapse():
@@ -151,3 +179,22 @@ def test_yaml_anchors_for_shared_defaults_still_work():
     text = "name: t\ndefaults: &d {vocab_size: 256, d_model: 64, n_layers: 2, n_heads: 4, device: cpu}\n" \
            "cases: [{<<: *d, seq_len: 32}]\ngrid: {model: [transformer]}\n"
     assert expand(parse_yaml(text)).runs[0].config["seq_len"] == 32
+
+
+BATCH_EXAMPLES = sorted(p for p in (REPO / "examples").glob("*.yaml") if not p.name.startswith("study-"))
+
+
+@pytest.mark.parametrize("path", BATCH_EXAMPLES, ids=[p.stem for p in BATCH_EXAMPLES])
+def test_every_batch_example_validates(path):
+    assert load_spec(path).runs
+
+
+def test_long_context_sizes_match_and_tokens_per_step_is_constant():
+    runs = load_spec(REPO / "examples" / "long-context.yaml").runs
+    assert len(runs) == 6 * 6 * 3
+    assert {r.config["seq_len"] * r.config["batch_size"] for r in runs} == {32768}
+    assert {r.config["seq_len"] for r in runs} == {512, 1024, 2048, 4096, 8192, 16384}
+    for d_model in (1024, 2048):
+        params = {r.params for r in runs if r.config["d_model"] == d_model}
+        assert {r.model for r in runs if r.config["d_model"] == d_model} == {"transformer", "phase7", "phase8"}
+        assert max(params) / min(params) <= 1.05, params

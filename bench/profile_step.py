@@ -1,0 +1,114 @@
+"""Where a training (or inference) step spends its time: torch.profiler over a few steps of one config.
+
+    python bench/profile_step.py --set model=phase8 d_model=2048 n_layers=16 n_heads=32 vocab_size=50257 \
+        seq_len=16384 batch_size=2 precision=amp_bf16 device=cuda --out results/long-context/profile-phase8-16k
+
+The config is any run config of a spec (validated the same way); the step is the benchmark job's own
+(`orchestrator.measure.BenchmarkJob.step`: forward, loss, backward and the fused AdamW step in `train`).
+After `--warmup` steps, `--steps` steps run under the profiler. Prints the top `--top` operators by self
+time on the device (CUDA kernels on a GPU, CPU ops otherwise) with their share of the total, and writes
+`OUT.json` (rows + environment + config) and `OUT.txt` (the table); `--trace` also writes a Chrome trace.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.environment import collect  # noqa: E402
+from orchestrator.errors import ConfigError  # noqa: E402
+from orchestrator.measure import BenchmarkJob  # noqa: E402
+from orchestrator.spec import resolve_config  # noqa: E402
+
+
+def parse_settings(pairs: list[str]) -> dict:
+    """`key=value` pairs, values read as YAML scalars (numbers, booleans, strings)."""
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError("--set", pair, "expected key=value")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
+def profile_steps(config: dict, warmup: int, steps: int):
+    """Run the benchmark job's step `warmup` times, then `steps` times under the profiler."""
+    job = BenchmarkJob(config)
+    job.prepare_device()
+    model = job.build()
+    model.train(config["mode"] != "inference")
+    optimizer = job.make_optimizer(model)
+    generator = torch.Generator().manual_seed(config["seed"])
+    ids = torch.randint(0, job.model_config.vocab_size, (config["batch_size"], config["seq_len"]),
+                        generator=generator).to(job.device)
+    for _ in range(warmup):
+        job.step(model, ids, optimizer)
+    job.synchronize()
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if job.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            job.step(model, ids, optimizer)
+        job.synchronize()
+    return prof, job.device.type
+
+
+def top_rows(prof, device_type: str, top: int, steps: int) -> list[dict]:
+    """The operators with the most self time on `device_type`, per step, with their share."""
+    attr = "self_device_time_total" if device_type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr) > 0]
+    total = sum(getattr(e, attr) for e in events)
+    events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    return [{"name": e.key, "calls_per_step": e.count / steps, "ms_per_step": getattr(e, attr) / 1e3 / steps,
+             "share": getattr(e, attr) / total} for e in events[:top]]
+
+
+def render(rows: list[dict], total_ms: float) -> str:
+    lines = [f"{'share':>6}  {'ms/step':>9}  {'calls':>6}  name", "-" * 80]
+    lines += [f"{r['share']:6.1%}  {r['ms_per_step']:9.3f}  {r['calls_per_step']:6.0f}  {r['name'][:120]}"
+              for r in rows]
+    lines.append(f"self time on the device per step (all operators): {total_ms:.3f} ms")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="run config fields")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--out", type=pathlib.Path, help="write OUT.json and OUT.txt")
+    parser.add_argument("--trace", type=pathlib.Path, help="also write a Chrome trace here")
+    args = parser.parse_args(argv)
+    try:
+        config, _ = resolve_config({"mode": "train"} | parse_settings(args.set))
+    except ConfigError as exc:
+        parser.error(str(exc))
+    prof, device_type = profile_steps(config, args.warmup, args.steps)
+    attr = "self_device_time_total" if device_type == "cuda" else "self_cpu_time_total"
+    total_ms = sum(getattr(e, attr) for e in prof.key_averages()) / 1e3 / args.steps
+    rows = top_rows(prof, device_type, args.top, args.steps)
+    table = render(rows, total_ms)
+    print(table)
+    if args.trace:
+        prof.export_chrome_trace(str(args.trace))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        report = {"command": " ".join([sys.executable, *sys.argv]), "config": config, "device_type": device_type,
+                  "steps": args.steps, "total_ms_per_step": total_ms, "rows": rows,
+                  "environment": collect(config["device"])}
+        args.out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+        args.out.with_suffix(".txt").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

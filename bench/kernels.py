@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 SIZES = [512, 1024, 2048, 4096, 8192, 16384]
-OPS = ["scan", "linear_attn", "poincare_exp0", "poincare_log0", "poincare_mobius_add", "window_attn"]
+OPS = ["scan", "bk_core", "linear_attn", "poincare_exp0", "poincare_log0", "poincare_mobius_add", "window_attn"]
 
 
 # ----------------------------------------------------------------------------------------- timing
@@ -69,14 +69,15 @@ def copy_bandwidth(device, quick):
 
 # ----------------------------------------------------------------------------------------- cases
 def _fwd_bwd(fn, inputs):
+    """fn's forward and backward (fn returns a tensor or a tuple of tensors) with fixed random cotangents."""
     def run():
-        out = fn()
-        out.backward(grads[0])
+        outs = fn()
+        torch.autograd.backward(outs if isinstance(outs, tuple) else (outs,), grads)
         for t in inputs:
             t.grad = None
 
-    out = fn()
-    grads = [torch.randn_like(out)]
+    outs = fn()
+    grads = [torch.randn_like(o) for o in (outs if isinstance(outs, tuple) else (outs,))]
     return run
 
 
@@ -106,6 +107,21 @@ def case_scan(n, device, dtype, quick):
     shape = {"B": B, "C": C, "N": n, "dtype": "float32"}
     # fwd: read a, b, write h; bwd: read a, h, dh, write da, db
     return shape, impls, anchors, (a, b), 3 * numel * 4, 8 * numel * 4
+
+
+def case_bk_core(n, device, dtype, quick):
+    from kernels.bk_core import bk_core_parallel
+    from kernels.bk_core.triton import bk_core_triton
+
+    B, C = (2, 8) if quick else (16, 64)
+    v = torch.randn(B, n, C, device=device).requires_grad_()
+    h0, beta = (torch.randn(C, device=device) * 0.1).requires_grad_(), (torch.rand(C, device=device) + 0.5).requires_grad_()
+    z_re, z_im = torch.zeros(C, device=device).requires_grad_(), (torch.rand(C, device=device) + 0.5).requires_grad_()
+    args = (v, h0, beta, z_re, z_im)
+    impls = {"triton": lambda: bk_core_triton(*args), "torch_ref": lambda: bk_core_parallel(*args)}
+    shape = {"B": B, "N": n, "C": C, "dtype": "float32", "causal": True}
+    # fwd: read v, write g_re, g_im; bwd: read g_re, g_im, dg_re, dg_im, write dv (per-channel sums are tiny)
+    return shape, impls, {}, args, 3 * v.numel() * 4, 8 * v.numel() * 4
 
 
 def case_linear_attn(n, device, dtype, quick):
@@ -192,13 +208,14 @@ def case_window_attn(n, device, dtype, quick):
 
 CASES = {
     "scan": lambda n, dev, dt, quick: case_scan(n, dev, dt, quick),
+    "bk_core": case_bk_core,
     "linear_attn": case_linear_attn,
     "poincare_exp0": lambda n, dev, dt, quick: _case_poincare("exp0", n, dev, dt, quick),
     "poincare_log0": lambda n, dev, dt, quick: _case_poincare("log0", n, dev, dt, quick),
     "poincare_mobius_add": lambda n, dev, dt, quick: _case_poincare("mobius_add", n, dev, dt, quick),
     "window_attn": case_window_attn,
 }
-DTYPES = {"scan": torch.float32, "linear_attn": torch.bfloat16, "poincare_exp0": torch.float32,
+DTYPES = {"scan": torch.float32, "bk_core": torch.float32, "linear_attn": torch.bfloat16, "poincare_exp0": torch.float32,
           "poincare_log0": torch.float32, "poincare_mobius_add": torch.float32, "window_attn": torch.bfloat16}
 
 

@@ -126,8 +126,10 @@ def study_sections(studies: dict[str, list[go.Figure]]) -> str:
 
 
 STYLE = """body{font-family:sans-serif;margin:2em} nav a{margin-right:1em}
-.pb-table{border-collapse:collapse;font-size:13px} .pb-table td,.pb-table th{border:1px solid #ccc;padding:3px 6px;text-align:right}
-#pb-runs tbody tr{cursor:pointer} #pb-runs tbody tr:hover{background:#eef2ff} #pb-runs tbody tr.pb-selected{background:#d6e0ff}
+.pb-table{border-collapse:collapse;font-size:13px}
+.pb-table td,.pb-table th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+#pb-run-table tbody tr{cursor:pointer} #pb-run-table tbody tr:hover{background:#eef2ff}
+#pb-run-table tbody tr.pb-selected{background:#d6e0ff}
 .pb-filters label{margin-right:1em} .pb-detail{border:1px solid #99a;padding:0 1em 1em;margin-top:1em}
 .pb-detail-tables{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start} .pb-detail .pb-table td{text-align:left}
 .pb-detail pre{white-space:pre-wrap;background:#fee;padding:.5em}"""

@@ -41,10 +41,13 @@ def test_page_is_rebuilt_from_the_database_on_every_load(served):
     assert "&lt;b&gt;live&lt;/b&gt;" in first and "<b>live</b>" not in first
     assert first.count('class="pb-figure"') == 0  # nothing measured yet
     run = store.reset_unfinished(batch.id)[0]
+    environment = {"hostname": "vm", "device": "cpu", "torch": "9.9.9-test", "triton": None, "driver": None,
+                   "python": "3.12", "git_commit": "c0ffee", "git_dirty": False, "details": {"platform": "linux"}}
     store.record_result(run.id, {"status": "ok", "phase": "done", "params": 10, "weights_bytes": 2**20,
-                                 "activation_bytes": 2**19, "tokens_per_s": 5.0})
+                                 "activation_bytes": 2**19, "tokens_per_s": 5.0, "environment": environment})
     second = get(base + "/")
-    assert second.count('class="pb-figure"') == 1  # the new result is there without restarting anything
+    assert second.count('class="pb-figure"') == 2  # the new result is there without restarting anything
+    assert "9.9.9-test" in second and "from the result database" in second  # the stored environment, in details
 
 
 def test_only_the_report_is_served_and_only_on_loopback(served):

@@ -65,7 +65,7 @@ def test_html_is_valid_self_contained_and_escaped(tmp_path):
     assert evil not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "plotly" in parser.scripts[0].lower() and len(parser.scripts[0]) > 1_000_000  # plotly.js embedded
     assert "cdn" not in text.split("</script>", 1)[1].lower()  # nothing loaded from the network
-    assert text.count('class="pb-figure"') == 1
+    assert text.count('class="pb-figure"') == 2  # memory bars and the stacked breakdown
 
 
 def test_empty_report_says_what_to_run():

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import orchestrator.runner
-from dashboards import report
+from dashboards import memory, report, runs, scaling
+from orchestrator import api
 from orchestrator.cli import main
 from orchestrator.errors import UserError
 from orchestrator.spec import ResolvedRun, Spec, expand
@@ -324,17 +325,26 @@ class Collector(HTMLParser):
             self.text.append(data)
 
 
+def row_figures(rows: list[dict]) -> int:
+    """How many figures the report draws from result rows (memory, breakdown, scaling)."""
+    return len(report.memory_figures(rows)) + len(memory.breakdown_figures(rows)) + len(scaling.scaling_figures(rows))
+
+
 def check_page(page: str, expected_figures: int) -> Collector:
     parser = Collector()
     parser.feed(page)
     parser.close()
     assert not [a for a in parser.attrs if a[1].lower().startswith("on")], "event-handler attribute in the page"
-    assert not [a for a in parser.attrs if (a[2] or "").strip().lower().startswith("javascript:")]
+    # a javascript: URL only runs where the browser navigates to it; in data-* or an option value it is text
+    assert not [a for a in parser.attrs if a[1].lower() in ("href", "src", "action", "formaction")
+                and (a[2] or "").strip().lower().startswith("javascript:")]
     assert not {"img", "svg", "iframe", "object", "embed"} & set(parser.tags), set(parser.tags)
-    # one script for plotly.js, then one Plotly.newPlot per figure, nothing else
-    assert len(parser.scripts) == 1 + expected_figures, len(parser.scripts)
-    assert "plotly" in parser.scripts[0].lower() and len(parser.scripts[0]) > 1_000_000
-    for body in parser.scripts[1:]:
+    # one script for plotly.js, one Plotly.newPlot per figure and the run table's fixed script, nothing else
+    own = [body for body in parser.scripts if body == runs.SCRIPT]
+    plots = [body for body in parser.scripts if body != runs.SCRIPT]
+    assert len(own) == 1 and len(plots) == 1 + expected_figures, (len(own), len(plots))
+    assert "plotly" in plots[0].lower() and len(plots[0]) > 1_000_000
+    for body in plots[1:]:
         assert "Plotly.newPlot(" in body
         # data inside the figure's JSON: nothing that could end or re-open a script, or hide its end tag
         assert "<script" not in body.lower() and "</script" not in body.lower() and "<!--" not in body
@@ -375,12 +385,12 @@ def test_report_escapes_user_strings(tmp_path):
         curves_figures = len(report.curve_figures(rows, kwargs["curves"]))
     report.write_report(rows, out, title=XSS[3], **kwargs)
     page = out.read_text(encoding="utf-8")
-    figures = len(report.memory_figures(rows)) + curves_figures
-    assert figures >= 1
+    figures = row_figures(rows) + curves_figures
+    assert figures >= 2
     parser = check_page(page, figures)
     text = "".join(parser.text)
     assert XSS[0] in text and XSS[3] in text  # shown as text, not dropped
-    assert page.count("<script") == 1 + figures
+    assert page.count("<script") == 2 + figures  # plotly.js, the run table's script, one per figure
 
 
 def test_dashboard_build_escapes_a_hostile_batch_name(tmp_path, work):
@@ -395,7 +405,7 @@ def test_dashboard_build_escapes_a_hostile_batch_name(tmp_path, work):
         store.close()
     code, out, err = call("dashboard", "build", "--db", url, "--batch", str(batch.id), "--out", "r.html")
     assert code == 0, err
-    parser = check_page((work / "r.html").read_text(encoding="utf-8"), expected_figures=1)
+    parser = check_page((work / "r.html").read_text(encoding="utf-8"), expected_figures=row_figures(api.results(url)))
     assert XSS[3] in "".join(parser.text)
 
 

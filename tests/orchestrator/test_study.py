@@ -11,9 +11,11 @@ import sys
 import tempfile
 import time
 import uuid
+import wsgiref.util
 from pathlib import Path
 
 import optuna
+import optuna_dashboard
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -221,6 +223,24 @@ def test_multi_objective_study_shares_one_database_with_phasebench(local_ray, db
     assert code == 0, err
     assert "<h3>pareto</h3>" in text and "Optimisation history" in text and text.count('class="pb-figure"') >= 3
 
+    # the same database opens in optuna-dashboard unchanged (its WSGI app, what `optuna-dashboard URL` serves)
+    app = optuna_dashboard.wsgi(db_url)
+    listed = wsgi_json(app, "/api/studies")["study_summaries"]
+    assert [(s["study_name"], s["directions"]) for s in listed] == [("pareto", ["maximize", "minimize"])]
+    detail = wsgi_json(app, f"/api/studies/{listed[0]['study_id']}")
+    assert len(detail["trials"]) == 3 and {t["state"] for t in detail["trials"]} == {"Complete"}
+    assert {t["number"] for t in detail["best_trials"]} == {r["number"] for r in front}
+
+
+def wsgi_json(app, path: str) -> dict:
+    """GET `path` from a WSGI app; its JSON body (asserting 200)."""
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path}
+    wsgiref.util.setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda code, headers, exc_info=None: status.append(code)))
+    assert status[0].startswith("200"), (path, status, body[:500])
+    return json.loads(body)
+
 
 def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, db_url):
     data = make("faults", {"fault": {"choices": ["none", "exit"]}, "n_heads": {"choices": [2, 3]}},
@@ -287,6 +307,22 @@ def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, 
     assert query(db_url, "SELECT status FROM pb_batches WHERE name = 'resume'") == [("done",)]
     third = studies.run_study("resume", trials=total, parallel=2, db=db_url)
     assert third.counts == {} and third.total == total  # every trial counts toward --trials
+
+
+def test_gp_sampler_drives_a_study_and_without_scipy_is_a_config_error(local_ray, db_url, monkeypatch):
+    data = make("gp", {"ffn_rank_ratio": {"low": 0.25, "high": 1.0}}, ["maximize params"],
+                sampler={"type": "gp", "seed": 0, "n_startup_trials": 2})
+    spec = studies.create_study(data, db=db_url)
+    assert type(spec.make_sampler()).__name__ == "GPSampler"
+    outcome = studies.run_study("gp", trials=4, parallel=1, db=db_url)
+    assert outcome.counts == {"COMPLETE": 4}
+    trials = optuna.load_study(study_name="gp", storage=db_url).trials
+    assert all(0.25 <= t.params["ffn_rank_ratio"] <= 1.0 for t in trials)
+    assert len({t.params["ffn_rank_ratio"] for t in trials}) == 4  # the model-based trials propose new points
+
+    monkeypatch.setitem(sys.modules, "scipy", None)  # `import scipy` now raises ImportError
+    with pytest.raises(ConfigError, match="sampler.type: needs scipy"):
+        studies.create_study(data | {"name": "gp-no-scipy"}, db=db_url)
 
 
 def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):

@@ -1,0 +1,166 @@
+"""The run table: one line per run, filtered in the page by GPU, device, mode, model, batch and status,
+and a detail view per run (click or Enter on a line): status and error, config, environment, every metric.
+
+The filters are plain JavaScript embedded in the page (nothing from the network; works from disk); they
+compare the lines' `data-*` attributes with the chosen values and remember the choice for the session,
+so the live page's reloads keep it. The details are rendered here, escaped, and only shown by the script.
+"""
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from orchestrator.store.schema import METRIC_COLUMNS
+
+from .report import config_label, gib, render_table
+
+FILTERS = (("gpu", "GPU"), ("device", "device"), ("mode", "mode"), ("model", "model"), ("batch", "batch"),
+           ("status", "status"))
+HEADER = ["batch", "#", "model", "mode", "device", "GPU", "config", "status", "peak GiB", "tokens/s"]
+RUN_KEYS = ("run_id", "batch", "batch_id", "index", "status", "phase", "attempts", "config_hash", "reused_run_id",
+            "node_id", "study_name", "trial_number", "started_at", "finished_at")
+ENV_KEYS = ("gpu_name", "gpu_count", "driver", "cuda", "torch", "triton", "python", "hostname", "git_commit",
+            "git_dirty")
+ROW_ENV_KEYS = ("gpu_name", "hostname", "git_commit")  # what a result row carries without the store
+EMPTY = "<p>No runs yet: run <code>phasebench run examples/quickstart.yaml</code>.</p>"
+
+SCRIPT = """
+(function () {
+  var table = document.getElementById("pb-run-table");
+  if (!table) { return; }
+  var lines = Array.prototype.slice.call(table.tBodies[0].rows);
+  var selects = Array.prototype.slice.call(document.querySelectorAll("select[data-filter]"));
+  var details = Array.prototype.slice.call(document.querySelectorAll(".pb-detail"));
+  var count = document.getElementById("pb-run-count");
+  var state = {filters: {}, run: null};
+
+  function remember() {
+    try { sessionStorage.setItem("pb-runs", JSON.stringify(state)); } catch (e) { /* storage off: no memory */ }
+  }
+  function recalled() {
+    try { return JSON.parse(sessionStorage.getItem("pb-runs")) || state; } catch (e) { return state; }
+  }
+  function matches(line, filters) {
+    return Object.keys(filters).every(function (key) {
+      return !filters[key] || line.getAttribute("data-" + key) === filters[key];
+    });
+  }
+  function applyFilters() {
+    var shown = 0;
+    selects.forEach(function (s) { state.filters[s.getAttribute("data-filter")] = s.value; });
+    lines.forEach(function (line) {
+      line.hidden = !matches(line, state.filters);
+      shown += line.hidden ? 0 : 1;
+    });
+    count.textContent = shown + " of " + lines.length + " runs shown";
+    remember();
+  }
+  function showDetail(run) {
+    state.run = run;
+    details.forEach(function (d) { d.hidden = d.getAttribute("data-run") !== run; });
+    lines.forEach(function (line) { line.classList.toggle("pb-selected", line.getAttribute("data-run") === run); });
+    remember();
+  }
+  function lineOf(event) {
+    var line = event.target.closest("tr");
+    return line && line.parentNode === table.tBodies[0] ? line : null;
+  }
+  table.tBodies[0].addEventListener("click", function (event) {
+    var line = lineOf(event);
+    if (line) { showDetail(line.getAttribute("data-run")); }
+  });
+  table.tBodies[0].addEventListener("keydown", function (event) {
+    var line = lineOf(event);
+    if (line && event.key === "Enter") { showDetail(line.getAttribute("data-run")); }
+  });
+  selects.forEach(function (s) { s.addEventListener("change", applyFilters); });
+  var saved = recalled();
+  selects.forEach(function (s) {
+    var value = (saved.filters || {})[s.getAttribute("data-filter")];
+    if (value && Array.prototype.some.call(s.options, function (o) { return o.value === value; })) { s.value = value; }
+  });
+  applyFilters();
+  if (saved.run !== null && saved.run !== undefined) { showDetail(String(saved.run)); }
+})();
+"""
+
+
+def filter_value(row: dict[str, Any], key: str) -> str:
+    """The value a filter compares (the GPU of a CPU run is "none")."""
+    return (row.get("gpu_name") or "none") if key == "gpu" else str(row[key])
+
+
+def filter_options(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    return {key: sorted({filter_value(r, key) for r in rows}) for key, _ in FILTERS}
+
+
+def row_attributes(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"data-run": str(i), "tabindex": "0", **{f"data-{key}": filter_value(r, key) for key, _ in FILTERS}}
+            for i, r in enumerate(rows)]
+
+
+def run_line(row: dict[str, Any]) -> list[str]:
+    tokens = row.get("tokens_per_s")
+    return [str(row["batch"]), str(row.get("index", "-")), row["model"], row["mode"], row["device"],
+            row.get("gpu_name") or "-", config_label(row), row["status"], gib(row.get("peak_bytes")),
+            "-" if tokens is None else f"{tokens:,.0f}"]
+
+
+def filter_controls(rows: list[dict[str, Any]]) -> str:
+    options = filter_options(rows)
+    controls = "".join(
+        f'<label>{label} <select data-filter="{key}"><option value="">all</option>'
+        + "".join(f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in options[key])
+        + "</select></label> " for key, label in FILTERS)
+    return f'<div class="pb-filters">{controls}<span id="pb-run-count"></span></div>'
+
+
+def shown(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    if key.endswith("_bytes") and isinstance(value, int):
+        return f"{value:,} B ({gib(value)} GiB)"
+    return str(value)
+
+
+def field_table(title: str, fields: dict[str, Any]) -> str:
+    table = render_table(["field", "value"], [[k, shown(k, v)] for k, v in fields.items()])
+    return f"<div><h4>{html.escape(title)}</h4>{table}</div>"
+
+
+def environment_of(row: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(The run's environment, a note on where it comes from): the store's record when gathered from a
+    database, else the few fields a result row carries."""
+    env = row.get("environment")
+    if env:
+        return {k: env.get(k) for k in ENV_KEYS} | (env.get("details") or {}), "from the result database"
+    return ({k: row.get(k) for k in ROW_ENV_KEYS},
+            "from the result row only: exports carry gpu_name, hostname and git_commit, not driver, torch or triton")
+
+
+def detail(row: dict[str, Any], run: int) -> str:
+    """The detail view of one run (hidden until its line is chosen)."""
+    env, source = environment_of(row)
+    error = f"<pre>{html.escape(row['error'])}</pre>" if row.get("error") else ""
+    title = (f"{row['batch']} #{row.get('index', '-')}: {row['model']}, mode {row['mode']}, "
+             f"{row.get('gpu_name') or row['device']}, status {row['status']}")
+    tables = (field_table("run", {k: row.get(k) for k in RUN_KEYS})
+              + field_table("config", row["config"])
+              + field_table(f"environment ({source})", env)
+              + field_table("metrics", {k: row.get(k) for k in METRIC_COLUMNS})
+              + field_table("extra", row.get("extra") or {}))
+    return (f'<div class="pb-detail" data-run="{run}" hidden><h3>Run {html.escape(title)}</h3>{error}'
+            f'<div class="pb-detail-tables">{tables}</div></div>')
+
+
+def runs_section(rows: list[dict[str, Any]]) -> str:
+    """Filters, the run table and every run's detail view, with the script that ties them together."""
+    if not rows:
+        return EMPTY
+    table = render_table(HEADER, [run_line(r) for r in rows], row_attrs=row_attributes(rows), table_id="pb-run-table")
+    details = "".join(detail(r, i) for i, r in enumerate(rows))
+    return (f"{filter_controls(rows)}<p>Click a run (or focus it and press Enter) for its details.</p>{table}"
+            f'<div id="pb-details">{details}</div><script>{SCRIPT}</script>')

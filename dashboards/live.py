@@ -38,7 +38,7 @@ def database_data(db: str | None, batches: tuple[str, ...]) -> tuple[list[dict[s
     from orchestrator import study as studies
     from orchestrator.store.repository import Store
 
-    from .study import study_figures
+    from .study import run_context, study_figures
 
     rows = api.results(db, batch=batches)
     store = Store(db, create=False)
@@ -47,8 +47,10 @@ def database_data(db: str | None, batches: tuple[str, ...]) -> tuple[list[dict[s
         attach_environments(store, rows)
     finally:
         store.close()
-    figures = {name: study_figures(*studies.load(name, db))
-               for name in sorted({r["study_name"] for r in rows if r.get("study_name")})}
+    names = sorted({r["study_name"] for r in rows if r.get("study_name")})
+    figures = {name: study_figures(*studies.load(name, db), where=run_context([r for r in rows
+                                                                                if r.get("study_name") == name]))
+               for name in names}
     return rows, curves, figures
 
 

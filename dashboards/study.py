@@ -138,14 +138,24 @@ def importance_figure(study, objective: int = 0, title: str | None = None) -> go
     return fig
 
 
-def study_figures(study, spec) -> list[go.Figure]:
+def run_context(rows: list[dict[str, Any]]) -> str:
+    """Where a study's runs ran and in which mode, for figure titles: e.g. 'NVIDIA H200, mode inference'."""
+    places = sorted({r.get("gpu_name") or r["device"] for r in rows})
+    modes = sorted({"train (job train)" if r["config"].get("job") == "train" else r["mode"] for r in rows})
+    return f"{' / '.join(places) or 'no runs yet'}, mode {' / '.join(modes) or '-'}"
+
+
+def study_figures(study, spec, where: str = "") -> list[go.Figure]:
     """The figures of one study for the report: history, the Pareto front (several objectives) and
-    parameter importance. `study`, `spec`: as :func:`orchestrator.study.load` returns them."""
+    parameter importance. `study`, `spec`: as :func:`orchestrator.study.load` returns them; `where`
+    (:func:`run_context`) goes into every title."""
     from orchestrator.study import trial_records
 
+    suffix = f" ({where})" if where else ""
     records = trial_records(study, spec)
-    figures = [history_figure(records, spec.objectives)]
+    figures = [history_figure(records, spec.objectives, title=f"Optimisation history{suffix}")]
     if len(spec.objectives) > 1:
-        figures.append(pareto_figure(records, spec.objectives))
-    figures.append(importance_figure(study))
-    return figures
+        figures.append(pareto_figure(records, spec.objectives, title=f"Pareto front per model family{suffix}"))
+    importance = importance_figure(study)
+    importance.update_layout(title=importance.layout.title.text + suffix)
+    return figures + [importance]

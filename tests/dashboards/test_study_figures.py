@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, IntDistribution
 
-from dashboards.study import history_figure, importance_figure, objectives_of, pareto_figure
+from dashboards.study import history_figure, importance_figure, objectives_of, pareto_figure, run_context
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -84,3 +84,10 @@ def test_importance_needs_two_completed_trials():
     fig = importance_figure(_study([(2, "a", 5.0)]))
     assert not fig.data
     assert "needs at least 2 completed trials (1 so far)" in fig.layout.annotations[0].text
+
+
+def test_study_titles_name_the_gpu_and_mode():
+    rows = [{"gpu_name": "NVIDIA H200", "device": "cuda", "mode": "inference", "config": {"job": "benchmark"}},
+            {"gpu_name": None, "device": "cpu", "mode": "train", "config": {"job": "train"}}]
+    assert run_context(rows) == "NVIDIA H200 / cpu, mode inference / train (job train)"
+    assert run_context([]) == "no runs yet, mode -"

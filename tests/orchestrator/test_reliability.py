@@ -40,10 +40,10 @@ def count(url: str, sql: str) -> int:
         engine.dispose()
 
 
-def driver(spec: Path, url: str, *extra: str) -> subprocess.Popen:
+def driver(spawn, spec: Path, url: str, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--db", url, "--no-progress", *extra]
-    return subprocess.Popen(cmd, cwd=spec.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    return spawn(cmd, cwd=spec.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env=os.environ | {"PYTHONPATH": str(REPO)})
 
 
 def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -54,8 +54,8 @@ def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) ->
         time.sleep(0.2)
 
 
-def test_sigkill_driver_then_resume_runs_only_the_unfinished(tmp_path, sqlite_url):
-    proc = driver(spec_file(tmp_path, "killed", 5), sqlite_url, "--max-parallel", "1")
+def test_sigkill_driver_then_resume_runs_only_the_unfinished(tmp_path, sqlite_url, spawn):
+    proc = driver(spawn, spec_file(tmp_path, "killed", 5), sqlite_url, "--max-parallel", "1")
     wait_for(lambda: count(sqlite_url, "SELECT count(*) FROM pb_results") >= 2, 180, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -96,7 +96,7 @@ def test_postgres_restart_mid_batch_loses_and_duplicates_nothing(local_ray, pg_u
     assert count(pg_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 5
 
 
-def test_two_drivers_and_a_study_write_one_database_at_once(db_url, tmp_path):
+def test_two_drivers_and_a_study_write_one_database_at_once(db_url, tmp_path, spawn):
     study = tmp_path / "study.yaml"
     fixed = {k: v for k, v in TINY.items() if k != "seq_len"} | {"model": "phase8-seed"}
     study.write_text(yaml.safe_dump({"name": "beside", "defaults": fixed,
@@ -108,11 +108,11 @@ def test_two_drivers_and_a_study_write_one_database_at_once(db_url, tmp_path):
     created = subprocess.run(cli + ["study", "create", str(study), "--db", db_url], capture_output=True, text=True,
                              env=env, cwd=tmp_path)
     assert created.returncode == 0, created.stderr
-    procs = [driver(spec_file(tmp_path, f"driver{i}", 3, first_seed=10 * i), db_url, "--max-parallel", "1")
+    procs = [driver(spawn, spec_file(tmp_path, f"driver{i}", 3, first_seed=10 * i), db_url, "--max-parallel", "1")
              for i in range(2)]
-    procs.append(subprocess.Popen(cli + ["study", "run", "beside", "--trials", "3", "--parallel", "1", "--db", db_url,
-                                         "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=env))
+    procs.append(spawn(cli + ["study", "run", "beside", "--trials", "3", "--parallel", "1", "--db", db_url,
+                              "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env=env))
     with ThreadPoolExecutor(len(procs)) as pool:  # drain every pipe at once: a full pipe blocks its writer
         outputs = list(pool.map(lambda p: p.communicate(timeout=400), procs))
     for proc, (out, err) in zip(procs, outputs):

@@ -83,14 +83,14 @@ def _count(url: str, sql: str) -> int:
         engine.dispose()
 
 
-def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite_url):
+def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite_url, spawn):
     cases = [{"model": "transformer", "seed": i} for i in range(5)]
     spec_file = tmp_path / "slow.yaml"
     spec_file.write_text(yaml.safe_dump(spec("ctrlc", cases)))
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--db", sqlite_url,
            "--max-parallel", "1", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    proc = spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env=os.environ | {"PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 120
     while _count(sqlite_url, "SELECT count(*) FROM pb_results") < 1:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"

@@ -264,14 +264,14 @@ def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, db_ur
     assert statuses == {trials[("none", 2)].number: "ok", dead.number: "failed"}
 
 
-def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, tmp_path):
+def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, tmp_path, spawn):
     data = make("resume", {"d_model": {"choices": [32, 48, 64]}, "n_layers": {"low": 1, "high": 2}},
                 ["maximize params"], sampler={"type": "grid", "seed": 3})
     studies.create_study(data, db=db_url)
     cmd = [sys.executable, "-m", "orchestrator.cli", "study", "run", "resume", "--trials", "6", "--parallel", "1",
            "--no-progress", "--db", db_url]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"PYTHONPATH": str(REPO)})
+    proc = spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env=os.environ | {"PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 120
     while not query(db_url, "SELECT count(*) FROM pb_results")[0][0]:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]

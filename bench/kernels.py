@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -272,35 +270,15 @@ def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset()):
     return row
 
 
-def environment(argv):
-    env = {"torch": torch.__version__, "python": platform.python_version(),
-           "command": " ".join([sys.executable, sys.argv[0]] + list(argv)),
-           "host": platform.node()}
-    try:
-        import triton
+def environment(argv, device):
+    """The machine (orchestrator.environment.collect: GPU, driver, torch, triton, git) plus this command
+    and the anchors' versions."""
+    from orchestrator.environment import collect
 
-        env["triton"] = triton.__version__
-    except Exception:  # noqa: BLE001
-        env["triton"] = None
-    if torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name()
-        env["cuda"] = torch.version.cuda
-        try:
-            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                           capture_output=True, text=True, timeout=20).stdout.strip().splitlines()[0]
-        except Exception:  # noqa: BLE001
-            env["driver"] = None
-    for key, cmd in (("git_commit", ["git", "rev-parse", "HEAD"]), ("git_dirty", ["git", "status", "--porcelain"])):
-        try:
-            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=20)
-            env[key] = (r.stdout.strip() or None) if key == "git_commit" and r.returncode == 0 else (
-                bool(r.stdout.strip()) if r.returncode == 0 else None)
-        except Exception:  # noqa: BLE001
-            env[key] = None
+    env = collect(device) | {"command": " ".join([sys.executable, sys.argv[0]] + list(argv))}
     for pkg in ("fla", "accelerated_scan"):
         try:
-            mod = __import__(pkg)
-            env[pkg] = getattr(mod, "__version__", "present")
+            env[pkg] = getattr(__import__(pkg), "__version__", "present")
         except Exception as e:  # noqa: BLE001
             env[pkg] = f"missing ({type(e).__name__})"
     return env
@@ -344,7 +322,7 @@ def main(argv=None):
     triton_ok = args.device == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
     t_start = time.time()
     bw = copy_bandwidth(args.device, args.quick)
-    result = {"environment": environment(argv), "device": args.device, "quick": args.quick,
+    result = {"environment": environment(argv, args.device), "device": args.device, "quick": args.quick,
               "copy_bandwidth_Bps": bw, "rows": [], "not_run": []}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

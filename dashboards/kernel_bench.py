@@ -19,7 +19,7 @@ from .study import PALETTE
 
 OURS = ("triton", "torch_ref")
 PASSES = (("fwd", "bytes_fwd", "forward"), ("fwd_bwd", "bytes_fwd_bwd", "forward + backward"))
-ENV_KEYS = ("gpu", "driver", "cuda", "torch", "triton", "fla", "accelerated_scan", "git_commit", "git_dirty")
+ENV_KEYS = ("gpu_name", "gpu", "driver", "cuda", "torch", "triton", "fla", "accelerated_scan", "git_commit", "git_dirty")
 TABLE_HEADER = ["op", "N", "implementation", "fwd ms", "fwd+bwd ms", "fwd GB/s (% of copy)",
                 "fwd+bwd GB/s (% of copy)", "note"]
 EMPTY = ("<p>No kernel benchmarks: run <code>python bench/kernels.py --out results/kernels/kernels.json</code> "
@@ -83,7 +83,8 @@ def kernel_figure(file: dict[str, Any], op: str, rows: list[dict[str, Any]]) -> 
                         mode="lines", line={"color": "black", "dash": "dot"}, showlegend=col == 1, row=1, col=col)
     fig.update_xaxes(type="log", title_text="N (sequence length)", range=log_range(lengths), tickvals=lengths)
     fig.update_yaxes(type="log", title_text="achieved GB/s", range=log_range(speeds))
-    gpu = (file.get("environment") or {}).get("gpu") or file.get("device") or "?"
+    env = file.get("environment") or {}
+    gpu = env.get("gpu_name") or env.get("gpu") or file.get("device") or "?"
     fig.update_layout(title=html.escape(f"Kernel {op} ({shape_text(rows)}): achieved bandwidth (GB/s) against N, "
                                         f"fwd and fwd+bwd, {gpu}, {file['name']}"),
                       template="plotly_white", height=460)

@@ -19,7 +19,9 @@ def test_quick_run_measures_every_op_against_its_reference(tmp_path):
     result = json.loads(out.read_text())
     ops = {"scan", "bk_core", "linear_attn", "poincare_exp0", "poincare_log0", "poincare_mobius_add", "window_attn"}
     assert {row["op"] for row in result["rows"]} == ops and result["not_run"] == []
-    assert result["copy_bandwidth_Bps"] > 0 and result["environment"]["torch"]
+    env = result["environment"]
+    assert result["copy_bandwidth_Bps"] > 0 and env["torch"] and env["device"] == "cpu" and "git_commit" in env
+    assert "bench/kernels.py --device cpu --quick" in env["command"]
     for row in result["rows"]:
         assert "error" not in row and row["shape"]["N"] == 33
         for impl in ("triton", "torch_ref"):

@@ -32,14 +32,14 @@ def chromium(user_data_dir: str | Path):
 
 
 def wait_for_figures(driver, timeout_s: float = 30.0) -> int:
-    """Wait until every plotly figure of the page has drawn its SVG; returns how many there are."""
+    """Wait until the page has loaded and every plotly figure has drawn its SVG; returns how many drew."""
     deadline = time.monotonic() + timeout_s
     script = ("var plots = document.querySelectorAll('.js-plotly-plot');"
-              "return [plots.length, Array.prototype.filter.call(plots, function (p) {"
+              "return [document.readyState, plots.length, Array.prototype.filter.call(plots, function (p) {"
               "  var svg = p.querySelector('svg.main-svg'); return svg && svg.childElementCount > 0; }).length];")
     while True:
-        total, drawn = driver.execute_script(script)
-        if total == drawn or time.monotonic() > deadline:
+        state, total, drawn = driver.execute_script(script)
+        if (state == "complete" and total == drawn) or time.monotonic() > deadline:
             return drawn
         time.sleep(0.1)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -82,13 +83,23 @@ def served_url(tmp_path_factory, kernels_path):
     server.server_close()
 
 
+def reload(browser, timeout_s: float = 30.0) -> None:
+    """Reload and wait for the new document: `refresh` may return while the old one is still there."""
+    browser.execute_script("window.pbOldDocument = true;")
+    browser.refresh()
+    deadline = time.monotonic() + timeout_s
+    while browser.execute_script("return window.pbOldDocument === true || document.readyState !== 'complete';"):
+        assert time.monotonic() < deadline, "the page did not reload"
+        time.sleep(0.05)
+    wait_for_figures(browser)
+
+
 def load(browser, url: str) -> list[dict]:
     """Open `url` afresh (no remembered filters), wait for the figures; returns the SEVERE console lines."""
     browser.get(url)
     browser.execute_script("sessionStorage.clear();")
     browser.get_log("browser")  # drop what the first load logged: the second is the one checked
-    browser.refresh()
-    wait_for_figures(browser)
+    reload(browser)
     return [line for line in browser.get_log("browser") if line["level"] == "SEVERE"]
 
 
@@ -138,7 +149,7 @@ def test_filters_change_the_visible_runs_and_survive_a_reload(browser, built_pag
     Select(browser.find_element(By.CSS_SELECTOR, 'select[data-filter="status"]')).select_by_value("oom")
     assert visible_runs(browser) == ["transformer"]
     assert browser.find_element(By.ID, "pb-run-count").text == f"1 of {len(everything)} runs shown"
-    browser.refresh()  # the live page reloads itself: the choice is remembered for the session
+    reload(browser)  # the live page reloads itself: the choice is remembered for the session
     assert visible_runs(browser) == ["transformer"]
     Select(browser.find_element(By.CSS_SELECTOR, 'select[data-filter="model"]')).select_by_value("")
     Select(browser.find_element(By.CSS_SELECTOR, 'select[data-filter="status"]')).select_by_value("")

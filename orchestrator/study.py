@@ -752,11 +752,26 @@ class StudyDriver:
         self.by_run.clear()
         self.by_hash.clear()
         self.held = None
+        self._conclude_stored()
         # in flight, held, waiting on a shared run, or half-asked when the interrupt came: all of this
         # driver's trials that are still RUNNING
         failed = _fail_unfinished(self.store, self.study, self.spec, message, numbers=self.asked)
         if failed:
             self.counts["FAIL"] = self.counts.get("FAIL", 0) + failed
+
+    def _conclude_stored(self) -> None:
+        """Tell the trials whose run was stored before the interrupt reached their tell: their result
+        counts (a measured run is never thrown away)."""
+        from optuna.trial import Trial, TrialState
+
+        for frozen in self.study.get_trials(deepcopy=False, states=[TrialState.RUNNING]):
+            run_id = frozen.user_attrs.get("run_id")
+            if frozen.number not in self.asked or run_id is None or frozen.user_attrs.get("reused_run_id"):
+                continue
+            with self.store.session() as s:
+                stored = s.get(Result, run_id) is not None
+            if stored:
+                self._conclude(Trial(self.study, frozen._trial_id), run_id, self._result(run_id), reused=False)
 
     # -- database ---------------------------------------------------------------------------------
     def _add_run(self, trial, resolved: dict[str, Any], digest: str, params: int, status: str,

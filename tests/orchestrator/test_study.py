@@ -326,6 +326,26 @@ def test_gp_sampler_drives_a_study_and_without_scipy_is_a_config_error(local_ray
         studies.create_study(data | {"name": "gp-no-scipy"}, db=db_url)
 
 
+def test_an_interrupt_between_storing_a_result_and_telling_optuna_keeps_the_result(local_ray, db_url, monkeypatch):
+    studies.create_study(make("tellrace", {"d_model": {"choices": [32]}}, ["maximize params"], sampler="grid"),
+                         db=db_url)
+    conclude = studies.StudyDriver._conclude
+    calls = []
+
+    def interrupted_once(self, *args, **kwargs):  # Ctrl-C lands after record_result, before the tell
+        calls.append(args[1])
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return conclude(self, *args, **kwargs)
+
+    monkeypatch.setattr(studies.StudyDriver, "_conclude", interrupted_once)
+    outcome = studies.run_study("tellrace", trials=1, parallel=1, db=db_url)
+    assert outcome.interrupted and len(calls) == 2 and calls[0] == calls[1]
+    (trial,) = optuna.load_study(study_name="tellrace", storage=db_url).trials
+    assert trial.state == TrialState.COMPLETE
+    assert trial.values == [results_of(db_url)[calls[0]]["params"]]
+
+
 def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(3000)))

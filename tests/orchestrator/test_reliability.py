@@ -14,6 +14,8 @@ from pathlib import Path
 import sqlalchemy as sa
 import yaml
 
+from db_helpers import count
+
 from orchestrator import api
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,17 +29,6 @@ def spec_file(tmp_path: Path, name: str, n: int, first_seed: int = 0) -> Path:
     path.write_text(yaml.safe_dump({"name": name, "defaults": TINY, "cases": [
         {"model": "transformer", "seed": first_seed + i} for i in range(n)]}))
     return path
-
-
-def count(url: str, sql: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text(sql)).scalar()
-    except sa.exc.DBAPIError:  # no tables yet (SQLite: OperationalError, PostgreSQL: ProgrammingError)
-        return 0
-    finally:
-        engine.dispose()
 
 
 def driver(spawn, spec: Path, url: str, *extra: str) -> subprocess.Popen:

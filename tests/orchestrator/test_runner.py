@@ -13,6 +13,8 @@ from pathlib import Path
 import sqlalchemy as sa
 import yaml
 
+from db_helpers import count
+
 from orchestrator import api
 from orchestrator.runner import Capacity, task_options
 
@@ -72,17 +74,6 @@ def test_rerun_dedupe_and_skip(local_ray, sqlite_url):
         assert conn.execute(sa.text("SELECT count(*) FROM pb_results")).scalar() == 4
 
 
-def _count(url: str, sql: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text(sql)).scalar()
-    except sa.exc.OperationalError:
-        return 0
-    finally:
-        engine.dispose()
-
-
 def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite_url, spawn):
     cases = [{"model": "transformer", "seed": i} for i in range(5)]
     spec_file = tmp_path / "slow.yaml"
@@ -92,24 +83,24 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     proc = spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                  env=os.environ | {"PYTHONPATH": str(REPO)})
     deadline = time.monotonic() + 120
-    while _count(sqlite_url, "SELECT count(*) FROM pb_results") < 1:
+    while count(sqlite_url, "SELECT count(*) FROM pb_results") < 1:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "phasebench run --resume 1" in err
-    done = _count(sqlite_url, "SELECT count(*) FROM pb_results")
+    done = count(sqlite_url, "SELECT count(*) FROM pb_results")
     assert 1 <= done < 5
-    assert _count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == 5 - done
-    assert _count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'interrupted'") == 1
+    assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == 5 - done
+    assert count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'interrupted'") == 1
     resumed = subprocess.run(cmd[:4] + ["--resume", "1", "--db", sqlite_url, "--no-progress", "--json"],
                              cwd=tmp_path, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)})
     assert resumed.returncode == 0, resumed.stderr
-    assert _count(sqlite_url, "SELECT count(*) FROM pb_results") == 5
-    assert _count(sqlite_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 5
-    assert _count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE attempts > 1") == 0 or done < 5
-    assert _count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'done'") == 1
+    assert count(sqlite_url, "SELECT count(*) FROM pb_results") == 5
+    assert count(sqlite_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 5
+    assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE attempts > 1") == 0 or done < 5
+    assert count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'done'") == 1
 
 
 def test_quickstart_spec_runs(local_ray, sqlite_url):
@@ -146,7 +137,7 @@ def test_a_stale_ray_address_file_does_not_capture_the_driver(tmp_path, sqlite_u
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert _count(sqlite_url, "SELECT count(*) FROM pb_results WHERE status = 'ok'") == 1
+    assert count(sqlite_url, "SELECT count(*) FROM pb_results WHERE status = 'ok'") == 1
 
 
 def test_half_gpu_runs_pack_two_per_gpu_and_the_ray_options_say_so():

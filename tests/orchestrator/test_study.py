@@ -22,6 +22,7 @@ import yaml
 from optuna.trial import TrialState
 
 from cli_helpers import run_cli
+from db_helpers import query
 from models.config import ConfigError
 from orchestrator import study as studies
 from orchestrator.store.migrate import head_revision
@@ -39,15 +40,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def make(name: str, space: dict, objectives: list[str], defaults: dict | None = None, **extra) -> dict:
     return {"name": name, "defaults": {k: v for k, v in (TINY | (defaults or {})).items() if k not in space},
             "space": space, "objectives": objectives, **extra}
-
-
-def query(url: str, sql: str, **params):
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text(sql), params).all()
-    finally:
-        engine.dispose()
 
 
 def results_of(url: str) -> dict[str, dict]:

@@ -12,22 +12,11 @@ from typing import Any, Iterable
 from .report import build_html, is_training
 
 
-def environment_record(env) -> dict[str, Any]:
-    return {c.name: getattr(env, c.name) for c in env.__table__.columns if c.name not in ("id", "env_hash")}
-
-
 def attach_environments(store, rows: list[dict[str, Any]]) -> None:
     """Set each row's `environment` to the store's record of the machine that measured it (a skipped run:
     the run it reused), or None."""
-    from sqlalchemy import select
-
-    from orchestrator.store.schema import Environment, Result
-
     measured_by = {r["run_id"]: r.get("reused_run_id") or r["run_id"] for r in rows}
-    query = (select(Result.run_id, Environment).join(Environment, Result.environment_id == Environment.id)
-             .where(Result.run_id.in_(set(measured_by.values()))))
-    with store.session() as s:
-        found = {run_id: environment_record(env) for run_id, env in s.execute(query).all()}
+    found = store.environments(measured_by.values())
     for r in rows:
         r["environment"] = found.get(measured_by[r["run_id"]])
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from .report import GIB, figure_divs, is_training
+from .report import GIB, by_place, figure_divs, is_training
 from .scaling import latest, variants
 
 PARTS = ("weights", "optimizer state", "gradients", "logits", "activations")
@@ -91,12 +91,7 @@ def bar_label(row: dict[str, Any]) -> str:
 
 def breakdown_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
     """One stacked-bar figure per (device, GPU, mode): x = (config group, model and depth), a trace per part."""
-    measured = breakdown_rows(rows)
-    figures = []
-    for device, gpu, mode in sorted({(r["device"], r.get("gpu_name") or "", r["mode"]) for r in measured}):
-        subset = [r for r in measured if (r["device"], r.get("gpu_name") or "", r["mode"]) == (device, gpu, mode)]
-        figures.append(breakdown_figure(subset, device, gpu, mode))
-    return figures
+    return [breakdown_figure(subset, *where) for where, subset in by_place(breakdown_rows(rows))]
 
 
 def breakdown_figure(subset: list[dict[str, Any]], device: str, gpu: str, mode: str) -> go.Figure:

@@ -56,11 +56,8 @@ TABLE_HEADER = ["config", "model", "mode", "device", "status", "params", "weight
 def memory_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
     """Grouped bars of weights / peak / activation per config and model: one figure per (device, mode)."""
     figures = []
-    rows = [r for r in rows if not is_training(r)]
-    groups = sorted({(r["device"], r.get("gpu_name") or "", r["mode"]) for r in rows if r.get("weights_bytes") is not None})
-    for device, gpu, mode in groups:
-        subset = [r for r in rows if (r["device"], r.get("gpu_name") or "", r["mode"]) == (device, gpu, mode)
-                  and r.get("weights_bytes") is not None]
+    measured = [r for r in rows if not is_training(r) and r.get("weights_bytes") is not None]
+    for (device, gpu, mode), subset in by_place(measured):
         fig = go.Figure()
         for model in sorted({r["model"] for r in subset}):
             for key, label in METRICS:
@@ -72,6 +69,19 @@ def memory_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
                           barmode="group", yaxis_title="GiB", xaxis_title="config", template="plotly_white")
         figures.append(fig)
     return figures
+
+
+def place(row: dict[str, Any]) -> tuple[str, str, str]:
+    """Where and how a row was measured: (device, GPU name or "", mode); figures never mix places."""
+    return row["device"], row.get("gpu_name") or "", row["mode"]
+
+
+def by_place(rows: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str], list[dict[str, Any]]]]:
+    """The rows grouped by :func:`place`, places sorted, rows in their order."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(place(r), []).append(r)
+    return sorted(groups.items(), key=lambda item: item[0])
 
 
 def is_training(row: dict[str, Any]) -> bool:

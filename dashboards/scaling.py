@@ -16,7 +16,7 @@ from typing import Any, Callable
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .report import GIB, figure_divs, is_training, render_table
+from .report import GIB, figure_divs, is_training, place, render_table
 from .study import PALETTE
 
 BASELINE = "transformer"
@@ -47,10 +47,6 @@ def scaling_section(rows: list[dict[str, Any]]) -> str:
     table = (render_table(CROSSOVER_HEADER, lines) if lines
              else "<p>No transformer sweep at the same knobs to compare with.</p>")
     return f"<p>{NOTES}</p>{figures}<h3>Crossover against the transformer</h3>{table}"
-
-
-def place(row: dict[str, Any]) -> tuple[str, str, str]:
-    return row["device"], row.get("gpu_name") or "", row["mode"]
 
 
 def knobs(row: dict[str, Any]) -> Knobs:

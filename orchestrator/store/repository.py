@@ -247,6 +247,14 @@ class Store:
             out = [_flatten(run, name, result, env) for run, name, result, env in s.execute(stmt).all()]
             return self._fill_skipped(s, out)
 
+    def environments(self, run_ids) -> dict[str, dict[str, Any]]:
+        """The full environment record of each of `run_ids` that has a result (run id -> record)."""
+        stmt = (select(Result.run_id, Environment).join(Environment, Result.environment_id == Environment.id)
+                .where(Result.run_id.in_(set(run_ids))))
+        with self.session() as s:
+            return {run_id: {c.name: getattr(env, c.name) for c in Environment.__table__.columns
+                             if c.name not in ("id", "env_hash")} for run_id, env in s.execute(stmt).all()}
+
     @staticmethod
     def _fill_skipped(s: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A skipped run shows the metrics of the run it reused."""

@@ -212,3 +212,34 @@ def test_exports_and_kernel_files_are_read_and_bad_ones_rejected_naming_the_opti
             read_kernels([str(tmp_path / name)])
     with pytest.raises(UserError, match="^--kernels: .*rows.json"):
         read_kernels([str(good)])
+
+
+def test_figures_from_results_read_back_from_a_real_database(db_url):
+    """Known content stored through the store (both backends), read back with api.results, then drawn."""
+    from orchestrator import api
+    from orchestrator.spec import expand
+    from orchestrator.store.repository import Store
+
+    store = Store(db_url)
+    try:
+        batch = store.create_batch(expand({"name": "stored", "defaults": {
+            "vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cuda", "num_gpus": 1},
+            "grid": {"model": ["transformer", "phase8"], "seq_len": [512, 1024]}}))
+        gpu = {"hostname": "h", "device": "cuda", "gpu_name": "NVIDIA H200", "torch": "t", "git_commit": "c"}
+        for run in store.reset_unfinished(batch.id):
+            n, fast = run.config["seq_len"], run.model == "phase8"
+            store.record_result(run.id, {"status": "ok", "phase": "done", "params": 10, "weights_bytes": GIB,
+                                         "static_bytes": GIB, "peak_bytes": GIB + n * 2**20,
+                                         "activation_bytes": n * 2**20, "logits_bytes": n * 2**10,
+                                         "tokens_per_s": (2000.0 if fast else 1000.0) / (n // 512),
+                                         "environment": gpu})
+    finally:
+        store.close()
+    rows = api.results(db=db_url)
+    (scaling,) = scaling_figures(rows)
+    peaks = {t.name: list(t.y) for t in scaling.data if t.mode == "lines+markers" and t.xaxis == "x"}
+    assert peaks == {"phase8 (d32 L1, B1)": [1.5, 2.0], "transformer (d32 L1, B1)": [1.5, 2.0]}
+    (breakdown,) = breakdown_figures(rows)
+    assert "NVIDIA H200" in breakdown.layout.title.text and [t.name for t in breakdown.data] == list(PARTS)
+    totals = [sum(t.y[i] for t in breakdown.data) for i in range(4)]
+    assert sorted(totals) == pytest.approx([1.5, 1.5, 2.0, 2.0])  # the stack adds up to each stored peak

@@ -586,6 +586,7 @@ class StudyDriver:
         self.reused = 0
         self.remotes: dict[bool, Any] | None = None
         self.asked: set[int] = set()  # numbers of the trials this driver asked for
+        self.first_number = len(study.get_trials(deepcopy=False))  # trials numbered from here are this driver's
 
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, n_trials: int) -> None:
@@ -755,7 +756,9 @@ class StudyDriver:
         self._conclude_stored()
         # in flight, held, waiting on a shared run, or half-asked when the interrupt came: all of this
         # driver's trials that are still RUNNING
-        failed = _fail_unfinished(self.store, self.study, self.spec, message, numbers=self.asked)
+        # a Ctrl-C inside study.ask() leaves a RUNNING trial this driver never saw: number >= first_number
+        mine = self.asked | {t.number for t in self.study.get_trials(deepcopy=False) if t.number >= self.first_number}
+        failed = _fail_unfinished(self.store, self.study, self.spec, message, numbers=mine)
         if failed:
             self.counts["FAIL"] = self.counts.get("FAIL", 0) + failed
 

@@ -338,6 +338,23 @@ def test_an_interrupt_between_storing_a_result_and_telling_optuna_keeps_the_resu
     assert trial.values == [results_of(db_url)[calls[0]]["params"]]
 
 
+def test_an_interrupt_inside_ask_leaves_no_running_trial(local_ray, db_url, monkeypatch):
+    studies.create_study(make("askrace", {"d_model": {"choices": [32]}}, ["maximize params"], sampler="grid"),
+                         db=db_url)
+    ask = optuna.Study.ask
+
+    def ask_then_interrupt(self, *args, **kwargs):  # the trial exists in storage; the driver never sees it
+        ask(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optuna.Study, "ask", ask_then_interrupt)
+    outcome = studies.run_study("askrace", trials=1, parallel=1, db=db_url)
+    monkeypatch.undo()
+    assert outcome.interrupted
+    (trial,) = optuna.load_study(study_name="askrace", storage=db_url).trials
+    assert trial.state == TrialState.FAIL and "Ctrl-C" in trial.user_attrs["error"]
+
+
 def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(3000)))

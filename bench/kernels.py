@@ -270,6 +270,27 @@ def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset()):
     return row
 
 
+def run_case_in_child(op, n, args, skip):
+    """run_case in a fresh process (its own CUDA context); the child's row, its copy bandwidth kept
+    for the fractions it reports."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "case.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--ops", op, "--sizes", str(n),
+               "--skip-anchors", ",".join(skip), "--out", str(out)] + (["--quick"] if args.quick else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if not out.exists():
+            raise RuntimeError(f"child exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+        child = json.loads(out.read_text())
+    row = child["rows"][0] if child["rows"] else {"op": op, "shape": {"N": n}, "impls": {}}
+    row["child_copy_bandwidth_Bps"] = child["copy_bandwidth_Bps"]
+    if proc.returncode != 0:
+        row["error"] = f"child exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
+    return row
+
+
 def environment(argv, device):
     """The machine (orchestrator.environment.collect: GPU, driver, torch, triton, git) plus this command
     and the anchors' versions."""
@@ -311,6 +332,8 @@ def main(argv=None):
     p.add_argument("--ops", default=",".join(OPS), help=f"comma list of {OPS}")
     p.add_argument("--sizes", default=None, help="comma list of N (default 512..16384, quick: 64,128)")
     p.add_argument("--skip-anchors", default="", help="comma list of anchor names to leave out (e.g. accelerated_scan.warp)")
+    p.add_argument("--isolate", default="", help="comma list of ops whose cases each run in a child process "
+                   "(an anchor that crashes the CUDA context then loses only its own case)")
     p.add_argument("--budget-s", type=float, default=1e9, help="stop starting new cases after this many seconds")
     p.add_argument("--out", default=str(ROOT / "results/kernels/kernels.json"))
     args = p.parse_args(argv)
@@ -331,8 +354,12 @@ def main(argv=None):
             if time.time() - t_start > args.budget_s:
                 result["not_run"].append({"op": op, "N": n, "why": "time budget"})
                 continue
+            skip = set(filter(None, args.skip_anchors.split(",")))
             try:
-                row = run_case(op, n, args.device, args.quick, bw, triton_ok, skip=set(filter(None, args.skip_anchors.split(","))))
+                if op in args.isolate.split(","):
+                    row = run_case_in_child(op, n, args, skip)
+                else:
+                    row = run_case(op, n, args.device, args.quick, bw, triton_ok, skip=skip)
             except Exception as e:  # noqa: BLE001
                 row = {"op": op, "shape": {"N": n}, "impls": {}, "error": f"{type(e).__name__}: {str(e)[:300]}"}
             result["rows"].append(row)

@@ -2,6 +2,7 @@
 
     python bench/models.py                       # CPU table -> results/models/components-cpu.json
     python bench/models.py --device cuda         # same on a GPU -> results/models/components-cuda.json
+    python bench/models.py --device cuda --kernels torch   # PyTorch references on the GPU -> components-cuda-torch.json
     python bench/models.py --param-counts        # exact parameter counts -> results/models/param-counts.md
 
 Model rows run through the orchestrator (`orchestrator.api.run`, one Ray worker per variant, mode
@@ -41,6 +42,7 @@ from orchestrator.environment import collect  # noqa: E402
 from orchestrator.measure import SavedTensorCounter  # noqa: E402
 from models.phase8 import COMPONENTS  # noqa: E402
 from models.registry import count_params, get  # noqa: E402
+from kernels.backend import backend  # noqa: E402
 
 DEFAULT_ON = ("linear_attn", "hyp_ssm", "bk_hyperbolic", "ar_fusion")
 OPTIONAL = ("entailment", "homology", "sheaf")
@@ -93,7 +95,7 @@ def model_rows(args) -> list[dict]:
     backward), measured by the orchestrator's benchmark job in its own Ray worker."""
     base = dict(vocab_size=256, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads, grad_checkpoint=False,
                 precision="fp32", mode="train_no_optim", batch_size=args.batch, seq_len=args.seq_len,
-                device=args.device, warmup_steps=1, steps=args.repeats, timeout_s=1800)
+                device=args.device, warmup_steps=1, steps=args.repeats, timeout_s=1800, kernels=args.kernels)
     rows = variants(args.quick)
     spec = {"name": "component-cost", "defaults": base,
             "cases": [{"model": name, **knobs} for name, _, knobs in rows]}
@@ -148,7 +150,7 @@ def mixer_rows(args) -> list[dict]:
 
 def environment(args) -> dict:
     env = collect(args.device)
-    env.update(torch_threads=torch.get_num_threads(), kernels_backend=os.environ.get("PHASEBENCH_KERNELS", "auto"),
+    env.update(torch_threads=torch.get_num_threads(), kernels_backend=args.kernels,
                date=datetime.datetime.now().isoformat(timespec="seconds"))
     return env
 
@@ -203,6 +205,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="skip the sequential hyp_ssm_mode=mobius row")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "results" / "models")
     ap.add_argument("--param-counts", action="store_true", help="only write param-counts.md")
+    ap.add_argument("--kernels", default="auto", choices=("auto", "triton", "torch"),
+                    help="Triton kernels or PyTorch references (auto: Triton on CUDA)")
     ap.add_argument("--db", help="result database for the model rows (default: a temporary SQLite file)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +216,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = model_rows(args)
-    rows += mixer_rows(args)
+    with backend(args.kernels):
+        rows += mixer_rows(args)
     print(f"{'row':48s} {'params':>10s} {'fwd+bwd s':>10s} {'saved MiB':>10s}")
     for r in rows:
         params = f"{r['params']:,}" if r["params"] is not None else ""
@@ -220,9 +225,10 @@ def main() -> None:
     result = dict(command="python " + " ".join([os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
                   setup=dict(device=args.device, batch=args.batch, seq_len=args.seq_len, d_model=args.d_model,
                              n_layers=args.layers, n_heads=args.heads, vocab_size=256, precision="fp32",
-                             grad_checkpoint=False, repeats=args.repeats),
+                             grad_checkpoint=False, repeats=args.repeats, kernels=args.kernels),
                   environment=environment(args), rows=rows)
-    path = args.out / f"components-{args.device}.json"
+    suffix = "" if args.kernels == "auto" else f"-{args.kernels}"
+    path = args.out / f"components-{args.device}{suffix}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")
 

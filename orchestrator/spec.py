@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 import models
+from kernels.backend import BACKENDS as KERNEL_BACKENDS
 from models.config import ConfigError, check_value, default_of, knob
 
 MAX_CONFIGS = 10_000
@@ -53,6 +54,8 @@ class RunFields:
     resources: dict = knob({}, help="custom Ray resources a run needs, e.g. {node_a: 1}")
     isolate: bool = knob(True, help="a fresh worker process per run; false reuses workers (tiny CPU runs)")
     accelerator_type: str = knob("", help="Ray accelerator type, e.g. H100 (empty: any)")
+    kernels: str = knob("auto", choices=KERNEL_BACKENDS,
+                        help="auto: Triton on CUDA (or PHASEBENCH_KERNELS), torch: PyTorch references, triton: Triton")
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
     warmup_steps: int = knob(2, min=0, max=100_000)
     steps: int = knob(5, min=1, max=1_000_000)

@@ -1,9 +1,9 @@
 """Triton diagonal linear scan h_t = a_t * h_{t-1} + b_t over the last dim of (B, C, N) tensors.
 
-Each program owns BLOCK_R rows (a row is one (batch, channel) sequence) and walks the sequence in
-tiles of BLOCK_T positions: an in-tile `tl.associative_scan` of the affine maps (a, b), then the carry
-from the previous tile. A reverse scan is the same forward scan over mirrored indices (pos = N-1-t),
-so it never relies on `associative_scan(reverse=True)`.
+Each program owns BLOCK_R rows (a row is one (batch, channel) sequence) and walks the sequence tile by
+tile, BLOCK_T positions each: an in-tile `tl.associative_scan` of the affine maps (a, b), then the carry
+from the previous tile. Positions inside a tile always ascend, so loads and stores stay contiguous; a
+scan that runs from the end visits the tiles last to first and scans each with `reverse=True`.
 
 Backward (forward direction; the reverse direction mirrors it):
     g_t = dh_t + a_{t+1} g_{t+1}   (a scan in the opposite direction, coefficient a shifted by one)
@@ -25,28 +25,46 @@ def _affine_combine(a_l, b_l, a_r, b_r):
 
 
 @triton.jit
+def _tile_start(i, n_tiles, FROM_END: tl.constexpr, BLOCK_T: tl.constexpr):
+    """First position of the i-th tile visited; FROM_END visits the tiles last to first."""
+    if FROM_END:
+        return (n_tiles - 1 - i) * BLOCK_T
+    return i * BLOCK_T
+
+
+@triton.jit
+def _tile_scan(coef, x, carry, cols, FROM_END: tl.constexpr, BLOCK_T: tl.constexpr):
+    """y = scan of y_t = coef_t y_{t-1} + x_t along axis 1 (from the end when FROM_END), entered with
+    `carry`. coef, x: (BLOCK_R, BLOCK_T); carry: (BLOCK_R,). -> (y, carry for the next tile)."""
+    if FROM_END:
+        c_c, x_c = tl.associative_scan((coef, x), axis=1, combine_fn=_affine_combine, reverse=True)
+        y = x_c + c_c * carry[:, None]
+        nxt = tl.sum(tl.where((cols == 0)[None, :], y, 0.0), axis=1)
+    else:
+        c_c, x_c = tl.associative_scan((coef, x), axis=1, combine_fn=_affine_combine)
+        y = x_c + c_c * carry[:, None]
+        nxt = tl.sum(tl.where((cols == BLOCK_T - 1)[None, :], y, 0.0), axis=1)
+    return y, nxt
+
+
+@triton.jit
 def _scan_fwd_kernel(A, Bv, H, N, n_rows, REVERSE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr):
-    """A, Bv, H: (n_rows, N) contiguous. H = scan(A, Bv)."""
+    """A, Bv, H: (n_rows, N) contiguous. H = scan(A, Bv), from the end when REVERSE."""
     pid = tl.program_id(0)
     rows = pid * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < n_rows
     base = rows.to(tl.int64)[:, None] * N
     cols = tl.arange(0, BLOCK_T)
+    n_tiles = tl.cdiv(N, BLOCK_T)
     carry = tl.zeros([BLOCK_R], dtype=tl.float32)
-    for start in range(0, N, BLOCK_T):
-        t = start + cols
-        if REVERSE:
-            pos = N - 1 - t
-        else:
-            pos = t
-        m = rmask[:, None] & (t < N)[None, :]
+    for i in range(0, n_tiles):
+        pos = _tile_start(i, n_tiles, REVERSE, BLOCK_T) + cols
+        m = rmask[:, None] & (pos < N)[None, :]
         offs = base + pos[None, :]
-        a = tl.load(A + offs, mask=m, other=1.0).to(tl.float32)
+        a = tl.load(A + offs, mask=m, other=1.0).to(tl.float32)  # padding is the identity map
         b = tl.load(Bv + offs, mask=m, other=0.0).to(tl.float32)
-        a_c, b_c = tl.associative_scan((a, b), axis=1, combine_fn=_affine_combine)
-        h = b_c + a_c * carry[:, None]
+        h, carry = _tile_scan(a, b, carry, cols, REVERSE, BLOCK_T)
         tl.store(H + offs, h.to(H.dtype.element_ty), mask=m)
-        carry = tl.sum(tl.where((cols == BLOCK_T - 1)[None, :], h, 0.0), axis=1)
 
 
 @triton.jit
@@ -61,18 +79,14 @@ def _scan_bwd_kernel(A, H, DH, DA, DB, N, n_rows, REVERSE: tl.constexpr, BLOCK_R
     rmask = rows < n_rows
     base = rows.to(tl.int64)[:, None] * N
     cols = tl.arange(0, BLOCK_T)
+    n_tiles = tl.cdiv(N, BLOCK_T)
+    step = -1 if REVERSE else 1
     carry = tl.zeros([BLOCK_R], dtype=tl.float32)
-    for start in range(0, N, BLOCK_T):
-        t = start + cols
-        if REVERSE:  # forward pass ran from the end: the adjoint runs from the start
-            pos = t
-            nxt = pos - 1
-            prv = pos + 1
-        else:
-            pos = N - 1 - t
-            nxt = pos + 1
-            prv = pos - 1
-        tmask = t < N
+    for i in range(0, n_tiles):
+        pos = _tile_start(i, n_tiles, not REVERSE, BLOCK_T) + cols
+        nxt = pos + step
+        prv = pos - step
+        tmask = pos < N
         m = rmask[:, None] & tmask[None, :]
         offs = base + pos[None, :]
         m_nxt = rmask[:, None] & (tmask & (nxt >= 0) & (nxt < N))[None, :]
@@ -80,11 +94,9 @@ def _scan_bwd_kernel(A, H, DH, DA, DB, N, n_rows, REVERSE: tl.constexpr, BLOCK_R
         coef = tl.load(A + base + nxt[None, :], mask=m_nxt, other=0.0).to(tl.float32)
         dh = tl.load(DH + offs, mask=m, other=0.0).to(tl.float32)
         h_prev = tl.load(H + base + prv[None, :], mask=m_prv, other=0.0).to(tl.float32)
-        c_c, g_c = tl.associative_scan((coef, dh), axis=1, combine_fn=_affine_combine)
-        g = g_c + c_c * carry[:, None]
+        g, carry = _tile_scan(coef, dh, carry, cols, not REVERSE, BLOCK_T)
         tl.store(DB + offs, g.to(DB.dtype.element_ty), mask=m)
         tl.store(DA + offs, (g * h_prev).to(DA.dtype.element_ty), mask=m)
-        carry = tl.sum(tl.where((cols == BLOCK_T - 1)[None, :], g, 0.0), axis=1)
 
 
 _CONFIGS = [

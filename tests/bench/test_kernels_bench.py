@@ -1,4 +1,5 @@
-"""bench/kernels.py end to end on CPU (Triton interpreted, quick sizes): every op measured, JSON complete."""
+"""bench/kernels.py end to end on CPU (Triton interpreted, quick sizes): every op measured (scan in a child
+process), JSON complete."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_quick_run_measures_every_op_against_its_reference(tmp_path):
     out = tmp_path / "kernels.json"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "kernels.py"), "--device", "cpu", "--quick",
-                           "--sizes", "33", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                           "--sizes", "33", "--isolate", "scan", "--out", str(out)], capture_output=True, text=True, timeout=300,
                           env=os.environ | {"TRITON_INTERPRET": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -30,4 +31,6 @@ def test_quick_run_measures_every_op_against_its_reference(tmp_path):
                 assert timing["q20_ms"] <= timing["median_ms"] <= timing["q80_ms"], (row["op"], impl, kind)
                 assert abs(timing["GBps"] * 1e9 * timing["median_ms"] * 1e-3 - nbytes) <= 1e-6 * nbytes
         assert row["speedup_vs_ref_fwd"] > 0 and row["speedup_vs_ref_fwd_bwd"] > 0
+    isolated = {row["op"] for row in result["rows"] if "child_copy_bandwidth_Bps" in row}
+    assert isolated == {"scan"}
     assert "bk_core" in proc.stdout and f"wrote {out}" in proc.stdout

@@ -67,6 +67,7 @@ BAD_SPECS = [
     (with_defaults(windoww=64), "windoww: unknown field"),
     (with_defaults(mode="train", seq_len=1), "seq_len: must be >= 2 in mode train"),
     (with_defaults(fault="segfault"), "fault: must be one of none, raise, exit"),
+    (with_defaults(kernels="cuda"), "kernels: must be one of auto, triton, torch"),
     (spec(defaults={**TINY, "model": None}, grid={"mode": ["inference"]}), "model: must be a string"),
     (spec(defaults={k: v for k, v in TINY.items()}, grid={"mode": ["inference"]}), "model: is required"),
     (spec(grid={"model": ["transformer"], "d_model": list(range(1, 10_002))}), "grid: expands to more than 10,000"),
@@ -198,3 +199,9 @@ def test_long_context_sizes_match_and_tokens_per_step_is_constant():
         params = {r.params for r in runs if r.config["d_model"] == d_model}
         assert {r.model for r in runs if r.config["d_model"] == d_model} == {"transformer", "phase7", "phase8"}
         assert max(params) / min(params) <= 1.05, params
+
+
+def test_kernel_backend_is_part_of_the_config_hash():
+    runs = expand(spec(grid={"model": ["phase7"], "kernels": ["triton", "torch"]})).runs
+    assert [r.config["kernels"] for r in runs] == ["triton", "torch"]
+    assert runs[0].config_hash != runs[1].config_hash

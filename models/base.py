@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -62,13 +63,16 @@ class CausalLM(nn.Module):
         self.aux_loss: torch.Tensor | None = None
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.project_to_vocab(self.hidden(ids))  # (B, N, V)
+
+    def hidden(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids: (B, N) -> final-norm states (B, N, d), the head's input; sets :attr:`aux_loss`."""
         x = self.embed(ids)  # (B, N, d)
         use_ckpt = self.config.grad_checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
             x = checkpoint(block, x, use_reentrant=False) if use_ckpt else block(x)
-        x = self.norm(x)
         self.aux_loss = self._collect_aux_loss()
-        return self.project_to_vocab(x)  # (B, N, V)
+        return self.norm(x)
 
     def project_to_vocab(self, x: torch.Tensor) -> torch.Tensor:
         if self.head is not None:
@@ -78,3 +82,28 @@ class CausalLM(nn.Module):
     def _collect_aux_loss(self) -> torch.Tensor | None:
         losses = [b.aux_loss for b in self.blocks if getattr(b, "aux_loss", None) is not None]
         return torch.stack(losses).sum() if losses else None
+
+
+def _cross_entropy_sum(model: CausalLM, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(model.project_to_vocab(x).float(), targets, reduction="sum")
+
+
+def lm_loss(model: CausalLM, ids: torch.Tensor, targets: torch.Tensor, chunk_tokens: int = 0) -> torch.Tensor:
+    """Mean next-token cross-entropy in fp32 (auxiliary losses not included). ids, targets: (B, N).
+
+    chunk_tokens > 0: the head and the loss run over that many tokens at a time and the chunk's logits are
+    recomputed in backward, so no (B, N, V) tensor ever exists (at 16K tokens and V = 50257 the fp32
+    logits alone are 3 GiB, and the loss's own softmax and gradient as much again).
+    """
+    if not chunk_tokens:
+        return F.cross_entropy(model(ids).flatten(0, 1).float(), targets.flatten())
+    x = model.hidden(ids).flatten(0, 1)  # (B*N, d)
+    t = targets.flatten()
+    total = x.new_zeros((), dtype=torch.float32)
+    for start in range(0, t.numel(), chunk_tokens):
+        end = start + chunk_tokens
+        if torch.is_grad_enabled():
+            total = total + checkpoint(_cross_entropy_sum, model, x[start:end], t[start:end], use_reentrant=False)
+        else:
+            total = total + _cross_entropy_sum(model, x[start:end], t[start:end])
+    return total / t.numel()

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 
 import models
+from models.base import lm_loss
+
 from .spec import RUN_FIELD_TYPES, TRAIN_FIELD_TYPES
 
 #: dense bf16/fp16 tensor-core peak FLOP/s by GPU name fragment (vendor datasheets)
@@ -187,8 +189,7 @@ class Job:
     def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy (fp32) plus the model's auxiliary losses. inputs, targets: (B, N)."""
         with self.autocast():
-            logits = model(inputs)  # (B, N, V)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+            loss = lm_loss(model, inputs, targets, self.run.get("loss_chunk_tokens", 0))  # older stored configs lack it
             if model.aux_loss is not None:
                 loss = loss + model.aux_loss
         return loss
@@ -242,12 +243,14 @@ class BenchmarkJob(Job):
         self.tracker.phase = "forward"
         if run["fault"] == "raise":
             raise RuntimeError("injected fault (fault: raise)")
+        before_input = self.allocated()
         ids = torch.randint(0, self.model_config.vocab_size, (run["batch_size"], run["seq_len"]),
                             generator=generator).to(self.device)
+        input_bytes = self.allocated() - before_input  # the step's input is not static state
         if optimizer is not None:  # AdamW creates its state lazily: one full step first
             self.check_finite(self.step(model, ids, optimizer))
         self.synchronize()
-        m["static_bytes"] = self.static_bytes(model, optimizer)
+        m["static_bytes"] = self.static_bytes(model, optimizer) - input_bytes
         for _ in range(run["warmup_steps"]):
             self.check_finite(self.step(model, ids, optimizer))
         self.synchronize()

@@ -57,6 +57,8 @@ class RunFields:
     kernels: str = knob("auto", choices=KERNEL_BACKENDS,
                         help="auto: Triton on CUDA (or PHASEBENCH_KERNELS), torch: PyTorch references, triton: Triton")
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
+    loss_chunk_tokens: int = knob(0, min=0, max=2**31, help="0: the whole (B, N, V) logits at once; K: the head and "
+                                  "cross-entropy over K tokens at a time, recomputed in backward")
     warmup_steps: int = knob(2, min=0, max=100_000)
     steps: int = knob(5, min=1, max=1_000_000)
     repeats: int = knob(1, min=1, max=1000)

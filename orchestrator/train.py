@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import torch
 
+from models.base import lm_loss
+
 from .data import TokenLoader, load_corpus, unigram_entropy, validation_batches
 from .measure import Job, NonFinite, peak_rss_bytes
 from .spec import checkpoint_key
@@ -177,8 +179,8 @@ class TrainJob(Job):
         losses = []
         for x, y in batches:
             with self.autocast():
-                logits = model(x.to(self.device))
-            losses.append(torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.to(self.device).flatten()).item())
+                loss = lm_loss(model, x.to(self.device), y.to(self.device), self.run.get("loss_chunk_tokens", 0))
+            losses.append(loss.item())
         model.train()
         val_loss = statistics.fmean(losses)
         row = {"kind": "eval", "step": step, "tokens": tokens, "elapsed_s": elapsed, "val_loss": val_loss,

@@ -53,3 +53,14 @@ def use_triton(x: torch.Tensor) -> bool:
     if x.is_cuda:
         return True
     return name == "triton" and triton_interpreted()
+
+
+#: largest head dimension the attention kernels take: they hold a whole head in one tile, and above this
+#: the tiles exceed the H200's 227 KiB of shared memory per block (head dim 160 needed 228 KiB, 320 needed
+#: 340 KiB); larger heads take the PyTorch reference
+ATTENTION_MAX_HEAD_DIM = 128
+
+
+def use_triton_attention(q: torch.Tensor, v: torch.Tensor) -> bool:
+    """:func:`use_triton` for an attention kernel over q: (..., Dk) and v: (..., Dv), within the head-dim limit."""
+    return use_triton(q) and max(q.shape[-1], v.shape[-1]) <= ATTENTION_MAX_HEAD_DIM

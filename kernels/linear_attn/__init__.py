@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.backend import use_triton
+from kernels.backend import use_triton_attention
 from kernels.linear_attn.naive import (
     causal_linear_attn_chunked,
     causal_linear_attn_quadratic,
@@ -23,9 +23,10 @@ def causal_linear_attn(
 ) -> torch.Tensor:
     """o_t = phi(q_t) S_t / (phi(q_t) . z_t + eps), phi = ELU+1 applied here.
 
-    q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> o: (B, H, N, Dv) in v's dtype. float64 takes the reference.
+    q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> o: (B, H, N, Dv) in v's dtype. float64, or a head dim
+    above kernels.backend.ATTENTION_MAX_HEAD_DIM, takes the reference.
     """
-    if use_triton(q) and torch.float64 not in (q.dtype, k.dtype, v.dtype):
+    if use_triton_attention(q, v) and torch.float64 not in (q.dtype, k.dtype, v.dtype):
         from kernels.linear_attn.triton import causal_linear_attn_triton
 
         return causal_linear_attn_triton(q, k, v, eps=eps, chunk_size=chunk_size)

@@ -52,3 +52,17 @@ def test_triton_fp16_inputs():
     torch.testing.assert_close(o.double(), ref, rtol=1e-2, atol=1e-2)
     o.float().sum().backward()
     assert q.grad.dtype == torch.float16 and torch.isfinite(q.grad.float()).all()
+
+
+@pytest.mark.parametrize("head_dim, kernel_calls", [(128, 1), (160, 0)])
+def test_heads_above_the_tile_limit_take_the_reference(monkeypatch, head_dim, kernel_calls):
+    import kernels.linear_attn.triton as la_triton
+
+    calls = []
+    kernel = la_triton.causal_linear_attn_triton
+    monkeypatch.setattr(la_triton, "causal_linear_attn_triton", lambda *a, **kw: calls.append(1) or kernel(*a, **kw))
+    q, k, v = _inputs(5, head_dim, head_dim, seed=6)
+    with backend("triton"):
+        o = causal_linear_attn(q, k, v, chunk_size=16)
+    assert len(calls) == kernel_calls
+    torch.testing.assert_close(o.double(), causal_linear_attn_quadratic(q.double(), k.double(), v.double()), rtol=1e-4, atol=1e-4)

@@ -72,3 +72,18 @@ def test_coincident_query_key_gradients_finite():
     o = window_hyp_attn_triton(*ins, window=8, block_m=16, block_n=16)
     grads = torch.autograd.grad(o.square().sum(), ins)
     assert torch.isfinite(o).all() and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("head_dim, kernel_calls", [(128, 1), (160, 0)])
+def test_heads_above_the_tile_limit_take_the_reference(monkeypatch, head_dim, kernel_calls):
+    import kernels.window_attn.triton as wa_triton
+
+    calls = []
+    kernel = wa_triton.window_hyp_attn_triton
+    monkeypatch.setattr(wa_triton, "window_hyp_attn_triton", lambda *a, **kw: calls.append(1) or kernel(*a, **kw))
+    q, k, v, c, s = _inputs(5, d=head_dim, seed=7, scale=0.3 / head_dim**0.5)
+    with backend("triton"):
+        o = window_hyp_attn(q, k, v, c, s, window=4)
+    assert len(calls) == kernel_calls
+    o64 = window_hyp_attn_ref(*(t.double() for t in (q, k, v, c, s)), window=4)
+    torch.testing.assert_close(o.double(), o64, rtol=1e-4, atol=1e-4)

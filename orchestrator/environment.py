@@ -15,7 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @functools.lru_cache(maxsize=1)
 def git_state() -> dict:
-    """The project's git commit and dirty flag (None where the checkout is not a git repository)."""
+    """The project's git commit and dirty flag: PHASEBENCH_GIT_COMMIT (and PHASEBENCH_GIT_DIRTY=0/1) when set,
+    else the checkout's own (None where it is not a git repository)."""
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -23,13 +24,13 @@ def git_state() -> dict:
             return None
         return out.stdout.strip() if out.returncode == 0 else None
 
+    shipped = os.environ.get("PHASEBENCH_GIT_COMMIT")
+    if shipped:  # a copy shipped to a GPU box: the shipper's word wins over whatever .git the copy has
+        dirty = os.environ.get("PHASEBENCH_GIT_DIRTY")
+        return {"git_commit": shipped, "git_dirty": None if dirty is None else dirty == "1"}
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
-    if commit is None:  # a copy without .git (e.g. shipped to a GPU box): the shipper may say which commit
-        commit = os.environ.get("PHASEBENCH_GIT_COMMIT")
-        dirty = os.environ.get("PHASEBENCH_GIT_DIRTY")
-        return {"git_commit": commit, "git_dirty": None if dirty is None else dirty == "1"}
-    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+    return {"git_commit": commit, "git_dirty": None if status is None or commit is None else bool(status)}
 
 
 def _driver_version() -> str | None:

@@ -23,7 +23,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from .report import GIB, by_place, figure_divs, is_training
-from .scaling import latest, variants
+from .scaling import knob_suffix, latest, variants
 
 PARTS = ("weights", "optimizer state", "gradients", "logits", "activations")
 COLORS = {"weights": "#1f77b4", "optimizer state": "#ff7f0e", "gradients": "#2ca02c", "logits": "#9467bd",
@@ -81,8 +81,7 @@ def breakdown_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def group_label(row: dict[str, Any], shown: list[str]) -> str:
     """The bar group: width, length, batch and the variant knobs (families of one size differ in depth)."""
     cfg = row["config"]
-    return f"d{cfg.get('d_model')} N{cfg['seq_len']} B{cfg.get('batch_size')}" + "".join(
-        f" {k}={cfg[k]}" for k in shown)
+    return f"d{cfg.get('d_model')} N{cfg['seq_len']} B{cfg.get('batch_size')}" + knob_suffix(cfg, shown, " ")
 
 
 def bar_label(row: dict[str, Any]) -> str:

@@ -121,9 +121,14 @@ def batch_text(members: list[dict[str, Any]]) -> str:
     return f"{tokens.pop():,} tokens/step" if len(tokens) == 1 else "B" + "/".join(map(str, sizes))
 
 
+def knob_suffix(cfg: dict[str, Any], shown: list[str], sep: str = ", ") -> str:
+    """`{sep}knob=value` for each variant knob the config has (rows from before a knob existed lack it)."""
+    return "".join(f"{sep}{k}={cfg[k]}" for k in shown if k in cfg)
+
+
 def series_label(key: Key, members: list[dict[str, Any]], shown: list[str] = ()) -> str:
     cfg = members[0]["config"]
-    extra = "".join(f", {k}={cfg[k]}" for k in shown)
+    extra = knob_suffix(cfg, shown)
     return f"{key[1]} (d{cfg.get('d_model')} L{cfg.get('n_layers')}, {batch_text(members)}{extra})"
 
 

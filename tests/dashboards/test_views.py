@@ -78,6 +78,15 @@ def test_breakdown_groups_families_of_one_size_and_tells_variants_apart():
     assert bars == ["phase7 L19", "transformer L20"] * 2
 
 
+def test_rows_from_before_a_knob_existed_group_beside_rows_that_vary_it():
+    """An older export lacks a knob (kernels) that a newer batch varies: both draw, the old group unnamed."""
+    old = trained("transformer", **{"config": {k: v for k, v in trained()["config"].items()} | {"d_model": 128}})
+    new = [trained("phase7", **{"config": trained()["config"] | {"kernels": kernels}}) for kernels in ("triton", "torch")]
+    (fig,) = breakdown_figures([old] + new)
+    groups = sorted(set(fig.data[0].x[0]))
+    assert groups == ["d128 N512 B1", "d64 N512 B1 kernels=torch", "d64 N512 B1 kernels=triton"]
+
+
 # ------------------------------------------------------------------------------------------ scaling
 def test_scaling_figure_draws_each_family_and_marks_oom_and_over_budget():
     (fig,) = scaling_figures(sweep_rows() + [result_row("phase8", seq_len=512, device="cpu")])  # no CPU sweep

@@ -72,8 +72,8 @@ class TangentLinearAttention(nn.Module):
         xf = x if x.dtype == torch.float64 else x.float()
         u = clip_tangent(xf, self.c(), self.max_norm).to(x.dtype)  # (B, N, d)
         q, k, v = self.in_proj(u).view(b, n, 3, d).unbind(2)  # each (B, N, d)
-        if value_gate is not None:
-            v = v * value_gate
+        if value_gate is not None:  # keep the projection's dtype: an fp32 gate must not turn the kernel fp32
+            v = (v * value_gate).to(v.dtype)
         q, k, v = (t.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
         if self.use_exact():
             from kernels.window_attn import window_hyp_attn

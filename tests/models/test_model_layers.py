@@ -264,3 +264,19 @@ def test_sheaf_attention_consensus():
     w = torch.softmax(-dis.mean(-1), -1)
     torch.testing.assert_close(sh(x), sh.out((w[..., None] * zs).sum(-2)))
     assert (w[..., 0] < w[..., 1]).all()
+
+
+def test_an_fp32_value_gate_keeps_linear_attention_in_the_autocast_dtype(monkeypatch):
+    """Under bf16 autocast the values stay bf16 after an fp32 gate (an fp32 v sent the GPU kernel down
+    its slow fp32 path in phase8)."""
+    import kernels.linear_attn as la
+
+    seen = []
+    real = la.causal_linear_attn
+    monkeypatch.setattr(la, "causal_linear_attn", lambda q, k, v, **kw: seen.append((q.dtype, v.dtype)) or real(q, k, v, **kw))
+    layer = TangentLinearAttention(32, 4, causal=True).float()
+    x = torch.randn(2, 9, 32, dtype=torch.float32)
+    gate = torch.rand(2, 9, 32, dtype=torch.float32)  # as the BK-hyperbolic gate gives it
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer(x, value_gate=gate)
+    assert seen == [(torch.bfloat16, torch.bfloat16)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -537,8 +538,16 @@ def study_export(name, db, fmt, out) -> None:
         click.echo(text)
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM (`timeout`, `kill`, a scheduler's preemption) stops a driver the way Ctrl-C does: runs in
+    flight are marked, trials told FAIL, and the batch or study can be resumed. A second SIGTERM kills."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors are one line on stderr and exit 2; nothing prints a password."""
+    signal.signal(signal.SIGTERM, _terminate)
     args = argv if argv is not None else sys.argv[1:]
     url = database_url(_db_from_argv(args))
     try:

@@ -10,6 +10,8 @@ stored as `timeout`. Ctrl-C cancels the runs in flight, sets them back to pendin
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -38,12 +40,15 @@ def init_ray(address: str | None = None) -> None:
     """Start a fresh local Ray (no address) or join a cluster (`--address` / RAY_ADDRESS).
 
     Without an address Ray would otherwise join whatever cluster /tmp/ray/ray_current_cluster names, a dead
-    one included; `address="local"` always starts a new instance.
+    one included; `address="local"` always starts a new instance. Ray installs its own SIGTERM handler in
+    the driver (log and die); the process's own handler (the CLI's: stop like Ctrl-C) is put back.
     """
     import ray
 
     if ray.is_initialized():
         return
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     address = address or os.environ.get("RAY_ADDRESS")
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": {"PYTHONPATH": path}}, "log_to_driver": False,
@@ -52,6 +57,8 @@ def init_ray(address: str | None = None) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", include_dashboard=False, **kwargs)
+    if main_thread and sigterm is not None:
+        signal.signal(signal.SIGTERM, sigterm)
 
 
 def remote_executes() -> dict[bool, Any]:

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 import yaml
 
@@ -74,7 +75,8 @@ def test_rerun_dedupe_and_skip(local_ray, sqlite_url):
         assert conn.execute(sa.text("SELECT count(*) FROM pb_results")).scalar() == 4
 
 
-def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite_url, spawn):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite_url, spawn, stop):
     cases = [{"model": "transformer", "seed": i} for i in range(5)]
     spec_file = tmp_path / "slow.yaml"
     spec_file.write_text(yaml.safe_dump(spec("ctrlc", cases)))
@@ -86,7 +88,7 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     while count(sqlite_url, "SELECT count(*) FROM pb_results") < 1:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "phasebench run --resume 1" in err

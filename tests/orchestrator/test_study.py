@@ -256,21 +256,28 @@ def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, db_ur
     assert statuses == {trials[("none", 2)].number: "ok", dead.number: "failed"}
 
 
+def stop_driver_after_a_result(name: str, trials: int, db: str, tmp_path, spawn, stop: int) -> str:
+    """Run `phasebench study run NAME` in a subprocess, send it `stop` once a result is stored, check that
+    it exits 130 and return its stderr."""
+    cmd = [sys.executable, "-m", "orchestrator.cli", "study", "run", name, "--trials", str(trials), "--parallel", "1",
+           "--no-progress", "--db", db]
+    proc = spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env=os.environ | {"PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 120
+    while not query(db, "SELECT count(*) FROM pb_results")[0][0]:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    proc.send_signal(stop)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    return err
+
+
 def test_sigterm_stops_the_study_driver_like_ctrl_c(sqlite_url, tmp_path, spawn):
     """`timeout` or a scheduler sends SIGTERM: no trial is left RUNNING, and the study can continue."""
     studies.create_study(make("term", {"d_model": {"choices": [32, 48, 64]}}, ["maximize params"],
                               sampler={"type": "grid", "seed": 0}), db=sqlite_url)
-    cmd = [sys.executable, "-m", "orchestrator.cli", "study", "run", "term", "--trials", "3", "--parallel", "1",
-           "--no-progress", "--db", sqlite_url]
-    proc = spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                 env=os.environ | {"PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 120
-    while not query(sqlite_url, "SELECT count(*) FROM pb_results")[0][0]:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
+    stop_driver_after_a_result("term", 3, sqlite_url, tmp_path, spawn, signal.SIGTERM)
     states = {t.state for t in optuna.load_study(study_name="term", storage=sqlite_url).trials}
     assert TrialState.COMPLETE in states and TrialState.RUNNING not in states
     assert query(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == [(0,)]
@@ -280,17 +287,7 @@ def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, 
     data = make("resume", {"d_model": {"choices": [32, 48, 64]}, "n_layers": {"low": 1, "high": 2}},
                 ["maximize params"], sampler={"type": "grid", "seed": 3})
     studies.create_study(data, db=db_url)
-    cmd = [sys.executable, "-m", "orchestrator.cli", "study", "run", "resume", "--trials", "6", "--parallel", "1",
-           "--no-progress", "--db", db_url]
-    proc = spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                 env=os.environ | {"PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 120
-    while not query(db_url, "SELECT count(*) FROM pb_results")[0][0]:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
+    err = stop_driver_after_a_result("resume", 6, db_url, tmp_path, spawn, signal.SIGINT)
     assert "continue with `phasebench study run resume --trials 6`" in err
     after_ctrl_c = [(t.number, t.state) for t in optuna.load_study(study_name="resume", storage=db_url).trials]
     assert TrialState.COMPLETE in {s for _, s in after_ctrl_c} and TrialState.RUNNING not in {s for _, s in after_ctrl_c}

@@ -68,6 +68,8 @@ BAD_SPECS = [
     (with_defaults(mode="train", seq_len=1), "seq_len: must be >= 2 in mode train"),
     (with_defaults(fault="segfault"), "fault: must be one of none, raise, exit"),
     (with_defaults(kernels="cuda"), "kernels: must be one of auto, triton, torch"),
+    (with_defaults(loss_chunk_tokens=-1), "loss_chunk_tokens: must be >= 0"),
+    (with_defaults(loss_chunk_tokens=0.5), "loss_chunk_tokens: must be an integer"),
     (spec(defaults={**TINY, "model": None}, grid={"mode": ["inference"]}), "model: must be a string"),
     (spec(defaults={k: v for k, v in TINY.items()}, grid={"mode": ["inference"]}), "model: is required"),
     (spec(grid={"model": ["transformer"], "d_model": list(range(1, 10_002))}), "grid: expands to more than 10,000"),

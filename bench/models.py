@@ -42,7 +42,7 @@ from orchestrator.environment import collect  # noqa: E402
 from orchestrator.measure import SavedTensorCounter  # noqa: E402
 from models.phase8 import COMPONENTS  # noqa: E402
 from models.registry import count_params, get  # noqa: E402
-from kernels.backend import backend  # noqa: E402
+from kernels.backend import BACKENDS, backend  # noqa: E402
 
 DEFAULT_ON = ("linear_attn", "hyp_ssm", "bk_hyperbolic", "ar_fusion")
 OPTIONAL = ("entailment", "homology", "sheaf")
@@ -205,7 +205,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="skip the sequential hyp_ssm_mode=mobius row")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "results" / "models")
     ap.add_argument("--param-counts", action="store_true", help="only write param-counts.md")
-    ap.add_argument("--kernels", default="auto", choices=("auto", "triton", "torch"),
+    ap.add_argument("--kernels", default="auto", choices=BACKENDS,
                     help="Triton kernels or PyTorch references (auto: Triton on CUDA)")
     ap.add_argument("--db", help="result database for the model rows (default: a temporary SQLite file)")
     args = ap.parse_args()

@@ -15,8 +15,10 @@ import argparse
 import json
 import pathlib
 import sys
+import time
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -42,7 +44,8 @@ def parse_settings(pairs: list[str]) -> dict:
 
 
 def profile_steps(config: dict, warmup: int, steps: int):
-    """Run the benchmark job's step `warmup` times, then `steps` times under the profiler."""
+    """Run the benchmark job's step `warmup` times, `steps` times timed without the profiler, then
+    `steps` times under it. Returns (profile, device type, wall ms per unprofiled step)."""
     job = BenchmarkJob(config)
     job.prepare_device()
     model = job.build()
@@ -54,12 +57,22 @@ def profile_steps(config: dict, warmup: int, steps: int):
     for _ in range(warmup):
         job.step(model, ids, optimizer)
     job.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        job.step(model, ids, optimizer)
+    job.synchronize()
+    wall_ms = (time.perf_counter() - start) * 1e3 / steps
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if job.device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
             job.step(model, ids, optimizer)
         job.synchronize()
-    return prof, job.device.type
+    return prof, job.device.type, wall_ms
+
+
+def kernel_launches(prof, steps: int) -> float:
+    """Device kernels launched per step (0 on CPU)."""
+    return sum(e.count for e in prof.key_averages() if e.device_type == DeviceType.CUDA) / steps
 
 
 def top_rows(prof, device_type: str, top: int, steps: int) -> list[dict]:
@@ -72,11 +85,15 @@ def top_rows(prof, device_type: str, top: int, steps: int) -> list[dict]:
              "share": getattr(e, attr) / total} for e in events[:top]]
 
 
-def render(rows: list[dict], total_ms: float) -> str:
+def render(rows: list[dict], total_ms: float, wall_ms: float, launches: float) -> str:
     lines = [f"{'share':>6}  {'ms/step':>9}  {'calls':>6}  name", "-" * 80]
     lines += [f"{r['share']:6.1%}  {r['ms_per_step']:9.3f}  {r['calls_per_step']:6.0f}  {r['name'][:120]}"
               for r in rows]
     lines.append(f"self time on the device per step (all operators): {total_ms:.3f} ms")
+    wall = f"wall time per step without the profiler: {wall_ms:.3f} ms"
+    if launches:  # on a GPU: how much of the step the device is busy, and how many kernels it launches
+        wall += f" (device busy {total_ms / wall_ms:.0%}); {launches:.0f} device kernels per step"
+    lines.append(wall)
     return "\n".join(lines)
 
 
@@ -93,18 +110,20 @@ def main(argv: list[str] | None = None) -> None:
         config, _ = resolve_config({"mode": "train"} | parse_settings(args.set))
     except ConfigError as exc:
         parser.error(str(exc))
-    prof, device_type = profile_steps(config, args.warmup, args.steps)
+    prof, device_type, wall_ms = profile_steps(config, args.warmup, args.steps)
     attr = "self_device_time_total" if device_type == "cuda" else "self_cpu_time_total"
     total_ms = sum(getattr(e, attr) for e in prof.key_averages()) / 1e3 / args.steps
     rows = top_rows(prof, device_type, args.top, args.steps)
-    table = render(rows, total_ms)
+    launches = kernel_launches(prof, args.steps)
+    table = render(rows, total_ms, wall_ms, launches)
     print(table)
     if args.trace:
         prof.export_chrome_trace(str(args.trace))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {"command": " ".join([sys.executable, *sys.argv]), "config": config, "device_type": device_type,
-                  "steps": args.steps, "total_ms_per_step": total_ms, "rows": rows,
+                  "steps": args.steps, "total_ms_per_step": total_ms, "wall_ms_per_step": wall_ms,
+                  "kernels_per_step": launches, "rows": rows,
                   "environment": collect(config["device"])}
         args.out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
         args.out.with_suffix(".txt").write_text(table + "\n")

@@ -185,7 +185,11 @@ class Job:
                 model = self.entry.build(self.model_config)
         finally:
             torch.set_default_dtype(previous)
-        return model.to(dtype=dtype)
+        model = model.to(dtype=dtype)
+        if self.run.get("compile"):  # configs stored before the field lack it
+            for block in model.blocks:
+                block.compile()  # in place: identical blocks share one compiled graph
+        return model
 
     def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy (fp32) plus the model's auxiliary losses. inputs, targets: (B, N)."""

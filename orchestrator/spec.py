@@ -56,6 +56,7 @@ class RunFields:
     accelerator_type: str = knob("", help="Ray accelerator type, e.g. H100 (empty: any)")
     kernels: str = knob("auto", choices=KERNEL_BACKENDS,
                         help="auto: Triton on CUDA (or PHASEBENCH_KERNELS), torch: PyTorch references, triton: Triton")
+    compile: bool = knob(False, help="torch.compile every block (inductor); the first steps include the compile")
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
     loss_chunk_tokens: int = knob(0, min=0, max=2**31, help="0: the whole (B, N, V) logits at once; K: the head and "
                                   "cross-entropy over K tokens at a time, recomputed in backward")

@@ -25,6 +25,7 @@ def test_profile_of_a_training_step_names_the_top_operators(tmp_path, capsys):
     assert 0 < sum(r["share"] for r in rows) <= 1 + 1e-9
     assert sum(r["ms_per_step"] for r in rows) <= report["total_ms_per_step"] + 1e-6
     assert any(r["name"].startswith("aten::") for r in rows)
+    assert report["wall_ms_per_step"] > 0 and report["kernels_per_step"] == 0  # no device kernels on CPU
     assert report["environment"]["torch"] and "git_commit" in report["environment"]
     table = (tmp_path / "p.txt").read_text()
     assert rows[0]["name"][:40] in table

@@ -37,12 +37,21 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
+#: --cuda-graph: time each call replayed from a CUDA graph, which leaves out the host's launch work
+#: (Python, autograd, Triton's launcher) and shows what the kernels alone take
+CUDA_GRAPH = False
+
+
 def time_fn(fn, device, quick=False):
     """-> dict(median, q20, q80) in milliseconds."""
     if device == "cuda":
         import triton.testing
 
-        med, q20, q80 = triton.testing.do_bench(fn, warmup=25, rep=100 if not quick else 20, quantiles=[0.5, 0.2, 0.8])
+        if CUDA_GRAPH:
+            med, q20, q80 = triton.testing.do_bench_cudagraph(fn, rep=100 if not quick else 20, quantiles=[0.5, 0.2, 0.8])
+        else:
+            med, q20, q80 = triton.testing.do_bench(fn, warmup=25, rep=100 if not quick else 20,
+                                                    quantiles=[0.5, 0.2, 0.8])
         return {"median_ms": med, "q20_ms": q20, "q80_ms": q80}
     fn()  # warm-up
     ts = []
@@ -279,7 +288,7 @@ def run_case_in_child(op, n, args, skip):
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "case.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--ops", op, "--sizes", str(n),
-               "--skip-anchors", ",".join(skip), "--out", str(out)] + (["--quick"] if args.quick else [])
+               "--skip-anchors", ",".join(skip), "--out", str(out)] + (["--quick"] if args.quick else []) + (["--cuda-graph"] if args.cuda_graph else [])
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if not out.exists():
             raise RuntimeError(f"child exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
@@ -335,8 +344,12 @@ def main(argv=None):
     p.add_argument("--isolate", default="", help="comma list of ops whose cases each run in a child process "
                    "(an anchor that crashes the CUDA context then loses only its own case)")
     p.add_argument("--budget-s", type=float, default=1e9, help="stop starting new cases after this many seconds")
+    p.add_argument("--cuda-graph", action="store_true", help="time replays of a CUDA graph of each call "
+                   "(no host launch work in the figure)")
     p.add_argument("--out", default=str(ROOT / "results/kernels/kernels.json"))
     args = p.parse_args(argv)
+    global CUDA_GRAPH
+    CUDA_GRAPH = args.cuda_graph
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([64, 128] if args.quick else SIZES)
     ops = [o for o in args.ops.split(",") if o]
     for o in ops:
@@ -346,6 +359,7 @@ def main(argv=None):
     t_start = time.time()
     bw = copy_bandwidth(args.device, args.quick)
     result = {"environment": environment(argv, args.device), "device": args.device, "quick": args.quick,
+              "cuda_graph": args.cuda_graph,
               "copy_bandwidth_Bps": bw, "rows": [], "not_run": []}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

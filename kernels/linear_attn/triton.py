@@ -38,6 +38,7 @@ def _la_fwd_kernel(Q, K, V, O, DEN, N, eps,
                    DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                    PREC: tl.constexpr):
     """Q, K: (BH, N, DK); V, O: (BH, N, DV); DEN: (BH, N) float32. Grid (cdiv(DV, BV), BH)."""
+    eps = tl.cast(eps, tl.float32)  # inductor passes Python floats as fp64
     i_v = tl.program_id(0)
     i_bh = tl.program_id(1).to(tl.int64)
     offs_t = tl.arange(0, BT)

@@ -55,6 +55,8 @@ def _artanh_ratio(u, umax, at_max):
 @triton.jit
 def _rowmap_fwd_kernel(X, C, Y, R, D, min_norm, umax, at_max, LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """X, Y: (R, D); C: (R,) float32. Y = exp0(X) (LOG=False) or log0(X) (LOG=True)."""
+    # inductor passes Python floats as fp64
+    min_norm, umax, at_max = tl.cast(min_norm, tl.float32), tl.cast(umax, tl.float32), tl.cast(at_max, tl.float32)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
     rm = rows < R
@@ -74,6 +76,8 @@ def _rowmap_fwd_kernel(X, C, Y, R, D, min_norm, umax, at_max, LOG: tl.constexpr,
 @triton.jit
 def _rowmap_bwd_kernel(X, C, G, DX, DC, R, D, min_norm, umax, at_max, LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """G: grad of Y; DX: (R, D); DC: (R,) float32 per-row curvature grads."""
+    # inductor passes Python floats as fp64
+    min_norm, umax, at_max = tl.cast(min_norm, tl.float32), tl.cast(umax, tl.float32), tl.cast(at_max, tl.float32)
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
     rm = rows < R
@@ -97,6 +101,7 @@ def _rowmap_bwd_kernel(X, C, G, DX, DC, R, D, min_norm, umax, at_max, LOG: tl.co
 @triton.jit
 def _mobius_fwd_kernel(X, Yv, C, OUT, R, D, den_min, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """X, Yv, OUT: (R, D); C: (R,). OUT = X (+) Yv."""
+    den_min = tl.cast(den_min, tl.float32)  # inductor passes Python floats as fp64
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
     rm = rows < R
@@ -118,6 +123,7 @@ def _mobius_fwd_kernel(X, Yv, C, OUT, R, D, den_min, BLOCK_R: tl.constexpr, BLOC
 @triton.jit
 def _mobius_bwd_kernel(X, Yv, C, G, DX, DY, DC, R, D, den_min, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """Adjoint of _mobius_fwd_kernel: DX, DY (R, D); DC (R,) float32."""
+    den_min = tl.cast(den_min, tl.float32)  # inductor passes Python floats as fp64
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
     rm = rows < R

@@ -49,6 +49,7 @@ def _window_fwd_kernel(X, Y, V, C, S, O, LSE, N, H, WINDOW, umax,
                        D: tl.constexpr, DV: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                        BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):
     """X, Y: (BH, N, D) ball points; V, O: (BH, N, DV); C, S: (H,) float32; LSE: (BH, N). Grid (cdiv(N, BM), BH)."""
+    umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
     i_m = tl.program_id(0)
     i_bh = tl.program_id(1)
     h = i_bh % H
@@ -116,6 +117,7 @@ def _window_bwd_dkv_kernel(X, Y, V, C, S, DO, LSE, DELTA, DY, DVo, DSC, DC, N, H
                            D: tl.constexpr, DV: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                            BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):
     """Per key block: DY (BH, N, D) float32, DVo (BH, N, DV), DSC/DC (BH, n_blocks) partial sums."""
+    umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
     i_n = tl.program_id(0)
     i_bh = tl.program_id(1)
     h = i_bh % H
@@ -173,6 +175,7 @@ def _window_bwd_dq_kernel(X, Y, V, C, S, DO, LSE, DELTA, DX, N, H, WINDOW, umax,
                           D: tl.constexpr, DV: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                           BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):
     """Per query block: DX (BH, N, D) float32."""
+    umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
     i_m = tl.program_id(0)
     i_bh = tl.program_id(1)
     h = i_bh % H

@@ -1,6 +1,10 @@
-"""Print, as JSON, the shared memory (bytes) each attention kernel needs on sm_90 at the given head dims.
+"""Print, as JSON, the shared memory (bytes) each attention and Poincare kernel needs on sm_90 at the
+given head dims.
 
-    python tests/kernels/shared_memory_probe.py 128 320
+    python tests/kernels/shared_memory_probe.py [--floats fp64] [--poincare] 128 320
+
+`--poincare` adds the Poincare kernels to the attention ones. `--floats fp64` types the float scalar arguments (eps, umax, ...) as float64, as torch.compile's
+inductor passes Python floats to user Triton kernels; the kernels must compile either way.
 
 Run without TRITON_INTERPRET (interpreted kernels cannot be compiled): the kernels are compiled for
 sm_90 on this machine, no GPU needed, and the compiler's figure is read from the kernel's metadata.
@@ -20,15 +24,18 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from kernels.linear_attn import triton as la  # noqa: E402
+from kernels.poincare import triton as pc  # noqa: E402
 from kernels.window_attn import triton as wa  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-SCALARS = {"N": "i32", "H": "i32", "WINDOW": "i32", "eps": "fp32", "umax": "fp32"}
+INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "R": "i32", "D": "i32"}
+FLOATS = ("eps", "umax", "min_norm", "at_max", "den_min")
 FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "DSC", "DC", "DY", "DX", "DQ", "DK_"}
 
 
-def shared_bytes(fn, dtype: str, constexprs: dict, num_warps: int) -> int:
-    signature = {name: "constexpr" if name in constexprs else SCALARS.get(name)
+def shared_bytes(fn, dtype: str, constexprs: dict, num_warps: int, floats: str) -> int:
+    scalars = INTS | dict.fromkeys(FLOATS, floats)
+    signature = {name: "constexpr" if name in constexprs else scalars.get(name)
                  or ("*fp32" if name in FP32_BUFFERS else f"*{dtype}") for name in fn.arg_names}
     src = ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": 2})
@@ -48,12 +55,28 @@ def kernels(dtype: str, d: int):
         yield "window_attn", fn, consts, 4
 
 
-def main(head_dims: list[int]) -> None:
+def poincare_kernels(dtype: str, d: int):
+    """(op, kernel, constexprs, num_warps) for the fused Poincare maps on rows of width d."""
+    block_d = triton.next_power_of_2(d)
+    for fn in (pc._rowmap_fwd_kernel, pc._rowmap_bwd_kernel):
+        yield "poincare", fn, dict(LOG=True, BLOCK_R=4, BLOCK_D=block_d), 4
+    for fn in (pc._mobius_fwd_kernel, pc._mobius_bwd_kernel):
+        yield "poincare", fn, dict(BLOCK_R=4, BLOCK_D=block_d), 4
+
+
+def main(argv: list[str]) -> None:
     warnings.simplefilter("ignore")
-    out = [dict(op=op, kernel=fn.__name__, dtype=dtype, head_dim=d, shared=shared_bytes(fn, dtype, consts, warps))
-           for d in head_dims for dtype in DTYPES for op, fn, consts, warps in kernels(dtype, d)]
+    floats, families = "fp32", [kernels]
+    if argv[:1] == ["--floats"]:
+        floats, argv = argv[1], argv[2:]
+    if argv[:1] == ["--poincare"]:
+        families, argv = [kernels, poincare_kernels], argv[1:]
+    out = [dict(op=op, kernel=fn.__name__, dtype=dtype, head_dim=d,
+                shared=shared_bytes(fn, dtype, consts, warps, floats))
+           for d in map(int, argv) for dtype in DTYPES for family in families
+           for op, fn, consts, warps in family(dtype, d)]
     print(json.dumps(out))
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]])
+    main(sys.argv[1:])

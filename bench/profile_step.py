@@ -5,8 +5,9 @@
 
 The config is any run config of a spec (validated the same way); the step is the benchmark job's own
 (`orchestrator.measure.BenchmarkJob.step`: forward, loss, backward and the fused AdamW step in `train`).
-After `--warmup` steps, `--steps` steps run under the profiler. Prints the top `--top` operators by self
-time on the device (CUDA kernels on a GPU, CPU ops otherwise) with their share of the total, and writes
+After `--warmup` steps, `--steps` steps are timed, then `--steps` more run under the profiler. Prints the top `--top` by self
+time (CUDA kernels on a GPU, CPU operators otherwise) with their share of the total, the wall time of
+an unprofiled step and, on a GPU, how busy the device was and how many kernels a step launched; writes
 `OUT.json` (rows + environment + config) and `OUT.txt` (the table); `--trace` also writes a Chrome trace.
 """
 from __future__ import annotations
@@ -70,26 +71,28 @@ def profile_steps(config: dict, warmup: int, steps: int):
     return prof, job.device.type, wall_ms
 
 
-def kernel_launches(prof, steps: int) -> float:
-    """Device kernels launched per step (0 on CPU)."""
-    return sum(e.count for e in prof.key_averages() if e.device_type == DeviceType.CUDA) / steps
+def timed_events(prof, device_type: str) -> tuple[list, str]:
+    """(events, time attribute): the device kernels on a GPU (an operator's device time is its kernels'
+    time, so counting both would count it twice), the CPU operators otherwise."""
+    if device_type == "cuda":
+        events = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+        return [e for e in events if e.self_device_time_total > 0], "self_device_time_total"
+    return [e for e in prof.key_averages() if e.self_cpu_time_total > 0], "self_cpu_time_total"
 
 
-def top_rows(prof, device_type: str, top: int, steps: int) -> list[dict]:
-    """The operators with the most self time on `device_type`, per step, with their share."""
-    attr = "self_device_time_total" if device_type == "cuda" else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if getattr(e, attr) > 0]
+def top_rows(events: list, attr: str, top: int, steps: int) -> list[dict]:
+    """The `top` events by time per step, with their share of all of them."""
     total = sum(getattr(e, attr) for e in events)
-    events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    ranked = sorted(events, key=lambda e: getattr(e, attr), reverse=True)
     return [{"name": e.key, "calls_per_step": e.count / steps, "ms_per_step": getattr(e, attr) / 1e3 / steps,
-             "share": getattr(e, attr) / total} for e in events[:top]]
+             "share": getattr(e, attr) / total} for e in ranked[:top]]
 
 
 def render(rows: list[dict], total_ms: float, wall_ms: float, launches: float) -> str:
     lines = [f"{'share':>6}  {'ms/step':>9}  {'calls':>6}  name", "-" * 80]
     lines += [f"{r['share']:6.1%}  {r['ms_per_step']:9.3f}  {r['calls_per_step']:6.0f}  {r['name'][:120]}"
               for r in rows]
-    lines.append(f"self time on the device per step (all operators): {total_ms:.3f} ms")
+    lines.append(f"time per step, all {'kernels' if launches else 'operators'}: {total_ms:.3f} ms")
     wall = f"wall time per step without the profiler: {wall_ms:.3f} ms"
     if launches:  # on a GPU: how much of the step the device is busy, and how many kernels it launches
         wall += f" (device busy {total_ms / wall_ms:.0%}); {launches:.0f} device kernels per step"
@@ -111,10 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         parser.error(str(exc))
     prof, device_type, wall_ms = profile_steps(config, args.warmup, args.steps)
-    attr = "self_device_time_total" if device_type == "cuda" else "self_cpu_time_total"
-    total_ms = sum(getattr(e, attr) for e in prof.key_averages()) / 1e3 / args.steps
-    rows = top_rows(prof, device_type, args.top, args.steps)
-    launches = kernel_launches(prof, args.steps)
+    events, attr = timed_events(prof, device_type)
+    total_ms = sum(getattr(e, attr) for e in events) / 1e3 / args.steps
+    rows = top_rows(events, attr, args.top, args.steps)
+    launches = sum(e.count for e in events) / args.steps if device_type == "cuda" else 0
     table = render(rows, total_ms, wall_ms, launches)
     print(table)
     if args.trace:

@@ -98,6 +98,11 @@ RUN_CONTROL_FIELDS = ("steps", "timeout_s", "num_gpus", "num_cpus", "resources",
 TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
 
 
+def run_field_defaults() -> dict[str, Any]:
+    """Every run field's default: what a config stored before a field existed meant by lacking it."""
+    return {f.name: default_of(f) for f in dataclasses.fields(RunFields)}
+
+
 @dataclass(frozen=True)
 class ResolvedRun:
     """One configuration of a batch: its flat config, stable hash and exact parameter count."""
@@ -276,8 +281,8 @@ def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
         else:
             model_knobs[key] = value
     models.get(config["model"])  # unknown model -> ConfigError naming `model`
-    for f in dataclasses.fields(RunFields):
-        config.setdefault(f.name, default_of(f))
+    for key, value in run_field_defaults().items():
+        config.setdefault(key, value)
     _check_job_fields(config)
     if config["device"] == "auto":
         config["device"] = "cuda" if _cuda_available() else "cpu"

@@ -106,6 +106,18 @@ def test_scaling_figure_draws_each_family_and_marks_oom_and_over_budget():
         ("diamond-open", [4096], [pytest.approx(1.5)]), ("diamond-open", [4096], [600.0])]
 
 
+def test_a_rerun_that_names_a_newer_field_at_its_default_replaces_the_old_rows():
+    """Rows stored before `loss_chunk_tokens` existed and a rerun carrying its default are one series,
+    drawn from the rerun (the later batch)."""
+    old = [r for r in sweep_rows() if r["model"] == "phase8"]
+    rerun = [r | {"batch": "rerun", "tokens_per_s": 2 * r["tokens_per_s"], "config": r["config"] | {"loss_chunk_tokens": 0}}
+             for r in old]
+    (fig,) = scaling_figures(old + rerun)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["phase8 (d64 L2, B1)"] * 2
+    assert list(lines[1].y) == [1600.0, 1700.0, 1400.0, 1200.0]
+
+
 def test_crossover_is_the_first_length_where_the_family_beats_the_transformer():
     assert crossovers(sweep_rows()) == [
         ["NVIDIA H200", "inference", "phase8 (d64 L2, B1), 1,000 params", "transformer (d64 L2, B1), 1,000 params",

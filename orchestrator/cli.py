@@ -336,10 +336,16 @@ def env(db, as_json) -> None:
             click.echo(f"{key:>12}: {value}")
 
 
+def _quiet_optuna() -> None:
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 # --------------------------------------------------------------------------------------- dashboard
 @cli.group()
 def dashboard() -> None:
     """Plotly dashboards of stored results."""
+    _quiet_optuna()  # the study figures build in-memory studies, each announced at INFO
 
 
 kernels_option = click.option("--kernels", multiple=True, metavar="FILE",
@@ -401,11 +407,7 @@ def dashboard_serve(db, kernels, batch, host, port, refresh_s) -> None:
 @cli.group()
 def study() -> None:
     """Optuna studies over architectures and context lengths, stored in the result database."""
-
-
-def _quiet_optuna() -> None:
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_optuna()
 
 
 def _study_table(records: list[dict[str, Any]], metrics: list[str]) -> str:
@@ -425,7 +427,6 @@ def _study_table(records: list[dict[str, Any]], metrics: list[str]) -> str:
 def study_create(spec, db) -> None:
     """Validate a study SPEC (YAML) and store it (Optuna tables beside phasebench's)."""
     from . import study as studies
-    _quiet_optuna()
     parsed = studies.create_study(spec, db=db)
     click.echo(f"created study {parsed.name} ({', '.join(o.label for o in parsed.objectives)}; sampler "
                f"{parsed.sampler}) in {mask_url(database_url(db))}\n"
@@ -445,7 +446,6 @@ def study_create(spec, db) -> None:
 def study_run(name, trials, parallel, max_retries, db, address, as_json, no_progress) -> None:
     """Run or continue study NAME until it holds --trials trials (each one an isolated Ray task)."""
     from . import study as studies
-    _quiet_optuna()
     bar = {}
 
     def on_start(done: int, todo: int) -> None:

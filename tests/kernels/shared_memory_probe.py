@@ -1,7 +1,7 @@
 """Print, as JSON, the shared memory (bytes) each attention and Poincare kernel needs on sm_90 at the
 given head dims.
 
-    python tests/kernels/shared_memory_probe.py [--floats fp64] [--poincare] 128 320
+    python tests/kernels/shared_memory_probe.py [--floats fp64] [--poincare] [--only KERNEL:DTYPE] 128 320
 
 `--poincare` adds the Poincare kernels to the attention ones. `--floats fp64` types the float scalar arguments (eps, umax, ...) as float64, as torch.compile's
 inductor passes Python floats to user Triton kernels; the kernels must compile either way.
@@ -11,6 +11,7 @@ sm_90 on this machine, no GPU needed, and the compiler's figure is read from the
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import warnings
@@ -65,16 +66,19 @@ def poincare_kernels(dtype: str, d: int):
 
 
 def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("head_dims", nargs="+", type=int)
+    parser.add_argument("--floats", default="fp32", choices=["fp32", "fp64"])
+    parser.add_argument("--poincare", action="store_true", help="the Poincare kernels too")
+    parser.add_argument("--only", default="", help="KERNEL:DTYPE, e.g. _la_fwd_kernel:fp32 (compiling is slow)")
+    args = parser.parse_args(argv)
+    families = [kernels, poincare_kernels] if args.poincare else [kernels]
+    only = tuple(args.only.split(":")) if args.only else None
     warnings.simplefilter("ignore")
-    floats, families = "fp32", [kernels]
-    if argv[:1] == ["--floats"]:
-        floats, argv = argv[1], argv[2:]
-    if argv[:1] == ["--poincare"]:
-        families, argv = [kernels, poincare_kernels], argv[1:]
     out = [dict(op=op, kernel=fn.__name__, dtype=dtype, head_dim=d,
-                shared=shared_bytes(fn, dtype, consts, warps, floats))
-           for d in map(int, argv) for dtype in DTYPES for family in families
-           for op, fn, consts, warps in family(dtype, d)]
+                shared=shared_bytes(fn, dtype, consts, warps, args.floats))
+           for d in args.head_dims for dtype in DTYPES for family in families
+           for op, fn, consts, warps in family(dtype, d) if only in (None, (fn.__name__, dtype))]
     print(json.dumps(out))
 
 

@@ -34,7 +34,7 @@ def probe(*args: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def needs():
-    return probe(str(ATTENTION_MAX_HEAD_DIM), "320")
+    return probe(str(ATTENTION_MAX_HEAD_DIM)) + probe("--only", "_la_fwd_kernel:fp32", "320")
 
 
 def test_admitted_head_dims_fit_in_shared_memory(needs):

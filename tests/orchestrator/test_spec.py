@@ -203,7 +203,8 @@ def test_long_context_sizes_match_and_tokens_per_step_is_constant():
         assert max(params) / min(params) <= 1.05, params
 
 
-def test_kernel_backend_is_part_of_the_config_hash():
-    runs = expand(spec(grid={"model": ["phase7"], "kernels": ["triton", "torch"]})).runs
-    assert [r.config["kernels"] for r in runs] == ["triton", "torch"]
+@pytest.mark.parametrize("field, values", [("kernels", ["triton", "torch"]), ("compile", [False, True])])
+def test_how_a_run_executes_its_model_is_part_of_the_config_hash(field, values):
+    runs = expand(spec(grid={"model": ["phase7"], field: values})).runs
+    assert [r.config[field] for r in runs] == values
     assert runs[0].config_hash != runs[1].config_hash

@@ -5,10 +5,11 @@
 
 The config is any run config of a spec (validated the same way); the step is the benchmark job's own
 (`orchestrator.measure.BenchmarkJob.step`: forward, loss, backward and the fused AdamW step in `train`).
-After `--warmup` steps, `--steps` steps are timed, then `--steps` more run under the profiler. Prints the top `--top` by self
-time (CUDA kernels on a GPU, CPU operators otherwise) with their share of the total, the wall time of
-an unprofiled step and, on a GPU, how busy the device was and how many kernels a step launched; writes
-`OUT.json` (rows + environment + config) and `OUT.txt` (the table); `--trace` also writes a Chrome trace.
+After `--warmup` steps, `--steps` steps are timed, then `--steps` more run under the profiler. Prints
+the top `--top` by self time (CUDA kernels on a GPU, CPU operators otherwise) with their share of the
+total, the wall time of an unprofiled step and, on a GPU, how busy the device was and how many kernels a
+step launched. Writes `OUT.json` (rows + environment + config) and `OUT.txt` (the table); `--trace` also
+writes a Chrome trace.
 """
 from __future__ import annotations
 

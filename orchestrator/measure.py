@@ -118,7 +118,6 @@ class Job:
         self.model_config = self.entry.make_config(knobs)
         self.device = resolve_device(self.run["device"])
         self.precision = self.model_config.precision
-        self.loss_chunk_tokens = self.run.get("loss_chunk_tokens", 0)  # configs stored before the field lack it
         self.tracker = PhaseTracker()
         self.result = Measurement()
         self.baseline = 0
@@ -186,7 +185,7 @@ class Job:
         finally:
             torch.set_default_dtype(previous)
         model = model.to(dtype=dtype)
-        if self.run.get("compile"):  # configs stored before the field lack it
+        if self.run["compile"]:
             for block in model.blocks:
                 block.compile()  # in place: identical blocks share one compiled graph
         return model
@@ -194,7 +193,7 @@ class Job:
     def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy (fp32) plus the model's auxiliary losses. inputs, targets: (B, N)."""
         with self.autocast():
-            loss = lm_loss(model, inputs, targets, self.loss_chunk_tokens)
+            loss = lm_loss(model, inputs, targets, self.run["loss_chunk_tokens"])
             if model.aux_loss is not None:
                 loss = loss + model.aux_loss
         return loss

@@ -179,7 +179,7 @@ class TrainJob(Job):
         losses = []
         for x, y in batches:
             with self.autocast():
-                loss = lm_loss(model, x.to(self.device), y.to(self.device), self.loss_chunk_tokens)
+                loss = lm_loss(model, x.to(self.device), y.to(self.device), self.run["loss_chunk_tokens"])
             losses.append(loss.item())
         model.train()
         val_loss = statistics.fmean(losses)

@@ -16,13 +16,14 @@ def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = No
     from kernels.backend import set_backend
 
     from .environment import collect
+    from .spec import run_field_defaults
 
-    if config.get("fault") == "exit":
+    config = run_field_defaults() | config  # a config stored before a run field existed lacks it
+    if config["fault"] == "exit":
         os._exit(1)  # injected worker death: Ray retries, then the run is stored as failed
-    if config.get("fault") == "hang":
+    if config["fault"] == "hang":
         threading.Event().wait()  # injected hang: only the runner's timeout_s ends it
-    kernels = config.get("kernels", "auto")
-    set_backend(None if kernels == "auto" else kernels)  # per run: a reused worker must not keep the last one's
+    set_backend(None if config["kernels"] == "auto" else config["kernels"])  # per run: a reused worker must not keep the last one's
     if config["job"] == "train":
         from .train import run_training
         emit = (lambda rows: metrics.put((run_id, rows))) if metrics is not None else None

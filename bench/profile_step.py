@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                   "steps": args.steps, "total_ms_per_step": total_ms, "wall_ms_per_step": wall_ms,
                   "kernels_per_step": launches, "rows": rows,
                   "environment": collect(config["device"])}
-        args.out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        args.out.with_suffix(".txt").write_text(table + "\n")
+        args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+        args.out.with_name(args.out.name + ".txt").write_text(table + "\n")
 
 
 if __name__ == "__main__":

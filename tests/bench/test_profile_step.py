@@ -17,8 +17,9 @@ TINY = ["model=phase8", "d_model=32", "n_layers=1", "n_heads=2", "vocab_size=256
 
 
 def test_profile_of_a_training_step_names_the_top_operators(tmp_path, capsys):
-    profile_step.main(["--set", *TINY, "--steps", "2", "--warmup", "1", "--top", "5", "--out", str(tmp_path / "p")])
-    report = json.loads((tmp_path / "p.json").read_text())
+    out = tmp_path / "p-1.3b"  # a dot in the name is not a suffix
+    profile_step.main(["--set", *TINY, "--steps", "2", "--warmup", "1", "--top", "5", "--out", str(out)])
+    report = json.loads((tmp_path / "p-1.3b.json").read_text())
     rows = report["rows"]
     assert len(rows) == 5 and report["config"]["mode"] == "train" and report["steps"] == 2
     assert [r["ms_per_step"] for r in rows] == sorted((r["ms_per_step"] for r in rows), reverse=True)
@@ -27,7 +28,7 @@ def test_profile_of_a_training_step_names_the_top_operators(tmp_path, capsys):
     assert any(r["name"].startswith("aten::") for r in rows)
     assert report["wall_ms_per_step"] > 0 and report["kernels_per_step"] == 0  # no device kernels on CPU
     assert report["environment"]["torch"] and "git_commit" in report["environment"]
-    table = (tmp_path / "p.txt").read_text()
+    table = (tmp_path / "p-1.3b.txt").read_text()
     assert rows[0]["name"][:40] in table
     assert table == capsys.readouterr().out  # what it printed is what it wrote
 

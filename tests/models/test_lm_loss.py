@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from models import catalog  # noqa: F401
-from models.base import lm_loss
+from models.base import VOCAB_ALIGN, lm_loss, vocab_logits
 from models.registry import get
 
 CONFIG = dict(vocab_size=97, d_model=32, n_layers=1, n_heads=2)
@@ -50,3 +50,26 @@ def test_chunked_loss_saves_no_full_logits():
     full = 2 * 64 * 997
     assert largest_saved(model, ids, 0) >= full
     assert largest_saved(model, ids, 16) < full // 4
+
+
+@pytest.mark.parametrize("vocab", [64, 97, 50257 % 1000])
+def test_vocab_logits_equal_the_plain_head_and_have_an_aligned_row_stride(vocab):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 5, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(vocab, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    logits = vocab_logits(x, w)
+    assert logits.shape == (3, 5, vocab) and logits.stride(-2) % VOCAB_ALIGN == 0
+    expected = x @ w.T
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-12)
+    grad = torch.randn(logits.shape, dtype=torch.float64, generator=g)
+    got = torch.autograd.grad(logits, (x, w), grad)
+    want = torch.autograd.grad(expected, (x, w), grad)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_model_logits_come_from_the_padded_head(tie):
+    model = build("transformer", tie_head=tie)
+    logits = model(torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(4)))
+    assert logits.shape == (2, 9, 97) and logits.stride(-2) == 128  # 97 padded to 128

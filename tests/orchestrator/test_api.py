@@ -1,0 +1,35 @@
+"""The notebook API over a real result database: the committed H200 long-context batch (a copy)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orchestrator import api
+
+DB = Path(__file__).resolve().parents[2] / "results" / "long-context" / "long-context.db"
+
+
+@pytest.fixture
+def url(tmp_path):
+    shutil.copy(DB, tmp_path / "lc.db")
+    return f"sqlite:///{tmp_path / 'lc.db'}"
+
+
+def test_filters_combine_and_match_the_configs(url):
+    rows = api.results(url, model=["phase7"], mode=["train"], status=["ok"], where={"seq_len": 16384})
+    assert rows and {r["model"] for r in rows} == {"phase7"}
+    assert all(r["config"]["seq_len"] == 16384 and r["mode"] == "train" for r in rows)
+    assert len(rows) == len({r["run_id"] for r in rows})
+    by_batch = api.results(url, batch=["long-context-1.3b"])
+    assert len(by_batch) == 27 and all(r["config"]["d_model"] == 2048 for r in by_batch)
+
+
+def test_results_frame_is_the_records_as_a_dataframe(url):
+    import pandas  # noqa: F401  (the test extra installs it)
+    rows = api.results(url, status=["ok"])
+    frame = api.results_frame(url, status=["ok"])
+    assert len(frame) == len(rows) and {"run_id", "model", "tokens_per_s", "config"} <= set(frame.columns)
+    assert sorted(frame["run_id"]) == sorted(r["run_id"] for r in rows)
+    assert (frame["tokens_per_s"] > 0).all()

@@ -220,6 +220,7 @@ class Runner:
         except KeyboardInterrupt:
             for ref in in_flight:
                 ray.cancel(ref, force=True)
+            self.store.mark_pending([job.run.id for job in in_flight.values()])
             raise
         finally:
             if self.metrics is not None:

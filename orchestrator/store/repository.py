@@ -116,6 +116,13 @@ class Store:
             run.status, run.started_at, run.attempts = "running", utcnow(), run.attempts + 1
 
     @retried
+    def mark_pending(self, run_ids: list[str]) -> None:
+        """Set runs that are still `running` (cancelled before they returned a result) back to pending."""
+        with self.session() as s, s.begin():
+            for run in s.scalars(select(Run).where(Run.id.in_(run_ids), Run.status == "running")):
+                run.status = "pending"
+
+    @retried
     def reset_unfinished(self, batch_id: int) -> list[Run]:
         """Runs of the batch still pending or running (those are set back to pending), in order."""
         with self.session() as s, s.begin():

@@ -94,7 +94,7 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     assert "phasebench run --resume 1" in err
     done = count(sqlite_url, "SELECT count(*) FROM pb_results")
     assert 1 <= done < 5
-    assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == 5 - done
+    assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status = 'pending'") == 5 - done  # none left running
     assert count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'interrupted'") == 1
     resumed = subprocess.run(cmd[:4] + ["--resume", "1", "--db", sqlite_url, "--no-progress", "--json"],
                              cwd=tmp_path, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)})

@@ -8,9 +8,9 @@ ball points x = exp0(q), y = exp0(k) and compute, for s in (t - W, t],
     p = softmax_s(-scale_h d_ts),  o_t = sum_s p_ts v_s
 
 Only BM x BN tiles of the Gram matrix exist (online softmax; no N x N tensor). The forward stores the
-row log-sum-exp. Backward (flash-attention style, recomputing p from lse): one kernel per key block
-for dk, dv and the per-program partial sums of dscale and dc; one per query block for dq. The
-gradient through the distance uses only the Gram entries:
+row log-sum-exp. Backward (flash-attention style, recomputing p from lse, on smaller tiles than the
+forward: see `_cfg`): one kernel per key block for dk, dv and the per-program partial sums of dscale
+and dc; one per query block for dq. The gradient through the distance uses only the Gram entries:
 
     gd = -scale * ds,  gz = gd 2/(sqrt c (1 - z^2)),  gz2 = gz / (2z),
     gnum2 = gz2 c / den,  gden = -gz2 z2 / den,
@@ -160,7 +160,7 @@ def _window_bwd_dkv_kernel(X, Y, V, C, S, DO, LSE, DELTA, DY, DVo, DSC, DC, N, H
         gxy, gx2, gy2, gs, gcc = _score_grads(x2, y2, xy, c, sc, umax, ds)
         gscale += gs
         gc += gcc
-        dy += tl.dot(tl.trans(gxy), xf, input_precision="ieee")
+        dy += tl.dot(tl.trans(gxy), xf, input_precision=PREC)
         gy2_acc += tl.sum(gy2, axis=0)
     dy += 2.0 * gy2_acc[:, None] * yf
     tl.store(DY + (base + offs_n)[:, None] * D + offs_d[None, :], dy, mask=nm[:, None] & dmask)
@@ -213,16 +213,20 @@ def _window_bwd_dq_kernel(X, Y, V, C, S, DO, LSE, DELTA, DX, N, H, WINDOW, umax,
         dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
         ds = p * (dp - delta[:, None])
         gxy, gx2, gy2, gs, gcc = _score_grads(x2, y2, xy, c, sc, umax, ds)
-        dx += tl.dot(gxy, yf, input_precision="ieee")
+        dx += tl.dot(gxy, yf, input_precision=PREC)
         gx2_acc += tl.sum(gx2, axis=1)
     dx += 2.0 * gx2_acc[:, None] * xf
     tl.store(DX + (base + offs_m)[:, None] * D + offs_d[None, :], dx, mask=mm[:, None] & dmask)
 
 
-def _cfg(d, dv, dtype, window, block_m, block_n):
+def _cfg(d, dv, dtype, window, block_m, block_n, backward=False):
+    """Tiles: the backward keeps ~20 fp32 score tiles live, and at the forward's 64 x 64 ptxas spilled
+    1,552 (dk, dv) and 808 (dq) bytes per thread to local memory (sm_90, head dim 64, bf16); at 32 x 32
+    with tensor-core dots nothing spills (tests/kernels/test_shared_memory.py checks it)."""
     BD = max(16, triton.next_power_of_2(d))
     BDV = max(16, triton.next_power_of_2(dv))
-    bm = block_m or (64 if max(BD, BDV) <= 64 else 32)
+    wide = max(BD, BDV) > 64
+    bm = block_m or ((16 if wide else 32) if backward else (32 if wide else 64))
     bn = block_n or bm
     prec = "ieee" if dtype == torch.float32 else "tf32"
     return BD, BDV, bm, bn, prec
@@ -243,16 +247,16 @@ class WindowHypAttnFunction(torch.autograd.Function):
         _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](x, y, v, c32, s32, o, lse, n, H, int(window), umax,
                                                           D=d, DV=dv, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
         ctx.save_for_backward(x, y, v, c32, s32, o, lse)
-        ctx.meta = (window, bm, bn, c.dtype, scale.dtype, umax)
+        ctx.meta = (window, block_m, block_n, c.dtype, scale.dtype, umax)
         return o
 
     @staticmethod
     def backward(ctx, do):
         x, y, v, c32, s32, o, lse = ctx.saved_tensors
-        window, bm, bn, c_dtype, s_dtype, umax = ctx.meta
+        window, block_m, block_n, c_dtype, s_dtype, umax = ctx.meta
         Bsz, H, n, d = x.shape
         dv_ = v.shape[-1]
-        BD, BDV, _, _, prec = _cfg(d, dv_, x.dtype, window, bm, bn)
+        BD, BDV, bm, bn, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)
         do = do.to(v.dtype).contiguous()
         delta = (do.float() * o.float()).sum(-1)
         dx = torch.empty(Bsz, H, n, d, device=x.device, dtype=torch.float32)

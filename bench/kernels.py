@@ -137,7 +137,10 @@ def case_linear_attn(n, device, dtype, quick):
 
     B, H, D = (1, 2, 32) if quick else (8, 16, 128)
     q, k, v = (torch.randn(B, H, n, D, device=device, dtype=dtype).requires_grad_() for _ in range(3))
-    impls = {"triton": lambda: causal_linear_attn_triton(q, k, v), "torch_ref": lambda: causal_linear_attn_chunked(q, k, v)}
+    # triton: the default (sequential) backward; triton_chunked_bwd: the same forward, chunk-parallel backward
+    impls = {"triton": lambda: causal_linear_attn_triton(q, k, v),
+             "triton_chunked_bwd": lambda: causal_linear_attn_triton(q, k, v, backward="chunked"),
+             "torch_ref": lambda: causal_linear_attn_chunked(q, k, v)}
     anchors = {}
     if not quick and device == "cuda":
         try:
@@ -245,7 +248,7 @@ def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset()):
     shape, impls, anchors, inputs, fwd_bytes, fb_bytes = CASES[op](n, device, DTYPES[op] if device == "cuda" else torch.float32, quick)
     row = {"op": op, "shape": shape, "bytes_fwd": fwd_bytes, "bytes_fwd_bwd": fb_bytes, "impls": {}}
     for name, fn in impls.items():
-        if name == "triton" and not triton_ok:
+        if name.startswith("triton") and not triton_ok:
             row["impls"][name] = {"skipped": "no GPU and TRITON_INTERPRET unset"}
             continue
         m = _measure(fn, inputs, device, quick)

@@ -12,9 +12,16 @@ Backward: with dnum = do / den and dden = -(do . o) / den (the value-column sum 
 the normaliser is a value column of ones, so
     dfq_t = sum_{s<=t} (dnum_t . v_s + dden_t) fk_s
     dfk_s = sum_{t>=s} (dnum_t . v_s + dden_t) fq_t,   dv_s = sum_{t>=s} (fq_t . fk_s) dnum_t
-dq is a forward sweep (carrying S, z), dk and dv a backward sweep (carrying sum fq^T dnum and
-sum dden fq). Partial dq/dk over value blocks are summed afterwards; the dden terms are added by value
-block 0 only.
+Per chunk these are masked BT x BT products plus terms of four states: S, z over the earlier chunks and
+dS = sum fq^T dnum, dz = sum dden fq over the later ones. Two backwards (`backward=`):
+  "sequential": dq is a forward sweep carrying S, z; dk and dv a backward sweep carrying dS, dz (one
+      program per (value block, batch*head), all the chunk work inside the loop).
+  "chunked": one launch walks the chunks both ways (grid axis 2 picks the direction) doing only the state
+      updates, and stores the states of every chunk; then one program per (chunk, value block, batch*head)
+      computes that chunk's dq, dk, dv. S and dS are stored in the input dtype, which is what the products
+      take them in; z and dz in float32.
+Both share the per-chunk helpers. Partial dq/dk over value blocks are summed afterwards; the dden terms
+are added by value block 0 only.
 """
 from __future__ import annotations
 
@@ -80,6 +87,57 @@ def _la_fwd_kernel(Q, K, V, O, DEN, N, eps,
 
 
 @triton.jit
+def _bwd_chunk_load(Q, K, V, DO, DEN, DDEN, t, offs_k, offs_v, N, first, DK: tl.constexpr, DV: tl.constexpr):
+    """Rows t of one batch*head (pointers offset to it): q, k, phi(q), phi(k) (float32, zero outside), v,
+    dnum = do / den (input dtype), dden (zero unless first), and the (rows, DK) / (rows, BV) masks."""
+    tm = t < N
+    mk = tm[:, None] & (offs_k < DK)[None, :]
+    mv = tm[:, None] & (offs_v < DV)[None, :]
+    q = tl.load(Q + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
+    k = tl.load(K + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
+    v = tl.load(V + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0)
+    do = tl.load(DO + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0).to(tl.float32)
+    den = tl.load(DEN + t, mask=tm, other=1.0)
+    dd = tl.load(DDEN + t, mask=tm, other=0.0) * first
+    fq = tl.where(mk, _phi(q), 0.0)
+    fk = tl.where(mk, _phi(k), 0.0)
+    dnum = (do / den[:, None]).to(V.dtype.element_ty)
+    return q, k, fq, fk, v, dnum, dd, mk, mv
+
+
+@triton.jit
+def _bwd_dq_chunk(q, fk_c, v, dnum, dd, S, z, causal, PREC: tl.constexpr):
+    """dq (float32) of one chunk; S (BK x BV), z (BK): sum fk^T v and sum fk over the earlier chunks."""
+    G = tl.dot(dnum, tl.trans(v), input_precision=PREC) + dd[:, None]
+    G = tl.where(causal, G, 0.0)
+    dfq = tl.dot(G.to(v.dtype), fk_c, input_precision=PREC)
+    dfq += tl.dot(dnum, tl.trans(S.to(v.dtype)), input_precision=PREC)
+    dfq += dd[:, None] * z[None, :]
+    return dfq * _dphi(q)
+
+
+@triton.jit
+def _bwd_dv_chunk(fq_c, fk_c, dnum, dS, causal_t, PREC: tl.constexpr):
+    """dv (float32) of one chunk; dS (BK x BV): sum fq^T dnum over the later chunks."""
+    At = tl.dot(fk_c, tl.trans(fq_c), input_precision=PREC)
+    At = tl.where(causal_t, At, 0.0)
+    dv = tl.dot(At.to(dnum.dtype), dnum, input_precision=PREC)
+    dv += tl.dot(fk_c, dS.to(dnum.dtype), input_precision=PREC)
+    return dv
+
+
+@triton.jit
+def _bwd_dk_chunk(k, fq_c, v, dnum, dd, dS, dz, causal_t, PREC: tl.constexpr):
+    """dk (float32) of one chunk; dS (BK x BV), dz (BK): sum fq^T dnum and sum dden fq over the later chunks."""
+    Gt = tl.dot(v, tl.trans(dnum), input_precision=PREC) + dd[None, :]
+    Gt = tl.where(causal_t, Gt, 0.0)
+    dfk = tl.dot(Gt.to(v.dtype), fq_c, input_precision=PREC)
+    dfk += tl.dot(v, tl.trans(dS.to(v.dtype)), input_precision=PREC)
+    dfk += dz[None, :]
+    return dfk * _dphi(k)
+
+
+@triton.jit
 def _la_bwd_dq_kernel(Q, K, V, DO, DEN, DDEN, DQ, N,
                       DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                       PREC: tl.constexpr):
@@ -90,8 +148,6 @@ def _la_bwd_dq_kernel(Q, K, V, DO, DEN, DDEN, DQ, N,
     offs_t = tl.arange(0, BT)
     offs_k = tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
-    kmask = offs_k < DK
-    vmask = offs_v < DV
     Q += i_bh * N * DK
     K += i_bh * N * DK
     V += i_bh * N * DV
@@ -105,24 +161,10 @@ def _la_bwd_dq_kernel(Q, K, V, DO, DEN, DDEN, DQ, N,
     first = (i_v == 0).to(tl.float32)
     for start in range(0, N, BT):
         t = start + offs_t
-        tm = t < N
-        mk = tm[:, None] & kmask[None, :]
-        mv = tm[:, None] & vmask[None, :]
-        q = tl.load(Q + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
-        k = tl.load(K + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
-        v = tl.load(V + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0)
-        do = tl.load(DO + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0).to(tl.float32)
-        den = tl.load(DEN + t, mask=tm, other=1.0)
-        dd = tl.load(DDEN + t, mask=tm, other=0.0) * first
-        fk = tl.where(mk, _phi(k), 0.0)
+        q, k, fq, fk, v, dnum, dd, mk, mv = _bwd_chunk_load(Q, K, V, DO, DEN, DDEN, t, offs_k, offs_v, N, first, DK, DV)
         fk_c = fk.to(V.dtype.element_ty)
-        dnum = (do / den[:, None]).to(V.dtype.element_ty)
-        G = tl.dot(dnum, tl.trans(v), input_precision=PREC) + dd[:, None]
-        G = tl.where(causal, G, 0.0)
-        dfq = tl.dot(G.to(V.dtype.element_ty), fk_c, input_precision=PREC)
-        dfq += tl.dot(dnum, tl.trans(S.to(V.dtype.element_ty)), input_precision=PREC)
-        dfq += dd[:, None] * z[None, :]
-        tl.store(DQ + t[:, None] * DK + offs_k[None, :], dfq * _dphi(q), mask=mk)
+        dq = _bwd_dq_chunk(q, fk_c, v, dnum, dd, S, z, causal, PREC)
+        tl.store(DQ + t[:, None] * DK + offs_k[None, :], dq, mask=mk)
         S += tl.dot(tl.trans(fk_c), v, input_precision=PREC)
         z += tl.sum(fk, axis=0)
 
@@ -138,8 +180,6 @@ def _la_bwd_dkv_kernel(Q, K, V, DO, DEN, DDEN, DK_, DV_, N,
     offs_t = tl.arange(0, BT)
     offs_k = tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
-    kmask = offs_k < DK
-    vmask = offs_v < DV
     Q += i_bh * N * DK
     K += i_bh * N * DK
     V += i_bh * N * DV
@@ -155,35 +195,118 @@ def _la_bwd_dkv_kernel(Q, K, V, DO, DEN, DDEN, DK_, DV_, N,
     first = (i_v == 0).to(tl.float32)
     n_chunks = tl.cdiv(N, BT)
     for i in range(0, n_chunks):
-        start = (n_chunks - 1 - i) * BT
-        t = start + offs_t
+        t = (n_chunks - 1 - i) * BT + offs_t
+        q, k, fq, fk, v, dnum, dd, mk, mv = _bwd_chunk_load(Q, K, V, DO, DEN, DDEN, t, offs_k, offs_v, N, first, DK, DV)
+        fq_c = fq.to(V.dtype.element_ty)
+        fk_c = fk.to(V.dtype.element_ty)
+        dv = _bwd_dv_chunk(fq_c, fk_c, dnum, dS, causal_t, PREC)
+        tl.store(DV_ + t[:, None] * DV + offs_v[None, :], dv.to(DV_.dtype.element_ty), mask=mv)
+        dk = _bwd_dk_chunk(k, fq_c, v, dnum, dd, dS, dz, causal_t, PREC)
+        tl.store(DK_ + t[:, None] * DK + offs_k[None, :], dk, mask=mk)
+        dS += tl.dot(tl.trans(fq_c), dnum, input_precision=PREC)
+        dz += tl.sum(fq * dd[:, None], axis=0)
+
+
+@triton.jit
+def _la_bwd_states_kernel(Q, K, V, DO, DEN, DDEN, ST, ZT, N,
+                          DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                          PREC: tl.constexpr):
+    """ST: (2, BH, NC, DK, DV) in the input dtype; ZT: (2, BH, NC, DK) float32. Grid (NV, BH, 2).
+
+    Direction 0 walks forwards and stores, per chunk, S = sum phi(k)^T v and z = sum phi(k) over the earlier
+    chunks; direction 1 walks backwards and stores dS = sum phi(q)^T dnum and dz = sum dden phi(q) over the
+    later ones. ZT is written by value block 0.
+    """
+    i_v = tl.program_id(0)
+    i_bh = tl.program_id(1).to(tl.int64)
+    rev = tl.program_id(2)
+    n_bh = tl.num_programs(1).to(tl.int64)
+    n_chunks = tl.cdiv(N, BT)
+    offs_t = tl.arange(0, BT)
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    kmask = offs_k < DK
+    vmask = offs_v < DV
+    smask = kmask[:, None] & vmask[None, :]
+    # direction 0: features of k, values v; direction 1: features of q, values do / den, weights dden
+    reverse = rev == 1
+    if reverse:
+        X = Q + i_bh * N * DK
+        Y = DO + i_bh * N * DV
+    else:
+        X = K + i_bh * N * DK
+        Y = V + i_bh * N * DV
+    DEN += i_bh * N
+    DDEN += i_bh * N
+    ST += (rev * n_bh + i_bh) * n_chunks * DK * DV
+    ZT += (rev * n_bh + i_bh) * n_chunks * DK
+    n_den = rev * N  # rows whose den, dden are read: none in direction 0
+    S = tl.zeros([BK, BV], dtype=tl.float32)
+    z = tl.zeros([BK], dtype=tl.float32)
+    for i in range(0, n_chunks):
+        c = tl.where(reverse, n_chunks - 1 - i, i)
+        t = c * BT + offs_t
         tm = t < N
         mk = tm[:, None] & kmask[None, :]
         mv = tm[:, None] & vmask[None, :]
-        q = tl.load(Q + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
-        k = tl.load(K + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
-        v = tl.load(V + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0)
-        do = tl.load(DO + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0).to(tl.float32)
-        den = tl.load(DEN + t, mask=tm, other=1.0)
-        dd = tl.load(DDEN + t, mask=tm, other=0.0) * first
-        fq = tl.where(mk, _phi(q), 0.0)
-        fk = tl.where(mk, _phi(k), 0.0)
-        fq_c = fq.to(V.dtype.element_ty)
-        fk_c = fk.to(V.dtype.element_ty)
-        dnum = (do / den[:, None]).to(V.dtype.element_ty)
-        At = tl.dot(fk_c, tl.trans(fq_c), input_precision=PREC)
-        At = tl.where(causal_t, At, 0.0)
-        dv = tl.dot(At.to(V.dtype.element_ty), dnum, input_precision=PREC)
-        dv += tl.dot(fk_c, dS.to(V.dtype.element_ty), input_precision=PREC)
-        tl.store(DV_ + t[:, None] * DV + offs_v[None, :], dv.to(DV_.dtype.element_ty), mask=mv)
-        Gt = tl.dot(v, tl.trans(dnum), input_precision=PREC) + dd[None, :]
-        Gt = tl.where(causal_t, Gt, 0.0)
-        dfk = tl.dot(Gt.to(V.dtype.element_ty), fq_c, input_precision=PREC)
-        dfk += tl.dot(v, tl.trans(dS.to(V.dtype.element_ty)), input_precision=PREC)
-        dfk += dz[None, :]
-        tl.store(DK_ + t[:, None] * DK + offs_k[None, :], dfk * _dphi(k), mask=mk)
-        dS += tl.dot(tl.trans(fq_c), dnum, input_precision=PREC)
-        dz += tl.sum(fq * dd[:, None], axis=0)
+        x = tl.load(X + t[:, None] * DK + offs_k[None, :], mask=mk, other=0.0).to(tl.float32)
+        y = tl.load(Y + t[:, None] * DV + offs_v[None, :], mask=mv, other=0.0).to(tl.float32)
+        den = tl.load(DEN + t, mask=t < n_den, other=1.0)
+        w = tl.load(DDEN + t, mask=t < n_den, other=1.0)
+        fx = tl.where(mk, _phi(x), 0.0)
+        c64 = c.to(tl.int64)
+        tl.store(ST + c64 * DK * DV + offs_k[:, None] * DV + offs_v[None, :], S.to(ST.dtype.element_ty), mask=smask)
+        if i_v == 0:
+            tl.store(ZT + c64 * DK + offs_k, z, mask=kmask)
+        y_c = (y / den[:, None]).to(V.dtype.element_ty)
+        S += tl.dot(tl.trans(fx.to(V.dtype.element_ty)), y_c, input_precision=PREC)
+        z += tl.sum(fx * w[:, None], axis=0)
+
+
+@triton.jit
+def _la_bwd_chunk_kernel(Q, K, V, DO, DEN, DDEN, ST, ZT, DQ, DK_, DV_, N,
+                         DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                         PREC: tl.constexpr):
+    """ST, ZT: _la_bwd_states_kernel's; DQ, DK_: (NV, BH, N, DK) float32 partials; DV_: (BH, N, DV).
+    Grid (NC, NV, BH)."""
+    i_c = tl.program_id(0)
+    i_v = tl.program_id(1)
+    i_bh = tl.program_id(2).to(tl.int64)
+    n_bh = tl.num_programs(2).to(tl.int64)
+    n_chunks = tl.cdiv(N, BT)
+    offs_t = tl.arange(0, BT)
+    offs_k = tl.arange(0, BK)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    kmask = offs_k < DK
+    smask = kmask[:, None] & (offs_v < DV)[None, :]
+    Q += i_bh * N * DK
+    K += i_bh * N * DK
+    V += i_bh * N * DV
+    DO += i_bh * N * DV
+    DV_ += i_bh * N * DV
+    DEN += i_bh * N
+    DDEN += i_bh * N
+    DQ += (i_v * n_bh + i_bh) * N * DK
+    DK_ += (i_v * n_bh + i_bh) * N * DK
+    fwd_state = i_bh * n_chunks + i_c
+    rev_state = (n_bh + i_bh) * n_chunks + i_c
+    causal = offs_t[:, None] >= offs_t[None, :]
+    causal_t = offs_t[:, None] <= offs_t[None, :]
+    first = (i_v == 0).to(tl.float32)
+    t = i_c * BT + offs_t
+    q, k, fq, fk, v, dnum, dd, mk, mv = _bwd_chunk_load(Q, K, V, DO, DEN, DDEN, t, offs_k, offs_v, N, first, DK, DV)
+    fq_c = fq.to(V.dtype.element_ty)
+    fk_c = fk.to(V.dtype.element_ty)
+    S = tl.load(ST + fwd_state * DK * DV + offs_k[:, None] * DV + offs_v[None, :], mask=smask, other=0.0)
+    z = tl.load(ZT + fwd_state * DK + offs_k, mask=kmask, other=0.0)
+    dq = _bwd_dq_chunk(q, fk_c, v, dnum, dd, S, z, causal, PREC)
+    tl.store(DQ + t[:, None] * DK + offs_k[None, :], dq, mask=mk)
+    dS = tl.load(ST + rev_state * DK * DV + offs_k[:, None] * DV + offs_v[None, :], mask=smask, other=0.0)
+    dz = tl.load(ZT + rev_state * DK + offs_k, mask=kmask, other=0.0) * first
+    dv = _bwd_dv_chunk(fq_c, fk_c, dnum, dS, causal_t, PREC)
+    tl.store(DV_ + t[:, None] * DV + offs_v[None, :], dv.to(DV_.dtype.element_ty), mask=mv)
+    dk = _bwd_dk_chunk(k, fq_c, v, dnum, dd, dS, dz, causal_t, PREC)
+    tl.store(DK_ + t[:, None] * DK + offs_k[None, :], dk, mask=mk)
 
 
 def _cfg(q, v, chunk_size):
@@ -196,9 +319,12 @@ def _cfg(q, v, chunk_size):
     return BK, BV, BT, prec, warps
 
 
+BACKWARDS = ("sequential", "chunked")
+
+
 class CausalLinearAttnFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, eps, chunk_size):
+    def forward(ctx, q, k, v, eps, chunk_size, backward):
         Bsz, H, n, dk = q.shape
         dv = v.shape[-1]
         dt = v.dtype
@@ -212,6 +338,7 @@ class CausalLinearAttnFunction(torch.autograd.Function):
                              num_warps=warps, num_stages=2)
         ctx.save_for_backward(q, k, v, o, den)
         ctx.chunk_size = chunk_size
+        ctx.backward = backward
         return o
 
     @staticmethod
@@ -226,21 +353,31 @@ class CausalLinearAttnFunction(torch.autograd.Function):
         dq = torch.empty(nv, Bsz, H, n, dk, device=q.device, dtype=torch.float32)
         dk_ = torch.empty_like(dq)
         dv_ = torch.empty_like(v)
-        grid = (nv, Bsz * H)
-        _la_bwd_dq_kernel[grid](q, k, v, do, den, dden, dq, n, DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec,
-                                num_warps=warps, num_stages=2)
-        _la_bwd_dkv_kernel[grid](q, k, v, do, den, dden, dk_, dv_, n, DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec,
-                                 num_warps=warps, num_stages=2)
+        meta = dict(DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2)
+        if ctx.backward == "sequential":
+            grid = (nv, Bsz * H)
+            _la_bwd_dq_kernel[grid](q, k, v, do, den, dden, dq, n, **meta)
+            _la_bwd_dkv_kernel[grid](q, k, v, do, den, dden, dk_, dv_, n, **meta)
+        else:
+            nc = triton.cdiv(n, BT)
+            states = torch.empty(2, Bsz * H, nc, dk, dv, device=v.device, dtype=v.dtype)
+            zs = torch.empty(2, Bsz * H, nc, dk, device=v.device, dtype=torch.float32)
+            _la_bwd_states_kernel[(nv, Bsz * H, 2)](q, k, v, do, den, dden, states, zs, n, **meta)
+            _la_bwd_chunk_kernel[(nc, nv, Bsz * H)](q, k, v, do, den, dden, states, zs, dq, dk_, dv_, n, **meta)
         dq = dq.sum(0) if nv > 1 else dq[0]
         dk_ = dk_.sum(0) if nv > 1 else dk_[0]
-        return dq.to(ctx.in_dtypes[0]), dk_.to(ctx.in_dtypes[1]), dv_, None, None
+        return dq.to(ctx.in_dtypes[0]), dk_.to(ctx.in_dtypes[1]), dv_, None, None, None
 
 
-def causal_linear_attn_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6, chunk_size: int = 64) -> torch.Tensor:
+def causal_linear_attn_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6, chunk_size: int = 64,
+                              backward: str = "sequential") -> torch.Tensor:
     """q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> o: (B, H, N, Dv) in v's dtype.
 
-    chunk_size is rounded up to a power of two >= 16 (tensor-core tile).
+    chunk_size is rounded up to a power of two >= 16 (tensor-core tile). backward: "sequential" (two
+    kernels carrying the state through the chunks) or "chunked" (stored chunk states, chunks in parallel).
     """
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
     if q.shape[-2] == 0:
         return v.new_zeros(v.shape)
-    return CausalLinearAttnFunction.apply(q, k, v, eps, chunk_size)
+    return CausalLinearAttnFunction.apply(q, k, v, eps, chunk_size, backward)

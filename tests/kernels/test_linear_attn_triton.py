@@ -20,13 +20,20 @@ def _inputs(n, dk, dv, seed, dtype=torch.float32):
     return [torch.randn(2, 2, n, d, generator=g).to(dtype) for d in (dk, dk, dv)]
 
 
+def _output_and_grads(q, k, v, w, **kw):
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    o = causal_linear_attn_triton(q, k, v, **kw)
+    return [o, *torch.autograd.grad((o * w).sum(), (q, k, v))]
+
+
+@pytest.mark.parametrize("backward", ["sequential", "chunked"])
 @pytest.mark.parametrize("n", [1, 7, 63, 130])
-@pytest.mark.parametrize("chunk", [16, 64])
+@pytest.mark.parametrize("chunk", [16, 32, 64])
 @pytest.mark.parametrize("dk,dv", [(5, 3), (16, 80)])
-def test_triton_matches_quadratic(n, chunk, dk, dv):
+def test_triton_matches_quadratic(n, chunk, dk, dv, backward):
     q, k, v = (t.requires_grad_() for t in _inputs(n, dk, dv, seed=n + dv))
     w = torch.randn(2, 2, n, dv, generator=torch.Generator().manual_seed(1))
-    o = causal_linear_attn_triton(q, k, v, chunk_size=chunk)
+    o = causal_linear_attn_triton(q, k, v, chunk_size=chunk, backward=backward)
     q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
     o_ref = causal_linear_attn_quadratic(q64, k64, v64)
     torch.testing.assert_close(o.double(), o_ref, rtol=1e-4, atol=1e-4)
@@ -34,6 +41,23 @@ def test_triton_matches_quadratic(n, chunk, dk, dv):
     g_ref = torch.autograd.grad((o_ref * w.double()).sum(), (q64, k64, v64))
     for a, b in zip(g, g_ref):
         torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n,chunk,dk,dv", [(130, 16, 16, 80), (97, 32, 5, 3), (200, 64, 24, 72)])
+def test_chunked_backward_matches_sequential(n, chunk, dk, dv):
+    # the same per-chunk products from the same states: equal up to float32 rounding
+    q, k, v = _inputs(n, dk, dv, seed=7)
+    w = torch.randn(2, 2, n, dv, generator=torch.Generator().manual_seed(2))
+    seq = _output_and_grads(q, k, v, w, chunk_size=chunk, backward="sequential")
+    chunked = _output_and_grads(q, k, v, w, chunk_size=chunk, backward="chunked")
+    for a, b in zip(chunked, seq):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_backward_is_refused():
+    q, k, v = _inputs(4, 8, 8, seed=0)
+    with pytest.raises(ValueError, match="backward"):
+        causal_linear_attn_triton(q, k, v, backward="bogus")
 
 
 def test_triton_eps_and_dispatch():
@@ -52,6 +76,11 @@ def test_triton_fp16_inputs():
     torch.testing.assert_close(o.double(), ref, rtol=1e-2, atol=1e-2)
     o.float().sum().backward()
     assert q.grad.dtype == torch.float16 and torch.isfinite(q.grad.float()).all()
+    grads = [t.grad for t in (q, k, v)]
+    chunked = _output_and_grads(q, k, v, torch.ones_like(o), chunk_size=16, backward="chunked")
+    for a, b in zip(chunked, [o, *grads]):
+        assert a.dtype == torch.float16
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.parametrize("head_dim, kernel_calls", [(128, 1), (160, 0)])

@@ -125,8 +125,7 @@ def mixer_rows(args) -> list[dict]:
         "window hyperbolic attention": block.local,
         "ar_ssm": block.glob,
         "ar_ssm + ar_fusion": lambda h: block.glob(h, block.fusion),
-        "linear attention + bk_hyperbolic gate": lambda h: block.lin_attn(h, value_gate=block.bk_hyp(g_re, g_re).repeat_interleave(
-            args.d_model // config.channels, -1)),
+        "linear attention + bk_hyperbolic gate": lambda h: block.lin_attn(h, value_gate=block.bk_hyp(g_re, g_re)),
         "hyp_ssm": block.hyp_ssm,
         "sheaf": block.sheaf,
         "entailment": block.entailment,

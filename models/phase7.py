@@ -24,7 +24,7 @@ from .base import CausalLM, embedding_params, head_params
 from .config import ConfigError, ModelConfig, knob
 from .layers.ar_ssm import ARSSM, ar_ssm_forward_flops, ar_ssm_params
 from .layers.ffn import config_ffn_params, make_ffn
-from .layers.gates import BKGate, bk_gate_params, expand_channels
+from .layers.gates import BKGate, bk_gate_params, channel_scale
 from .layers.hyp_attention import WindowHypAttention, window_attention_forward_flops, window_hyp_attention_params
 
 
@@ -83,10 +83,11 @@ class Phase7Block(nn.Module):
     def mix(self, h: torch.Tensor, fusion: nn.Module | None = None):
         """h = norm1(x) (B, N, d) -> (mixer output (B, N, d), g_re, g_im (B, N, C))."""
         gate, g_re, g_im = self.bk_gate(h)  # (B, N, C)
-        gate = expand_channels(gate, h.shape[-1]).to(h.dtype)  # (B, N, d)
+        gate = gate.to(h.dtype)
         local = self.local(h)  # (B, N, d)
         glob = self.glob(h, fusion)  # (B, N, d)
-        return self.w_o(self.norm_mix(gate * local + (1 - gate) * glob)), g_re, g_im
+        mixed = channel_scale(gate, local) + channel_scale(1 - gate, glob)  # (B, N, d)
+        return self.w_o(self.norm_mix(mixed)), g_re, g_im
 
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.ffn is None else x + self.ffn(self.norm2(x))

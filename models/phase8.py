@@ -24,8 +24,7 @@ from torch import nn
 
 from .base import CausalLM
 from .config import ConfigError, knob
-from .layers.gates import BKHyperbolicGate, HyperbolicFusion, bk_hyperbolic_gate_params, expand_channels, \
-    hyperbolic_fusion_params
+from .layers.gates import BKHyperbolicGate, HyperbolicFusion, bk_hyperbolic_gate_params, hyperbolic_fusion_params
 from .layers.hyp_ssm import HyperbolicSSM, hyperbolic_ssm_forward_flops, hyperbolic_ssm_params
 from .layers.hyp_attention import window_attention_forward_flops
 from .layers.linear_attention import TangentLinearAttention, tangent_linear_attention_forward_flops, \
@@ -97,7 +96,7 @@ class Phase8Block(Phase7Block):
         out, g_re, g_im = self.mix(h, self.fusion)  # (B, N, d), (B, N, C) x 2
         x = x + out
         if self.lin_attn is not None:
-            gate = None if self.bk_hyp is None else expand_channels(self.bk_hyp(g_re, g_im), h.shape[-1]).to(h.dtype)
+            gate = None if self.bk_hyp is None else self.bk_hyp(g_re, g_im).to(h.dtype)  # (B, N, C)
             x = x + self.lin_attn(h, value_gate=gate)  # (B, N, d)
         if self.hyp_ssm is not None:
             x = x + self.hyp_ssm(h)

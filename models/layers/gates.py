@@ -20,10 +20,14 @@ from .bk_core import BKCore, bk_core_params
 from .poincare_layers import upcast
 
 
-def expand_channels(g: torch.Tensor, d_model: int) -> torch.Tensor:
-    """(B, N, C) -> (B, N, d): channel j covers dims [j d/C, (j + 1) d/C)."""
+def channel_scale(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """g: (B, N, C), x: (B, N, d) -> x * g (B, N, d), channel j scaling dims [j d/C, (j + 1) d/C).
+
+    g is broadcast over its d/C dims, never expanded to (B, N, d): on the GPU each expanded copy (and its
+    cast) was a full activation-sized write per gate per layer.
+    """
     b, n, c = g.shape
-    return g.unsqueeze(-1).expand(b, n, c, d_model // c).reshape(b, n, d_model)
+    return (x.reshape(b, n, c, -1) * g.unsqueeze(-1)).reshape(x.shape)
 
 
 class BKGate(nn.Module):

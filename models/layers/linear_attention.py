@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .gates import channel_scale
+
 
 def clip_tangent(u: torch.Tensor, c: torch.Tensor, max_norm: float = 1 - 1e-3) -> torch.Tensor:
     """u: (..., D), c > 0 broadcastable to u[..., :1] -> u with |u| <= artanh(max_norm)/sqrt(c)."""
@@ -40,7 +42,8 @@ def linear_attn_bidirectional(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
 
 class TangentLinearAttention(nn.Module):
-    """x: (B, N, d) -> (B, N, d); O(N) time and memory. `value_gate` (B, N, d) scales the values."""
+    """x: (B, N, d) -> (B, N, d); O(N) time and memory. `value_gate` (B, N, C), C dividing d, scales the
+    values per channel (`models.layers.gates.channel_scale`)."""
 
     def __init__(self, d_model: int, n_heads: int, causal: bool, bias: bool = True, c_init: float = 0.01,
                  max_norm: float = 1 - 1e-3, mode: str = "linear", auto_threshold: float = 1.0,
@@ -73,7 +76,7 @@ class TangentLinearAttention(nn.Module):
         u = clip_tangent(xf, self.c(), self.max_norm).to(x.dtype)  # (B, N, d)
         q, k, v = self.in_proj(u).view(b, n, 3, d).unbind(2)  # each (B, N, d)
         if value_gate is not None:  # keep the projection's dtype: an fp32 gate must not turn the kernel fp32
-            v = (v * value_gate).to(v.dtype)
+            v = channel_scale(value_gate, v).to(v.dtype)
         q, k, v = (t.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
         if self.use_exact():
             from kernels.window_attn import window_hyp_attn

@@ -15,7 +15,7 @@ from kernels.bk_core import bk_core_sequential
 from kernels.linear_attn import causal_linear_attn_quadratic
 from kernels.poincare import dist, dist0, exp0, log0, mobius_add
 from models.layers.ar_ssm import ARSSM
-from models.layers.gates import BKGate, BKHyperbolicGate, HyperbolicFusion
+from models.layers.gates import BKGate, BKHyperbolicGate, HyperbolicFusion, channel_scale
 from models.layers.htt import HTTEmbedding, htt_shape
 from models.layers.hyp_attention import WindowHypAttention
 from models.layers.hyp_ssm import HyperbolicSSM
@@ -280,3 +280,12 @@ def test_an_fp32_value_gate_keeps_linear_attention_in_the_autocast_dtype(monkeyp
     with torch.autocast("cpu", dtype=torch.bfloat16):
         layer(x, value_gate=gate)
     assert seen == [(torch.bfloat16, torch.bfloat16)]
+
+
+def test_channel_scale_is_the_per_channel_gate_expanded_over_its_dims():
+    g = torch.rand(2, 5, 4, dtype=torch.float64)
+    x = torch.randn(2, 5, 12, dtype=torch.float64)
+    expanded = g.repeat_interleave(3, dim=-1)  # channel j covers dims [3j, 3j + 3)
+    torch.testing.assert_close(channel_scale(g, x), x * expanded, rtol=0, atol=0)
+    grad = torch.autograd.grad(channel_scale(g.requires_grad_(), x).sum(), g)[0]
+    torch.testing.assert_close(grad, x.view(2, 5, 4, 3).sum(-1))  # each channel collects its own dims

@@ -45,9 +45,9 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
-def profile_steps(config: dict, warmup: int, steps: int):
-    """Run the benchmark job's step `warmup` times, `steps` times timed without the profiler, then
-    `steps` times under it. Returns (profile, device type, wall ms per unprofiled step)."""
+def prepare_step(config: dict):
+    """(job, model, optimizer, ids): what `job.step(model, ids, optimizer)` runs on, built as the benchmark
+    job builds it."""
     job = BenchmarkJob(config)
     job.prepare_device()
     model = job.build()
@@ -56,6 +56,13 @@ def profile_steps(config: dict, warmup: int, steps: int):
     generator = torch.Generator().manual_seed(config["seed"])
     ids = torch.randint(0, job.model_config.vocab_size, (config["batch_size"], config["seq_len"]),
                         generator=generator).to(job.device)
+    return job, model, optimizer, ids
+
+
+def profile_steps(config: dict, warmup: int, steps: int):
+    """Run the benchmark job's step `warmup` times, `steps` times timed without the profiler, then
+    `steps` times under it. Returns (profile, device type, wall ms per unprofiled step)."""
+    job, model, optimizer, ids = prepare_step(config)
     for _ in range(warmup):
         job.step(model, ids, optimizer)
     job.synchronize()

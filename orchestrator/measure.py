@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import models
+from kernels.backend import set_backend
 from models.base import lm_loss
 
 from .spec import RUN_FIELD_TYPES, TRAIN_FIELD_TYPES
@@ -151,6 +152,8 @@ class Job:
         return torch.cuda.max_memory_allocated(self.device) - self.baseline if self.device.type == "cuda" else None
 
     def prepare_device(self) -> None:
+        """Seed, kernel backend (per run: a reused worker must not keep the last run's), device, VRAM cap."""
+        set_backend(None if self.run["kernels"] == "auto" else self.run["kernels"])
         torch.manual_seed(self.run["seed"])
         if self.device.type != "cuda":
             return

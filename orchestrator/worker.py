@@ -13,8 +13,6 @@ def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = No
     """
     import ray
 
-    from kernels.backend import set_backend
-
     from .environment import collect
     from .spec import run_field_defaults
 
@@ -23,7 +21,6 @@ def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = No
         os._exit(1)  # injected worker death: Ray retries, then the run is stored as failed
     if config["fault"] == "hang":
         threading.Event().wait()  # injected hang: only the runner's timeout_s ends it
-    set_backend(None if config["kernels"] == "auto" else config["kernels"])  # per run: a reused worker must not keep the last one's
     if config["job"] == "train":
         from .train import run_training
         emit = (lambda rows: metrics.put((run_id, rows))) if metrics is not None else None

@@ -17,9 +17,7 @@ and those inside a library's backward (CPU bf16 matmul backward casts through fl
 """
 from __future__ import annotations
 
-import argparse
 import collections
-import json
 import os
 import pathlib
 import sys
@@ -34,11 +32,8 @@ if not torch.cuda.is_available():  # before triton is imported: kernels=triton o
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.profile_step import parse_settings, prepare_step  # noqa: E402
-from orchestrator.environment import collect  # noqa: E402
-from orchestrator.errors import ConfigError  # noqa: E402
+from bench.profile_step import parse_step_args, prepare_step, step_parser, write_report  # noqa: E402
 from orchestrator.measure import AMP_DTYPES, PURE_DTYPES  # noqa: E402
-from orchestrator.spec import resolve_config  # noqa: E402
 
 COPY_OPS = ("_to_copy", "copy_", "clone")
 
@@ -102,24 +97,12 @@ def render(report: dict, top: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="run config fields")
-    parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--out", type=pathlib.Path, help="write OUT.json and OUT.txt")
-    args = parser.parse_args(argv)
-    try:
-        config, _ = resolve_config({"mode": "train"} | parse_settings(args.set))
-    except ConfigError as exc:
-        parser.error(str(exc))
+    args, config = parse_step_args(step_parser(__doc__.splitlines()[0]), argv)
     report = count_copies(config)
     table = render(report, args.top)
     print(table)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        report |= {"command": " ".join([sys.executable, *sys.argv]), "config": config,
-                   "environment": collect(config["device"])}
-        args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        args.out.with_name(args.out.name + ".txt").write_text(table + "\n")
+        write_report(args.out, report | {"config": config}, table)
 
 
 if __name__ == "__main__":

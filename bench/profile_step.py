@@ -45,6 +45,34 @@ def parse_settings(pairs: list[str]) -> dict:
     return settings
 
 
+def step_parser(description: str) -> argparse.ArgumentParser:
+    """The options every step script shares: --set KEY=VALUE (a run config), --top, --out."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="run config fields")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--out", type=pathlib.Path, help="write OUT.json and OUT.txt")
+    return parser
+
+
+def parse_step_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
+    """(args, resolved run config; mode `train` unless set). A bad field exits 2 naming it."""
+    args = parser.parse_args(argv)
+    try:
+        config, _ = resolve_config({"mode": "train"} | parse_settings(args.set))
+    except ConfigError as exc:
+        parser.error(str(exc))
+    return args, config
+
+
+def write_report(out: pathlib.Path, report: dict, table: str) -> None:
+    """OUT.json (the report, with this command and the machine) and OUT.txt (the printed table)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"command": " ".join([sys.executable, *sys.argv])} | report | {
+        "environment": collect(report["config"]["device"])}
+    out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    out.with_name(out.name + ".txt").write_text(table + "\n")
+
+
 def prepare_step(config: dict):
     """(job, model, optimizer, ids): what `job.step(model, ids, optimizer)` runs on, built as the benchmark
     job builds it."""
@@ -109,18 +137,11 @@ def render(rows: list[dict], total_ms: float, wall_ms: float, launches: float) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="run config fields")
+    parser = step_parser(__doc__.splitlines()[0])
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--out", type=pathlib.Path, help="write OUT.json and OUT.txt")
     parser.add_argument("--trace", type=pathlib.Path, help="also write a Chrome trace here")
-    args = parser.parse_args(argv)
-    try:
-        config, _ = resolve_config({"mode": "train"} | parse_settings(args.set))
-    except ConfigError as exc:
-        parser.error(str(exc))
+    args, config = parse_step_args(parser, argv)
     prof, device_type, wall_ms = profile_steps(config, args.warmup, args.steps)
     events, attr = timed_events(prof, device_type)
     total_ms = sum(getattr(e, attr) for e in events) / 1e3 / args.steps
@@ -131,13 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.trace:
         prof.export_chrome_trace(str(args.trace))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        report = {"command": " ".join([sys.executable, *sys.argv]), "config": config, "device_type": device_type,
-                  "steps": args.steps, "total_ms_per_step": total_ms, "wall_ms_per_step": wall_ms,
-                  "kernels_per_step": launches, "rows": rows,
-                  "environment": collect(config["device"])}
-        args.out.with_name(args.out.name + ".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        args.out.with_name(args.out.name + ".txt").write_text(table + "\n")
+        write_report(args.out, {"config": config, "device_type": device_type, "steps": args.steps,
+                                "total_ms_per_step": total_ms, "wall_ms_per_step": wall_ms,
+                                "kernels_per_step": launches, "rows": rows}, table)
 
 
 if __name__ == "__main__":

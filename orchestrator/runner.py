@@ -220,7 +220,9 @@ class Runner:
         except KeyboardInterrupt:
             for ref in in_flight:
                 ray.cancel(ref, force=True)
-            self.store.mark_pending([job.run.id for job in in_flight.values()])
+            # every run of this drive still `running`: the in-flight ones, and one the signal caught between
+            # mark_running and in_flight, or inside _finish before its result was stored
+            self.store.mark_pending([run.id for run in runs])
             raise
         finally:
             if self.metrics is not None:

@@ -105,6 +105,24 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     assert count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'done'") == 1
 
 
+def test_an_interrupt_just_after_mark_running_leaves_no_run_running(local_ray, sqlite_url, monkeypatch):
+    """The signal can land between a run's mark_running and its entry in the in-flight table (seen as a
+    flaky ctrl-c test above: one run left `running`); every run of the batch must still end pending or done."""
+    from orchestrator.store.repository import Store
+
+    mark_running = Store.mark_running
+
+    def then_interrupt(self, run_id):
+        mark_running(self, run_id)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "mark_running", then_interrupt)
+    outcome = api.run(spec("interrupt-window", [{"model": "transformer", "seed": i} for i in range(3)]), db=sqlite_url)
+    assert outcome.interrupted
+    assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status = 'running'") == 0
+    assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status = 'pending'") == 3
+
+
 def test_quickstart_spec_runs(local_ray, sqlite_url):
     outcome = api.run(REPO / "examples" / "quickstart.yaml", db=sqlite_url)
     rows = api.results(db=sqlite_url)

@@ -23,6 +23,7 @@ from torch import nn
 from .base import CausalLM, embedding_params, head_params
 from .config import ConfigError, ModelConfig, knob
 from .layers.ar_ssm import ARSSM, ar_ssm_forward_flops, ar_ssm_params
+from .layers.autocast import autocast_inputs
 from .layers.ffn import config_ffn_params, make_ffn
 from .layers.gates import BKGate, bk_gate_params, channel_scale
 from .layers.hyp_attention import WindowHypAttention, window_attention_forward_flops, window_hyp_attention_params
@@ -82,9 +83,10 @@ class Phase7Block(nn.Module):
 
     def mix(self, h: torch.Tensor, fusion: nn.Module | None = None):
         """h = norm1(x) (B, N, d) -> (mixer output (B, N, d), g_re, g_im (B, N, C))."""
-        gate, g_re, g_im = self.bk_gate(h)  # (B, N, C)
+        h_bk, h_local = autocast_inputs(h, 2)  # both read h through a projection: one autocast cast
+        gate, g_re, g_im = self.bk_gate(h_bk)  # (B, N, C)
         gate = gate.to(h.dtype)
-        local = self.local(h)  # (B, N, d)
+        local = self.local(h_local)  # (B, N, d)
         glob = self.glob(h, fusion)  # (B, N, d)
         mixed = channel_scale(gate, local) + channel_scale(1 - gate, glob)  # (B, N, d)
         return self.w_o(self.norm_mix(mixed)), g_re, g_im

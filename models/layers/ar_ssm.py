@@ -21,6 +21,7 @@ from torch import nn
 
 from kernels.scan import diag_scan
 
+from .autocast import autocast_inputs
 from .ffn import linear_params
 from .poincare_layers import upcast
 
@@ -57,16 +58,17 @@ class ARSSM(nn.Module):
 
     def forward(self, x: torch.Tensor, fusion: nn.Module | None = None) -> torch.Tensor:
         b, n, d = x.shape
-        xc = F.pad(x.transpose(1, 2), (self.kernel - 1, 0))  # (B, d, N + k - 1)
+        x_conv, x_gate, x_u, x_v = autocast_inputs(x, 4)  # one autocast cast for the conv and the projections
+        xc = F.pad(x_conv.transpose(1, 2), (self.kernel - 1, 0))  # (B, d, N + k - 1)
         local = self.conv(xc).transpose(1, 2)  # (B, N, d)
-        g2 = torch.sigmoid(self.gate(x))  # (B, N, R)
+        g2 = torch.sigmoid(self.gate(x_gate))  # (B, N, R)
         a = self.decay()  # (R,)
-        ux = self.proj_u(x)  # (B, N, R)
+        ux = self.proj_u(x_u)  # (B, N, R)
         inp = (ux * g2).transpose(1, 2)  # (B, R, N)
         if self.decay_raw is not None:
             inp = inp * (1.0 - a)[:, None].to(inp.dtype)
         s = diag_scan(a[None, :, None].expand(b, -1, n), inp)  # (B, R, N)
-        low = self.out(s.transpose(1, 2) * (self.proj_v(x) * g2))  # (B, N, d)
+        low = self.out(s.transpose(1, 2) * (self.proj_v(x_v) * g2))  # (B, N, d)
         if fusion is not None:
             low = low * fusion(ux).to(low.dtype)  # (B, N, d) * (B, N, 1)
         return local + low

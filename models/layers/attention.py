@@ -19,6 +19,17 @@ def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
 
+def heads(qkv: torch.Tensor, n_heads: int) -> tuple[torch.Tensor, ...]:
+    """qkv (B, N, 3 d) -> q, k, v (B, H, N, Dh), views.
+
+    Unbound along the q/k/v axis before the head transpose, so that in backward the stack of the three
+    head-major grads writes (B, N, 3, H, Dh) in place: unbinding the permuted (3, B, H, N, Dh) view
+    instead stacked them head-major and then copied the stack to the projection's layout (3 activations).
+    """
+    b, n, three_d = qkv.shape
+    return tuple(t.transpose(1, 2) for t in qkv.view(b, n, 3, n_heads, three_d // (3 * n_heads)).unbind(2))
+
+
 class SelfAttention(nn.Module):
     """x: (B, N, d) -> (B, N, d). Records the SDPA backend that ran in `backend_used`."""
 
@@ -31,7 +42,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.in_proj(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = heads(self.in_proj(x), self.n_heads)  # (B, H, N, Dh) each
         if self.use_rotary:
             q, k = rotary(q), rotary(k)  # (B, H, N, Dh)
         o = self._sdpa(q, k, v)  # (B, H, N, Dh)

@@ -13,6 +13,7 @@ from torch import nn
 
 from kernels.window_attn import window_hyp_attn
 
+from .attention import heads
 from .poincare_layers import Curvature, inverse_softplus, upcast
 
 
@@ -28,7 +29,7 @@ class WindowHypAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)  # (B, H, N, Dh)
+        q, k, v = heads(self.qkv(x), self.n_heads)  # (B, H, N, Dh) each
         o = window_hyp_attn(q, k, v, self.curvature(), F.softplus(upcast(self.beta)), self.window)  # (B, H, N, Dh)
         return o.transpose(1, 2).reshape(b, n, d)
 

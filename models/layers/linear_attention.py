@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import heads
 from .gates import channel_scale
 
 
@@ -74,10 +75,9 @@ class TangentLinearAttention(nn.Module):
         b, n, d = x.shape
         xf = x if x.dtype == torch.float64 else x.float()
         u = clip_tangent(xf, self.c(), self.max_norm).to(x.dtype)  # (B, N, d)
-        q, k, v = self.in_proj(u).view(b, n, 3, d).unbind(2)  # each (B, N, d)
+        q, k, v = heads(self.in_proj(u), self.n_heads)  # (B, H, N, Dh) each
         if value_gate is not None:  # keep the projection's dtype: an fp32 gate must not turn the kernel fp32
-            v = channel_scale(value_gate, v).to(v.dtype)
-        q, k, v = (t.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+            v = channel_scale(value_gate, v.transpose(1, 2)).to(v.dtype).transpose(1, 2)
         if self.use_exact():
             from kernels.window_attn import window_hyp_attn
             ch = self.c().expand(self.n_heads)  # (H,)

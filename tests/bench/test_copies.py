@@ -23,5 +23,16 @@ def test_copies_are_charged_to_their_source_lines_and_sum_to_the_total(tmp_path,
     assert any(s.startswith("models/") for s in sources)  # a forward cast in the model
     # the per-channel gates broadcast: no (B, N, d) copy of a gate (an expanded fp32 clone and its cast before)
     assert not any(s.startswith("models/layers/gates.py") for s in sources), sources
+    # q, k, v are unbound before the head transpose: their grads stack into the projection's layout, no re-layout
+    assert not any(s == "<autograd: ViewBackward0>" for s in sources), sources
     assert report["config"]["model"] == "phase8" and report["environment"]["torch"]
     assert (tmp_path / "c.txt").read_text() == capsys.readouterr().out
+
+
+def test_under_autocast_projections_of_one_input_share_its_cast(tmp_path):
+    amp = [a.replace("precision=pure_bf16", "precision=amp_bf16") for a in TINY]
+    copies.main(["--set", *amp, "--top", "50", "--out", str(tmp_path / "c")])
+    sources = {r["source"] for r in json.loads((tmp_path / "c.json").read_text())["rows"]}
+    # the BK-Core reads the cast of h it shares with the window attention (the AR-SSM's projections share another)
+    assert not any(s.startswith("models/layers/bk_core.py") for s in sources), sources
+    assert any(s.startswith("models/layers/autocast.py") for s in sources), sources

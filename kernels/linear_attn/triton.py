@@ -87,6 +87,12 @@ def _la_fwd_kernel(Q, K, V, O, DEN, N, eps,
 
 
 @triton.jit
+def _bwd_inputs(Q, K, V, DO, DEN, DDEN, i_bh, N, DK: tl.constexpr, DV: tl.constexpr):
+    """The backward's inputs offset to batch*head i_bh."""
+    return Q + i_bh * N * DK, K + i_bh * N * DK, V + i_bh * N * DV, DO + i_bh * N * DV, DEN + i_bh * N, DDEN + i_bh * N
+
+
+@triton.jit
 def _bwd_chunk_load(Q, K, V, DO, DEN, DDEN, t, offs_k, offs_v, N, first, DK: tl.constexpr, DV: tl.constexpr):
     """Rows t of one batch*head (pointers offset to it): q, k, phi(q), phi(k) (float32, zero outside), v,
     dnum = do / den (input dtype), dden (zero unless first), and the (rows, DK) / (rows, BV) masks."""
@@ -148,12 +154,7 @@ def _la_bwd_dq_kernel(Q, K, V, DO, DEN, DDEN, DQ, N,
     offs_t = tl.arange(0, BT)
     offs_k = tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
-    Q += i_bh * N * DK
-    K += i_bh * N * DK
-    V += i_bh * N * DV
-    DO += i_bh * N * DV
-    DEN += i_bh * N
-    DDEN += i_bh * N
+    Q, K, V, DO, DEN, DDEN = _bwd_inputs(Q, K, V, DO, DEN, DDEN, i_bh, N, DK, DV)
     DQ += (i_v * n_bh + i_bh) * N * DK
     S = tl.zeros([BK, BV], dtype=tl.float32)
     z = tl.zeros([BK], dtype=tl.float32)
@@ -180,13 +181,8 @@ def _la_bwd_dkv_kernel(Q, K, V, DO, DEN, DDEN, DK_, DV_, N,
     offs_t = tl.arange(0, BT)
     offs_k = tl.arange(0, BK)
     offs_v = i_v * BV + tl.arange(0, BV)
-    Q += i_bh * N * DK
-    K += i_bh * N * DK
-    V += i_bh * N * DV
-    DO += i_bh * N * DV
+    Q, K, V, DO, DEN, DDEN = _bwd_inputs(Q, K, V, DO, DEN, DDEN, i_bh, N, DK, DV)
     DV_ += i_bh * N * DV
-    DEN += i_bh * N
-    DDEN += i_bh * N
     DK_ += (i_v * n_bh + i_bh) * N * DK
     dS = tl.zeros([BK, BV], dtype=tl.float32)
     dz = tl.zeros([BK], dtype=tl.float32)
@@ -279,13 +275,8 @@ def _la_bwd_chunk_kernel(Q, K, V, DO, DEN, DDEN, ST, ZT, DQ, DK_, DV_, N,
     offs_v = i_v * BV + tl.arange(0, BV)
     kmask = offs_k < DK
     smask = kmask[:, None] & (offs_v < DV)[None, :]
-    Q += i_bh * N * DK
-    K += i_bh * N * DK
-    V += i_bh * N * DV
-    DO += i_bh * N * DV
+    Q, K, V, DO, DEN, DDEN = _bwd_inputs(Q, K, V, DO, DEN, DDEN, i_bh, N, DK, DV)
     DV_ += i_bh * N * DV
-    DEN += i_bh * N
-    DDEN += i_bh * N
     DQ += (i_v * n_bh + i_bh) * N * DK
     DK_ += (i_v * n_bh + i_bh) * N * DK
     fwd_state = i_bh * n_chunks + i_c

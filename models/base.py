@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .layers.autocast import autocast_inputs
 from .layers.embedding import LowRankEmbedding, lowrank_embedding_params
 
 
@@ -97,10 +98,12 @@ def vocab_logits(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     multiple of 8 elements, and cuBLAS falls back to align-1 kernels: on the H200 those took 20 % of the
     ~1.3B phase8 training step at 16K tokens (results/profiles/). The zero rows change no value.
     """
-    pad = -weight.shape[0] % VOCAB_ALIGN
+    vocab = weight.shape[0]
+    pad = -vocab % VOCAB_ALIGN
     if pad == 0:
         return F.linear(x, weight)
-    return F.linear(x, F.pad(weight, (0, 0, 0, pad)))[..., : weight.shape[0]]
+    (weight,) = autocast_inputs(weight, 1)  # under autocast: pad the bf16 cast, not the fp32 weight (half the bytes)
+    return F.linear(x, F.pad(weight, (0, 0, 0, pad)))[..., :vocab]
 
 
 def _cross_entropy_sum(model: CausalLM, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

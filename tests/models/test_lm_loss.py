@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from models import catalog  # noqa: F401
 from models.base import VOCAB_ALIGN, lm_loss, vocab_logits
@@ -66,6 +68,34 @@ def test_vocab_logits_equal_the_plain_head_and_have_an_aligned_row_stride(vocab)
     want = torch.autograd.grad(expected, (x, w), grad)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+class PadDtypes(TorchDispatchMode):
+    """Records the dtype of every tensor that is padded."""
+
+    def __enter__(self):
+        self.dtypes = []
+        return super().__enter__()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.constant_pad_nd, torch.ops.aten.pad):
+            self.dtypes.append(args[0].dtype)
+        return func(*args, **(kwargs or {}))
+
+
+def test_under_autocast_vocab_logits_pad_the_cast_and_equal_padding_the_fp32_weight():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 5, 16, generator=g, requires_grad=True)
+    w = torch.randn(97, 16, generator=g, requires_grad=True)
+    grad = torch.randn(3, 5, 97, generator=g).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with PadDtypes() as pads:
+            got = vocab_logits(x, w)
+        padded_fp32 = F.linear(x, F.pad(w, (0, 0, 0, 128 - 97)))[..., :97]
+    assert pads.dtypes == [torch.bfloat16]  # the weight is padded after its cast
+    assert got.dtype == torch.bfloat16 and torch.equal(got, padded_fp32)
+    for a, b in zip(torch.autograd.grad(got, (x, w), grad), torch.autograd.grad(padded_fp32, (x, w), grad)):
+        assert a.dtype == b.dtype == torch.float32 and torch.equal(a, b)
 
 
 @pytest.mark.parametrize("tie", [False, True])

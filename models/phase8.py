@@ -4,16 +4,17 @@ Block (h = norm1(x), Phase 7's block with its FFN, plus each component behind it
 
     mix, g      = Phase7Block.mix(h, fusion)          ar_fusion: AR-SSM low-rank path * sigma(MLP(2|u_t|/tau))
     x           = x + mix
-    x           = x + LinAttn(h, values * BKHypGate(g))   linear_attn (+ bk_hyperbolic gate on its values)
+    x           = x + LinAttn(h, values * BKHypGate(g))   linear_attn: queries, keys on the ball (+ bk_hyperbolic
+                                                          gate on its values); lin_attn_geometry: euclidean ablates
     x           = x + HypSSM(h)                       hyp_ssm: tangent-space selective scan, ball readout
     x           = x + Sheaf(h)                        sheaf (off by default)
     x           = x + FFN(norm2(x))
     aux_loss    = Entailment(h) + Homology(h)         entailment, homology (off by default)
 
 Each default-on component adds to the residual stream through its own output projection, so it changes
-the logits. The residual stream is Euclidean; components enter the ball with exp0 and leave with log0,
-and where that round trip cancels (tangent clipping of the linear attention, d_c(0, exp0(u)) = 2|u| of
-the fusion) the closed form is used (see the layers' docstrings).
+the logits. The residual stream is Euclidean; components enter the ball with exp0 and leave with log0
+(or read features off the ball point, as the linear attention does), and where a round trip cancels
+(d_c(0, exp0(u)) = 2|u| of the fusion) the closed form is used (see the layers' docstrings).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from .config import ConfigError, knob
 from .layers.gates import BKHyperbolicGate, HyperbolicFusion, bk_hyperbolic_gate_params, hyperbolic_fusion_params
 from .layers.hyp_ssm import HyperbolicSSM, hyperbolic_ssm_forward_flops, hyperbolic_ssm_params
 from .layers.hyp_attention import window_attention_forward_flops
-from .layers.linear_attention import TangentLinearAttention, tangent_linear_attention_forward_flops, \
+from .layers.linear_attention import HyperbolicLinearAttention, tangent_linear_attention_forward_flops, \
     tangent_linear_attention_params
 from .layers.phase8_extras import EntailmentCones, PersistentHomology, SheafAttention, entailment_params, \
     homology_params, sheaf_params
@@ -48,15 +49,22 @@ class Phase8Config(Phase7Config):
     sheaf: bool = knob(False, help="sheaf attention branch")
     lin_attn_mode: str = knob("linear", choices=("linear", "exact", "auto"), help="exact is O(N^2)")
     lin_attn_auto_threshold: float = knob(1.0, gt=0.0, help="auto: exact while curvature exceeds this")
-    lin_attn_curvature_init: float = knob(0.01, gt=0.0, help="initial curvature of the linear attention")
+    lin_attn_geometry: str = knob("hyperbolic", choices=("hyperbolic", "euclidean"),
+                                  help="queries and keys on the Poincare ball, or the Euclidean ablation")
+    lin_attn_curvature_init: float = knob(1.0, gt=0.0, help="initial curvature of the linear attention's ball")
     hyp_ssm_mode: str = knob("parallel", choices=("parallel", "mobius"), help="mobius: sequential reference")
     d_state: int = knob(64, min=1, max=65536, help="state size of the hyperbolic SSM")
     tau: float = knob(0.7, gt=0.0, help="temperature of the AR-SSM hyperbolic fusion")
     fusion_hidden: int = knob(32, min=1, max=4096, help="hidden width of the fusion MLP (1 -> h -> 1)")
     entailment_weight: float = knob(0.01, min=0.0, help="weight of the entailment-cone loss")
     homology_weight: float = knob(0.01, min=0.0, help="weight of the homology regulariser")
-    homology_landmarks: int = knob(64, min=2, max=4096, help="landmark tokens of the homology regulariser")
+    homology_landmarks: int = knob(64, min=3, max=4096, help="landmark tokens of the homology regulariser")
     sheaf_stalk_dim: int = knob(0, min=0, max=65536, help="edge-stalk size of sheaf attention; 0 = head dim")
+
+    @property
+    def ball_geometry(self) -> str:
+        """The linear attention's `geometry` (models.layers.linear_attention): ball or euclidean."""
+        return "ball" if self.lin_attn_geometry == "hyperbolic" else "euclidean"
 
     @property
     def stalk_dim(self) -> int:
@@ -67,8 +75,11 @@ class Phase8Config(Phase7Config):
         if self.bk_hyperbolic and not self.linear_attn:
             raise ConfigError("bk_hyperbolic", self.bk_hyperbolic, "gates the linear-attention values; "
                               "needs linear_attn=true")
+        if self.lin_attn_geometry == "euclidean" and self.lin_attn_mode != "linear":
+            raise ConfigError("lin_attn_geometry", self.lin_attn_geometry,
+                              f"has no curvature; lin_attn_mode {self.lin_attn_mode} needs hyperbolic")
         c_bounds = f"[c_min, c_max] = [{self.c_min}, {self.c_max}]"
-        if self.linear_attn and not self.c_min <= self.lin_attn_curvature_init <= self.c_max:
+        if self.linear_attn and self.lin_attn_geometry == "hyperbolic" and not self.c_min <= self.lin_attn_curvature_init <= self.c_max:
             raise ConfigError("lin_attn_curvature_init", self.lin_attn_curvature_init, f"must lie in {c_bounds}")
 
 
@@ -80,9 +91,10 @@ class Phase8Block(Phase7Block):
         d, c = config.d_model, config
         ball = (c.curvature_init, c.c_min, c.c_max)
         self.fusion = HyperbolicFusion(c.fusion_hidden, c.tau) if c.ar_fusion else None
-        self.lin_attn = (TangentLinearAttention(d, c.n_heads, causal=True, bias=False, c_init=c.lin_attn_curvature_init,
+        self.lin_attn = (HyperbolicLinearAttention(d, c.n_heads, causal=True, bias=False, c_init=c.lin_attn_curvature_init,
                                                 mode=c.lin_attn_mode, auto_threshold=c.lin_attn_auto_threshold,
-                                                c_bounds=(c.c_min, c.c_max)) if c.linear_attn else None)
+                                                c_bounds=(c.c_min, c.c_max), geometry=c.ball_geometry)
+                         if c.linear_attn else None)
         self.bk_hyp = BKHyperbolicGate(c.channels) if c.bk_hyperbolic else None
         self.hyp_ssm = HyperbolicSSM(d, c.d_state, c.hyp_ssm_mode, *ball) if c.hyp_ssm else None
         self.sheaf = SheafAttention(d, c.n_heads, c.stalk_dim) if c.sheaf else None
@@ -114,7 +126,8 @@ def build(config: Phase8Config) -> CausalLM:
 def extra_block_params(config: Phase8Config) -> int:
     d, c = config.d_model, config
     return ((hyperbolic_fusion_params(c.fusion_hidden) if c.ar_fusion else 0)
-            + (tangent_linear_attention_params(d, False, c.n_heads, c.lin_attn_mode) if c.linear_attn else 0)
+            + (tangent_linear_attention_params(d, False, c.n_heads, c.lin_attn_mode, c.ball_geometry)
+               if c.linear_attn else 0)
             + (bk_hyperbolic_gate_params(c.channels) if c.bk_hyperbolic else 0)
             + (hyperbolic_ssm_params(d, c.d_state) if c.hyp_ssm else 0)
             + (sheaf_params(d, c.n_heads, c.stalk_dim) if c.sheaf else 0)

@@ -3,7 +3,9 @@
 Pre-LN blocks `x + Mix(LN x)`, `x + FFN(LN x)` with biases everywhere, bidirectional by default,
 low-rank embedding (rank d/4) and FFN (rank d/8), final LN, head without bias. phase7-seed mixes with
 multi-head softmax attention, phase8-seed with tangent-space ELU+1 linear attention plus one curvature
-scalar per layer (initialised to 0.01).
+scalar per layer (initialised to 0.01). Its attention follows phase8's fix (queries and keys on the ball,
+models.layers.linear_attention) with the same parameters: the report's tangent clip never fired at its
+widths' c = 0.01 below d ~1,444 (docs/models.md).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from .base import CausalLM, PreNormBlock, embedding_params, head_params
 from .config import ModelConfig, knob
 from .layers.attention import SelfAttention, attention_params
 from .layers.ffn import config_ffn_params, make_ffn
-from .layers.linear_attention import TangentLinearAttention, tangent_linear_attention_params
+from .layers.linear_attention import HyperbolicLinearAttention, tangent_linear_attention_params
 
 
 @dataclass
@@ -29,7 +31,7 @@ class SeedConfig(ModelConfig):
 def seed_block(config: SeedConfig, linear: bool) -> PreNormBlock:
     d = config.d_model
     if linear:
-        mix = TangentLinearAttention(d, config.n_heads, config.causal)
+        mix = HyperbolicLinearAttention(d, config.n_heads, config.causal, c_init=0.01)
     else:
         mix = SelfAttention(d, config.n_heads, config.causal, bias=True, use_rotary=False)
     return PreNormBlock(d, mix, make_ffn(config), nn.LayerNorm)

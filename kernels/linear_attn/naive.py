@@ -9,7 +9,8 @@ q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> o: (B, H, N, Dv) in v's dtype; float32 
 `causal_linear_attn_quadratic` is the N x N masked definition (test oracle).
 `causal_linear_attn_chunked` is the O(N)-memory chunked form the models use on CPU: per chunk a masked
 chunk x chunk product, plus the state of all earlier chunks (an exclusive cumulative sum of per-chunk
-phi(k)^T v, i.e. O(N/chunk * Dk * Dv) memory).
+phi(k)^T v, i.e. O(N/chunk * Dk * Dv) memory). The prefix is summed over earlier chunks only, never
+formed as `cumsum - x`, so no bit of a later token reaches an earlier one (exact causality).
 """
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ def _acc_dtype(*xs: torch.Tensor) -> torch.dtype:
 def elu_feature(x: torch.Tensor) -> torch.Tensor:
     """phi(x) = elu(x) + 1 (positive)."""
     return F.elu(x) + 1.0
+
+
+def exclusive_cumsum(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """out[i] = sum_{j < i} x[j] along `dim`, without subtraction: `cumsum(x) - x` would carry the rounding
+    of x[i] (a later token of the same chunk) into the state that chunk i reads, a causality leak."""
+    shifted = x.narrow(dim, 0, x.shape[dim] - 1)
+    zero = torch.zeros_like(x.narrow(dim, 0, 1))
+    return torch.cat([zero, torch.cumsum(shifted, dim=dim)], dim=dim)
 
 
 def causal_linear_attn_quadratic(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -65,8 +74,8 @@ def causal_linear_attn_chunked(
     # per-chunk state increments and the exclusive prefix over chunks
     kv = fk.transpose(-1, -2) @ vf  # (B, H, nc, Dk, Dv)
     ksum = fk.sum(-2)  # (B, H, nc, Dk)
-    S = torch.cumsum(kv, dim=2) - kv
-    z = torch.cumsum(ksum, dim=2) - ksum
+    S = exclusive_cumsum(kv, dim=2)  # (B, H, nc, Dk, Dv): the state of chunks < c only
+    z = exclusive_cumsum(ksum, dim=2)  # (B, H, nc, Dk)
     mask = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
     A = (fq @ fk.transpose(-1, -2)).masked_fill(~mask, 0.0)  # (B, H, nc, L, L)
     num = A @ vf + fq @ S

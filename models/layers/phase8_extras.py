@@ -1,4 +1,4 @@
-"""Phase 8's optional modules (models.md), each off by default and each changing the loss when on.
+"""Phase 8's optional modules (docs/models.md), each off by default and each changing the loss when on.
 
 - EntailmentCones: auxiliary loss. Tokens are embedded in the Poincare ball, x_t = exp0(P h_t); each
   consecutive pair (x_t, x_{t+1}) is asked to lie in the entailment cone of x_t, whose half-aperture is
@@ -6,12 +6,11 @@
   with Xi(x, y) the angle at x between the ray 0 -> x (extended outwards) and the geodesic x -> y
   (Ganea et al. 2018; curvature c is handled by scaling both points by sqrt(c), angles are invariant).
 - PersistentHomology: a differentiable topology regulariser. `landmarks` (64) evenly spaced tokens of
-  each sequence are mapped into the ball; the 0-dimensional persistence diagram of their Vietoris-Rips
-  filtration (hyperbolic distances) has its deaths at the edges of the minimum spanning tree. The MST
-  (Prim, no grad) selects the edges, the loss is weight * mean of their (differentiable) lengths: it pulls
-  the representation's connected components together. No-grad diagnostics after each forward:
-  `betti0` = components at the median landmark distance and `betti1` = the cycle rank E - V + betti0 of
-  that threshold graph (the first Betti number of the graph, an upper bound of the Rips complex's).
+  each sequence, rescaled to unit RMS norm, are mapped into the ball; the 0-dimensional persistence
+  diagram of their Vietoris-Rips filtration (hyperbolic distances) has its deaths at the edges of the
+  minimum spanning tree. The loss is weight * mean MST edge / mean pairwise distance: scale-invariant (a
+  smaller projection cannot lower it), it rewards clustered representations. No Betti-1 diagnostic: the
+  cycle rank of a graph thresholded at the median distance is fixed by the landmark count (docs/models.md).
 - SheafAttention: a residual branch. The normalised input is split into H head stalks x_i; restriction
   maps F_i (Dh -> Ds) send them to a shared edge stalk; disagreement D_ij = |F_i x_i - F_j x_j|^2 / Ds;
   head weights w = softmax_i(-mean_j D_ij); consensus s = sum_i w_i F_i x_i; output W_o s. Per token,
@@ -90,8 +89,32 @@ def _mst_edges(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack(children, 1), torch.stack(parents, 1)
 
 
+def normalised_persistence(u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Total 0-dimensional persistence of a landmark set relative to its spread, scale-invariant.
+
+    u: (B, M, D) tangent vectors, c > 0 -> (B,) in (0, 1]. The landmarks are rescaled to unit RMS norm (so
+    scaling u, e.g. by shrinking a projection, changes nothing) and mapped into the ball, x = exp0_c(u /
+    rms); the deaths of the 0-dimensional persistence diagram of their Vietoris-Rips filtration are the
+    edge lengths of the minimum spanning tree (Prim, no grad, selects the edges; the lengths are
+    differentiable). Returned: mean MST edge / mean pairwise distance, low for clustered sets and high
+    for spread-out ones.
+    """
+    bsz, m, _ = u.shape
+    rms = u.pow(2).sum(-1).mean(-1).clamp_min(1e-24).sqrt()  # (B,)
+    x = exp0(u / rms[:, None, None], c)  # (B, M, D) in the ball
+    x2 = (x * x).sum(-1, keepdim=True)
+    d = pair_dist(x2, x2.transpose(1, 2), x @ x.transpose(1, 2), c)  # (B, M, M)
+    with torch.no_grad():
+        child, par = _mst_edges(d.detach())
+    deaths = d[torch.arange(bsz, device=u.device)[:, None], child, par]  # (B, M - 1): MST edge lengths
+    off = ~torch.eye(m, dtype=torch.bool, device=u.device)
+    return deaths.mean(-1) / d[:, off].mean(-1)
+
+
 class PersistentHomology(nn.Module):
-    """h: (B, N, d) -> scalar regulariser; sets `betti0`, `betti1` (float, batch means) as diagnostics."""
+    """h: (B, N, d) -> scalar regulariser, weight * mean over the batch of :func:`normalised_persistence`
+    of `landmarks` evenly spaced tokens projected to `dim`; the unweighted value of the last forward is
+    kept, detached and without a host synchronisation, in `persistence` (B,) as the diagnostic."""
 
     def __init__(self, d_model: int, dim: int, landmarks: int, weight: float, c_init: float, c_min: float,
                  c_max: float):
@@ -99,44 +122,17 @@ class PersistentHomology(nn.Module):
         self.landmarks, self.weight = landmarks, weight
         self.proj = nn.Linear(d_model, dim, bias=False)
         self.curvature = Curvature((), c_init, c_min, c_max)
-        self.betti0: float | None = None
-        self.betti1: float | None = None
+        self.persistence: torch.Tensor | None = None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        bsz, n, _ = h.shape
+        n = h.shape[1]
         m = min(self.landmarks, n)
-        idx = torch.linspace(0, n - 1, m, device=h.device).round().long()  # (M,)
-        c = self.curvature()
-        x = exp0(upcast(self.proj(h[:, idx])), c)  # (B, M, D) in the ball
-        x2 = (x * x).sum(-1, keepdim=True)
-        d = pair_dist(x2, x2.transpose(1, 2), x @ x.transpose(1, 2), c)  # (B, M, M)
-        if m < 2:
-            return d.sum() * 0.0
-        with torch.no_grad():
-            child, par = _mst_edges(d.detach())
-            off = ~torch.eye(m, dtype=torch.bool, device=h.device)
-            b0, b1 = betti_numbers(d.detach(), d.detach()[:, off].median(-1).values)
-            self.betti0, self.betti1 = float(b0.double().mean()), float(b1.double().mean())
-        deaths = d[torch.arange(bsz, device=h.device)[:, None], child, par]  # (B, M - 1): MST edge lengths
-        return self.weight * deaths.mean()
-
-
-def betti_numbers(d: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Betti-0 and the cycle rank of the graph {d_ij < eps}. d (B, M, M), eps (B,) -> (B,), (B,) integers."""
-    m = d.shape[-1]
-    off = ~torch.eye(m, dtype=torch.bool, device=d.device)
-    adj = (d < eps[:, None, None]) & off  # (B, M, M)
-    # connected components by label propagation (at most M rounds of min over neighbours)
-    labels = torch.arange(m, device=d.device).expand(d.shape[0], m).clone()
-    for _ in range(m):
-        neigh = torch.where(adj, labels[:, None, :], m).min(-1).values
-        new = torch.minimum(labels, neigh)
-        if torch.equal(new, labels):
-            break
-        labels = new
-    b0 = (labels == torch.arange(m, device=d.device)).sum(-1)  # one root label per component
-    edges = adj.sum((-1, -2)) // 2
-    return b0, edges - m + b0
+        u = upcast(self.proj(h[:, torch.linspace(0, n - 1, m, device=h.device).round().long()]))  # (B, M, D)
+        if m < 3:  # fewer than two MST edges: nothing to compare with the spread
+            return u.sum() * 0.0
+        value = normalised_persistence(u, self.curvature())  # (B,)
+        self.persistence = value.detach()
+        return self.weight * value.mean()
 
 
 def homology_params(d_model: int, dim: int) -> int:

@@ -5,6 +5,8 @@ import torch.nn.functional as F
 
 from kernels.linear_attn import causal_linear_attn, causal_linear_attn_chunked, causal_linear_attn_quadratic
 
+from causality import LENGTHS, assert_exactly_causal
+
 
 def _inputs(n, dk=5, dv=3, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
@@ -26,6 +28,14 @@ def test_chunked_matches_quadratic(n, chunk):
     gq = torch.autograd.grad((oq * w).sum(), (q, k, v))
     for x, y in zip(gc, gq):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", LENGTHS)
+def test_chunked_is_exactly_causal_across_chunks(n, dtype):
+    """No rounding of a later token reaches an earlier one (the prefix was once cumsum - x)."""
+    q, k, v = _inputs(n, seed=n, dtype=dtype)
+    assert_exactly_causal(lambda *x: causal_linear_attn_chunked(*x, chunk_size=16), [q, k, v], chunk=16)
 
 
 def test_quadratic_is_the_definition():

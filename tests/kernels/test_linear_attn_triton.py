@@ -14,6 +14,8 @@ from kernels.backend import backend  # noqa: E402
 from kernels.linear_attn import causal_linear_attn, causal_linear_attn_quadratic  # noqa: E402
 from kernels.linear_attn.triton import causal_linear_attn_triton  # noqa: E402
 
+from causality import LENGTHS, assert_exactly_causal  # noqa: E402
+
 
 def _inputs(n, dk, dv, seed, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
@@ -52,6 +54,12 @@ def test_chunked_backward_matches_sequential(n, chunk, dk, dv):
     chunked = _output_and_grads(q, k, v, w, chunk_size=chunk, backward="chunked")
     for a, b in zip(chunked, seq):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_triton_is_exactly_causal_across_chunks(n):
+    q, k, v = _inputs(n, 5, 3, seed=n)
+    assert_exactly_causal(lambda *x: causal_linear_attn_triton(*x, chunk_size=16), [q, k, v], chunk=16)
 
 
 def test_unknown_backward_is_refused():

@@ -1,33 +1,37 @@
-"""Causality, bitwise in float64: changing token t + k (k >= 1) leaves outputs at positions <= t unchanged.
+"""Exact causality: changing token s > t, by any amount, leaves every output at positions <= t bit-identical.
 
-Models: transformer, phase7, phase8 (every component on). Mixers: each sequence mixer alone, fed
-continuous inputs, perturbing position t + k.
+Lengths cross the chunk edges of the scans and the linear attention (64 tokens) and are odd. Models: every
+family and every mixer knob, float64 on the PyTorch reference path and float32 on the Triton kernels (under
+the interpreter on CPU). Mixers: each sequence mixer alone, its input perturbed by up to 1e6.
 """
 from __future__ import annotations
 
 import pytest
 import torch
 
+from kernels.backend import backend, triton_interpreted
 from models.layers.ar_ssm import ARSSM
 from models.layers.gates import BKGate, HyperbolicFusion
 from models.layers.hyp_attention import WindowHypAttention
 from models.layers.hyp_ssm import HyperbolicSSM
-from models.layers.linear_attention import TangentLinearAttention
+from models.layers.linear_attention import HyperbolicLinearAttention
 from models.layers.phase8_extras import SheafAttention
 
 from model_helpers import ALL_ON, build
 
-N = 40
-POSITIONS = (0, 7, 8, 15, 23, 38)  # around chunk / window edges (window 8, scan chunks of 64)
+N = 141  # two chunk edges (63 | 64, 127 | 128), odd
+POSITIONS = (0, 7, 62, 63, 64, 126, 127, 139)  # around window (8) and chunk (64) edges
+OFFSETS = (1, 2, 9, 65)
+MAGNITUDES = (1.0, 1e3, 1e6)
 
 
-def _check_model(model):
+def _check_model(model, positions=POSITIONS, offsets=OFFSETS):
     torch.manual_seed(1)
     ids = torch.randint(0, 256, (2, N))
     with torch.no_grad():
         ref = model(ids)
-        for t in POSITIONS:
-            for k in (1, 2, 9):
+        for t in positions:
+            for k in offsets:
                 if t + k >= N:
                     continue
                 ids2 = ids.clone()
@@ -37,17 +41,34 @@ def _check_model(model):
                 assert not torch.equal(out[:, t + k], ref[:, t + k])  # the change is seen where it happens
 
 
-@pytest.mark.parametrize("name, knobs", [
+MODELS = [
     ("transformer", {}),
+    ("phase7-seed", dict(causal=True)),
+    ("phase8-seed", dict(causal=True)),
     ("phase7", dict(window=8)),
     ("phase7", dict(window=8, embedding="htt", ar_decay="none", tie_head=True)),
     ("phase8", dict(window=8, **ALL_ON)),
+    ("phase8", dict(window=8, lin_attn_geometry="euclidean")),
     ("phase8", dict(window=8, lin_attn_mode="exact", hyp_ssm_mode="mobius", sheaf=True)),
-])
+    ("phase8", dict(window=8, lin_attn_mode="auto", lin_attn_auto_threshold=5.0)),
+]
+
+
+@pytest.mark.parametrize("name, knobs", MODELS)
 def test_model_causal(name, knobs):
     model, _ = build(name, torch.float64, **knobs)
     model.eval()
-    _check_model(model)
+    with backend("torch"):
+        _check_model(model)
+
+
+@pytest.mark.skipif(not triton_interpreted(), reason="the Triton path on CPU needs TRITON_INTERPRET=1 at import")
+@pytest.mark.parametrize("name, knobs", [m for m in MODELS if m[0] in ("phase7", "phase8")])
+def test_model_causal_on_the_triton_kernels(name, knobs):
+    model, _ = build(name, torch.float32, d_model=16, n_layers=1, n_heads=2, **knobs)
+    model.eval()
+    with backend("triton"):
+        _check_model(model, positions=(62, 63), offsets=(1,))  # inside a chunk and across its edge
 
 
 def _mixers():
@@ -59,8 +80,9 @@ def _mixers():
     yield "ar_ssm_fusion", lambda x: ar(x, fusion)
     bk = BKGate(d, h, True, 5.0, 1.0, 0.0)
     yield "bk_gate", lambda x: torch.cat(bk(x), dim=-1)
-    yield "linear_attention", TangentLinearAttention(d, h, causal=True, bias=False, c_bounds=(1e-4, 10.0))
-    yield "exact_hyp_attention", TangentLinearAttention(d, h, causal=True, mode="exact")
+    yield "linear_attention", HyperbolicLinearAttention(d, h, causal=True, bias=False, c_bounds=(1e-4, 10.0))
+    yield "linear_attention_euclidean", HyperbolicLinearAttention(d, h, causal=True, geometry="euclidean")
+    yield "exact_hyp_attention", HyperbolicLinearAttention(d, h, causal=True, mode="exact")
     yield "hyp_ssm", HyperbolicSSM(d, 6, "parallel", 0.5, 1e-4, 10.0)
     yield "hyp_ssm_mobius", HyperbolicSSM(d, 6, "mobius", 0.5, 1e-4, 10.0)
     yield "sheaf", SheafAttention(d, h, 3)
@@ -77,14 +99,15 @@ def test_mixer_causal(name):
             if isinstance(obj.cell_contents, torch.nn.Module):
                 obj.cell_contents.double()
     x = torch.randn(2, N, 16, dtype=torch.float64)
-    with torch.no_grad():
+    with torch.no_grad(), backend("torch"):
         ref = mixer(x)
         for t in POSITIONS:
-            for k in (1, 3, 17):
+            for k in OFFSETS:
                 if t + k >= N:
                     continue
-                x2 = x.clone()
-                x2[:, t + k] += torch.randn(2, 16, dtype=torch.float64)
-                out = mixer(x2)
-                assert torch.equal(out[:, : t + 1], ref[:, : t + 1]), (name, t, k)
-                assert not torch.equal(out[:, t + k], ref[:, t + k])
+                for magnitude in MAGNITUDES:
+                    x2 = x.clone()
+                    x2[:, t + k] += magnitude * torch.randn(2, 16, dtype=torch.float64)
+                    out = mixer(x2)
+                    assert torch.equal(out[:, : t + 1], ref[:, : t + 1]), (name, t, k, magnitude)
+                    assert not torch.equal(out[:, t + k], ref[:, t + k])

@@ -1,7 +1,7 @@
 """The Phase 7 / Phase 8 layers against their definitions (float64): the wiring of the kernels' ops.
 
 The ops themselves (scan, window attention, linear attention, Poincare maps, BK-Core) are tested in
-tests/kernels; here each layer is recomputed from models.md with explicit loops.
+tests/kernels; here each layer is recomputed from docs/models.md with explicit loops.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from models.layers.gates import BKGate, BKHyperbolicGate, HyperbolicFusion, chan
 from models.layers.htt import HTTEmbedding, htt_shape
 from models.layers.hyp_attention import WindowHypAttention
 from models.layers.hyp_ssm import HyperbolicSSM
-from models.layers.linear_attention import TangentLinearAttention, clip_tangent
+from models.layers.linear_attention import HyperbolicLinearAttention
 from models.layers.phase8_extras import EntailmentCones, PersistentHomology, SheafAttention, _mst_edges, \
-    betti_numbers, cone_angle
+    cone_angle, normalised_persistence
 from models.layers.poincare_layers import Curvature
 
 @pytest.fixture(autouse=True)
@@ -104,28 +104,56 @@ def test_bk_gate_uses_the_sequential_green_function():
     assert (g_im > 0).all()
 
 
-def test_linear_attention_layer_equals_quadratic_definition_with_value_gate():
+def _ball(x, c):
+    """sqrt(D) exp0_c(x / sqrt(D)) from the definition of exp0 (docs/models.md)."""
+    s = math.sqrt(x.shape[-1])
+    u = x / s
+    r = math.sqrt(float(c.detach())) * u.norm(dim=-1, keepdim=True)
+    return s * torch.tanh(r) / r * u
+
+
+@pytest.mark.parametrize("geometry", ["ball", "euclidean"])
+def test_linear_attention_layer_equals_quadratic_definition_with_value_gate(geometry):
     d, h, n = 8, 2, 21
-    att = TangentLinearAttention(d, h, causal=True, bias=False, c_init=0.5, c_bounds=(1e-4, 10.0))
-    x = torch.randn(2, n, d) * 3  # some rows get clipped at radius artanh(0.999)/sqrt(0.5) ~ 5.4
+    att = HyperbolicLinearAttention(d, h, causal=True, bias=False, c_init=0.5, c_bounds=(1e-4, 10.0), geometry=geometry)
+    x = torch.randn(2, n, d) * 3
     gate = torch.sigmoid(torch.randn(2, n, d))
-    c = att.c()
-    u = clip_tangent(x, c)
-    assert (u.norm(dim=-1) < x.norm(dim=-1) - 1e-9).any()  # the clip is active somewhere
-    q, k, v = att.in_proj(u).view(2, n, 3, d).unbind(2)
+    q, k, v = att.in_proj(x).view(2, n, 3, d).unbind(2)
     v = v * gate
     heads = [t.view(2, n, h, d // h).transpose(1, 2) for t in (q, k, v)]
+    if geometry == "ball":
+        heads[:2] = [_ball(t, att.c()) for t in heads[:2]]
+        assert (heads[0].norm(dim=-1) < math.sqrt(d // h / float(att.c()))).all()  # inside the ball
     o = causal_linear_attn_quadratic(*heads)
     torch.testing.assert_close(att(x, value_gate=gate), att.out_proj(o.transpose(1, 2).reshape(2, n, d)))
+    assert (att.curvature is None) == (geometry == "euclidean")
+
+
+@pytest.mark.parametrize("d_model", [64, 768, 2048])
+def test_ball_curvature_changes_the_output_and_gets_a_gradient_at_every_width(d_model):
+    """The failure of the tangent clip: at c = 0.01 it never fired below d ~1,444 (zero curvature grad)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        x = torch.nn.RMSNorm(d_model)(torch.randn(1, 9, d_model))  # |x| ~ sqrt(d), as the block feeds it
+    outs = []
+    for c_init in (0.5, 1.0):
+        torch.manual_seed(1)
+        att = HyperbolicLinearAttention(d_model, d_model // 64, causal=True, bias=False, c_init=c_init,
+                                        c_bounds=(1e-4, 10.0))
+        out = att(x)
+        out.square().sum().backward()
+        assert float(att.curvature.grad.abs()) > 0
+        outs.append(out.detach())
+    assert (outs[0] - outs[1]).abs().max() > 1e-3 * outs[0].abs().max()
 
 
 def test_exact_mode_is_causal_softmax_over_poincare_distance():
     d, h, n = 8, 2, 11
-    att = TangentLinearAttention(d, h, causal=True, bias=False, c_init=0.7, mode="exact", c_bounds=(1e-4, 10.0))
+    att = HyperbolicLinearAttention(d, h, causal=True, bias=False, c_init=0.7, mode="exact", c_bounds=(1e-4, 10.0))
     _randomise(att, 0.2)
-    x = torch.randn(2, n, d)
+    x = torch.randn(2, n, d) * 3
     c, beta = att.c(), F.softplus(att.beta)
-    q, k, v = att.in_proj(clip_tangent(x, c)).view(2, n, 3, h, d // h).unbind(2)
+    q, k, v = att.in_proj(x).view(2, n, 3, h, d // h).unbind(2)  # the exact form maps q and k itself
     out = torch.zeros(2, n, h, d // h)
     for t in range(n):
         for j in range(h):
@@ -222,32 +250,80 @@ def test_entailment_loss_counts_only_violations():
     assert float(ent(back).detach()) == pytest.approx(math.pi - float(ent.aperture().detach()), abs=2e-2)
 
 
-def test_mst_and_betti_numbers():
+def test_mst_edges_of_points_on_a_line():
     pts = torch.tensor([0.0, 0.3, 1.0, 3.0, 3.5]).view(1, -1, 1)
     d = (pts - pts.transpose(1, 2)).abs().squeeze(-1)
     child, par = _mst_edges(d)
     assert float(d[0, child[0], par[0]].sum()) == pytest.approx(3.5)  # a path on the line: max - min
-    square = torch.tensor([[0.0, 0], [1, 0], [1, 1], [0, 1]])
-    two = torch.cat([square, square + 10])[None]
-    dd = torch.cdist(two, two)
-    b0, b1 = betti_numbers(dd, torch.tensor([1.2]))
-    assert (int(b0), int(b1)) == (2, 2)  # two components, each one loop
-    b0, b1 = betti_numbers(dd, torch.tensor([0.5]))
-    assert (int(b0), int(b1)) == (8, 0)
 
 
-def test_homology_regulariser_is_mean_mst_length_and_sets_diagnostics():
+def _normalised_persistence_by_hand(u, c):
+    rms = u.pow(2).sum(-1).mean(-1).sqrt()
+    x = exp0(u / rms[:, None, None], c)
+    d = dist(x[:, :, None], x[:, None], c)[..., 0]  # (B, M, M)
+    child, par = _mst_edges(d)
+    m = u.shape[1]
+    off = ~torch.eye(m, dtype=torch.bool)
+    return torch.stack([d[b, child[b], par[b]].mean() / d[b][off].mean() for b in range(u.shape[0])])
+
+
+def test_homology_regulariser_is_normalised_mst_length():
     ph = PersistentHomology(6, 3, 8, 0.5, 1.0, 1e-4, 10.0)
     h = torch.randn(2, 30, 6)
     loss = ph(h)
-    assert ph.betti0 is not None and ph.betti0 >= 1 and ph.betti1 is not None
     idx = torch.linspace(0, 29, 8).round().long()
-    c = ph.curvature()
-    x = exp0(ph.proj(h[:, idx]), c)
-    d = dist(x[:, :, None], x[:, None], c)[..., 0]
-    child, par = _mst_edges(d)
-    expected = 0.5 * torch.stack([d[b, child[b], par[b]] for b in range(2)]).mean()
-    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-8)
+    expected = _normalised_persistence_by_hand(ph.proj(h[:, idx]), ph.curvature())
+    torch.testing.assert_close(loss, 0.5 * expected.mean(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(ph.persistence, expected.detach())
+    assert not ph.persistence.requires_grad
+
+
+def test_homology_regulariser_is_scale_invariant():
+    """Shrinking the projection cannot lower the term (it could when it was a mean MST length)."""
+    ph = PersistentHomology(6, 3, 8, 0.5, 1.0, 1e-4, 10.0)
+    h = torch.randn(2, 30, 6)
+    base = ph(h).detach()
+    for scale, exact in ((0.25, True), (4.0, True), (1e-3, False), (37.0, False)):
+        with torch.no_grad():
+            ph.proj.weight.mul_(scale)
+        scaled = ph(h).detach()
+        with torch.no_grad():
+            ph.proj.weight.div_(scale)
+        if exact:  # a power of two scales every float exactly
+            assert torch.equal(scaled, base), scale
+        else:
+            torch.testing.assert_close(scaled, base, rtol=1e-10, atol=0.0)
+
+
+@pytest.mark.parametrize("c", [0.1, 1.0, 10.0])
+def test_normalised_persistence_separates_clustered_from_uniform_points(c):
+    g = torch.Generator().manual_seed(0)
+    uniform = torch.randn(8, 64, 16, generator=g)
+    centres = torch.randn(8, 4, 16, generator=g)
+    clustered = centres.repeat_interleave(16, dim=1) + 0.05 * torch.randn(8, 64, 16, generator=g)
+    p_uniform = normalised_persistence(uniform, torch.tensor(c))
+    p_clustered = normalised_persistence(clustered, torch.tensor(c))
+    assert p_clustered.max() < p_uniform.min(), (p_clustered, p_uniform)
+
+
+def test_normalised_persistence_gradient_tightens_clusters():
+    """A descent step lowers the term by pulling each point towards its own cluster, relative to the
+    distance between the clusters."""
+    g = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]])
+    labels = torch.arange(16) % 2
+    u = (centres[labels] + 0.3 * torch.randn(16, 4, generator=g))[None].requires_grad_()
+    c = torch.tensor(1.0)
+
+    def spread(pts):  # mean distance to the own centroid / distance between the centroids
+        means = torch.stack([pts[0, labels == j].mean(0) for j in (0, 1)])
+        return float((pts[0] - means[labels]).norm(dim=-1).mean() / (means[0] - means[1]).norm())
+
+    value = normalised_persistence(u, c).sum()
+    (grad,) = torch.autograd.grad(value, u)
+    stepped = (u - 0.02 * grad).detach()
+    assert float(normalised_persistence(stepped, c)) < float(value)
+    assert spread(stepped) < spread(u.detach())
 
 
 def test_sheaf_attention_consensus():
@@ -274,7 +350,7 @@ def test_an_fp32_value_gate_keeps_linear_attention_in_the_autocast_dtype(monkeyp
     seen = []
     real = la.causal_linear_attn
     monkeypatch.setattr(la, "causal_linear_attn", lambda q, k, v, **kw: seen.append((q.dtype, v.dtype)) or real(q, k, v, **kw))
-    layer = TangentLinearAttention(32, 4, causal=True).float()
+    layer = HyperbolicLinearAttention(32, 4, causal=True).float()
     x = torch.randn(2, 9, 32, dtype=torch.float32)
     gate = torch.rand(2, 9, 32, dtype=torch.float32)  # as the BK-hyperbolic gate gives it
     with torch.autocast("cpu", dtype=torch.bfloat16):

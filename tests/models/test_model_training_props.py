@@ -21,27 +21,69 @@ def _ids(n=48, b=2, seed=3):
     return torch.randint(0, 256, (b, n), generator=g)
 
 
-# lin_attn_curvature_init=1: the linear attention's curvature acts only through the tangent clip
-# (models.md), which is inactive at the default 0.01; at 1.0 the clip radius 3.8 is below |norm(x)| ~ 5.7.
-@pytest.mark.parametrize("name, knobs", [
-    ("phase7", dict(window=8)),
-    ("phase7", dict(window=8, embedding="htt", tie_head=True, ar_decay="none", ffn_rank_ratio=0.25)),
-    ("phase8", dict(window=8, lin_attn_curvature_init=1.0, **ALL_ON)),
-    ("phase8", dict(window=8, lin_attn_mode="exact", hyp_ssm_mode="mobius", embedding="htt")),
-    ("phase8", dict(window=8, lin_attn_mode="auto", lin_attn_auto_threshold=0.001)),
-    ("phase8", dict(window=8, lin_attn_mode="auto", lin_attn_curvature_init=1.0, lin_attn_auto_threshold=5.0)),
-])
-def test_every_parameter_gets_a_gradient(name, knobs):
-    model, _ = build(name, **knobs)
+def _dead_parameters(model, ids) -> list[str]:
+    """Names of the learnable parameters whose gradient is missing or all zero after one backward."""
     model.train()
-    _loss(model, _ids()).backward()
-    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    if knobs.get("lin_attn_auto_threshold") == 5.0:  # auto below its threshold runs the linear form:
-        assert dead == [f"blocks.{i}.lin_attn.beta" for i in range(2)]  # only the exact form's beta idles
-        return
-    assert not dead, dead
+    _loss(model, ids).backward()
+    return [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+
+
+FAMILIES = [
+    ("transformer", {}),
+    ("phase7-seed", {}),
+    ("phase8-seed", {}),
+    ("phase7", {}),
+    ("phase8", ALL_ON),
+    ("phase8", dict(lin_attn_geometry="euclidean")),
+]
+
+
+@pytest.mark.parametrize("d_model", [64, 768, 2048])
+@pytest.mark.parametrize("name, knobs", FAMILIES)
+def test_every_parameter_gets_a_gradient_at_default_init(name, knobs, d_model):
+    """Default initialisation (curvatures included) at the widths the models use: no enabled component
+    may sit idle (the tangent clip it replaced gave phase8's curvature an all-zero gradient below d ~1,444)."""
+    model, _ = build(name, d_model=d_model, n_heads=max(1, d_model // 64), n_layers=1 if d_model > 64 else 2, **knobs)
+    ids = _ids()
+    assert not _dead_parameters(model, ids)
     finite = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
     assert not finite, finite
+
+
+@pytest.mark.parametrize("name, knobs", [
+    ("phase7", dict(window=8, embedding="htt", tie_head=True, ar_decay="none", ffn_rank_ratio=0.25)),
+    ("phase8", dict(window=8, lin_attn_mode="exact", hyp_ssm_mode="mobius", embedding="htt")),
+    ("phase8", dict(window=8, lin_attn_mode="auto", lin_attn_auto_threshold=0.001)),
+])
+def test_every_parameter_gets_a_gradient_in_every_variant(name, knobs):
+    model, _ = build(name, **knobs)
+    assert not _dead_parameters(model, _ids())
+
+
+def test_auto_mode_below_its_threshold_idles_only_the_exact_forms_beta():
+    model, _ = build("phase8", window=8, lin_attn_mode="auto", lin_attn_auto_threshold=5.0)
+    assert _dead_parameters(model, _ids()) == [f"blocks.{i}.lin_attn.beta" for i in range(2)]
+
+
+def test_linear_attention_curvature_still_acts_after_training():
+    """After 30 AdamW steps on random data the curvature has moved, still gets a gradient, and changing it
+    changes the logits."""
+    model, _ = build("phase8", d_model=64, n_heads=1, n_layers=1)
+    att = model.blocks[0].lin_attn
+    c0 = float(att.c().detach())
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(30):
+        opt.zero_grad()
+        _loss(model, _ids(seed=step)).backward()
+        opt.step()
+    assert abs(float(att.c().detach()) - c0) > 1e-3
+    assert "blocks.0.lin_attn.curvature" not in _dead_parameters(model, _ids(seed=99))
+    model.eval()
+    with torch.no_grad():
+        before = model(_ids(seed=100))
+        att.curvature.add_(0.5)
+        after = model(_ids(seed=100))
+    assert (before - after).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("flag", COMPONENTS)

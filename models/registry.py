@@ -28,6 +28,9 @@ class ModelEntry:
     #: sees) and leaves out the elementwise estimates
     mixer_forward_flops: Callable[..., float]
     description: str = ""
+    #: bumped with every change of the family's math (stored as the run field `model_version` and part of
+    #: the config hash, so a changed model is measured anew instead of served from the cache)
+    version: int = 1
 
     def make_config(self, knobs: dict[str, Any]) -> ModelConfig:
         return self.config_cls.from_dict(knobs)

@@ -20,6 +20,7 @@ RESULT_COLUMNS = (
     ("batch", "batch", str),
     ("#", "index", str),
     ("model", "model", str),
+    ("v", "model_version", str),
     ("mode", "mode", str),
     ("dev", "device", str),
     ("status", "status", str),

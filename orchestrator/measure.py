@@ -22,7 +22,7 @@ import models
 from kernels.backend import set_backend
 from models.base import lm_loss
 
-from .spec import RUN_FIELD_TYPES, TRAIN_FIELD_TYPES
+from .spec import MODEL_VERSION, RUN_FIELD_TYPES, TRAIN_FIELD_TYPES
 
 #: dense bf16/fp16 tensor-core peak FLOP/s by GPU name fragment (vendor datasheets)
 PEAK_FLOPS_16BIT = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "RTX 3080": 119e12}
@@ -50,7 +50,7 @@ class Measurement:
 
 def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(run fields, model knobs) of a resolved config."""
-    run = {k: v for k, v in config.items() if k in RUN_FIELD_TYPES or k in TRAIN_FIELD_TYPES}
+    run = {k: v for k, v in config.items() if k in RUN_FIELD_TYPES or k in TRAIN_FIELD_TYPES or k == MODEL_VERSION}
     knobs = {k: v for k, v in config.items() if k not in run}
     return run, knobs
 

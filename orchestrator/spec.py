@@ -88,6 +88,12 @@ class TrainFields:
     checkpoint_every: int = knob(0, min=0, max=10_000_000, help="0: only at the end")
 
 
+#: the run field phasebench sets from the model registry (`ModelEntry.version`), never from a spec
+MODEL_VERSION = "model_version"
+#: fields added after rows were stored, at the value a stored row without them means: at that value a field
+#: is left out of the config hash, so a config hashes as it did before the field existed
+HASH_NEUTRAL = {MODEL_VERSION: 1}
+
 RUN_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunFields)}
 RUN_FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(RunFields)}
 TRAIN_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainFields)}
@@ -100,7 +106,7 @@ TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict
 
 def run_field_defaults() -> dict[str, Any]:
     """Every run field's default: what a config stored before a field existed meant by lacking it."""
-    return {f.name: default_of(f) for f in dataclasses.fields(RunFields)}
+    return {f.name: default_of(f) for f in dataclasses.fields(RunFields)} | HASH_NEUTRAL
 
 
 @dataclass(frozen=True)
@@ -325,6 +331,8 @@ def _cuda_available() -> bool:
 def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Validate one merged config; returns (flat resolved config, exact parameter count)."""
     config = dict(raw)
+    if MODEL_VERSION in config:
+        raise ConfigError(MODEL_VERSION, config[MODEL_VERSION], "is set by phasebench from the model's code, not by a spec")
     model_knobs = _check_run_fields(config)
     entry = models.get(config["model"])
     model_config = entry.make_config(model_knobs)
@@ -332,8 +340,17 @@ def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
         raise ConfigError("vocab_size", model_config.vocab_size,
                           f"must be >= {TOKENIZER_VOCAB[config['tokenizer']]} for tokenizer {config['tokenizer']}")
     train = {k: config[k] for k in TRAIN_FIELD_TYPES if k in config}
-    resolved = {k: config[k] for k in RUN_FIELD_TYPES} | train | model_config.to_dict()
+    resolved = {k: config[k] for k in RUN_FIELD_TYPES} | train | {MODEL_VERSION: entry.version} | model_config.to_dict()
     return resolved, entry.estimate_params(model_config)
+
+
+def check_model_version(config: dict[str, Any]) -> None:
+    """A stored config (without the field: version 1) must name the version of the model code that runs it:
+    a run queued before the model's math changed would otherwise store the new model under the old hash."""
+    stored, current = config.get(MODEL_VERSION, 1), models.get(config["model"]).version
+    if stored != current:
+        raise ConfigError(MODEL_VERSION, stored, f"{config['model']} is at version {current} in this code; "
+                          "the run was queued for another: queue the spec again")
 
 
 def checkpoint_key(config: dict[str, Any]) -> str:
@@ -343,7 +360,9 @@ def checkpoint_key(config: dict[str, Any]) -> str:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Stable hash of a resolved config: sha256 of its canonical JSON, 16 hex digits."""
+    """Stable hash of a resolved config: sha256 of its canonical JSON, 16 hex digits (fields at their
+    :data:`HASH_NEUTRAL` value left out)."""
+    config = {k: v for k, v in config.items() if k not in HASH_NEUTRAL or v != HASH_NEUTRAL[k]}
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec import config_hash, expand, load_spec, load_yaml, parse_yaml
+from orchestrator.spec import check_model_version, config_hash, expand, load_spec, load_yaml, parse_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -147,6 +147,31 @@ def test_default_and_explicit_values_hash_alike():
     implicit = expand(spec()).runs[0]
     explicit = expand(with_defaults(mode="inference", steps=5, causal=True)).runs[0]
     assert implicit.config_hash == explicit.config_hash
+
+
+def _without_version(config):
+    return {k: v for k, v in config.items() if k != "model_version"}
+
+
+def test_model_version_is_resolved_and_hashed_from_version_2_on():
+    transformer = expand(spec()).runs[0]
+    assert transformer.config["model_version"] == 1  # stored with every row
+    assert transformer.config_hash == config_hash(_without_version(transformer.config))  # the hash it always had
+    phase8 = expand(spec(grid={"model": ["phase8"]})).runs[0]
+    assert phase8.config["model_version"] == 2
+    assert phase8.config_hash != config_hash(_without_version(phase8.config))  # old phase8 rows are not reused
+
+
+def test_a_spec_cannot_set_the_model_version():
+    with pytest.raises(ConfigError, match="model_version: is set by phasebench"):
+        expand(with_defaults(model_version=2))
+
+
+def test_a_run_queued_for_another_model_version_is_refused_where_it_runs():
+    config = expand(spec(grid={"model": ["phase8"]})).runs[0].config
+    check_model_version(config)
+    with pytest.raises(ConfigError, match="phase8 is at version 2 in this code"):
+        check_model_version(_without_version(config))  # queued before phase8's math changed
 
 
 def test_yaml_errors(tmp_path):

@@ -97,6 +97,25 @@ def test_finished_configs_are_skipped_unless_rerun(db_url):
     store.close()
 
 
+def test_a_bumped_model_version_is_measured_anew_and_shown(db_url, monkeypatch):
+    """After a model's math changes (its registry version), the same knobs are not served from the cache."""
+    import dataclasses
+
+    from models import registry
+    store = Store(db_url)
+    first = store.create_batch(tiny_spec())
+    for run in store.reset_unfinished(first.id):
+        store.record_result(run.id, ok_outcome())
+    entry = registry.get("phase8-seed")
+    monkeypatch.setitem(registry._REGISTRY, "phase8-seed", dataclasses.replace(entry, version=entry.version + 1))
+    second = store.create_batch(tiny_spec())
+    rows = store.rows(Filters(batch=(str(second.id),)))
+    assert [(r["model"], r["status"]) for r in rows] == [("transformer", "skipped"), ("transformer", "skipped"),
+                                                         ("phase8-seed", "pending"), ("phase8-seed", "pending")]
+    assert [r["model_version"] for r in rows] == [1, 1, entry.version + 1, entry.version + 1]
+    store.close()
+
+
 def test_filters_and_where_are_bound_parameters(db_url):
     store = Store(db_url)
     batch = store.create_batch(tiny_spec(seq_len=[32, 64]))

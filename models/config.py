@@ -74,7 +74,7 @@ def check_value(name: str, value: Any, kind: type, meta: dict) -> Any:
 
 @dataclass
 class ModelConfig:
-    """Common knobs of every model (models.md, "Common knobs")."""
+    """Common knobs of every model (docs/models.md, "Common knobs")."""
 
     vocab_size: int = knob(50257, min=2, max=1_000_000)
     d_model: int = knob(512, min=1, max=65536)

@@ -1,4 +1,4 @@
-"""phase7: the ResNet-BK hybrid language model (models.md, "phase7"), readable in one file.
+"""phase7: the ResNet-BK hybrid language model (docs/models.md, "phase7"), readable in one file.
 
     ids (B, N) -> embedding (low-rank or HTT, no absolute positions) -> L blocks -> RMSNorm -> head
 

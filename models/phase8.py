@@ -1,4 +1,4 @@
-"""phase8: phase7 plus hyperbolic extensions on the residual path (models.md, "phase8").
+"""phase8: phase7 plus hyperbolic extensions on the residual path (docs/models.md, "phase8").
 
 Block (h = norm1(x), Phase 7's block with its FFN, plus each component behind its flag):
 

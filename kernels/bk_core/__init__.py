@@ -1,4 +1,4 @@
-"""BK-Core: the diagonal of the Green's function of a learned tridiagonal Hamiltonian (models.md).
+"""BK-Core: the diagonal of the Green's function of a learned tridiagonal Hamiltonian (docs/models.md).
 
 `bk_core(v, h0, beta, z_re, z_im, causal=True) -> (g_re, g_im)`: v (B, N, C) real potentials; h0, beta,
 z_re, z_im (C,) real (z_im > 0); outputs (B, N, C) float32 (float64 for float64 v; bf16/fp16 v upcast to

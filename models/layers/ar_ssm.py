@@ -1,4 +1,4 @@
-"""AR-SSM, the global path of the Phase 7 block (models.md, "phase7").
+"""AR-SSM, the global path of the Phase 7 block (docs/models.md, "phase7").
 
     y_t = conv(x)_t + W_o2[ S_t (.) (V x_t (.) gate2_t) ] * scale_t
     S_t = sum_{s<=t} a^(t-s) (1 - a) (U x_s (.) gate2_s)          (per rank channel, decay a in (0, 1))
@@ -7,7 +7,7 @@
 conv is depthwise with kernel `kernel` and left padding only (causal). The decayed sum is the
 diagonal linear scan h_t = a h_{t-1} + b_t (kernels.scan.diag_scan). The factor (1 - a) makes S an
 exponential moving average (bounded for any N); it is a fixed per-channel rescaling that U or W_o2
-could absorb, so the function class is the one of models.md. `decay=False` is upstream's plain
+could absorb, so the function class is the one of docs/models.md. `decay=False` is upstream's plain
 cumulative sum (a = 1, no factor). `scale_t` (B, N, 1) is the optional per-token factor of phase8's
 hyperbolic fusion, `fusion(U x_t)`.
 """

@@ -1,4 +1,4 @@
-"""BK-Core layer: token potentials -> Green's-function diagonal (models.md, "BK-Core")."""
+"""BK-Core layer: token potentials -> Green's-function diagonal (docs/models.md, "BK-Core")."""
 from __future__ import annotations
 
 import torch

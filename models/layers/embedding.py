@@ -1,4 +1,4 @@
-"""Token embeddings: dense, or low-rank `Embedding(V, r) -> Linear(r, d)` (models.md)."""
+"""Token embeddings: dense, or low-rank `Embedding(V, r) -> Linear(r, d)` (docs/models.md)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Feed-forward blocks: dense `d -> m -> d` or low-rank `d -> k -> m -> act -> k -> d` (models.md)."""
+"""Feed-forward blocks: dense `d -> m -> d` or low-rank `d -> k -> m -> act -> k -> d` (docs/models.md)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Gates driven by the BK-Core and by hyperbolic distance (models.md, phase7 and phase8).
+"""Gates driven by the BK-Core and by hyperbolic distance (docs/models.md, phase7 and phase8).
 
 - BKGate (phase7): per channel j, `sigma(s_j |Im g_t| + b_j)` from the BK-Core on norm(x); each channel
   covers d/C consecutive model dims (one head's dims when C = H).

@@ -1,4 +1,4 @@
-"""Tensor-train (HTT) factorised token embedding (models.md, "HTT embedding").
+"""Tensor-train (HTT) factorised token embedding (docs/models.md, "HTT embedding").
 
 V ~ v1 * v2 and d ~ d1 * d2 with v1 = ceil(sqrt V), d1 = ceil(sqrt d); token t = t1 * v2 + t2.
 Cores C1 (v1, r, d1), C2 (v2, r, d2) and phases phi (r,):

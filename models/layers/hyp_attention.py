@@ -1,4 +1,4 @@
-"""Causal windowed hyperbolic attention, the local path of the Phase 7 block (models.md).
+"""Causal windowed hyperbolic attention, the local path of the Phase 7 block (docs/models.md).
 
 q, k, v = projections of the normalised input, per head; q and k enter the Poincare ball with exp0
 (per-head learned curvature c_h), the score of key s for query t is `-softplus(beta_h) d_c(q_t, k_s)`

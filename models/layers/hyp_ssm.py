@@ -1,4 +1,4 @@
-"""Hyperbolic selective SSM (phase8 `hyp_ssm`, models.md).
+"""Hyperbolic selective SSM (phase8 `hyp_ssm`, docs/models.md).
 
 The recurrence runs in the tangent space at the origin, so it is a diagonal linear scan (exact and
 parallel, kernels.scan.diag_scan):

@@ -1,4 +1,4 @@
-"""Learned curvature of a Poincare ball: `c = softplus(raw)` clamped to [c_min, c_max] (models.md)."""
+"""Learned curvature of a Poincare ball: `c = softplus(raw)` clamped to [c_min, c_max] (docs/models.md)."""
 from __future__ import annotations
 
 import math

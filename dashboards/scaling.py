@@ -16,7 +16,7 @@ from typing import Any, Callable
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from orchestrator.spec import run_field_defaults
+from orchestrator.spec import stored_config
 
 from .report import GIB, figure_divs, is_training, place, render_table
 from .study import PALETTE
@@ -53,7 +53,7 @@ def scaling_section(rows: list[dict[str, Any]]) -> str:
 
 def knobs(row: dict[str, Any]) -> Knobs:
     """The config's knobs, run fields it lacks (stored before they existed) at their defaults."""
-    config = run_field_defaults() | row["config"]
+    config = stored_config(row["config"])
     return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in BOOKKEEPING))
 
 

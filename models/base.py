@@ -6,6 +6,7 @@ training adds it to the cross-entropy.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -15,6 +16,12 @@ from torch.utils.checkpoint import checkpoint
 
 from .layers.autocast import autocast_inputs
 from .layers.embedding import LowRankEmbedding, lowrank_embedding_params
+
+
+#: activation checkpointing as every model uses it. No model draws random numbers in its forward, so the
+#: RNG state is not saved for the recomputation (saving it reads the generator, which a CUDA-graph capture
+#: forbids).
+recompute = functools.partial(checkpoint, use_reentrant=False, preserve_rng_state=False)
 
 
 def make_embedding(config) -> nn.Module:
@@ -71,7 +78,7 @@ class CausalLM(nn.Module):
         x = self.embed(ids)  # (B, N, d)
         use_ckpt = self.config.grad_checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            x = checkpoint(block, x, use_reentrant=False) if use_ckpt else block(x)
+            x = recompute(block, x) if use_ckpt else block(x)
         self.aux_loss = self._collect_aux_loss()
         return self.norm(x)
 
@@ -125,7 +132,7 @@ def lm_loss(model: CausalLM, ids: torch.Tensor, targets: torch.Tensor, chunk_tok
     for start in range(0, t.numel(), chunk_tokens):
         end = start + chunk_tokens
         if torch.is_grad_enabled():
-            total = total + checkpoint(_cross_entropy_sum, model, x[start:end], t[start:end], use_reentrant=False)
+            total = total + recompute(_cross_entropy_sum, model, x[start:end], t[start:end])
         else:
             total = total + _cross_entropy_sum(model, x[start:end], t[start:end])
     return total / t.numel()

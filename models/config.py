@@ -125,6 +125,11 @@ class ModelConfig:
     def ffn_rank(self) -> int:
         return round(self.ffn_rank_ratio * self.d_model)
 
+    def graph_blocker(self) -> str | None:
+        """Why a step of this model cannot be captured in a CUDA graph (a module that syncs the host), or
+        None; subclasses extend."""
+        return None
+
     def validate(self) -> None:
         """Cross-field checks; subclasses extend (call super)."""
         if self.d_model % self.n_heads:

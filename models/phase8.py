@@ -61,6 +61,11 @@ class Phase8Config(Phase7Config):
     homology_landmarks: int = knob(64, min=3, max=4096, help="landmark tokens of the homology regulariser")
     sheaf_stalk_dim: int = knob(0, min=0, max=65536, help="edge-stalk size of sheaf attention; 0 = head dim")
 
+    def graph_blocker(self) -> str | None:
+        if self.linear_attn and self.lin_attn_mode == "auto":
+            return "lin_attn_mode auto reads the curvature on the host at every forward"
+        return super().graph_blocker()
+
     @property
     def ball_geometry(self) -> str:
         """The linear attention's `geometry` (models.layers.linear_attention): ball or euclidean."""
@@ -79,7 +84,8 @@ class Phase8Config(Phase7Config):
             raise ConfigError("lin_attn_geometry", self.lin_attn_geometry,
                               f"has no curvature; lin_attn_mode {self.lin_attn_mode} needs hyperbolic")
         c_bounds = f"[c_min, c_max] = [{self.c_min}, {self.c_max}]"
-        if self.linear_attn and self.lin_attn_geometry == "hyperbolic" and not self.c_min <= self.lin_attn_curvature_init <= self.c_max:
+        curved = self.linear_attn and self.lin_attn_geometry == "hyperbolic"
+        if curved and not self.c_min <= self.lin_attn_curvature_init <= self.c_max:
             raise ConfigError("lin_attn_curvature_init", self.lin_attn_curvature_init, f"must lie in {c_bounds}")
 
 
@@ -91,9 +97,10 @@ class Phase8Block(Phase7Block):
         d, c = config.d_model, config
         ball = (c.curvature_init, c.c_min, c.c_max)
         self.fusion = HyperbolicFusion(c.fusion_hidden, c.tau) if c.ar_fusion else None
-        self.lin_attn = (HyperbolicLinearAttention(d, c.n_heads, causal=True, bias=False, c_init=c.lin_attn_curvature_init,
-                                                mode=c.lin_attn_mode, auto_threshold=c.lin_attn_auto_threshold,
-                                                c_bounds=(c.c_min, c.c_max), geometry=c.ball_geometry)
+        self.lin_attn = (HyperbolicLinearAttention(d, c.n_heads, causal=True, bias=False,
+                                                   c_init=c.lin_attn_curvature_init, mode=c.lin_attn_mode,
+                                                   auto_threshold=c.lin_attn_auto_threshold,
+                                                   c_bounds=(c.c_min, c.c_max), geometry=c.ball_geometry)
                          if c.linear_attn else None)
         self.bk_hyp = BKHyperbolicGate(c.channels) if c.bk_hyperbolic else None
         self.hyp_ssm = HyperbolicSSM(d, c.d_state, c.hyp_ssm_mode, *ball) if c.hyp_ssm else None

@@ -22,6 +22,7 @@ RESULT_COLUMNS = (
     ("model", "model", str),
     ("v", "model_version", str),
     ("mode", "mode", str),
+    ("exec", "execution", str),
     ("dev", "device", str),
     ("status", "status", str),
     ("params", "params", lambda v: f"{v:,}"),

@@ -7,13 +7,14 @@ the metrics named like :class:`orchestrator.store.schema.Result`'s columns.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import resource
 import statistics
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,8 @@ from .spec import MODEL_VERSION, RUN_FIELD_TYPES, TRAIN_FIELD_TYPES
 PEAK_FLOPS_16BIT = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "RTX 3080": 119e12}
 PURE_DTYPES = {"pure_fp16": torch.float16, "pure_bf16": torch.bfloat16}
 AMP_DTYPES = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
+#: eager steps on a side stream before a CUDA-graph capture (lazy initialisation happens there, not in it)
+GRAPH_WARMUP_STEPS = 2
 
 
 class PhaseTracker:
@@ -188,7 +191,7 @@ class Job:
         finally:
             torch.set_default_dtype(previous)
         model = model.to(dtype=dtype)
-        if self.run["compile"]:
+        if self.run["execution"] == "compile":
             for block in model.blocks:
                 block.compile()  # in place: identical blocks share one compiled graph
         return model
@@ -212,29 +215,51 @@ class Job:
 class BenchmarkJob(Job):
     """One configuration's benchmark (see module docstring)."""
 
-    def step(self, model, ids, optimizer) -> float:
+    def step(self, model, ids, optimizer, zero_grad: bool = True) -> torch.Tensor:
+        """One measured step -> the logits (inference) or the detached loss (training), left on the device:
+        nothing here waits for the GPU. `zero_grad=False` keeps the gradients (a captured step's are static)."""
         mode = self.run["mode"]
         self.tracker.phase = "forward"
         if mode == "inference":
             with torch.no_grad(), self.autocast():
-                logits = model(ids)
-            finite = all_finite(logits)
-            del logits
-            return 0.0 if finite else math.nan
+                return model(ids)
         loss = self.loss(model, ids[:, :-1], ids[:, 1:])
         self.tracker.phase = "backward"
         loss.backward()
         if optimizer is not None:
             self.tracker.phase = "step"
             optimizer.step()
-        model.zero_grad(set_to_none=True)
-        return loss.item()
+        if zero_grad:
+            model.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def graph_step(self, model, ids, optimizer) -> Callable[[], torch.Tensor]:
+        """`execution: graph`: warm up on a side stream, capture one :meth:`step` in a CUDA graph and return
+        a function that replays it and returns its static output. The capture allocates from the graph's
+        private pool, so a peak taken across it includes that pool."""
+        device_stream = torch.cuda.current_stream(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(device_stream)
+        with torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP_STEPS):
+                self.step(model, ids, optimizer)
+        device_stream.wait_stream(side)
+        model.zero_grad(set_to_none=True)  # the captured backward allocates the gradients in the pool
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self.step(model, ids, optimizer, zero_grad=False)
+
+        def replay() -> torch.Tensor:
+            graph.replay()
+            return out
+        return replay
 
     def make_optimizer(self, model):
         if self.run["mode"] != "train":
             return None
         fused = self.device.type == "cuda"
-        return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+        capturable = self.run["execution"] == "graph"
+        return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused, capturable=capturable)
 
     # -- the protocol ---------------------------------------------------------------------------
     def _run(self) -> None:
@@ -263,7 +288,13 @@ class BenchmarkJob(Job):
         self.synchronize()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        times, losses = self.timed_steps(model, ids, optimizer)
+        if run["execution"] == "graph":
+            step = self.graph_step(model, ids, optimizer)
+        else:
+            step = functools.partial(self.step, model, ids, optimizer)
+        times, out = self.timed_steps(step)
+        final = self.output_value(out)  # the finiteness check, outside the timed steps
+        del out
         self.record_memory(m)
         retained = self.allocated() - m["static_bytes"]  # what the steps left allocated (workspaces, caches)
         m["saved_tensor_bytes"] = self.count_saved_bytes(model, ids)
@@ -272,27 +303,37 @@ class BenchmarkJob(Job):
         if self.device.type != "cuda":
             m["activation_bytes"] = m["saved_tensor_bytes"]
         self.record_speed(m, times)
-        m["loss"] = losses[-1] if run["mode"] != "inference" else None
+        m["loss"] = final if run["mode"] != "inference" else None
         m["extra"] = {"sdpa_backends": sorted(self.sdpa_backends(model)), "step_times_s": times,
                       "retained_after_steps_bytes": retained if self.device.type == "cuda" else None,
                       "gradient_bytes": self.gradient_bytes(model),
                       "activation_source": "allocator" if self.device.type == "cuda" else "saved_tensors"}
-        if any(not math.isfinite(x) for x in losses):
+        if not math.isfinite(final):
             self.result.status, self.result.phase = "nonfinite", "done"
 
-    def check_finite(self, loss: float) -> None:
-        if not math.isfinite(loss):
+    def output_value(self, out: torch.Tensor) -> float:
+        """A step's output as a number: the loss (training), or 0.0 when every logit is finite (inference);
+        NaN when not finite."""
+        if self.run["mode"] == "inference":
+            return 0.0 if all_finite(out) else math.nan
+        return out.item()
+
+    def check_finite(self, out: torch.Tensor) -> None:
+        if not math.isfinite(self.output_value(out)):
             raise NonFinite(self.tracker.phase)
 
-    def timed_steps(self, model, ids, optimizer) -> tuple[list[float], list[float]]:
-        times, losses = [], []
+    def timed_steps(self, step: Callable[[], torch.Tensor]) -> tuple[list[float], torch.Tensor]:
+        """Run the measured steps, each timed between two synchronisations -> (seconds, last output). The
+        previous output is released before the next step allocates its own."""
+        times, out = [], None
         for _ in range(self.run["repeats"] * self.run["steps"]):
+            out = None
             self.synchronize()
             start = time.perf_counter()
-            losses.append(self.step(model, ids, optimizer))
+            out = step()
             self.synchronize()
             times.append(time.perf_counter() - start)
-        return times, losses
+        return times, out
 
     def static_bytes(self, model, optimizer) -> int:
         if self.device.type == "cuda":

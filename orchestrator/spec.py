@@ -24,6 +24,8 @@ import models
 from kernels.backend import BACKENDS as KERNEL_BACKENDS
 from models.config import ConfigError, check_value, default_of, knob
 
+from .legacy import LEGACY_COMPILE, stored_execution
+
 MAX_CONFIGS = 10_000
 MAX_SPEC_BYTES = 1 << 20
 MAX_YAML_ALIASES = 100
@@ -35,6 +37,9 @@ DEVICES = ("auto", "cuda", "cpu")
 #: worker dies once, halfway (its retry resumes from the last checkpoint); hang: the worker blocks forever
 FAULTS = ("none", "raise", "exit", "exit_mid", "hang")
 JOBS = ("benchmark", "train")
+#: eager: PyTorch runs the step op by op; graph: the step captured once in a CUDA graph and replayed;
+#: compile: torch.compile (docs/measurement.md, "Execution modes")
+EXECUTIONS = ("eager", "graph", "compile")
 TOKENIZER_VOCAB = {"byte": 256, "gpt2": 50257}
 TOKENIZERS = tuple(TOKENIZER_VOCAB)
 
@@ -56,7 +61,8 @@ class RunFields:
     accelerator_type: str = knob("", help="Ray accelerator type, e.g. H100 (empty: any)")
     kernels: str = knob("auto", choices=KERNEL_BACKENDS,
                         help="auto: Triton on CUDA (or PHASEBENCH_KERNELS), torch: PyTorch references, triton: Triton")
-    compile: bool = knob(False, help="torch.compile every block (inductor); the first steps include the compile")
+    execution: str = knob("eager", choices=EXECUTIONS, help="eager, graph (CUDA graph replay of the measured "
+                          "step) or compile (torch.compile every block; the first steps include the compile)")
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
     loss_chunk_tokens: int = knob(0, min=0, max=2**31, help="0: the whole (B, N, V) logits at once; K: the head and "
                                   "cross-entropy over K tokens at a time, recomputed in backward")
@@ -107,6 +113,13 @@ TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict
 def run_field_defaults() -> dict[str, Any]:
     """Every run field's default: what a config stored before a field existed meant by lacking it."""
     return {f.name: default_of(f) for f in dataclasses.fields(RunFields)} | HASH_NEUTRAL
+
+
+def stored_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as stored (by any version of phasebench) -> today's fields: `compile: true/false` read as
+    `execution: compile/eager`, fields it lacks at what their absence meant."""
+    execution = stored_execution(config)
+    return run_field_defaults() | {k: v for k, v in config.items() if k != LEGACY_COMPILE} | {"execution": execution}
 
 
 @dataclass(frozen=True)
@@ -278,6 +291,9 @@ def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
     """Validate and fill the run fields; returns the model's knobs (the rest)."""
     if "model" not in config:
         raise ConfigError("model", None, "is required (in defaults, cases or grid)")
+    if LEGACY_COMPILE in config:
+        raise ConfigError(LEGACY_COMPILE, config[LEGACY_COMPILE], "was replaced by the run field execution "
+                          "(eager, graph or compile)")
     model_knobs = {}
     for key, value in list(config.items()):
         if key in RUN_FIELD_TYPES:
@@ -300,6 +316,10 @@ def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("seq_len", config["seq_len"], f"must be >= 2 in mode {config['mode']} (next-token targets)")
     if config["device"] == "cuda" and config["num_gpus"] == 0:
         raise ConfigError("num_gpus", 0.0, "must be > 0 when device is cuda")
+    if config["execution"] == "graph" and config["device"] != "cuda":
+        raise ConfigError("execution", "graph", f"captures a CUDA graph: needs device cuda (got {config['device']})")
+    if config["execution"] == "graph" and config["job"] == "train":
+        raise ConfigError("execution", "graph", "is not yet built for job: train (use it with job: benchmark)")
     return model_knobs
 
 
@@ -332,10 +352,13 @@ def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Validate one merged config; returns (flat resolved config, exact parameter count)."""
     config = dict(raw)
     if MODEL_VERSION in config:
-        raise ConfigError(MODEL_VERSION, config[MODEL_VERSION], "is set by phasebench from the model's code, not by a spec")
+        raise ConfigError(MODEL_VERSION, config[MODEL_VERSION],
+                          "is set by phasebench from the model's code, not by a spec")
     model_knobs = _check_run_fields(config)
     entry = models.get(config["model"])
     model_config = entry.make_config(model_knobs)
+    if config["execution"] == "graph" and (blocker := model_config.graph_blocker()):
+        raise ConfigError("execution", "graph", f"cannot capture {config['model']}: {blocker}")
     if config["job"] == "train" and model_config.vocab_size < TOKENIZER_VOCAB[config["tokenizer"]]:
         raise ConfigError("vocab_size", model_config.vocab_size,
                           f"must be >= {TOKENIZER_VOCAB[config['tokenizer']]} for tokenizer {config['tokenizer']}")
@@ -360,11 +383,20 @@ def checkpoint_key(config: dict[str, Any]) -> str:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """Stable hash of a resolved config: sha256 of its canonical JSON, 16 hex digits (fields at their
-    :data:`HASH_NEUTRAL` value left out)."""
-    config = {k: v for k, v in config.items() if k not in HASH_NEUTRAL or v != HASH_NEUTRAL[k]}
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """Stable hash of a resolved config: sha256 of its canonical JSON, 16 hex digits, taken over
+    :func:`hashed_form` (so a config keeps the hash its stored rows have)."""
+    canonical = json.dumps(hashed_form(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def hashed_form(config: dict[str, Any]) -> dict[str, Any]:
+    """What the hash covers: fields at their :data:`HASH_NEUTRAL` value left out, and `execution: eager`
+    written as the `compile: false` it replaced; every other execution mode hashes as itself."""
+    form = {k: v for k, v in config.items() if k not in HASH_NEUTRAL or v != HASH_NEUTRAL[k]}
+    if form.get("execution") == "eager":
+        del form["execution"]
+        form[LEGACY_COMPILE] = False
+    return form
 
 
 def expand(data: dict[str, Any], allow_large: bool = False) -> Spec:

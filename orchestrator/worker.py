@@ -14,9 +14,9 @@ def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = No
     import ray
 
     from .environment import collect
-    from .spec import check_model_version, run_field_defaults
+    from .spec import check_model_version, stored_config
 
-    config = run_field_defaults() | config  # a config stored before a run field existed lacks it
+    config = stored_config(config)  # a config stored before a run field existed lacks it
     check_model_version(config)
     if config["fault"] == "exit":
         os._exit(1)  # injected worker death: Ray retries, then the run is stored as failed

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
+from ..legacy import stored_execution
 from ..spec import Spec
 from .engine import make_engine
 from .migrate import ensure_schema
@@ -321,7 +322,7 @@ def _flatten(run: Run, batch_name: str, result: Result | None, env: Environment 
            "model": run.model, "mode": run.mode, "device": run.device, "status": run.status,
            "config_hash": run.config_hash, "reused_run_id": run.reused_run_id, "node_id": run.node_id,
            "attempts": run.attempts, "study_name": run.study_name, "trial_number": run.trial_number,
-           "model_version": run.config.get("model_version", 1),
+           "model_version": run.config.get("model_version", 1), "execution": stored_execution(run.config),
            "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at)}
     row.update(_result_fields(result))
     row["params"] = row["params"] if row["params"] is not None else run.params

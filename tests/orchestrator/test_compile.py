@@ -16,7 +16,8 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 def loss_and_grads(model_name: str, compile_blocks: bool, device: str):
     config, _ = resolve_config(dict(model=model_name, d_model=32, n_layers=2, n_heads=2, vocab_size=64, seq_len=24,
-                                    device=device, mode="train", precision="fp32", compile=compile_blocks))
+                                    device=device, mode="train", precision="fp32",
+                                    execution="compile" if compile_blocks else "eager"))
     job = BenchmarkJob(config)
     job.prepare_device()
     model = job.build()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec import check_model_version, config_hash, expand, load_spec, load_yaml, parse_yaml
+from orchestrator.spec import check_model_version, config_hash, expand, load_spec, load_yaml, parse_yaml, stored_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -228,8 +228,45 @@ def test_long_context_sizes_match_and_tokens_per_step_is_constant():
         assert max(params) / min(params) <= 1.05, params
 
 
-@pytest.mark.parametrize("field, values", [("kernels", ["triton", "torch"]), ("compile", [False, True])])
+@pytest.mark.parametrize("field, values", [("kernels", ["triton", "torch"]), ("execution", ["eager", "compile"])])
 def test_how_a_run_executes_its_model_is_part_of_the_config_hash(field, values):
     runs = expand(spec(grid={"model": ["phase7"], field: values})).runs
     assert [r.config[field] for r in runs] == values
     assert runs[0].config_hash != runs[1].config_hash
+
+
+def test_eager_hashes_as_the_compile_false_it_replaced_and_the_other_modes_differ():
+    """Rows stored before `execution` existed (with `compile: false`) are still reused by eager configs."""
+    eager = expand(spec()).runs[0]
+    stored = {k: v for k, v in eager.config.items() if k != "execution"} | {"compile": False}
+    assert eager.config_hash == config_hash(stored)
+    compiled = expand(with_defaults(execution="compile")).runs[0]
+    assert compiled.config_hash not in (eager.config_hash, config_hash(stored | {"compile": True}))
+
+
+def test_stored_compile_flags_read_as_execution_modes():
+    assert stored_config({"model": "phase7", "compile": True})["execution"] == "compile"
+    assert stored_config({"model": "phase7", "compile": False})["execution"] == "eager"
+    assert stored_config({"model": "phase7"})["execution"] == "eager"
+    assert "compile" not in stored_config({"model": "phase7", "compile": True})
+
+
+@pytest.mark.parametrize("knobs, message", [
+    (dict(execution="graph"), "execution: captures a CUDA graph: needs device cuda (got cpu)"),
+    (dict(execution="bogus"), "execution: must be one of eager, graph, compile"),
+    (dict(compile=True), "compile: was replaced by the run field execution (eager, graph or compile)"),
+])
+def test_bad_execution_is_one_line_naming_the_field(knobs, message):
+    with pytest.raises(ConfigError) as info:
+        expand(with_defaults(**knobs))
+    assert str(info.value).startswith(message)
+
+
+def test_a_model_that_syncs_the_host_is_refused_for_graph_by_name(monkeypatch):
+    import orchestrator.spec as spec_module
+    monkeypatch.setattr(spec_module, "_cuda_available", lambda: True)
+    data = with_defaults(execution="graph", device="cuda", lin_attn_mode="auto") | {"grid": {"model": ["phase8"]}}
+    with pytest.raises(ConfigError, match="execution: cannot capture phase8: lin_attn_mode auto reads the curvature"):
+        expand(data)
+    data["defaults"]["lin_attn_mode"] = "linear"
+    assert expand(data).runs[0].config["execution"] == "graph"

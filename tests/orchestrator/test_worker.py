@@ -33,7 +33,8 @@ def test_a_reused_worker_takes_each_runs_backend_not_the_last_ones():
 
 def test_a_config_stored_before_the_newer_run_fields_runs_at_their_defaults():
     """`--resume` hands the worker configs as they were stored: older ones lack later run fields."""
-    old = {k: v for k, v in config("torch").items() if k not in ("kernels", "compile", "loss_chunk_tokens")}
+    old = {k: v for k, v in config("torch").items() if k not in ("kernels", "execution", "loss_chunk_tokens")}
+    old["compile"] = False  # the field execution replaced
     result = worker.execute(old, {"git_commit": None, "git_dirty": None})
     assert result["status"] == "ok", result.get("error")
     assert current_backend() == "auto"

@@ -4,7 +4,8 @@
         seq_len=16384 batch_size=2 precision=amp_bf16 device=cuda --out results/long-context/profile-phase8-16k
 
 The config is any run config of a spec (validated the same way); the step is the benchmark job's own
-(`orchestrator.measure.BenchmarkJob.step`: forward, loss, backward and the fused AdamW step in `train`).
+(`orchestrator.measure.BenchmarkJob.step`: forward, loss, backward and the fused AdamW step in `train`),
+replayed from a CUDA graph under `execution=graph`.
 After `--warmup` steps, `--steps` steps are timed, then `--steps` more run under the profiler. Prints
 the top `--top` by self time (CUDA kernels on a GPU, CPU operators otherwise) with their share of the
 total, the wall time of an unprofiled step and, on a GPU, how busy the device was and how many kernels a
@@ -93,16 +94,17 @@ def profile_steps(config: dict, warmup: int, steps: int):
     job, model, optimizer, ids = prepare_step(config)
     for _ in range(warmup):
         job.step(model, ids, optimizer)
+    step = job.measured_step(model, ids, optimizer)  # a CUDA-graph replay under execution: graph
     job.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
-        job.step(model, ids, optimizer)
+        step()
     job.synchronize()
     wall_ms = (time.perf_counter() - start) * 1e3 / steps
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if job.device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
-            job.step(model, ids, optimizer)
+            step()
         job.synchronize()
     return prof, job.device.type, wall_ms
 

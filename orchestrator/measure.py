@@ -254,6 +254,12 @@ class BenchmarkJob(Job):
             return out
         return replay
 
+    def measured_step(self, model, ids, optimizer) -> Callable[[], torch.Tensor]:
+        """The step a run times: a CUDA-graph replay under `execution: graph`, else :meth:`step`."""
+        if self.run["execution"] == "graph":
+            return self.graph_step(model, ids, optimizer)
+        return functools.partial(self.step, model, ids, optimizer)
+
     def make_optimizer(self, model):
         if self.run["mode"] != "train":
             return None
@@ -288,11 +294,7 @@ class BenchmarkJob(Job):
         self.synchronize()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        if run["execution"] == "graph":
-            step = self.graph_step(model, ids, optimizer)
-        else:
-            step = functools.partial(self.step, model, ids, optimizer)
-        times, out = self.timed_steps(step)
+        times, out = self.timed_steps(self.measured_step(model, ids, optimizer))
         final = self.output_value(out)  # the finiteness check, outside the timed steps
         del out
         self.record_memory(m)

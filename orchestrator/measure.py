@@ -1,6 +1,6 @@
 """The benchmark job: build one configuration, run it in its mode, measure memory and time.
 
-Follows measurement.md. Runs inside a fresh worker process (Ray task, max_calls=1). Returns a plain
+Follows docs/measurement.md. Runs inside a fresh worker process (Ray task, max_calls=1). Returns a plain
 dict: `status` (ok | oom | failed | nonfinite), `phase` (build | forward | backward | step | done) and
 the metrics named like :class:`orchestrator.store.schema.Result`'s columns.
 """
@@ -392,7 +392,7 @@ class BenchmarkJob(Job):
 
 def warm_up_math(device: torch.device) -> None:
     """Create cuBLAS/cuBLASLt handles and workspaces for every dtype before the baseline is taken,
-    so that lazily allocated workspaces are not charged to the model (measurement.md, step 1)."""
+    so that lazily allocated workspaces are not charged to the model (docs/measurement.md, protocol step 1)."""
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         a = torch.ones(256, 256, device=device, dtype=dtype)
         bias = torch.ones(256, device=device, dtype=dtype)

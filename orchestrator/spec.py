@@ -46,7 +46,7 @@ TOKENIZERS = tuple(TOKENIZER_VOCAB)
 
 @dataclass
 class RunFields:
-    """What a run does, next to the model's own knobs (architecture.md, measurement.md)."""
+    """What a run does, next to the model's own knobs (docs/measurement.md)."""
 
     model: str = knob("", help="registry name")
     job: str = knob("benchmark", choices=JOBS)

@@ -82,7 +82,7 @@ def _mst_edges(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         j = best.masked_fill(in_tree, float("inf")).argmin(-1)  # (B,)
         children.append(j)
         parents.append(parent[ar, j])
-        in_tree[ar, j] = True
+        in_tree = in_tree | F.one_hot(j, m).bool()  # not in_tree[ar, j] = True: its CPU scalar breaks a capture
         closer = d[ar, j] < best
         best = torch.where(closer, d[ar, j], best)
         parent = torch.where(closer, j[:, None], parent)

@@ -1,6 +1,8 @@
 """Softmax self-attention through `scaled_dot_product_attention`, with optional rotary embedding."""
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,12 +11,20 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 _PREFERENCE = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
 
 
+@functools.lru_cache(maxsize=32)
+def rotary_tables(n: int, dh: int, base: float, device: torch.device, dtype: torch.dtype):
+    """(cos, sin), each (N, Dh/2) in `dtype`: built once per (length, head dim, device, dtype), not twice per
+    layer per call (host work that an eager step pays at every layer). Built outside inference mode, so a
+    table first made under `torch.inference_mode` still serves autograd later."""
+    with torch.inference_mode(False), torch.no_grad():
+        inv_freq = base ** (-torch.arange(0, dh, 2, device=device, dtype=torch.float32) / dh)  # (Dh/2,)
+        angles = torch.arange(n, device=device, dtype=torch.float32)[:, None] * inv_freq  # (N, Dh/2)
+        return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
 def rotary(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     """Rotary position embedding. x: (B, H, N, Dh) with Dh even -> same shape."""
-    n, dh = x.shape[-2], x.shape[-1]
-    inv_freq = base ** (-torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh)  # (Dh/2,)
-    angles = torch.arange(n, device=x.device, dtype=torch.float32)[:, None] * inv_freq  # (N, Dh/2)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    cos, sin = rotary_tables(x.shape[-2], x.shape[-1], base, x.device, x.dtype)  # (N, Dh/2) each
     x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, H, N, Dh/2)
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 

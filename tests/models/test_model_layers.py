@@ -365,3 +365,20 @@ def test_channel_scale_is_the_per_channel_gate_expanded_over_its_dims():
     torch.testing.assert_close(channel_scale(g, x), x * expanded, rtol=0, atol=0)
     grad = torch.autograd.grad(channel_scale(g.requires_grad_(), x).sum(), g)[0]
     torch.testing.assert_close(grad, x.view(2, 5, 4, 3).sum(-1))  # each channel collects its own dims
+
+
+def test_rotary_tables_are_built_once_per_shape_and_serve_autograd_after_inference_mode():
+    from models.layers.attention import rotary, rotary_tables
+
+    rotary_tables.cache_clear()
+    x = torch.randn(2, 3, 11, 8)
+    with torch.inference_mode():
+        rotary(x)  # the first table is built here
+    xr = x.clone().requires_grad_()
+    out = rotary(xr)
+    out.sum().backward()  # an inference-mode table could not be saved for backward
+    assert rotary_tables.cache_info().hits >= 1 and rotary_tables.cache_info().misses == 1
+    angles = torch.arange(11.0)[:, None] * 10000.0 ** (-torch.arange(0, 8, 2) / 8)  # (N, Dh/2)
+    want = torch.stack((x[..., 0::2] * angles.cos() - x[..., 1::2] * angles.sin(),
+                        x[..., 0::2] * angles.sin() + x[..., 1::2] * angles.cos()), dim=-1).flatten(-2)
+    torch.testing.assert_close(out, want)

@@ -11,15 +11,16 @@ import html
 import json
 from typing import Any
 
+from orchestrator.legacy import stored_execution
 from orchestrator.store.schema import METRIC_COLUMNS
 
 from .report import config_label, gib, render_table
 
-FILTERS = (("gpu", "GPU"), ("device", "device"), ("mode", "mode"), ("model", "model"), ("batch", "batch"),
-           ("status", "status"))
-HEADER = ["batch", "#", "model", "mode", "device", "GPU", "config", "status", "peak GiB", "tokens/s"]
-RUN_KEYS = ("run_id", "batch", "batch_id", "index", "status", "phase", "attempts", "config_hash", "reused_run_id",
-            "node_id", "study_name", "trial_number", "started_at", "finished_at")
+FILTERS = (("gpu", "GPU"), ("device", "device"), ("mode", "mode"), ("execution", "execution"), ("model", "model"),
+           ("batch", "batch"), ("status", "status"))
+HEADER = ["batch", "#", "model", "mode", "execution", "device", "GPU", "config", "status", "peak GiB", "tokens/s"]
+RUN_KEYS = ("run_id", "batch", "batch_id", "index", "status", "phase", "attempts", "config_hash", "model_version",
+            "execution", "reused_run_id", "node_id", "study_name", "trial_number", "started_at", "finished_at")
 ENV_KEYS = ("gpu_name", "gpu_count", "driver", "cuda", "torch", "triton", "python", "hostname", "git_commit",
             "git_dirty")
 ROW_ENV_KEYS = ("gpu_name", "hostname", "git_commit")  # what a result row carries without the store
@@ -88,7 +89,9 @@ SCRIPT = """
 
 def filter_value(row: dict[str, Any], key: str) -> str:
     """The value a filter compares (the GPU of a CPU run is "none")."""
-    return (row.get("gpu_name") or "none") if key == "gpu" else str(row[key])
+    if key == "gpu":
+        return row.get("gpu_name") or "none"
+    return execution(row) if key == "execution" else str(row[key])
 
 
 def filter_options(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -102,9 +105,14 @@ def row_attributes(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 def run_line(row: dict[str, Any]) -> list[str]:
     tokens = row.get("tokens_per_s")
-    return [str(row["batch"]), str(row.get("index", "-")), row["model"], row["mode"], row["device"],
+    return [str(row["batch"]), str(row.get("index", "-")), row["model"], row["mode"], execution(row), row["device"],
             row.get("gpu_name") or "-", config_label(row), row["status"], gib(row.get("peak_bytes")),
             "-" if tokens is None else f"{tokens:,.0f}"]
+
+
+def execution(row: dict[str, Any]) -> str:
+    """The row's execution mode; rows exported before the field existed say it in their config."""
+    return row.get("execution") or stored_execution(row.get("config", {}))
 
 
 def filter_controls(rows: list[dict[str, Any]]) -> str:

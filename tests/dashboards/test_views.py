@@ -185,13 +185,18 @@ def test_kernel_table_shows_times_bandwidth_and_why_a_number_is_missing():
 
 # --------------------------------------------------------------------------------------- run table
 def test_filters_offer_every_value_and_every_line_carries_its_values():
-    rows = [result_row("phase8"), result_row("transformer", device="cpu", batch="b2", status="oom")]
+    legacy = result_row("phase7")  # exported before `execution` existed, with the flag it replaced
+    legacy["config"]["compile"] = True
+    rows = [result_row("phase8"), result_row("transformer", device="cpu", batch="b2", status="oom", execution="graph"),
+            legacy]
     options = filter_options(rows)
     assert options == {"gpu": ["NVIDIA H200", "none"], "device": ["cpu", "cuda"], "mode": ["inference"],
-                       "model": ["phase8", "transformer"], "batch": ["b2", "sweep"], "status": ["ok", "oom"]}
+                       "execution": ["compile", "eager", "graph"], "model": ["phase7", "phase8", "transformer"],
+                       "batch": ["b2", "sweep"], "status": ["ok", "oom"]}
     attrs = row_attributes(rows)
     assert attrs[1] == {"data-run": "1", "tabindex": "0", "data-gpu": "none", "data-device": "cpu",
-                        "data-mode": "inference", "data-model": "transformer", "data-batch": "b2", "data-status": "oom"}
+                        "data-mode": "inference", "data-execution": "graph", "data-model": "transformer",
+                        "data-batch": "b2", "data-status": "oom"}
 
 
 def test_run_table_and_details_escape_user_strings():

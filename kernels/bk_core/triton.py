@@ -451,8 +451,8 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
 
 
 def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
-    """Adjoint of one causal sweep. Returns (dL/da as (re, im) where dL/dv = re, and (C,) sums
-    d_h0-like = sum Re(dL/da), sum Im(dL/da), dL/db2)."""
+    """Adjoint of one causal sweep. Returns dv = dL/dv (B, N, C) and sums (3, C): rows sum Re(dL/da),
+    sum Im(dL/da), dL/db2."""
     B, N, C = g_re.shape
     block_c, n_cblk, L, S = _plan(B, N, C, chunk)
     nw = max(1, block_c // 32)
@@ -471,71 +471,73 @@ def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
     _adj_sweep_kernel[(B * n_cblk, S)](g_re, g_im, dg_re, dg_im, beta, mu, dv, red, N, C, L, S, n_cblk,
                                        REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
     red = red.sum(dim=(0, 1))
-    return dv, -red[0], -red[1], red[2]
+    red[:2].neg_()
+    return dv, red
 
 
-# ----------------------------------------------------------------------------------------------- autograd
+# ----------------------------------------------------------------------------------------------- custom ops
+@torch.library.custom_op("phasebench::bk_core_fwd", mutates_args=())
+def bk_core_fwd(v: torch.Tensor, h0: torch.Tensor, beta: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor,
+                reverse: bool, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One causal sweep: v (B, N, C), h0, beta, z_re, z_im (C,), float32 contiguous -> (g_re, g_im) (B, N, C)."""
+    return _sweep(v, h0, beta, z_re, z_im, reverse, chunk)
+
+
+@torch.library.custom_op("phasebench::bk_core_bwd", mutates_args=())
+def bk_core_bwd(g_re: torch.Tensor, g_im: torch.Tensor, dg_re: torch.Tensor, dg_im: torch.Tensor,
+                beta: torch.Tensor, reverse: bool, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adjoint of bk_core_fwd: g, dg (B, N, C), beta (C,) -> dv (B, N, C), sums (3, C) (see _adjoint)."""
+    return _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse, chunk)
+
+
+@bk_core_fwd.register_fake
+def _bk_core_fwd_fake(v, h0, beta, z_re, z_im, reverse, chunk):
+    return torch.empty_like(v), torch.empty_like(v)
+
+
+@bk_core_bwd.register_fake
+def _bk_core_bwd_fake(g_re, g_im, dg_re, dg_im, beta, reverse, chunk):
+    return torch.empty_like(g_re), g_re.new_empty(3, g_re.shape[2])
+
+
+def _bk_core_fwd_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(inputs[2], *output)
+    ctx.reverse, ctx.chunk = inputs[5], inputs[6]
+
+
+def _bk_core_fwd_backward(ctx, dg_re, dg_im):
+    beta, g_re, g_im = ctx.saved_tensors
+    dv, red = bk_core_bwd(g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta,
+                          ctx.reverse, ctx.chunk)
+    return dv, red[0], 2.0 * beta * red[2], -red[0], -red[1], None, None
+
+
+bk_core_fwd.register_autograd(_bk_core_fwd_backward, setup_context=_bk_core_fwd_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------- public
 def _shift(x: torch.Tensor, by: int) -> torch.Tensor:
     """y_t = x_{t-by} along dim 1 (by = +1: previous, -1: next), zero outside."""
     zero = torch.zeros_like(x[:, :1])
     return torch.cat([zero, x[:, :-1]], 1) if by == 1 else torch.cat([x[:, 1:], zero], 1)
 
 
-class BKCoreTriton(torch.autograd.Function):
-    """(v, h0, beta, z_re, z_im, causal, chunk) -> (g_re, g_im); float32, contiguous (B, N, C)."""
-
-    @staticmethod
-    def forward(ctx, v, h0, beta, z_re, z_im, causal, chunk):
-        gl_re, gl_im = _sweep(v, h0, beta, z_re, z_im, False, chunk)
-        ctx.causal, ctx.chunk = causal, chunk
-        if causal:
-            ctx.save_for_backward(beta, gl_re, gl_im)
-            return gl_re, gl_im
-        gr_re, gr_im = _sweep(v, h0, beta, z_re, z_im, True, chunk)
-        gl = torch.complex(gl_re, gl_im)
-        gr = torch.complex(gr_re, gr_im)
-        a = torch.complex(v + (h0 - z_re), (-z_im).expand_as(v))
-        b2 = beta * beta
-        g = 1.0 / (a - b2 * _shift(gl, 1) - b2 * _shift(gr, -1))
-        ctx.save_for_backward(beta, gl_re, gl_im, gr_re, gr_im, torch.view_as_real(g))
-        return g.real.contiguous(), g.imag.contiguous()
-
-    @staticmethod
-    def backward(ctx, dg_re, dg_im):
-        dg_re = dg_re.contiguous().float()
-        dg_im = dg_im.contiguous().float()
-        if ctx.causal:
-            beta, g_re, g_im = ctx.saved_tensors
-            dv, d_re, d_im, db2 = _adjoint(g_re, g_im, dg_re, dg_im, beta, False, ctx.chunk)
-        else:
-            beta, gl_re, gl_im, gr_re, gr_im, g = ctx.saved_tensors
-            g = torch.view_as_complex(g)
-            b2 = beta * beta
-            k = (g * g).conj() * torch.complex(dg_re, dg_im)
-            gl = torch.complex(gl_re, gl_im)
-            gr = torch.complex(gr_re, gr_im)
-            lbar = b2 * _shift(k, -1)
-            rbar = b2 * _shift(k, 1)
-            dv_l, dre_l, dim_l, db2_l = _adjoint(gl_re, gl_im, lbar.real.contiguous(), lbar.imag.contiguous(),
-                                                 beta, False, ctx.chunk)
-            dv_r, dre_r, dim_r, db2_r = _adjoint(gr_re, gr_im, rbar.real.contiguous(), rbar.imag.contiguous(),
-                                                 beta, True, ctx.chunk)
-            dv = dv_l + dv_r - k.real
-            d_re = dre_l + dre_r - k.real.sum(dim=(0, 1))
-            d_im = dim_l + dim_r - k.imag.sum(dim=(0, 1))
-            db2 = db2_l + db2_r + ((_shift(gl, 1) + _shift(gr, -1)).conj() * k).real.sum(dim=(0, 1))
-        return dv, d_re, 2.0 * beta * db2, -d_re, -d_im, None, None
-
-
-# ----------------------------------------------------------------------------------------------- public
 def bk_core_triton(v, h0, beta, z_re, z_im, causal: bool = True, chunk: int | None = None):
     """Triton BK-Core. v (B, N, C); h0, beta, z_re, z_im (C,) -> (g_re, g_im) float32 (B, N, C).
 
     chunk: segment length (positive multiple of 4; None picks one from the shape).
+    Bidirectional: G = 1/(a - b2 gL_{i-1} - b2 gR_{i+1}) from the two sweeps, differentiated by torch.
     """
     v = v.float().contiguous()
     h0, beta, z_re, z_im = (p.float().contiguous() for p in (h0, beta, z_re, z_im))
-    return BKCoreTriton.apply(v, h0, beta, z_re, z_im, bool(causal), chunk)
+    gl_re, gl_im = bk_core_fwd(v, h0, beta, z_re, z_im, False, chunk)
+    if causal:
+        return gl_re, gl_im
+    gr_re, gr_im = bk_core_fwd(v, h0, beta, z_re, z_im, True, chunk)
+    a = torch.complex(v + (h0 - z_re), (-z_im).expand_as(v))
+    nb = _shift(torch.complex(gl_re, gl_im), 1) + _shift(torch.complex(gr_re, gr_im), -1)
+    g = 1.0 / (a - (beta * beta) * nb)  # autograd keeps nb and g for the backward
+    return g.real.contiguous(), g.imag.contiguous()
 
 
-__all__ = ["bk_core_triton", "BKCoreTriton"]
+__all__ = ["bk_core_triton", "bk_core_fwd", "bk_core_bwd"]

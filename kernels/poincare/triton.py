@@ -3,6 +3,8 @@
 Each program owns BLOCK_R rows of (R, D) and computes the row norms/dots and the map in one pass
 (float32 math, any input dtype). c arrives as one float32 per row (the caller expands c to
 x[..., :1]); its gradient comes back per row and is summed to c's shape.
+Each launch is a torch.library custom op (phasebench::poincare_*) with a fake impl and autograd, so
+torch.compile(fullgraph=True) sees one opaque op per launch; the public functions reshape in plain PyTorch.
 
 With n = sqrt(max(|x|^2, MIN_NORM^2)), u = sqrt(c) n and (x . g) the row dot with the output grad:
     exp0:  y = f(u) x,  f = tanh(u)/u      dx = f g + c q(u) (x.g) x,  dc = q(u) (x.g) n^2 / 2,  q = f'(u)/u
@@ -53,7 +55,8 @@ def _artanh_ratio(u, umax, at_max):
 
 
 @triton.jit
-def _rowmap_fwd_kernel(X, C, Y, R, D, min_norm, umax, at_max, LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rowmap_fwd_kernel(X, C, Y, R, D, min_norm, umax, at_max,
+                       LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """X, Y: (R, D); C: (R,) float32. Y = exp0(X) (LOG=False) or log0(X) (LOG=True)."""
     # inductor passes Python floats as fp64
     min_norm, umax, at_max = tl.cast(min_norm, tl.float32), tl.cast(umax, tl.float32), tl.cast(at_max, tl.float32)
@@ -74,7 +77,8 @@ def _rowmap_fwd_kernel(X, C, Y, R, D, min_norm, umax, at_max, LOG: tl.constexpr,
 
 
 @triton.jit
-def _rowmap_bwd_kernel(X, C, G, DX, DC, R, D, min_norm, umax, at_max, LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rowmap_bwd_kernel(X, C, G, DX, DC, R, D, min_norm, umax, at_max,
+                       LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """G: grad of Y; DX: (R, D); DC: (R,) float32 per-row curvature grads."""
     # inductor passes Python floats as fp64
     min_norm, umax, at_max = tl.cast(min_norm, tl.float32), tl.cast(umax, tl.float32), tl.cast(at_max, tl.float32)
@@ -162,98 +166,154 @@ def _blocks(d: int) -> tuple[int, int, int]:
     return br, bd, warps
 
 
-def _curv_rows(c, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """c -> (c as a tensor, float32 per-row copy (R,), whether c needs a grad)."""
+def _rowmap_fwd(x: torch.Tensor, c: torch.Tensor, log: bool, eps: float) -> torch.Tensor:
+    """x: (R, D) contiguous; c: (R,) float32 -> exp0 (log=False) or log0 (log=True) of x: (R, D)."""
+    r, d = x.shape
+    y = torch.empty_like(x)
+    br, bd, warps = _blocks(d)
+    umax = 1.0 - eps
+    _rowmap_fwd_kernel[(triton.cdiv(r, br),)](x, c, y, r, d, MIN_NORM, umax, math.atanh(umax) if log else 0.0,
+                                              LOG=log, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    return y
+
+
+def _rowmap_bwd(x: torch.Tensor, c: torch.Tensor, g: torch.Tensor, log: bool,
+                eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """x, g: (R, D) contiguous; c: (R,) float32 -> dx: (R, D), dc: (R,) float32."""
+    r, d = x.shape
+    dx = torch.empty_like(x)
+    dc = torch.empty(r, device=x.device, dtype=torch.float32)
+    br, bd, warps = _blocks(d)
+    umax = 1.0 - eps
+    _rowmap_bwd_kernel[(triton.cdiv(r, br),)](x, c, g, dx, dc, r, d, MIN_NORM, umax, math.atanh(umax) if log else 0.0,
+                                              LOG=log, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    return dx, dc
+
+
+def _mobius_fwd(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """x, y: (R, D) contiguous, same dtype; c: (R,) float32 -> x (+) y: (R, D)."""
+    r, d = x.shape
+    out = torch.empty_like(x)
+    br, bd, warps = _blocks(d)
+    _mobius_fwd_kernel[(triton.cdiv(r, br),)](x, y, c, out, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    return out
+
+
+def _mobius_bwd(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
+                g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x, y, g: (R, D) contiguous; c: (R,) float32 -> dx, dy: (R, D), dc: (R,) float32."""
+    r, d = x.shape
+    dx = torch.empty_like(x)
+    dy = torch.empty_like(y)
+    dc = torch.empty(r, device=x.device, dtype=torch.float32)
+    br, bd, warps = _blocks(d)
+    _mobius_bwd_kernel[(triton.cdiv(r, br),)](x, y, c, g, dx, dy, dc, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd,
+                                              num_warps=warps)
+    return dx, dy, dc
+
+
+# Custom ops: dynamo and AOTAutograd see each launch as one opaque op (fake impls give the shapes).
+# Their inputs are the flat (R, D) rows and the float32 per-row curvature (R,) the launchers need.
+
+@torch.library.custom_op("phasebench::poincare_rowmap_fwd", mutates_args=())
+def rowmap_fwd_op(x: torch.Tensor, c: torch.Tensor, log: bool, eps: float) -> torch.Tensor:
+    """x: (R, D); c: (R,) float32 -> (R, D)."""
+    return _rowmap_fwd(x, c, log, eps)
+
+
+@torch.library.custom_op("phasebench::poincare_rowmap_bwd", mutates_args=())
+def rowmap_bwd_op(x: torch.Tensor, c: torch.Tensor, g: torch.Tensor, log: bool,
+                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """x, g: (R, D); c: (R,) float32 -> dx: (R, D), dc: (R,) float32."""
+    return _rowmap_bwd(x, c, g, log, eps)
+
+
+@torch.library.custom_op("phasebench::poincare_mobius_add_fwd", mutates_args=())
+def mobius_add_fwd_op(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """x, y: (R, D); c: (R,) float32 -> (R, D)."""
+    return _mobius_fwd(x, y, c)
+
+
+@torch.library.custom_op("phasebench::poincare_mobius_add_bwd", mutates_args=())
+def mobius_add_bwd_op(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
+                      g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x, y, g: (R, D); c: (R,) float32 -> dx, dy: (R, D), dc: (R,) float32."""
+    return _mobius_bwd(x, y, c, g)
+
+
+@rowmap_fwd_op.register_fake
+def _(x, c, log, eps):
+    return torch.empty_like(x)
+
+
+@rowmap_bwd_op.register_fake
+def _(x, c, g, log, eps):
+    return torch.empty_like(x), x.new_empty(x.shape[:1], dtype=torch.float32)
+
+
+@mobius_add_fwd_op.register_fake
+def _(x, y, c):
+    return torch.empty_like(x)
+
+
+@mobius_add_bwd_op.register_fake
+def _(x, y, c, g):
+    return torch.empty_like(x), torch.empty_like(y), x.new_empty(x.shape[:1], dtype=torch.float32)
+
+
+def _rowmap_setup(ctx, inputs, output):
+    x, c, log, eps = inputs
+    ctx.save_for_backward(x, c)
+    ctx.log, ctx.eps = log, eps
+
+
+def _rowmap_backward(ctx, g):
+    x, c = ctx.saved_tensors
+    dx, dc = rowmap_bwd_op(x, c, g.contiguous(), ctx.log, ctx.eps)
+    return dx, dc, None, None
+
+
+def _mobius_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _mobius_backward(ctx, g):
+    x, y, c = ctx.saved_tensors
+    return mobius_add_bwd_op(x, y, c, g.contiguous())
+
+
+rowmap_fwd_op.register_autograd(_rowmap_backward, setup_context=_rowmap_setup)
+mobius_add_fwd_op.register_autograd(_mobius_backward, setup_context=_mobius_setup)
+
+
+def _curv_rows(c, x: torch.Tensor) -> torch.Tensor:
+    """c (float, or tensor broadcastable to x[..., :1]) -> float32 per-row copy (R,).
+
+    Differentiable: autograd sums the per-row dc back to c's shape (expand) and casts it to c's dtype.
+    """
     if not torch.is_tensor(c):
         c = torch.tensor(float(c), device=x.device)
-    rows = c.detach().to(device=x.device, dtype=torch.float32).expand(*x.shape[:-1], 1).reshape(-1).contiguous()
-    return c, rows, c.requires_grad
-
-
-class _RowMap(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, c, log, eps):
-        c_t, c_rows, _ = _curv_rows(c, x)
-        d = x.shape[-1]
-        x2 = x.reshape(-1, d).contiguous()
-        y = torch.empty_like(x2)
-        r = x2.shape[0]
-        br, bd, warps = _blocks(d)
-        umax = 1.0 - eps
-        _rowmap_fwd_kernel[(triton.cdiv(r, br),)](x2, c_rows, y, r, d, MIN_NORM, umax, math.atanh(umax) if log else 0.0, LOG=log, BLOCK_R=br,
-                                                  BLOCK_D=bd, num_warps=warps)
-        ctx.save_for_backward(x2, c_rows)
-        ctx.meta = (x.shape, c_t.shape, c_t.dtype, log, umax)
-        return y.view(x.shape)
-
-    @staticmethod
-    def backward(ctx, gy):
-        x2, c_rows = ctx.saved_tensors
-        shape, c_shape, c_dtype, log, umax = ctx.meta
-        r, d = x2.shape
-        g2 = gy.reshape(r, d).contiguous()
-        dx = torch.empty_like(x2)
-        dc = torch.empty(r, device=x2.device, dtype=torch.float32)
-        br, bd, warps = _blocks(d)
-        _rowmap_bwd_kernel[(triton.cdiv(r, br),)](x2, c_rows, g2, dx, dc, r, d, MIN_NORM, umax, math.atanh(umax) if log else 0.0, LOG=log, BLOCK_R=br,
-                                                  BLOCK_D=bd, num_warps=warps)
-        dc_out = None
-        if ctx.needs_input_grad[1]:
-            dc_out = dc.view(*shape[:-1], 1).sum_to_size(c_shape).to(c_dtype)
-        return dx.view(shape), dc_out, None, None
-
-
-class _MobiusAdd(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, y, c):
-        out_dtype = torch.promote_types(x.dtype, y.dtype)
-        shape = torch.broadcast_shapes(x.shape, y.shape)
-        d = shape[-1]
-        xe = x.expand(shape).reshape(-1, d).to(out_dtype).contiguous()
-        ye = y.expand(shape).reshape(-1, d).to(out_dtype).contiguous()
-        c_t, c_rows, _ = _curv_rows(c, xe.view(shape))
-        r = xe.shape[0]
-        out = torch.empty_like(xe)
-        br, bd, warps = _blocks(d)
-        _mobius_fwd_kernel[(triton.cdiv(r, br),)](xe, ye, c_rows, out, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd,
-                                                  num_warps=warps)
-        ctx.save_for_backward(xe, ye, c_rows)
-        ctx.meta = (x.shape, x.dtype, y.shape, y.dtype, shape, c_t.shape, c_t.dtype)
-        return out.view(shape)
-
-    @staticmethod
-    def backward(ctx, g):
-        xe, ye, c_rows = ctx.saved_tensors
-        x_shape, x_dtype, y_shape, y_dtype, shape, c_shape, c_dtype = ctx.meta
-        r, d = xe.shape
-        g2 = g.reshape(r, d).contiguous()
-        dx = torch.empty_like(xe)
-        dy = torch.empty_like(ye)
-        dc = torch.empty(r, device=xe.device, dtype=torch.float32)
-        br, bd, warps = _blocks(d)
-        _mobius_bwd_kernel[(triton.cdiv(r, br),)](xe, ye, c_rows, g2, dx, dy, dc, r, d, DEN_MIN, BLOCK_R=br,
-                                                  BLOCK_D=bd, num_warps=warps)
-        dx = dx.view(shape).sum_to_size(x_shape).to(x_dtype)
-        dy = dy.view(shape).sum_to_size(y_shape).to(y_dtype)
-        dc_out = None
-        if ctx.needs_input_grad[2]:
-            dc_out = dc.view(*shape[:-1], 1).sum_to_size(c_shape).to(c_dtype)
-        return dx, dy, dc_out
+    return c.to(device=x.device, dtype=torch.float32).expand(*x.shape[:-1], 1).reshape(-1).contiguous()
 
 
 def exp0_triton(v: torch.Tensor, c) -> torch.Tensor:
     """v: (..., D); c broadcastable to v[..., :1] -> (..., D) in v's dtype."""
-    return _RowMap.apply(v, c, False, 0.0)
+    return rowmap_fwd_op(v.reshape(-1, v.shape[-1]).contiguous(), _curv_rows(c, v), False, 0.0).view(v.shape)
 
 
 def log0_triton(x: torch.Tensor, c, eps: float = BALL_EPS) -> torch.Tensor:
     """x: (..., D); |x| clamped to (1 - eps)/sqrt(c) -> (..., D) in x's dtype."""
-    return _RowMap.apply(x, c, True, float(eps))
+    return rowmap_fwd_op(x.reshape(-1, x.shape[-1]).contiguous(), _curv_rows(c, x), True, float(eps)).view(x.shape)
 
 
 def mobius_add_triton(x: torch.Tensor, y: torch.Tensor, c) -> torch.Tensor:
-    """x, y: (..., D) broadcastable -> x (+) y: (..., D)."""
-    return _MobiusAdd.apply(x, y, c)
+    """x, y: (..., D) broadcastable -> x (+) y: (..., D) in their promoted dtype."""
+    dtype = torch.promote_types(x.dtype, y.dtype)
+    shape = torch.broadcast_shapes(x.shape, y.shape)
+    # cast before expanding: the backward sums broadcast grads in the promoted dtype, then casts
+    xe = x.to(dtype).expand(shape).reshape(-1, shape[-1]).contiguous()
+    ye = y.to(dtype).expand(shape).reshape(-1, shape[-1]).contiguous()
+    return mobius_add_fwd_op(xe, ye, _curv_rows(c, xe.view(shape))).view(shape)
 
 
 __all__ = ["exp0_triton", "log0_triton", "mobius_add_triton"]

@@ -8,6 +8,9 @@ scan that runs from the end visits the tiles last to first and scans each with `
 Backward (forward direction; the reverse direction mirrors it):
     g_t = dh_t + a_{t+1} g_{t+1}   (a scan in the opposite direction, coefficient a shifted by one)
     db_t = g_t,  da_t = g_t * h_{t-1}
+
+The launches are the custom ops phasebench::diag_scan_fwd / diag_scan_bwd (fake impls, autograd registered),
+so torch.compile sees each as one opaque op; broadcasting and reshaping stay in plain PyTorch.
 """
 from __future__ import annotations
 
@@ -103,8 +106,9 @@ _CONFIGS = [
     triton.Config({"BLOCK_R": r, "BLOCK_T": t}, num_warps=w)
     for r, t, w in [(2, 512, 4), (4, 256, 4), (8, 256, 8), (4, 1024, 8)]
 ]
-_scan_fwd_tuned = triton.autotune(_CONFIGS, key=["N", "REVERSE"])(_scan_fwd_kernel) if not triton_interpreted() else None
-_scan_bwd_tuned = triton.autotune(_CONFIGS, key=["N", "REVERSE"])(_scan_bwd_kernel) if not triton_interpreted() else None
+_autotune = triton.autotune(_CONFIGS, key=["N", "REVERSE"])
+_scan_fwd_tuned = None if triton_interpreted() else _autotune(_scan_fwd_kernel)
+_scan_bwd_tuned = None if triton_interpreted() else _autotune(_scan_bwd_kernel)
 
 
 def _blocks(n: int, block_t: int | None, block_r: int | None) -> tuple[int, int]:
@@ -112,12 +116,15 @@ def _blocks(n: int, block_t: int | None, block_r: int | None) -> tuple[int, int]
     return bt, block_r or 4
 
 
+def _tuned_grid(n_rows: int):
+    return lambda meta: (triton.cdiv(n_rows, meta["BLOCK_R"]),)
+
+
 def _launch_fwd(a, b, reverse, block_t=None, block_r=None):
     n_rows, n = a.shape
     h = torch.empty_like(b)
     if block_t is None and block_r is None and _scan_fwd_tuned is not None:
-        grid = lambda meta: (triton.cdiv(n_rows, meta["BLOCK_R"]),)
-        _scan_fwd_tuned[grid](a, b, h, n, n_rows, REVERSE=reverse)
+        _scan_fwd_tuned[_tuned_grid(n_rows)](a, b, h, n, n_rows, REVERSE=reverse)
     else:
         bt, br = _blocks(n, block_t, block_r)
         _scan_fwd_kernel[(triton.cdiv(n_rows, br),)](a, b, h, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
@@ -129,44 +136,70 @@ def _launch_bwd(a, h, dh, reverse, block_t=None, block_r=None):
     da = torch.empty_like(a)
     db = torch.empty_like(h)
     if block_t is None and block_r is None and _scan_bwd_tuned is not None:
-        grid = lambda meta: (triton.cdiv(n_rows, meta["BLOCK_R"]),)
-        _scan_bwd_tuned[grid](a, h, dh, da, db, n, n_rows, REVERSE=reverse)
+        _scan_bwd_tuned[_tuned_grid(n_rows)](a, h, dh, da, db, n, n_rows, REVERSE=reverse)
     else:
         bt, br = _blocks(n, block_t, block_r)
-        _scan_bwd_kernel[(triton.cdiv(n_rows, br),)](a, h, dh, da, db, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
+        grid = (triton.cdiv(n_rows, br),)
+        _scan_bwd_kernel[grid](a, h, dh, da, db, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
     return da, db
 
 
-class DiagScanFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, a, b, reverse, block_t, block_r):
-        a_shape, b_shape = a.shape, b.shape
-        a_e, b_e = torch.broadcast_tensors(a, b)
-        shape = a_e.shape
-        n = shape[-1]
-        a2 = a_e.reshape(-1, n).contiguous()
-        b2 = b_e.reshape(-1, n).contiguous()
-        h = _launch_fwd(a2, b2, reverse, block_t, block_r)
-        ctx.save_for_backward(a2, h)
-        ctx.meta = (a_shape, b_shape, shape, reverse, block_t, block_r)
-        return h.view(shape)
-
-    @staticmethod
-    def backward(ctx, dh):
-        a2, h = ctx.saved_tensors
-        a_shape, b_shape, shape, reverse, block_t, block_r = ctx.meta
-        dh2 = dh.reshape(h.shape).contiguous()
-        da, db = _launch_bwd(a2, h, dh2, reverse, block_t, block_r)
-        da = da.view(shape).sum_to_size(a_shape)
-        db = db.view(shape).sum_to_size(b_shape)
-        return da, db, None, None, None
+@torch.library.custom_op("phasebench::diag_scan_fwd", mutates_args=())
+def _scan_fwd_op(
+    a: torch.Tensor, b: torch.Tensor, reverse: bool, block_t: int | None, block_r: int | None
+) -> torch.Tensor:
+    """a, b: (R, N) contiguous -> h: (R, N) in b's dtype."""
+    return _launch_fwd(a, b, reverse, block_t, block_r)
 
 
-def diag_scan_triton(a: torch.Tensor, b: torch.Tensor, reverse: bool = False, block_t: int | None = None, block_r: int | None = None) -> torch.Tensor:
+@_scan_fwd_op.register_fake
+def _(a, b, reverse, block_t, block_r):
+    """Shapes only: h like b."""
+    return torch.empty_like(b)
+
+
+@torch.library.custom_op("phasebench::diag_scan_bwd", mutates_args=())
+def _scan_bwd_op(
+    a: torch.Tensor, h: torch.Tensor, dh: torch.Tensor, reverse: bool, block_t: int | None, block_r: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """a, h, dh: (R, N) contiguous -> (da in a's dtype, db in h's dtype): (R, N) each."""
+    return _launch_bwd(a, h, dh, reverse, block_t, block_r)
+
+
+@_scan_bwd_op.register_fake
+def _(a, h, dh, reverse, block_t, block_r):
+    """Shapes only: da like a, db like h."""
+    return torch.empty_like(a), torch.empty_like(h)
+
+
+def _scan_setup_context(ctx, inputs, output):
+    """Saves a and h: (R, N) for the backward launch."""
+    a, _, reverse, block_t, block_r = inputs
+    ctx.save_for_backward(a, output)
+    ctx.opts = (reverse, block_t, block_r)
+
+
+def _scan_backward(ctx, dh):
+    """dh: (R, N) -> (da, db, None, None, None); no double backward."""
+    a, h = ctx.saved_tensors
+    da, db = _scan_bwd_op(a, h, dh.contiguous(), *ctx.opts)
+    return da, db, None, None, None
+
+
+_scan_fwd_op.register_autograd(_scan_backward, setup_context=_scan_setup_context)
+
+
+def diag_scan_triton(
+    a: torch.Tensor, b: torch.Tensor, reverse: bool = False, block_t: int | None = None, block_r: int | None = None
+) -> torch.Tensor:
     """a, b: (B, C, N) (broadcastable) -> h: (B, C, N) in b's dtype; fp32 accumulation.
 
     block_t / block_r force a tile (tests); by default the block sizes are autotuned on GPU.
     """
     if a.shape[-1] == 0:
         return torch.broadcast_tensors(a, b)[1].clone()
-    return DiagScanFunction.apply(a, b, bool(reverse), block_t, block_r)
+    a_e, b_e = torch.broadcast_tensors(a, b)
+    shape = a_e.shape
+    n = shape[-1]
+    h = _scan_fwd_op(a_e.reshape(-1, n).contiguous(), b_e.reshape(-1, n).contiguous(), bool(reverse), block_t, block_r)
+    return h.view(shape)

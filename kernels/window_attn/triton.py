@@ -232,47 +232,90 @@ def _cfg(d, dv, dtype, window, block_m, block_n, backward=False):
     return BD, BDV, bm, bn, prec
 
 
-class WindowHypAttnFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, y, v, c, scale, window, block_m, block_n):
-        Bsz, H, n, d = x.shape
-        dv = v.shape[-1]
-        x, y, v = x.contiguous(), y.to(x.dtype).contiguous(), v.contiguous()
-        c32 = c.detach().float().contiguous()
-        s32 = scale.detach().float().contiguous()
-        BD, BDV, bm, bn, prec = _cfg(d, dv, x.dtype, window, block_m, block_n)
-        o = torch.empty(Bsz, H, n, dv, device=v.device, dtype=v.dtype)
-        lse = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
-        umax = 1.0 - BALL_EPS
-        _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](x, y, v, c32, s32, o, lse, n, H, int(window), umax,
-                                                          D=d, DV=dv, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
-        ctx.save_for_backward(x, y, v, c32, s32, o, lse)
-        ctx.meta = (window, block_m, block_n, c.dtype, scale.dtype, umax)
-        return o
+def _launch_fwd(x, y, v, c32, s32, window, block_m, block_n):
+    """x, y: (B, H, N, D) ball points; v: (B, H, N, DV); c32, s32: (H,) float32 (all contiguous)
+    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32."""
+    Bsz, H, n, d = x.shape
+    dv = v.shape[-1]
+    BD, BDV, bm, bn, prec = _cfg(d, dv, x.dtype, window, block_m, block_n)
+    o = torch.empty(Bsz, H, n, dv, device=v.device, dtype=v.dtype)
+    lse = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
+    _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](x, y, v, c32, s32, o, lse, n, H, window, 1.0 - BALL_EPS,
+                                                      D=d, DV=dv, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
+    return o, lse
 
-    @staticmethod
-    def backward(ctx, do):
-        x, y, v, c32, s32, o, lse = ctx.saved_tensors
-        window, block_m, block_n, c_dtype, s_dtype, umax = ctx.meta
-        Bsz, H, n, d = x.shape
-        dv_ = v.shape[-1]
-        BD, BDV, bm, bn, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)
-        do = do.to(v.dtype).contiguous()
-        delta = (do.float() * o.float()).sum(-1)
-        dx = torch.empty(Bsz, H, n, d, device=x.device, dtype=torch.float32)
-        dy = torch.empty_like(dx)
-        dv = torch.empty_like(v)
-        nkb = triton.cdiv(n, bn)
-        dsc = torch.empty(Bsz * H, nkb, device=x.device, dtype=torch.float32)
-        dc = torch.empty_like(dsc)
-        args = dict(D=d, DV=dv_, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
-        _window_bwd_dkv_kernel[(nkb, Bsz * H)](x, y, v, c32, s32, do, lse, delta, dy, dv, dsc, dc, n, H, int(window),
-                                               umax, **args)
-        _window_bwd_dq_kernel[(triton.cdiv(n, bm), Bsz * H)](x, y, v, c32, s32, do, lse, delta, dx, n, H,
-                                                             int(window), umax, **args)
-        dsc = dsc.view(Bsz, H, nkb).sum((0, 2)).to(s_dtype)
-        dc = dc.view(Bsz, H, nkb).sum((0, 2)).to(c_dtype)
-        return dx.to(x.dtype), dy.to(y.dtype), dv, dc, dsc, None, None, None
+
+def _launch_bwd(do, delta, x, y, v, c32, s32, lse, window, block_m, block_n):
+    """do: (B, H, N, DV) in v's dtype; delta = sum(do * o, -1): (B, H, N) float32; the rest as the forward's
+    -> dx, dy: (B, H, N, D) float32, dv: like v, dc, dscale: (H,) float32."""
+    Bsz, H, n, d = x.shape
+    dv_ = v.shape[-1]
+    BD, BDV, bm, bn, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)
+    dx = torch.empty(Bsz, H, n, d, device=x.device, dtype=torch.float32)
+    dy = torch.empty_like(dx)
+    dv = torch.empty_like(v)
+    nkb = triton.cdiv(n, bn)
+    dsc = torch.empty(Bsz * H, nkb, device=x.device, dtype=torch.float32)
+    dc = torch.empty_like(dsc)
+    umax = 1.0 - BALL_EPS
+    args = dict(D=d, DV=dv_, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
+    _window_bwd_dkv_kernel[(nkb, Bsz * H)](x, y, v, c32, s32, do, lse, delta, dy, dv, dsc, dc, n, H, window,
+                                           umax, **args)
+    _window_bwd_dq_kernel[(triton.cdiv(n, bm), Bsz * H)](x, y, v, c32, s32, do, lse, delta, dx, n, H, window,
+                                                         umax, **args)
+    return dx, dy, dv, dc.view(Bsz, H, nkb).sum((0, 2)), dsc.view(Bsz, H, nkb).sum((0, 2))
+
+
+# Custom ops: dynamo and AOT autograd see each launch as one opaque op (fake tensors give the shapes).
+
+@torch.library.custom_op("phasebench::window_hyp_attn_fwd", mutates_args=())
+def window_hyp_attn_fwd(x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, c: torch.Tensor, scale: torch.Tensor,
+                        window: int, block_m: int | None, block_n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x, y: (B, H, N, D) ball points (one dtype); v: (B, H, N, DV); c, scale: (H,) float32; all contiguous
+    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32."""
+    return _launch_fwd(x, y, v, c, scale, window, block_m, block_n)
+
+
+@torch.library.custom_op("phasebench::window_hyp_attn_bwd", mutates_args=())
+def window_hyp_attn_bwd(
+    do: torch.Tensor, delta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
+    scale: torch.Tensor, lse: torch.Tensor, window: int, block_m: int | None, block_n: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """do: (B, H, N, DV) in v's dtype, delta: (B, H, N) float32; the rest as window_hyp_attn_fwd's, all
+    contiguous -> dx, dy: (B, H, N, D) float32, dv: like v, dc, dscale: (H,) float32."""
+    return _launch_bwd(do, delta, x, y, v, c, scale, lse, window, block_m, block_n)
+
+
+@window_hyp_attn_fwd.register_fake
+def _(x, y, v, c, scale, window, block_m, block_n):
+    o = v.new_empty((*x.shape[:-1], v.shape[-1]))
+    return o, x.new_empty(x.shape[:-1], dtype=torch.float32)
+
+
+@window_hyp_attn_bwd.register_fake
+def _(do, delta, x, y, v, c, scale, lse, window, block_m, block_n):
+    dx = x.new_empty(x.shape, dtype=torch.float32)
+    return dx, torch.empty_like(dx), torch.empty_like(v), torch.empty_like(c), torch.empty_like(scale)
+
+
+def _fwd_setup_context(ctx, inputs, output):
+    x, y, v, c, scale, window, block_m, block_n = inputs
+    o, lse = output
+    ctx.mark_non_differentiable(lse)
+    ctx.save_for_backward(x, y, v, c, scale, o, lse)
+    ctx.meta = (window, block_m, block_n)
+
+
+def _fwd_backward(ctx, do, _dlse):
+    x, y, v, c, scale, o, lse = ctx.saved_tensors
+    window, block_m, block_n = ctx.meta
+    do = do.to(v.dtype).contiguous()
+    delta = (do.float() * o.float()).sum(-1)
+    dx, dy, dv, dc, dsc = window_hyp_attn_bwd(do, delta, x, y, v, c, scale, lse, window, block_m, block_n)
+    return dx.to(x.dtype), dy.to(y.dtype), dv, dc, dsc, None, None, None
+
+
+window_hyp_attn_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
 
 
 def window_hyp_attn_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c: torch.Tensor, scale: torch.Tensor,
@@ -282,6 +325,9 @@ def window_hyp_attn_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c:
         return v.clone()
     H = q.shape[1]
     ch = c.reshape(1, H, 1, 1)
-    x = exp0_triton(q, ch)
-    y = exp0_triton(k.to(q.dtype), ch)
-    return WindowHypAttnFunction.apply(x, y, v, c, scale, int(window), block_m, block_n)
+    x = exp0_triton(q, ch).contiguous()
+    y = exp0_triton(k.to(q.dtype), ch).contiguous()
+    # the float32 casts carry the grads of c and scale back to their own dtype
+    c32, s32 = c.float().contiguous(), scale.float().contiguous()
+    o, _ = window_hyp_attn_fwd(x, y, v.contiguous(), c32, s32, int(window), block_m, block_n)
+    return o

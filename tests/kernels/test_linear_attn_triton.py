@@ -12,14 +12,15 @@ import torch  # noqa: E402
 
 from kernels.backend import backend  # noqa: E402
 from kernels.linear_attn import causal_linear_attn, causal_linear_attn_quadratic  # noqa: E402
+import kernels.linear_attn.triton as la_triton  # noqa: E402
 from kernels.linear_attn.triton import causal_linear_attn_triton  # noqa: E402
 
 from causality import LENGTHS, assert_exactly_causal  # noqa: E402
 
 
-def _inputs(n, dk, dv, seed, dtype=torch.float32):
+def _inputs(n, dk, dv, seed, dtype=torch.float32, heads=2):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(2, 2, n, d, generator=g).to(dtype) for d in (dk, dk, dv)]
+    return [torch.randn(2, heads, n, d, generator=g).to(dtype) for d in (dk, dk, dv)]
 
 
 def _output_and_grads(q, k, v, w, **kw):
@@ -93,8 +94,6 @@ def test_triton_fp16_inputs():
 
 @pytest.mark.parametrize("head_dim, kernel_calls", [(128, 1), (160, 0)])
 def test_heads_above_the_tile_limit_take_the_reference(monkeypatch, head_dim, kernel_calls):
-    import kernels.linear_attn.triton as la_triton
-
     calls = []
     kernel = la_triton.causal_linear_attn_triton
     monkeypatch.setattr(la_triton, "causal_linear_attn_triton", lambda *a, **kw: calls.append(1) or kernel(*a, **kw))
@@ -103,3 +102,36 @@ def test_heads_above_the_tile_limit_take_the_reference(monkeypatch, head_dim, ke
         o = causal_linear_attn(q, k, v, chunk_size=16)
     assert len(calls) == kernel_calls
     torch.testing.assert_close(o.double(), causal_linear_attn_quadratic(q.double(), k.double(), v.double()), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backward", ["sequential", "chunked"])
+def test_forward_op_opcheck(backward):
+    # N=20 spans two chunks of 16; q, k, v require grad so the registered autograd formula is exercised
+    q, k, v = (t.requires_grad_() for t in _inputs(20, 5, 3, seed=8, heads=1))
+    torch.library.opcheck(la_triton._la_fwd_op, (q, k, v, 1e-6, 16, backward))
+
+
+@pytest.mark.parametrize("backward", ["sequential", "chunked"])
+def test_backward_op_opcheck(backward):
+    # the backward op has no autograd of its own (no double backward): inputs do not require grad
+    q, k, v = _inputs(20, 5, 3, seed=9, heads=1)
+    o, den = la_triton._la_fwd_op(q, k, v, 1e-6, 16, backward)
+    do = torch.randn(o.shape, generator=torch.Generator().manual_seed(3))
+    dden = -(do * o).sum(-1) / den
+    torch.library.opcheck(la_triton._la_bwd_op, (q, k, v, do, den, dden, 16, backward))
+
+
+@pytest.mark.parametrize("backward", ["sequential", "chunked"])
+def test_compiled_fullgraph_matches_eager(backward):
+    torch._dynamo.reset()
+    compiled = torch.compile(causal_linear_attn_triton, fullgraph=True, backend="aot_eager")
+    # the second length recompiles with a dynamic N (symbolic shapes through the fake impls)
+    for n in (70, 45):
+        q, k, v = _inputs(n, 5, 3, seed=n, heads=1)
+        w = torch.randn(2, 1, n, 3, generator=torch.Generator().manual_seed(4))
+        eager = _output_and_grads(q, k, v, w, chunk_size=16, backward=backward)
+        qc, kc, vc = (t.detach().clone().requires_grad_() for t in (q, k, v))
+        o = compiled(qc, kc, vc, chunk_size=16, backward=backward)
+        got = [o, *torch.autograd.grad((o * w).sum(), (qc, kc, vc))]
+        for a, b in zip(got, eager):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

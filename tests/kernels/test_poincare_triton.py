@@ -9,10 +9,12 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
 
 from kernels import poincare as P  # noqa: E402
 from kernels.backend import backend  # noqa: E402
 from kernels.poincare import naive as pn  # noqa: E402
+from kernels.poincare import triton as T  # noqa: E402
 from kernels.poincare.triton import exp0_triton, log0_triton, mobius_add_triton  # noqa: E402
 
 
@@ -100,3 +102,68 @@ def test_half_dtype_kept():
     out = exp0_triton(x, 0.5)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), pn.exp0(x.float(), 0.5), rtol=1e-2, atol=1e-2)
+
+
+# ---- custom ops: opcheck, and torch.compile(fullgraph=True) through them --------------------------------------------
+
+def _rows(r=5, d=6, seed=11):
+    """x, y: (r, d) inside the unit ball, c: (r,) float32, g: (r, d)."""
+    gen = torch.Generator().manual_seed(seed)
+    x, y, g = (torch.randn(r, d, generator=gen) * 0.3 for _ in range(3))
+    return x, y, torch.rand(r, generator=gen) + 0.2, g
+
+
+@pytest.mark.parametrize("log, eps", [(False, 0.0), (True, 1e-5)])
+def test_opcheck_rowmap(log, eps):
+    x, _, c, g = _rows()
+    torch.library.opcheck(T.rowmap_fwd_op, (x.requires_grad_(), c.requires_grad_(), log, eps))
+    torch.library.opcheck(T.rowmap_bwd_op, (x.detach(), c.detach(), g, log, eps))
+
+
+def test_opcheck_mobius_add():
+    x, y, c, g = _rows()
+    torch.library.opcheck(T.mobius_add_fwd_op, (x.requires_grad_(), y.requires_grad_(), c.requires_grad_()))
+    torch.library.opcheck(T.mobius_add_bwd_op, (x.detach(), y.detach(), c.detach(), g))
+
+
+def _compiled_matches_eager(fn, op, inputs, seed=0):
+    """fn compiled (fullgraph, aot_eager) == fn eager, outputs and input grads; op is one node of the graph."""
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(fn, fullgraph=True, backend=counter)
+    outs, grads = [], []
+    for f in (fn, compiled):
+        ins = [t.clone().requires_grad_() for t in inputs]
+        out = f(*ins)
+        w = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
+        outs.append(out)
+        grads.append(torch.autograd.grad((out * w).sum(), ins))
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads[1], grads[0]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert counter.frame_count == 1
+    targets = [n.target for n in counter.graphs[0].graph.nodes]
+    assert targets.count(op.default) == 1, targets
+
+
+@pytest.mark.parametrize("c_shape", [(), (3, 4, 1)])
+def test_compile_rowmaps(c_shape):
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(3, 4, 7, generator=gen) * 0.4
+    c = torch.rand(c_shape, generator=gen) + 0.2
+    _compiled_matches_eager(exp0_triton, torch.ops.phasebench.poincare_rowmap_fwd, [x, c])
+    _compiled_matches_eager(lambda a, cc: log0_triton(a, cc, eps=1e-3), torch.ops.phasebench.poincare_rowmap_fwd,
+                            [x, c])
+
+
+@pytest.mark.parametrize("c_shape", [(), (2, 5, 1)])
+def test_compile_mobius_add_broadcast(c_shape):
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(2, 1, 8, generator=gen) * 0.2
+    y = torch.randn(5, 8, generator=gen) * 0.2
+    c = torch.rand(c_shape, generator=gen) + 0.2
+    _compiled_matches_eager(mobius_add_triton, torch.ops.phasebench.poincare_mobius_add_fwd, [x, y, c])
+
+
+def test_compile_python_float_curvature():
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(14)) * 0.4
+    _compiled_matches_eager(lambda a: exp0_triton(a, 0.7), torch.ops.phasebench.poincare_rowmap_fwd, [x])

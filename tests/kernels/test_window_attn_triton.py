@@ -9,8 +9,11 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
 
+import kernels.window_attn.triton as wa_triton  # noqa: E402
 from kernels.backend import backend  # noqa: E402
+from kernels.poincare.naive import exp0  # noqa: E402
 from kernels.window_attn import window_hyp_attn, window_hyp_attn_ref  # noqa: E402
 from kernels.window_attn.triton import window_hyp_attn_triton  # noqa: E402
 
@@ -76,8 +79,6 @@ def test_coincident_query_key_gradients_finite():
 
 @pytest.mark.parametrize("head_dim, kernel_calls", [(128, 1), (160, 0)])
 def test_heads_above_the_tile_limit_take_the_reference(monkeypatch, head_dim, kernel_calls):
-    import kernels.window_attn.triton as wa_triton
-
     calls = []
     kernel = wa_triton.window_hyp_attn_triton
     monkeypatch.setattr(wa_triton, "window_hyp_attn_triton", lambda *a, **kw: calls.append(1) or kernel(*a, **kw))
@@ -87,3 +88,48 @@ def test_heads_above_the_tile_limit_take_the_reference(monkeypatch, head_dim, ke
     assert len(calls) == kernel_calls
     o64 = window_hyp_attn_ref(*(t.double() for t in (q, k, v, c, s)), window=4)
     torch.testing.assert_close(o.double(), o64, rtol=1e-4, atol=1e-4)
+
+
+def _op_inputs(n=20, d=4, dv=3, h=2, seed=11):
+    # what window_hyp_attn_triton hands the forward op: contiguous ball points, v, float32 c and scale
+    q, k, v, c, s = _inputs(n, d=d, h=h, seed=seed)
+    ch = c.reshape(1, h, 1, 1)
+    return [exp0(q[:1], ch), exp0(k[:1], ch), v[:1, ..., :dv].contiguous(), c, s]
+
+
+def test_opcheck_forward_op():
+    # window 6 < N = 20, three key blocks of 8: the banded loop and the masked tail are both in play
+    ins = [t.requires_grad_() for t in _op_inputs()]
+    torch.library.opcheck(torch.ops.phasebench.window_hyp_attn_fwd.default, (*ins, 6, 16, 8))
+
+
+def test_opcheck_backward_op():
+    x, y, v, c, s = _op_inputs()
+    o, lse = wa_triton.window_hyp_attn_fwd(x, y, v, c, s, 6, 16, 8)
+    do = torch.randn(o.shape, generator=torch.Generator().manual_seed(2))
+    delta = (do * o).sum(-1)
+    # not differentiable (no double backward): its inputs do not require grad
+    torch.library.opcheck(torch.ops.phasebench.window_hyp_attn_bwd.default, (do, delta, x, y, v, c, s, lse, 6, 16, 8))
+
+
+def test_compiled_fullgraph_matches_eager():
+    # N = 40 > window 6 and > one key block (8): several query and key blocks, the band crosses block edges
+    inputs = _inputs(40, seed=12)
+    w = torch.randn(2, 2, 40, 6, generator=torch.Generator().manual_seed(3))
+
+    def run(fn):
+        ins = [t.clone().requires_grad_() for t in inputs]
+        o = fn(*ins, window=6, block_m=16, block_n=8)
+        return o, torch.autograd.grad((o * w).sum(), ins)
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("aot_eager")
+    o, grads = run(torch.compile(window_hyp_attn_triton, fullgraph=True, backend=counter))
+    o_ref, grads_ref = run(window_hyp_attn_triton)
+    # one graph, holding the forward op itself (dynamo did not trace into the launcher)
+    assert counter.frame_count == 1
+    targets = {n.target for n in counter.graphs[0].graph.nodes}
+    assert torch.ops.phasebench.window_hyp_attn_fwd.default in targets
+    torch.testing.assert_close(o, o_ref, rtol=1e-4, atol=1e-4)
+    for name, a, b in zip("q k v c scale".split(), grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)

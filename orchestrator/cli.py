@@ -14,7 +14,7 @@ from typing import Any
 import click
 import yaml
 
-from . import api
+from . import api, interrupts
 from .errors import ConfigError, UserError
 from .formatting import RESULT_COLUMNS, render, text_table
 from .store.engine import database_url, mask_text, mask_url
@@ -542,12 +542,18 @@ def _terminate(signum, frame) -> None:
     """SIGTERM (`timeout`, `kill`, a scheduler's preemption) stops a driver the way Ctrl-C does: runs in
     flight are marked, trials told FAIL, and the batch or study can be resumed. A second SIGTERM kills."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise KeyboardInterrupt
+    interrupts.request()
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C, recorded so that a raise swallowed by a callback is raised again (orchestrator.interrupts)."""
+    interrupts.request()
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors are one line on stderr and exit 2; nothing prints a password."""
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _interrupt)
     args = argv if argv is not None else sys.argv[1:]
     url = database_url(_db_from_argv(args))
     try:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import interrupts
 from .environment import REPO_ROOT, git_state
 from .store.repository import Store
 from .store.schema import Run
@@ -41,14 +42,15 @@ def init_ray(address: str | None = None) -> None:
 
     Without an address Ray would otherwise join whatever cluster /tmp/ray/ray_current_cluster names, a dead
     one included; `address="local"` always starts a new instance. Ray installs its own SIGTERM handler in
-    the driver (log and die); the process's own handler (the CLI's: stop like Ctrl-C) is put back.
+    the driver (log and die); the process's own SIGTERM and SIGINT handlers (the CLI's: stop the drive,
+    orchestrator.interrupts) are put back.
     """
     import ray
 
     if ray.is_initialized():
         return
     main_thread = threading.current_thread() is threading.main_thread()
-    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
     address = address or os.environ.get("RAY_ADDRESS")
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": {"PYTHONPATH": path}}, "log_to_driver": False,
@@ -57,8 +59,9 @@ def init_ray(address: str | None = None) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", include_dashboard=False, **kwargs)
-    if main_thread and sigterm is not None:
-        signal.signal(signal.SIGTERM, sigterm)
+    for signum, handler in handlers.items():
+        if handler is not None:
+            signal.signal(signum, handler)
 
 
 def remote_executes() -> dict[bool, Any]:
@@ -199,6 +202,7 @@ class Runner:
                 queue.append(run)
         queue.reverse()
         in_flight: dict[Any, InFlight] = {}
+        interrupts.delivered()  # a stop handled before this drive is not this drive's
         try:
             while queue or in_flight:
                 while queue and capacity.fits(queue[-1].config):
@@ -210,6 +214,7 @@ class Runner:
                     capacity.take(run.config)
                     in_flight[ref] = InFlight(run, time.monotonic())
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
+                interrupts.check()  # a Ctrl-C a callback swallowed
                 self._drain_metrics()
                 for ref in ready:
                     job = in_flight.pop(ref)
@@ -218,6 +223,7 @@ class Runner:
                 for job in self._expire(in_flight):
                     capacity.take(job.run.config, -1)
         except KeyboardInterrupt:
+            interrupts.delivered()
             for ref in in_flight:
                 ray.cancel(ref, force=True)
             # every run of this drive still `running`: the in-flight ones, and one the signal caught between

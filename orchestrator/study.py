@@ -40,6 +40,7 @@ from typing import Any, Callable
 import models
 from models.config import ConfigError, check_value
 
+from . import interrupts
 from .environment import git_state
 from .errors import UserError
 from .runner import Capacity, collect_outcome, drain_metrics, init_ray, metrics_queue, remote_executes, task_options
@@ -598,6 +599,7 @@ class StudyDriver:
         if self.spec.job == "train":
             self.metrics = metrics_queue()
         asked = 0
+        interrupts.delivered()  # a stop handled before this drive is not this drive's
         try:
             while True:
                 while (self.held is None and asked < n_trials
@@ -618,6 +620,7 @@ class StudyDriver:
                         break
                     continue
                 ready, _ = ray.wait(list(self.in_flight), num_returns=1, timeout=0.25)
+                interrupts.check()  # a Ctrl-C a callback swallowed
                 self._drain(capacity)
                 for ref in ready:
                     if ref not in self.in_flight:  # pruned while draining
@@ -626,6 +629,7 @@ class StudyDriver:
                     self._finish(job, collect_outcome(ref))
                 self._expire(capacity)
         except KeyboardInterrupt:
+            interrupts.delivered()
             self._abandon("interrupted: the study driver was stopped (Ctrl-C)")
             raise
         finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import statistics
 import time
 from pathlib import Path
@@ -77,7 +78,14 @@ class Checkpoint:
         os.replace(tmp, self.path)
 
     def load(self, device: torch.device) -> dict[str, Any]:
-        return torch.load(self.path, map_location=device, weights_only=False)
+        """The saved state. Tensors and plain containers only (`weights_only`): a file that would run code
+        when unpickled is refused, never executed."""
+        try:
+            return torch.load(self.path, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"checkpoint {self.path} holds more than tensors and plain data, refused: {first}") \
+                from None
 
 
 class TrainJob(Job):

@@ -133,3 +133,29 @@ def test_exit_mid_fault_needs_a_training_job():
     benchmark = {k: v for k, v in TINY.items() if k not in ("job", "lr", "lr_warmup_steps", "eval_tokens")}
     with pytest.raises(ConfigError, match="fault: needs job: train"):
         expand({"name": "bad", "defaults": benchmark, "cases": [{"model": "transformer", "fault": "exit_mid"}]})
+
+
+class _RunsCode:
+    """Unpickling this calls print-to-file: what a planted checkpoint would do with weights_only=False."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_planted_checkpoint_that_runs_code_is_refused_not_executed(tmp_path):
+    import torch
+
+    from orchestrator.train import Checkpoint
+    config = expand(spec("ckpt", [{"model": "transformer", "checkpoint_dir": str(tmp_path)}])).runs[0].config
+    checkpoint = Checkpoint(str(tmp_path), config)
+    checkpoint.path.parent.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    torch.save({"model": _RunsCode(str(marker))}, checkpoint.path)
+    with pytest.raises(ValueError, match="holds more than tensors and plain data, refused"):
+        checkpoint.load(torch.device("cpu"))
+    assert not marker.exists()
+    checkpoint.save({"model": {"w": torch.ones(2)}, "step": 3, "loader": {"epoch": 0, "position": 1}})
+    assert checkpoint.load(torch.device("cpu"))["step"] == 3  # a real checkpoint still loads

@@ -1,4 +1,5 @@
-"""phase7-seed and phase8-seed: the stand-ins the seed report measured (seed-report.md).
+"""phase7-seed and phase8-seed: the stand-ins the seed report measured (README.md, "The seed report, reproduced",
+has its table beside ours).
 
 Pre-LN blocks `x + Mix(LN x)`, `x + FFN(LN x)` with biases everywhere, bidirectional by default,
 low-rank embedding (rank d/4) and FFN (rank d/8), final LN, head without bias. phase7-seed mixes with

@@ -27,6 +27,7 @@ from .layers.autocast import autocast_inputs
 from .layers.ffn import config_ffn_params, make_ffn
 from .layers.gates import BKGate, bk_gate_params, channel_scale
 from .layers.hyp_attention import WindowHypAttention, window_attention_forward_flops, window_hyp_attention_params
+from .layers.norm import RMSNorm
 
 
 @dataclass
@@ -72,14 +73,14 @@ class Phase7Block(nn.Module):
     def __init__(self, config: Phase7Config):
         super().__init__()
         d, c = config.d_model, config
-        self.norm1 = nn.RMSNorm(d)
+        self.norm1 = RMSNorm(d)
         self.bk_gate = BKGate(d, c.channels, c.bk_causal, c.v_max, c.gate_scale_init, c.gate_bias_init)
         self.local = WindowHypAttention(d, c.n_heads, c.window, c.curvature_init, c.c_min, c.c_max)
         self.glob = ARSSM(d, c.ar_rank, c.ar_conv_kernel, decay=c.ar_decay == "learned")
-        self.norm_mix = nn.RMSNorm(d)
+        self.norm_mix = RMSNorm(d)
         self.w_o = nn.Linear(d, d, bias=False)
         self.ffn = make_ffn(config)
-        self.norm2 = nn.RMSNorm(d) if self.ffn is not None else None
+        self.norm2 = RMSNorm(d) if self.ffn is not None else None
 
     def mix(self, h: torch.Tensor, fusion: nn.Module | None = None):
         """h = norm1(x) (B, N, d) -> (mixer output (B, N, d), g_re, g_im (B, N, C))."""
@@ -100,7 +101,7 @@ class Phase7Block(nn.Module):
 
 
 def build(config: Phase7Config) -> CausalLM:
-    return CausalLM(config, [Phase7Block(config) for _ in range(config.n_layers)], nn.RMSNorm)
+    return CausalLM(config, [Phase7Block(config) for _ in range(config.n_layers)], RMSNorm)
 
 
 def block_params(config: Phase7Config) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from .base import CausalLM
 from .config import ConfigError, knob
@@ -30,6 +29,7 @@ from .layers.hyp_ssm import HyperbolicSSM, hyperbolic_ssm_forward_flops, hyperbo
 from .layers.hyp_attention import window_attention_forward_flops
 from .layers.linear_attention import HyperbolicLinearAttention, tangent_linear_attention_forward_flops, \
     tangent_linear_attention_params
+from .layers.norm import RMSNorm
 from .layers.phase8_extras import EntailmentCones, PersistentHomology, SheafAttention, entailment_params, \
     homology_params, sheaf_params
 from .phase7 import Phase7Block, Phase7Config, block_mixer_flops
@@ -127,7 +127,7 @@ class Phase8Block(Phase7Block):
 
 
 def build(config: Phase8Config) -> CausalLM:
-    return CausalLM(config, [Phase8Block(config) for _ in range(config.n_layers)], nn.RMSNorm)
+    return CausalLM(config, [Phase8Block(config) for _ in range(config.n_layers)], RMSNorm)
 
 
 def extra_block_params(config: Phase8Config) -> int:

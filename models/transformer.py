@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
-
 from .base import CausalLM, PreNormBlock, embedding_params, head_params
 from .config import ConfigError, ModelConfig, knob
 from .layers.attention import SelfAttention, attention_params
 from .layers.ffn import config_ffn_params, make_ffn
+from .layers.norm import RMSNorm
 
 
 @dataclass
@@ -24,9 +23,9 @@ class TransformerConfig(ModelConfig):
 def build(config: TransformerConfig) -> CausalLM:
     def block() -> PreNormBlock:
         attn = SelfAttention(config.d_model, config.n_heads, config.causal, bias=False, use_rotary=config.rotary)
-        return PreNormBlock(config.d_model, attn, make_ffn(config), nn.RMSNorm)
+        return PreNormBlock(config.d_model, attn, make_ffn(config), RMSNorm)
 
-    return CausalLM(config, [block() for _ in range(config.n_layers)], nn.RMSNorm)
+    return CausalLM(config, [block() for _ in range(config.n_layers)], RMSNorm)
 
 
 def estimate_params(config: TransformerConfig) -> int:

@@ -73,8 +73,8 @@ def _mst_edges(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Prim's algorithm on dense distances d (B, M, M) -> (child, parent) indices (B, M - 1)."""
     bsz, m, _ = d.shape
     ar = torch.arange(bsz, device=d.device)
-    in_tree = torch.zeros(bsz, m, dtype=torch.bool, device=d.device)
-    in_tree[:, 0] = True
+    nodes = torch.arange(m, device=d.device)
+    in_tree = nodes == 0  # (M,), broadcast to (B, M) at the first update
     best = d[:, 0].clone()  # distance of each node to the tree
     parent = torch.zeros(bsz, m, dtype=torch.long, device=d.device)
     children, parents = [], []
@@ -82,7 +82,7 @@ def _mst_edges(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         j = best.masked_fill(in_tree, float("inf")).argmin(-1)  # (B,)
         children.append(j)
         parents.append(parent[ar, j])
-        in_tree = in_tree | F.one_hot(j, m).bool()  # not in_tree[ar, j] = True: its CPU scalar breaks a capture
+        in_tree = in_tree | (nodes == j[:, None])  # not in_tree[ar, j] = True: its CPU scalar breaks a capture
         closer = d[ar, j] < best
         best = torch.where(closer, d[ar, j], best)
         parent = torch.where(closer, j[:, None], parent)
@@ -107,8 +107,8 @@ def normalised_persistence(u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         child, par = _mst_edges(d.detach())
     deaths = d[torch.arange(bsz, device=u.device)[:, None], child, par]  # (B, M - 1): MST edge lengths
-    off = ~torch.eye(m, dtype=torch.bool, device=u.device)
-    return deaths.mean(-1) / d[:, off].mean(-1)
+    off = 1.0 - torch.eye(m, dtype=d.dtype, device=u.device)  # a float mask: boolean indexing syncs the host
+    return deaths.mean(-1) / ((d * off).sum((-1, -2)) / (m * (m - 1)))
 
 
 class PersistentHomology(nn.Module):

@@ -1,0 +1,68 @@
+"""No host synchronisation in a training step: what a CUDA-graph capture refuses, caught on the CPU.
+
+A dispatch mode records every op that makes the host wait for the device on CUDA (reading a value:
+`.item()`, `bool()`, `torch.equal`; ops whose output size depends on values: boolean-mask indexing,
+`nonzero`, `masked_select`, `unique`). Every family's forward, loss and backward, with every module on,
+must call none of them (`execution: graph` captures exactly this step). The homology term's
+boolean-mask mean was such a call, found on the H200.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from model_helpers import ALL_ON, build
+
+aten = torch.ops.aten
+SYNCING = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
+           aten.is_nonzero.default, aten.equal.default, aten._unique2.default, aten.unique_dim.default,
+           aten.unique_consecutive.default}
+
+
+class SyncSpy(TorchDispatchMode):
+    """Records the host-synchronising ops run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        bool_index = func is aten.index.Tensor and any(
+            t is not None and t.dtype == torch.bool for t in args[1])
+        if func in SYNCING or bool_index:
+            self.calls.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _step_calls(name, **knobs) -> list[str]:
+    model, _ = build(name, d_model=32, n_heads=2, n_layers=1, **knobs)
+    model.train()
+    ids = torch.randint(0, 256, (2, 70), generator=torch.Generator().manual_seed(0))
+    with SyncSpy() as spy:
+        logits = model(ids[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+        if model.aux_loss is not None:
+            loss = loss + model.aux_loss
+        loss.backward()
+    return spy.calls
+
+
+@pytest.mark.parametrize("name, knobs", [
+    ("transformer", {}),
+    ("phase7-seed", {}),
+    ("phase8-seed", {}),
+    ("phase7", dict(window=8)),
+    ("phase7", dict(window=8, embedding="htt", tie_head=True, ar_decay="none")),
+    ("phase8", dict(window=8, **ALL_ON)),
+    ("phase8", dict(window=8, lin_attn_mode="exact", lin_attn_geometry="hyperbolic")),
+    ("phase8", dict(window=8, grad_checkpoint=True)),
+])
+def test_a_training_step_never_waits_for_the_device(name, knobs):
+    assert _step_calls(name, **knobs) == []
+
+
+def test_the_spy_sees_a_host_read():
+    """phase8's auto mode reads its curvature on the host (validation refuses it for graph)."""
+    assert "aten._local_scalar_dense.default" in _step_calls("phase8", window=8, lin_attn_mode="auto")

@@ -9,13 +9,14 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
 
 from kernels import poincare as P  # noqa: E402
 from kernels.backend import backend  # noqa: E402
 from kernels.poincare import naive as pn  # noqa: E402
 from kernels.poincare import triton as T  # noqa: E402
 from kernels.poincare.triton import exp0_triton, log0_triton, mobius_add_triton  # noqa: E402
+
+from compile_checks import assert_compiles_like_eager  # noqa: E402
 
 
 def _close(a, b, tol=1e-4):
@@ -126,32 +127,13 @@ def test_opcheck_mobius_add():
     torch.library.opcheck(T.mobius_add_bwd_op, (x.detach(), y.detach(), c.detach(), g))
 
 
-def _compiled_matches_eager(fn, op, inputs, seed=0):
-    """fn compiled (fullgraph, aot_eager) == fn eager, outputs and input grads; op is one node of the graph."""
-    counter = CompileCounterWithBackend("aot_eager")
-    compiled = torch.compile(fn, fullgraph=True, backend=counter)
-    outs, grads = [], []
-    for f in (fn, compiled):
-        ins = [t.clone().requires_grad_() for t in inputs]
-        out = f(*ins)
-        w = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
-        outs.append(out)
-        grads.append(torch.autograd.grad((out * w).sum(), ins))
-    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
-    for a, b in zip(grads[1], grads[0]):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert counter.frame_count == 1
-    targets = [n.target for n in counter.graphs[0].graph.nodes]
-    assert targets.count(op.default) == 1, targets
-
-
 @pytest.mark.parametrize("c_shape", [(), (3, 4, 1)])
 def test_compile_rowmaps(c_shape):
     gen = torch.Generator().manual_seed(12)
     x = torch.randn(3, 4, 7, generator=gen) * 0.4
     c = torch.rand(c_shape, generator=gen) + 0.2
-    _compiled_matches_eager(exp0_triton, torch.ops.phasebench.poincare_rowmap_fwd, [x, c])
-    _compiled_matches_eager(lambda a, cc: log0_triton(a, cc, eps=1e-3), torch.ops.phasebench.poincare_rowmap_fwd,
+    assert_compiles_like_eager(exp0_triton, torch.ops.phasebench.poincare_rowmap_fwd, [x, c])
+    assert_compiles_like_eager(lambda a, cc: log0_triton(a, cc, eps=1e-3), torch.ops.phasebench.poincare_rowmap_fwd,
                             [x, c])
 
 
@@ -161,9 +143,9 @@ def test_compile_mobius_add_broadcast(c_shape):
     x = torch.randn(2, 1, 8, generator=gen) * 0.2
     y = torch.randn(5, 8, generator=gen) * 0.2
     c = torch.rand(c_shape, generator=gen) + 0.2
-    _compiled_matches_eager(mobius_add_triton, torch.ops.phasebench.poincare_mobius_add_fwd, [x, y, c])
+    assert_compiles_like_eager(mobius_add_triton, torch.ops.phasebench.poincare_mobius_add_fwd, [x, y, c])
 
 
 def test_compile_python_float_curvature():
     x = torch.randn(6, 5, generator=torch.Generator().manual_seed(14)) * 0.4
-    _compiled_matches_eager(lambda a: exp0_triton(a, 0.7), torch.ops.phasebench.poincare_rowmap_fwd, [x])
+    assert_compiles_like_eager(lambda a: exp0_triton(a, 0.7), torch.ops.phasebench.poincare_rowmap_fwd, [x])

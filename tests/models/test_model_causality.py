@@ -63,7 +63,7 @@ def test_model_causal(name, knobs):
 
 
 @pytest.mark.skipif(not triton_interpreted(), reason="the Triton path on CPU needs TRITON_INTERPRET=1 at import")
-@pytest.mark.parametrize("name, knobs", [m for m in MODELS if m[0] in ("phase7", "phase8")])
+@pytest.mark.parametrize("name, knobs", MODELS)
 def test_model_causal_on_the_triton_kernels(name, knobs):
     model, _ = build(name, torch.float32, d_model=16, n_layers=1, n_heads=2, **knobs)
     model.eval()
@@ -88,26 +88,43 @@ def _mixers():
     yield "sheaf", SheafAttention(d, h, 3)
 
 
-@pytest.mark.parametrize("name", [name for name, _ in _mixers()])
-def test_mixer_causal(name):
-    torch.manual_seed(0)
-    mixer = dict(_mixers())[name]
+def _as_dtype(mixer, dtype):
     if isinstance(mixer, torch.nn.Module):
-        mixer.double()
-    else:  # closures over modules
-        for obj in mixer.__closure__ or ():
-            if isinstance(obj.cell_contents, torch.nn.Module):
-                obj.cell_contents.double()
-    x = torch.randn(2, N, 16, dtype=torch.float64)
-    with torch.no_grad(), backend("torch"):
+        return mixer.to(dtype)
+    for obj in mixer.__closure__ or ():  # closures over modules
+        if isinstance(obj.cell_contents, torch.nn.Module):
+            obj.cell_contents.to(dtype)
+    return mixer
+
+
+def _check_mixer(name, mixer, x, positions=POSITIONS, offsets=OFFSETS):
+    with torch.no_grad():
         ref = mixer(x)
-        for t in POSITIONS:
-            for k in OFFSETS:
-                if t + k >= N:
+        for t in positions:
+            for k in offsets:
+                if t + k >= x.shape[1]:
                     continue
                 for magnitude in MAGNITUDES:
                     x2 = x.clone()
-                    x2[:, t + k] += magnitude * torch.randn(2, 16, dtype=torch.float64)
+                    x2[:, t + k] += magnitude * torch.randn(2, 16, dtype=x.dtype)
                     out = mixer(x2)
                     assert torch.equal(out[:, : t + 1], ref[:, : t + 1]), (name, t, k, magnitude)
                     assert not torch.equal(out[:, t + k], ref[:, t + k])
+
+
+@pytest.mark.parametrize("name", [name for name, _ in _mixers()])
+def test_mixer_causal(name):
+    torch.manual_seed(0)
+    mixer = _as_dtype(dict(_mixers())[name], torch.float64)
+    with backend("torch"):
+        _check_mixer(name, mixer, torch.randn(2, N, 16, dtype=torch.float64))
+
+
+@pytest.mark.skipif(not triton_interpreted(), reason="the Triton path on CPU needs TRITON_INTERPRET=1 at import")
+@pytest.mark.parametrize("name", [name for name, _ in _mixers()])
+def test_mixer_causal_on_the_triton_kernels(name):
+    """float32 through the Triton kernels, inputs up to 1e6 inside a chunk and across its edge."""
+    torch.manual_seed(0)
+    mixer = _as_dtype(dict(_mixers())[name], torch.float32)
+    with backend("triton"):
+        _check_mixer(name, mixer, torch.randn(2, 71, 16), positions=(62, 63), offsets=(1,))

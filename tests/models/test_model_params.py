@@ -102,8 +102,10 @@ def test_phase7_config_rejects_nonsense(knobs, field):
     (dict(tau=0.0), "tau"),
     (dict(lin_attn_mode="fast"), "lin_attn_mode"),
     (dict(hyp_ssm_mode="serial"), "hyp_ssm_mode"),
-    (dict(homology_landmarks=1), "homology_landmarks"),
+    (dict(homology_landmarks=2), "homology_landmarks"),  # two landmarks: one MST edge, a constant ratio
     (dict(lin_attn_curvature_init=100.0), "lin_attn_curvature_init"),
+    (dict(lin_attn_geometry="flat"), "lin_attn_geometry"),
+    (dict(lin_attn_geometry="euclidean", lin_attn_mode="exact"), "lin_attn_geometry"),
     (dict(entailment="yes"), "entailment"),
 ])
 def test_phase8_config_rejects_nonsense(knobs, field):

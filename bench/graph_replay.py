@@ -48,10 +48,9 @@ def bare_times(config: dict, warmup: int, steps: int) -> dict:
         for _ in range(warmup):
             job.step(model, ids, optimizer)
     torch.cuda.current_stream().wait_stream(side)
-    model.zero_grad(set_to_none=True)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        job.step(model, ids, optimizer, zero_grad=False)
+        job.step(model, ids, optimizer)  # sets the gradients to None first: the capture allocates them
     graph.replay()
     graph_ms = per_step_ms(graph.replay, steps)
     return {"eager_ms": eager_ms, "graph_ms": graph_ms}

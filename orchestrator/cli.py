@@ -138,7 +138,7 @@ def _plan_table(name: str, records: list[dict[str, Any]]) -> str:
     columns = (("#", "index", str), ("hash", "hash", str), ("model", "model", str), ("mode", "mode", str),
                ("device", "device", str), ("d_model", "d_model", str), ("layers", "n_layers", str),
                ("batch", "batch_size", str), ("seq", "seq_len", str), ("precision", "precision", str),
-               ("params", "params", lambda v: f"{v:,}"))
+               ("execution", "execution", str), ("params", "params", lambda v: f"{v:,}"))
     return f"{name}: {len(records)} configs\n" + text_table(records, columns)
 
 

@@ -23,14 +23,13 @@ import models
 from kernels.backend import set_backend
 from models.base import lm_loss
 
+from .execution import GraphedStep
 from .spec import MODEL_VERSION, RUN_FIELD_TYPES, TRAIN_FIELD_TYPES
 
 #: dense bf16/fp16 tensor-core peak FLOP/s by GPU name fragment (vendor datasheets)
 PEAK_FLOPS_16BIT = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "RTX 3080": 119e12}
 PURE_DTYPES = {"pure_fp16": torch.float16, "pure_bf16": torch.bfloat16}
 AMP_DTYPES = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
-#: eager steps on a side stream before a CUDA-graph capture (lazy initialisation happens there, not in it)
-GRAPH_WARMUP_STEPS = 2
 
 
 class PhaseTracker:
@@ -215,50 +214,34 @@ class Job:
 class BenchmarkJob(Job):
     """One configuration's benchmark (see module docstring)."""
 
-    def step(self, model, ids, optimizer, zero_grad: bool = True) -> torch.Tensor:
+    def step(self, model, ids, optimizer) -> torch.Tensor:
         """One measured step -> the logits (inference) or the detached loss (training), left on the device:
-        nothing here waits for the GPU. `zero_grad=False` keeps the gradients (a captured step's are static)."""
+        nothing here waits for the GPU. A training step sets the gradients to None first, so that a captured
+        step allocates them in the graph's pool and every replay writes them afresh."""
         mode = self.run["mode"]
         self.tracker.phase = "forward"
         if mode == "inference":
             with torch.no_grad(), self.autocast():
                 return model(ids)
+        model.zero_grad(set_to_none=True)
         loss = self.loss(model, ids[:, :-1], ids[:, 1:])
         self.tracker.phase = "backward"
         loss.backward()
         if optimizer is not None:
             self.tracker.phase = "step"
             optimizer.step()
-        if zero_grad:
-            model.zero_grad(set_to_none=True)
         return loss.detach()
 
-    def graph_step(self, model, ids, optimizer) -> Callable[[], torch.Tensor]:
-        """`execution: graph`: warm up on a side stream, capture one :meth:`step` in a CUDA graph and return
-        a function that replays it and returns its static output. The capture allocates from the graph's
-        private pool, so a peak taken across it includes that pool."""
-        device_stream = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(device_stream)
-        with torch.cuda.stream(side):
-            for _ in range(GRAPH_WARMUP_STEPS):
-                self.step(model, ids, optimizer)
-        device_stream.wait_stream(side)
-        model.zero_grad(set_to_none=True)  # the captured backward allocates the gradients in the pool
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = self.step(model, ids, optimizer, zero_grad=False)
-
-        def replay() -> torch.Tensor:
-            graph.replay()
-            return out
-        return replay
-
     def measured_step(self, model, ids, optimizer) -> Callable[[], torch.Tensor]:
-        """The step a run times: a CUDA-graph replay under `execution: graph`, else :meth:`step`."""
-        if self.run["execution"] == "graph":
-            return self.graph_step(model, ids, optimizer)
-        return functools.partial(self.step, model, ids, optimizer)
+        """The step a run times: :meth:`step`, or under `execution: graph` its replay, warmed up and captured
+        here (so that a peak taken from here on includes the graph's pool)."""
+        step = functools.partial(self.step, model, ids, optimizer)
+        if self.run["execution"] != "graph":
+            return step
+        graphed = GraphedStep(step, self.device)
+        while not graphed.captured:
+            graphed()
+        return graphed
 
     def make_optimizer(self, model):
         if self.run["mode"] != "train":
@@ -297,6 +280,7 @@ class BenchmarkJob(Job):
         times, out = self.timed_steps(self.measured_step(model, ids, optimizer))
         final = self.output_value(out)  # the finiteness check, outside the timed steps
         del out
+        model.zero_grad(set_to_none=True)
         self.record_memory(m)
         retained = self.allocated() - m["static_bytes"]  # what the steps left allocated (workspaces, caches)
         m["saved_tensor_bytes"] = self.count_saved_bytes(model, ids)

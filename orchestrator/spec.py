@@ -38,7 +38,8 @@ DEVICES = ("auto", "cuda", "cpu")
 FAULTS = ("none", "raise", "exit", "exit_mid", "hang")
 JOBS = ("benchmark", "train")
 #: eager: PyTorch runs the step op by op; graph: the step captured once in a CUDA graph and replayed;
-#: compile: torch.compile (docs/measurement.md, "Execution modes")
+#: compile: torch.compile; auto (the default): graph where the run can be captured, else eager
+#: (docs/measurement.md, "Execution modes"). Stored rows always hold the mode that ran, never auto.
 EXECUTIONS = ("eager", "graph", "compile")
 TOKENIZER_VOCAB = {"byte": 256, "gpt2": 50257}
 TOKENIZERS = tuple(TOKENIZER_VOCAB)
@@ -61,8 +62,9 @@ class RunFields:
     accelerator_type: str = knob("", help="Ray accelerator type, e.g. H100 (empty: any)")
     kernels: str = knob("auto", choices=KERNEL_BACKENDS,
                         help="auto: Triton on CUDA (or PHASEBENCH_KERNELS), torch: PyTorch references, triton: Triton")
-    execution: str = knob("eager", choices=EXECUTIONS, help="eager, graph (CUDA graph replay of the measured "
-                          "step) or compile (torch.compile every block; the first steps include the compile)")
+    execution: str = knob("auto", choices=("auto", *EXECUTIONS), help="auto (graph on CUDA where the model can be "
+                          "captured, else eager), eager, graph (CUDA graph replay of the measured step) or compile "
+                          "(torch.compile every block; the first steps include the compile)")
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
     loss_chunk_tokens: int = knob(0, min=0, max=2**31, help="0: the whole (B, N, V) logits at once; K: the head and "
                                   "cross-entropy over K tokens at a time, recomputed in backward")
@@ -318,8 +320,6 @@ def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("num_gpus", 0.0, "must be > 0 when device is cuda")
     if config["execution"] == "graph" and config["device"] != "cuda":
         raise ConfigError("execution", "graph", f"captures a CUDA graph: needs device cuda (got {config['device']})")
-    if config["execution"] == "graph" and config["job"] == "train":
-        raise ConfigError("execution", "graph", "is not yet built for job: train (use it with job: benchmark)")
     return model_knobs
 
 
@@ -357,6 +357,8 @@ def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     model_knobs = _check_run_fields(config)
     entry = models.get(config["model"])
     model_config = entry.make_config(model_knobs)
+    if config["execution"] == "auto":
+        config["execution"] = "graph" if config["device"] == "cuda" and not model_config.graph_blocker() else "eager"
     if config["execution"] == "graph" and (blocker := model_config.graph_blocker()):
         raise ConfigError("execution", "graph", f"cannot capture {config['model']}: {blocker}")
     if config["job"] == "train" and model_config.vocab_size < TOKENIZER_VOCAB[config["tokenizer"]]:

@@ -1,10 +1,12 @@
 """The training job: a model trained on real text, every step and evaluation streamed out as it happens.
 
-AdamW (fused on CUDA; weight decay on matrices only), linear warm-up then cosine decay to
-`min_lr_ratio * lr`, gradient clipping, gradient accumulation up to `tokens_per_step`, evaluation every
-`eval_every` steps on a fixed validation slice, checkpoints (atomic) every `checkpoint_every` steps and
-at the end, resumed automatically when the same computation (see :func:`orchestrator.spec.checkpoint_key`)
-finds one. A non-finite loss stops the run with status `nonfinite`; the metrics so far are kept.
+Fused AdamW (weight decay on matrices only), linear warm-up then cosine decay to `min_lr_ratio * lr`,
+gradient clipping, gradient accumulation up to `tokens_per_step`, evaluation every `eval_every` steps on
+a fixed validation slice, checkpoints (atomic) every `checkpoint_every` steps and at the end, resumed
+automatically when the same computation (see :func:`orchestrator.spec.checkpoint_key`) finds one. An
+optimizer step whose loss or gradient norm is not finite is not applied and stops the run with status
+`nonfinite`; the weights stay finite and the metrics so far are kept. The step itself
+(:class:`TrainStep`) never waits for the device, so `execution: graph` replays it from a CUDA graph.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch
 from models.base import lm_loss
 
 from .data import TokenLoader, load_corpus, unigram_entropy, validation_batches
+from .execution import GraphedStep
 from .measure import Job, NonFinite, peak_rss_bytes
 from .spec import checkpoint_key
 
@@ -88,6 +91,49 @@ class Checkpoint:
                 from None
 
 
+class TrainStep:
+    """One optimizer step over `accum` micro-batches held in static device buffers, which :meth:`load`
+    refills by copy: forward, loss, backward, gradient clipping, fused AdamW. The learning rate is a
+    device tensor and a step whose loss or gradient norm is not finite is skipped by the optimizer itself
+    (its `found_inf`), so nothing in a call waits for the device. Returns (mean loss, gradient norm before
+    clipping) as 0-d device tensors."""
+
+    def __init__(self, job: Job, model: torch.nn.Module, optimizer: torch.optim.AdamW, accum: int):
+        run, device = job.run, job.device
+        self.job, self.model, self.optimizer = job, model, optimizer
+        self.inputs = torch.zeros((accum, run["batch_size"], run["seq_len"]), dtype=torch.long, device=device)
+        self.targets = torch.zeros_like(self.inputs)
+        self.lr = torch.tensor(float(run["lr"]), device=device)
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr
+        optimizer.found_inf = torch.zeros((), device=device)  # read by the fused step: 1.0 skips it
+        self.clip = run["grad_clip"] or math.inf
+
+    def load(self, loader: TokenLoader, lr: float) -> None:
+        """The next `accum` micro-batches and this step's learning rate, copied into the static buffers."""
+        for i in range(self.inputs.shape[0]):
+            x, y = next(loader)
+            self.inputs[i].copy_(x)
+            self.targets[i].copy_(y)
+        self.lr.fill_(lr)
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        tracker, accum = self.job.tracker, self.inputs.shape[0]
+        self.model.zero_grad(set_to_none=True)  # a captured backward allocates them in the graph's pool
+        total = torch.zeros((), device=self.inputs.device)
+        for x, y in zip(self.inputs, self.targets):
+            tracker.phase = "forward"
+            loss = self.job.loss(self.model, x, y) / accum
+            tracker.phase = "backward"
+            loss.backward()
+            total = total + loss.detach()
+        tracker.phase = "step"
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.found_inf.copy_((~torch.isfinite(total + grad_norm)).float())
+        self.optimizer.step()
+        return total, grad_norm
+
+
 class TrainJob(Job):
     """Train one configuration; `emit(rows)` receives metric rows while the run goes on."""
 
@@ -111,8 +157,7 @@ class TrainJob(Job):
         m["weights_bytes"] = self.allocated() if self.device.type == "cuda" else \
             sum(p.numel() * p.element_size() for p in model.parameters())
         model.train()
-        optimizer = torch.optim.AdamW(param_groups(model, run["weight_decay"]), lr=run["lr"], betas=(0.9, 0.95),
-                                      fused=self.device.type == "cuda")
+        optimizer = self.make_optimizer(model)
         loader = TokenLoader(corpus.train, run["seq_len"], run["batch_size"], run["seed"])
         val = validation_batches(corpus.val, run["seq_len"], run["batch_size"], run["eval_tokens"])
         micro_tokens = run["batch_size"] * run["seq_len"]
@@ -125,6 +170,8 @@ class TrainJob(Job):
             optimizer.load_state_dict(state["optimizer"])
             loader.load_state_dict(state["loader"])
             start, tokens, elapsed = state["step"], state["tokens"], state["elapsed_s"]
+        train_step = TrainStep(self, model, optimizer, accum)
+        run_step = GraphedStep(train_step, self.device) if run["execution"] == "graph" else train_step
         self.buffer.add({"kind": "restart", "step": start})  # a retried attempt replaces what came after
         self.buffer.flush()
         m["extra"] = {"resumed_from_step": start, "accumulation": accum, "unigram_entropy": unigram_entropy(corpus.val),
@@ -135,10 +182,9 @@ class TrainJob(Job):
         for step in range(start + 1, run["steps"] + 1):
             began = time.perf_counter()
             lr = lr_at(step, run)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            last_loss, grad_norm = self.train_step(model, optimizer, loader, accum)
-            self.synchronize()
+            train_step.load(loader, lr)
+            loss, norm = run_step()
+            last_loss, grad_norm = loss.item(), norm.item()  # waits for the step
             seconds = time.perf_counter() - began
             times.append(seconds)
             tokens += accum * micro_tokens
@@ -148,8 +194,8 @@ class TrainJob(Job):
                              "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
                              "tokens_per_s": accum * micro_tokens / seconds, "step_time_s": seconds,
                              "peak_bytes": self.peak_allocated()})
-            if not math.isfinite(last_loss):
-                raise NonFinite("step")
+            if not (math.isfinite(last_loss) and math.isfinite(grad_norm)):
+                raise NonFinite("step")  # the step was skipped: the weights (and any checkpoint) stay finite
             if (run["eval_every"] and step % run["eval_every"] == 0) or step == run["steps"]:
                 last_eval = self.evaluate(model, val, step, tokens, elapsed, corpus.bytes_per_token)
             if checkpoint is not None and ((run["checkpoint_every"] and step % run["checkpoint_every"] == 0)
@@ -161,23 +207,10 @@ class TrainJob(Job):
                 os._exit(1)  # injected crash halfway; the retried task resumes from the last checkpoint
         self.summarise(times, accum * micro_tokens, last_loss, last_eval, tokens)
 
-    def train_step(self, model, optimizer, loader, accum: int) -> tuple[float, float]:
-        """One optimizer step over `accum` micro-batches; returns (mean loss, gradient norm before clipping)."""
-        total = 0.0
-        for _ in range(accum):
-            x, y = next(loader)
-            self.tracker.phase = "forward"
-            loss = self.loss(model, x.to(self.device), y.to(self.device)) / accum
-            self.tracker.phase = "backward"
-            loss.backward()
-            total += loss.item()
-        self.tracker.phase = "step"
-        clip = self.run["grad_clip"] or float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
-        if math.isfinite(total):
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return total, grad_norm
+    def make_optimizer(self, model: torch.nn.Module) -> torch.optim.AdamW:
+        """Fused AdamW (capturable under `execution: graph`: its step counters live on the device)."""
+        return torch.optim.AdamW(param_groups(model, self.run["weight_decay"]), lr=self.run["lr"], betas=(0.9, 0.95),
+                                 fused=True, capturable=self.run["execution"] == "graph")
 
     @torch.no_grad()
     def evaluate(self, model, batches, step: int, tokens: int, elapsed: float, bytes_per_token: float) -> dict:

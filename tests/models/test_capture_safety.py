@@ -11,29 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from model_helpers import ALL_ON, build
-
-aten = torch.ops.aten
-SYNCING = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
-           aten.is_nonzero.default, aten.equal.default, aten._unique2.default, aten.unique_dim.default,
-           aten.unique_consecutive.default}
-
-
-class SyncSpy(TorchDispatchMode):
-    """Records the host-synchronising ops run under it."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        bool_index = func is aten.index.Tensor and any(
-            t is not None and t.dtype == torch.bool for t in args[1])
-        if func in SYNCING or bool_index:
-            self.calls.append(str(func))
-        return func(*args, **(kwargs or {}))
+from sync_spy import SyncSpy
 
 
 def _step_calls(name, **knobs) -> list[str]:

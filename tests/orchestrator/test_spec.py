@@ -253,13 +253,24 @@ def test_stored_compile_flags_read_as_execution_modes():
 
 @pytest.mark.parametrize("knobs, message", [
     (dict(execution="graph"), "execution: captures a CUDA graph: needs device cuda (got cpu)"),
-    (dict(execution="bogus"), "execution: must be one of eager, graph, compile"),
+    (dict(execution="bogus"), "execution: must be one of auto, eager, graph, compile"),
     (dict(compile=True), "compile: was replaced by the run field execution (eager, graph or compile)"),
 ])
 def test_bad_execution_is_one_line_naming_the_field(knobs, message):
     with pytest.raises(ConfigError) as info:
         expand(with_defaults(**knobs))
     assert str(info.value).startswith(message)
+
+
+def test_auto_execution_is_graph_where_a_run_can_be_captured_and_is_stored_resolved(monkeypatch):
+    import orchestrator.spec as spec_module
+    monkeypatch.setattr(spec_module, "_cuda_available", lambda: True)
+    cpu, explicit = (expand(with_defaults(device="cpu", **knobs)).runs[0] for knobs in ({}, {"execution": "eager"}))
+    assert cpu.config["execution"] == "eager" and cpu.config_hash == explicit.config_hash  # old rows still reused
+    data = with_defaults(device="cuda") | {"grid": {"model": ["transformer", "phase7", "phase8"]}}
+    assert [r.config["execution"] for r in expand(data).runs] == ["graph"] * 3
+    phase8 = with_defaults(device="cuda", lin_attn_mode="auto") | {"grid": {"model": ["phase8"]}}
+    assert expand(phase8).runs[0].config["execution"] == "eager"  # it reads its curvature on the host
 
 
 def test_a_model_that_syncs_the_host_is_refused_for_graph_by_name(monkeypatch):

@@ -1,18 +1,22 @@
 """Training jobs end to end through a real local Ray on CPU: learning, streaming, resume, divergence."""
 from __future__ import annotations
 
+import copy
+import math
 import threading
 import time
 
 import pytest
 import sqlalchemy as sa
+import torch
 
 from orchestrator import api
 from cli_helpers import run_cli
 from orchestrator.errors import ConfigError
-from orchestrator.spec import expand
+from orchestrator.spec import expand, resolve_config
 from orchestrator.store.repository import Store
-from orchestrator.train import lr_at
+from orchestrator.train import TrainJob, TrainStep, lr_at, param_groups
+from sync_spy import SyncSpy
 
 TINY = {"job": "train", "vocab_size": 256, "d_model": 64, "n_layers": 2, "n_heads": 4, "seq_len": 64,
         "batch_size": 16, "precision": "fp32", "grad_checkpoint": False, "device": "cpu", "lr": 3e-3,
@@ -98,7 +102,8 @@ def test_divergent_run_is_nonfinite_and_keeps_its_metrics(local_ray, sqlite_url)
     store = Store(sqlite_url)
     curve = store.metrics(row["run_id"])
     store.close()
-    assert curve and curve[-1]["loss"] is None and all(m["loss"] is not None for m in curve[:-1])
+    assert curve and None in (curve[-1]["loss"], curve[-1]["grad_norm"])  # the step that stopped it
+    assert all(m["loss"] is not None and m["grad_norm"] is not None for m in curve[:-1])
 
 
 def test_curves_and_live_status(local_ray, sqlite_url, capsys):
@@ -159,3 +164,86 @@ def test_a_planted_checkpoint_that_runs_code_is_refused_not_executed(tmp_path):
     assert not marker.exists()
     checkpoint.save({"model": {"w": torch.ones(2)}, "step": 3, "loader": {"epoch": 0, "position": 1}})
     assert checkpoint.load(torch.device("cpu"))["step"] == 3  # a real checkpoint still loads
+
+
+def train_step_for(name, accum, **knobs):
+    """A tiny job's model and its TrainStep over `accum` micro-batches of 2 x 32 tokens (CPU)."""
+    config, _ = resolve_config(TINY | {"model": name, "batch_size": 2, "seq_len": 32,
+                                       "tokens_per_step": accum * 64} | knobs)
+    job = TrainJob(config)
+    job.prepare_device()
+    model = job.build()
+    model.train()
+    return job, model, TrainStep(job, model, job.make_optimizer(model), accum)
+
+
+def random_batches(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        ids = torch.randint(0, 256, (2, 33), generator=generator)
+        yield ids[:, :-1], ids[:, 1:]
+
+
+@pytest.mark.parametrize("name, knobs", [
+    ("transformer", {}),
+    ("phase7", {"grad_checkpoint": True}),
+    ("phase8", {"loss_chunk_tokens": 16}),
+])
+def test_a_training_step_never_waits_for_the_device(name, knobs):
+    """Accumulation, clipping, the non-finite skip and the AdamW step: what `execution: graph` captures."""
+    _, _, step = train_step_for(name, accum=2, grad_clip=0.5, **knobs)
+    step.load(random_batches(), 1e-3)
+    with SyncSpy() as spy:
+        step()
+    assert spy.calls == []
+
+
+def test_the_train_step_is_accumulated_clipped_adamw():
+    """Two steps of TrainStep against plain PyTorch: mean loss over the micro-batches, clipped gradients,
+    AdamW with the scheduled learning rate."""
+    job, model, step = train_step_for("phase7", accum=3, grad_clip=0.1)
+    reference = copy.deepcopy(model)
+    optimizer = torch.optim.AdamW(param_groups(reference, job.run["weight_decay"]), lr=1.0, betas=(0.9, 0.95))
+    ours, theirs = random_batches(1), random_batches(1)
+    for lr in (2e-3, 1e-3):
+        step.load(ours, lr)
+        loss, grad_norm = step()
+        total = 0.0
+        for _ in range(3):
+            x, y = next(theirs)
+            micro = job.loss(reference, x, y) / 3
+            micro.backward()
+            total += micro.item()
+        norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.1)
+        optimizer.param_groups[0]["lr"] = optimizer.param_groups[1]["lr"] = lr
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        assert loss.item() == pytest.approx(total, rel=1e-5)
+        assert grad_norm.item() == pytest.approx(norm.item(), rel=1e-5)
+    for ours_p, theirs_p in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(ours_p, theirs_p, rtol=1e-5, atol=1e-6)
+
+
+def test_a_step_with_non_finite_gradients_is_skipped_without_a_host_read():
+    _, model, step = train_step_for("transformer", accum=1)
+    batches = random_batches()
+    step.load(batches, 1e-3)
+    step()  # a real update: AdamW's state exists
+    weights = [p.detach().clone() for p in model.parameters()]
+    counts = [s["step"].clone() for s in step.optimizer.state.values()]
+    poison = next(model.parameters()).register_hook(lambda g: g * math.nan)
+    step.load(batches, 1e-3)
+    loss, grad_norm = step()
+    assert math.isfinite(loss.item()) and not math.isfinite(grad_norm.item())
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), weights, strict=True))
+    assert all(torch.equal(s["step"], c) for s, c in zip(step.optimizer.state.values(), counts, strict=True))
+    poison.remove()
+    step.load(batches, 1e-3)
+    step()
+    assert not torch.equal(next(model.parameters()), weights[0])
+    assert all(s["step"].item() == c.item() + 1 for s, c in zip(step.optimizer.state.values(), counts, strict=True))
+
+
+def test_graph_execution_is_accepted_for_training_on_cuda():
+    config = expand(spec("graph-train", [{"model": "phase7"}], device="cuda", num_gpus=1.0, execution="graph")).runs[0]
+    assert config.config["execution"] == "graph" and config.config["job"] == "train"

@@ -2,16 +2,19 @@
 back to back (one synchronisation per loop, CUDA events), to hold the stored `execution` rows against.
 
     python bench/graph_replay.py --set model=phase7 d_model=1024 n_layers=19 n_heads=16 vocab_size=50257 \
-        seq_len=2048 batch_size=1 precision=amp_bf16 grad_checkpoint=false device=cuda mode=train \
-        --out results/execution/bare-phase7-train-2k
+        batch_size=1 precision=amp_bf16 grad_checkpoint=false device=cuda \
+        --sweep mode=inference,train seq_len=512,2048 --out results/execution/bare-phase7
 
 The step is the benchmark job's (`BenchmarkJob.step`: the forward in `inference`; forward, loss, backward
 and the fused AdamW step in `train`), built as the job builds it; the graph is captured here with
-`torch.cuda.graph` after side-stream warm-up, as a user would. Prints eager and replay ms per step and their
-ratio; `--out` writes OUT.json (with the environment and this command) and OUT.txt.
+`torch.cuda.graph` after side-stream warm-up, as a user would. `--sweep KEY=V1,V2 ...` measures every
+combination of the listed values in this one process, one config after another. Prints eager and replay ms
+per step and their ratio; `--out` writes OUT.json (with the environment and this command) and OUT.txt.
 """
 from __future__ import annotations
 
+import gc
+import itertools
 import pathlib
 import sys
 
@@ -20,7 +23,9 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.profile_step import parse_step_args, prepare_step, step_parser, write_report  # noqa: E402
+from bench.profile_step import parse_settings, prepare_step, step_parser, write_report  # noqa: E402
+from orchestrator.errors import ConfigError  # noqa: E402
+from orchestrator.spec import resolve_config  # noqa: E402
 
 
 def per_step_ms(fn, steps: int) -> float:
@@ -56,21 +61,47 @@ def bare_times(config: dict, warmup: int, steps: int) -> dict:
     return {"eager_ms": eager_ms, "graph_ms": graph_ms}
 
 
-def main(argv: list[str] | None = None) -> None:
+def sweep_configs(parser, args) -> list[dict]:
+    """One resolved config (mode `train` unless set, `execution: graph`) per combination of `--sweep` values."""
+    base = {"mode": "train"} | parse_settings(args.set)
+    axes = [(key, [parse_settings([f"{key}={v}"])[key] for v in values.split(",")])
+            for key, _, values in (pair.partition("=") for pair in args.sweep)]
+    configs = []
+    for combo in itertools.product(*(values for _, values in axes)):
+        raw = base | dict(zip((key for key, _ in axes), combo)) | {"execution": "graph"}  # capturable AdamW
+        try:
+            configs.append(resolve_config(raw)[0])
+        except ConfigError as exc:
+            parser.error(str(exc))
+    if any(config["device"] != "cuda" for config in configs):
+        parser.error("device: a CUDA graph needs device=cuda")
+    return configs
+
+
+def build_parser():
     parser = step_parser(__doc__.splitlines()[0])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
-    args, config = parse_step_args(parser, argv)
-    if config["device"] != "cuda":
-        parser.error("device: a CUDA graph needs device=cuda")
-    config = config | {"execution": "graph"}  # a capturable AdamW, as the stored graph runs use
-    times = bare_times(config, args.warmup, args.steps)
-    table = (f"{config['model']} {config['mode']} N={config['seq_len']} B={config['batch_size']}: "
-             f"eager {times['eager_ms']:.3f} ms, graph replay {times['graph_ms']:.3f} ms "
-             f"({times['eager_ms'] / times['graph_ms']:.2f}x)")
-    print(table)
+    parser.add_argument("--sweep", nargs="+", default=[], metavar="KEY=V1,V2", help="configs to measure in turn")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    rows, lines = [], []
+    for config in sweep_configs(parser, args):
+        times = bare_times(config, args.warmup, args.steps)
+        lines.append(f"{config['model']} {config['mode']} N={config['seq_len']} B={config['batch_size']}: "
+                     f"eager {times['eager_ms']:.3f} ms, graph replay {times['graph_ms']:.3f} ms "
+                     f"({times['eager_ms'] / times['graph_ms']:.2f}x)")
+        print(lines[-1], flush=True)
+        rows.append({"config": config} | times)
+        gc.collect()
+        torch.cuda.empty_cache()
     if args.out:
-        write_report(args.out, {"config": config, "warmup": args.warmup, "steps": args.steps} | times, table)
+        write_report(args.out, {"config": rows[0]["config"], "warmup": args.warmup, "steps": args.steps,
+                                "rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,15 @@ The config is a run config of a spec, as in `bench/profile_step.py`, and the ste
 (forward, loss, backward, optimizer). One warm-up step, then every `_to_copy`, `copy_` and `clone` of
 the counted step whose output holds at least a quarter of an activation (B N d elements) is charged to
 the autograd node running it in a backward (`<autograd: ToCopyBackward0>`: the backward of a cast), else
-to the innermost line of this repository on the Python stack. Bytes are reported per layer in units of one activation in the model's compute dtype.
+to the innermost line of this repository on the Python stack. Bytes are reported per layer in units of
+one activation in the model's compute dtype.
 Without a GPU, `kernels=triton` runs the kernels in Triton's interpreter (TRITON_INTERPRET=1 is set
 when unset): the Python glue around them is the GPU's, and the interpreter's own uint8 buffer copies are
 left out. What is device-specific: the casts autocast inserts (`amp_*` precisions; `pure_*` avoid them)
 and those inside a library's backward (CPU bf16 matmul backward casts through float32, shown under
 `<autograd: AddmmBackward0>`).
 """
+
 from __future__ import annotations
 
 import collections
@@ -63,8 +65,12 @@ class CopyCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
-        if name in COPY_OPS and isinstance(out, torch.Tensor) and out.dtype != torch.uint8 \
-                and out.numel() >= self.min_numel:
+        if (
+            name in COPY_OPS
+            and isinstance(out, torch.Tensor)
+            and out.dtype != torch.uint8
+            and out.numel() >= self.min_numel
+        ):
             key = (source_line(), name, f"{args[0].dtype}->{out.dtype}".replace("torch.", ""))
             self.bytes[key] += out.numel() * out.element_size()
             self.calls[key] += 1
@@ -81,17 +87,29 @@ def count_copies(config: dict) -> dict:
     with counter:
         job.step(model, ids, optimizer)
     unit = activation * dtype.itemsize * job.model_config.n_layers
-    rows = [{"source": src, "op": op, "dtypes": dtypes, "calls": counter.calls[(src, op, dtypes)],
-             "activations_per_layer": nbytes / unit}
-            for (src, op, dtypes), nbytes in counter.bytes.most_common()]
-    return {"activations_per_layer": sum(counter.bytes.values()) / unit, "calls": sum(counter.calls.values()),
-            "rows": rows}
+    rows = [
+        {
+            "source": src,
+            "op": op,
+            "dtypes": dtypes,
+            "calls": counter.calls[(src, op, dtypes)],
+            "activations_per_layer": nbytes / unit,
+        }
+        for (src, op, dtypes), nbytes in counter.bytes.most_common()
+    ]
+    return {
+        "activations_per_layer": sum(counter.bytes.values()) / unit,
+        "calls": sum(counter.calls.values()),
+        "rows": rows,
+    }
 
 
 def render(report: dict, top: int) -> str:
     lines = [f"{'act/layer':>9}  {'calls':>5}  source, op, dtypes", "-" * 80]
-    lines += [f"{r['activations_per_layer']:9.2f}  {r['calls']:5d}  {r['source']}  {r['op']}  {r['dtypes']}"
-              for r in report["rows"][:top]]
+    lines += [
+        f"{r['activations_per_layer']:9.2f}  {r['calls']:5d}  {r['source']}  {r['op']}  {r['dtypes']}"
+        for r in report["rows"][:top]
+    ]
     lines.append(f"total: {report['activations_per_layer']:.2f} activations per layer, {report['calls']} copies")
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ and the fused AdamW step in `train`), built as the job builds it; the graph is c
 combination of the listed values in this one process, one config after another. Prints eager and replay ms
 per step and their ratio; `--out` writes OUT.json (with the environment and this command) and OUT.txt.
 """
+
 from __future__ import annotations
 
 import gc
@@ -64,11 +65,14 @@ def bare_times(config: dict, warmup: int, steps: int) -> dict:
 def sweep_configs(parser, args) -> list[dict]:
     """One resolved config (mode `train` unless set, `execution: graph`) per combination of `--sweep` values."""
     base = {"mode": "train"} | parse_settings(args.set)
-    axes = [(key, [parse_settings([f"{key}={v}"])[key] for v in values.split(",")])
-            for key, _, values in (pair.partition("=") for pair in args.sweep)]
+    axes = [
+        (key, [parse_settings([f"{key}={v}"])[key] for v in values.split(",")])
+        for key, _, values in (pair.partition("=") for pair in args.sweep)
+    ]
     configs = []
     for combo in itertools.product(*(values for _, values in axes)):
-        raw = base | dict(zip((key for key, _ in axes), combo)) | {"execution": "graph"}  # capturable AdamW
+        fields = dict(zip((key for key, _ in axes), combo, strict=True))
+        raw = base | fields | {"execution": "graph"}  # a capturable AdamW, as the stored graph runs use
         try:
             configs.append(resolve_config(raw)[0])
         except ConfigError as exc:
@@ -92,16 +96,21 @@ def main(argv: list[str] | None = None) -> None:
     rows, lines = [], []
     for config in sweep_configs(parser, args):
         times = bare_times(config, args.warmup, args.steps)
-        lines.append(f"{config['model']} {config['mode']} N={config['seq_len']} B={config['batch_size']}: "
-                     f"eager {times['eager_ms']:.3f} ms, graph replay {times['graph_ms']:.3f} ms "
-                     f"({times['eager_ms'] / times['graph_ms']:.2f}x)")
+        lines.append(
+            f"{config['model']} {config['mode']} N={config['seq_len']} B={config['batch_size']}: "
+            f"eager {times['eager_ms']:.3f} ms, graph replay {times['graph_ms']:.3f} ms "
+            f"({times['eager_ms'] / times['graph_ms']:.2f}x)"
+        )
         print(lines[-1], flush=True)
         rows.append({"config": config} | times)
         gc.collect()
         torch.cuda.empty_cache()
     if args.out:
-        write_report(args.out, {"config": rows[0]["config"], "warmup": args.warmup, "steps": args.steps,
-                                "rows": rows}, "\n".join(lines))
+        write_report(
+            args.out,
+            {"config": rows[0]["config"], "warmup": args.warmup, "steps": args.steps, "rows": rows},
+            "\n".join(lines),
+        )
 
 
 if __name__ == "__main__":

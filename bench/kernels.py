@@ -9,6 +9,7 @@ measured in the same run, the speedup over the PyTorch reference, and the anchor
     python bench/kernels.py --device cpu --quick  # smoke test: tiny sizes, references only (Triton too
                                                   # when TRITON_INTERPRET=1), no anchors
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,10 +49,13 @@ def time_fn(fn, device, quick=False, graph=None):
         import triton.testing
 
         if CUDA_GRAPH if graph is None else graph:
-            med, q20, q80 = triton.testing.do_bench_cudagraph(fn, rep=100 if not quick else 20, quantiles=[0.5, 0.2, 0.8])
+            med, q20, q80 = triton.testing.do_bench_cudagraph(
+                fn, rep=100 if not quick else 20, quantiles=[0.5, 0.2, 0.8]
+            )
         else:
-            med, q20, q80 = triton.testing.do_bench(fn, warmup=25, rep=100 if not quick else 20,
-                                                    quantiles=[0.5, 0.2, 0.8])
+            med, q20, q80 = triton.testing.do_bench(
+                fn, warmup=25, rep=100 if not quick else 20, quantiles=[0.5, 0.2, 0.8]
+            )
         return {"median_ms": med, "q20_ms": q20, "q80_ms": q80}
     fn()  # warm-up
     ts = []
@@ -61,7 +65,10 @@ def time_fn(fn, device, quick=False, graph=None):
         fn()
         ts.append((time.perf_counter() - t0) * 1e3)
     ts.sort()
-    q = lambda p: ts[min(len(ts) - 1, int(p * (len(ts) - 1) + 0.5))]
+
+    def q(p):
+        return ts[min(len(ts) - 1, int(p * (len(ts) - 1) + 0.5))]
+
     return {"median_ms": statistics.median(ts), "q20_ms": q(0.2), "q80_ms": q(0.8)}
 
 
@@ -79,6 +86,7 @@ def copy_bandwidth(device, quick):
 # ----------------------------------------------------------------------------------------- cases
 def _fwd_bwd(fn, inputs):
     """fn's forward and backward (fn returns a tensor or a tuple of tensors) with fixed random cotangents."""
+
     def run():
         outs = fn()
         torch.autograd.backward(outs if isinstance(outs, tuple) else (outs,), grads)
@@ -124,7 +132,10 @@ def case_bk_core(n, device, dtype, quick):
 
     B, C = (2, 8) if quick else (16, 64)
     v = torch.randn(B, n, C, device=device).requires_grad_()
-    h0, beta = (torch.randn(C, device=device) * 0.1).requires_grad_(), (torch.rand(C, device=device) + 0.5).requires_grad_()
+    h0, beta = (
+        (torch.randn(C, device=device) * 0.1).requires_grad_(),
+        (torch.rand(C, device=device) + 0.5).requires_grad_(),
+    )
     z_re, z_im = torch.zeros(C, device=device).requires_grad_(), (torch.rand(C, device=device) + 0.5).requires_grad_()
     args = (v, h0, beta, z_re, z_im)
     impls = {"triton": lambda: bk_core_triton(*args), "torch_ref": lambda: bk_core_parallel(*args)}
@@ -140,21 +151,26 @@ def case_linear_attn(n, device, dtype, quick):
     B, H, D = (1, 2, 32) if quick else (8, 16, 128)
     q, k, v = (torch.randn(B, H, n, D, device=device, dtype=dtype).requires_grad_() for _ in range(3))
     # triton: the default (sequential) backward; triton_chunked_bwd: the same forward, chunk-parallel backward
-    impls = {"triton": lambda: causal_linear_attn_triton(q, k, v),
-             "triton_chunked_bwd": lambda: causal_linear_attn_triton(q, k, v, backward="chunked"),
-             "torch_ref": lambda: causal_linear_attn_chunked(q, k, v)}
+    impls = {
+        "triton": lambda: causal_linear_attn_triton(q, k, v),
+        "triton_chunked_bwd": lambda: causal_linear_attn_triton(q, k, v, backward="chunked"),
+        "torch_ref": lambda: causal_linear_attn_chunked(q, k, v),
+    }
     anchors = {}
     if not quick and device == "cuda":
         try:
             from fla.ops.linear_attn import chunk_linear_attn
 
             qf, kf, vf = (t.detach().transpose(1, 2).contiguous().requires_grad_() for t in (q, k, v))
-            anchors["fla.chunk_linear_attn(normalize=True)"] = (lambda: chunk_linear_attn(qf, kf, vf, normalize=True)[0], (qf, kf, vf))
+            anchors["fla.chunk_linear_attn(normalize=True)"] = (
+                lambda: chunk_linear_attn(qf, kf, vf, normalize=True)[0],
+                (qf, kf, vf),
+            )
         except Exception as e:  # noqa: BLE001
             anchors["fla.chunk_linear_attn(normalize=True)"] = f"missing: {type(e).__name__}: {e}"
         try:
-            from torch.nn.attention import SDPBackend, sdpa_kernel
             import torch.nn.functional as F
+            from torch.nn.attention import SDPBackend, sdpa_kernel
 
             def sdpa():
                 with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
@@ -198,13 +214,15 @@ def case_window_attn(n, device, dtype, quick):
     v = torch.randn(B, H, n, D, device=device, dtype=dtype).requires_grad_()
     c = (torch.rand(H, device=device) + 0.2).requires_grad_()
     s = (torch.rand(H, device=device) + 0.5).requires_grad_()
-    impls = {"triton": lambda: window_hyp_attn_triton(q, k, v, c, s, 64),
-             "torch_ref": lambda: window_hyp_attn_ref(q, k, v, c, s, 64)}
+    impls = {
+        "triton": lambda: window_hyp_attn_triton(q, k, v, c, s, 64),
+        "torch_ref": lambda: window_hyp_attn_ref(q, k, v, c, s, 64),
+    }
     anchors = {}
     if not quick and device == "cuda":
         try:
-            from torch.nn.attention import SDPBackend, sdpa_kernel
             import torch.nn.functional as F
+            from torch.nn.attention import SDPBackend, sdpa_kernel
 
             def sdpa():
                 with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
@@ -227,8 +245,15 @@ CASES = {
     "poincare_mobius_add": lambda n, dev, dt, quick: _case_poincare("mobius_add", n, dev, dt, quick),
     "window_attn": case_window_attn,
 }
-DTYPES = {"scan": torch.float32, "bk_core": torch.float32, "linear_attn": torch.bfloat16, "poincare_exp0": torch.float32,
-          "poincare_log0": torch.float32, "poincare_mobius_add": torch.float32, "window_attn": torch.bfloat16}
+DTYPES = {
+    "scan": torch.float32,
+    "bk_core": torch.float32,
+    "linear_attn": torch.bfloat16,
+    "poincare_exp0": torch.float32,
+    "poincare_log0": torch.float32,
+    "poincare_mobius_add": torch.float32,
+    "window_attn": torch.bfloat16,
+}
 
 
 def _measure(fn, inputs, device, quick):
@@ -247,7 +272,9 @@ def _measure(fn, inputs, device, quick):
 
 
 def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset()):
-    shape, impls, anchors, inputs, fwd_bytes, fb_bytes = CASES[op](n, device, DTYPES[op] if device == "cuda" else torch.float32, quick)
+    shape, impls, anchors, inputs, fwd_bytes, fb_bytes = CASES[op](
+        n, device, DTYPES[op] if device == "cuda" else torch.float32, quick
+    )
     row = {"op": op, "shape": shape, "bytes_fwd": fwd_bytes, "bytes_fwd_bwd": fb_bytes, "impls": {}}
     for name, fn in impls.items():
         if name.startswith("triton") and not triton_ok:
@@ -292,8 +319,24 @@ def run_case_in_child(op, n, args, skip):
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "case.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--ops", op, "--sizes", str(n),
-               "--skip-anchors", ",".join(skip), "--out", str(out)] + (["--quick"] if args.quick else []) + (["--cuda-graph"] if args.cuda_graph else [])
+        cmd = (
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--device",
+                args.device,
+                "--ops",
+                op,
+                "--sizes",
+                str(n),
+                "--skip-anchors",
+                ",".join(skip),
+                "--out",
+                str(out),
+            ]
+            + (["--quick"] if args.quick else [])
+            + (["--cuda-graph"] if args.cuda_graph else [])
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if not out.exists():
             raise RuntimeError(f"child exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
@@ -334,8 +377,10 @@ def print_table(rows, bw):
                 sp = f"{_fmt(row.get('speedup_vs_ref_fwd'))}/{_fmt(row.get('speedup_vs_ref_fwd_bwd'))}"
             note = m.get("missing") or m.get("skipped") or f.get("error") or ""
             frac = f.get("frac_of_copy_bw")
-            print(f"{row['op']:<20}{row['shape']['N']:>7} {name[:43]:<44}{_fmt(f.get('median_ms')):>10}"
-                  f"{_fmt(fb.get('median_ms')):>12}{_fmt(frac * 100 if frac else None):>9}{sp:>16} {note[:60]}")
+            print(
+                f"{row['op']:<20}{row['shape']['N']:>7} {name[:43]:<44}{_fmt(f.get('median_ms')):>10}"
+                f"{_fmt(fb.get('median_ms')):>12}{_fmt(frac * 100 if frac else None):>9}{sp:>16} {note[:60]}"
+            )
 
 
 def main(argv=None):
@@ -345,12 +390,21 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes, no anchors (smoke test)")
     p.add_argument("--ops", default=",".join(OPS), help=f"comma list of {OPS}")
     p.add_argument("--sizes", default=None, help="comma list of N (default 512..16384, quick: 64,128)")
-    p.add_argument("--skip-anchors", default="", help="comma list of anchor names to leave out (e.g. accelerated_scan.warp)")
-    p.add_argument("--isolate", default="", help="comma list of ops whose cases each run in a child process "
-                   "(an anchor that crashes the CUDA context then loses only its own case)")
+    p.add_argument(
+        "--skip-anchors", default="", help="comma list of anchor names to leave out (e.g. accelerated_scan.warp)"
+    )
+    p.add_argument(
+        "--isolate",
+        default="",
+        help="comma list of ops whose cases each run in a child process "
+        "(an anchor that crashes the CUDA context then loses only its own case)",
+    )
     p.add_argument("--budget-s", type=float, default=1e9, help="stop starting new cases after this many seconds")
-    p.add_argument("--cuda-graph", action="store_true", help="time replays of a CUDA graph of each call "
-                   "(no host launch work in the figure)")
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="time replays of a CUDA graph of each call (no host launch work in the figure)",
+    )
     p.add_argument("--out", default=str(ROOT / "results/kernels/kernels.json"))
     args = p.parse_args(argv)
     global CUDA_GRAPH
@@ -363,9 +417,15 @@ def main(argv=None):
     triton_ok = args.device == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
     t_start = time.time()
     bw = copy_bandwidth(args.device, args.quick)
-    result = {"environment": environment(argv, args.device), "device": args.device, "quick": args.quick,
-              "cuda_graph": args.cuda_graph,
-              "copy_bandwidth_Bps": bw, "rows": [], "not_run": []}
+    result = {
+        "environment": environment(argv, args.device),
+        "device": args.device,
+        "quick": args.quick,
+        "cuda_graph": args.cuda_graph,
+        "copy_bandwidth_Bps": bw,
+        "rows": [],
+        "not_run": [],
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for op in ops:

@@ -5,9 +5,11 @@
 
 Each run is a 1-layer, d=16 transformer doing one inference step on 8 tokens (the job itself takes
 about a millisecond), with `isolate: false` so that Ray reuses worker processes (tiny CPU runs do not
-need a fresh process each); `--isolate` measures the default, a fresh process per run. Per run: latency = result stored - run submitted (driver clock); database
-write latency = time of each `Store.record_result`. Prints a table and writes JSON with the environment.
+need a fresh process each); `--isolate` measures the default, a fresh process per run. Per run:
+latency = result stored - run submitted (driver clock); database write latency = time of each
+`Store.record_result`. Prints a table and writes JSON with the environment.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +29,20 @@ from orchestrator.runner import init_ray  # noqa: E402
 from orchestrator.store.engine import mask_url  # noqa: E402
 from orchestrator.store.repository import Store  # noqa: E402
 
-TINY = {"model": "transformer", "vocab_size": 64, "d_model": 16, "n_layers": 1, "n_heads": 2, "seq_len": 8,
-        "batch_size": 1, "device": "cpu", "steps": 1, "warmup_steps": 0, "isolate": False, "precision": "fp32"}
+TINY = {
+    "model": "transformer",
+    "vocab_size": 64,
+    "d_model": 16,
+    "n_layers": 1,
+    "n_heads": 2,
+    "seq_len": 8,
+    "batch_size": 1,
+    "device": "cpu",
+    "steps": 1,
+    "warmup_steps": 0,
+    "isolate": False,
+    "precision": "fp32",
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -60,17 +74,28 @@ def measure(db: str, runs: int, tag: str, isolate: bool) -> dict:
 
     Store.record_result, Store.mark_running = timed, mark
     try:
-        spec = {"name": f"overhead-{tag}-{runs}", "defaults": TINY | {"isolate": isolate},
-                "grid": {"seed": list(range(runs))}}
+        spec = {
+            "name": f"overhead-{tag}-{runs}",
+            "defaults": TINY | {"isolate": isolate},
+            "grid": {"seed": list(range(runs))},
+        }
         began = time.perf_counter()
         outcome = api.run(spec, db=db, rerun=True, on_result=on_result)
         wall = time.perf_counter() - began
     finally:
         Store.record_result, Store.mark_running = original, original_mark
     assert outcome.counts == {"ok": runs}, outcome.counts
-    return {"db": tag, "isolate": isolate, "runs": runs, "wall_s": wall, "runs_per_minute": 60 * runs / wall,
-            "latency_median_s": statistics.median(latencies), "latency_p95_s": percentile(latencies, 0.95),
-            "db_write_median_ms": 1e3 * statistics.median(writes), "db_write_p95_ms": 1e3 * percentile(writes, 0.95)}
+    return {
+        "db": tag,
+        "isolate": isolate,
+        "runs": runs,
+        "wall_s": wall,
+        "runs_per_minute": 60 * runs / wall,
+        "latency_median_s": statistics.median(latencies),
+        "latency_p95_s": percentile(latencies, 0.95),
+        "db_write_median_ms": 1e3 * statistics.median(writes),
+        "db_write_p95_ms": 1e3 * percentile(writes, 0.95),
+    }
 
 
 def main() -> None:
@@ -81,18 +106,36 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "orchestrator" / "orchestrator.json")
     args = ap.parse_args()
     init_ray()
-    api.run({"name": "warm-up", "defaults": TINY, "grid": {"seed": [0, 1]}},  # start the worker pool
-            db=f"sqlite:///{tempfile.mkdtemp()}/warm.db")
+    api.run(
+        {"name": "warm-up", "defaults": TINY, "grid": {"seed": [0, 1]}},  # start the worker pool
+        db=f"sqlite:///{tempfile.mkdtemp()}/warm.db",
+    )
     targets = [("sqlite", f"sqlite:///{tempfile.mkdtemp()}/bench.db")] + ([("postgresql", args.pg)] if args.pg else [])
     rows = [measure(url, int(n), tag, args.isolate) for tag, url in targets for n in args.runs.split(",")]
-    print(f"{'db':10s} {'isolate':>7s} {'runs':>6s} {'wall s':>8s} {'runs/min':>9s} {'lat med s':>10s} {'lat p95 s':>10s} "
-          f"{'write med ms':>13s} {'write p95 ms':>13s}")
+    print(
+        f"{'db':10s} {'isolate':>7s} {'runs':>6s} {'wall s':>8s} {'runs/min':>9s} {'lat med s':>10s} "
+        f"{'lat p95 s':>10s} {'write med ms':>13s} {'write p95 ms':>13s}"
+    )
     for r in rows:
-        print(f"{r['db']:10s} {str(r['isolate']):>7s} {r['runs']:6d} {r['wall_s']:8.1f} {r['runs_per_minute']:9.0f} {r['latency_median_s']:10.3f} "
-              f"{r['latency_p95_s']:10.3f} {r['db_write_median_ms']:13.2f} {r['db_write_p95_ms']:13.2f}")
+        print(
+            f"{r['db']:10s} {str(r['isolate']):>7s} {r['runs']:6d} {r['wall_s']:8.1f} {r['runs_per_minute']:9.0f} "
+            f"{r['latency_median_s']:10.3f} {r['latency_p95_s']:10.3f} {r['db_write_median_ms']:13.2f} "
+            f"{r['db_write_p95_ms']:13.2f}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(["python", "bench/orchestrator.py", *sys.argv[1:]]).replace(
-        args.pg or "\0", mask_url(args.pg or "")), "environment": collect("cpu"), "rows": rows}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "command": " ".join(["python", "bench/orchestrator.py", *sys.argv[1:]]).replace(
+                    args.pg or "\0", mask_url(args.pg or "")
+                ),
+                "environment": collect("cpu"),
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}")
 
 

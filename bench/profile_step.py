@@ -12,6 +12,7 @@ total, the wall time of an unprofiled step and, on a GPU, how busy the device wa
 step launched. Writes `OUT.json` (rows + environment + config) and `OUT.txt` (the table); `--trace` also
 writes a Chrome trace.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,19 +31,17 @@ sys.path.insert(0, str(ROOT))
 from orchestrator.environment import collect  # noqa: E402
 from orchestrator.errors import ConfigError  # noqa: E402
 from orchestrator.measure import BenchmarkJob  # noqa: E402
-from orchestrator.spec import resolve_config  # noqa: E402
+from orchestrator.spec import parse_value, resolve_config  # noqa: E402
 
 
 def parse_settings(pairs: list[str]) -> dict:
-    """`key=value` pairs, values read as YAML scalars (numbers, booleans, strings)."""
-    import yaml
-
+    """`key=value` pairs, values read as in a spec (numbers, booleans, strings)."""
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ConfigError("--set", pair, "expected key=value")
-        settings[key] = yaml.safe_load(value)
+        settings[key] = parse_value(value)
     return settings
 
 
@@ -68,8 +67,11 @@ def parse_step_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> 
 def write_report(out: pathlib.Path, report: dict, table: str) -> None:
     """OUT.json (the report, with this command and the machine) and OUT.txt (the printed table)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"command": " ".join([sys.executable, *sys.argv])} | report | {
-        "environment": collect(report["config"]["device"])}
+    report = (
+        {"command": " ".join([sys.executable, *sys.argv])}
+        | report
+        | {"environment": collect(report["config"]["device"])}
+    )
     out.with_name(out.name + ".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     out.with_name(out.name + ".txt").write_text(table + "\n")
 
@@ -83,8 +85,9 @@ def prepare_step(config: dict):
     model.train(config["mode"] != "inference")
     optimizer = job.make_optimizer(model)
     generator = torch.Generator().manual_seed(config["seed"])
-    ids = torch.randint(0, job.model_config.vocab_size, (config["batch_size"], config["seq_len"]),
-                        generator=generator).to(job.device)
+    ids = torch.randint(
+        0, job.model_config.vocab_size, (config["batch_size"], config["seq_len"]), generator=generator
+    ).to(job.device)
     return job, model, optimizer, ids
 
 
@@ -122,14 +125,22 @@ def top_rows(events: list, attr: str, top: int, steps: int) -> list[dict]:
     """The `top` events by time per step, with their share of all of them."""
     total = sum(getattr(e, attr) for e in events)
     ranked = sorted(events, key=lambda e: getattr(e, attr), reverse=True)
-    return [{"name": e.key, "calls_per_step": e.count / steps, "ms_per_step": getattr(e, attr) / 1e3 / steps,
-             "share": getattr(e, attr) / total} for e in ranked[:top]]
+    return [
+        {
+            "name": e.key,
+            "calls_per_step": e.count / steps,
+            "ms_per_step": getattr(e, attr) / 1e3 / steps,
+            "share": getattr(e, attr) / total,
+        }
+        for e in ranked[:top]
+    ]
 
 
 def render(rows: list[dict], total_ms: float, wall_ms: float, launches: float) -> str:
     lines = [f"{'share':>6}  {'ms/step':>9}  {'calls':>6}  name", "-" * 80]
-    lines += [f"{r['share']:6.1%}  {r['ms_per_step']:9.3f}  {r['calls_per_step']:6.0f}  {r['name'][:120]}"
-              for r in rows]
+    lines += [
+        f"{r['share']:6.1%}  {r['ms_per_step']:9.3f}  {r['calls_per_step']:6.0f}  {r['name'][:120]}" for r in rows
+    ]
     lines.append(f"time per step, all {'kernels' if launches else 'operators'}: {total_ms:.3f} ms")
     wall = f"wall time per step without the profiler: {wall_ms:.3f} ms"
     if launches:  # on a GPU: how much of the step the device is busy, and how many kernels it launches
@@ -154,9 +165,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.trace:
         prof.export_chrome_trace(str(args.trace))
     if args.out:
-        write_report(args.out, {"config": config, "device_type": device_type, "steps": args.steps,
-                                "total_ms_per_step": total_ms, "wall_ms_per_step": wall_ms,
-                                "kernels_per_step": launches, "rows": rows}, table)
+        write_report(
+            args.out,
+            {
+                "config": config,
+                "device_type": device_type,
+                "steps": args.steps,
+                "total_ms_per_step": total_ms,
+                "wall_ms_per_step": wall_ms,
+                "kernels_per_step": launches,
+                "rows": rows,
+            },
+            table,
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ bandwidth each implementation achieves per op against N, ours (triton, torch_ref
 Achieved bandwidth = the op's minimal traffic (`bytes_fwd` / `bytes_fwd_bwd`) / median time, in GB/s
 (10^9 bytes/s), computed the same way for the anchors (the JSON only has it for ours).
 """
+
 from __future__ import annotations
 
 import html
@@ -19,12 +20,33 @@ from .study import PALETTE
 
 OURS = ("triton", "torch_ref")
 PASSES = (("fwd", "bytes_fwd", "forward"), ("fwd_bwd", "bytes_fwd_bwd", "forward + backward"))
-ENV_KEYS = ("gpu_name", "gpu", "driver", "cuda", "torch", "triton", "fla", "accelerated_scan", "git_commit", "git_dirty")
-TABLE_HEADER = ["op", "N", "implementation", "fwd ms", "fwd+bwd ms", "fwd GB/s (% of copy)",
-                "fwd+bwd GB/s (% of copy)", "note"]
-EMPTY = ("<p>No kernel benchmarks: run <code>python bench/kernels.py --out results/kernels/kernels.json</code> "
-         "on a GPU and pass <code>--kernels results/kernels/kernels.json</code> to "
-         "<code>phasebench dashboard build</code> or <code>serve</code>.</p>")
+ENV_KEYS = (
+    "gpu_name",
+    "gpu",
+    "driver",
+    "cuda",
+    "torch",
+    "triton",
+    "fla",
+    "accelerated_scan",
+    "git_commit",
+    "git_dirty",
+)
+TABLE_HEADER = [
+    "op",
+    "N",
+    "implementation",
+    "fwd ms",
+    "fwd+bwd ms",
+    "fwd GB/s (% of copy)",
+    "fwd+bwd GB/s (% of copy)",
+    "note",
+]
+EMPTY = (
+    "<p>No kernel benchmarks: run <code>python bench/kernels.py --out results/kernels/kernels.json</code> "
+    "on a GPU and pass <code>--kernels results/kernels/kernels.json</code> to "
+    "<code>phasebench dashboard build</code> or <code>serve</code>.</p>"
+)
 
 
 def timing(row: dict[str, Any], impl: str, kind: str) -> dict[str, Any]:
@@ -67,27 +89,55 @@ def kernel_figure(file: dict[str, Any], op: str, rows: list[dict[str, Any]]) -> 
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"{title} (GB/s)" for _, _, title in PASSES])
     copy = file["copy_bandwidth_Bps"] / 1e9
     lengths = [r["shape"]["N"] for r in rows]
-    speeds = [copy] + [g for r in rows for impl in r["impls"] for kind, key, _ in PASSES
-                       if (g := achieved_gbps(r, impl, kind, key)) is not None]
+    speeds = [copy] + [
+        g
+        for r in rows
+        for impl in r["impls"]
+        for kind, key, _ in PASSES
+        if (g := achieved_gbps(r, impl, kind, key)) is not None
+    ]
     for i, impl in enumerate(implementations(rows)):
         style = {"color": PALETTE[i % len(PALETTE)], "dash": "solid" if impl in OURS else "dash"}
         name = html.escape(impl if impl in OURS else f"{impl} (anchor)")
         for col, (kind, bytes_key, _) in enumerate(PASSES, start=1):
             points = [(r["shape"]["N"], achieved_gbps(r, impl, kind, bytes_key)) for r in rows]
             points = [(n, gbps) for n, gbps in points if gbps is not None]
-            fig.add_scatter(x=[n for n, _ in points], y=[g for _, g in points], name=name, legendgroup=name,
-                            mode="lines+markers", line=style, showlegend=col == 1, row=1, col=col)
+            fig.add_scatter(
+                x=[n for n, _ in points],
+                y=[g for _, g in points],
+                name=name,
+                legendgroup=name,
+                mode="lines+markers",
+                line=style,
+                showlegend=col == 1,
+                row=1,
+                col=col,
+            )
     span = [10**x for x in log_range(lengths)]
     for col in (1, 2):
-        fig.add_scatter(x=span, y=[copy, copy], name=f"device copy bound ({copy:,.0f} GB/s)", legendgroup="copy",
-                        mode="lines", line={"color": "black", "dash": "dot"}, showlegend=col == 1, row=1, col=col)
+        fig.add_scatter(
+            x=span,
+            y=[copy, copy],
+            name=f"device copy bound ({copy:,.0f} GB/s)",
+            legendgroup="copy",
+            mode="lines",
+            line={"color": "black", "dash": "dot"},
+            showlegend=col == 1,
+            row=1,
+            col=col,
+        )
     fig.update_xaxes(type="log", title_text="N (sequence length)", range=log_range(lengths), tickvals=lengths)
     fig.update_yaxes(type="log", title_text="achieved GB/s", range=log_range(speeds))
     env = file.get("environment") or {}
     gpu = env.get("gpu_name") or env.get("gpu") or file.get("device") or "?"
-    fig.update_layout(title=html.escape(f"Kernel {op} ({shape_text(rows)}): achieved bandwidth (GB/s) against N, "
-                                        f"fwd and fwd+bwd, {gpu}, {file['name']}"),
-                      template="plotly_white", height=460)
+    fig.update_layout(
+        title=html.escape(
+            f"Kernel {op} ({shape_text(rows)}): achieved bandwidth (GB/s) against N, "
+            f"fwd and fwd+bwd, {gpu}, {file['name']}"
+        ),
+        template="plotly_white",
+        height=460,
+    )
     return fig
 
 
@@ -103,8 +153,9 @@ def cell_gbps(row: dict[str, Any], impl: str, kind: str, bytes_key: str, copy_bp
 def note(row: dict[str, Any], impl: str) -> str:
     """Why an implementation has no time: skipped, missing (an anchor not installed), or its error."""
     found = row["impls"][impl]
-    errors = [f"{kind}: {timing(row, impl, kind)['error']}" for kind, _, _ in PASSES
-              if timing(row, impl, kind).get("error")]
+    errors = [
+        f"{kind}: {timing(row, impl, kind)['error']}" for kind, _, _ in PASSES if timing(row, impl, kind).get("error")
+    ]
     return "; ".join([str(found[k]) for k in ("skipped", "missing") if k in found] + errors)
 
 
@@ -116,23 +167,34 @@ def kernel_table(file: dict[str, Any]) -> list[list[str]]:
             if not r["impls"]:
                 lines.append([op, f"{r['shape']['N']:,}", "-", "-", "-", "-", "-", str(r.get("error", ""))])
             for impl in r["impls"]:
-                lines.append([op, f"{r['shape']['N']:,}", impl, cell_ms(timing(r, impl, "fwd")),
-                              cell_ms(timing(r, impl, "fwd_bwd")),
-                              *(cell_gbps(r, impl, kind, key, file["copy_bandwidth_Bps"]) for kind, key, _ in PASSES),
-                              note(r, impl)])
+                lines.append(
+                    [
+                        op,
+                        f"{r['shape']['N']:,}",
+                        impl,
+                        cell_ms(timing(r, impl, "fwd")),
+                        cell_ms(timing(r, impl, "fwd_bwd")),
+                        *(cell_gbps(r, impl, kind, key, file["copy_bandwidth_Bps"]) for kind, key, _ in PASSES),
+                        note(r, impl),
+                    ]
+                )
     return lines
 
 
 def environment_line(file: dict[str, Any]) -> str:
     env = file.get("environment") or {}
     known = ", ".join(f"{k} {'-' if env[k] is None else env[k]}" for k in ENV_KEYS if k in env)
-    return html.escape(f"{file['name']}: {known}; device copy bandwidth {file['copy_bandwidth_Bps'] / 1e9:,.0f} GB/s"
-                       + (f"; not run: {len(file['not_run'])} cases" if file.get("not_run") else ""))
+    return html.escape(
+        f"{file['name']}: {known}; device copy bandwidth {file['copy_bandwidth_Bps'] / 1e9:,.0f} GB/s"
+        + (f"; not run: {len(file['not_run'])} cases" if file.get("not_run") else "")
+    )
 
 
 def kernel_section(files: list[dict[str, Any]]) -> str:
     """The kernels view: per file its environment, figures and table; an empty state without files."""
     if not files:
         return EMPTY
-    return "".join(f"<p>{environment_line(f)}</p>{figure_divs(kernel_figures([f]))}"
-                   f"{render_table(TABLE_HEADER, kernel_table(f))}" for f in files)
+    return "".join(
+        f"<p>{environment_line(f)}</p>{figure_divs(kernel_figures([f]))}{render_table(TABLE_HEADER, kernel_table(f))}"
+        for f in files
+    )

@@ -4,10 +4,12 @@ benchmarks; served on loopback while batches run.
 
     phasebench dashboard serve [--db URL] [--port 8765] [--kernels FILE]   # http://127.0.0.1:8765/, refreshes itself
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterable
+from typing import Any
 
 from .report import build_html, is_training
 
@@ -37,9 +39,12 @@ def database_data(db: str | None, batches: tuple[str, ...]) -> tuple[list[dict[s
     finally:
         store.close()
     names = sorted({r["study_name"] for r in rows if r.get("study_name")})
-    figures = {name: study_figures(*studies.load(name, db), where=run_context([r for r in rows
-                                                                                if r.get("study_name") == name]))
-               for name in names}
+    figures = {
+        name: study_figures(
+            *studies.load(name, db), where=run_context([r for r in rows if r.get("study_name") == name])
+        )
+        for name in names
+    }
     return rows, curves, figures
 
 
@@ -47,9 +52,14 @@ def in_batches(row: dict[str, Any], batches: tuple[str, ...]) -> bool:
     return not batches or str(row["batch"]) in batches or str(row.get("batch_id")) in batches
 
 
-def report_html(db: str | None, batches: Iterable[str] = (), refresh_s: int | None = None,
-                exported: Iterable[dict[str, Any]] = (), kernels: Iterable[dict[str, Any]] = (),
-                read_db: bool = True) -> tuple[str, int]:
+def report_html(
+    db: str | None,
+    batches: Iterable[str] = (),
+    refresh_s: int | None = None,
+    exported: Iterable[dict[str, Any]] = (),
+    kernels: Iterable[dict[str, Any]] = (),
+    read_db: bool = True,
+) -> tuple[str, int]:
     """(The HTML report, the number of runs in it): the runs of `db` (all batches, or those named; not
     read when `read_db` is false) with their training curves and studies, plus the `exported` rows
     (dashboards.sources.read_exports) the database does not hold, and the `kernels` results
@@ -61,8 +71,14 @@ def report_html(db: str | None, batches: Iterable[str] = (), refresh_s: int | No
     return build_html(rows, curves=curves, studies=studies, refresh_s=refresh_s, kernels=list(kernels)), len(rows)
 
 
-def make_server(db: str | None, batches: Iterable[str] = (), host: str = "127.0.0.1", port: int = 8765,
-                refresh_s: int = 10, kernels: Iterable[dict[str, Any]] = ()) -> ThreadingHTTPServer:
+def make_server(
+    db: str | None,
+    batches: Iterable[str] = (),
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    refresh_s: int = 10,
+    kernels: Iterable[dict[str, Any]] = (),
+) -> ThreadingHTTPServer:
     """An HTTP server whose `/` is the report, rebuilt from the database on every request (the kernel
     results, read once by the caller, are shown on every page)."""
     batches, kernels = tuple(batches), list(kernels)

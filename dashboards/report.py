@@ -3,6 +3,7 @@
 `write_report(rows, path)` writes one self-contained HTML file (plotly.js embedded once, works offline).
 Every user-supplied string (batch names, models, errors) is HTML-escaped.
 """
+
 from __future__ import annotations
 
 import html
@@ -44,13 +45,33 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
         ours = [gib(r.get(key)) for key, _ in METRICS]
         theirs = SEED_REPORT.get((cfg.get("d_model"), cfg.get("n_layers")), {}).get(r["model"])
         report = "-" if theirs is None or r["mode"] != "inference" else " / ".join(f"{v:.2f}" for v in theirs)
-        out.append([config_label(r), r["model"], r["mode"], r["device"] + (f" ({r['gpu_name']})" if r.get("gpu_name") else ""),
-                    r["status"], f"{r['params']:,}" if r.get("params") is not None else "-", *ours, report])
+        out.append(
+            [
+                config_label(r),
+                r["model"],
+                r["mode"],
+                r["device"] + (f" ({r['gpu_name']})" if r.get("gpu_name") else ""),
+                r["status"],
+                f"{r['params']:,}" if r.get("params") is not None else "-",
+                *ours,
+                report,
+            ]
+        )
     return out
 
 
-TABLE_HEADER = ["config", "model", "mode", "device", "status", "params", "weights GiB", "peak GiB",
-                "activation GiB", "seed report (weights / peak / activation GiB)"]
+TABLE_HEADER = [
+    "config",
+    "model",
+    "mode",
+    "device",
+    "status",
+    "params",
+    "weights GiB",
+    "peak GiB",
+    "activation GiB",
+    "seed report (weights / peak / activation GiB)",
+]
 
 
 def memory_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
@@ -62,11 +83,20 @@ def memory_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
         for model in sorted({r["model"] for r in subset}):
             for key, label in METRICS:
                 picked = [r for r in subset if r["model"] == model and r.get(key) is not None]
-                fig.add_bar(name=html.escape(f"{model} {label}"), x=[html.escape(config_label(r)) for r in picked],
-                            y=[r[key] / GIB for r in picked], legendgroup=model)
+                fig.add_bar(
+                    name=html.escape(f"{model} {label}"),
+                    x=[html.escape(config_label(r)) for r in picked],
+                    y=[r[key] / GIB for r in picked],
+                    legendgroup=model,
+                )
         where = html.escape(gpu or device)
-        fig.update_layout(title=f"Memory by config and model (GiB): mode {html.escape(mode)}, {where}",
-                          barmode="group", yaxis_title="GiB", xaxis_title="config", template="plotly_white")
+        fig.update_layout(
+            title=f"Memory by config and model (GiB): mode {html.escape(mode)}, {where}",
+            barmode="group",
+            yaxis_title="GiB",
+            xaxis_title="config",
+            template="plotly_white",
+        )
         figures.append(fig)
     return figures
 
@@ -102,36 +132,56 @@ def curve_figures(rows: list[dict[str, Any]], curves: dict[str, list[dict[str, A
             label = html.escape(f"{r['model']} #{r['index']} ({r['batch']}, {r['device']})")
             train = [m for m in curves[r["run_id"]] if m["kind"] == "train" and m["loss"] is not None]
             evals = [m for m in curves[r["run_id"]] if m["kind"] == "eval"]
-            fig.add_scatter(x=[m[x_key] for m in train], y=[m["loss"] for m in train], mode="lines",
-                            name=f"{label} train", legendgroup=r["run_id"])
-            fig.add_scatter(x=[m[x_key] for m in evals], y=[m["val_loss"] for m in evals], mode="lines+markers",
-                            name=f"{label} validation", legendgroup=r["run_id"])
-        fig.update_layout(title=f"Loss (nats per token) by {x_title}: training runs, mode {modes}, {where}",
-                          xaxis_title=x_title, yaxis_title="cross-entropy (nats/token)", template="plotly_white")
+            fig.add_scatter(
+                x=[m[x_key] for m in train],
+                y=[m["loss"] for m in train],
+                mode="lines",
+                name=f"{label} train",
+                legendgroup=r["run_id"],
+            )
+            fig.add_scatter(
+                x=[m[x_key] for m in evals],
+                y=[m["val_loss"] for m in evals],
+                mode="lines+markers",
+                name=f"{label} validation",
+                legendgroup=r["run_id"],
+            )
+        fig.update_layout(
+            title=f"Loss (nats per token) by {x_title}: training runs, mode {modes}, {where}",
+            xaxis_title=x_title,
+            yaxis_title="cross-entropy (nats/token)",
+            template="plotly_white",
+        )
         figures.append(fig)
     return figures
 
 
-def render_table(header: list[str], rows: list[list[str]], row_attrs: list[dict[str, str]] | None = None,
-                 table_id: str | None = None) -> str:
+def render_table(
+    header: list[str], rows: list[list[str]], row_attrs: list[dict[str, str]] | None = None, table_id: str | None = None
+) -> str:
     """An escaped HTML table; `row_attrs` gives each body line its attributes (escaped too)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     attrs = ["".join(f' {k}="{html.escape(v)}"' for k, v in a.items()) for a in row_attrs or [{}] * len(rows)]
-    body = "".join(f"<tr{a}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for a, row in zip(attrs, rows))
+    body = "".join(
+        f"<tr{a}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+        for a, row in zip(attrs, rows, strict=True)
+    )
     ident = f' id="{html.escape(table_id)}"' if table_id else ""
     return f'<table class="pb-table"{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def figure_divs(figures: list[go.Figure]) -> str:
-    return "".join(f'<div class="pb-figure">{fig.to_html(full_html=False, include_plotlyjs=False)}</div>'
-                   for fig in figures)
+    return "".join(
+        f'<div class="pb-figure">{fig.to_html(full_html=False, include_plotlyjs=False)}</div>' for fig in figures
+    )
 
 
 def study_sections(studies: dict[str, list[go.Figure]]) -> str:
     if not studies:
-        return ("<p>No studies yet: run <code>phasebench study create examples/study-pareto.yaml</code> and "
-                "<code>phasebench study run study-pareto --trials 20</code>.</p>")
+        return (
+            "<p>No studies yet: run <code>phasebench study create examples/study-pareto.yaml</code> and "
+            "<code>phasebench study run study-pareto --trials 20</code>.</p>"
+        )
     return "".join(f"<h3>{html.escape(name)}</h3>{figure_divs(figures)}" for name, figures in studies.items())
 
 
@@ -143,34 +193,53 @@ STYLE = """body{font-family:sans-serif;margin:2em} nav a{margin-right:1em}
 .pb-filters label{margin-right:1em} .pb-detail{border:1px solid #99a;padding:0 1em 1em;margin-top:1em}
 .pb-detail-tables{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start} .pb-detail .pb-table td{text-align:left}
 .pb-detail pre{white-space:pre-wrap;background:#fee;padding:.5em}"""
-VIEWS = (("runs", "Runs"), ("seed", "Seed-report table"), ("memory", "Memory"), ("breakdown", "Memory breakdown"),
-         ("scaling", "Sequence-length scaling"), ("kernels", "Kernel benchmarks"), ("training", "Training"),
-         ("studies", "Studies"))
-SEED_NOTES = ("<p>Memory in GiB (2<sup>30</sup> bytes); activation = peak - static (inference: peak - weights). The "
-              "seed report's numbers (RTX 3080 Laptop, inference, shared process) are shown beside the inference "
-              "rows.</p>")
+VIEWS = (
+    ("runs", "Runs"),
+    ("seed", "Seed-report table"),
+    ("memory", "Memory"),
+    ("breakdown", "Memory breakdown"),
+    ("scaling", "Sequence-length scaling"),
+    ("kernels", "Kernel benchmarks"),
+    ("training", "Training"),
+    ("studies", "Studies"),
+)
+SEED_NOTES = (
+    "<p>Memory in GiB (2<sup>30</sup> bytes); activation = peak - static (inference: peak - weights). The "
+    "seed report's numbers (RTX 3080 Laptop, inference, shared process) are shown beside the inference "
+    "rows.</p>"
+)
 
 
-def view_contents(rows: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]],
-                  studies: dict[str, list[go.Figure]], kernels: list[dict[str, Any]]) -> dict[str, str]:
+def view_contents(
+    rows: list[dict[str, Any]],
+    curves: dict[str, list[dict[str, Any]]],
+    studies: dict[str, list[go.Figure]],
+    kernels: list[dict[str, Any]],
+) -> dict[str, str]:
     """Each view's HTML by its key in VIEWS."""
     from . import kernel_bench, memory, runs, scaling  # they build on this module's helpers
 
-    return {"runs": runs.runs_section(rows),
-            "seed": SEED_NOTES + render_table(TABLE_HEADER, table_rows(rows)),
-            "memory": figure_divs(memory_figures(rows)) or memory.EMPTY,
-            "breakdown": memory.breakdown_section(rows),
-            "scaling": scaling.scaling_section(rows),
-            "kernels": kernel_bench.kernel_section(kernels),
-            "training": figure_divs(curve_figures(rows, curves))
-            or "<p>No training runs yet: run <code>phasebench run examples/train-stdlib.yaml</code>.</p>",
-            "studies": study_sections(studies)}
+    return {
+        "runs": runs.runs_section(rows),
+        "seed": SEED_NOTES + render_table(TABLE_HEADER, table_rows(rows)),
+        "memory": figure_divs(memory_figures(rows)) or memory.EMPTY,
+        "breakdown": memory.breakdown_section(rows),
+        "scaling": scaling.scaling_section(rows),
+        "kernels": kernel_bench.kernel_section(kernels),
+        "training": figure_divs(curve_figures(rows, curves))
+        or "<p>No training runs yet: run <code>phasebench run examples/train-stdlib.yaml</code>.</p>",
+        "studies": study_sections(studies),
+    }
 
 
-def build_html(rows: list[dict[str, Any]], title: str = "phasebench report",
-               curves: dict[str, list[dict[str, Any]]] | None = None,
-               studies: dict[str, list[go.Figure]] | None = None, refresh_s: int | None = None,
-               kernels: list[dict[str, Any]] | None = None) -> str:
+def build_html(
+    rows: list[dict[str, Any]],
+    title: str = "phasebench report",
+    curves: dict[str, list[dict[str, Any]]] | None = None,
+    studies: dict[str, list[go.Figure]] | None = None,
+    refresh_s: int | None = None,
+    kernels: list[dict[str, Any]] | None = None,
+) -> str:
     """The report; `curves` maps a training run's id to its metrics (orchestrator.store Store.metrics),
     `studies` a study name to its figures (dashboards.study), `kernels` holds bench/kernels.py results
     (dashboards.sources.read_kernels); `refresh_s` reloads the page (live view)."""
@@ -178,8 +247,9 @@ def build_html(rows: list[dict[str, Any]], title: str = "phasebench report",
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
     contents = view_contents(rows, curves or {}, studies or {}, kernels or [])
     nav = "".join(f'<a href="#pb-{key}">{name}</a>' for key, name in VIEWS)
-    views = "".join(f'<section class="pb-view" id="pb-{key}"><h2>{name}</h2>{contents[key]}</section>'
-                    for key, name in VIEWS)
+    views = "".join(
+        f'<section class="pb-view" id="pb-{key}"><h2>{name}</h2>{contents[key]}</section>' for key, name in VIEWS
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>{refresh}
 <link rel="icon" href="data:,">
@@ -190,10 +260,14 @@ def build_html(rows: list[dict[str, Any]], title: str = "phasebench report",
 """
 
 
-def write_report(rows: list[dict[str, Any]], path: str | Path, title: str = "phasebench report",
-                 curves: dict[str, list[dict[str, Any]]] | None = None,
-                 studies: dict[str, list[go.Figure]] | None = None,
-                 kernels: list[dict[str, Any]] | None = None) -> Path:
+def write_report(
+    rows: list[dict[str, Any]],
+    path: str | Path,
+    title: str = "phasebench report",
+    curves: dict[str, list[dict[str, Any]]] | None = None,
+    studies: dict[str, list[go.Figure]] | None = None,
+    kernels: list[dict[str, Any]] | None = None,
+) -> Path:
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True)

@@ -5,6 +5,7 @@ The filters are plain JavaScript embedded in the page (nothing from the network;
 compare the lines' `data-*` attributes with the chosen values and remember the choice for the session,
 so the live page's reloads keep it. The details are rendered here, escaped, and only shown by the script.
 """
+
 from __future__ import annotations
 
 import html
@@ -16,13 +17,46 @@ from orchestrator.store.schema import METRIC_COLUMNS
 
 from .report import config_label, gib, render_table
 
-FILTERS = (("gpu", "GPU"), ("device", "device"), ("mode", "mode"), ("execution", "execution"), ("model", "model"),
-           ("batch", "batch"), ("status", "status"))
+FILTERS = (
+    ("gpu", "GPU"),
+    ("device", "device"),
+    ("mode", "mode"),
+    ("execution", "execution"),
+    ("model", "model"),
+    ("batch", "batch"),
+    ("status", "status"),
+)
 HEADER = ["batch", "#", "model", "mode", "execution", "device", "GPU", "config", "status", "peak GiB", "tokens/s"]
-RUN_KEYS = ("run_id", "batch", "batch_id", "index", "status", "phase", "attempts", "config_hash", "model_version",
-            "execution", "reused_run_id", "node_id", "study_name", "trial_number", "started_at", "finished_at")
-ENV_KEYS = ("gpu_name", "gpu_count", "driver", "cuda", "torch", "triton", "python", "hostname", "git_commit",
-            "git_dirty")
+RUN_KEYS = (
+    "run_id",
+    "batch",
+    "batch_id",
+    "index",
+    "status",
+    "phase",
+    "attempts",
+    "config_hash",
+    "model_version",
+    "execution",
+    "reused_run_id",
+    "node_id",
+    "study_name",
+    "trial_number",
+    "started_at",
+    "finished_at",
+)
+ENV_KEYS = (
+    "gpu_name",
+    "gpu_count",
+    "driver",
+    "cuda",
+    "torch",
+    "triton",
+    "python",
+    "hostname",
+    "git_commit",
+    "git_dirty",
+)
 ROW_ENV_KEYS = ("gpu_name", "hostname", "git_commit")  # what a result row carries without the store
 EMPTY = "<p>No runs yet: run <code>phasebench run examples/quickstart.yaml</code>.</p>"
 
@@ -99,15 +133,27 @@ def filter_options(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 
 def row_attributes(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"data-run": str(i), "tabindex": "0", **{f"data-{key}": filter_value(r, key) for key, _ in FILTERS}}
-            for i, r in enumerate(rows)]
+    return [
+        {"data-run": str(i), "tabindex": "0", **{f"data-{key}": filter_value(r, key) for key, _ in FILTERS}}
+        for i, r in enumerate(rows)
+    ]
 
 
 def run_line(row: dict[str, Any]) -> list[str]:
     tokens = row.get("tokens_per_s")
-    return [str(row["batch"]), str(row.get("index", "-")), row["model"], row["mode"], execution(row), row["device"],
-            row.get("gpu_name") or "-", config_label(row), row["status"], gib(row.get("peak_bytes")),
-            "-" if tokens is None else f"{tokens:,.0f}"]
+    return [
+        str(row["batch"]),
+        str(row.get("index", "-")),
+        row["model"],
+        row["mode"],
+        execution(row),
+        row["device"],
+        row.get("gpu_name") or "-",
+        config_label(row),
+        row["status"],
+        gib(row.get("peak_bytes")),
+        "-" if tokens is None else f"{tokens:,.0f}",
+    ]
 
 
 def execution(row: dict[str, Any]) -> str:
@@ -120,7 +166,9 @@ def filter_controls(rows: list[dict[str, Any]]) -> str:
     controls = "".join(
         f'<label>{label} <select data-filter="{key}"><option value="">all</option>'
         + "".join(f'<option value="{html.escape(v)}">{html.escape(v)}</option>' for v in options[key])
-        + "</select></label> " for key, label in FILTERS)
+        + "</select></label> "
+        for key, label in FILTERS
+    )
     return f'<div class="pb-filters">{controls}<span id="pb-run-count"></span></div>'
 
 
@@ -145,23 +193,31 @@ def environment_of(row: dict[str, Any]) -> tuple[dict[str, Any], str]:
     env = row.get("environment")
     if env:
         return {k: env.get(k) for k in ENV_KEYS} | (env.get("details") or {}), "from the result database"
-    return ({k: row.get(k) for k in ROW_ENV_KEYS},
-            "from the result row only: exports carry gpu_name, hostname and git_commit, not driver, torch or triton")
+    return (
+        {k: row.get(k) for k in ROW_ENV_KEYS},
+        "from the result row only: exports carry gpu_name, hostname and git_commit, not driver, torch or triton",
+    )
 
 
 def detail(row: dict[str, Any], run: int) -> str:
     """The detail view of one run (hidden until its line is chosen)."""
     env, source = environment_of(row)
     error = f"<pre>{html.escape(row['error'])}</pre>" if row.get("error") else ""
-    title = (f"{row['batch']} #{row.get('index', '-')}: {row['model']}, mode {row['mode']}, "
-             f"{row.get('gpu_name') or row['device']}, status {row['status']}")
-    tables = (field_table("run", {k: row.get(k) for k in RUN_KEYS})
-              + field_table("config", row["config"])
-              + field_table(f"environment ({source})", env)
-              + field_table("metrics", {k: row.get(k) for k in METRIC_COLUMNS})
-              + field_table("extra", row.get("extra") or {}))
-    return (f'<div class="pb-detail" data-run="{run}" hidden><h3>Run {html.escape(title)}</h3>{error}'
-            f'<div class="pb-detail-tables">{tables}</div></div>')
+    title = (
+        f"{row['batch']} #{row.get('index', '-')}: {row['model']}, mode {row['mode']}, "
+        f"{row.get('gpu_name') or row['device']}, status {row['status']}"
+    )
+    tables = (
+        field_table("run", {k: row.get(k) for k in RUN_KEYS})
+        + field_table("config", row["config"])
+        + field_table(f"environment ({source})", env)
+        + field_table("metrics", {k: row.get(k) for k in METRIC_COLUMNS})
+        + field_table("extra", row.get("extra") or {})
+    )
+    return (
+        f'<div class="pb-detail" data-run="{run}" hidden><h3>Run {html.escape(title)}</h3>{error}'
+        f'<div class="pb-detail-tables">{tables}</div></div>'
+    )
 
 
 def runs_section(rows: list[dict[str, Any]]) -> str:
@@ -170,5 +226,7 @@ def runs_section(rows: list[dict[str, Any]]) -> str:
         return EMPTY
     table = render_table(HEADER, [run_line(r) for r in rows], row_attrs=row_attributes(rows), table_id="pb-run-table")
     details = "".join(detail(r, i) for i, r in enumerate(rows))
-    return (f"{filter_controls(rows)}<p>Click a run (or focus it and press Enter) for its details.</p>{table}"
-            f'<div id="pb-details">{details}</div><script>{SCRIPT}</script>')
+    return (
+        f"{filter_controls(rows)}<p>Click a run (or focus it and press Enter) for its details.</p>{table}"
+        f'<div id="pb-details">{details}</div><script>{SCRIPT}</script>'
+    )

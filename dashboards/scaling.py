@@ -8,10 +8,12 @@ lengths are drawn; where one config was measured twice, the later batch's run co
 compared with the transformer series of the same device, mode and shared knobs, depth aside (families are
 matched in size by their number of layers), nearest in parameter count, at equal (seq_len, batch_size).
 """
+
 from __future__ import annotations
 
 import html
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -24,17 +26,44 @@ from .study import PALETTE
 BASELINE = "transformer"
 MEASURED = ("ok", "skipped")
 #: run fields that do not change what is measured: series are grouped without them
-BOOKKEEPING = frozenset({"model", "seq_len", "batch_size", "timeout_s", "seed", "fault", "num_cpus", "num_gpus",
-                         "resources", "isolate", "accelerator_type", "warmup_steps", "steps", "repeats"})
+BOOKKEEPING = frozenset(
+    {
+        "model",
+        "seq_len",
+        "batch_size",
+        "timeout_s",
+        "seed",
+        "fault",
+        "num_cpus",
+        "num_gpus",
+        "resources",
+        "isolate",
+        "accelerator_type",
+        "warmup_steps",
+        "steps",
+        "repeats",
+    }
+)
 SIZE_KNOBS = frozenset({"n_layers"})  # what may differ between a family and its transformer
-EMPTY = ("<p>No sequence-length sweep yet: run <code>phasebench run examples/long-context.yaml</code> on a GPU, "
-         "or any batch whose <code>seq_len</code> takes two or more values.</p>")
-NOTES = ("Peak memory (GiB, the allocator's peak; none on CPU) and throughput (tokens/s) against the sequence "
-         "length, log axes, one line per model at the same other knobs. A cross marks a run that ran out of memory "
-         "(drawn at its peak at failure where recorded, else at the top of the memory panel, and at the bottom of "
-         "the throughput panel); an open diamond a run that peaked above its config's <code>vram_budget_gb</code>.")
-CROSSOVER_HEADER = ["device", "mode", "family", "transformer", "tokens/s above the transformer from N =",
-                    "peak memory below the transformer from N =", "lengths compared"]
+EMPTY = (
+    "<p>No sequence-length sweep yet: run <code>phasebench run examples/long-context.yaml</code> on a GPU, "
+    "or any batch whose <code>seq_len</code> takes two or more values.</p>"
+)
+NOTES = (
+    "Peak memory (GiB, the allocator's peak; none on CPU) and throughput (tokens/s) against the sequence "
+    "length, log axes, one line per model at the same other knobs. A cross marks a run that ran out of memory "
+    "(drawn at its peak at failure where recorded, else at the top of the memory panel, and at the bottom of "
+    "the throughput panel); an open diamond a run that peaked above its config's <code>vram_budget_gb</code>."
+)
+CROSSOVER_HEADER = [
+    "device",
+    "mode",
+    "family",
+    "transformer",
+    "tokens/s above the transformer from N =",
+    "peak memory below the transformer from N =",
+    "lengths compared",
+]
 
 Knobs = tuple[tuple[str, str], ...]
 Key = tuple[tuple[str, str, str], str, Knobs, int | None]  # place, model, knobs, batch size (None: any)
@@ -46,8 +75,11 @@ def scaling_section(rows: list[dict[str, Any]]) -> str:
     if not figures:
         return EMPTY
     lines = crossovers(rows)
-    table = (render_table(CROSSOVER_HEADER, lines) if lines
-             else "<p>No transformer sweep at the same knobs to compare with.</p>")
+    table = (
+        render_table(CROSSOVER_HEADER, lines)
+        if lines
+        else "<p>No transformer sweep at the same knobs to compare with.</p>"
+    )
     return f"<p>{NOTES}</p>{figures}<h3>Crossover against the transformer</h3>{table}"
 
 
@@ -139,8 +171,10 @@ def series_label(key: Key, members: list[dict[str, Any]], shown: list[str] = ())
 def scaling_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
     """One figure per (device, GPU, mode) with a seq_len sweep: peak GiB and tokens/s against seq_len."""
     swept = {key: members for key, members in series(rows).items() if is_sweep(members)}
-    return [scaling_figure({k: m for k, m in swept.items() if k[0] == where}, *where)
-            for where in sorted({key[0] for key in swept})]
+    return [
+        scaling_figure({k: m for k, m in swept.items() if k[0] == where}, *where)
+        for where in sorted({key[0] for key in swept})
+    ]
 
 
 def scaling_figure(swept: dict[Key, list[dict[str, Any]]], device: str, gpu: str, mode: str) -> go.Figure:
@@ -152,45 +186,100 @@ def scaling_figure(swept: dict[Key, list[dict[str, Any]]], device: str, gpu: str
     for i, (key, members) in enumerate(sorted(swept.items(), key=lambda item: repr(item[0]))):
         label = html.escape(series_label(key, members, shown))
         add_series(fig, label, members, PALETTE[i % len(PALETTE)], ceiling, floor)
-    fig.update_xaxes(type="log", title_text="sequence length (tokens)",
-                     tickvals=sorted({length(r) for r in everything}))
+    fig.update_xaxes(
+        type="log", title_text="sequence length (tokens)", tickvals=sorted({length(r) for r in everything})
+    )
     fig.update_yaxes(type="log", title_text="GiB", row=1, col=1)
     fig.update_yaxes(type="log", title_text="tokens/s", row=1, col=2)
-    fig.update_layout(title=f"Scaling with sequence length (GiB, tokens/s): mode {html.escape(mode)}, "
-                            f"{html.escape(gpu or device)}", template="plotly_white", height=480)
+    fig.update_layout(
+        title=f"Scaling with sequence length (GiB, tokens/s): mode {html.escape(mode)}, {html.escape(gpu or device)}",
+        template="plotly_white",
+        height=480,
+    )
     return fig
 
 
-def add_series(fig: go.Figure, label: str, members: list[dict[str, Any]], color: str, ceiling: float,
-               floor: float) -> None:
+def add_series(
+    fig: go.Figure, label: str, members: list[dict[str, Any]], color: str, ceiling: float, floor: float
+) -> None:
     """The series' lines (memory left, tokens/s right) and its OOM and over-budget markers."""
     sized = [r for r in members if peak(r) is not None]
     timed = [r for r in members if throughput(r) is not None]
     line = {"color": color}
-    fig.add_scatter(x=[length(r) for r in sized], y=[peak(r) / GIB for r in sized], name=label,
-                    legendgroup=label, mode="lines+markers", line=line, row=1, col=1)
-    fig.add_scatter(x=[length(r) for r in timed], y=[throughput(r) for r in timed], name=label,
-                    legendgroup=label, mode="lines+markers", line=line, showlegend=False, row=1, col=2)
+    fig.add_scatter(
+        x=[length(r) for r in sized],
+        y=[peak(r) / GIB for r in sized],
+        name=label,
+        legendgroup=label,
+        mode="lines+markers",
+        line=line,
+        row=1,
+        col=1,
+    )
+    fig.add_scatter(
+        x=[length(r) for r in timed],
+        y=[throughput(r) for r in timed],
+        name=label,
+        legendgroup=label,
+        mode="lines+markers",
+        line=line,
+        showlegend=False,
+        row=1,
+        col=2,
+    )
     over = [r for r in members if over_budget(r)]
     if over:
-        add_markers(fig, f"{label}: over budget", over, color, "diamond-open",
-                    lambda r: peak(r) / GIB, throughput, lambda r: f"{r['config']['vram_budget_gb']:g} GiB budget")
+        add_markers(
+            fig,
+            f"{label}: over budget",
+            over,
+            color,
+            "diamond-open",
+            lambda r: peak(r) / GIB,
+            throughput,
+            lambda r: f"{r['config']['vram_budget_gb']:g} GiB budget",
+        )
     oom = [r for r in members if r["status"] == "oom"]
     if oom:
-        add_markers(fig, f"{label}: OOM", oom, color, "x",
-                    lambda r: r["peak_bytes"] / GIB if r.get("peak_bytes") else ceiling, lambda r: floor,
-                    lambda r: html.escape(f"OOM in {r.get('phase') or '?'}"))
+        add_markers(
+            fig,
+            f"{label}: OOM",
+            oom,
+            color,
+            "x",
+            lambda r: r["peak_bytes"] / GIB if r.get("peak_bytes") else ceiling,
+            lambda r: floor,
+            lambda r: html.escape(f"OOM in {r.get('phase') or '?'}"),
+        )
 
 
-def add_markers(fig: go.Figure, name: str, picked: list[dict[str, Any]], color: str, symbol: str,
-                memory_y: Callable, speed_y: Callable, hover: Callable) -> None:
+def add_markers(
+    fig: go.Figure,
+    name: str,
+    picked: list[dict[str, Any]],
+    color: str,
+    symbol: str,
+    memory_y: Callable,
+    speed_y: Callable,
+    hover: Callable,
+) -> None:
     marker = {"color": color, "symbol": symbol, "size": 13, "line": {"width": 2, "color": color}}
     x = [length(r) for r in picked]
     text = [hover(r) for r in picked]
     for col, y, legend in ((1, memory_y, True), (2, speed_y, False)):
-        fig.add_scatter(x=x, y=[y(r) for r in picked], name=name, legendgroup=name, mode="markers", marker=marker,
-                        text=text, hovertemplate="N=%{x}: %{text}<extra></extra>", showlegend=legend,
-                        row=1, col=col)
+        fig.add_scatter(
+            x=x,
+            y=[y(r) for r in picked],
+            name=name,
+            legendgroup=name,
+            mode="markers",
+            marker=marker,
+            text=text,
+            hovertemplate="N=%{x}: %{text}<extra></extra>",
+            showlegend=legend,
+            row=1,
+            col=col,
+        )
 
 
 def comparable(a: Key, b: Key) -> bool:
@@ -236,8 +325,15 @@ def crossovers(rows: list[dict[str, Any]]) -> list[list[str]]:
         pairs = [(r, base[(length(r), batch(r))]) for r in members if (length(r), batch(r)) in base]
         (device, gpu, mode) = key[0]
         shown = variants([r for k, m in groups.items() if k[0] == key[0] for r in m])
-        lines.append([gpu or device, mode, f"{series_label(key, members, shown)}, {params(members):,} params",
-                      f"{series_label(base_key, groups[base_key], shown)}, {params(groups[base_key]):,} params",
-                      first_length(pairs, faster), first_length(pairs, smaller),
-                      ", ".join(f"{length(r):,}" for r, _ in pairs)])
+        lines.append(
+            [
+                gpu or device,
+                mode,
+                f"{series_label(key, members, shown)}, {params(members):,} params",
+                f"{series_label(base_key, groups[base_key], shown)}, {params(groups[base_key]):,} params",
+                first_length(pairs, faster),
+                first_length(pairs, smaller),
+                ", ".join(f"{length(r):,}" for r, _ in pairs),
+            ]
+        )
     return lines

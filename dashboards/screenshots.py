@@ -3,6 +3,7 @@ the same browser setup). Needs Debian's `chromium` and `chromium-driver` and the
 
     python -m dashboards.screenshots results/dashboard/index.html results/dashboard
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,9 +14,17 @@ from pathlib import Path
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 #: without the background-networking flags Chromium waits on services a closed network never answers
-CHROMIUM_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1000")
+CHROMIUM_ARGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+)
 
 
 def chromium(user_data_dir: str | Path):
@@ -34,9 +43,11 @@ def chromium(user_data_dir: str | Path):
 def wait_for_figures(driver, timeout_s: float = 30.0) -> int:
     """Wait until the page has loaded and every plotly figure has drawn its SVG; returns how many drew."""
     deadline = time.monotonic() + timeout_s
-    script = ("var plots = document.querySelectorAll('.js-plotly-plot');"
-              "return [document.readyState, plots.length, Array.prototype.filter.call(plots, function (p) {"
-              "  var svg = p.querySelector('svg.main-svg'); return svg && svg.childElementCount > 0; }).length];")
+    script = (
+        "var plots = document.querySelectorAll('.js-plotly-plot');"
+        "return [document.readyState, plots.length, Array.prototype.filter.call(plots, function (p) {"
+        "  var svg = p.querySelector('svg.main-svg'); return svg && svg.childElementCount > 0; }).length];"
+    )
     while True:
         state, total, drawn = driver.execute_script(script)
         if (state == "complete" and total == drawn) or time.monotonic() > deadline:
@@ -45,8 +56,9 @@ def wait_for_figures(driver, timeout_s: float = 30.0) -> int:
 
 
 def view_ids(driver) -> list[str]:
-    return driver.execute_script("return Array.prototype.map.call(document.querySelectorAll('section.pb-view'),"
-                                 " function (s) { return s.id; });")
+    return driver.execute_script(
+        "return Array.prototype.map.call(document.querySelectorAll('section.pb-view'), function (s) { return s.id; });"
+    )
 
 
 def screenshot_view(driver, view_id: str, path: Path) -> Path:

@@ -1,11 +1,13 @@
 """Dashboard inputs that are not the database, read and checked before anything is written: result rows
 exported with `phasebench results export --format json`, and kernel benchmarks written by
 `bench/kernels.py`. Bad input is a UserError naming the option and the file."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.store.schema import METRIC_COLUMNS
@@ -49,8 +51,10 @@ def read_exports(paths: Iterable[str]) -> list[dict[str, Any]]:
         data = read_json("--from-export", path)
         problem = export_problem(data)
         if problem:
-            raise UserError(f"--from-export: {path}: {problem} (write one with "
-                            "`phasebench results export --format json --out FILE`)")
+            raise UserError(
+                f"--from-export: {path}: {problem} (write one with "
+                "`phasebench results export --format json --out FILE`)"
+            )
         rows.extend(data)
     return rows
 
@@ -62,8 +66,13 @@ def kernel_problem(data: Any) -> str | None:
     if not is_number(data.get("copy_bandwidth_Bps")) or data["copy_bandwidth_Bps"] <= 0:
         return "copy_bandwidth_Bps is not a positive number"
     for i, row in enumerate(data["rows"]):
-        if not (isinstance(row, dict) and isinstance(row.get("op"), str) and isinstance(row.get("shape"), dict)
-                and isinstance(row["shape"].get("N"), int) and isinstance(row.get("impls"), dict)):
+        if not (
+            isinstance(row, dict)
+            and isinstance(row.get("op"), str)
+            and isinstance(row.get("shape"), dict)
+            and isinstance(row["shape"].get("N"), int)
+            and isinstance(row.get("impls"), dict)
+        ):
             return f"row {i} lacks op, shape.N or impls"
         if not all(row.get(k) is None or is_number(row[k]) for k in ("bytes_fwd", "bytes_fwd_bwd")):
             return f"row {i}: bytes_fwd / bytes_fwd_bwd not a number"

@@ -5,10 +5,12 @@ flat dict per trial with `state`, `feasible`, `model`, one key per objective met
 and its objective labels (`"maximize params"`, ...); the importance figure takes the Optuna study itself.
 Every function returns a plotly Figure (the report wires them in).
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -40,12 +42,13 @@ def _finite(value: Any) -> bool:
 
 
 def _hover(r: dict[str, Any]) -> str:
-    params = ", ".join(f"{k[len('param_'):]}={v}" for k, v in r.items() if k.startswith("param_"))
+    params = ", ".join(f"{k[len('param_') :]}={v}" for k, v in r.items() if k.startswith("param_"))
     return f"trial {r['number']} ({r.get('model')})<br>{params}"
 
 
-def history_figure(records: list[dict[str, Any]], objectives: Sequence[str | Objective],
-                   title: str = "Optimisation history") -> go.Figure:
+def history_figure(
+    records: list[dict[str, Any]], objectives: Sequence[str | Objective], title: str = "Optimisation history"
+) -> go.Figure:
     """One panel per objective: every completed trial's value by trial number (feasible: dots,
     infeasible: grey crosses) and the best feasible value so far (line)."""
     objs = objectives_of(objectives)
@@ -54,14 +57,33 @@ def history_figure(records: list[dict[str, Any]], objectives: Sequence[str | Obj
     for row, o in enumerate(objs, start=1):
         feasible = [r for r in done if r["feasible"] and _finite(r[o.metric])]
         infeasible = [r for r in done if not r["feasible"] and _finite(r[o.metric])]
-        fig.add_trace(go.Scatter(x=[r["number"] for r in feasible], y=[r[o.metric] for r in feasible],
-                                 mode="markers", name=f"{o.metric}: feasible", marker={"color": PALETTE[0]},
-                                 text=[_hover(r) for r in feasible], hoverinfo="text+y"), row=row, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=[r["number"] for r in feasible],
+                y=[r[o.metric] for r in feasible],
+                mode="markers",
+                name=f"{o.metric}: feasible",
+                marker={"color": PALETTE[0]},
+                text=[_hover(r) for r in feasible],
+                hoverinfo="text+y",
+            ),
+            row=row,
+            col=1,
+        )
         if infeasible:
-            fig.add_trace(go.Scatter(x=[r["number"] for r in infeasible], y=[r[o.metric] for r in infeasible],
-                                     mode="markers", name=f"{o.metric}: infeasible",
-                                     marker={"color": INFEASIBLE, "symbol": "x"},
-                                     text=[_hover(r) for r in infeasible], hoverinfo="text+y"), row=row, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["number"] for r in infeasible],
+                    y=[r[o.metric] for r in infeasible],
+                    mode="markers",
+                    name=f"{o.metric}: infeasible",
+                    marker={"color": INFEASIBLE, "symbol": "x"},
+                    text=[_hover(r) for r in infeasible],
+                    hoverinfo="text+y",
+                ),
+                row=row,
+                col=1,
+            )
         xs, ys, best = [], [], None
         for r in feasible:
             value = r[o.metric]
@@ -69,16 +91,26 @@ def history_figure(records: list[dict[str, Any]], objectives: Sequence[str | Obj
                 best = value
             xs.append(r["number"])
             ys.append(best)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv", "color": PALETTE[1]},
-                                 name=f"{o.metric}: best so far"), row=row, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=xs, y=ys, mode="lines", line={"shape": "hv", "color": PALETTE[1]}, name=f"{o.metric}: best so far"
+            ),
+            row=row,
+            col=1,
+        )
         fig.update_yaxes(title_text=o.metric, row=row, col=1)
     fig.update_xaxes(title_text="trial", row=len(objs), col=1)
     fig.update_layout(title=title, height=300 * len(objs) + 100)
     return fig
 
 
-def pareto_figure(records: list[dict[str, Any]], objectives: Sequence[str | Objective], x: int = 0, y: int = 1,
-                  title: str = "Pareto front per model family") -> go.Figure:
+def pareto_figure(
+    records: list[dict[str, Any]],
+    objectives: Sequence[str | Objective],
+    x: int = 0,
+    y: int = 1,
+    title: str = "Pareto front per model family",
+) -> go.Figure:
     """Objectives `x` and `y` of every completed trial, coloured by model family, with each family's
     Pareto front (feasible trials only) drawn as a line; infeasible trials are grey crosses."""
     objs = objectives_of(objectives)
@@ -90,18 +122,42 @@ def pareto_figure(records: list[dict[str, Any]], objectives: Sequence[str | Obje
     for i, family in enumerate(sorted({str(r["model"]) for r in done})):
         color = PALETTE[i % len(PALETTE)]
         members = [r for r in done if str(r["model"]) == family and r["feasible"]]
-        fig.add_trace(go.Scatter(x=[r[ox.metric] for r in members], y=[r[oy.metric] for r in members],
-                                 mode="markers", name=family, legendgroup=family, marker={"color": color},
-                                 text=[_hover(r) for r in members], hoverinfo="text+x+y"))
+        fig.add_trace(
+            go.Scatter(
+                x=[r[ox.metric] for r in members],
+                y=[r[oy.metric] for r in members],
+                mode="markers",
+                name=family,
+                legendgroup=family,
+                marker={"color": color},
+                text=[_hover(r) for r in members],
+                hoverinfo="text+x+y",
+            )
+        )
         front = sorted(pareto_front(members, [ox, oy]), key=lambda r: r[ox.metric])
-        fig.add_trace(go.Scatter(x=[r[ox.metric] for r in front], y=[r[oy.metric] for r in front],
-                                 mode="lines", line={"color": color, "shape": "hv"}, legendgroup=family,
-                                 name=f"{family} Pareto front"))
+        fig.add_trace(
+            go.Scatter(
+                x=[r[ox.metric] for r in front],
+                y=[r[oy.metric] for r in front],
+                mode="lines",
+                line={"color": color, "shape": "hv"},
+                legendgroup=family,
+                name=f"{family} Pareto front",
+            )
+        )
     infeasible = [r for r in done if not r["feasible"]]
     if infeasible:
-        fig.add_trace(go.Scatter(x=[r[ox.metric] for r in infeasible], y=[r[oy.metric] for r in infeasible],
-                                 mode="markers", name="infeasible", marker={"color": INFEASIBLE, "symbol": "x"},
-                                 text=[_hover(r) for r in infeasible], hoverinfo="text+x+y"))
+        fig.add_trace(
+            go.Scatter(
+                x=[r[ox.metric] for r in infeasible],
+                y=[r[oy.metric] for r in infeasible],
+                mode="markers",
+                name="infeasible",
+                marker={"color": INFEASIBLE, "symbol": "x"},
+                text=[_hover(r) for r in infeasible],
+                hoverinfo="text+x+y",
+            )
+        )
     fig.update_layout(title=title, xaxis_title=ox.label, yaxis_title=oy.label)
     return fig
 
@@ -117,8 +173,14 @@ def importance_figure(study, objective: int = 0, title: str | None = None) -> go
     completed = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     finite = [t for t in completed if _finite(t.values[objective])]
     if len(finite) < 2:
-        fig.add_annotation(text=f"needs at least 2 completed trials ({len(finite)} so far)", showarrow=False,
-                           x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.add_annotation(
+            text=f"needs at least 2 completed trials ({len(finite)} so far)",
+            showarrow=False,
+            x=0.5,
+            y=0.5,
+            xref="paper",
+            yref="paper",
+        )
         return fig
     finite_only = optuna.create_study(directions=study.directions)  # in memory: OOM trials carry +-inf
     finite_only.add_trials(finite)
@@ -127,10 +189,12 @@ def importance_figure(study, objective: int = 0, title: str | None = None) -> go
         with warnings.catch_warnings():  # it warns that it ranks for a low target: `sign` sees to that
             warnings.simplefilter("ignore", UserWarning)
             importances = optuna.importance.get_param_importances(
-                finite_only, target=lambda t: sign * t.values[objective])
+                finite_only, target=lambda t: sign * t.values[objective]
+            )
     except (ValueError, RuntimeError) as exc:
-        fig.add_annotation(text=f"importance unavailable: {exc}", showarrow=False, x=0.5, y=0.5,
-                           xref="paper", yref="paper")
+        fig.add_annotation(
+            text=f"importance unavailable: {exc}", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper"
+        )
         return fig
     names = list(importances)[::-1]  # the most important on top
     fig.add_trace(go.Bar(x=[importances[n] for n in names], y=names, orientation="h"))

@@ -4,6 +4,7 @@
 otherwise), `triton` (Triton wherever it can run: CUDA, or CPU under `TRITON_INTERPRET=1`) or `torch`
 (always the reference).
 """
+
 from __future__ import annotations
 
 import os

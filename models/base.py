@@ -4,10 +4,11 @@ A model is `ids (B, N) -> logits (B, N, V)`. Blocks map (B, N, d) -> (B, N, d); 
 `self.aux_loss` (a scalar tensor) during forward, and :attr:`CausalLM.aux_loss` sums them so that
 training adds it to the cross-entropy.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,6 @@ from torch.utils.checkpoint import checkpoint
 
 from .layers.autocast import autocast_inputs
 from .layers.embedding import LowRankEmbedding, lowrank_embedding_params
-
 
 #: activation checkpointing as every model uses it. No model draws random numbers in its forward, so the
 #: RNG state is not saved for the recomputation (saving it reads the generator, which a CUDA-graph capture
@@ -28,6 +28,7 @@ def make_embedding(config) -> nn.Module:
     """The token embedding a config asks for: low-rank/dense, or HTT."""
     if config.embedding == "htt":
         from .layers.htt import HTT_RANK, HTTEmbedding
+
         return HTTEmbedding(config.vocab_size, config.d_model, getattr(config, "htt_rank", HTT_RANK))
     return LowRankEmbedding(config.vocab_size, config.d_model, config.embed_rank)
 
@@ -35,6 +36,7 @@ def make_embedding(config) -> nn.Module:
 def embedding_params(config) -> int:
     if config.embedding == "htt":
         from .layers.htt import HTT_RANK, htt_params
+
         return htt_params(config.vocab_size, config.d_model, getattr(config, "htt_rank", HTT_RANK))
     return lowrank_embedding_params(config.vocab_size, config.d_model, config.embed_rank)
 

@@ -4,6 +4,7 @@ A config is a dataclass; each field's metadata may carry `min`, `max` (inclusive
 lower bound) and `choices`. :meth:`ModelConfig.from_dict` rejects unknown keys and wrong types and
 raises :class:`ConfigError` naming the field and the value.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,7 +98,7 @@ class ModelConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         """Build and validate a config; unknown keys and bad values raise ConfigError."""
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -135,10 +136,10 @@ class ModelConfig:
         if self.d_model % self.n_heads:
             raise ConfigError("n_heads", self.n_heads, f"must divide d_model={self.d_model}")
         if self.embed_rank_ratio < 1.0 and self.embed_rank < 1:
-            raise ConfigError("embed_rank_ratio", self.embed_rank_ratio,
-                              f"gives rank < 1 at d_model={self.d_model}")
+            raise ConfigError("embed_rank_ratio", self.embed_rank_ratio, f"gives rank < 1 at d_model={self.d_model}")
         if 0.0 < self.ffn_rank_ratio < 1.0 and self.ffn_rank < 1:
-            raise ConfigError("ffn_rank_ratio", self.ffn_rank_ratio,
-                              f"gives rank < 1 at d_model={self.d_model}")
+            raise ConfigError("ffn_rank_ratio", self.ffn_rank_ratio, f"gives rank < 1 at d_model={self.d_model}")
         if self.tie_head and self.embedding == "lowrank" and self.embed_rank_ratio < 1.0:
-            raise ConfigError("tie_head", self.tie_head, "needs a dense embedding (embed_rank_ratio=1) or embedding=htt")
+            raise ConfigError(
+                "tie_head", self.tie_head, "needs a dense embedding (embed_rank_ratio=1) or embedding=htt"
+            )

@@ -13,6 +13,7 @@ Block (pre-norm, h = norm1(x)):
 Every mixer is causal (the BK-Core's continued fraction, the left-padded conv, the forward scan and the
 window all look only at s <= t), so the model is a causal LM for any N.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,18 +54,26 @@ class Phase7Config(ModelConfig):
     def validate(self) -> None:
         super().validate()
         if not self.causal:
-            raise ConfigError("causal", self.causal, f"{type(self).__name__} models are causal LMs; "
-                              "only the BK-Core itself has a bidirectional form")
+            raise ConfigError(
+                "causal",
+                self.causal,
+                f"{type(self).__name__} models are causal LMs; only the BK-Core itself has a bidirectional form",
+            )
         if not self.bk_causal:
-            raise ConfigError("bk_causal", self.bk_causal, "a bidirectional BK-Core sees future tokens; "
-                              "it is for encoders (causal=false), which this causal LM is not")
+            raise ConfigError(
+                "bk_causal",
+                self.bk_causal,
+                "a bidirectional BK-Core sees future tokens; "
+                "it is for encoders (causal=false), which this causal LM is not",
+            )
         if self.d_model % self.channels:
             raise ConfigError("bk_channels", self.bk_channels, f"must divide d_model={self.d_model}")
         if self.c_min >= self.c_max:
             raise ConfigError("c_min", self.c_min, f"must be < c_max={self.c_max}")
         if not self.c_min <= self.curvature_init <= self.c_max:
-            raise ConfigError("curvature_init", self.curvature_init,
-                              f"must lie in [c_min, c_max] = [{self.c_min}, {self.c_max}]")
+            raise ConfigError(
+                "curvature_init", self.curvature_init, f"must lie in [c_min, c_max] = [{self.c_min}, {self.c_max}]"
+            )
 
 
 class Phase7Block(nn.Module):
@@ -107,9 +116,16 @@ def build(config: Phase7Config) -> CausalLM:
 def block_params(config: Phase7Config) -> int:
     d, c = config.d_model, config
     ffn = config_ffn_params(config)
-    return (d + bk_gate_params(d, c.channels) + window_hyp_attention_params(d, c.n_heads)
-            + ar_ssm_params(d, c.ar_rank, c.ar_conv_kernel, c.ar_decay == "learned")
-            + d + d * d + ffn + (d if ffn else 0))
+    return (
+        d
+        + bk_gate_params(d, c.channels)
+        + window_hyp_attention_params(d, c.n_heads)
+        + ar_ssm_params(d, c.ar_rank, c.ar_conv_kernel, c.ar_decay == "learned")
+        + d
+        + d * d
+        + ffn
+        + (d if ffn else 0)
+    )
 
 
 def estimate_params(config: Phase7Config) -> int:
@@ -129,8 +145,12 @@ def block_mixer_flops(config: Phase7Config, seq_len: int, matmul_only: bool = Fa
     attention = window_attention_forward_flops(c.d_model, c.n_heads, c.window, seq_len, matmul_only)
     if matmul_only:
         return attention
-    return (attention + 30.0 * c.channels * max(1, int(seq_len).bit_length())
-            + ar_ssm_forward_flops(c.d_model, c.ar_rank, c.ar_conv_kernel) + 6.0 * c.d_model)
+    return (
+        attention
+        + 30.0 * c.channels * max(1, int(seq_len).bit_length())
+        + ar_ssm_forward_flops(c.d_model, c.ar_rank, c.ar_conv_kernel)
+        + 6.0 * c.d_model
+    )
 
 
 def mixer_forward_flops(config: Phase7Config, seq_len: int, matmul_only: bool = False) -> float:

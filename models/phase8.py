@@ -16,6 +16,7 @@ the logits. The residual stream is Euclidean; components enter the ball with exp
 (or read features off the ball point, as the linear attention does), and where a round trip cancels
 (d_c(0, exp0(u)) = 2|u| of the fusion) the closed form is used (see the layers' docstrings).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,13 +26,22 @@ import torch
 from .base import CausalLM
 from .config import ConfigError, knob
 from .layers.gates import BKHyperbolicGate, HyperbolicFusion, bk_hyperbolic_gate_params, hyperbolic_fusion_params
-from .layers.hyp_ssm import HyperbolicSSM, hyperbolic_ssm_forward_flops, hyperbolic_ssm_params
 from .layers.hyp_attention import window_attention_forward_flops
-from .layers.linear_attention import HyperbolicLinearAttention, tangent_linear_attention_forward_flops, \
-    tangent_linear_attention_params
+from .layers.hyp_ssm import HyperbolicSSM, hyperbolic_ssm_forward_flops, hyperbolic_ssm_params
+from .layers.linear_attention import (
+    HyperbolicLinearAttention,
+    tangent_linear_attention_forward_flops,
+    tangent_linear_attention_params,
+)
 from .layers.norm import RMSNorm
-from .layers.phase8_extras import EntailmentCones, PersistentHomology, SheafAttention, entailment_params, \
-    homology_params, sheaf_params
+from .layers.phase8_extras import (
+    EntailmentCones,
+    PersistentHomology,
+    SheafAttention,
+    entailment_params,
+    homology_params,
+    sheaf_params,
+)
 from .phase7 import Phase7Block, Phase7Config, block_mixer_flops
 from .phase7 import estimate_params as phase7_estimate
 
@@ -49,8 +59,11 @@ class Phase8Config(Phase7Config):
     sheaf: bool = knob(False, help="sheaf attention branch")
     lin_attn_mode: str = knob("linear", choices=("linear", "exact", "auto"), help="exact is O(N^2)")
     lin_attn_auto_threshold: float = knob(1.0, gt=0.0, help="auto: exact while curvature exceeds this")
-    lin_attn_geometry: str = knob("hyperbolic", choices=("hyperbolic", "euclidean"),
-                                  help="queries and keys on the Poincare ball, or the Euclidean ablation")
+    lin_attn_geometry: str = knob(
+        "hyperbolic",
+        choices=("hyperbolic", "euclidean"),
+        help="queries and keys on the Poincare ball, or the Euclidean ablation",
+    )
     lin_attn_curvature_init: float = knob(1.0, gt=0.0, help="initial curvature of the linear attention's ball")
     hyp_ssm_mode: str = knob("parallel", choices=("parallel", "mobius"), help="mobius: sequential reference")
     d_state: int = knob(64, min=1, max=65536, help="state size of the hyperbolic SSM")
@@ -78,11 +91,15 @@ class Phase8Config(Phase7Config):
     def validate(self) -> None:
         super().validate()
         if self.bk_hyperbolic and not self.linear_attn:
-            raise ConfigError("bk_hyperbolic", self.bk_hyperbolic, "gates the linear-attention values; "
-                              "needs linear_attn=true")
+            raise ConfigError(
+                "bk_hyperbolic", self.bk_hyperbolic, "gates the linear-attention values; needs linear_attn=true"
+            )
         if self.lin_attn_geometry == "euclidean" and self.lin_attn_mode != "linear":
-            raise ConfigError("lin_attn_geometry", self.lin_attn_geometry,
-                              f"has no curvature; lin_attn_mode {self.lin_attn_mode} needs hyperbolic")
+            raise ConfigError(
+                "lin_attn_geometry",
+                self.lin_attn_geometry,
+                f"has no curvature; lin_attn_mode {self.lin_attn_mode} needs hyperbolic",
+            )
         c_bounds = f"[c_min, c_max] = [{self.c_min}, {self.c_max}]"
         curved = self.linear_attn and self.lin_attn_geometry == "hyperbolic"
         if curved and not self.c_min <= self.lin_attn_curvature_init <= self.c_max:
@@ -97,17 +114,28 @@ class Phase8Block(Phase7Block):
         d, c = config.d_model, config
         ball = (c.curvature_init, c.c_min, c.c_max)
         self.fusion = HyperbolicFusion(c.fusion_hidden, c.tau) if c.ar_fusion else None
-        self.lin_attn = (HyperbolicLinearAttention(d, c.n_heads, causal=True, bias=False,
-                                                   c_init=c.lin_attn_curvature_init, mode=c.lin_attn_mode,
-                                                   auto_threshold=c.lin_attn_auto_threshold,
-                                                   c_bounds=(c.c_min, c.c_max), geometry=c.ball_geometry)
-                         if c.linear_attn else None)
+        self.lin_attn = (
+            HyperbolicLinearAttention(
+                d,
+                c.n_heads,
+                causal=True,
+                bias=False,
+                c_init=c.lin_attn_curvature_init,
+                mode=c.lin_attn_mode,
+                auto_threshold=c.lin_attn_auto_threshold,
+                c_bounds=(c.c_min, c.c_max),
+                geometry=c.ball_geometry,
+            )
+            if c.linear_attn
+            else None
+        )
         self.bk_hyp = BKHyperbolicGate(c.channels) if c.bk_hyperbolic else None
         self.hyp_ssm = HyperbolicSSM(d, c.d_state, c.hyp_ssm_mode, *ball) if c.hyp_ssm else None
         self.sheaf = SheafAttention(d, c.n_heads, c.stalk_dim) if c.sheaf else None
         self.entailment = EntailmentCones(d, c.head_dim, c.entailment_weight, *ball) if c.entailment else None
-        self.homology = (PersistentHomology(d, c.head_dim, c.homology_landmarks, c.homology_weight, *ball)
-                         if c.homology else None)
+        self.homology = (
+            PersistentHomology(d, c.head_dim, c.homology_landmarks, c.homology_weight, *ball) if c.homology else None
+        )
         self.aux_loss: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,14 +160,19 @@ def build(config: Phase8Config) -> CausalLM:
 
 def extra_block_params(config: Phase8Config) -> int:
     d, c = config.d_model, config
-    return ((hyperbolic_fusion_params(c.fusion_hidden) if c.ar_fusion else 0)
-            + (tangent_linear_attention_params(d, False, c.n_heads, c.lin_attn_mode, c.ball_geometry)
-               if c.linear_attn else 0)
-            + (bk_hyperbolic_gate_params(c.channels) if c.bk_hyperbolic else 0)
-            + (hyperbolic_ssm_params(d, c.d_state) if c.hyp_ssm else 0)
-            + (sheaf_params(d, c.n_heads, c.stalk_dim) if c.sheaf else 0)
-            + (entailment_params(d, c.head_dim) if c.entailment else 0)
-            + (homology_params(d, c.head_dim) if c.homology else 0))
+    return (
+        (hyperbolic_fusion_params(c.fusion_hidden) if c.ar_fusion else 0)
+        + (
+            tangent_linear_attention_params(d, False, c.n_heads, c.lin_attn_mode, c.ball_geometry)
+            if c.linear_attn
+            else 0
+        )
+        + (bk_hyperbolic_gate_params(c.channels) if c.bk_hyperbolic else 0)
+        + (hyperbolic_ssm_params(d, c.d_state) if c.hyp_ssm else 0)
+        + (sheaf_params(d, c.n_heads, c.stalk_dim) if c.sheaf else 0)
+        + (entailment_params(d, c.head_dim) if c.entailment else 0)
+        + (homology_params(d, c.head_dim) if c.homology else 0)
+    )
 
 
 def estimate_params(config: Phase8Config) -> int:
@@ -164,8 +197,9 @@ def mixer_forward_flops(config: Phase8Config, seq_len: int, matmul_only: bool = 
     n = max(1, int(seq_len))
     per_layer = block_mixer_flops(config, n, matmul_only)
     if c.linear_attn:
-        exact = c.lin_attn_mode == "exact" or (c.lin_attn_mode == "auto"
-                                               and c.lin_attn_curvature_init > c.lin_attn_auto_threshold)
+        exact = c.lin_attn_mode == "exact" or (
+            c.lin_attn_mode == "auto" and c.lin_attn_curvature_init > c.lin_attn_auto_threshold
+        )
         if exact:
             per_layer += window_attention_forward_flops(c.d_model, c.n_heads, n, n, matmul_only)
         else:
@@ -173,7 +207,7 @@ def mixer_forward_flops(config: Phase8Config, seq_len: int, matmul_only: bool = 
     if c.hyp_ssm:
         per_layer += hyperbolic_ssm_forward_flops(c.d_state, matmul_only)
     if c.sheaf:
-        per_layer += 2.0 * c.n_heads ** 2 * c.stalk_dim + (0.0 if matmul_only else 4.0 * c.n_heads ** 2)
+        per_layer += 2.0 * c.n_heads**2 * c.stalk_dim + (0.0 if matmul_only else 4.0 * c.n_heads**2)
     if c.entailment and not matmul_only:
         per_layer += 20.0 * c.head_dim
     if c.homology:

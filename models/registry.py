@@ -4,10 +4,12 @@ Register a model with :func:`register`; everything else (spec validation, the or
 goes through :func:`get`. The registry is filled at import time and read-only afterwards, so it is
 safe to read from any thread.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,8 +49,11 @@ class ModelEntry:
         (`mixer_forward_flops`: activation-activation products such as attention scores, plus elementwise
         estimates unless `matmul_only`). Checked against torch's FlopCounterMode in tests/models/test_flops.py."""
         matmul_params = self.estimate_params(config) - _embedding_table_params(config)
-        return (2.0 * matmul_params + _embedding_flops(config)
-                + self.mixer_forward_flops(config, seq_len, matmul_only=matmul_only))
+        return (
+            2.0 * matmul_params
+            + _embedding_flops(config)
+            + self.mixer_forward_flops(config, seq_len, matmul_only=matmul_only)
+        )
 
     def flops_per_token(self, config: ModelConfig, seq_len: int, mode: str, matmul_only: bool = False) -> float:
         """Forward FLOPs in `inference`; 3x forward in the training modes (backward = 2x forward: each product
@@ -63,6 +68,7 @@ def _embedding_table_params(config: ModelConfig) -> int:
     tied: then it is the head's matmul) or all of an HTT embedding (see :func:`_embedding_flops`)."""
     if config.embedding == "htt":
         from .base import embedding_params
+
         return embedding_params(config)
     return 0 if config.tie_head else config.vocab_size * config.embed_rank
 
@@ -72,6 +78,7 @@ def _embedding_flops(config: ModelConfig) -> float:
     if config.embedding != "htt":
         return 0.0
     from .layers.htt import HTT_RANK, htt_forward_flops
+
     return htt_forward_flops(config.vocab_size, config.d_model, getattr(config, "htt_rank", HTT_RANK), config.tie_head)
 
 

@@ -8,6 +8,7 @@ scalar per layer (initialised to 0.01). Its attention follows phase8's fix (quer
 models.layers.linear_attention) with the same parameters: the report's tangent clip never fired at its
 widths' c = 0.01 below d ~1,444 (docs/models.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -59,4 +60,3 @@ def estimate_phase7_seed(config: SeedConfig) -> int:
 
 def estimate_phase8_seed(config: SeedConfig) -> int:
     return _estimate(config, tangent_linear_attention_params(config.d_model))
-

@@ -1,4 +1,5 @@
 """The Transformer baseline: pre-norm RMSNorm blocks, causal SDPA with rotary positions, GELU FFN."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,4 +34,3 @@ def estimate_params(config: TransformerConfig) -> int:
     ffn = config_ffn_params(config)
     block = d + attention_params(d, bias=False) + ffn + (d if ffn else 0)
     return embedding_params(config) + config.n_layers * block + d + head_params(config)
-

@@ -5,10 +5,12 @@
 >>> rows = api.results(db="sqlite:///pb.db", model=["phase8-seed"])
 >>> frame = api.results_frame(db="sqlite:///pb.db")        # needs pandas
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .runner import BatchOutcome, Runner
 from .spec import Spec, expand, load_spec
@@ -25,9 +27,16 @@ def plan(spec: str | Path | dict[str, Any], allow_large: bool = False) -> Spec:
     return expand(spec, allow_large) if isinstance(spec, dict) else load_spec(spec, allow_large)
 
 
-def run(spec: str | Path | dict[str, Any] | Spec, db: str | None = None, address: str | None = None,
-        rerun: bool = False, allow_large: bool = False, max_parallel: int | None = None,
-        on_batch: Callable[[int, int], None] | None = None, on_result: ResultCallback | None = None) -> BatchOutcome:
+def run(
+    spec: str | Path | dict[str, Any] | Spec,
+    db: str | None = None,
+    address: str | None = None,
+    rerun: bool = False,
+    allow_large: bool = False,
+    max_parallel: int | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    on_result: ResultCallback | None = None,
+) -> BatchOutcome:
     """Validate, store and run a batch; returns the per-status counts.
 
     `on_batch(batch_id, n_runs_to_do)` is called once the batch is stored, `on_result(run, outcome)`
@@ -42,8 +51,14 @@ def run(spec: str | Path | dict[str, Any] | Spec, db: str | None = None, address
         store.close()
 
 
-def resume(batch: str | int, db: str | None = None, address: str | None = None, max_parallel: int | None = None,
-           on_batch: Callable[[int, int], None] | None = None, on_result: ResultCallback | None = None) -> BatchOutcome:
+def resume(
+    batch: str | int,
+    db: str | None = None,
+    address: str | None = None,
+    max_parallel: int | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    on_result: ResultCallback | None = None,
+) -> BatchOutcome:
     """Finish the pending and interrupted runs of a stored batch (by id or name)."""
     store = Store(db, create=False)
     try:
@@ -59,11 +74,24 @@ def _run_stored(store: Store, batch_id: int, address, max_parallel, on_batch, on
     return Runner(store, address=address, max_parallel=max_parallel, on_result=on_result).run_batch(batch_id)
 
 
-def results(db: str | None = None, model: Iterable[str] = (), mode: Iterable[str] = (), batch: Iterable[str] = (),
-            status: Iterable[str] = (), device: Iterable[str] = (), where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def results(
+    db: str | None = None,
+    model: Iterable[str] = (),
+    mode: Iterable[str] = (),
+    batch: Iterable[str] = (),
+    status: Iterable[str] = (),
+    device: Iterable[str] = (),
+    where: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Result records (one dict per run) matching every given filter."""
-    filters = Filters(tuple(model), tuple(mode), tuple(str(b) for b in batch), tuple(status), tuple(device),
-                      tuple((where or {}).items()))
+    filters = Filters(
+        tuple(model),
+        tuple(mode),
+        tuple(str(b) for b in batch),
+        tuple(status),
+        tuple(device),
+        tuple((where or {}).items()),
+    )
     store = Store(db, create=False)
     try:
         return store.rows(filters)

@@ -2,6 +2,7 @@
 
 Exit codes: 0 success, 1 a run failed or timed out (results are still stored), 2 bad input.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from . import api, interrupts
 from .errors import ConfigError, UserError
 from .formatting import RESULT_COLUMNS, render, text_table
+from .spec import parse_value
 from .store.engine import database_url, mask_text, mask_url
 
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -25,14 +26,16 @@ address_option = click.option("--address", envvar="RAY_ADDRESS", help="Ray clust
 
 
 def filter_options(func):
-    for option in reversed([
-        click.option("--model", multiple=True, help="Model name (repeatable)."),
-        click.option("--mode", multiple=True, type=click.Choice(["inference", "train_no_optim", "train"])),
-        click.option("--batch", multiple=True, help="Batch name or id (repeatable)."),
-        click.option("--status", multiple=True, help="Run status (repeatable)."),
-        click.option("--device", multiple=True, type=click.Choice(["cuda", "cpu"])),
-        click.option("--where", multiple=True, metavar="KEY=VALUE", help="Config field equals value."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--model", multiple=True, help="Model name (repeatable)."),
+            click.option("--mode", multiple=True, type=click.Choice(["inference", "train_no_optim", "train"])),
+            click.option("--batch", multiple=True, help="Batch name or id (repeatable)."),
+            click.option("--status", multiple=True, help="Run status (repeatable)."),
+            click.option("--device", multiple=True, type=click.Choice(["cuda", "cpu"])),
+            click.option("--where", multiple=True, metavar="KEY=VALUE", help="Config field equals value."),
+        ]
+    ):
         func = option(func)
     return func
 
@@ -46,10 +49,7 @@ def parse_where(items: tuple[str, ...]) -> dict[str, Any]:
             raise UserError(f"--where: expected KEY=VALUE (got {item!r})")
         if key not in kinds:
             raise UserError(f"--where: unknown config field {key!r}")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        value = parse_value(raw) if raw else ""
         value = value if isinstance(value, (str, int, float, bool)) else raw
         kind = kinds[key]
         if kind is str:
@@ -68,7 +68,9 @@ def _field_kinds() -> dict[str, type]:
     import typing
 
     import models
+
     from . import spec
+
     kinds = {n: spec.TYPE_NAMES[t] for n, t in (spec.RUN_FIELD_TYPES | spec.TRAIN_FIELD_TYPES).items()}
     for name in models.names():
         cls = models.get(name).config_cls
@@ -78,8 +80,7 @@ def _field_kinds() -> dict[str, type]:
 
 
 def filtered_results(db, model, mode, batch, status, device, where) -> list[dict[str, Any]]:
-    return api.results(db, model=model, mode=mode, batch=batch, status=status, device=device,
-                       where=parse_where(where))
+    return api.results(db, model=model, mode=mode, batch=batch, status=status, device=device, where=parse_where(where))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,8 +123,18 @@ def run(spec, db, address, dry_run, as_json, rerun, resume_batch, yes, max_paral
         progress.close()
     rows = api.results(db, batch=[str(outcome.batch_id)])
     if as_json:
-        click.echo(json.dumps({"batch_id": outcome.batch_id, "counts": outcome.counts,
-                               "interrupted": outcome.interrupted, "runs": rows}, indent=2, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "batch_id": outcome.batch_id,
+                    "counts": outcome.counts,
+                    "interrupted": outcome.interrupted,
+                    "runs": rows,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         click.echo(text_table(rows))
         click.echo(f"batch {outcome.batch_id}: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items())))
@@ -135,10 +146,20 @@ def run(spec, db, address, dry_run, as_json, rerun, resume_batch, yes, max_paral
 
 
 def _plan_table(name: str, records: list[dict[str, Any]]) -> str:
-    columns = (("#", "index", str), ("hash", "hash", str), ("model", "model", str), ("mode", "mode", str),
-               ("device", "device", str), ("d_model", "d_model", str), ("layers", "n_layers", str),
-               ("batch", "batch_size", str), ("seq", "seq_len", str), ("precision", "precision", str),
-               ("execution", "execution", str), ("params", "params", lambda v: f"{v:,}"))
+    columns = (
+        ("#", "index", str),
+        ("hash", "hash", str),
+        ("model", "model", str),
+        ("mode", "mode", str),
+        ("device", "device", str),
+        ("d_model", "d_model", str),
+        ("layers", "n_layers", str),
+        ("batch", "batch_size", str),
+        ("seq", "seq_len", str),
+        ("precision", "precision", str),
+        ("execution", "execution", str),
+        ("params", "params", lambda v: f"{v:,}"),
+    )
     return f"{name}: {len(records)} configs\n" + text_table(records, columns)
 
 
@@ -151,6 +172,7 @@ class _Progress:
     def start(self, batch_id: int, total: int) -> None:
         if self.enabled:
             from tqdm import tqdm
+
             self.bar = tqdm(total=total, desc=f"batch {batch_id}", unit="run", file=sys.stderr, dynamic_ncols=True)
 
     def update(self, run, outcome: dict[str, Any]) -> None:
@@ -171,16 +193,35 @@ class _Progress:
 def status(batch, db, as_json) -> None:
     """Show every batch's progress, or one BATCH's runs."""
     from .store.repository import Store
+
     store = Store(db, create=False)
     try:
         if batch is None:
-            records = [{"id": b.id, "name": b.name, "status": b.status, "created": b.created_at.isoformat(),
-                        **{"runs": sum(c.values()), **c}} for b in store.batches()
-                       for c in [store.run_counts(b.id)]]
-            columns = (("id", "id", str), ("name", "name", str), ("status", "status", str),
-                       ("runs", "runs", str), ("ok", "ok", str), ("pending", "pending", str),
-                       ("running", "running", str), ("skipped", "skipped", str), ("oom", "oom", str),
-                       ("failed", "failed", str), ("timeout", "timeout", str), ("created", "created", str))
+            records = [
+                {
+                    "id": b.id,
+                    "name": b.name,
+                    "status": b.status,
+                    "created": b.created_at.isoformat(),
+                    **{"runs": sum(c.values()), **c},
+                }
+                for b in store.batches()
+                for c in [store.run_counts(b.id)]
+            ]
+            columns = (
+                ("id", "id", str),
+                ("name", "name", str),
+                ("status", "status", str),
+                ("runs", "runs", str),
+                ("ok", "ok", str),
+                ("pending", "pending", str),
+                ("running", "running", str),
+                ("skipped", "skipped", str),
+                ("oom", "oom", str),
+                ("failed", "failed", str),
+                ("timeout", "timeout", str),
+                ("created", "created", str),
+            )
         else:
             found = store.find_batch(batch)
             records = store.rows(api.Filters(batch=(str(found.id),)))
@@ -222,6 +263,7 @@ def results_list(db, model, mode, batch, status, device, where, fmt) -> None:
 def results_show(run_id, db, as_json) -> None:
     """Everything stored about one run (id or unique id prefix)."""
     from .store.repository import Store
+
     store = Store(db, create=False)
     try:
         full_id = store.resolve_run(run_id)
@@ -235,11 +277,18 @@ def results_show(run_id, db, as_json) -> None:
         click.echo(f"{key:>20}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
 
 
-CURVE_COLUMNS = (("kind", "kind", str), ("step", "step", str), ("tokens", "tokens", lambda v: f"{v:,}"),
-                 ("time s", "elapsed_s", lambda v: f"{v:.1f}"), ("loss", "loss", lambda v: f"{v:.4f}"),
-                 ("val loss", "val_loss", lambda v: f"{v:.4f}"), ("bits/byte", "bits_per_byte", lambda v: f"{v:.4f}"),
-                 ("lr", "lr", lambda v: f"{v:.2e}"), ("grad norm", "grad_norm", lambda v: f"{v:.3f}"),
-                 ("tok/s", "tokens_per_s", lambda v: f"{v:,.0f}"))
+CURVE_COLUMNS = (
+    ("kind", "kind", str),
+    ("step", "step", str),
+    ("tokens", "tokens", lambda v: f"{v:,}"),
+    ("time s", "elapsed_s", lambda v: f"{v:.1f}"),
+    ("loss", "loss", lambda v: f"{v:.4f}"),
+    ("val loss", "val_loss", lambda v: f"{v:.4f}"),
+    ("bits/byte", "bits_per_byte", lambda v: f"{v:.4f}"),
+    ("lr", "lr", lambda v: f"{v:.2e}"),
+    ("grad norm", "grad_norm", lambda v: f"{v:.3f}"),
+    ("tok/s", "tokens_per_s", lambda v: f"{v:,.0f}"),
+)
 
 
 @results.command("curves")
@@ -250,6 +299,7 @@ CURVE_COLUMNS = (("kind", "kind", str), ("step", "step", str), ("tokens", "token
 def results_curves(run_id, db, kind, fmt) -> None:
     """The training curve of one run (id or unique prefix): every step and evaluation."""
     from .store.repository import Store
+
     store = Store(db, create=False)
     try:
         rows = store.metrics(store.resolve_run(run_id))
@@ -289,6 +339,7 @@ def db_upgrade(db) -> None:
     """Create or migrate phasebench's tables to the latest revision."""
     from .store.engine import make_engine
     from .store.migrate import head_revision, upgrade
+
     engine = make_engine(db)
     upgrade(engine)
     click.echo(f"{mask_url(database_url(db))}: at revision {head_revision()}")
@@ -300,6 +351,7 @@ def db_current(db) -> None:
     """Print the database's phasebench revision and the latest one."""
     from .store.engine import current_revision, make_engine
     from .store.migrate import head_revision
+
     current = None if _sqlite_file_missing(db) else current_revision(make_engine(db))
     click.echo(f"current: {current or '(empty)'}\nhead: {head_revision()}")
 
@@ -307,13 +359,19 @@ def db_current(db) -> None:
 def _sqlite_file_missing(db: str | None) -> bool:
     """A SQLite URL whose folder exists but whose file does not (reading it must not create it)."""
     from sqlalchemy.engine import make_url
+
     try:
         parsed = make_url(database_url(db))
     except Exception:  # noqa: BLE001  (make_engine reports a bad URL)
         return False
     path = parsed.database
-    return (parsed.get_backend_name() == "sqlite" and bool(path) and path != ":memory:"
-            and not os.path.exists(path) and os.path.isdir(os.path.dirname(os.path.abspath(path))))
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and bool(path)
+        and path != ":memory:"
+        and not os.path.exists(path)
+        and os.path.isdir(os.path.dirname(os.path.abspath(path)))
+    )
 
 
 # --------------------------------------------------------------------------------------------- env
@@ -322,9 +380,12 @@ def _sqlite_file_missing(db: str | None) -> bool:
 @click.option("--json", "as_json", is_flag=True)
 def env(db, as_json) -> None:
     """Describe this machine, the database URL (password masked) and the registered models."""
-    import models
-    from .environment import collect
     import torch
+
+    import models
+
+    from .environment import collect
+
     info = collect("cuda" if torch.cuda.is_available() else "cpu")
     info["database"] = mask_url(database_url(db))
     info["ray_address"] = os.environ.get("RAY_ADDRESS") or "(local)"
@@ -338,6 +399,7 @@ def env(db, as_json) -> None:
 
 def _quiet_optuna() -> None:
     import optuna
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -348,15 +410,21 @@ def dashboard() -> None:
     _quiet_optuna()  # the study figures build in-memory studies, each announced at INFO
 
 
-kernels_option = click.option("--kernels", multiple=True, metavar="FILE",
-                              help="bench/kernels.py JSON to show in the kernel view (repeatable).")
+kernels_option = click.option(
+    "--kernels", multiple=True, metavar="FILE", help="bench/kernels.py JSON to show in the kernel view (repeatable)."
+)
 
 
 @dashboard.command("build")
 @db_option
-@click.option("--from-export", "exports", multiple=True, metavar="FILE",
-              help="Rows written by `results export --format json` (repeatable); the database is then read "
-                   "only when --db (or PHASEBENCH_DB) is given too.")
+@click.option(
+    "--from-export",
+    "exports",
+    multiple=True,
+    metavar="FILE",
+    help="Rows written by `results export --format json` (repeatable); the database is then read "
+    "only when --db (or PHASEBENCH_DB) is given too.",
+)
 @kernels_option
 @click.option("--batch", multiple=True, help="Batch name or id (repeatable; default all).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
@@ -364,6 +432,7 @@ def dashboard_build(db, exports, kernels, batch, out) -> None:
     """Write a self-contained HTML report (plotly.js embedded, works offline)."""
     from dashboards.live import report_html
     from dashboards.sources import read_exports, read_kernels
+
     exported, benchmarks = read_exports(exports), read_kernels(kernels)
     text, n_runs = report_html(db, batch, exported=exported, kernels=benchmarks, read_db=bool(db or not exports))
     path = Path(out)
@@ -381,13 +450,21 @@ def dashboard_build(db, exports, kernels, batch, out) -> None:
 @click.option("--batch", multiple=True, help="Batch name or id (repeatable; default all).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--refresh", "refresh_s", default=10, show_default=True, type=click.IntRange(1, 3600),
-              help="Seconds between page reloads.")
+@click.option(
+    "--refresh",
+    "refresh_s",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 3600),
+    help="Seconds between page reloads.",
+)
 def dashboard_serve(db, kernels, batch, host, port, refresh_s) -> None:
     """Serve the report, rebuilt from the database on every load, while batches and studies run."""
-    from .store.repository import Store
     from dashboards.live import make_server
     from dashboards.sources import read_kernels
+
+    from .store.repository import Store
+
     benchmarks = read_kernels(kernels)  # read once: a bad file is a one-line error now
     Store(db, create=False).close()  # a missing or old database is a one-line error now, not per request
     try:
@@ -413,11 +490,17 @@ def study() -> None:
 def _study_table(records: list[dict[str, Any]], metrics: list[str]) -> str:
     params = list(dict.fromkeys(k for r in records for k in r if k.startswith("param_")))
     number = lambda v: f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"  # noqa: E731
-    columns = ((("#", "number", str), ("state", "state", str), ("model", "model", str))
-               + tuple((m, m, number) for m in metrics)
-               + tuple((p[len("param_"):], p, str) for p in params if p != "param_model")
-               + (("feasible", "feasible", str), ("constraint", "constraint", lambda v: f"{v:.3f}"),
-                  ("run", "run_id", lambda v: v[:8]), ("reused", "reused_run_id", lambda v: v[:8])))
+    columns = (
+        (("#", "number", str), ("state", "state", str), ("model", "model", str))
+        + tuple((m, m, number) for m in metrics)
+        + tuple((p[len("param_") :], p, str) for p in params if p != "param_model")
+        + (
+            ("feasible", "feasible", str),
+            ("constraint", "constraint", lambda v: f"{v:.3f}"),
+            ("run", "run_id", lambda v: v[:8]),
+            ("reused", "reused_run_id", lambda v: v[:8]),
+        )
+    )
     return text_table(records, columns)
 
 
@@ -427,18 +510,26 @@ def _study_table(records: list[dict[str, Any]], metrics: list[str]) -> str:
 def study_create(spec, db) -> None:
     """Validate a study SPEC (YAML) and store it (Optuna tables beside phasebench's)."""
     from . import study as studies
+
     parsed = studies.create_study(spec, db=db)
-    click.echo(f"created study {parsed.name} ({', '.join(o.label for o in parsed.objectives)}; sampler "
-               f"{parsed.sampler}) in {mask_url(database_url(db))}\n"
-               f"run it with `phasebench study run {parsed.name} --trials N --parallel K`")
+    click.echo(
+        f"created study {parsed.name} ({', '.join(o.label for o in parsed.objectives)}; sampler "
+        f"{parsed.sampler}) in {mask_url(database_url(db))}\n"
+        f"run it with `phasebench study run {parsed.name} --trials N --parallel K`"
+    )
 
 
 @study.command("run")
 @click.argument("name")
 @click.option("--trials", type=click.IntRange(min=1), required=True, help="Trials the study should hold in total.")
 @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Trials in flight at once.")
-@click.option("--max-retries", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Ray retries of a trial whose worker died.")
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Ray retries of a trial whose worker died.",
+)
 @db_option
 @address_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
@@ -446,35 +537,53 @@ def study_create(spec, db) -> None:
 def study_run(name, trials, parallel, max_retries, db, address, as_json, no_progress) -> None:
     """Run or continue study NAME until it holds --trials trials (each one an isolated Ray task)."""
     from . import study as studies
+
     bar = {}
 
     def on_start(done: int, todo: int) -> None:
         if not no_progress and not as_json and todo:
             from tqdm import tqdm
-            bar["bar"] = tqdm(total=todo, desc=f"study {name} ({done} done)", unit="trial", file=sys.stderr,
-                              dynamic_ncols=True)
+
+            bar["bar"] = tqdm(
+                total=todo, desc=f"study {name} ({done} done)", unit="trial", file=sys.stderr, dynamic_ncols=True
+            )
 
     def on_trial(report) -> None:
         if "bar" in bar:
             shown = ", ".join(f"{v:.4g}" for v in report.values) if report.values else (report.error or "")[:60]
-            bar["bar"].set_postfix_str(f"#{report.number} {report.state}{' (cached)' if report.reused else ''}: {shown}")
+            bar["bar"].set_postfix_str(
+                f"#{report.number} {report.state}{' (cached)' if report.reused else ''}: {shown}"
+            )
             bar["bar"].update(1)
 
     try:
-        outcome = studies.run_study(name, trials, parallel, db=db, address=address, max_retries=max_retries,
-                                    on_start=on_start, on_trial=on_trial)
+        outcome = studies.run_study(
+            name,
+            trials,
+            parallel,
+            db=db,
+            address=address,
+            max_retries=max_retries,
+            on_start=on_start,
+            on_trial=on_trial,
+        )
     finally:
         if "bar" in bar:
             bar["bar"].close()
     summary = studies.study_summary(name, db)
     if as_json:
         import dataclasses
+
         click.echo(json.dumps({"outcome": dataclasses.asdict(outcome), "summary": summary}, indent=2, default=str))
     else:
         click.echo(_study_text(summary))
         extra = f"; {outcome.stale_failed} left running by a stopped driver marked FAIL" if outcome.stale_failed else ""
-        click.echo("this session: " + (", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items())) or "nothing to do")
-                   + (f" ({outcome.reused} answered from the database)" if outcome.reused else "") + extra)
+        click.echo(
+            "this session: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items())) or "nothing to do")
+            + (f" ({outcome.reused} answered from the database)" if outcome.reused else "")
+            + extra
+        )
     if outcome.interrupted:
         click.echo(f"interrupted: continue with `phasebench study run {name} --trials {trials}`", err=True)
         sys.exit(130)
@@ -485,8 +594,10 @@ def study_run(name, trials, parallel, max_retries, db, address, as_json, no_prog
 def _study_text(summary: dict[str, Any]) -> str:
     states = ", ".join(f"{k} {v}" for k, v in sorted(summary["states"].items())) or "no trials yet"
     budget = f", VRAM budget {summary['vram_budget_gb']:g} GiB" if summary["vram_budget_gb"] else ""
-    lines = [f"study {summary['name']}: {', '.join(summary['objectives'])} (sampler {summary['sampler']}{budget})",
-             f"trials {summary['trials']}: {states}; feasible {summary['feasible']}"]
+    lines = [
+        f"study {summary['name']}: {', '.join(summary['objectives'])} (sampler {summary['sampler']}{budget})",
+        f"trials {summary['trials']}: {states}; feasible {summary['feasible']}",
+    ]
     if summary["pareto"] is not None:
         lines += [f"Pareto set ({len(summary['pareto'])} trials):", _study_table(summary["pareto"], summary["metrics"])]
     elif summary["best"]:
@@ -503,6 +614,7 @@ def _study_text(summary: dict[str, Any]) -> str:
 def study_show(name, db, as_json) -> None:
     """Progress, the best feasible trials, and the Pareto set of a multi-objective study."""
     from . import study as studies
+
     summary = studies.study_summary(name, db)
     click.echo(json.dumps(summary, indent=2, default=str) if as_json else _study_text(summary))
 
@@ -514,6 +626,7 @@ def study_show(name, db, as_json) -> None:
 def study_best(name, db, as_json) -> None:
     """The best feasible trial (one objective) or the Pareto set (several)."""
     from . import study as studies
+
     found = studies.best(name, db)
     if as_json:
         click.echo(json.dumps(found, indent=2, default=str))
@@ -530,6 +643,7 @@ def study_best(name, db, as_json) -> None:
 def study_export(name, db, fmt, out) -> None:
     """Every trial: state, objective values, parameters, constraint, linked run."""
     from . import study as studies
+
     text = render(studies.export(name, db), fmt)
     if out:
         with open(out, "w", encoding="utf-8") as fh:
@@ -566,6 +680,8 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, UserError) as exc:
         click.echo(f"error: {_one_line(mask_text(str(exc), url))}", err=True)
         sys.exit(2)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help, as asked for
+        click.echo(exc.format_message())
     except click.UsageError as exc:
         click.echo(f"error: {_one_line(mask_text(exc.format_message(), url))}", err=True)
         sys.exit(2)

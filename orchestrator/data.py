@@ -12,6 +12,7 @@ token array (uint8 for byte, uint16 for gpt2), files joined by one newline token
 cached per process. Sequences are packed contiguously: sequence i covers tokens
 [i L, i L + L + 1), inputs its first L tokens and targets its last L.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,9 +21,9 @@ import os
 import stat
 import sysconfig
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -103,7 +104,7 @@ def _list_source(source: str) -> tuple[str, list[_File]]:
 
 def _split_fraction(seed: int, rel: str) -> float:
     """sha256(f"{seed}:{rel}") as a number in [0, 1): stable across processes and platforms."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{rel}".encode()).digest()[:8], "big") / 2.0 ** 64
+    return int.from_bytes(hashlib.sha256(f"{seed}:{rel}".encode()).digest()[:8], "big") / 2.0**64
 
 
 def split_files(files: list[_File], seed: int, val_fraction: float) -> tuple[list[_File], list[_File]]:
@@ -124,10 +125,15 @@ def split_files(files: list[_File], seed: int, val_fraction: float) -> tuple[lis
 def _gpt2_encoding():
     try:
         import tiktoken
+
         return tiktoken.get_encoding("gpt2")
     except Exception as exc:  # not installed, or its encoding file cannot be fetched offline
-        raise ConfigError("tokenizer", "gpt2", "needs the `tiktoken` package with its gpt2 encoding file "
-                          f"available offline (cached): {type(exc).__name__}: {exc}") from None
+        raise ConfigError(
+            "tokenizer",
+            "gpt2",
+            "needs the `tiktoken` package with its gpt2 encoding file "
+            f"available offline (cached): {type(exc).__name__}: {exc}",
+        ) from None
 
 
 def _read_bytes(files: list[_File]) -> np.ndarray:
@@ -139,7 +145,7 @@ def _read_bytes(files: list[_File]) -> np.ndarray:
             out[offset] = NEWLINE_BYTE
             offset += 1
         with open(f.path, "rb") as handle:
-            got = handle.readinto(view[offset: offset + f.size])
+            got = handle.readinto(view[offset : offset + f.size])
         if got != f.size:
             raise ConfigError("data", f.path, f"changed while being read ({got} of {f.size} bytes)")
         offset += f.size
@@ -189,8 +195,18 @@ def _load(where: str, files: tuple[_File, ...], tokenizer: str, seed: int, val_f
     val, val_bytes = _tokenize_one(val_files, tokenizer, encoding)
     if not len(train) or not len(val):
         raise ConfigError("data", where, "a split has no tokens")
-    return Corpus(train, val, vocab, tokenizer, val_bytes / len(val), len(train_files), len(val_files), where,
-                  tuple(f.rel for f in train_files), tuple(f.rel for f in val_files))
+    return Corpus(
+        train,
+        val,
+        vocab,
+        tokenizer,
+        val_bytes / len(val),
+        len(train_files),
+        len(val_files),
+        where,
+        tuple(f.rel for f in train_files),
+        tuple(f.rel for f in val_files),
+    )
 
 
 def load_corpus(source: str = "stdlib", tokenizer: str = "byte", seed: int = 0, val_fraction: float = 0.05) -> Corpus:
@@ -279,7 +295,7 @@ class TokenLoader:
             if self.position == self.sequences:
                 self.epoch, self.position = self.epoch + 1, 0
             take = min(need, self.sequences - self.position)
-            parts.append(self.order(self.epoch)[self.position: self.position + take])
+            parts.append(self.order(self.epoch)[self.position : self.position + take])
             self.position += take
             need -= take
         return _batch(self.tokens, self.seq_len, np.concatenate(parts))
@@ -289,20 +305,23 @@ class TokenLoader:
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("sequences", self.sequences) != self.sequences or state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"loader state is for {state.get('sequences')} sequences with seed {state.get('seed')}, "
-                             f"this loader has {self.sequences} with seed {self.seed}")
+            raise ValueError(
+                f"loader state is for {state.get('sequences')} sequences with seed {state.get('seed')}, "
+                f"this loader has {self.sequences} with seed {self.seed}"
+            )
         epoch, position = int(state["epoch"]), int(state["position"])
         if epoch < 0 or not 0 <= position <= self.sequences:
             raise ValueError(f"loader state out of range: epoch {epoch}, position {position}")
         self.epoch, self.position = epoch, position
 
 
-def validation_batches(tokens: np.ndarray, seq_len: int, batch_size: int,
-                       max_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def validation_batches(
+    tokens: np.ndarray, seq_len: int, batch_size: int, max_tokens: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed batches (x, y) of (<= batch_size, seq_len) covering the first `max_tokens` tokens of `tokens`
     in order (at least one sequence); the last batch may be smaller."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError("batch_size", batch_size, "must be a positive integer")
     count = min(_sequences(tokens, seq_len), max(1, int(max_tokens) // seq_len))
     index = np.arange(count)
-    return [_batch(tokens, seq_len, index[i: i + batch_size]) for i in range(0, count, batch_size)]
+    return [_batch(tokens, seq_len, index[i : i + batch_size]) for i in range(0, count, batch_size)]

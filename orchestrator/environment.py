@@ -1,4 +1,5 @@
 """The environment recorded with every result: GPU, driver, CUDA, torch, triton, Python, host, git."""
+
 from __future__ import annotations
 
 import functools
@@ -17,6 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def git_state() -> dict:
     """The project's git commit and dirty flag: PHASEBENCH_GIT_COMMIT (and PHASEBENCH_GIT_DIRTY=0/1) when set,
     else the checkout's own (None where it is not a git repository)."""
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
@@ -35,8 +37,12 @@ def git_state() -> dict:
 
 def _driver_version() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
@@ -58,8 +64,7 @@ def collect(device: str, git: dict | None = None) -> dict:
         "triton": _triton_version(),
     }
     if device == "cuda" and torch.cuda.is_available():
-        env.update(gpu_name=torch.cuda.get_device_name(), gpu_count=torch.cuda.device_count(),
-                   driver=_driver_version())
+        env.update(gpu_name=torch.cuda.get_device_name(), gpu_count=torch.cuda.device_count(), driver=_driver_version())
     env.update(git or git_state())
     env["details"] = {"platform": platform.platform(), "cpu_count": _cpu_count(), "machine": platform.machine()}
     return env

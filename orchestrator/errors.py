@@ -1,4 +1,5 @@
 """Errors the CLI turns into one line and an exit code."""
+
 from __future__ import annotations
 
 from models.config import ConfigError

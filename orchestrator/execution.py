@@ -3,9 +3,11 @@
 See docs/measurement.md (execution modes). `eager` calls the step itself; `compile` is applied when the
 model is built (:meth:`orchestrator.measure.Job.build`), so both call the step directly.
 """
+
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import torch
 

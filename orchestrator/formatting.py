@@ -1,11 +1,12 @@
 """Render result records as an aligned text table, CSV or JSON."""
+
 from __future__ import annotations
 
 import csv
 import io
 import json
-from typing import Any, Iterable
-
+from collections.abc import Iterable
+from typing import Any
 
 
 def human_bytes(value: float) -> str:
@@ -14,6 +15,7 @@ def human_bytes(value: float) -> str:
         if abs(value) >= size:
             return f"{value / size:.3f} {unit}" if unit == "GiB" else f"{value / size:.2f} {unit}"
     return f"{value:.0f} B"
+
 
 #: (header, record key, formatter) of the default result table
 RESULT_COLUMNS = (
@@ -40,7 +42,7 @@ def text_table(records: Iterable[dict[str, Any]], columns=RESULT_COLUMNS) -> str
     for record in records:
         rows.append([fmt(record[key]) if record.get(key) is not None else "-" for _, key, fmt in columns])
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ inside a callback whose exceptions Python swallows (a weakref callback or a `__d
 one), the raise is lost; the driver loops call :func:`check` at every poll, which raises it again.
 Thread-safety: the flag is a `threading.Event`; the handler runs in the main thread.
 """
+
 from __future__ import annotations
 
 import threading

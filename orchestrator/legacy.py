@@ -1,5 +1,6 @@
 """Run fields of configs stored by earlier versions of phasebench, read as today's (no torch import: the
 result store reads them)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ Follows docs/measurement.md. Runs inside a fresh worker process (Ray task, max_c
 dict: `status` (ok | oom | failed | nonfinite), `phase` (build | forward | backward | step | done) and
 the metrics named like :class:`orchestrator.store.schema.Result`'s columns.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,9 @@ import resource
 import statistics
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,8 +63,9 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
-                                              or "not enough memory" in text)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+    )
 
 
 def peak_flops(gpu_name: str | None, precision: str) -> float | None:
@@ -265,8 +268,9 @@ class BenchmarkJob(Job):
         if run["fault"] == "raise":
             raise RuntimeError("injected fault (fault: raise)")
         before_input = self.allocated()
-        ids = torch.randint(0, self.model_config.vocab_size, (run["batch_size"], run["seq_len"]),
-                            generator=generator).to(self.device)
+        ids = torch.randint(
+            0, self.model_config.vocab_size, (run["batch_size"], run["seq_len"]), generator=generator
+        ).to(self.device)
         input_bytes = self.allocated() - before_input  # the step's input is not static state
         if optimizer is not None:  # AdamW creates its state lazily: one full step first
             self.check_finite(self.step(model, ids, optimizer))
@@ -290,10 +294,13 @@ class BenchmarkJob(Job):
             m["activation_bytes"] = m["saved_tensor_bytes"]
         self.record_speed(m, times)
         m["loss"] = final if run["mode"] != "inference" else None
-        m["extra"] = {"sdpa_backends": sorted(self.sdpa_backends(model)), "step_times_s": times,
-                      "retained_after_steps_bytes": retained if self.device.type == "cuda" else None,
-                      "gradient_bytes": self.gradient_bytes(model),
-                      "activation_source": "allocator" if self.device.type == "cuda" else "saved_tensors"}
+        m["extra"] = {
+            "sdpa_backends": sorted(self.sdpa_backends(model)),
+            "step_times_s": times,
+            "retained_after_steps_bytes": retained if self.device.type == "cuda" else None,
+            "gradient_bytes": self.gradient_bytes(model),
+            "activation_source": "allocator" if self.device.type == "cuda" else "saved_tensors",
+        }
         if not math.isfinite(final):
             self.result.status, self.result.phase = "nonfinite", "done"
 
@@ -324,8 +331,11 @@ class BenchmarkJob(Job):
     def static_bytes(self, model, optimizer) -> int:
         if self.device.type == "cuda":
             return self.allocated()
-        state = [t for s in optimizer.state.values() for t in s.values()
-                 if torch.is_tensor(t)] if optimizer is not None else []
+        state = (
+            [t for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t)]
+            if optimizer is not None
+            else []
+        )
         return tensor_bytes(model.parameters()) + tensor_bytes(state)
 
     def record_memory(self, m: dict[str, Any]) -> None:

@@ -7,14 +7,16 @@ writes its result at once; a run past its `timeout_s` is force-cancelled (its wo
 stored as `timeout`. Ctrl-C cancels the runs in flight, sets them back to pending and marks the batch
 `interrupted`: `phasebench run --resume BATCH` finishes it.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import interrupts
 from .environment import REPO_ROOT, git_state
@@ -53,8 +55,11 @@ def init_ray(address: str | None = None) -> None:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
     address = address or os.environ.get("RAY_ADDRESS")
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": {"PYTHONPATH": path}}, "log_to_driver": False,
-                              "configure_logging": False}
+    kwargs: dict[str, Any] = {
+        "runtime_env": {"env_vars": {"PYTHONPATH": path}},
+        "log_to_driver": False,
+        "configure_logging": False,
+    }
     if address:
         ray.init(address=address, **kwargs)
     else:
@@ -69,6 +74,7 @@ def remote_executes() -> dict[bool, Any]:
     import ray
 
     from .worker import execute, execute_isolated
+
     return {True: ray.remote(max_calls=1)(execute_isolated), False: ray.remote(max_calls=0)(execute)}
 
 
@@ -116,7 +122,7 @@ class Capacity:
     count: int = 0
 
     @classmethod
-    def of_cluster(cls, max_parallel: int | None) -> "Capacity":
+    def of_cluster(cls, max_parallel: int | None) -> Capacity:
         import ray
 
         resources = ray.cluster_resources()
@@ -162,8 +168,14 @@ def collect_outcome(ref) -> dict[str, Any]:
 class Runner:
     """Runs the unfinished runs of a batch on Ray and writes each result as it arrives."""
 
-    def __init__(self, store: Store, address: str | None = None, max_parallel: int | None = None,
-                 max_retries: int = 2, on_result: Callable[[Run, dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        address: str | None = None,
+        max_parallel: int | None = None,
+        max_retries: int = 2,
+        on_result: Callable[[Run, dict[str, Any]], None] | None = None,
+    ):
         self.store = store
         self.address = address
         self.max_parallel = max_parallel
@@ -209,7 +221,8 @@ class Runner:
                     run = queue.pop()
                     execute = executes[run.config.get("isolate", True)]
                     ref = execute.options(**task_options(run.config, self.max_retries)).remote(
-                        run.config, git, run.id, self.metrics)
+                        run.config, git, run.id, self.metrics
+                    )
                     self.store.mark_running(run.id)
                     capacity.take(run.config)
                     in_flight[ref] = InFlight(run, time.monotonic())
@@ -246,8 +259,7 @@ class Runner:
             if now - job.started > limit:
                 ray.cancel(ref, force=True)  # kills the worker process
                 del in_flight[ref]
-                self._finish(job.run, {"status": "timeout", "phase": None,
-                                       "error": f"exceeded timeout_s={limit:g}"})
+                self._finish(job.run, {"status": "timeout", "phase": None, "error": f"exceeded timeout_s={limit:g}"})
                 expired.append(job)
         return expired
 

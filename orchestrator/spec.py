@@ -7,6 +7,7 @@ config is a flat dict: the run fields below plus the model's knobs, with every d
 Validation is complete before anything is written; every error is a :class:`ConfigError` naming the
 field and the value.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,6 +15,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,14 +62,26 @@ class RunFields:
     resources: dict = knob({}, help="custom Ray resources a run needs, e.g. {node_a: 1}")
     isolate: bool = knob(True, help="a fresh worker process per run; false reuses workers (tiny CPU runs)")
     accelerator_type: str = knob("", help="Ray accelerator type, e.g. H100 (empty: any)")
-    kernels: str = knob("auto", choices=KERNEL_BACKENDS,
-                        help="auto: Triton on CUDA (or PHASEBENCH_KERNELS), torch: PyTorch references, triton: Triton")
-    execution: str = knob("auto", choices=("auto", *EXECUTIONS), help="auto (graph on CUDA where the model can be "
-                          "captured, else eager), eager, graph (CUDA graph replay of the measured step) or compile "
-                          "(torch.compile every block; the first steps include the compile)")
+    kernels: str = knob(
+        "auto",
+        choices=KERNEL_BACKENDS,
+        help="auto: Triton on CUDA (or PHASEBENCH_KERNELS), torch: PyTorch references, triton: Triton",
+    )
+    execution: str = knob(
+        "auto",
+        choices=("auto", *EXECUTIONS),
+        help="auto (graph on CUDA where the model can be "
+        "captured, else eager), eager, graph (CUDA graph replay of the measured step) or compile "
+        "(torch.compile every block; the first steps include the compile)",
+    )
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
-    loss_chunk_tokens: int = knob(0, min=0, max=2**31, help="0: the whole (B, N, V) logits at once; K: the head and "
-                                  "cross-entropy over K tokens at a time, recomputed in backward")
+    loss_chunk_tokens: int = knob(
+        0,
+        min=0,
+        max=2**31,
+        help="0: the whole (B, N, V) logits at once; K: the head and "
+        "cross-entropy over K tokens at a time, recomputed in backward",
+    )
     warmup_steps: int = knob(2, min=0, max=100_000)
     steps: int = knob(5, min=1, max=1_000_000)
     repeats: int = knob(1, min=1, max=1000)
@@ -107,8 +121,20 @@ RUN_FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(RunFields
 TRAIN_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainFields)}
 TRAIN_FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(TrainFields)}
 #: fields that change how a run is executed, not what it computes (left out of the checkpoint key)
-RUN_CONTROL_FIELDS = ("steps", "timeout_s", "num_gpus", "num_cpus", "resources", "accelerator_type", "fault", "eval_every", "checkpoint_every",
-                      "checkpoint_dir", "warmup_steps", "repeats")
+RUN_CONTROL_FIELDS = (
+    "steps",
+    "timeout_s",
+    "num_gpus",
+    "num_cpus",
+    "resources",
+    "accelerator_type",
+    "fault",
+    "eval_every",
+    "checkpoint_every",
+    "checkpoint_dir",
+    "warmup_steps",
+    "repeats",
+)
 TYPE_NAMES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
 
 
@@ -148,7 +174,9 @@ class Spec:
 
 # ---------------------------------------------------------------------------------------------- YAML
 class _GuardedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses alias bombs (more than MAX_YAML_ALIASES aliases)."""
+    """SafeLoader that refuses alias bombs (more than MAX_YAML_ALIASES aliases) and a key given twice in one
+    mapping (PyYAML keeps the last one silently), and reads `1e-3` as the number YAML 1.2 makes it (PyYAML's
+    YAML 1.1 wants a dot: `1.0e-3`)."""
 
     def compose_node(self, parent, index):  # noqa: D401  (yaml hook)
         if self.check_event(yaml.AliasEvent):
@@ -156,6 +184,30 @@ class _GuardedLoader(yaml.SafeLoader):
             if self._aliases > MAX_YAML_ALIASES:
                 raise ConfigError("spec", f"{self._aliases} aliases", f"uses more than {MAX_YAML_ALIASES} YAML aliases")
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                if key_node.value in seen:
+                    line = f"line {key_node.start_mark.line + 1}"
+                    raise ConfigError(key_node.value, line, "is given twice in one mapping (the second time at)")
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+_GuardedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def parse_value(text: str) -> Any:
+    """One value written as in a spec (`--set`, `--where`): `1e-3` a number, `true` a boolean, ...; text
+    that is not valid YAML is the string itself."""
+    try:
+        return yaml.load(text, Loader=_GuardedLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError:
+        return text
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -253,8 +305,9 @@ def _case_axes(cases: Any) -> list[CaseAxis]:
         for axis, entries in cases.items():
             if not isinstance(entries, list) or not entries:
                 raise ConfigError(f"cases.{axis}", entries, "must be a non-empty list of mappings")
-            axes.append([(f"cases.{axis}[{i}]", as_mapping(case, f"cases.{axis}[{i}]"))
-                         for i, case in enumerate(entries)])
+            axes.append(
+                [(f"cases.{axis}[{i}]", as_mapping(case, f"cases.{axis}[{i}]")) for i, case in enumerate(entries)]
+            )
         return axes
     raise ConfigError("cases", cases, "must be a non-empty list of mappings, or a mapping of named such lists")
 
@@ -294,8 +347,9 @@ def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
     if "model" not in config:
         raise ConfigError("model", None, "is required (in defaults, cases or grid)")
     if LEGACY_COMPILE in config:
-        raise ConfigError(LEGACY_COMPILE, config[LEGACY_COMPILE], "was replaced by the run field execution "
-                          "(eager, graph or compile)")
+        raise ConfigError(
+            LEGACY_COMPILE, config[LEGACY_COMPILE], "was replaced by the run field execution (eager, graph or compile)"
+        )
     model_knobs = {}
     for key, value in list(config.items()):
         if key in RUN_FIELD_TYPES:
@@ -339,12 +393,14 @@ def _check_job_fields(config: dict[str, Any]) -> None:
         config.setdefault(f.name, default_of(f))
     tokens = config["batch_size"] * config["seq_len"]
     if config["tokens_per_step"] % tokens:
-        raise ConfigError("tokens_per_step", config["tokens_per_step"],
-                          f"must be a multiple of batch_size * seq_len = {tokens}")
+        raise ConfigError(
+            "tokens_per_step", config["tokens_per_step"], f"must be a multiple of batch_size * seq_len = {tokens}"
+        )
 
 
 def _cuda_available() -> bool:
     import torch
+
     return torch.cuda.is_available()
 
 
@@ -352,8 +408,9 @@ def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Validate one merged config; returns (flat resolved config, exact parameter count)."""
     config = dict(raw)
     if MODEL_VERSION in config:
-        raise ConfigError(MODEL_VERSION, config[MODEL_VERSION],
-                          "is set by phasebench from the model's code, not by a spec")
+        raise ConfigError(
+            MODEL_VERSION, config[MODEL_VERSION], "is set by phasebench from the model's code, not by a spec"
+        )
     model_knobs = _check_run_fields(config)
     entry = models.get(config["model"])
     model_config = entry.make_config(model_knobs)
@@ -362,8 +419,11 @@ def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     if config["execution"] == "graph" and (blocker := model_config.graph_blocker()):
         raise ConfigError("execution", "graph", f"cannot capture {config['model']}: {blocker}")
     if config["job"] == "train" and model_config.vocab_size < TOKENIZER_VOCAB[config["tokenizer"]]:
-        raise ConfigError("vocab_size", model_config.vocab_size,
-                          f"must be >= {TOKENIZER_VOCAB[config['tokenizer']]} for tokenizer {config['tokenizer']}")
+        raise ConfigError(
+            "vocab_size",
+            model_config.vocab_size,
+            f"must be >= {TOKENIZER_VOCAB[config['tokenizer']]} for tokenizer {config['tokenizer']}",
+        )
     train = {k: config[k] for k in TRAIN_FIELD_TYPES if k in config}
     resolved = {k: config[k] for k in RUN_FIELD_TYPES} | train | {MODEL_VERSION: entry.version} | model_config.to_dict()
     return resolved, entry.estimate_params(model_config)
@@ -374,8 +434,12 @@ def check_model_version(config: dict[str, Any]) -> None:
     a run queued before the model's math changed would otherwise store the new model under the old hash."""
     stored, current = config.get(MODEL_VERSION, 1), models.get(config["model"]).version
     if stored != current:
-        raise ConfigError(MODEL_VERSION, stored, f"{config['model']} is at version {current} in this code; "
-                          "the run was queued for another: queue the spec again")
+        raise ConfigError(
+            MODEL_VERSION,
+            stored,
+            f"{config['model']} is at version {current} in this code; "
+            "the run was queued for another: queue the spec again",
+        )
 
 
 def checkpoint_key(config: dict[str, Any]) -> str:
@@ -407,19 +471,23 @@ def expand(data: dict[str, Any], allow_large: bool = False) -> Spec:
     n_cases = math.prod(len(axis) for axis in case_axes)
     count = n_cases * math.prod(len(v) for v in axes.values())
     if count > MAX_CONFIGS and not allow_large:
-        raise ConfigError("grid", f"{count} configs", f"expands to more than {MAX_CONFIGS:,} configs; pass --yes to run it")
+        raise ConfigError(
+            "grid", f"{count} configs", f"expands to more than {MAX_CONFIGS:,} configs; pass --yes to run it"
+        )
     keys = list(axes)
     runs, seen = [], {}
     for combo in itertools.product(*case_axes):
         label, case = _merge_cases(combo)
         for point in itertools.product(*(axes[k] for k in keys)):
-            merged = defaults | case | dict(zip(keys, point))
+            merged = defaults | case | dict(zip(keys, point, strict=False))
             try:
                 resolved, params = resolve_config(merged)
             except ConfigError as exc:
                 where = label if n_cases > 1 else "config"
-                grid_part = ", ".join(f"{k}={v}" for k, v in zip(keys, point))
-                raise ConfigError(exc.field, exc.value, f"{exc.message} [{where}{' ' + grid_part if grid_part else ''}]") from None
+                grid_part = ", ".join(f"{k}={v}" for k, v in zip(keys, point, strict=False))
+                raise ConfigError(
+                    exc.field, exc.value, f"{exc.message} [{where}{' ' + grid_part if grid_part else ''}]"
+                ) from None
             digest = config_hash(resolved)
             if digest in seen:
                 continue  # the same resolved config twice in one spec runs once

@@ -26,6 +26,7 @@ and a run the pruner stops is cancelled (its run stored as `failed`, "pruned ...
 Objective units: params (count), tokens_per_s, peak_memory in GiB (the allocator's peak on CUDA, the
 worker's peak RSS on CPU), val_loss (the last evaluation of a `job: train` run, nats per token).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,9 +34,10 @@ import math
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import models
 from models.config import ConfigError, check_value
@@ -44,8 +46,18 @@ from . import interrupts
 from .environment import git_state
 from .errors import UserError
 from .runner import Capacity, collect_outcome, drain_metrics, init_ray, metrics_queue, remote_executes, task_options
-from .spec import (RUN_FIELD_META, RUN_FIELD_TYPES, TRAIN_FIELD_META, TRAIN_FIELD_TYPES, TYPE_NAMES, as_mapping,
-                   check_name_and_description, config_hash, load_yaml, resolve_config)
+from .spec import (
+    RUN_FIELD_META,
+    RUN_FIELD_TYPES,
+    TRAIN_FIELD_META,
+    TRAIN_FIELD_TYPES,
+    TYPE_NAMES,
+    as_mapping,
+    check_name_and_description,
+    config_hash,
+    load_yaml,
+    resolve_config,
+)
 from .store.engine import database_url, mask_url
 from .store.repository import Store
 from .store.schema import FINISHED, Batch, Result, Run
@@ -53,8 +65,13 @@ from .store.schema import FINISHED, Batch, Result, Run
 STUDY_KEYS = ("name", "description", "defaults", "space", "objectives", "constraints", "sampler", "pruner")
 METRICS = ("params", "tokens_per_s", "peak_memory", "val_loss")
 DIRECTIONS = ("maximize", "minimize")
-SAMPLER_OPTIONS = {"tpe": ("seed", "n_startup_trials"), "nsga2": ("seed", "population_size"),
-                   "gp": ("seed", "n_startup_trials"), "grid": ("seed",), "random": ("seed",)}
+SAMPLER_OPTIONS = {
+    "tpe": ("seed", "n_startup_trials"),
+    "nsga2": ("seed", "population_size"),
+    "gp": ("seed", "n_startup_trials"),
+    "grid": ("seed",),
+    "random": ("seed",),
+}
 PRUNER_OPTIONS = {"none": (), "median": ("n_startup_trials", "n_warmup_steps")}
 CONSTRAINT_KEYS = ("vram_budget_gb",)
 #: fields a study fixes in `defaults` (objectives and the task's placement depend on them)
@@ -153,7 +170,7 @@ class StudySpec:
     def resolve(self, values: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Resolve a point; on CUDA the VRAM budget caps the worker (set_per_process_memory_fraction)."""
         resolved, params = resolve_config(self.raw_config(values))
-        if (self.vram_budget_gb and resolved["device"] == "cuda" and "vram_budget_gb" not in self.defaults):
+        if self.vram_budget_gb and resolved["device"] == "cuda" and "vram_budget_gb" not in self.defaults:
             resolved, params = resolve_config(self.raw_config(values) | {"vram_budget_gb": self.vram_budget_gb})
         return resolved, params
 
@@ -210,6 +227,7 @@ def _GridSampler(search_space, seed):  # noqa: N802  (a class factory: optuna is
 
 def _native_constraints() -> bool:
     from optuna.trial import Trial
+
     return hasattr(Trial, "set_constraint")
 
 
@@ -233,8 +251,12 @@ def _fields_of(key: str, model_names: list[str]) -> list[tuple[type | None, dict
     for name in model_names:
         for f in dataclasses.fields(models.get(name).config_cls):
             if f.name == key:
-                found.append((TYPE_NAMES.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")),
-                              dict(f.metadata)))
+                found.append(
+                    (
+                        TYPE_NAMES.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")),
+                        dict(f.metadata),
+                    )
+                )
     return found
 
 
@@ -350,8 +372,11 @@ def _parse_choice(raw: Any, where: str, options: dict[str, tuple[str, ...]], def
         if key == "type":
             continue
         if key not in options[kind]:
-            raise ConfigError(f"{where}.{key}", value, f"is not an option of {kind}"
-                              f"{' (' + ', '.join(options[kind]) + ')' if options[kind] else ''}")
+            raise ConfigError(
+                f"{where}.{key}",
+                value,
+                f"is not an option of {kind}{' (' + ', '.join(options[kind]) + ')' if options[kind] else ''}",
+            )
         low = 0 if key in ("seed", "n_startup_trials", "n_warmup_steps") else 2
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 2**31 - 1:
             raise ConfigError(f"{where}.{key}", value, f"must be an integer >= {low}")
@@ -391,8 +416,9 @@ def parse_study_spec(data: dict[str, Any]) -> StudySpec:
         model_names = [defaults["model"]]
     else:
         raise ConfigError("model", None, "is required (in defaults or space)")
-    space = tuple(model_param if key == "model" else _parse_param(key, raw, model_names)
-                  for key, raw in space_raw.items())
+    space = tuple(
+        model_param if key == "model" else _parse_param(key, raw, model_names) for key, raw in space_raw.items()
+    )
     objectives = _parse_objectives(data.get("objectives"), defaults.get("job", "benchmark"))
     constraints = as_mapping(data.get("constraints"), "constraints")
     budget = None
@@ -403,12 +429,24 @@ def parse_study_spec(data: dict[str, Any]) -> StudySpec:
             raise ConfigError(f"constraints.{key}", value, "must be a number of GiB > 0")
         budget = float(value)
     if budget is not None and "vram_budget_gb" in defaults and defaults["vram_budget_gb"] != budget:
-        raise ConfigError("defaults.vram_budget_gb", defaults["vram_budget_gb"],
-                          f"differs from constraints.vram_budget_gb={budget:g}")
+        raise ConfigError(
+            "defaults.vram_budget_gb", defaults["vram_budget_gb"], f"differs from constraints.vram_budget_gb={budget:g}"
+        )
     sampler, sampler_options = _parse_choice(data.get("sampler"), "sampler", SAMPLER_OPTIONS, "tpe")
     pruner, pruner_options = _parse_choice(data.get("pruner"), "pruner", PRUNER_OPTIONS, "none")
-    spec = StudySpec(name.strip(), description, defaults, space, objectives, budget, sampler, sampler_options,
-                     pruner, pruner_options, data)
+    spec = StudySpec(
+        name.strip(),
+        description,
+        defaults,
+        space,
+        objectives,
+        budget,
+        sampler,
+        sampler_options,
+        pruner,
+        pruner_options,
+        data,
+    )
     _check_sampler(spec)
     if pruner == "median" and [o.label for o in objectives] != ["minimize val_loss"]:
         raise ConfigError("pruner", "median", "prunes on validation loss: needs the single objective minimize val_loss")
@@ -422,8 +460,9 @@ def _check_sampler(spec: StudySpec) -> None:
         for p in spec.space:
             values = p.grid_values()
             if values is None:
-                raise ConfigError(f"space.{p.name}", f"[{p.low}, {p.high}]",
-                                  "sampler grid needs choices or a range with step")
+                raise ConfigError(
+                    f"space.{p.name}", f"[{p.low}, {p.high}]", "sampler grid needs choices or a range with step"
+                )
             size *= len(values)
             if size > MAX_GRID:
                 raise ConfigError("sampler", "grid", f"the space has more than {MAX_GRID:,} grid points")
@@ -438,8 +477,10 @@ def _probe(spec: StudySpec) -> None:
     """Resolve a few points of the space (its corners and random points): the defaults are bad when none
     resolves. Points that fail only in combination are told to Optuna as PRUNED when sampled."""
     rng = random.Random(0)
-    points = [{p.name: (p.choices[0] if p.kind == "categorical" else p.low) for p in spec.space},
-              {p.name: (p.choices[-1] if p.kind == "categorical" else p.high) for p in spec.space}]
+    points = [
+        {p.name: (p.choices[0] if p.kind == "categorical" else p.low) for p in spec.space},
+        {p.name: (p.choices[-1] if p.kind == "categorical" else p.high) for p in spec.space},
+    ]
     points += [{p.name: p.random_value(rng) for p in spec.space} for _ in range(PROBES - 2)]
     first = None
     for point in points:
@@ -469,8 +510,11 @@ def _storage(url: str, create: bool):
 
     if not create:
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
-                and not Path(parsed.database).exists():
+        if (
+            parsed.get_backend_name() == "sqlite"
+            and parsed.database not in (None, "", ":memory:")
+            and not Path(parsed.database).exists()
+        ):
             raise UserError(f"study: {mask_url(url)} does not exist; create a study with `phasebench study create`")
         engine = make_engine(url)
         try:
@@ -478,8 +522,12 @@ def _storage(url: str, create: bool):
         finally:
             engine.dispose()
         if not has:
-            raise UserError(f"study: {mask_url(url)} holds no Optuna studies; create one with `phasebench study create`")
-    kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+            raise UserError(
+                f"study: {mask_url(url)} holds no Optuna studies; create one with `phasebench study create`"
+            )
+    kwargs = (
+        {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    )
     return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
 
 
@@ -514,14 +562,20 @@ def create_study(spec: str | Path | dict[str, Any], db: str | None = None) -> St
     storage = _storage(url, create=True)
     try:
         if parsed.name in {s.study_name for s in storage.get_all_studies()}:
-            raise UserError(f"study: {parsed.name!r} already exists; continue it with `phasebench study run {parsed.name}`")
+            raise UserError(
+                f"study: {parsed.name!r} already exists; continue it with `phasebench study run {parsed.name}`"
+            )
         try:
             study = optuna.create_study(storage=storage, study_name=parsed.name, directions=parsed.directions)
         except optuna.exceptions.DuplicatedStudyError:
             raise UserError(f"study: {parsed.name!r} already exists") from None
         with store.session() as s, s.begin():
-            batch = Batch(name=parsed.name, description=parsed.description or f"Optuna study {parsed.name}",
-                          spec=parsed.source, status="pending")
+            batch = Batch(
+                name=parsed.name,
+                description=parsed.description or f"Optuna study {parsed.name}",
+                spec=parsed.source,
+                status="pending",
+            )
             s.add(batch)
             s.flush()
             batch_id = batch.id
@@ -573,8 +627,17 @@ class _Job:
 class StudyDriver:
     """Ask/tell over Ray: up to `parallel` trials in flight, each one phasebench run."""
 
-    def __init__(self, store, study, spec: StudySpec, batch_id: int, parallel: int, address: str | None,
-                 max_retries: int, on_trial: Callable[[TrialReport], None] | None):
+    def __init__(
+        self,
+        store,
+        study,
+        spec: StudySpec,
+        batch_id: int,
+        parallel: int,
+        address: str | None,
+        max_retries: int,
+        on_trial: Callable[[TrialReport], None] | None,
+    ):
         self.store, self.study, self.spec, self.batch_id = store, study, spec, batch_id
         self.parallel, self.address, self.max_retries = parallel, address, max_retries
         self.on_trial = on_trial or (lambda report: None)
@@ -602,8 +665,7 @@ class StudyDriver:
         interrupts.delivered()  # a stop handled before this drive is not this drive's
         try:
             while True:
-                while (self.held is None and asked < n_trials
-                       and len(self.in_flight) < self.parallel):
+                while self.held is None and asked < n_trials and len(self.in_flight) < self.parallel:
                     asked += 1
                     self.held = self._ask(capacity)
                 if self.held is not None and capacity.fits(self.held.config):
@@ -647,7 +709,8 @@ class StudyDriver:
             self.remotes = remote_executes()
         execute = self.remotes[job.config.get("isolate", True)]
         return execute.options(**task_options(job.config, self.max_retries)).remote(
-            job.config, git, job.run_id, self.metrics)
+            job.config, git, job.run_id, self.metrics
+        )
 
     def _ask(self, capacity) -> _Job | None:
         """Ask for a trial and decide what to do with it; returns a job to submit, or None when the trial
@@ -702,8 +765,15 @@ class StudyDriver:
                 self.reused += 1
                 self._conclude(trial, run_id, result, reused=True)
             else:
-                self._tell(trial, "FAIL", None, None, run_id, True, f"the run it shared ({job.run_id}) "
-                           f"ended {result['status']}: {result['error']}")
+                self._tell(
+                    trial,
+                    "FAIL",
+                    None,
+                    None,
+                    run_id,
+                    True,
+                    f"the run it shared ({job.run_id}) ended {result['status']}: {result['error']}",
+                )
 
     def _expire(self, capacity) -> None:
         import ray
@@ -725,8 +795,9 @@ class StudyDriver:
             if self.spec.pruner == "none" or capacity is None or run_id not in self.by_run:
                 continue
             ref, job = self.by_run[run_id]
-            evals = sorted((r["step"], r["val_loss"]) for r in rows
-                           if r.get("kind") == "eval" and r.get("val_loss") is not None)
+            evals = sorted(
+                (r["step"], r["val_loss"]) for r in rows if r.get("kind") == "eval" and r.get("val_loss") is not None
+            )
             for step, val_loss in evals:
                 if step in job.reported:
                     continue
@@ -781,13 +852,28 @@ class StudyDriver:
                 self._conclude(Trial(self.study, frozen._trial_id), run_id, self._result(run_id), reused=False)
 
     # -- database ---------------------------------------------------------------------------------
-    def _add_run(self, trial, resolved: dict[str, Any], digest: str, params: int, status: str,
-                 reused: str | None) -> str:
+    def _add_run(
+        self, trial, resolved: dict[str, Any], digest: str, params: int, status: str, reused: str | None
+    ) -> str:
         run_id = uuid.uuid4().hex
         with self.store.session() as s, s.begin():
-            s.add(Run(id=run_id, batch_id=self.batch_id, index=trial.number, config_hash=digest, config=resolved,
-                      model=resolved["model"], mode=resolved["mode"], device=resolved["device"], params=params,
-                      status=status, reused_run_id=reused, study_name=self.spec.name, trial_number=trial.number))
+            s.add(
+                Run(
+                    id=run_id,
+                    batch_id=self.batch_id,
+                    index=trial.number,
+                    config_hash=digest,
+                    config=resolved,
+                    model=resolved["model"],
+                    mode=resolved["mode"],
+                    device=resolved["device"],
+                    params=params,
+                    status=status,
+                    reused_run_id=reused,
+                    study_name=self.spec.name,
+                    trial_number=trial.number,
+                )
+            )
         trial.set_user_attr("run_id", run_id)
         if reused:
             trial.set_user_attr("reused_run_id", reused)
@@ -800,10 +886,16 @@ class StudyDriver:
     def _result(self, run_id: str) -> dict[str, Any]:
         with self.store.session() as s:
             run, result = s.get(Run, run_id), s.get(Result, run_id)
-            return {"status": result.status, "error": result.error, "device": run.device,
-                    "params": result.params if result.params is not None else run.params,
-                    "tokens_per_s": result.tokens_per_s, "peak_bytes": result.peak_bytes,
-                    "peak_rss_bytes": result.peak_rss_bytes, "val_loss": (result.extra or {}).get("val_loss")}
+            return {
+                "status": result.status,
+                "error": result.error,
+                "device": run.device,
+                "params": result.params if result.params is not None else run.params,
+                "tokens_per_s": result.tokens_per_s,
+                "peak_bytes": result.peak_bytes,
+                "peak_rss_bytes": result.peak_rss_bytes,
+                "val_loss": (result.extra or {}).get("val_loss"),
+            }
 
     # -- telling Optuna -----------------------------------------------------------------------------
     def _conclude(self, trial, run_id: str, result: dict[str, Any], reused: bool) -> None:
@@ -817,9 +909,9 @@ class StudyDriver:
         if status == "oom":
             over = peak - budget if (peak is not None and budget) else 0.0
             constraint = max(OOM_CONSTRAINT, over)
-            values = [o.worst() if v is None else v for o, v in zip(self.spec.objectives, values)]
+            values = [o.worst() if v is None else v for o, v in zip(self.spec.objectives, values, strict=False)]
         else:
-            missing = [o.metric for o, v in zip(self.spec.objectives, values) if v is None]
+            missing = [o.metric for o, v in zip(self.spec.objectives, values, strict=False) if v is None]
             if budget and peak is None:
                 missing.append("peak_memory (for the budget)")
             if missing:
@@ -868,24 +960,38 @@ def _fail_unfinished(store, study, spec: StudySpec, message: str, numbers: set[i
     from optuna.trial import TrialState
     from sqlalchemy import select
 
-    stale = [t for t in study.get_trials(deepcopy=False, states=[TrialState.RUNNING])
-             if numbers is None or t.number in numbers]
+    stale = [
+        t
+        for t in study.get_trials(deepcopy=False, states=[TrialState.RUNNING])
+        if numbers is None or t.number in numbers
+    ]
     for trial in stale:
         study._storage.set_trial_user_attr(trial._trial_id, "error", message)
         study.tell(trial.number, state=TrialState.FAIL)
     if stale:
         with store.session() as s:
-            run_ids = s.scalars(select(Run.id).where(Run.study_name == spec.name,
-                                                     Run.trial_number.in_([t.number for t in stale]),
-                                                     Run.status.in_(("pending", "running")))).all()
+            run_ids = s.scalars(
+                select(Run.id).where(
+                    Run.study_name == spec.name,
+                    Run.trial_number.in_([t.number for t in stale]),
+                    Run.status.in_(("pending", "running")),
+                )
+            ).all()
         for run_id in run_ids:
             store.record_result(run_id, {"status": "failed", "phase": None, "error": message})
     return len(stale)
 
 
-def run_study(name: str, trials: int, parallel: int = 1, db: str | None = None, address: str | None = None,
-              max_retries: int = 2, on_start: Callable[[int, int], None] | None = None,
-              on_trial: Callable[[TrialReport], None] | None = None) -> StudyOutcome:
+def run_study(
+    name: str,
+    trials: int,
+    parallel: int = 1,
+    db: str | None = None,
+    address: str | None = None,
+    max_retries: int = 2,
+    on_start: Callable[[int, int], None] | None = None,
+    on_trial: Callable[[TrialReport], None] | None = None,
+) -> StudyOutcome:
     """Run (or continue) a stored study until it holds `trials` trials, `parallel` at a time.
 
     `on_start(done, to_run)` is called once the study is loaded; `on_trial(report)` after each told trial.
@@ -909,6 +1015,7 @@ def run_study(name: str, trials: int, parallel: int = 1, db: str | None = None, 
         outcome = StudyOutcome(name, batch_id)
         outcome.stale_failed = _fail_unfinished(store, study, spec, "the study driver stopped while this trial ran")
         from optuna.trial import TrialState
+
         started = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]  # not enqueued ones
         todo = max(0, trials - len(started))
         grid = spec.grid_size()
@@ -940,7 +1047,11 @@ def trial_records(study, spec: StudySpec) -> list[dict[str, Any]]:
     records = []
     for t in study.get_trials(deepcopy=False):
         constraints = t.user_attrs.get("constraints")
-        record = {"number": t.number, "state": t.state.name, "model": t.user_attrs.get("model") or spec.model_of(t.params)}
+        record = {
+            "number": t.number,
+            "state": t.state.name,
+            "model": t.user_attrs.get("model") or spec.model_of(t.params),
+        }
         for i, o in enumerate(spec.objectives):
             record[o.metric] = t.values[i] if t.values is not None else None
         record.update({f"param_{k}": v for k, v in t.params.items()})
@@ -952,22 +1063,27 @@ def trial_records(study, spec: StudySpec) -> list[dict[str, Any]]:
         record["error"] = t.user_attrs.get("error")
         record["started"] = t.datetime_start.isoformat() if t.datetime_start else None
         record["completed"] = t.datetime_complete.isoformat() if t.datetime_complete else None
-        record["duration_s"] = (t.datetime_complete - t.datetime_start).total_seconds() \
-            if t.datetime_start and t.datetime_complete else None
+        record["duration_s"] = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_start and t.datetime_complete
+            else None
+        )
         records.append(record)
     return records
 
 
-def pareto_front(records: list[dict[str, Any]], objectives: tuple[Objective, ...] | list[Objective]) -> list[dict[str, Any]]:
+def pareto_front(
+    records: list[dict[str, Any]], objectives: tuple[Objective, ...] | list[Objective]
+) -> list[dict[str, Any]]:
     """The feasible COMPLETE records that no other feasible record dominates."""
     pool = [r for r in records if r["state"] == "COMPLETE" and r["feasible"]]
     signs = [1.0 if o.direction == "minimize" else -1.0 for o in objectives]
-    keys = [[s * r[o.metric] for s, o in zip(signs, objectives)] for r in pool]
+    keys = [[s * r[o.metric] for s, o in zip(signs, objectives, strict=False)] for r in pool]
 
     def dominates(a, b):
-        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+        return all(x <= y for x, y in zip(a, b, strict=False)) and any(x < y for x, y in zip(a, b, strict=False))
 
-    return [r for r, k in zip(pool, keys) if not any(dominates(other, k) for other in keys)]
+    return [r for r, k in zip(pool, keys, strict=False) if not any(dominates(other, k) for other in keys)]
 
 
 def best_records(records: list[dict[str, Any]], objectives, limit: int | None = 1) -> list[dict[str, Any]]:
@@ -1001,13 +1117,21 @@ def study_summary(name: str, db: str | None = None, top: int = 5) -> dict[str, A
     states: dict[str, int] = {}
     for r in records:
         states[r["state"]] = states.get(r["state"], 0) + 1
-    return {"name": spec.name, "description": spec.description, "objectives": [o.label for o in spec.objectives],
-            "metrics": [o.metric for o in spec.objectives], "sampler": spec.sampler, "pruner": spec.pruner,
-            "vram_budget_gb": spec.vram_budget_gb, "batch_id": study.user_attrs.get(BATCH_ATTR),
-            "trials": len(records), "states": states,
-            "feasible": sum(1 for r in records if r["feasible"]),
-            "best": best_records(records, spec.objectives, limit=top),
-            "pareto": pareto_front(records, spec.objectives) if len(spec.objectives) > 1 else None}
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "objectives": [o.label for o in spec.objectives],
+        "metrics": [o.metric for o in spec.objectives],
+        "sampler": spec.sampler,
+        "pruner": spec.pruner,
+        "vram_budget_gb": spec.vram_budget_gb,
+        "batch_id": study.user_attrs.get(BATCH_ATTR),
+        "trials": len(records),
+        "states": states,
+        "feasible": sum(1 for r in records if r["feasible"]),
+        "best": best_records(records, spec.objectives, limit=top),
+        "pareto": pareto_front(records, spec.objectives) if len(spec.objectives) > 1 else None,
+    }
 
 
 def best(name: str, db: str | None = None) -> dict[str, Any]:
@@ -1031,5 +1155,18 @@ def load(name: str, db: str | None = None):
     return study, spec
 
 
-__all__ = ["StudySpec", "StudyOutcome", "TrialReport", "best", "create_study", "export", "load",
-           "load_study_spec", "parse_study_spec", "run_study", "study_summary", "trial_records", "pareto_front"]
+__all__ = [
+    "StudySpec",
+    "StudyOutcome",
+    "TrialReport",
+    "best",
+    "create_study",
+    "export",
+    "load",
+    "load_study_spec",
+    "parse_study_spec",
+    "run_study",
+    "study_summary",
+    "trial_records",
+    "pareto_front",
+]

@@ -8,6 +8,7 @@ optimizer step whose loss or gradient norm is not finite is not applied and stop
 `nonfinite`; the weights stay finite and the metrics so far are kept. The step itself
 (:class:`TrainStep`) never waits for the device, so `execution: graph` replays it from a CUDA graph.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,9 @@ import os
 import pickle
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -87,8 +89,9 @@ class Checkpoint:
             return torch.load(self.path, map_location=device, weights_only=True)
         except pickle.UnpicklingError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"checkpoint {self.path} holds more than tensors and plain data, refused: {first}") \
-                from None
+            raise ValueError(
+                f"checkpoint {self.path} holds more than tensors and plain data, refused: {first}"
+            ) from None
 
 
 class TrainStep:
@@ -121,7 +124,7 @@ class TrainStep:
         tracker, accum = self.job.tracker, self.inputs.shape[0]
         self.model.zero_grad(set_to_none=True)  # a captured backward allocates them in the graph's pool
         total = torch.zeros((), device=self.inputs.device)
-        for x, y in zip(self.inputs, self.targets):
+        for x, y in zip(self.inputs, self.targets, strict=False):
             tracker.phase = "forward"
             loss = self.job.loss(self.model, x, y) / accum
             tracker.phase = "backward"
@@ -154,8 +157,11 @@ class TrainJob(Job):
         corpus = load_corpus(run["data"], run["tokenizer"], run["seed"], run["val_fraction"])
         model = self.build()
         m["params"] = sum(p.numel() for p in model.parameters())
-        m["weights_bytes"] = self.allocated() if self.device.type == "cuda" else \
-            sum(p.numel() * p.element_size() for p in model.parameters())
+        m["weights_bytes"] = (
+            self.allocated()
+            if self.device.type == "cuda"
+            else sum(p.numel() * p.element_size() for p in model.parameters())
+        )
         model.train()
         optimizer = self.make_optimizer(model)
         loader = TokenLoader(corpus.train, run["seq_len"], run["batch_size"], run["seed"])
@@ -174,8 +180,13 @@ class TrainJob(Job):
         run_step = GraphedStep(train_step, self.device) if run["execution"] == "graph" else train_step
         self.buffer.add({"kind": "restart", "step": start})  # a retried attempt replaces what came after
         self.buffer.flush()
-        m["extra"] = {"resumed_from_step": start, "accumulation": accum, "unigram_entropy": unigram_entropy(corpus.val),
-                      "tokenizer": run["tokenizer"], "bytes_per_token": corpus.bytes_per_token}
+        m["extra"] = {
+            "resumed_from_step": start,
+            "accumulation": accum,
+            "unigram_entropy": unigram_entropy(corpus.val),
+            "tokenizer": run["tokenizer"],
+            "bytes_per_token": corpus.bytes_per_token,
+        }
         times, last_loss, last_eval = [], None, None
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -189,19 +200,37 @@ class TrainJob(Job):
             times.append(seconds)
             tokens += accum * micro_tokens
             elapsed += seconds
-            self.buffer.add({"kind": "train", "step": step, "tokens": tokens, "elapsed_s": elapsed,
-                             "loss": last_loss if math.isfinite(last_loss) else None, "lr": lr,
-                             "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
-                             "tokens_per_s": accum * micro_tokens / seconds, "step_time_s": seconds,
-                             "peak_bytes": self.peak_allocated()})
+            self.buffer.add(
+                {
+                    "kind": "train",
+                    "step": step,
+                    "tokens": tokens,
+                    "elapsed_s": elapsed,
+                    "loss": last_loss if math.isfinite(last_loss) else None,
+                    "lr": lr,
+                    "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+                    "tokens_per_s": accum * micro_tokens / seconds,
+                    "step_time_s": seconds,
+                    "peak_bytes": self.peak_allocated(),
+                }
+            )
             if not (math.isfinite(last_loss) and math.isfinite(grad_norm)):
                 raise NonFinite("step")  # the step was skipped: the weights (and any checkpoint) stay finite
             if (run["eval_every"] and step % run["eval_every"] == 0) or step == run["steps"]:
                 last_eval = self.evaluate(model, val, step, tokens, elapsed, corpus.bytes_per_token)
-            if checkpoint is not None and ((run["checkpoint_every"] and step % run["checkpoint_every"] == 0)
-                                           or step == run["steps"]):
-                checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "loader": loader.state_dict(), "step": step, "tokens": tokens, "elapsed_s": elapsed})
+            if checkpoint is not None and (
+                (run["checkpoint_every"] and step % run["checkpoint_every"] == 0) or step == run["steps"]
+            ):
+                checkpoint.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "loader": loader.state_dict(),
+                        "step": step,
+                        "tokens": tokens,
+                        "elapsed_s": elapsed,
+                    }
+                )
             if run["fault"] == "exit_mid" and start == 0 and step == run["steps"] // 2:
                 self.buffer.flush()
                 os._exit(1)  # injected crash halfway; the retried task resumes from the last checkpoint
@@ -209,8 +238,13 @@ class TrainJob(Job):
 
     def make_optimizer(self, model: torch.nn.Module) -> torch.optim.AdamW:
         """Fused AdamW (capturable under `execution: graph`: its step counters live on the device)."""
-        return torch.optim.AdamW(param_groups(model, self.run["weight_decay"]), lr=self.run["lr"], betas=(0.9, 0.95),
-                                 fused=True, capturable=self.run["execution"] == "graph")
+        return torch.optim.AdamW(
+            param_groups(model, self.run["weight_decay"]),
+            lr=self.run["lr"],
+            betas=(0.9, 0.95),
+            fused=True,
+            capturable=self.run["execution"] == "graph",
+        )
 
     @torch.no_grad()
     def evaluate(self, model, batches, step: int, tokens: int, elapsed: float, bytes_per_token: float) -> dict:
@@ -224,13 +258,21 @@ class TrainJob(Job):
             losses.append(loss.item())
         model.train()
         val_loss = statistics.fmean(losses)
-        row = {"kind": "eval", "step": step, "tokens": tokens, "elapsed_s": elapsed, "val_loss": val_loss,
-               "bits_per_byte": val_loss / math.log(2) / bytes_per_token, "perplexity": math.exp(min(val_loss, 700.0))}
+        row = {
+            "kind": "eval",
+            "step": step,
+            "tokens": tokens,
+            "elapsed_s": elapsed,
+            "val_loss": val_loss,
+            "bits_per_byte": val_loss / math.log(2) / bytes_per_token,
+            "perplexity": math.exp(min(val_loss, 700.0)),
+        }
         self.buffer.add(row)
         return row
 
-    def summarise(self, times: list[float], step_tokens: int, last_loss: float | None, last_eval: dict | None,
-                  tokens: int) -> None:
+    def summarise(
+        self, times: list[float], step_tokens: int, last_loss: float | None, last_eval: dict | None, tokens: int
+    ) -> None:
         m = self.result.metrics
         steady = times[1:] or times  # the first step pays for lazy initialisation
         if steady:
@@ -242,8 +284,10 @@ class TrainJob(Job):
         m["peak_bytes"] = self.peak_allocated()
         m["peak_rss_bytes"] = peak_rss_bytes()
         m["loss"] = last_loss
-        m["extra"].update(tokens_seen=tokens, **({k: last_eval[k] for k in ("val_loss", "bits_per_byte", "perplexity")}
-                                                 if last_eval else {}))
+        m["extra"].update(
+            tokens_seen=tokens,
+            **({k: last_eval[k] for k in ("val_loss", "bits_per_byte", "perplexity")} if last_eval else {}),
+        )
 
 
 def run_training(config: dict[str, Any], emit: Emit | None = None) -> dict[str, Any]:

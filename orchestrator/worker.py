@@ -1,4 +1,5 @@
 """What runs inside a Ray worker: one configuration's job, its environment and the node it ran on."""
+
 from __future__ import annotations
 
 import os
@@ -24,10 +25,12 @@ def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = No
         threading.Event().wait()  # injected hang: only the runner's timeout_s ends it
     if config["job"] == "train":
         from .train import run_training
+
         emit = (lambda rows: metrics.put((run_id, rows))) if metrics is not None else None
         outcome = run_training(config, emit)
     else:
         from .measure import run_benchmark
+
         outcome = run_benchmark(config)
     outcome["environment"] = collect(config["device"], git)
     outcome.setdefault("extra", {})["worker_pid"] = os.getpid()

@@ -1,4 +1,5 @@
 """Shared fixtures: a real SQLite file and a real PostgreSQL database per test, one local Ray."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-PG_URL = os.environ.get("PHASEBENCH_TEST_PG_URL",
-                        "postgresql://phasebench:phasebench@127.0.0.1:54329/phasebench_test")
+PG_URL = os.environ.get("PHASEBENCH_TEST_PG_URL", "postgresql://phasebench:phasebench@127.0.0.1:54329/phasebench_test")
 
 
 @pytest.fixture
@@ -45,6 +45,7 @@ def local_ray():
     import ray
 
     from orchestrator.runner import init_ray
+
     init_ray()
     yield ray
     ray.shutdown()
@@ -52,6 +53,7 @@ def local_ray():
 
 def pytest_collection_modifyitems(config, items):
     import torch
+
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -5,6 +5,7 @@ z_re, z_im (C,) real (z_im > 0); outputs (B, N, C) float32 (float64 for float64 
 float32). Triton on CUDA (or under TRITON_INTERPRET with the `triton` backend) for float32 work, the
 parallel PyTorch scan otherwise. `bk_core_sequential` is the complex128 reference.
 """
+
 from __future__ import annotations
 
 import torch

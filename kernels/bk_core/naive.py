@@ -4,6 +4,7 @@ Both compute in complex128 (inputs cast to float64) with ordinary autograd and r
 `v`: (B, N, C) potentials; `h0`, `beta`, `z_re`, `z_im`: (C,); diagonal `alpha_t = h0 + v_t`,
 off-diagonal `beta`, energy `z = z_re + i z_im` (z_im > 0). Returns `(g_re, g_im)`, each (B, N, C).
 """
+
 from __future__ import annotations
 
 import torch
@@ -40,8 +41,8 @@ def bk_core_sequential(v, h0, beta, z_re, z_im, causal: bool = True):
     else:
         gr = _sweep(a.flip(1), b2).flip(1)
         zero = torch.zeros_like(a[:, :1])
-        gl_prev = torch.cat([zero, gl[:, :-1]], dim=1)   # gL_{t-1}, gL_0 = 0
-        gr_next = torch.cat([gr[:, 1:], zero], dim=1)    # gR_{t+1}, gR_{N+1} = 0
+        gl_prev = torch.cat([zero, gl[:, :-1]], dim=1)  # gL_{t-1}, gL_0 = 0
+        gr_next = torch.cat([gr[:, 1:], zero], dim=1)  # gR_{t+1}, gR_{N+1} = 0
         g = 1.0 / (a - b2 * gl_prev - b2 * gr_next)
     return g.real, g.imag
 
@@ -51,12 +52,12 @@ def bk_core_dense(v, h0, beta, z_re, z_im, causal: bool = True):
 
     Causal: g_t = [(T_t - z)^-1]_tt with T_t the leading t x t block; bidirectional: diag((T - z)^-1).
     """
-    a = _shifted_diagonal(v, h0, z_re, z_im).permute(0, 2, 1)          # (B, C, N)
+    a = _shifted_diagonal(v, h0, z_re, z_im).permute(0, 2, 1)  # (B, C, N)
     n = a.shape[-1]
     beta = beta.to(torch.float64).to(torch.complex128)
     off = torch.diag_embed(torch.ones(n - 1, dtype=torch.complex128, device=a.device), offset=1)
     off = off + off.transpose(0, 1)
-    mat = torch.diag_embed(a) + beta[:, None, None] * off                 # (B, C, N, N)
+    mat = torch.diag_embed(a) + beta[:, None, None] * off  # (B, C, N, N)
     if causal:
         cols = [torch.linalg.inv(mat[..., :t, :t])[..., t - 1, t - 1] for t in range(1, n + 1)]
         g = torch.stack(cols, dim=-1)

@@ -13,6 +13,7 @@ dv = -Re mu, dh0 = -sum Re mu, dz_re = sum Re mu, dz_im = sum Im mu, dbeta = 2 b
 `bk_core_parallel(v (B, N, C), h0, beta, z_re, z_im (C,), causal) -> (g_re, g_im)` (B, N, C), v's dtype
 (float32 or float64; parameters are cast to it).
 """
+
 from __future__ import annotations
 
 import torch

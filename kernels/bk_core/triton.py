@@ -21,6 +21,7 @@ Backward (mu_i = conj(g_i^2) (gbar_i + b2 mu_{i+1}), runs right to left; reads g
 Bidirectional: the two sweeps here, the pointwise glue (G from gL, gR; their upstream gradients) in torch.
 Memory traffic per element, causal: forward 4 + 12 bytes, backward 16 + 20 bytes.
 """
+
 from __future__ import annotations
 
 import torch
@@ -49,10 +50,16 @@ def _mat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x, valid, ar0, ai,
     n10i = -b2 * p00i + ar * p10i + ai_ * p10r
     n11r = -b2 * p01r + ar * p11r - ai_ * p11i
     n11i = -b2 * p01i + ar * p11i + ai_ * p11r
-    return (tl.where(valid, p10r, p00r), tl.where(valid, p10i, p00i),
-            tl.where(valid, p11r, p01r), tl.where(valid, p11i, p01i),
-            tl.where(valid, n10r, p10r), tl.where(valid, n10i, p10i),
-            tl.where(valid, n11r, p11r), tl.where(valid, n11i, p11i))
+    return (
+        tl.where(valid, p10r, p00r),
+        tl.where(valid, p10i, p00i),
+        tl.where(valid, p11r, p01r),
+        tl.where(valid, p11i, p01i),
+        tl.where(valid, n10r, p10r),
+        tl.where(valid, n10i, p10i),
+        tl.where(valid, n11r, p11r),
+        tl.where(valid, n11i, p11i),
+    )
 
 
 @triton.jit
@@ -63,8 +70,7 @@ def _max8(a, b, c, d, e, f, g, h):
 
 
 @triton.jit
-def _mat_combine(e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i,
-                 l00r, l00i, l01r, l01i, l10r, l10i, l11r, l11i):
+def _mat_combine(e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i, l00r, l00i, l01r, l01i, l10r, l10i, l11r, l11i):
     """Scan combine: earlier product E, later L -> L @ E, rescaled to max entry 1."""
     n00r = l00r * e00r - l00i * e00i + l01r * e10r - l01i * e10i
     n00i = l00r * e00i + l00i * e00r + l01r * e10i + l01i * e10r
@@ -81,8 +87,7 @@ def _mat_combine(e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i,
 @triton.jit
 def _affine_combine(c1r, c1i, d1r, d1i, c2r, c2i, d2r, d2i):
     """Scan combine of complex affine maps x -> c x + d: earlier (c1, d1), later (c2, d2)."""
-    return (c2r * c1r - c2i * c1i, c2r * c1i + c2i * c1r,
-            c2r * d1r - c2i * d1i + d2r, c2r * d1i + c2i * d1r + d2i)
+    return (c2r * c1r - c2i * c1i, c2r * c1i + c2i * c1r, c2r * d1r - c2i * d1i + d2r, c2r * d1i + c2i * d1r + d2i)
 
 
 @triton.jit
@@ -99,8 +104,7 @@ def _adj_compose(gr, gi, gbr, gbi, valid, b2, pcr, pci, dcr, dci):
     ndi = dci + pcr * di + pci * dr
     npr = pcr * cr - pci * ci
     npi = pcr * ci + pci * cr
-    return (tl.where(valid, npr, pcr), tl.where(valid, npi, pci),
-            tl.where(valid, ndr, dcr), tl.where(valid, ndi, dci))
+    return (tl.where(valid, npr, pcr), tl.where(valid, npi, pci), tl.where(valid, ndr, dcr), tl.where(valid, ndi, dci))
 
 
 @triton.jit
@@ -143,8 +147,7 @@ def _channel_params(H0, BETA, ZRE, ZIM, cols, cmask):
 
 # ----------------------------------------------------------------------------------------------- kernels
 @triton.jit
-def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk,
-                    REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im."""
     pid = tl.program_id(0)
     s = tl.program_id(1)
@@ -169,13 +172,17 @@ def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk,
         x2 = tl.load(vb + _row(i + 2, N, REVERSE) * C, mask=k2, other=0.0)
         x3 = tl.load(vb + _row(i + 3, N, REVERSE) * C, mask=k3, other=0.0)
         p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2)
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2
+        )
         p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x1, k1, ar0, ai, b2)
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x1, k1, ar0, ai, b2
+        )
         p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x2, k2, ar0, ai, b2)
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x2, k2, ar0, ai, b2
+        )
         p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x3, k3, ar0, ai, b2)
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x3, k3, ar0, ai, b2
+        )
         sc = 1.0 / _max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
         p00r, p00i, p01r, p01i = p00r * sc, p00i * sc, p01r * sc, p01i * sc
         p10r, p10i, p11r, p11i = p10r * sc, p10i * sc, p11r * sc, p11i * sc
@@ -209,7 +216,8 @@ def _seg_carry_kernel(PM, W, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.co
     p11r = tl.load(src + 6 * C, mask=m, other=1.0)
     p11i = tl.load(src + 7 * C, mask=m, other=0.0)
     q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = tl.associative_scan(
-        (p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i), axis=0, combine_fn=_mat_combine)
+        (p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i), axis=0, combine_fn=_mat_combine
+    )
     inv = 1.0 / (q11r * q11r + q11i * q11i)
     wr = (q01r * q11r + q01i * q11i) * inv
     wi = (q01i * q11r - q01r * q11i) * inv
@@ -220,8 +228,7 @@ def _seg_carry_kernel(PM, W, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.co
 
 
 @triton.jit
-def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk,
-                  REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """GR, GI (B, N, C): the continued fraction, each segment started from its carry in W."""
     pid = tl.program_id(0)
     s = tl.program_id(1)
@@ -267,8 +274,7 @@ def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk,
 
 
 @triton.jit
-def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk,
-                    REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc."""
     pid = tl.program_id(0)
     s = tl.program_id(1) + 1
@@ -328,8 +334,8 @@ def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.c
     b = pid // n_cblk
     cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cols < C
-    r = tl.arange(0, BLOCK_S)        # mirrored order: r = 0 <-> segment S-1
-    seg = S - r                      # composite of segment S - r feeds the carry of segment S-1-r
+    r = tl.arange(0, BLOCK_S)  # mirrored order: r = 0 <-> segment S-1
+    seg = S - r  # composite of segment S - r feeds the carry of segment S-1-r
     m = ((r >= 1) & (r < S))[:, None] & cmask[None, :]
     src = AM + (b.to(tl.int64) * S + seg)[:, None] * 4 * C + cols[None, :]
     cr = tl.load(src, mask=m, other=1.0)
@@ -344,8 +350,9 @@ def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.c
 
 
 @triton.jit
-def _adj_sweep_kernel(GR, GI, DGR, DGI, BETA, MU, DV, RED, N, C, L, S, n_cblk,
-                      REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+def _adj_sweep_kernel(
+    GR, GI, DGR, DGI, BETA, MU, DV, RED, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
+):
     """DV (B, N, C) = -Re mu; RED (B, S, 3, C) = per-segment sums of Re mu, Im mu, Re(conj(g_{i-1}) mu_i)."""
     pid = tl.program_id(0)
     s = tl.program_id(1)
@@ -410,7 +417,7 @@ def _plan(B: int, N: int, C: int, chunk: int | None):
     block_c = min(64, max(16, triton.next_power_of_2(C)))
     n_cblk = triton.cdiv(C, block_c)
     if chunk is None:
-        target = max(1, (1 << 18) // (B * n_cblk * block_c))      # ~256K threads: enough loads in flight
+        target = max(1, (1 << 18) // (B * n_cblk * block_c))  # ~256K threads: enough loads in flight
         chunk = max(32, triton.cdiv(triton.cdiv(N, target), UNROLL) * UNROLL)
         chunk = max(chunk, triton.cdiv(triton.cdiv(N, 1024), UNROLL) * UNROLL)
     elif chunk <= 0 or chunk % UNROLL:
@@ -436,17 +443,20 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
     w = torch.empty(B, S, 2, C, device=v.device, dtype=torch.float32)
     if S > 1:
         pm = torch.empty(B, S, 8, C, device=v.device, dtype=torch.float32)
-        _seg_map_kernel[(B * n_cblk, S - 1)](v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk,
-                                             REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
+        _seg_map_kernel[(B * n_cblk, S - 1)](
+            v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
+        )
         block_s, cb, cw = _carry_blocks(S, block_c)
-        _seg_carry_kernel[(B * triton.cdiv(C, cb),)](pm, w, C, S, triton.cdiv(C, cb),
-                                                      BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
+        _seg_carry_kernel[(B * triton.cdiv(C, cb),)](
+            pm, w, C, S, triton.cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw
+        )
     else:
         w.zero_()
     g_re = torch.empty_like(v)
     g_im = torch.empty_like(v)
-    _sweep_kernel[(B * n_cblk, S)](v, h0, beta, z_re, z_im, w, g_re, g_im, N, C, L, S, n_cblk,
-                                   REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
+    _sweep_kernel[(B * n_cblk, S)](
+        v, h0, beta, z_re, z_im, w, g_re, g_im, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
+    )
     return g_re, g_im
 
 
@@ -459,17 +469,20 @@ def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
     mu = torch.empty(B, S, 2, C, device=g_re.device, dtype=torch.float32)
     if S > 1:
         am = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
-        _adj_seg_kernel[(B * n_cblk, S - 1)](g_re, g_im, dg_re, dg_im, beta, am, N, C, L, S, n_cblk,
-                                             REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
+        _adj_seg_kernel[(B * n_cblk, S - 1)](
+            g_re, g_im, dg_re, dg_im, beta, am, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
+        )
         block_s, cb, cw = _carry_blocks(S, block_c)
-        _adj_carry_kernel[(B * triton.cdiv(C, cb),)](am, mu, C, S, triton.cdiv(C, cb),
-                                                      BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
+        _adj_carry_kernel[(B * triton.cdiv(C, cb),)](
+            am, mu, C, S, triton.cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw
+        )
     else:
         mu.zero_()
     dv = torch.empty_like(g_re)
     red = torch.empty(B, S, 3, C, device=g_re.device, dtype=torch.float32)
-    _adj_sweep_kernel[(B * n_cblk, S)](g_re, g_im, dg_re, dg_im, beta, mu, dv, red, N, C, L, S, n_cblk,
-                                       REVERSE=reverse, BLOCK_C=block_c, num_warps=nw)
+    _adj_sweep_kernel[(B * n_cblk, S)](
+        g_re, g_im, dg_re, dg_im, beta, mu, dv, red, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
+    )
     red = red.sum(dim=(0, 1))
     red[:2].neg_()
     return dv, red
@@ -477,15 +490,29 @@ def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
 
 # ----------------------------------------------------------------------------------------------- custom ops
 @torch.library.custom_op("phasebench::bk_core_fwd", mutates_args=())
-def bk_core_fwd(v: torch.Tensor, h0: torch.Tensor, beta: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor,
-                reverse: bool, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def bk_core_fwd(
+    v: torch.Tensor,
+    h0: torch.Tensor,
+    beta: torch.Tensor,
+    z_re: torch.Tensor,
+    z_im: torch.Tensor,
+    reverse: bool,
+    chunk: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One causal sweep: v (B, N, C), h0, beta, z_re, z_im (C,), float32 contiguous -> (g_re, g_im) (B, N, C)."""
     return _sweep(v, h0, beta, z_re, z_im, reverse, chunk)
 
 
 @torch.library.custom_op("phasebench::bk_core_bwd", mutates_args=())
-def bk_core_bwd(g_re: torch.Tensor, g_im: torch.Tensor, dg_re: torch.Tensor, dg_im: torch.Tensor,
-                beta: torch.Tensor, reverse: bool, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def bk_core_bwd(
+    g_re: torch.Tensor,
+    g_im: torch.Tensor,
+    dg_re: torch.Tensor,
+    dg_im: torch.Tensor,
+    beta: torch.Tensor,
+    reverse: bool,
+    chunk: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Adjoint of bk_core_fwd: g, dg (B, N, C), beta (C,) -> dv (B, N, C), sums (3, C) (see _adjoint)."""
     return _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse, chunk)
 
@@ -507,8 +534,9 @@ def _bk_core_fwd_setup_context(ctx, inputs, output):
 
 def _bk_core_fwd_backward(ctx, dg_re, dg_im):
     beta, g_re, g_im = ctx.saved_tensors
-    dv, red = bk_core_bwd(g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta,
-                          ctx.reverse, ctx.chunk)
+    dv, red = bk_core_bwd(
+        g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta, ctx.reverse, ctx.chunk
+    )
     return dv, red[0], 2.0 * beta * red[2], -red[0], -red[1], None, None
 
 

@@ -1,4 +1,5 @@
 """Causal normalised linear attention (ELU+1 features), chunked."""
+
 from __future__ import annotations
 
 import torch

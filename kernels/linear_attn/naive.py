@@ -12,6 +12,7 @@ chunk x chunk product, plus the state of all earlier chunks (an exclusive cumula
 phi(k)^T v, i.e. O(N/chunk * Dk * Dv) memory). The prefix is summed over earlier chunks only, never
 formed as `cumsum - x`, so no bit of a later token reaches an earlier one (exact causality).
 """
+
 from __future__ import annotations
 
 import torch

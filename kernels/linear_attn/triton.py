@@ -23,6 +23,7 @@ dS = sum fq^T dnum, dz = sum dden fq over the later ones. Two backwards (`backwa
 Both share the per-chunk helpers. Partial dq/dk over value blocks are summed afterwards; the dden terms
 are added by value block 0 only.
 """
+
 from __future__ import annotations
 
 import torch
@@ -41,10 +42,22 @@ def _dphi(x):
 
 
 @triton.jit
-def _la_fwd_kernel(Q, K, V, O, DEN, N, eps,
-                   DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                   PREC: tl.constexpr):
-    """Q, K: (BH, N, DK); V, O: (BH, N, DV); DEN: (BH, N) float32. Grid (cdiv(DV, BV), BH)."""
+def _la_fwd_kernel(
+    Q,
+    K,
+    V,
+    OUT,
+    DEN,
+    N,
+    eps,
+    DK: tl.constexpr,
+    DV: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Q, K: (BH, N, DK); V, OUT: (BH, N, DV); DEN: (BH, N) float32. Grid (cdiv(DV, BV), BH)."""
     eps = tl.cast(eps, tl.float32)  # inductor passes Python floats as fp64
     i_v = tl.program_id(0)
     i_bh = tl.program_id(1).to(tl.int64)
@@ -56,7 +69,7 @@ def _la_fwd_kernel(Q, K, V, O, DEN, N, eps,
     Q += i_bh * N * DK
     K += i_bh * N * DK
     V += i_bh * N * DV
-    O += i_bh * N * DV
+    OUT += i_bh * N * DV
     DEN += i_bh * N
     S = tl.zeros([BK, BV], dtype=tl.float32)
     z = tl.zeros([BK], dtype=tl.float32)
@@ -79,7 +92,7 @@ def _la_fwd_kernel(Q, K, V, O, DEN, N, eps,
         num += tl.dot(fq_c, S.to(V.dtype.element_ty), input_precision=PREC)
         den = tl.sum(A, axis=1) + tl.sum(fq * z[None, :], axis=1) + eps
         o = num / den[:, None]
-        tl.store(O + t[:, None] * DV + offs_v[None, :], o.to(O.dtype.element_ty), mask=mv)
+        tl.store(OUT + t[:, None] * DV + offs_v[None, :], o.to(OUT.dtype.element_ty), mask=mv)
         if i_v == 0:
             tl.store(DEN + t, den, mask=tm)
         S += tl.dot(tl.trans(fk_c), v, input_precision=PREC)
@@ -144,9 +157,22 @@ def _bwd_dk_chunk(k, fq_c, v, dnum, dd, dS, dz, causal_t, PREC: tl.constexpr):
 
 
 @triton.jit
-def _la_bwd_dq_kernel(Q, K, V, DO, DEN, DDEN, DQ, N,
-                      DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                      PREC: tl.constexpr):
+def _la_bwd_dq_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    DEN,
+    DDEN,
+    DQ,
+    N,
+    DK: tl.constexpr,
+    DV: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """DQ: (NV, BH, N, DK) float32 partials. Grid (NV, BH)."""
     i_v = tl.program_id(0)
     i_bh = tl.program_id(1).to(tl.int64)
@@ -171,9 +197,23 @@ def _la_bwd_dq_kernel(Q, K, V, DO, DEN, DDEN, DQ, N,
 
 
 @triton.jit
-def _la_bwd_dkv_kernel(Q, K, V, DO, DEN, DDEN, DK_, DV_, N,
-                       DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                       PREC: tl.constexpr):
+def _la_bwd_dkv_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    DEN,
+    DDEN,
+    DK_,
+    DV_,
+    N,
+    DK: tl.constexpr,
+    DV: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """DK_: (NV, BH, N, DK) float32 partials; DV_: (BH, N, DV). Grid (NV, BH); sweeps chunks backwards."""
     i_v = tl.program_id(0)
     i_bh = tl.program_id(1).to(tl.int64)
@@ -204,9 +244,23 @@ def _la_bwd_dkv_kernel(Q, K, V, DO, DEN, DDEN, DK_, DV_, N,
 
 
 @triton.jit
-def _la_bwd_states_kernel(Q, K, V, DO, DEN, DDEN, ST, ZT, N,
-                          DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                          PREC: tl.constexpr):
+def _la_bwd_states_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    DEN,
+    DDEN,
+    ST,
+    ZT,
+    N,
+    DK: tl.constexpr,
+    DV: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """ST: (2, BH, NC, DK, DV) in the input dtype; ZT: (2, BH, NC, DK) float32. Grid (NV, BH, 2).
 
     Direction 0 walks forwards and stores, per chunk, S = sum phi(k)^T v and z = sum phi(k) over the earlier
@@ -260,9 +314,26 @@ def _la_bwd_states_kernel(Q, K, V, DO, DEN, DDEN, ST, ZT, N,
 
 
 @triton.jit
-def _la_bwd_chunk_kernel(Q, K, V, DO, DEN, DDEN, ST, ZT, DQ, DK_, DV_, N,
-                         DK: tl.constexpr, DV: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                         PREC: tl.constexpr):
+def _la_bwd_chunk_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    DEN,
+    DDEN,
+    ST,
+    ZT,
+    DQ,
+    DK_,
+    DV_,
+    N,
+    DK: tl.constexpr,
+    DV: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """ST, ZT: _la_bwd_states_kernel's; DQ, DK_: (NV, BH, N, DK) float32 partials; DV_: (BH, N, DV).
     Grid (NC, NV, BH)."""
     i_c = tl.program_id(0)
@@ -321,8 +392,9 @@ def _launch_fwd(q, k, v, eps, chunk_size):
     o = torch.empty_like(v)
     den = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
     grid = (triton.cdiv(dv, BV), Bsz * H)
-    _la_fwd_kernel[grid](q, k, v, o, den, n, float(eps), DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec,
-                         num_warps=warps, num_stages=2)
+    _la_fwd_kernel[grid](
+        q, k, v, o, den, n, float(eps), DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2
+    )
     return o, den
 
 
@@ -354,9 +426,11 @@ def _launch_bwd(q, k, v, do, den, dden, chunk_size, backward):
 
 # Custom ops: torch.compile sees each launch as one opaque op (fake impls give the output metadata).
 
+
 @torch.library.custom_op("phasebench::linear_attn_fwd", mutates_args=())
-def _la_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float, chunk_size: int,
-               backward: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _la_fwd_op(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float, chunk_size: int, backward: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """q, k: (B, H, N, Dk), v: (B, H, N, Dv), contiguous, one dtype -> o: (B, H, N, Dv), den: (B, H, N) float32.
     backward only picks the autograd formula's kernels."""
     return _launch_fwd(q, k, v, eps, chunk_size)
@@ -368,8 +442,16 @@ def _(q, k, v, eps, chunk_size, backward):
 
 
 @torch.library.custom_op("phasebench::linear_attn_bwd", mutates_args=())
-def _la_bwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, den: torch.Tensor,
-               dden: torch.Tensor, chunk_size: int, backward: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _la_bwd_op(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    do: torch.Tensor,
+    den: torch.Tensor,
+    dden: torch.Tensor,
+    chunk_size: int,
+    backward: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """_launch_bwd: (q, k, v, do, den, dden) -> (dq, dk, dv)."""
     return _launch_bwd(q, k, v, do, den, dden, chunk_size, backward)
 
@@ -399,8 +481,14 @@ def _la_backward(ctx, do, _):
 _la_fwd_op.register_autograd(_la_backward, setup_context=_la_setup_context)
 
 
-def causal_linear_attn_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6, chunk_size: int = 64,
-                              backward: str = "sequential") -> torch.Tensor:
+def causal_linear_attn_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    eps: float = 1e-6,
+    chunk_size: int = 64,
+    backward: str = "sequential",
+) -> torch.Tensor:
     """q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> o: (B, H, N, Dv) in v's dtype.
 
     chunk_size is rounded up to a power of two >= 16 (tensor-core tile). backward: "sequential" (two

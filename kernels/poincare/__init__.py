@@ -2,6 +2,7 @@
 
 c: positive tensor broadcastable against x with a last dim of 1 (scalar, (H, 1, 1), (..., 1)).
 """
+
 from __future__ import annotations
 
 import torch

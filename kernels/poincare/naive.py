@@ -13,6 +13,7 @@ float32 and returned in their own dtype.
 Norms use sqrt(max(|v|^2, MIN_NORM^2)), so at v = 0 the maps are the identity-limit with a finite
 gradient (tanh(u)/u -> 1, artanh(u)/u -> 1) and no NaN.
 """
+
 from __future__ import annotations
 
 import torch

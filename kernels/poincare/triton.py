@@ -11,6 +11,7 @@ With n = sqrt(max(|x|^2, MIN_NORM^2)), u = sqrt(c) n and (x . g) the row dot wit
     log0:  y = h(u) x,  h = artanh(min(u, 1-eps))/u, same form with k = h'(u)/u
 For u < 0.1 the ratios and q, k use their Taylor series (no cancellation, finite at 0).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,6 +21,7 @@ import triton
 import triton.language as tl
 
 from kernels.poincare.naive import BALL_EPS, DEN_MIN, MIN_NORM
+
 
 @triton.jit
 def _tanh_ratio(u):
@@ -55,8 +57,9 @@ def _artanh_ratio(u, umax, at_max):
 
 
 @triton.jit
-def _rowmap_fwd_kernel(X, C, Y, R, D, min_norm, umax, at_max,
-                       LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rowmap_fwd_kernel(
+    X, C, Y, R, D, min_norm, umax, at_max, LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr
+):
     """X, Y: (R, D); C: (R,) float32. Y = exp0(X) (LOG=False) or log0(X) (LOG=True)."""
     # inductor passes Python floats as fp64
     min_norm, umax, at_max = tl.cast(min_norm, tl.float32), tl.cast(umax, tl.float32), tl.cast(at_max, tl.float32)
@@ -77,8 +80,9 @@ def _rowmap_fwd_kernel(X, C, Y, R, D, min_norm, umax, at_max,
 
 
 @triton.jit
-def _rowmap_bwd_kernel(X, C, G, DX, DC, R, D, min_norm, umax, at_max,
-                       LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+def _rowmap_bwd_kernel(
+    X, C, G, DX, DC, R, D, min_norm, umax, at_max, LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr
+):
     """G: grad of Y; DX: (R, D); DC: (R,) float32 per-row curvature grads."""
     # inductor passes Python floats as fp64
     min_norm, umax, at_max = tl.cast(min_norm, tl.float32), tl.cast(umax, tl.float32), tl.cast(at_max, tl.float32)
@@ -149,10 +153,16 @@ def _mobius_bwd_kernel(X, Yv, C, G, DX, DY, DC, R, D, den_min, BLOCK_R: tl.const
     # g . out = (a gx + b gy); dden = -(g . out) / den, zero where the floor is active
     dden = tl.where(den_raw >= den_min, -(a * gx + b * gy) / den, 0.0)
     dnum = g / den[:, None]
-    dx = a[:, None] * dnum + (2.0 * c * gx + 2.0 * c * dden)[:, None] * y \
+    dx = (
+        a[:, None] * dnum
+        + (2.0 * c * gx + 2.0 * c * dden)[:, None] * y
         + (-2.0 * c * gy + 2.0 * c * c * y2 * dden)[:, None] * x
-    dy = b[:, None] * dnum + (2.0 * c * gx + 2.0 * c * dden)[:, None] * x \
+    )
+    dy = (
+        b[:, None] * dnum
+        + (2.0 * c * gx + 2.0 * c * dden)[:, None] * x
         + (2.0 * c * gx + 2.0 * c * c * x2 * dden)[:, None] * y
+    )
     dc = gx * (2.0 * xy + y2) - gy * x2 + dden * (2.0 * xy + 2.0 * c * x2 * y2)
     tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=m)
     tl.store(DY + offs, dy.to(DY.dtype.element_ty), mask=m)
@@ -172,21 +182,48 @@ def _rowmap_fwd(x: torch.Tensor, c: torch.Tensor, log: bool, eps: float) -> torc
     y = torch.empty_like(x)
     br, bd, warps = _blocks(d)
     umax = 1.0 - eps
-    _rowmap_fwd_kernel[(triton.cdiv(r, br),)](x, c, y, r, d, MIN_NORM, umax, math.atanh(umax) if log else 0.0,
-                                              LOG=log, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    _rowmap_fwd_kernel[(triton.cdiv(r, br),)](
+        x,
+        c,
+        y,
+        r,
+        d,
+        MIN_NORM,
+        umax,
+        math.atanh(umax) if log else 0.0,
+        LOG=log,
+        BLOCK_R=br,
+        BLOCK_D=bd,
+        num_warps=warps,
+    )
     return y
 
 
-def _rowmap_bwd(x: torch.Tensor, c: torch.Tensor, g: torch.Tensor, log: bool,
-                eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _rowmap_bwd(
+    x: torch.Tensor, c: torch.Tensor, g: torch.Tensor, log: bool, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x, g: (R, D) contiguous; c: (R,) float32 -> dx: (R, D), dc: (R,) float32."""
     r, d = x.shape
     dx = torch.empty_like(x)
     dc = torch.empty(r, device=x.device, dtype=torch.float32)
     br, bd, warps = _blocks(d)
     umax = 1.0 - eps
-    _rowmap_bwd_kernel[(triton.cdiv(r, br),)](x, c, g, dx, dc, r, d, MIN_NORM, umax, math.atanh(umax) if log else 0.0,
-                                              LOG=log, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    _rowmap_bwd_kernel[(triton.cdiv(r, br),)](
+        x,
+        c,
+        g,
+        dx,
+        dc,
+        r,
+        d,
+        MIN_NORM,
+        umax,
+        math.atanh(umax) if log else 0.0,
+        LOG=log,
+        BLOCK_R=br,
+        BLOCK_D=bd,
+        num_warps=warps,
+    )
     return dx, dc
 
 
@@ -199,21 +236,24 @@ def _mobius_fwd(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.Tens
     return out
 
 
-def _mobius_bwd(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
-                g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _mobius_bwd(
+    x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x, y, g: (R, D) contiguous; c: (R,) float32 -> dx, dy: (R, D), dc: (R,) float32."""
     r, d = x.shape
     dx = torch.empty_like(x)
     dy = torch.empty_like(y)
     dc = torch.empty(r, device=x.device, dtype=torch.float32)
     br, bd, warps = _blocks(d)
-    _mobius_bwd_kernel[(triton.cdiv(r, br),)](x, y, c, g, dx, dy, dc, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd,
-                                              num_warps=warps)
+    _mobius_bwd_kernel[(triton.cdiv(r, br),)](
+        x, y, c, g, dx, dy, dc, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps
+    )
     return dx, dy, dc
 
 
 # Custom ops: dynamo and AOTAutograd see each launch as one opaque op (fake impls give the shapes).
 # Their inputs are the flat (R, D) rows and the float32 per-row curvature (R,) the launchers need.
+
 
 @torch.library.custom_op("phasebench::poincare_rowmap_fwd", mutates_args=())
 def rowmap_fwd_op(x: torch.Tensor, c: torch.Tensor, log: bool, eps: float) -> torch.Tensor:
@@ -222,8 +262,9 @@ def rowmap_fwd_op(x: torch.Tensor, c: torch.Tensor, log: bool, eps: float) -> to
 
 
 @torch.library.custom_op("phasebench::poincare_rowmap_bwd", mutates_args=())
-def rowmap_bwd_op(x: torch.Tensor, c: torch.Tensor, g: torch.Tensor, log: bool,
-                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rowmap_bwd_op(
+    x: torch.Tensor, c: torch.Tensor, g: torch.Tensor, log: bool, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x, g: (R, D); c: (R,) float32 -> dx: (R, D), dc: (R,) float32."""
     return _rowmap_bwd(x, c, g, log, eps)
 
@@ -235,8 +276,9 @@ def mobius_add_fwd_op(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torc
 
 
 @torch.library.custom_op("phasebench::poincare_mobius_add_bwd", mutates_args=())
-def mobius_add_bwd_op(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor,
-                      g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mobius_add_bwd_op(
+    x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x, y, g: (R, D); c: (R,) float32 -> dx, dy: (R, D), dc: (R,) float32."""
     return _mobius_bwd(x, y, c, g)
 

@@ -6,6 +6,7 @@ Computed in float32 (float64 when x or weight is float64), returned in x's dtype
 what `torch.nn.RMSNorm` returns on CPU, also for bf16/fp16 x with a float32 weight (the amp case, where
 PyTorch takes this same decomposed path).
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ registers; the (P, D) partials are summed in PyTorch, then cast to weight's dtyp
 Each launch is a torch.library custom op (phasebench::rms_norm_fwd / _bwd) with a fake impl, the forward
 with autograd, so torch.compile(fullgraph=True) sees one opaque op per launch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -74,8 +75,9 @@ def _bwd_programs(x: torch.Tensor, tiles: int) -> int:
     return max(1, min(tiles, 4))
 
 
-def _rms_norm_fwd(x: torch.Tensor, weight: torch.Tensor, eps: float,
-                  block_r: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _rms_norm_fwd(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, block_r: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x: (R, D) contiguous; weight: (D,) contiguous -> y: (R, D) in x's dtype, rstd: (R,) float32."""
     r, d = x.shape
     y = torch.empty_like(x)
@@ -88,8 +90,14 @@ def _rms_norm_fwd(x: torch.Tensor, weight: torch.Tensor, eps: float,
     return y, rstd
 
 
-def _rms_norm_bwd(x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor, dy: torch.Tensor,
-                  block_r: int | None = None, programs: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _rms_norm_bwd(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    rstd: torch.Tensor,
+    dy: torch.Tensor,
+    block_r: int | None = None,
+    programs: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x, dy: (R, D) contiguous; weight: (D,); rstd: (R,) float32 -> dx: (R, D) in x's dtype, dw: (D,) in
     weight's dtype. block_r / programs override the tiling (tests)."""
     r, d = x.shape
@@ -107,6 +115,7 @@ def _rms_norm_bwd(x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor, dy:
 
 # Custom ops: dynamo and AOTAutograd see each launch as one opaque op (fake impls give the shapes).
 
+
 @torch.library.custom_op("phasebench::rms_norm_fwd", mutates_args=())
 def rms_norm_fwd_op(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """x: (R, D); weight: (D,) -> y: (R, D) in x's dtype, rstd: (R,) float32."""
@@ -114,8 +123,9 @@ def rms_norm_fwd_op(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[
 
 
 @torch.library.custom_op("phasebench::rms_norm_bwd", mutates_args=())
-def rms_norm_bwd_op(x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor,
-                    dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rms_norm_bwd_op(
+    x: torch.Tensor, weight: torch.Tensor, rstd: torch.Tensor, dy: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x, dy: (R, D); weight: (D,); rstd: (R,) float32 -> dx: (R, D), dw: (D,) in weight's dtype."""
     return _rms_norm_bwd(x, weight, rstd, dy)
 

@@ -1,4 +1,5 @@
 """Diagonal linear recurrence h_t = a_t * h_{t-1} + b_t over the last dim of (B, C, N) tensors."""
+
 from __future__ import annotations
 
 import torch

@@ -10,6 +10,7 @@ form used on CPU: a log-step (Hillis-Steele) scan inside chunks, the same scan o
 then one fused carry-in per chunk. It only multiplies and adds (no cumprod division, no logs), so it
 stays exact when a is tiny or zero.
 """
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ Backward (forward direction; the reverse direction mirrors it):
 The launches are the custom ops phasebench::diag_scan_fwd / diag_scan_bwd (fake impls, autograd registered),
 so torch.compile sees each as one opaque op; broadcasting and reshaping stay in plain PyTorch.
 """
+
 from __future__ import annotations
 
 import torch

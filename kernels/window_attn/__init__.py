@@ -1,4 +1,5 @@
 """Causal sliding-window attention scored by negative Poincare distance of exp0-mapped q, k."""
+
 from __future__ import annotations
 
 import torch

@@ -15,6 +15,7 @@ kernel does too:
 them: O(N * window) memory. `window_hyp_attn_dense` builds the full N x N masked score with the
 Mobius-addition distance of kernels.poincare (test oracle).
 """
+
 from __future__ import annotations
 
 import torch
@@ -73,7 +74,9 @@ def window_hyp_attn_ref(
     c5, s5 = ch.unsqueeze(2), sh.unsqueeze(2)
     d = pair_dist(x2, y2, xy, c5)
     t_idx = (torch.arange(nc, device=q.device) * L).view(nc, 1, 1) + torch.arange(L, device=q.device).view(1, L, 1)
-    s_idx = (torch.arange(nc, device=q.device) * L - L).view(nc, 1, 1) + torch.arange(2 * L, device=q.device).view(1, 1, 2 * L)
+    s_idx = (torch.arange(nc, device=q.device) * L - L).view(nc, 1, 1) + torch.arange(2 * L, device=q.device).view(
+        1, 1, 2 * L
+    )
     valid = (s_idx <= t_idx) & (s_idx > t_idx - W) & (s_idx >= 0)
     score = (-s5 * d).masked_fill(~valid, float("-inf"))
     p = torch.softmax(score, dim=-1)

@@ -19,6 +19,7 @@ and dc; one per query block for dq. The gradient through the distance uses only 
 
 (each clamp passes its gradient only where it is inactive, as torch.clamp does).
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,10 +46,27 @@ def _dist_tile(x2, y2, xy, c, umax):
 
 
 @triton.jit
-def _window_fwd_kernel(X, Y, V, C, S, O, LSE, N, H, WINDOW, umax,
-                       D: tl.constexpr, DV: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                       BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):
-    """X, Y: (BH, N, D) ball points; V, O: (BH, N, DV); C, S: (H,) float32; LSE: (BH, N). Grid (cdiv(N, BM), BH)."""
+def _window_fwd_kernel(
+    X,
+    Y,
+    V,
+    C,
+    S,
+    OUT,
+    LSE,
+    N,
+    H,
+    WINDOW,
+    umax,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BD: tl.constexpr,
+    BDV: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """X, Y: (BH, N, D) ball points; V, OUT: (BH, N, DV); C, S: (H,) float32; LSE: (BH, N). Grid (cdiv(N, BM), BH)."""
     umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
     i_m = tl.program_id(0)
     i_bh = tl.program_id(1)
@@ -72,8 +90,12 @@ def _window_fwd_kernel(X, Y, V, C, S, O, LSE, N, H, WINDOW, umax,
     for start in range(lo, hi, BN):
         offs_n = start + tl.arange(0, BN)
         nm = offs_n < N
-        y = tl.load(Y + (base + offs_n)[:, None] * D + offs_d[None, :], mask=nm[:, None] & (offs_d < D)[None, :], other=0.0)
-        vb = tl.load(V + (base + offs_n)[:, None] * DV + offs_dv[None, :], mask=nm[:, None] & (offs_dv < DV)[None, :], other=0.0)
+        y = tl.load(
+            Y + (base + offs_n)[:, None] * D + offs_d[None, :], mask=nm[:, None] & (offs_d < D)[None, :], other=0.0
+        )
+        vb = tl.load(
+            V + (base + offs_n)[:, None] * DV + offs_dv[None, :], mask=nm[:, None] & (offs_dv < DV)[None, :], other=0.0
+        )
         yf = y.to(tl.float32)
         y2 = tl.sum(yf * yf, axis=1)
         xy = tl.dot(x, tl.trans(y), input_precision=PREC)
@@ -89,7 +111,11 @@ def _window_fwd_kernel(X, Y, V, C, S, O, LSE, N, H, WINDOW, umax,
         m_i = m_new
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     o = acc / l_safe[:, None]
-    tl.store(O + (base + offs_m)[:, None] * DV + offs_dv[None, :], o.to(O.dtype.element_ty), mask=mm[:, None] & (offs_dv < DV)[None, :])
+    tl.store(
+        OUT + (base + offs_m)[:, None] * DV + offs_dv[None, :],
+        o.to(OUT.dtype.element_ty),
+        mask=mm[:, None] & (offs_dv < DV)[None, :],
+    )
     tl.store(LSE + base + offs_m, m_i + tl.log(l_safe), mask=mm)
 
 
@@ -113,9 +139,31 @@ def _score_grads(x2, y2, xy, c, sc, umax, ds):
 
 
 @triton.jit
-def _window_bwd_dkv_kernel(X, Y, V, C, S, DO, LSE, DELTA, DY, DVo, DSC, DC, N, H, WINDOW, umax,
-                           D: tl.constexpr, DV: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                           BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):
+def _window_bwd_dkv_kernel(
+    X,
+    Y,
+    V,
+    C,
+    S,
+    DO,
+    LSE,
+    DELTA,
+    DY,
+    DVo,
+    DSC,
+    DC,
+    N,
+    H,
+    WINDOW,
+    umax,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BD: tl.constexpr,
+    BDV: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """Per key block: DY (BH, N, D) float32, DVo (BH, N, DV), DSC/DC (BH, n_blocks) partial sums."""
     umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
     i_n = tl.program_id(0)
@@ -152,7 +200,12 @@ def _window_bwd_dkv_kernel(X, Y, V, C, S, DO, LSE, DELTA, DY, DVo, DSC, DC, N, H
         x2 = tl.sum(xf * xf, axis=1)
         xy = tl.dot(x, tl.trans(y), input_precision=PREC)
         d, _, _, _, _, _, _ = _dist_tile(x2, y2, xy, c, umax)
-        valid = (offs_n[None, :] <= offs_m[:, None]) & (offs_n[None, :] > offs_m[:, None] - WINDOW) & nm[None, :] & mm[:, None]
+        valid = (
+            (offs_n[None, :] <= offs_m[:, None])
+            & (offs_n[None, :] > offs_m[:, None] - WINDOW)
+            & nm[None, :]
+            & mm[:, None]
+        )
         p = tl.where(valid, tl.exp(-sc * d - lse[:, None]), 0.0)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
         dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
@@ -164,16 +217,37 @@ def _window_bwd_dkv_kernel(X, Y, V, C, S, DO, LSE, DELTA, DY, DVo, DSC, DC, N, H
         gy2_acc += tl.sum(gy2, axis=0)
     dy += 2.0 * gy2_acc[:, None] * yf
     tl.store(DY + (base + offs_n)[:, None] * D + offs_d[None, :], dy, mask=nm[:, None] & dmask)
-    tl.store(DVo + (base + offs_n)[:, None] * DV + offs_dv[None, :], dv.to(DVo.dtype.element_ty), mask=nm[:, None] & dvmask)
+    tl.store(
+        DVo + (base + offs_n)[:, None] * DV + offs_dv[None, :], dv.to(DVo.dtype.element_ty), mask=nm[:, None] & dvmask
+    )
     nb = tl.num_programs(0)
     tl.store(DSC + i_bh * nb + i_n, gscale)
     tl.store(DC + i_bh * nb + i_n, gc)
 
 
 @triton.jit
-def _window_bwd_dq_kernel(X, Y, V, C, S, DO, LSE, DELTA, DX, N, H, WINDOW, umax,
-                          D: tl.constexpr, DV: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                          BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):
+def _window_bwd_dq_kernel(
+    X,
+    Y,
+    V,
+    C,
+    S,
+    DO,
+    LSE,
+    DELTA,
+    DX,
+    N,
+    H,
+    WINDOW,
+    umax,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BD: tl.constexpr,
+    BDV: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """Per query block: DX (BH, N, D) float32."""
     umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
     i_m = tl.program_id(0)
@@ -208,7 +282,12 @@ def _window_bwd_dq_kernel(X, Y, V, C, S, DO, LSE, DELTA, DX, N, H, WINDOW, umax,
         y2 = tl.sum(yf * yf, axis=1)
         xy = tl.dot(x, tl.trans(y), input_precision=PREC)
         d, _, _, _, _, _, _ = _dist_tile(x2, y2, xy, c, umax)
-        valid = (offs_n[None, :] <= offs_m[:, None]) & (offs_n[None, :] > offs_m[:, None] - WINDOW) & nm[None, :] & mm[:, None]
+        valid = (
+            (offs_n[None, :] <= offs_m[:, None])
+            & (offs_n[None, :] > offs_m[:, None] - WINDOW)
+            & nm[None, :]
+            & mm[:, None]
+        )
         p = tl.where(valid, tl.exp(-sc * d - lse[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
         ds = p * (dp - delta[:, None])
@@ -240,8 +319,9 @@ def _launch_fwd(x, y, v, c32, s32, window, block_m, block_n):
     BD, BDV, bm, bn, prec = _cfg(d, dv, x.dtype, window, block_m, block_n)
     o = torch.empty(Bsz, H, n, dv, device=v.device, dtype=v.dtype)
     lse = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
-    _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](x, y, v, c32, s32, o, lse, n, H, window, 1.0 - BALL_EPS,
-                                                      D=d, DV=dv, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
+    _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](
+        x, y, v, c32, s32, o, lse, n, H, window, 1.0 - BALL_EPS, D=d, DV=dv, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec
+    )
     return o, lse
 
 
@@ -259,18 +339,29 @@ def _launch_bwd(do, delta, x, y, v, c32, s32, lse, window, block_m, block_n):
     dc = torch.empty_like(dsc)
     umax = 1.0 - BALL_EPS
     args = dict(D=d, DV=dv_, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
-    _window_bwd_dkv_kernel[(nkb, Bsz * H)](x, y, v, c32, s32, do, lse, delta, dy, dv, dsc, dc, n, H, window,
-                                           umax, **args)
-    _window_bwd_dq_kernel[(triton.cdiv(n, bm), Bsz * H)](x, y, v, c32, s32, do, lse, delta, dx, n, H, window,
-                                                         umax, **args)
+    _window_bwd_dkv_kernel[(nkb, Bsz * H)](
+        x, y, v, c32, s32, do, lse, delta, dy, dv, dsc, dc, n, H, window, umax, **args
+    )
+    _window_bwd_dq_kernel[(triton.cdiv(n, bm), Bsz * H)](
+        x, y, v, c32, s32, do, lse, delta, dx, n, H, window, umax, **args
+    )
     return dx, dy, dv, dc.view(Bsz, H, nkb).sum((0, 2)), dsc.view(Bsz, H, nkb).sum((0, 2))
 
 
 # Custom ops: dynamo and AOT autograd see each launch as one opaque op (fake tensors give the shapes).
 
+
 @torch.library.custom_op("phasebench::window_hyp_attn_fwd", mutates_args=())
-def window_hyp_attn_fwd(x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, c: torch.Tensor, scale: torch.Tensor,
-                        window: int, block_m: int | None, block_n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def window_hyp_attn_fwd(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    v: torch.Tensor,
+    c: torch.Tensor,
+    scale: torch.Tensor,
+    window: int,
+    block_m: int | None,
+    block_n: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x, y: (B, H, N, D) ball points (one dtype); v: (B, H, N, DV); c, scale: (H,) float32; all contiguous
     -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32."""
     return _launch_fwd(x, y, v, c, scale, window, block_m, block_n)
@@ -278,8 +369,17 @@ def window_hyp_attn_fwd(x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, c: to
 
 @torch.library.custom_op("phasebench::window_hyp_attn_bwd", mutates_args=())
 def window_hyp_attn_bwd(
-    do: torch.Tensor, delta: torch.Tensor, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor, c: torch.Tensor,
-    scale: torch.Tensor, lse: torch.Tensor, window: int, block_m: int | None, block_n: int | None,
+    do: torch.Tensor,
+    delta: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    v: torch.Tensor,
+    c: torch.Tensor,
+    scale: torch.Tensor,
+    lse: torch.Tensor,
+    window: int,
+    block_m: int | None,
+    block_n: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """do: (B, H, N, DV) in v's dtype, delta: (B, H, N) float32; the rest as window_hyp_attn_fwd's, all
     contiguous -> dx, dy: (B, H, N, D) float32, dv: like v, dc, dscale: (H,) float32."""
@@ -318,8 +418,16 @@ def _fwd_backward(ctx, do, _dlse):
 window_hyp_attn_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
 
 
-def window_hyp_attn_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, c: torch.Tensor, scale: torch.Tensor,
-                           window: int = 64, block_m: int | None = None, block_n: int | None = None) -> torch.Tensor:
+def window_hyp_attn_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    c: torch.Tensor,
+    scale: torch.Tensor,
+    window: int = 64,
+    block_m: int | None = None,
+    block_n: int | None = None,
+) -> torch.Tensor:
     """q, k, v: (B, H, N, D) tangent vectors; c, scale: (H,) > 0 -> o: (B, H, N, D) in v's dtype."""
     if q.shape[-2] == 0:
         return v.clone()

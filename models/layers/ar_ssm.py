@@ -11,6 +11,7 @@ could absorb, so the function class is the one of docs/models.md. `decay=False` 
 cumulative sum (a = 1, no factor). `scale_t` (B, N, 1) is the optional per-token factor of phase8's
 hyperbolic fusion, `fusion(U x_t)`.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,8 +77,14 @@ class ARSSM(nn.Module):
 
 def ar_ssm_params(d_model: int, rank: int, kernel: int, decay: bool) -> int:
     hidden = gate_hidden(d_model)
-    return (d_model * kernel + d_model + 3 * d_model * rank
-            + linear_params(d_model, hidden) + linear_params(hidden, rank) + (rank if decay else 0))
+    return (
+        d_model * kernel
+        + d_model
+        + 3 * d_model * rank
+        + linear_params(d_model, hidden)
+        + linear_params(hidden, rank)
+        + (rank if decay else 0)
+    )
 
 
 def ar_ssm_forward_flops(d_model: int, rank: int, kernel: int, matmul_only: bool = False) -> float:

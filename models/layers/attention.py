@@ -1,4 +1,5 @@
 """Softmax self-attention through `scaled_dot_product_attention`, with optional rotary embedding."""
+
 from __future__ import annotations
 
 import functools

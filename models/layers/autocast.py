@@ -7,6 +7,7 @@ its backward sums the k grads in fp32 (the dtype autograd summed the k fp32 grad
 copy of the first grad. Forward values are those of the k casts; the grad sum is the same fp32 sum of
 the same bf16 grads, in the order of the views.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """BK-Core layer: token potentials -> Green's-function diagonal (docs/models.md, "BK-Core")."""
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,7 @@ class BKCore(nn.Module):
         self.beta = nn.Parameter(torch.ones(channels))
         self.e = nn.Parameter(torch.linspace(-1.0, 1.0, channels) if channels > 1 else torch.zeros(1))
         eta0 = torch.linspace(0.1, 0.5, channels) if channels > 1 else torch.full((1,), 0.3)
-        self.eta_raw = nn.Parameter(torch.log(torch.expm1(eta0 - 1e-3)))   # softplus^-1
+        self.eta_raw = nn.Parameter(torch.log(torch.expm1(eta0 - 1e-3)))  # softplus^-1
 
     def eta(self) -> torch.Tensor:
         return F.softplus(self.eta_raw) + 1e-3

@@ -1,4 +1,5 @@
 """Token embeddings: dense, or low-rank `Embedding(V, r) -> Linear(r, d)` (docs/models.md)."""
+
 from __future__ import annotations
 
 import torch

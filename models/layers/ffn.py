@@ -1,4 +1,5 @@
 """Feed-forward blocks: dense `d -> m -> d` or low-rank `d -> k -> m -> act -> k -> d` (docs/models.md)."""
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,13 @@ class FFN(nn.Module):
         if rank >= d_model:
             layers = [nn.Linear(d_model, hidden, bias=bias), nn.GELU(), nn.Linear(hidden, d_model, bias=bias)]
         else:
-            layers = [nn.Linear(d_model, rank, bias=bias), nn.Linear(rank, hidden, bias=bias), nn.GELU(),
-                      nn.Linear(hidden, rank, bias=bias), nn.Linear(rank, d_model, bias=bias)]
+            layers = [
+                nn.Linear(d_model, rank, bias=bias),
+                nn.Linear(rank, hidden, bias=bias),
+                nn.GELU(),
+                nn.Linear(hidden, rank, bias=bias),
+                nn.Linear(rank, d_model, bias=bias),
+            ]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -28,8 +34,12 @@ def linear_params(n_in: int, n_out: int, bias: bool = True) -> int:
 def ffn_params(d_model: int, hidden: int, rank: int, bias: bool = True) -> int:
     if rank >= d_model:
         return linear_params(d_model, hidden, bias) + linear_params(hidden, d_model, bias)
-    return (linear_params(d_model, rank, bias) + linear_params(rank, hidden, bias)
-            + linear_params(hidden, rank, bias) + linear_params(rank, d_model, bias))
+    return (
+        linear_params(d_model, rank, bias)
+        + linear_params(rank, hidden, bias)
+        + linear_params(hidden, rank, bias)
+        + linear_params(rank, d_model, bias)
+    )
 
 
 def make_ffn(config) -> FFN | None:

@@ -9,6 +9,7 @@
   rescales u along itself, d_c(0, .) undoes it), so it is computed as 2|u|: no exp0, no artanh and no
   curvature parameter, which could only act through the numerical clamp at the ball's boundary.
 """
+
 from __future__ import annotations
 
 import math

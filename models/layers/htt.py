@@ -8,6 +8,7 @@ Cores C1 (v1, r, d1), C2 (v2, r, d2) and phases phi (r,):
 `tied_logits` uses the same cores as the LM head: the (V, d) table is formed once per call
 (V*r*d multiply-adds, cheaper than contracting per token) and multiplied with x.
 """
+
 from __future__ import annotations
 
 import math

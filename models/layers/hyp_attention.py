@@ -5,6 +5,7 @@ q, k, v = projections of the normalised input, per head; q and k enter the Poinc
 for s in (t - window, t], softmax over s; values stay in the tangent space. The op is
 kernels.window_attn.window_hyp_attn (O(N * window) time and memory).
 """
+
 from __future__ import annotations
 
 import torch
@@ -58,8 +59,9 @@ def window_key_span(window: int, seq_len: int, head_dim: int) -> float:
     return tiles * block * block / n
 
 
-def window_attention_forward_flops(d_model: int, n_heads: int, window: int, seq_len: int,
-                                   matmul_only: bool = False) -> float:
+def window_attention_forward_flops(
+    d_model: int, n_heads: int, window: int, seq_len: int, matmul_only: bool = False
+) -> float:
     """Forward FLOPs per token of one layer's windowed hyperbolic attention (all heads), with
     S = :func:`window_key_span` keys per query:
 

@@ -14,6 +14,7 @@ ball, so the exp0/log0 round trip does not cancel):
 with the Mobius scalar product a (x) h = exp0(a log0(h)); Mobius addition is not associative, so this is
 a sequential loop, kept as a reference only.
 """
+
 from __future__ import annotations
 
 import math

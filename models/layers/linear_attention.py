@@ -21,6 +21,7 @@ O(N^2), for comparison only; `mode="auto"` picks exact while the curvature excee
 (upstream's idea) and linear otherwise. Those two modes add the per-head `beta`; the exact form maps q
 and k itself, so `ball` adds no second map there.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,9 +60,18 @@ class HyperbolicLinearAttention(nn.Module):
     """x: (B, N, d) -> (B, N, d); O(N) time and memory. `value_gate` (B, N, C), C dividing d, scales the
     values per channel (`models.layers.gates.channel_scale`)."""
 
-    def __init__(self, d_model: int, n_heads: int, causal: bool, bias: bool = True, c_init: float = 1.0,
-                 mode: str = "linear", auto_threshold: float = 1.0,
-                 c_bounds: tuple[float, float] | None = None, geometry: str = "ball"):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        causal: bool,
+        bias: bool = True,
+        c_init: float = 1.0,
+        mode: str = "linear",
+        auto_threshold: float = 1.0,
+        c_bounds: tuple[float, float] | None = None,
+        geometry: str = "ball",
+    ):
         super().__init__()
         if mode not in ("linear", "exact", "auto"):
             raise ValueError(f"mode: {mode!r} is not one of linear, exact, auto")
@@ -99,11 +109,13 @@ class HyperbolicLinearAttention(nn.Module):
             v = channel_scale(value_gate, v.transpose(1, 2)).to(v.dtype).transpose(1, 2)
         if exact:
             from kernels.window_attn import window_hyp_attn
+
             ch = self.c().expand(self.n_heads)  # (H,)
             beta = self.beta if self.beta.dtype == torch.float64 else self.beta.float()
             o = window_hyp_attn(q, k, v, ch, F.softplus(beta), window=max(1, n))  # (B, H, N, Dh)
         elif self.causal:
             from kernels.linear_attn import causal_linear_attn
+
             o = causal_linear_attn(q, k, v)  # (B, H, N, Dh)
         else:
             o = linear_attn_bidirectional(q, k, v)
@@ -115,8 +127,9 @@ class HyperbolicLinearAttention(nn.Module):
         return self.mode == "exact"
 
 
-def tangent_linear_attention_params(d_model: int, bias: bool = True, n_heads: int = 0, mode: str = "linear",
-                                    geometry: str = "ball") -> int:
+def tangent_linear_attention_params(
+    d_model: int, bias: bool = True, n_heads: int = 0, mode: str = "linear", geometry: str = "ball"
+) -> int:
     curvature = 0 if geometry == "euclidean" else 1  # the ball's learned curvature
     return 4 * d_model * d_model + (4 * d_model if bias else 0) + curvature + (n_heads if mode != "linear" else 0)
 
@@ -125,8 +138,9 @@ def tangent_linear_attention_params(d_model: int, bias: bool = True, n_heads: in
 LINEAR_ATTN_CHUNK = 64
 
 
-def tangent_linear_attention_forward_flops(d_model: int, head_dim: int, seq_len: int, causal: bool,
-                                           chunk: int = LINEAR_ATTN_CHUNK) -> float:
+def tangent_linear_attention_forward_flops(
+    d_model: int, head_dim: int, seq_len: int, causal: bool, chunk: int = LINEAR_ATTN_CHUNK
+) -> float:
     """Forward FLOPs per token of one layer's linear attention (all heads), matrix products only.
 
     - bidirectional: state phi(K)^T V (2 d Dh), readout phi(q) S (2 d Dh), normaliser phi(q) . mean phi(k)
@@ -150,5 +164,6 @@ def tangent_linear_attention_forward_flops(d_model: int, head_dim: int, seq_len:
 def linear_attention_forward_flops(config, seq_len: int, matmul_only: bool = False) -> float:
     """Mixer FLOPs per token over all layers (phase8-seed): :func:`tangent_linear_attention_forward_flops`
     per layer (matrix products only, so `matmul_only` changes nothing)."""
-    return config.n_layers * tangent_linear_attention_forward_flops(config.d_model, config.head_dim, seq_len,
-                                                                    config.causal)
+    return config.n_layers * tangent_linear_attention_forward_flops(
+        config.d_model, config.head_dim, seq_len, config.causal
+    )

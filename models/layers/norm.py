@@ -4,6 +4,7 @@
 ~8 kernels forward; this module computes the same values through `kernels.rmsnorm.rms_norm` (Triton on
 CUDA, the reference elsewhere).
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,9 @@ class RMSNorm(nn.Module):
     state_dict, same values. eps=None uses the epsilon `nn.RMSNorm` uses (float32's for bf16/fp16/fp32 x,
     float64's for float64 x). x: (..., D) -> (..., D) in x's dtype."""
 
-    def __init__(self, normalized_shape: int | tuple[int] | list[int], eps: float | None = None,
-                 device=None, dtype=None) -> None:
+    def __init__(
+        self, normalized_shape: int | tuple[int] | list[int], eps: float | None = None, device=None, dtype=None
+    ) -> None:
         super().__init__()
         if not isinstance(normalized_shape, int):
             shape = tuple(normalized_shape)

@@ -16,6 +16,7 @@
   head weights w = softmax_i(-mean_j D_ij); consensus s = sum_i w_i F_i x_i; output W_o s. Per token,
   so causal by construction.
 """
+
 from __future__ import annotations
 
 import math
@@ -116,8 +117,9 @@ class PersistentHomology(nn.Module):
     of `landmarks` evenly spaced tokens projected to `dim`; the unweighted value of the last forward is
     kept, detached and without a host synchronisation, in `persistence` (B,) as the diagnostic."""
 
-    def __init__(self, d_model: int, dim: int, landmarks: int, weight: float, c_init: float, c_min: float,
-                 c_max: float):
+    def __init__(
+        self, d_model: int, dim: int, landmarks: int, weight: float, c_init: float, c_min: float, c_max: float
+    ):
         super().__init__()
         self.landmarks, self.weight = landmarks, weight
         self.proj = nn.Linear(d_model, dim, bias=False)

@@ -1,4 +1,5 @@
 """Learned curvature of a Poincare ball: `c = softplus(raw)` clamped to [c_min, c_max] (docs/models.md)."""
+
 from __future__ import annotations
 
 import math
@@ -28,4 +29,3 @@ class Curvature(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return F.softplus(upcast(self.raw)).clamp(self.c_min, self.c_max)
-

@@ -3,6 +3,7 @@
 The default URL is `sqlite:///phasebench.db` in the working directory (WAL, busy timeout);
 `--db` / `PHASEBENCH_DB` take any SQLAlchemy URL. Passwords never appear in what this module prints.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,13 @@ SQLITE_BUSY_TIMEOUT_S = 60
 
 
 def database_url(url: str | None = None) -> str:
-    return url or os.environ.get("PHASEBENCH_DB") or DEFAULT_URL
+    """`url`, else `PHASEBENCH_DB`, else the default; a `postgres://` URL (as many hosts write it) is read as
+    the `postgresql://` SQLAlchemy expects."""
+    url = url or os.environ.get("PHASEBENCH_DB") or DEFAULT_URL
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.split("+")[0] == "postgres":
+        return "postgresql" + scheme[len("postgres") :] + sep + rest
+    return url
 
 
 def mask_url(url: str) -> str:
@@ -58,7 +65,9 @@ def make_engine(url: str | None = None, must_exist: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite_path(parsed.database)
         if must_exist and parsed.database not in (None, "", ":memory:") and not Path(parsed.database).exists():
-            raise UserError(f"--db: {mask_url(url)} has no phasebench tables (no such file); run `phasebench db upgrade`")
+            raise UserError(
+                f"--db: {mask_url(url)} has no phasebench tables (no such file); run `phasebench db upgrade`"
+            )
         try:
             engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
         except ArgumentError as exc:
@@ -89,5 +98,7 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as conn:
             row = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").first()
     except OperationalError as exc:
-        raise UserError(f"--db: cannot open {mask_url(str(engine.url))}: {mask_text((str(exc.orig).strip().splitlines() or [''])[0], engine.url.render_as_string(hide_password=False))}") from None
+        first_line = (str(exc.orig).strip().splitlines() or [""])[0]
+        reason = mask_text(first_line, engine.url.render_as_string(hide_password=False))
+        raise UserError(f"--db: cannot open {mask_url(str(engine.url))}: {reason}") from None
     return row[0] if row else None

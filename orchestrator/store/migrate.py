@@ -1,4 +1,5 @@
 """Run phasebench's Alembic migrations and check a database's schema version."""
+
 from __future__ import annotations
 
 import time
@@ -41,8 +42,9 @@ def known_revisions() -> set[str]:
 
 
 def newer_schema(current: str) -> UserError:
-    return UserError(f"--db: schema revision {current} is newer than this phasebench ({head_revision()}); "
-                     "upgrade phasebench")
+    return UserError(
+        f"--db: schema revision {current} is newer than this phasebench ({head_revision()}); upgrade phasebench"
+    )
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

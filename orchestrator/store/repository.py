@@ -4,6 +4,7 @@ The driver is the single writer: it creates batches and runs, records status tra
 each result once (the run id is the result's primary key; a second write of the same run is a no-op).
 Every method opens and commits its own short transaction, so a crash loses at most the run in flight.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
@@ -25,9 +26,18 @@ from ..legacy import stored_execution
 from ..spec import Spec
 from .engine import make_engine
 from .migrate import ensure_schema
-from .schema import (FINISHED, METRIC_COLUMNS, METRIC_FIELDS, UNFINISHED, Batch, Environment, Result, Run, TrainMetric,
-                     utcnow)
-
+from .schema import (
+    FINISHED,
+    METRIC_COLUMNS,
+    METRIC_FIELDS,
+    UNFINISHED,
+    Batch,
+    Environment,
+    Result,
+    Run,
+    TrainMetric,
+    utcnow,
+)
 
 RETRY_FOR_S = 120.0
 log = logging.getLogger(__name__)
@@ -37,6 +47,7 @@ def retried(method):
     """Retry a write transaction while the database is unreachable (a restarting server, a dropped
     connection, a locked SQLite file), for up to RETRY_FOR_S seconds. Every write is idempotent or
     runs in one transaction that rolled back, so a retry neither loses nor duplicates a record."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         deadline, pause = time.monotonic() + RETRY_FOR_S, 0.25
@@ -51,6 +62,7 @@ def retried(method):
                 self.engine.dispose()
                 time.sleep(pause)
                 pause = min(pause * 2, 5.0)
+
     return wrapper
 
 
@@ -91,16 +103,30 @@ class Store:
             cached = {} if rerun else self.finished_by_hash(s, [r.config_hash for r in spec.runs])
             for r in spec.runs:
                 reused = cached.get(r.config_hash)
-                s.add(Run(id=uuid.uuid4().hex, batch_id=batch.id, index=r.index, config_hash=r.config_hash,
-                          config=r.config, model=r.model, mode=r.config["mode"], device=r.config["device"],
-                          params=r.params, status="skipped" if reused else "pending", reused_run_id=reused))
+                s.add(
+                    Run(
+                        id=uuid.uuid4().hex,
+                        batch_id=batch.id,
+                        index=r.index,
+                        config_hash=r.config_hash,
+                        config=r.config,
+                        model=r.model,
+                        mode=r.config["mode"],
+                        device=r.config["device"],
+                        params=r.params,
+                        status="skipped" if reused else "pending",
+                        reused_run_id=reused,
+                    )
+                )
             return batch
 
     @staticmethod
     def finished_by_hash(s: Session, hashes: list[str]) -> dict[str, str]:
-        rows = s.execute(select(Run.config_hash, Run.id).where(Run.config_hash.in_(hashes),
-                                                                Run.status.in_(FINISHED))
-                         .order_by(Run.finished_at)).all()
+        rows = s.execute(
+            select(Run.config_hash, Run.id)
+            .where(Run.config_hash.in_(hashes), Run.status.in_(FINISHED))
+            .order_by(Run.finished_at)
+        ).all()
         return {h: run_id for h, run_id in rows}
 
     @retried
@@ -127,8 +153,9 @@ class Store:
     def reset_unfinished(self, batch_id: int) -> list[Run]:
         """Runs of the batch still pending or running (those are set back to pending), in order."""
         with self.session() as s, s.begin():
-            runs = s.scalars(select(Run).where(Run.batch_id == batch_id, Run.status.in_(UNFINISHED))
-                             .order_by(Run.index)).all()
+            runs = s.scalars(
+                select(Run).where(Run.batch_id == batch_id, Run.status.in_(UNFINISHED)).order_by(Run.index)
+            ).all()
             for run in runs:
                 run.status = "pending"
             return list(runs)
@@ -143,9 +170,17 @@ class Store:
             env = outcome.get("environment")
             env_id = self._environment_id(s, env) if env else None
             metrics = {k: outcome.get(k) for k in METRIC_COLUMNS if k in outcome}
-            s.add(Result(run_id=run_id, environment_id=env_id, status=outcome["status"],
-                         phase=outcome.get("phase"), error=outcome.get("error"),
-                         extra=outcome.get("extra") or {}, **metrics))
+            s.add(
+                Result(
+                    run_id=run_id,
+                    environment_id=env_id,
+                    status=outcome["status"],
+                    phase=outcome.get("phase"),
+                    error=outcome.get("error"),
+                    extra=outcome.get("extra") or {},
+                    **metrics,
+                )
+            )
             run.status, run.finished_at = outcome["status"], utcnow()
             run.node_id = outcome.get("node_id") or run.node_id
             return True
@@ -168,27 +203,43 @@ class Store:
                 if (m["kind"], m["step"]) in have:
                     continue
                 have.add((m["kind"], m["step"]))
-                s.add(TrainMetric(run_id=run_id, kind=m["kind"], step=m["step"],
-                                  **{k: m.get(k) for k in METRIC_FIELDS if k in m}))
+                s.add(
+                    TrainMetric(
+                        run_id=run_id, kind=m["kind"], step=m["step"], **{k: m.get(k) for k in METRIC_FIELDS if k in m}
+                    )
+                )
                 added += 1
             return added
 
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         """A run's training metrics (train steps and evaluations), in step order."""
         with self.session() as s:
-            rows = s.scalars(select(TrainMetric).where(TrainMetric.run_id == run_id)
-                             .order_by(TrainMetric.step, TrainMetric.kind)).all()
+            rows = s.scalars(
+                select(TrainMetric).where(TrainMetric.run_id == run_id).order_by(TrainMetric.step, TrainMetric.kind)
+            ).all()
             return [{"kind": r.kind, "step": r.step, **{k: getattr(r, k) for k in METRIC_FIELDS}} for r in rows]
 
     def latest_metric(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The last training step stored for each of the runs (those with any)."""
         with self.session() as s:
-            last = (select(TrainMetric.run_id, func.max(TrainMetric.step).label("step"))
-                    .where(TrainMetric.run_id.in_(run_ids), TrainMetric.kind == "train").group_by(TrainMetric.run_id)
-                    .subquery())
-            rows = s.execute(select(TrainMetric).join(last, (TrainMetric.run_id == last.c.run_id)
-                                                      & (TrainMetric.step == last.c.step)
-                                                      & (TrainMetric.kind == "train"))).scalars().all()
+            last = (
+                select(TrainMetric.run_id, func.max(TrainMetric.step).label("step"))
+                .where(TrainMetric.run_id.in_(run_ids), TrainMetric.kind == "train")
+                .group_by(TrainMetric.run_id)
+                .subquery()
+            )
+            rows = (
+                s.execute(
+                    select(TrainMetric).join(
+                        last,
+                        (TrainMetric.run_id == last.c.run_id)
+                        & (TrainMetric.step == last.c.step)
+                        & (TrainMetric.kind == "train"),
+                    )
+                )
+                .scalars()
+                .all()
+            )
             return {r.run_id: {"step": r.step, "loss": r.loss, "tokens": r.tokens} for r in rows}
 
     def resolve_run(self, prefix: str) -> str:
@@ -204,6 +255,7 @@ class Store:
         """The id of the environment row equal to `env`, inserted if new. Another driver may insert the
         same row at the same moment: the insert runs in a savepoint and a conflict means "read it"."""
         from ..environment import environment_hash
+
         digest = environment_hash(env)
         for _ in range(2):
             found = s.scalars(select(Environment.id).where(Environment.env_hash == digest)).first()
@@ -211,8 +263,9 @@ class Store:
                 return found
             try:
                 with s.begin_nested():
-                    row = Environment(env_hash=digest, **{k: v for k, v in env.items()
-                                                          if k in Environment.__table__.columns})
+                    row = Environment(
+                        env_hash=digest, **{k: v for k, v in env.items() if k in Environment.__table__.columns}
+                    )
                     s.add(row)
                 return row.id
             except IntegrityError:
@@ -246,10 +299,13 @@ class Store:
 
     def rows(self, filters: Filters = Filters()) -> list[dict[str, Any]]:
         """Flat records (run + result + environment), one per run, in batch and index order."""
-        stmt = (select(Run, Batch.name, Result, Environment).join(Batch, Run.batch_id == Batch.id)
-                .outerjoin(Result, Result.run_id == Run.id)
-                .outerjoin(Environment, Result.environment_id == Environment.id)
-                .order_by(Run.batch_id, Run.index))
+        stmt = (
+            select(Run, Batch.name, Result, Environment)
+            .join(Batch, Run.batch_id == Batch.id)
+            .outerjoin(Result, Result.run_id == Run.id)
+            .outerjoin(Environment, Result.environment_id == Environment.id)
+            .order_by(Run.batch_id, Run.index)
+        )
         stmt = _apply_filters(stmt, filters)
         with self.session() as s:
             out = [_flatten(run, name, result, env) for run, name, result, env in s.execute(stmt).all()]
@@ -257,11 +313,20 @@ class Store:
 
     def environments(self, run_ids) -> dict[str, dict[str, Any]]:
         """The full environment record of each of `run_ids` that has a result (run id -> record)."""
-        stmt = (select(Result.run_id, Environment).join(Environment, Result.environment_id == Environment.id)
-                .where(Result.run_id.in_(set(run_ids))))
+        stmt = (
+            select(Result.run_id, Environment)
+            .join(Environment, Result.environment_id == Environment.id)
+            .where(Result.run_id.in_(set(run_ids)))
+        )
         with self.session() as s:
-            return {run_id: {c.name: getattr(env, c.name) for c in Environment.__table__.columns
-                             if c.name not in ("id", "env_hash")} for run_id, env in s.execute(stmt).all()}
+            return {
+                run_id: {
+                    c.name: getattr(env, c.name)
+                    for c in Environment.__table__.columns
+                    if c.name not in ("id", "env_hash")
+                }
+                for run_id, env in s.execute(stmt).all()
+            }
 
     @staticmethod
     def _fill_skipped(s: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -314,16 +379,33 @@ def _result_fields(result: Result | None) -> dict[str, Any]:
     if result is None:
         return {k: None for k in METRIC_COLUMNS} | {"phase": None, "error": None, "extra": {}}
     return {k: getattr(result, k) for k in METRIC_COLUMNS} | {
-        "phase": result.phase, "error": result.error, "extra": result.extra}
+        "phase": result.phase,
+        "error": result.error,
+        "extra": result.extra,
+    }
 
 
 def _flatten(run: Run, batch_name: str, result: Result | None, env: Environment | None) -> dict[str, Any]:
-    row = {"run_id": run.id, "batch": batch_name, "batch_id": run.batch_id, "index": run.index,
-           "model": run.model, "mode": run.mode, "device": run.device, "status": run.status,
-           "config_hash": run.config_hash, "reused_run_id": run.reused_run_id, "node_id": run.node_id,
-           "attempts": run.attempts, "study_name": run.study_name, "trial_number": run.trial_number,
-           "model_version": run.config.get("model_version", 1), "execution": stored_execution(run.config),
-           "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at)}
+    row = {
+        "run_id": run.id,
+        "batch": batch_name,
+        "batch_id": run.batch_id,
+        "index": run.index,
+        "model": run.model,
+        "mode": run.mode,
+        "device": run.device,
+        "status": run.status,
+        "config_hash": run.config_hash,
+        "reused_run_id": run.reused_run_id,
+        "node_id": run.node_id,
+        "attempts": run.attempts,
+        "study_name": run.study_name,
+        "trial_number": run.trial_number,
+        "model_version": run.config.get("model_version", 1),
+        "execution": stored_execution(run.config),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+    }
     row.update(_result_fields(result))
     row["params"] = row["params"] if row["params"] is not None else run.params
     row["gpu_name"] = env.gpu_name if env else None
@@ -335,4 +417,3 @@ def _flatten(run: Run, batch_name: str, result: Result | None, env: Environment 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-

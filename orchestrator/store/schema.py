@@ -3,6 +3,7 @@
 Runs link to Optuna trials by study name and trial number, never by foreign keys into Optuna's tables,
 so the two schemas migrate independently in one database.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -34,7 +35,7 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    runs: Mapped[list["Run"]] = relationship(back_populates="batch", order_by="Run.index")
+    runs: Mapped[list[Run]] = relationship(back_populates="batch", order_by="Run.index")
 
 
 class Environment(Base):
@@ -79,7 +80,7 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     batch: Mapped[Batch] = relationship(back_populates="runs")
-    result: Mapped["Result | None"] = relationship(back_populates="run", uselist=False)
+    result: Mapped[Result | None] = relationship(back_populates="run", uselist=False)
 
     __table_args__ = (Index("ix_pb_runs_batch_index", "batch_id", "index", unique=True),)
 
@@ -92,7 +93,9 @@ class Result(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("pb_runs.id"), primary_key=True)
     environment_id: Mapped[int | None] = mapped_column(ForeignKey("pb_environments.id"), nullable=True)
     status: Mapped[str] = mapped_column(String(16))
-    phase: Mapped[str | None] = mapped_column(String(16), nullable=True)  # where it stopped: build|forward|backward|step|done
+    phase: Mapped[str | None] = mapped_column(
+        String(16), nullable=True
+    )  # where it stopped: build|forward|backward|step|done
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     params: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     weights_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -145,9 +148,23 @@ class TrainMetric(Base):
     __table_args__ = (Index("ix_pb_train_metrics_run_kind_step", "run_id", "kind", "step", unique=True),)
 
 
-METRIC_FIELDS = ("tokens", "elapsed_s", "loss", "lr", "grad_norm", "tokens_per_s", "step_time_s", "peak_bytes",
-                 "val_loss", "bits_per_byte", "perplexity")
+METRIC_FIELDS = (
+    "tokens",
+    "elapsed_s",
+    "loss",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "step_time_s",
+    "peak_bytes",
+    "val_loss",
+    "bits_per_byte",
+    "perplexity",
+)
 
 
-METRIC_COLUMNS = tuple(c.name for c in Result.__table__.columns
-                       if c.name not in ("run_id", "environment_id", "status", "phase", "error", "extra", "created_at"))
+METRIC_COLUMNS = tuple(
+    c.name
+    for c in Result.__table__.columns
+    if c.name not in ("run_id", "environment_id", "status", "phase", "error", "extra", "created_at")
+)

@@ -1,4 +1,5 @@
 """bench/copies.py on a tiny phase8 step: copies counted by source, per layer, summing to the total."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,18 @@ import pytest
 
 from bench import copies
 
-TINY = ["model=phase8", "d_model=32", "n_layers=2", "n_heads=2", "vocab_size=128", "seq_len=16", "batch_size=2",
-        "device=cpu", "precision=pure_bf16", "kernels=torch"]
+TINY = [
+    "model=phase8",
+    "d_model=32",
+    "n_layers=2",
+    "n_heads=2",
+    "vocab_size=128",
+    "seq_len=16",
+    "batch_size=2",
+    "device=cpu",
+    "precision=pure_bf16",
+    "kernels=torch",
+]
 
 
 def test_copies_are_charged_to_their_source_lines_and_sum_to_the_total(tmp_path, capsys):
@@ -17,7 +28,9 @@ def test_copies_are_charged_to_their_source_lines_and_sum_to_the_total(tmp_path,
     rows = report["rows"]
     assert rows and report["calls"] == sum(r["calls"] for r in rows)
     assert report["activations_per_layer"] == pytest.approx(sum(r["activations_per_layer"] for r in rows))
-    assert [r["activations_per_layer"] for r in rows] == sorted((r["activations_per_layer"] for r in rows), reverse=True)
+    assert [r["activations_per_layer"] for r in rows] == sorted(
+        (r["activations_per_layer"] for r in rows), reverse=True
+    )
     sources = {r["source"] for r in rows}
     assert any(s.startswith("<autograd: ") for s in sources)  # the backward of a cast
     assert any(s.startswith("models/") for s in sources)  # a forward cast in the model

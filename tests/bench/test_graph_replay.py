@@ -1,4 +1,5 @@
 """bench/graph_replay.py on CPU: its sweep expands and validates every combination; a graph needs CUDA."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,17 +21,27 @@ def parsed(argv):
 
 
 def test_a_sweep_is_every_combination_in_order_with_capturable_training():
-    configs = graph_replay.sweep_configs(*parsed(["--set", *TINY, "--sweep", "mode=inference,train",
-                                                  "seq_len=64,128,256"]))
+    configs = graph_replay.sweep_configs(
+        *parsed(["--set", *TINY, "--sweep", "mode=inference,train", "seq_len=64,128,256"])
+    )
     assert [(c["mode"], c["seq_len"]) for c in configs] == [
-        ("inference", 64), ("inference", 128), ("inference", 256), ("train", 64), ("train", 128), ("train", 256)]
+        ("inference", 64),
+        ("inference", 128),
+        ("inference", 256),
+        ("train", 64),
+        ("train", 128),
+        ("train", 256),
+    ]
     assert {c["execution"] for c in configs} == {"graph"}
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--set", *TINY[:-1], "device=cpu"], "device cuda"),
-    (["--set", *TINY, "--sweep", "seq_len=64,0"], "seq_len"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", *TINY[:-1], "device=cpu"], "device cuda"),
+        (["--set", *TINY, "--sweep", "seq_len=64,0"], "seq_len"),
+    ],
+)
 def test_bad_configs_exit_2_naming_the_field(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         graph_replay.main(argv)

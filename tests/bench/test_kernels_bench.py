@@ -1,5 +1,6 @@
 """bench/kernels.py end to end on CPU (Triton interpreted, quick sizes): every op measured (scan in a child
 process), JSON complete."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,25 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_quick_run_measures_every_op_against_its_reference(tmp_path):
     out = tmp_path / "kernels.json"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "kernels.py"), "--device", "cpu", "--quick",
-                           "--sizes", "33", "--isolate", "scan", "--out", str(out)], capture_output=True, text=True, timeout=300,
-                          env=os.environ | {"TRITON_INTERPRET": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "kernels.py"),
+            "--device",
+            "cpu",
+            "--quick",
+            "--sizes",
+            "33",
+            "--isolate",
+            "scan",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"TRITON_INTERPRET": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     ops = {"scan", "bk_core", "linear_attn", "poincare_exp0", "poincare_log0", "poincare_mobius_add", "window_attn"}

@@ -1,4 +1,5 @@
 """bench/profile_step.py on CPU: a tiny phase8 training step profiled, the table and JSON written."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,8 +13,16 @@ spec = importlib.util.spec_from_file_location("profile_step", REPO / "bench" / "
 profile_step = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(profile_step)
 
-TINY = ["model=phase8", "d_model=32", "n_layers=1", "n_heads=2", "vocab_size=256", "seq_len=64", "batch_size=2",
-        "device=cpu"]
+TINY = [
+    "model=phase8",
+    "d_model=32",
+    "n_layers=1",
+    "n_heads=2",
+    "vocab_size=256",
+    "seq_len=64",
+    "batch_size=2",
+    "device=cpu",
+]
 
 
 def test_profile_of_a_training_step_names_the_top_operators(tmp_path, capsys):

@@ -5,6 +5,7 @@ named like a script stays text; a PNG of every view is kept under the test's tmp
 Needs Debian's `chromium` and `chromium-driver` (.ci/provision installs them): without them these tests
 fail, they do not skip.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,14 +53,25 @@ def kernels_path(tmp_path_factory) -> Path:
 def built_page(tmp_path_factory, kernels_path) -> str:
     """The file:// URL of a dashboard built from an export (a sweep, GPU memory rows, an evil batch)."""
     folder = tmp_path_factory.mktemp("built")
-    memory = [result_row(m, mode=mode, weights_bytes=GIB, static_bytes=static * GIB, peak_bytes=5 * GIB,
-                         activation_bytes=(5 - static) * GIB, logits_bytes=GIB // 8)
-              for m in ("transformer", "phase8") for mode, static in (("inference", 1), ("train", 3))]
+    memory = [
+        result_row(
+            m,
+            mode=mode,
+            weights_bytes=GIB,
+            static_bytes=static * GIB,
+            peak_bytes=5 * GIB,
+            activation_bytes=(5 - static) * GIB,
+            logits_bytes=GIB // 8,
+        )
+        for m in ("transformer", "phase8")
+        for mode, static in (("inference", 1), ("train", 3))
+    ]
     export = folder / "export.json"
     export.write_text(json.dumps(sweep_rows() + memory + [result_row("phase7", device="cpu", batch=EVIL)]))
     out = folder / "index.html"
-    code, _, err = run_cli("dashboard", "build", "--from-export", str(export), "--kernels", str(kernels_path),
-                           "--out", str(out))
+    code, _, err = run_cli(
+        "dashboard", "build", "--from-export", str(export), "--kernels", str(kernels_path), "--out", str(out)
+    )
     assert code == 0, err
     return out.as_uri()
 
@@ -71,10 +83,25 @@ def served_url(tmp_path_factory, kernels_path):
     store = Store(url)
     batch = store.create_batch(expand({"name": EVIL, "defaults": TINY, "grid": {"model": ["transformer", "phase8"]}}))
     for run in store.reset_unfinished(batch.id):
-        store.record_result(run.id, {"status": "ok", "phase": "done", "params": 10, "weights_bytes": 2**20,
-                                     "static_bytes": 2**20, "activation_bytes": 2**19, "tokens_per_s": 5.0,
-                                     "environment": {"hostname": "vm", "device": "cpu", "torch": "9.9.9-test",
-                                                     "python": "3.12", "git_commit": "c0ffee"}})
+        store.record_result(
+            run.id,
+            {
+                "status": "ok",
+                "phase": "done",
+                "params": 10,
+                "weights_bytes": 2**20,
+                "static_bytes": 2**20,
+                "activation_bytes": 2**19,
+                "tokens_per_s": 5.0,
+                "environment": {
+                    "hostname": "vm",
+                    "device": "cpu",
+                    "torch": "9.9.9-test",
+                    "python": "3.12",
+                    "git_commit": "c0ffee",
+                },
+            },
+        )
     store.close()
     server = make_server(url, port=0, refresh_s=3600, kernels=read_kernels([str(kernels_path)]))
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -110,8 +137,9 @@ def figures_drawn(browser) -> tuple[int, int]:
 
 
 def visible_runs(browser) -> list[str]:
-    return [line.get_attribute("data-model") for line in browser.find_elements(By.CSS_SELECTOR, ROWS)
-            if line.is_displayed()]
+    return [
+        line.get_attribute("data-model") for line in browser.find_elements(By.CSS_SELECTOR, ROWS) if line.is_displayed()
+    ]
 
 
 def test_built_file_loads_without_errors_and_draws_every_figure(browser, built_page, tmp_path_factory):
@@ -122,8 +150,9 @@ def test_built_file_loads_without_errors_and_draws_every_figure(browser, built_p
     browser.find_element(By.CSS_SELECTOR, ROWS).click()
     folder = tmp_path_factory.mktemp("screenshots")
     shots = [screenshot_view(browser, view, folder / f"{view}.png") for view in view_ids(browser)]
-    assert [p.name for p in shots] == [f"pb-{v}.png" for v in ("runs", "seed", "memory", "breakdown", "scaling",
-                                                                "kernels", "training", "studies")]
+    assert [p.name for p in shots] == [
+        f"pb-{v}.png" for v in ("runs", "seed", "memory", "breakdown", "scaling", "kernels", "training", "studies")
+    ]
     assert all(p.read_bytes().startswith(b"\x89PNG") and p.stat().st_size > 5000 for p in shots)
 
 

@@ -1,5 +1,6 @@
 """`phasebench dashboard build --from-export --kernels` and `serve --kernels`: built from committed files,
 combined with a database, bad input refused with one line and exit code 2, nothing written."""
+
 from __future__ import annotations
 
 import json
@@ -32,14 +33,25 @@ def files(tmp_path, monkeypatch):
 
 def test_build_from_exports_and_kernels_reads_no_database(files, tmp_path):
     out = tmp_path / "site" / "index.html"
-    code, stdout, _ = run_cli("dashboard", "build", "--from-export", files[0], "--from-export", files[1],
-                              "--kernels", files[2], "--out", str(out))
+    code, stdout, _ = run_cli(
+        "dashboard",
+        "build",
+        "--from-export",
+        files[0],
+        "--from-export",
+        files[1],
+        "--kernels",
+        files[2],
+        "--out",
+        str(out),
+    )
     assert code == 0 and f"({len(sweep_rows()) + 1} runs)" in stdout
     text = out.read_text()
     assert "Kernel scan" in text and "Crossover against the transformer" in text and EVIL not in text
     assert not (tmp_path / "phasebench.db").exists()  # the default database was not read (nor created)
-    code, stdout, _ = run_cli("dashboard", "build", "--from-export", files[0], "--from-export", files[1],
-                              "--batch", EVIL, "--out", str(out))
+    code, stdout, _ = run_cli(
+        "dashboard", "build", "--from-export", files[0], "--from-export", files[1], "--batch", EVIL, "--out", str(out)
+    )
     assert code == 0 and "(1 runs)" in stdout
 
 
@@ -54,13 +66,20 @@ def test_build_combines_a_database_with_exports(files, tmp_path, sqlite_url):
     assert code == 0 and f"({len(sweep_rows()) + 1} runs)" in stdout and "db-batch" in out.read_text()
 
 
-@pytest.mark.parametrize("option, content, message", [
-    ("--from-export", "[1, 2]", "row 0 lacks run_id"),
-    ("--from-export", "{not json", "is not JSON"),
-    ("--from-export", None, "cannot read"),
-    ("--kernels", json.dumps({"rows": [], "copy_bandwidth_Bps": -1}), "copy_bandwidth_Bps is not a positive number"),
-    ("--kernels", json.dumps(sweep_rows()), "expected a JSON object with a rows list"),
-])
+@pytest.mark.parametrize(
+    "option, content, message",
+    [
+        ("--from-export", "[1, 2]", "row 0 lacks run_id"),
+        ("--from-export", "{not json", "is not JSON"),
+        ("--from-export", None, "cannot read"),
+        (
+            "--kernels",
+            json.dumps({"rows": [], "copy_bandwidth_Bps": -1}),
+            "copy_bandwidth_Bps is not a positive number",
+        ),
+        ("--kernels", json.dumps(sweep_rows()), "expected a JSON object with a rows list"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_nothing_written(files, tmp_path, option, content, message):
     bad = tmp_path / "bad.json"
     if content is not None:

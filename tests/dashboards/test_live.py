@@ -1,4 +1,5 @@
 """The live dashboard: served on loopback, rebuilt from the database on every request."""
+
 from __future__ import annotations
 
 import threading
@@ -17,8 +18,9 @@ TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device":
 @pytest.fixture
 def served(sqlite_url):
     store = Store(sqlite_url)
-    batch = store.create_batch(expand({"name": "<b>live</b>", "defaults": TINY,
-                                       "grid": {"model": ["transformer", "phase7-seed"]}}))
+    batch = store.create_batch(
+        expand({"name": "<b>live</b>", "defaults": TINY, "grid": {"model": ["transformer", "phase7-seed"]}})
+    )
     server = make_server(sqlite_url, port=0, refresh_s=5)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -41,10 +43,29 @@ def test_page_is_rebuilt_from_the_database_on_every_load(served):
     assert "&lt;b&gt;live&lt;/b&gt;" in first and "<b>live</b>" not in first
     assert first.count('class="pb-figure"') == 0  # nothing measured yet
     run = store.reset_unfinished(batch.id)[0]
-    environment = {"hostname": "vm", "device": "cpu", "torch": "9.9.9-test", "triton": None, "driver": None,
-                   "python": "3.12", "git_commit": "c0ffee", "git_dirty": False, "details": {"platform": "linux"}}
-    store.record_result(run.id, {"status": "ok", "phase": "done", "params": 10, "weights_bytes": 2**20,
-                                 "activation_bytes": 2**19, "tokens_per_s": 5.0, "environment": environment})
+    environment = {
+        "hostname": "vm",
+        "device": "cpu",
+        "torch": "9.9.9-test",
+        "triton": None,
+        "driver": None,
+        "python": "3.12",
+        "git_commit": "c0ffee",
+        "git_dirty": False,
+        "details": {"platform": "linux"},
+    }
+    store.record_result(
+        run.id,
+        {
+            "status": "ok",
+            "phase": "done",
+            "params": 10,
+            "weights_bytes": 2**20,
+            "activation_bytes": 2**19,
+            "tokens_per_s": 5.0,
+            "environment": environment,
+        },
+    )
     second = get(base + "/")
     assert second.count('class="pb-figure"') == 2  # the new result is there without restarting anything
     assert "9.9.9-test" in second and "from the result database" in second  # the stored environment, in details

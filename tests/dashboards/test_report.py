@@ -1,4 +1,5 @@
 """The HTML report: valid, self-contained, the expected figures and table, user strings escaped."""
+
 from __future__ import annotations
 
 from html.parser import HTMLParser
@@ -9,10 +10,19 @@ GIB = 2**30
 
 
 def row(model, mode, device="cuda", d=4096, layers=32, batch="seed", **metrics):
-    base = {"batch": batch, "model": model, "mode": mode, "device": device, "status": "ok", "params": 3_081_831_424,
-            "gpu_name": "NVIDIA H200" if device == "cuda" else None,
-            "config": {"d_model": d, "n_layers": layers, "seq_len": 512, "batch_size": 1},
-            "weights_bytes": int(5.74 * GIB), "peak_bytes": int(5.81 * GIB), "activation_bytes": int(0.07 * GIB)}
+    base = {
+        "batch": batch,
+        "model": model,
+        "mode": mode,
+        "device": device,
+        "status": "ok",
+        "params": 3_081_831_424,
+        "gpu_name": "NVIDIA H200" if device == "cuda" else None,
+        "config": {"d_model": d, "n_layers": layers, "seq_len": 512, "batch_size": 1},
+        "weights_bytes": int(5.74 * GIB),
+        "peak_bytes": int(5.81 * GIB),
+        "activation_bytes": int(0.07 * GIB),
+    }
     return base | metrics
 
 
@@ -43,14 +53,19 @@ def test_table_rows_show_ours_next_to_the_report():
 
 
 def test_figures_split_by_device_and_mode():
-    rows = [row("phase7-seed", "inference"), row("phase8-seed", "inference"), row("phase7-seed", "train"),
-            row("transformer", "inference", device="cpu", weights_bytes=10, peak_bytes=None, activation_bytes=5)]
+    rows = [
+        row("phase7-seed", "inference"),
+        row("phase8-seed", "inference"),
+        row("phase7-seed", "train"),
+        row("transformer", "inference", device="cpu", weights_bytes=10, peak_bytes=None, activation_bytes=5),
+    ]
     figures = memory_figures(rows)
     titles = [f.layout.title.text for f in figures]
     assert len(figures) == 3 and any("cpu" in t for t in titles) and any("train" in t for t in titles)
     inference_gpu = next(f for f in figures if "inference" in f.layout.title.text and "H200" in f.layout.title.text)
-    assert [t.name for t in inference_gpu.data] == [f"{m} {k}" for m in ("phase7-seed", "phase8-seed")
-                                                    for k in ("weights", "peak", "activation")]
+    assert [t.name for t in inference_gpu.data] == [
+        f"{m} {k}" for m in ("phase7-seed", "phase8-seed") for k in ("weights", "peak", "activation")
+    ]
     assert abs(inference_gpu.data[0].y[0] - 5.74) < 1e-3
 
 
@@ -77,9 +92,13 @@ def test_training_curves_by_tokens_and_time():
 
     run = row("phase8", "train", device="cpu") | {"run_id": "r1", "index": 0}
     run["config"] = run["config"] | {"job": "train"}
-    curves = {"r1": [{"kind": "train", "step": s, "tokens": 100 * s, "elapsed_s": 0.5 * s, "loss": 5.0 - s / 10}
-                     for s in range(1, 11)] + [{"kind": "eval", "step": 10, "tokens": 1000, "elapsed_s": 5.0,
-                                                "val_loss": 4.2}]}
+    curves = {
+        "r1": [
+            {"kind": "train", "step": s, "tokens": 100 * s, "elapsed_s": 0.5 * s, "loss": 5.0 - s / 10}
+            for s in range(1, 11)
+        ]
+        + [{"kind": "eval", "step": 10, "tokens": 1000, "elapsed_s": 5.0, "val_loss": 4.2}]
+    }
     by_tokens, by_time = curve_figures([run, row("phase7-seed", "inference")], curves)
     assert [t.name for t in by_tokens.data] == ["phase8 #0 (seed, cpu) train", "phase8 #0 (seed, cpu) validation"]
     assert list(by_tokens.data[0].x) == [100 * s for s in range(1, 11)] and list(by_tokens.data[1].y) == [4.2]

@@ -1,4 +1,5 @@
 """Study figures from trial records and an in-memory Optuna study (no Ray)."""
+
 from __future__ import annotations
 
 import math
@@ -13,14 +14,21 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def record(number, model, tokens, peak, feasible=True, state="COMPLETE", **params):
-    return {"number": number, "state": state, "model": model, "tokens_per_s": tokens, "peak_memory": peak,
-            "feasible": feasible if state == "COMPLETE" else None, **{f"param_{k}": v for k, v in params.items()}}
+    return {
+        "number": number,
+        "state": state,
+        "model": model,
+        "tokens_per_s": tokens,
+        "peak_memory": peak,
+        "feasible": feasible if state == "COMPLETE" else None,
+        **{f"param_{k}": v for k, v in params.items()},
+    }
 
 
 RECORDS = [
     record(0, "transformer", 100.0, 2.0, seq_len=512),
     record(1, "transformer", 80.0, 1.0, seq_len=1024),
-    record(2, "transformer", 70.0, 3.0, seq_len=2048),      # dominated by 0 and 1
+    record(2, "transformer", 70.0, 3.0, seq_len=2048),  # dominated by 0 and 1
     record(3, "phase8", 50.0, 0.5, seq_len=512),
     record(4, "phase8", -math.inf, math.inf, feasible=False, seq_len=16384),  # OOM
     record(5, "phase8", 200.0, 9.0, feasible=False, seq_len=4096),  # over budget
@@ -65,8 +73,9 @@ def _study(values: list[tuple[int, str, float]]):
     study.set_user_attr("objectives", ["maximize params"])
     dists = {"n_layers": IntDistribution(1, 8), "model": CategoricalDistribution(["a", "b"])}
     for n_layers, model, value in values:
-        study.add_trial(optuna.trial.create_trial(params={"n_layers": n_layers, "model": model},
-                                                  distributions=dists, value=value))
+        study.add_trial(
+            optuna.trial.create_trial(params={"n_layers": n_layers, "model": model}, distributions=dists, value=value)
+        )
     return study
 
 
@@ -76,7 +85,7 @@ def test_importance_ranks_the_parameter_that_drives_the_objective():
     fig = importance_figure(_study(rows))
     (bars,) = fig.data
     assert bars.y[-1] == "n_layers"  # the most important is drawn on top
-    assert dict(zip(bars.y, bars.x))["n_layers"] > dict(zip(bars.y, bars.x))["model"]
+    assert dict(zip(bars.y, bars.x, strict=False))["n_layers"] > dict(zip(bars.y, bars.x, strict=False))["model"]
     assert fig.layout.title.text == "Parameter importance for maximize params"
 
 
@@ -87,7 +96,9 @@ def test_importance_needs_two_completed_trials():
 
 
 def test_study_titles_name_the_gpu_and_mode():
-    rows = [{"gpu_name": "NVIDIA H200", "device": "cuda", "mode": "inference", "config": {"job": "benchmark"}},
-            {"gpu_name": None, "device": "cpu", "mode": "train", "config": {"job": "train"}}]
+    rows = [
+        {"gpu_name": "NVIDIA H200", "device": "cuda", "mode": "inference", "config": {"job": "benchmark"}},
+        {"gpu_name": None, "device": "cpu", "mode": "train", "config": {"job": "train"}},
+    ]
     assert run_context(rows) == "NVIDIA H200 / cpu, mode inference / train (job train)"
     assert run_context([]) == "no runs yet, mode -"

@@ -1,4 +1,5 @@
 """Exact causality of a sequence op: a change at token s > t, however large, leaves output t bit-identical."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """A kernel's public function compiled with fullgraph equals its eager call, and dynamo sees the custom op."""
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,7 @@ def assert_compiles_like_eager(fn, op, inputs, seed: int = 0, rtol: float = 1e-5
         outs.append(out)
         grads.append(torch.autograd.grad((out * w).sum(), ins))
     torch.testing.assert_close(outs[1], outs[0], rtol=rtol, atol=atol)
-    for a, b in zip(grads[1], grads[0]):
+    for a, b in zip(grads[1], grads[0], strict=False):
         torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
     assert counter.frame_count == 1
     targets = [n.target for n in counter.graphs[0].graph.nodes]

@@ -1,4 +1,5 @@
 """BK-Core: sequential reference, explicit inverse, parallel scan and its exact adjoint (CPU)."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,15 +37,23 @@ def test_parallel_matches_sequential_fp64(n, causal):
 @pytest.mark.parametrize("n", [1, 2, 5, 9])
 def test_continued_fraction_is_leading_block_inverse(n):
     x = make_inputs(2, n, 3, seed=10 + n)
-    torch.testing.assert_close(as_complex(bk_core_sequential(*x, causal=True)),
-                               as_complex(bk_core_dense(*x, causal=True)), rtol=1e-11, atol=1e-12)
+    torch.testing.assert_close(
+        as_complex(bk_core_sequential(*x, causal=True)),
+        as_complex(bk_core_dense(*x, causal=True)),
+        rtol=1e-11,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 9])
 def test_bidirectional_is_full_inverse_diagonal(n):
     x = make_inputs(2, n, 3, seed=20 + n)
-    torch.testing.assert_close(as_complex(bk_core_sequential(*x, causal=False)),
-                               as_complex(bk_core_dense(*x, causal=False)), rtol=1e-11, atol=1e-12)
+    torch.testing.assert_close(
+        as_complex(bk_core_sequential(*x, causal=False)),
+        as_complex(bk_core_dense(*x, causal=False)),
+        rtol=1e-11,
+        atol=1e-12,
+    )
 
 
 def test_dense_by_hand():
@@ -63,8 +72,10 @@ def test_dense_by_hand():
 
 def test_mobius_scan_order():
     # Non-commuting steps: a scan that composed in the wrong order would differ from the sweep.
-    a = torch.complex(torch.tensor([[[3.0], [-0.5], [0.25], [2.0], [-4.0]]], dtype=torch.float64),
-                      torch.full((1, 5, 1), -0.1, dtype=torch.float64))
+    a = torch.complex(
+        torch.tensor([[[3.0], [-0.5], [0.25], [2.0], [-4.0]]], dtype=torch.float64),
+        torch.full((1, 5, 1), -0.1, dtype=torch.float64),
+    )
     b2 = torch.tensor([1.7], dtype=torch.float64)
     g, expect = None, []
     for t in range(5):
@@ -75,7 +86,10 @@ def test_mobius_scan_order():
 
 def test_linear_scan():
     gen = torch.Generator().manual_seed(1)
-    c, d = torch.randn(2, 37, 3, generator=gen, dtype=torch.float64), torch.randn(2, 37, 3, generator=gen, dtype=torch.float64)
+    c, d = (
+        torch.randn(2, 37, 3, generator=gen, dtype=torch.float64),
+        torch.randn(2, 37, 3, generator=gen, dtype=torch.float64),
+    )
     x, fwd = torch.zeros(2, 3, dtype=torch.float64), []
     for t in range(37):
         x = c[:, t] * x + d[:, t]
@@ -99,14 +113,17 @@ def test_gradcheck_parallel(n, causal):
 def test_parallel_gradients_match_sequential_autograd(causal):
     base = make_inputs(2, 300, 4, seed=5)
     gen = torch.Generator().manual_seed(9)
-    w_re, w_im = torch.randn(2, 300, 4, generator=gen, dtype=torch.float64), torch.randn(2, 300, 4, generator=gen, dtype=torch.float64)
+    w_re, w_im = (
+        torch.randn(2, 300, 4, generator=gen, dtype=torch.float64),
+        torch.randn(2, 300, 4, generator=gen, dtype=torch.float64),
+    )
     grads = []
     for fn in (bk_core_sequential, bk_core_parallel):
         x = [t.clone().requires_grad_() for t in base]
         g_re, g_im = fn(*x, causal=causal)
         ((g_re * w_re).sum() + (g_im * w_im).sum()).backward()
         grads.append([t.grad for t in x])
-    for got, ref in zip(grads[1], grads[0]):
+    for got, ref in zip(grads[1], grads[0], strict=False):
         torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-11)
 
 
@@ -137,7 +154,7 @@ def test_fp32_parallel_gradients_long():
         g_re, g_im = bk_core_parallel(*x)
         (g_re.sum() + 0.5 * g_im.sum()).backward()
         grads.append([t.grad.double() for t in x])
-    for got, ref in zip(grads[1], grads[0]):
+    for got, ref in zip(grads[1], grads[0], strict=False):
         assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-4
 
 

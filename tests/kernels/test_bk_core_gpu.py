@@ -2,19 +2,22 @@
 
 Run in a pytest process of its own: the interpreter test modules set TRITON_INTERPRET=1 at import.
 """
+
 import os
 
 import pytest
 import torch
+from bk_core_checks import check_against, make_inputs
 
 from kernels.backend import backend
 from kernels.bk_core import bk_core, bk_core_parallel, bk_core_sequential
-from bk_core_checks import check_against, make_inputs
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"),
+    pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
+    ),
 ]
 
 

@@ -3,20 +3,20 @@
 TRITON_INTERPRET is read when kernels.bk_core.triton is imported (@triton.jit time), so it is set here,
 before that import. The compiled kernels on CUDA are tested in test_bk_core_gpu.py (its own process).
 """
+
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"
 
-import torch  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
+from bk_core_checks import check_against, make_inputs  # noqa: E402
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
 from kernels.backend import backend  # noqa: E402
 from kernels.bk_core import bk_core, bk_core_sequential  # noqa: E402
 from kernels.bk_core import triton as bk_triton  # noqa: E402
 from kernels.bk_core.triton import bk_core_triton  # noqa: E402
-from bk_core_checks import check_against, make_inputs  # noqa: E402
-
 
 CASES = [(1, None), (7, 4), (7, 8), (63, 8), (63, None), (130, 12), (130, 64)]
 
@@ -93,5 +93,5 @@ class TestCustomOps:
             grads.append(torch.autograd.grad((o_re * w_re).sum() + (o_im * w_im).sum(), x))
             outs.append((o_re, o_im))
         torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
-        for name, got, ref in zip(("v", "h0", "beta", "z_re", "z_im"), grads[1], grads[0]):
+        for name, got, ref in zip(("v", "h0", "beta", "z_re", "z_im"), grads[1], grads[0], strict=False):
             torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4, msg=name)

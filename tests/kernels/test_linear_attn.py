@@ -1,11 +1,11 @@
 """causal_linear_attn references: chunked O(N) form against the N x N definition (CPU, float64)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
+from causality import LENGTHS, assert_exactly_causal
 
 from kernels.linear_attn import causal_linear_attn, causal_linear_attn_chunked, causal_linear_attn_quadratic
-
-from causality import LENGTHS, assert_exactly_causal
 
 
 def _inputs(n, dk=5, dv=3, seed=0, dtype=torch.float64):
@@ -26,7 +26,7 @@ def test_chunked_matches_quadratic(n, chunk):
     torch.testing.assert_close(oc, oq, rtol=1e-11, atol=1e-11)
     gc = torch.autograd.grad((oc * w).sum(), (q, k, v))
     gq = torch.autograd.grad((oq * w).sum(), (q, k, v))
-    for x, y in zip(gc, gq):
+    for x, y in zip(gc, gq, strict=False):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
 
 
@@ -40,7 +40,10 @@ def test_chunked_is_exactly_causal_across_chunks(n, dtype):
 
 def test_quadratic_is_the_definition():
     q, k, v = _inputs(9, seed=1)
-    phi = lambda x: F.elu(x) + 1
+
+    def phi(x):
+        return F.elu(x) + 1
+
     o = torch.empty(2, 2, 9, 3, dtype=torch.float64)
     for t in range(9):
         fq = phi(q[:, :, t])

@@ -1,4 +1,5 @@
 """causal_linear_attn Triton kernel on CUDA at realistic shapes (skipped without a GPU)."""
+
 import os
 from functools import partial
 
@@ -8,7 +9,9 @@ import torch
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"),
+    pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
+    ),
 ]
 
 
@@ -33,7 +36,7 @@ def test_linear_attn_fp32(n, d, backward):
     w = torch.randn(2, 3, n, d, device="cuda", generator=g)
     got = _grads(partial(causal_linear_attn_triton, backward=backward), q, k, v, w)
     ref = _grads(causal_linear_attn_chunked, q.double(), k.double(), v.double(), w.double())
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=False):
         err = (a.double() - b).abs().max().item()
         assert err <= 1e-4 * max(1.0, b.abs().max().item()), err
 
@@ -50,7 +53,7 @@ def test_linear_attn_bf16(n, d, backward):
     got = _grads(partial(causal_linear_attn_triton, backward=backward), q, k, v, w)
     ref = _grads(causal_linear_attn_chunked, q.float(), k.float(), v.float(), w)
     assert got[0].dtype == torch.bfloat16
-    for a, b in zip(got, ref):
+    for a, b in zip(got, ref, strict=False):
         assert _rel(a, b) < 2e-2
 
 

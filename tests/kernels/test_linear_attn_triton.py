@@ -3,19 +3,19 @@
 TRITON_INTERPRET is read when kernels.linear_attn.triton is imported (at @triton.jit time): it is set
 before that import.
 """
+
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from causality import LENGTHS, assert_exactly_causal  # noqa: E402
 
+import kernels.linear_attn.triton as la_triton  # noqa: E402
 from kernels.backend import backend  # noqa: E402
 from kernels.linear_attn import causal_linear_attn, causal_linear_attn_quadratic  # noqa: E402
-import kernels.linear_attn.triton as la_triton  # noqa: E402
 from kernels.linear_attn.triton import causal_linear_attn_triton  # noqa: E402
-
-from causality import LENGTHS, assert_exactly_causal  # noqa: E402
 
 
 def _inputs(n, dk, dv, seed, dtype=torch.float32, heads=2):
@@ -42,7 +42,7 @@ def test_triton_matches_quadratic(n, chunk, dk, dv, backward):
     torch.testing.assert_close(o.double(), o_ref, rtol=1e-4, atol=1e-4)
     g = torch.autograd.grad((o * w).sum(), (q, k, v))
     g_ref = torch.autograd.grad((o_ref * w.double()).sum(), (q64, k64, v64))
-    for a, b in zip(g, g_ref):
+    for a, b in zip(g, g_ref, strict=False):
         torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-4)
 
 
@@ -53,7 +53,7 @@ def test_chunked_backward_matches_sequential(n, chunk, dk, dv):
     w = torch.randn(2, 2, n, dv, generator=torch.Generator().manual_seed(2))
     seq = _output_and_grads(q, k, v, w, chunk_size=chunk, backward="sequential")
     chunked = _output_and_grads(q, k, v, w, chunk_size=chunk, backward="chunked")
-    for a, b in zip(chunked, seq):
+    for a, b in zip(chunked, seq, strict=False):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -73,7 +73,9 @@ def test_triton_eps_and_dispatch():
     q, k, v = _inputs(40, 8, 8, seed=3)
     with backend("triton"):
         o = causal_linear_attn(q, k, v, eps=0.5, chunk_size=16)
-    torch.testing.assert_close(o.double(), causal_linear_attn_quadratic(q.double(), k.double(), v.double(), eps=0.5), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        o.double(), causal_linear_attn_quadratic(q.double(), k.double(), v.double(), eps=0.5), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_triton_fp16_inputs():
@@ -87,7 +89,7 @@ def test_triton_fp16_inputs():
     assert q.grad.dtype == torch.float16 and torch.isfinite(q.grad.float()).all()
     grads = [t.grad for t in (q, k, v)]
     chunked = _output_and_grads(q, k, v, torch.ones_like(o), chunk_size=16, backward="chunked")
-    for a, b in zip(chunked, [o, *grads]):
+    for a, b in zip(chunked, [o, *grads], strict=False):
         assert a.dtype == torch.float16
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-2, atol=1e-2)
 
@@ -101,7 +103,9 @@ def test_heads_above_the_tile_limit_take_the_reference(monkeypatch, head_dim, ke
     with backend("triton"):
         o = causal_linear_attn(q, k, v, chunk_size=16)
     assert len(calls) == kernel_calls
-    torch.testing.assert_close(o.double(), causal_linear_attn_quadratic(q.double(), k.double(), v.double()), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        o.double(), causal_linear_attn_quadratic(q.double(), k.double(), v.double()), rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("backward", ["sequential", "chunked"])
@@ -133,5 +137,5 @@ def test_compiled_fullgraph_matches_eager(backward):
         qc, kc, vc = (t.detach().clone().requires_grad_() for t in (q, k, v))
         o = compiled(qc, kc, vc, chunk_size=16, backward=backward)
         got = [o, *torch.autograd.grad((o * w).sum(), (qc, kc, vc))]
-        for a, b in zip(got, eager):
+        for a, b in zip(got, eager, strict=False):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

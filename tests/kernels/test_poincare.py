@@ -1,4 +1,5 @@
 """Poincare-ball references: identities, limits, and boundary / origin safety (CPU)."""
+
 import math
 
 import pytest
@@ -84,10 +85,22 @@ def test_no_nan_at_origin_and_boundary(dtype):
     c = torch.tensor(1.3, dtype=dtype, requires_grad=True)
     zero = torch.zeros(3, 4, dtype=dtype, requires_grad=True)
     edge_dir = torch.randn(3, 4, dtype=dtype)
-    edge = (edge_dir / edge_dir.norm(dim=-1, keepdim=True) / c.detach().sqrt() * 1.0001).requires_grad_()  # on/over the boundary
+    edge = (
+        edge_dir / edge_dir.norm(dim=-1, keepdim=True) / c.detach().sqrt() * 1.0001
+    ).requires_grad_()  # on/over the boundary
     big = (torch.randn(3, 4, dtype=dtype) * 1e3).requires_grad_()
-    outs = [exp0(zero, c), log0(zero, c), dist0(zero, c), exp0(big, c), log0(edge, c), dist0(edge, c),
-            mobius_add(edge, edge, c), mobius_add(zero, edge, c), dist(edge, -edge, c), dist(zero, zero, c)]
+    outs = [
+        exp0(zero, c),
+        log0(zero, c),
+        dist0(zero, c),
+        exp0(big, c),
+        log0(edge, c),
+        dist0(edge, c),
+        mobius_add(edge, edge, c),
+        mobius_add(zero, edge, c),
+        dist(edge, -edge, c),
+        dist(zero, zero, c),
+    ]
     for o in outs:
         assert torch.isfinite(o).all()
     grads = torch.autograd.grad(sum(o.sum() for o in outs), (c, zero, edge, big))

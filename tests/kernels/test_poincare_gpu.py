@@ -1,4 +1,5 @@
 """Poincare Triton kernels on CUDA at realistic shapes (skipped without a GPU)."""
+
 import os
 
 import pytest
@@ -7,7 +8,9 @@ import torch
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"),
+    pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
+    ),
 ]
 
 
@@ -30,7 +33,7 @@ def test_poincare_fp32(op, d):
     w = torch.randn_like(oa)
     ga = torch.autograd.grad((oa * w).sum(), a)
     gb = torch.autograd.grad((ob * w.double()).sum(), b)
-    for u, v in zip([oa, *ga], [ob, *gb]):
+    for u, v in zip([oa, *ga], [ob, *gb], strict=False):
         err = (u.double() - v).abs().max().item()
         # the curvature gradient sums 4M rows: judge it relative to its size
         assert err <= 1e-4 * max(1.0, v.abs().max().item()), err

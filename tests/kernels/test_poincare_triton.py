@@ -3,20 +3,20 @@
 TRITON_INTERPRET is read when kernels.poincare.triton is imported (at @triton.jit time): it is set
 before that import.
 """
+
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from compile_checks import assert_compiles_like_eager  # noqa: E402
 
 from kernels import poincare as P  # noqa: E402
 from kernels.backend import backend  # noqa: E402
 from kernels.poincare import naive as pn  # noqa: E402
 from kernels.poincare import triton as T  # noqa: E402
 from kernels.poincare.triton import exp0_triton, log0_triton, mobius_add_triton  # noqa: E402
-
-from compile_checks import assert_compiles_like_eager  # noqa: E402
 
 
 def _close(a, b, tol=1e-4):
@@ -34,7 +34,7 @@ def _grads(fn, ref, inputs, seed=0):
     w = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed))
     g = torch.autograd.grad((out * w).sum(), ins)
     g64 = torch.autograd.grad((out64 * w.double()).sum(), ins64)
-    for a, b in zip(g, g64):
+    for a, b in zip(g, g64, strict=False):
         _close(a, b)
 
 
@@ -76,8 +76,14 @@ def test_boundary_and_origin_finite():
     edge = (d / d.norm(dim=-1, keepdim=True) / c.detach().sqrt() * 1.001).requires_grad_()
     zero = torch.zeros(4, 8, requires_grad=True)
     huge = (torch.randn(4, 8) * 1e4).requires_grad_()
-    outs = [log0_triton(edge, c), exp0_triton(zero, c), log0_triton(zero, c), exp0_triton(huge, c),
-            mobius_add_triton(edge * 0.999, edge * 0.999, c), mobius_add_triton(zero, zero, c)]
+    outs = [
+        log0_triton(edge, c),
+        exp0_triton(zero, c),
+        log0_triton(zero, c),
+        exp0_triton(huge, c),
+        mobius_add_triton(edge * 0.999, edge * 0.999, c),
+        mobius_add_triton(zero, zero, c),
+    ]
     grads = torch.autograd.grad(sum(o.sum() for o in outs), (c, edge, zero, huge))
     for t in list(outs) + list(grads):
         assert torch.isfinite(t).all()
@@ -107,6 +113,7 @@ def test_half_dtype_kept():
 
 # ---- custom ops: opcheck, and torch.compile(fullgraph=True) through them --------------------------------------------
 
+
 def _rows(r=5, d=6, seed=11):
     """x, y: (r, d) inside the unit ball, c: (r,) float32, g: (r, d)."""
     gen = torch.Generator().manual_seed(seed)
@@ -133,8 +140,9 @@ def test_compile_rowmaps(c_shape):
     x = torch.randn(3, 4, 7, generator=gen) * 0.4
     c = torch.rand(c_shape, generator=gen) + 0.2
     assert_compiles_like_eager(exp0_triton, torch.ops.phasebench.poincare_rowmap_fwd, [x, c])
-    assert_compiles_like_eager(lambda a, cc: log0_triton(a, cc, eps=1e-3), torch.ops.phasebench.poincare_rowmap_fwd,
-                            [x, c])
+    assert_compiles_like_eager(
+        lambda a, cc: log0_triton(a, cc, eps=1e-3), torch.ops.phasebench.poincare_rowmap_fwd, [x, c]
+    )
 
 
 @pytest.mark.parametrize("c_shape", [(), (2, 5, 1)])

@@ -1,4 +1,5 @@
 """RMSNorm reference (kernels.rmsnorm.naive) and models.layers.norm.RMSNorm against torch.nn.RMSNorm (CPU)."""
+
 import warnings
 
 import pytest

@@ -1,4 +1,5 @@
 """Triton RMSNorm on CUDA at model shapes, against the reference (skipped without a GPU)."""
+
 import os
 
 import pytest
@@ -7,8 +8,9 @@ import torch
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
-                       reason="interpreted process: run GPU tests separately"),
+    pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
+    ),
 ]
 
 
@@ -29,7 +31,7 @@ def test_rmsnorm_matches_reference_on_cuda(d, xdtype):
         y.backward(gy)
         outs.append((y, xa.grad, wa.grad))
     tol = 1e-5 if xdtype == torch.float32 else 2e-2
-    for got, want in zip(outs[0], outs[1]):
+    for got, want in zip(outs[0], outs[1], strict=False):
         assert got.dtype == want.dtype
         scale = float(want.float().abs().max())  # dw sums 666 rows: compare against its size, not per element
         torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol * scale)

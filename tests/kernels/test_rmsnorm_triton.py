@@ -4,20 +4,20 @@ opcheck on both custom ops, and a fullgraph compile against eager.
 TRITON_INTERPRET is read when kernels.rmsnorm.triton is imported (at @triton.jit time), so it is set
 before that import; run this module in a pytest process that has not imported the kernel for CUDA.
 """
+
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from compile_checks import assert_compiles_like_eager  # noqa: E402
 
 import kernels.rmsnorm.triton as T  # noqa: E402
 from kernels.backend import backend  # noqa: E402
 from kernels.rmsnorm import rms_norm, rms_norm_ref  # noqa: E402
 from kernels.rmsnorm.triton import rms_norm_triton  # noqa: E402
 from models.layers.norm import RMSNorm  # noqa: E402
-
-from compile_checks import assert_compiles_like_eager  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Mismatch dtype between input and weight")
 
@@ -131,8 +131,11 @@ def test_dispatch_and_module(monkeypatch):
 
 # ---- custom ops: opcheck, and torch.compile(fullgraph=True) through them --------------------------------------------
 
-@pytest.mark.parametrize("xdtype, wdtype", [(torch.float32, torch.float32), (torch.bfloat16, torch.float32),
-                                            (torch.bfloat16, torch.bfloat16)])
+
+@pytest.mark.parametrize(
+    "xdtype, wdtype",
+    [(torch.float32, torch.float32), (torch.bfloat16, torch.float32), (torch.bfloat16, torch.bfloat16)],
+)
 def test_opcheck(xdtype, wdtype):
     x, w, gy = _data((5, 6), xdtype, seed=6)
     w = w.to(wdtype)
@@ -144,5 +147,11 @@ def test_opcheck(xdtype, wdtype):
 @pytest.mark.parametrize("shape", [(2, 3, 7), (4, 16)])
 def test_compile_matches_eager(shape):
     x, w, _ = _data(shape, torch.float32, seed=7)
-    assert_compiles_like_eager(lambda x, w: rms_norm_triton(x, w, 1e-5), torch.ops.phasebench.rms_norm_fwd, [x, w],
-                               seed=8, rtol=1e-6, atol=1e-6)
+    assert_compiles_like_eager(
+        lambda x, w: rms_norm_triton(x, w, 1e-5),
+        torch.ops.phasebench.rms_norm_fwd,
+        [x, w],
+        seed=8,
+        rtol=1e-6,
+        atol=1e-6,
+    )

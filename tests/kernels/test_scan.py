@@ -1,4 +1,5 @@
 """diag_scan references: the vectorised chunked form against the sequential oracle (CPU, float64)."""
+
 import pytest
 import torch
 
@@ -12,7 +13,9 @@ def test_ref_matches_sequential(n, reverse, chunk):
     g = torch.Generator().manual_seed(n + 7 * chunk)
     a = torch.rand(2, 3, n, generator=g, dtype=torch.float64) * 1.2
     b = torch.randn(2, 3, n, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(diag_scan_ref(a, b, reverse, chunk_size=chunk), diag_scan_sequential(a, b, reverse), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        diag_scan_ref(a, b, reverse, chunk_size=chunk), diag_scan_sequential(a, b, reverse), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_sequential_definition():
@@ -41,7 +44,7 @@ def test_ref_gradients_match_sequential():
     for rev in (False, True):
         ga = torch.autograd.grad((diag_scan_ref(a, b, rev, chunk_size=8) * w).sum(), (a, b))
         gs = torch.autograd.grad((diag_scan_sequential(a, b, rev) * w).sum(), (a, b))
-        for x, y in zip(ga, gs):
+        for x, y in zip(ga, gs, strict=False):
             torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
 
 

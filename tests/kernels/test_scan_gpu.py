@@ -2,6 +2,7 @@
 
 Run in a pytest process of its own: the interpreter test modules set TRITON_INTERPRET=1 at import.
 """
+
 import os
 
 import pytest
@@ -10,7 +11,9 @@ import torch
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"),
+    pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
+    ),
 ]
 
 

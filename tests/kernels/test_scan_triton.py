@@ -3,6 +3,7 @@
 TRITON_INTERPRET is read when kernels.scan.triton is imported (at @triton.jit time), so it is set
 before that import; run this module in a pytest process that has not imported the kernel for CUDA.
 """
+
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"
@@ -25,7 +26,7 @@ def _check(a, b, reverse, tol=1e-4, **blocks):
     torch.testing.assert_close(h.double(), hr, rtol=tol, atol=tol)
     g = torch.autograd.grad((h * w).sum(), (a, b))
     gr = torch.autograd.grad((hr * w.double()).sum(), (a64, b64))
-    for x, y in zip(g, gr):
+    for x, y in zip(g, gr, strict=False):
         assert x.shape == y.shape
         torch.testing.assert_close(x.double(), y, rtol=tol, atol=tol)
 
@@ -111,7 +112,7 @@ def test_compile_fullgraph_matches_eager(reverse, a_shape):
     torch.testing.assert_close(h_comp, h_eager, rtol=1e-4, atol=1e-4)
     g_eager = torch.autograd.grad((h_eager * w).sum(), (a, b))
     g_comp = torch.autograd.grad((h_comp * w).sum(), (a, b))
-    for x, y, t in zip(g_comp, g_eager, (a, b)):
+    for x, y, t in zip(g_comp, g_eager, (a, b), strict=False):
         assert x.shape == y.shape == t.shape
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
     # eager against the oracle too, so that both paths agreeing on a wrong answer fails

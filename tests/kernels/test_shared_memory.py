@@ -10,6 +10,7 @@ The same compile, with the float scalars typed float64, is what `compile: true` 
 inductor passes Python floats to user Triton kernels as float64, and on the H200 the window kernel failed
 ("loop-carried variable m_i ... re-assigned to fp64") until the kernels cast them to float32.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,6 +61,9 @@ def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them
 def assert_window_backward_does_not_spill(compiled: list[dict], head_dim: int) -> None:
     """The window backward at bf16, tiled as launched: at the forward's 64 x 64 tiles ptxas spilled 1,552
     (dk, dv) and 808 (dq) bytes per thread at head dim 64."""
-    backward = [n for n in compiled if n["kernel"].startswith("_window_bwd") and n["dtype"] == "bf16"
-                and n["head_dim"] == head_dim]
+    backward = [
+        n
+        for n in compiled
+        if n["kernel"].startswith("_window_bwd") and n["dtype"] == "bf16" and n["head_dim"] == head_dim
+    ]
     assert len(backward) == 2 and all(n["spill"] == 0 and 0 < n["registers"] <= 255 for n in backward), backward

@@ -1,4 +1,5 @@
 """window_hyp_attn Triton kernel on CUDA at realistic shapes (skipped without a GPU)."""
+
 import os
 
 import pytest
@@ -7,7 +8,9 @@ import torch
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"),
+    pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
+    ),
 ]
 
 
@@ -19,7 +22,7 @@ def _all(fn, ins, w):
 
 def _inputs(b, h, n, d, seed, dtype=torch.float32):
     g = torch.Generator(device="cuda").manual_seed(seed)
-    q, k = (torch.randn(b, h, n, d, device="cuda", generator=g) * 0.7 / d ** 0.5 for _ in range(2))  # tangent norms ~0.7
+    q, k = (torch.randn(b, h, n, d, device="cuda", generator=g) * 0.7 / d**0.5 for _ in range(2))  # tangent norms ~0.7
     v = torch.randn(b, h, n, d, device="cuda", generator=g)
     c = torch.rand(h, device="cuda", generator=g) + 0.2
     s = torch.rand(h, device="cuda", generator=g) * 2 + 0.5
@@ -35,7 +38,7 @@ def test_window_fp32(n, window):
     w = torch.randn(2, 4, n, 64, device="cuda", generator=torch.Generator(device="cuda").manual_seed(3))
     got = _all(lambda *a: window_hyp_attn_triton(*a, window=window), ins, w)
     ref = _all(lambda *a: window_hyp_attn_ref(*a, window=window), [t.double() for t in ins], w.double())
-    for name, a, b in zip(["o", "q", "k", "v", "c", "scale"], got, ref):
+    for name, a, b in zip(["o", "q", "k", "v", "c", "scale"], got, ref, strict=False):
         err = (a.double() - b).abs().max().item()
         assert err <= 2e-4 * max(1.0, b.abs().max().item()), (name, err)
 
@@ -54,7 +57,7 @@ def test_window_bf16_16k():
     # the kernel rounds the ball points exp0(q), exp0(k) to bf16 before the distance, the reference
     # keeps them in float32; the curvature/scale gradients sum that error over all N * window pairs
     # (observed on H200: c 3.01e-2, all others below 3e-2)
-    for name, a, b in zip(["o", "q", "k", "v", "c", "scale"], got, ref):
+    for name, a, b in zip(["o", "q", "k", "v", "c", "scale"], got, ref, strict=False):
         rel = ((a.float() - b.float()).norm() / b.float().norm()).item()
         assert rel < (5e-2 if name in ("c", "scale") else 3e-2), (name, rel)
 
@@ -63,4 +66,6 @@ def test_window_dispatch_on_cuda():
     from kernels.window_attn import window_hyp_attn, window_hyp_attn_ref
 
     q, k, v, c, s = _inputs(1, 2, 300, 32, seed=3)
-    torch.testing.assert_close(window_hyp_attn(q, k, v, c, s, 64), window_hyp_attn_ref(q, k, v, c, s, 64), rtol=2e-4, atol=2e-4)
+    torch.testing.assert_close(
+        window_hyp_attn(q, k, v, c, s, 64), window_hyp_attn_ref(q, k, v, c, s, 64), rtol=2e-4, atol=2e-4
+    )

@@ -3,6 +3,7 @@
 TRITON_INTERPRET is read when kernels.window_attn.triton is imported (at @triton.jit time): it is set
 before that import.
 """
+
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"
@@ -37,7 +38,7 @@ def _check(inputs, window, tol=1e-4, **blocks):
     w = torch.randn(o.shape, generator=torch.Generator().manual_seed(1))
     g = torch.autograd.grad((o * w).sum(), ins)
     g64 = torch.autograd.grad((o64 * w.double()).sum(), ins64)
-    for name, a, b in zip("q k v c scale".split(), g, g64):
+    for name, a, b in zip("q k v c scale".split(), g, g64, strict=False):
         assert a.shape == b.shape, name
         err = (a.double() - b).abs().max().item()
         assert err <= tol * max(1.0, b.abs().max().item()), (name, err)
@@ -131,5 +132,5 @@ def test_compiled_fullgraph_matches_eager():
     targets = {n.target for n in counter.graphs[0].graph.nodes}
     assert torch.ops.phasebench.window_hyp_attn_fwd.default in targets
     torch.testing.assert_close(o, o_ref, rtol=1e-4, atol=1e-4)
-    for name, a, b in zip("q k v c scale".split(), grads, grads_ref):
+    for name, a, b in zip("q k v c scale".split(), grads, grads_ref, strict=False):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)

@@ -1,4 +1,5 @@
 """A byte-level corpus from the Python standard library's own source files (V = 256), for the tests."""
+
 from __future__ import annotations
 
 import math
@@ -42,13 +43,13 @@ class ByteCorpus:
         """(batch, seq_len + 1) token windows: inputs are [:, :-1], targets [:, 1:]."""
         data = self.train if split == "train" else self.val
         starts = torch.randint(0, len(data) - seq_len - 1, (batch,), generator=generator)
-        return torch.stack([data[s: s + seq_len + 1] for s in starts.tolist()])
+        return torch.stack([data[s : s + seq_len + 1] for s in starts.tolist()])
 
     def val_batches(self, batch: int, seq_len: int, count: int) -> list[torch.Tensor]:
         """Fixed, evenly spaced validation windows."""
         stride = (len(self.val) - seq_len - 1) // max(1, batch * count)
-        rows = [self.val[i * stride: i * stride + seq_len + 1] for i in range(batch * count)]
-        return [torch.stack(rows[i * batch:(i + 1) * batch]) for i in range(count)]
+        rows = [self.val[i * stride : i * stride + seq_len + 1] for i in range(batch * count)]
+        return [torch.stack(rows[i * batch : (i + 1) * batch]) for i in range(count)]
 
 
 def nats_to_bits(x: float) -> float:

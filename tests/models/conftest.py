@@ -1,4 +1,5 @@
 """Model tests run single-threaded: on a small shared CPU, intra-op threads mostly spin and wait."""
+
 from __future__ import annotations
 
 import pytest

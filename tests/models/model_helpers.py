@@ -1,4 +1,5 @@
 """Shared helpers of the model tests: tiny configs, seeded builds, state transfer, saved-bytes counter."""
+
 from __future__ import annotations
 
 import torch

@@ -6,12 +6,12 @@ A dispatch mode records every op that makes the host wait for the device on CUDA
 must call none of them (`execution: graph` captures exactly this step). The homology term's
 boolean-mask mean was such a call, found on the H200.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-
 from model_helpers import ALL_ON, build
 from sync_spy import SyncSpy
 
@@ -29,16 +29,19 @@ def _step_calls(name, **knobs) -> list[str]:
     return spy.calls
 
 
-@pytest.mark.parametrize("name, knobs", [
-    ("transformer", {}),
-    ("phase7-seed", {}),
-    ("phase8-seed", {}),
-    ("phase7", dict(window=8)),
-    ("phase7", dict(window=8, embedding="htt", tie_head=True, ar_decay="none")),
-    ("phase8", dict(window=8, **ALL_ON)),
-    ("phase8", dict(window=8, lin_attn_mode="exact", lin_attn_geometry="hyperbolic")),
-    ("phase8", dict(window=8, grad_checkpoint=True)),
-])
+@pytest.mark.parametrize(
+    "name, knobs",
+    [
+        ("transformer", {}),
+        ("phase7-seed", {}),
+        ("phase8-seed", {}),
+        ("phase7", dict(window=8)),
+        ("phase7", dict(window=8, embedding="htt", tie_head=True, ar_decay="none")),
+        ("phase8", dict(window=8, **ALL_ON)),
+        ("phase8", dict(window=8, lin_attn_mode="exact", lin_attn_geometry="hyperbolic")),
+        ("phase8", dict(window=8, grad_checkpoint=True)),
+    ],
+)
 def test_a_training_step_never_waits_for_the_device(name, knobs):
     assert _step_calls(name, **knobs) == []
 

@@ -1,6 +1,7 @@
 """The copy-saving formulations of the blocks give the values of the ones they replaced: bit-identical
 outputs and grads in float64 and float32 (CPU reference kernels and, with TRITON_INTERPRET=1, the Triton
 ones); under bf16 autocast identical outputs and grads equal up to the order of an fp32 sum."""
+
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +9,7 @@ import contextlib
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import build
 
 from kernels.backend import set_backend, triton_interpreted
 from kernels.window_attn import window_hyp_attn
@@ -20,8 +22,6 @@ from models.layers.linear_attention import HyperbolicLinearAttention, ball_point
 from models.layers.poincare_layers import upcast
 from models.phase7 import Phase7Block
 
-from model_helpers import build
-
 
 def window_forward(self, x):  # before: unbind of the permuted (3, B, H, N, Dh) view
     b, n, d = x.shape
@@ -32,6 +32,7 @@ def window_forward(self, x):  # before: unbind of the permuted (3, B, H, N, Dh) 
 
 def linear_forward(self, x, value_gate=None):  # before: value gate on (B, N, d), then the head split (linear mode)
     from kernels.linear_attn import causal_linear_attn
+
     b, n, d = x.shape
     q, k, v = self.in_proj(x).view(b, n, 3, d).unbind(2)
     if value_gate is not None:
@@ -59,6 +60,7 @@ def ar_ssm_forward(self, x, fusion=None):  # before: every projection reads (and
     if self.decay_raw is not None:
         inp = inp * (1.0 - a)[:, None].to(inp.dtype)
     from kernels.scan import diag_scan
+
     s = diag_scan(a[None, :, None].expand(b, -1, n), inp)
     low = self.out(s.transpose(1, 2) * (self.proj_v(x) * g2))
     if fusion is not None:
@@ -73,8 +75,13 @@ def mix(self, h, fusion=None):
     return self.w_o(self.norm_mix(mixed)), g_re, g_im
 
 
-BEFORE = {WindowHypAttention: ("forward", window_forward), HyperbolicLinearAttention: ("forward", linear_forward),
-          SelfAttention: ("forward", attention_forward), ARSSM: ("forward", ar_ssm_forward), Phase7Block: ("mix", mix)}
+BEFORE = {
+    WindowHypAttention: ("forward", window_forward),
+    HyperbolicLinearAttention: ("forward", linear_forward),
+    SelfAttention: ("forward", attention_forward),
+    ARSSM: ("forward", ar_ssm_forward),
+    Phase7Block: ("mix", mix),
+}
 
 
 def loss_and_grads(model, ids, before: bool, autocast: bool):
@@ -87,8 +94,11 @@ def loss_and_grads(model, ids, before: bool, autocast: bool):
             stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
         model.zero_grad(set_to_none=True)
         logits = model(ids)
-        loss = logits.float().logsumexp(-1).mean() + model.aux_loss if model.aux_loss is not None else \
-            logits.float().logsumexp(-1).mean()
+        loss = (
+            logits.float().logsumexp(-1).mean() + model.aux_loss
+            if model.aux_loss is not None
+            else logits.float().logsumexp(-1).mean()
+        )
         loss.backward()
     return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -113,8 +123,9 @@ def test_outputs_and_grads_are_bit_identical_to_the_copying_formulation(name, dt
     assert new_grads.keys() == old_grads.keys()
     for key in new_grads:
         if key.endswith("lin_attn.curvature"):  # a sum over every query and key element, ordered by the layout
-            torch.testing.assert_close(new_grads[key], old_grads[key], rtol=1e-12 if dtype == torch.float64 else 1e-5,
-                                       atol=0.0, msg=key)
+            torch.testing.assert_close(
+                new_grads[key], old_grads[key], rtol=1e-12 if dtype == torch.float64 else 1e-5, atol=0.0, msg=key
+            )
         else:
             assert torch.equal(new_grads[key], old_grads[key]), key
 
@@ -138,7 +149,7 @@ def test_autocast_inputs_cast_once_and_sum_the_grads_in_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         views = autocast_inputs(x, 3)
         assert all(v.dtype == torch.bfloat16 and v.data_ptr() == views[0].data_ptr() for v in views)
-        out = sum(F.linear(v, wi).float().sum() for v, wi in zip(views, w))
+        out = sum(F.linear(v, wi).float().sum() for v, wi in zip(views, w, strict=False))
     (grad,) = torch.autograd.grad(out, leaf)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         x = leaf * 1

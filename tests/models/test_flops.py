@@ -24,6 +24,7 @@ describe different work, the test states the difference and applies it explicitl
    keep that inside the 10% tolerance while the mixer terms stay a large share of the total (asserted, so
    a wrong mixer formula cannot hide behind the parameter term).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,12 +32,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import build
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, sdpa_backward_flop_count, sdpa_flop_count
 
 from models.layers.hyp_attention import window_key_span
 from models.registry import get
-
-from model_helpers import build
 
 aten = torch.ops.aten
 TOLERANCE = 0.10
@@ -60,8 +60,21 @@ class Counter:
         return flops
 
     @staticmethod
-    def _conv_backward(grad_out, x, w, bias, stride, padding, dilation, transposed, output_padding, groups,
-                       output_mask, out_val=None, **kwargs):
+    def _conv_backward(
+        grad_out,
+        x,
+        w,
+        bias,
+        stride,
+        padding,
+        dilation,
+        transposed,
+        output_padding,
+        groups,
+        output_mask,
+        out_val=None,
+        **kwargs,
+    ):
         one = conv_flop_count(list(x.shape), list(w.shape), list(grad_out.shape), transposed)  # w: (out, in/groups, k)
         return one * (int(output_mask[0]) + int(output_mask[1]))
 
@@ -70,9 +83,11 @@ class Counter:
     _conv_backward.__func__._get_raw = True
 
     def mode(self) -> FlopCounterMode:
-        mapping = {aten._scaled_dot_product_flash_attention_for_cpu: self._sdpa_forward,
-                   aten._scaled_dot_product_flash_attention_for_cpu_backward: self._sdpa_backward,
-                   aten.convolution_backward: self._conv_backward}
+        mapping = {
+            aten._scaled_dot_product_flash_attention_for_cpu: self._sdpa_forward,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: self._sdpa_backward,
+            aten.convolution_backward: self._conv_backward,
+        }
         return FlopCounterMode(display=False, custom_mapping=mapping)
 
 
@@ -111,8 +126,7 @@ def window_correction(name: str, config, n: int) -> float:
     windows = [config.window]
     if name == "phase8" and config.linear_attn and config.lin_attn_mode == "exact":
         windows.append(n)  # exact linear-attention mode: the windowed kernel over the whole prefix
-    return config.n_layers * sum(4.0 * d * (reference_window_span(w, n) - window_key_span(w, n, dh))
-                                 for w in windows)
+    return config.n_layers * sum(4.0 * d * (reference_window_span(w, n) - window_key_span(w, n, dh)) for w in windows)
 
 
 # (model, knobs, N). Causal and not for the SDPA and linear-attention families; phase7/8 are causal only.
@@ -151,8 +165,9 @@ def test_forward_flops_match_counter(name, knobs, n):
     entry = get(name)
     expected = expected_forward(name, config, n, counted, sdpa)
     formula = entry.forward_flops_per_token(config, n, matmul_only=True)
-    assert abs(formula - expected) <= TOLERANCE * expected, \
+    assert abs(formula - expected) <= TOLERANCE * expected, (
         f"{name} {knobs} N={n}: formula {formula:,.0f} vs counted {expected:,.0f} per token ({formula / expected:.3f})"
+    )
     mixer = entry.mixer_forward_flops(config, n, matmul_only=True)
     assert mixer >= MIN_MIXER_SHARE * expected, f"mixer term {mixer:,.0f} too small a share to be checked"
     assert entry.forward_flops_per_token(config, n) >= formula  # elementwise estimates only add
@@ -170,8 +185,9 @@ def test_training_flops_match_counter(name, knobs, n):
     expected = counted - (sdpa / 2 if causal else 0.0) - 3.0 * window_correction(name, config, n)
     formula = entry.flops_per_token(config, n, "train", matmul_only=True)
     assert formula == 3.0 * entry.forward_flops_per_token(config, n, matmul_only=True)
-    assert abs(formula - expected) <= TOLERANCE * expected, \
+    assert abs(formula - expected) <= TOLERANCE * expected, (
         f"{name} {knobs} N={n}: formula {formula:,.0f} vs counted {expected:,.0f} per token ({formula / expected:.3f})"
+    )
     assert fwd_counted > 0 and counted > 2.5 * fwd_counted  # the backward pass was counted
 
 
@@ -204,7 +220,12 @@ def test_causal_attention_formula_is_half():
     entry = get("transformer")
     causal = entry.make_config({**SMALL, "causal": True})
     full = entry.make_config({**SMALL, "causal": False})
-    assert entry.mixer_forward_flops(causal, 1024) * 2 == entry.mixer_forward_flops(full, 1024) \
+    assert (
+        entry.mixer_forward_flops(causal, 1024) * 2
+        == entry.mixer_forward_flops(full, 1024)
         == SMALL["n_layers"] * 4.0 * 1024 * SMALL["d_model"]
-    assert math.isclose(entry.forward_flops_per_token(full, 1024) - entry.forward_flops_per_token(causal, 1024),
-                        SMALL["n_layers"] * 2.0 * 1024 * SMALL["d_model"])
+    )
+    assert math.isclose(
+        entry.forward_flops_per_token(full, 1024) - entry.forward_flops_per_token(causal, 1024),
+        SMALL["n_layers"] * 2.0 * 1024 * SMALL["d_model"],
+    )

@@ -1,4 +1,5 @@
 """lm_loss: the chunked cross-entropy equals the whole-logits one and never keeps a (B, N, V) tensor."""
+
 from __future__ import annotations
 
 import pytest
@@ -35,7 +36,7 @@ def test_chunked_loss_and_gradients_equal_the_whole_logits_ones(name, chunk):
     chunked, chunked_grads = loss_and_grads(model, ids, chunk)
     torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=0)  # the loss runs in fp32
     assert len(chunked_grads) == len(whole_grads)
-    for a, b in zip(chunked_grads, whole_grads):
+    for a, b in zip(chunked_grads, whole_grads, strict=False):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
@@ -66,7 +67,7 @@ def test_vocab_logits_equal_the_plain_head_and_have_an_aligned_row_stride(vocab)
     grad = torch.randn(logits.shape, dtype=torch.float64, generator=g)
     got = torch.autograd.grad(logits, (x, w), grad)
     want = torch.autograd.grad(expected, (x, w), grad)
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=False):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
@@ -94,7 +95,8 @@ def test_under_autocast_vocab_logits_pad_the_cast_and_equal_padding_the_fp32_wei
         padded_fp32 = F.linear(x, F.pad(w, (0, 0, 0, 128 - 97)))[..., :97]
     assert pads.dtypes == [torch.bfloat16]  # the weight is padded after its cast
     assert got.dtype == torch.bfloat16 and torch.equal(got, padded_fp32)
-    for a, b in zip(torch.autograd.grad(got, (x, w), grad), torch.autograd.grad(padded_fp32, (x, w), grad)):
+    ours, reference = torch.autograd.grad(got, (x, w), grad), torch.autograd.grad(padded_fp32, (x, w), grad)
+    for a, b in zip(ours, reference, strict=True):
         assert a.dtype == b.dtype == torch.float32 and torch.equal(a, b)
 
 

@@ -4,10 +4,12 @@ Lengths cross the chunk edges of the scans and the linear attention (64 tokens) 
 family and every mixer knob, float64 on the PyTorch reference path and float32 on the Triton kernels (under
 the interpreter on CPU). Mixers: each sequence mixer alone, its input perturbed by up to 1e6.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import ALL_ON, build
 
 from kernels.backend import backend, triton_interpreted
 from models.layers.ar_ssm import ARSSM
@@ -16,8 +18,6 @@ from models.layers.hyp_attention import WindowHypAttention
 from models.layers.hyp_ssm import HyperbolicSSM
 from models.layers.linear_attention import HyperbolicLinearAttention
 from models.layers.phase8_extras import SheafAttention
-
-from model_helpers import ALL_ON, build
 
 N = 141  # two chunk edges (63 | 64, 127 | 128), odd
 POSITIONS = (0, 7, 62, 63, 64, 126, 127, 139)  # around window (8) and chunk (64) edges

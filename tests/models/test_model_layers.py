@@ -3,6 +3,7 @@
 The ops themselves (scan, window attention, linear attention, Poincare maps, BK-Core) are tested in
 tests/kernels; here each layer is recomputed from docs/models.md with explicit loops.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,9 +21,16 @@ from models.layers.htt import HTTEmbedding, htt_shape
 from models.layers.hyp_attention import WindowHypAttention
 from models.layers.hyp_ssm import HyperbolicSSM
 from models.layers.linear_attention import HyperbolicLinearAttention
-from models.layers.phase8_extras import EntailmentCones, PersistentHomology, SheafAttention, _mst_edges, \
-    cone_angle, normalised_persistence
+from models.layers.phase8_extras import (
+    EntailmentCones,
+    PersistentHomology,
+    SheafAttention,
+    _mst_edges,
+    cone_angle,
+    normalised_persistence,
+)
 from models.layers.poincare_layers import Curvature
+
 
 @pytest.fixture(autouse=True)
 def _float64():
@@ -138,8 +146,9 @@ def test_ball_curvature_changes_the_output_and_gets_a_gradient_at_every_width(d_
     outs = []
     for c_init in (0.5, 1.0):
         torch.manual_seed(1)
-        att = HyperbolicLinearAttention(d_model, d_model // 64, causal=True, bias=False, c_init=c_init,
-                                        c_bounds=(1e-4, 10.0))
+        att = HyperbolicLinearAttention(
+            d_model, d_model // 64, causal=True, bias=False, c_init=c_init, c_bounds=(1e-4, 10.0)
+        )
         out = att(x)
         out.square().sum().backward()
         assert float(att.curvature.grad.abs()) > 0
@@ -216,7 +225,13 @@ def test_htt_embedding_formula_and_tied_head(vocab, d):
     e = emb(ids)[0]  # (V, d)
     for t in (0, 1, vocab // 2, vocab - 1):
         t1, t2 = divmod(t, v2)
-        full = sum(math.cos(float(emb.phase[r].detach())) * torch.outer(emb.core1[t1, r], emb.core2[t2, r]) for r in range(4)) / 2
+        full = (
+            sum(
+                math.cos(float(emb.phase[r].detach())) * torch.outer(emb.core1[t1, r], emb.core2[t2, r])
+                for r in range(4)
+            )
+            / 2
+        )
         torch.testing.assert_close(e[t], full.flatten()[:d])
     torch.testing.assert_close(emb.table(), e)
     x = torch.randn(2, 3, d)
@@ -349,7 +364,9 @@ def test_an_fp32_value_gate_keeps_linear_attention_in_the_autocast_dtype(monkeyp
 
     seen = []
     real = la.causal_linear_attn
-    monkeypatch.setattr(la, "causal_linear_attn", lambda q, k, v, **kw: seen.append((q.dtype, v.dtype)) or real(q, k, v, **kw))
+    monkeypatch.setattr(
+        la, "causal_linear_attn", lambda q, k, v, **kw: seen.append((q.dtype, v.dtype)) or real(q, k, v, **kw)
+    )
     layer = HyperbolicLinearAttention(32, 4, causal=True).float()
     x = torch.randn(2, 9, 32, dtype=torch.float32)
     gate = torch.rand(2, 9, 32, dtype=torch.float32)  # as the BK-hyperbolic gate gives it
@@ -379,6 +396,11 @@ def test_rotary_tables_are_built_once_per_shape_and_serve_autograd_after_inferen
     out.sum().backward()  # an inference-mode table could not be saved for backward
     assert rotary_tables.cache_info().hits >= 1 and rotary_tables.cache_info().misses == 1
     angles = torch.arange(11.0)[:, None] * 10000.0 ** (-torch.arange(0, 8, 2) / 8)  # (N, Dh/2)
-    want = torch.stack((x[..., 0::2] * angles.cos() - x[..., 1::2] * angles.sin(),
-                        x[..., 0::2] * angles.sin() + x[..., 1::2] * angles.cos()), dim=-1).flatten(-2)
+    want = torch.stack(
+        (
+            x[..., 0::2] * angles.cos() - x[..., 1::2] * angles.sin(),
+            x[..., 0::2] * angles.sin() + x[..., 1::2] * angles.cos(),
+        ),
+        dim=-1,
+    ).flatten(-2)
     torch.testing.assert_close(out, want)

@@ -1,6 +1,7 @@
 """Learning on real text: transformer, phase7 and phase8 at ~1M parameters, 300 steps of byte-level
 language modelling on the Python standard library's source, must beat the unigram entropy of the
 validation text (the loss of the best model that ignores context)."""
+
 from __future__ import annotations
 
 import math
@@ -9,11 +10,10 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
-
-from models.registry import count_params
-
 from byte_corpus import ByteCorpus
 from model_helpers import build
+
+from models.registry import count_params
 
 STEPS, BATCH, SEQ = 300, 8, 64
 MODELS = {
@@ -58,10 +58,14 @@ def test_beats_unigram_entropy(name, corpus):
         opt.step()
     model.eval()
     with torch.no_grad():
-        losses = [F.cross_entropy(model(b[:, :-1]).reshape(-1, 256), b[:, 1:].reshape(-1))
-                  for b in corpus.val_batches(BATCH, SEQ, 8)]
+        losses = [
+            F.cross_entropy(model(b[:, :-1]).reshape(-1, 256), b[:, 1:].reshape(-1))
+            for b in corpus.val_batches(BATCH, SEQ, 8)
+        ]
     val = float(torch.stack(losses).mean())
     unigram = corpus.unigram_entropy()
-    print(f"\n{name}: {n_params} parameters, {STEPS} steps in {time.time() - start:.1f} s; "
-          f"validation loss {val:.3f} nats vs unigram entropy {unigram:.3f} nats")
+    print(
+        f"\n{name}: {n_params} parameters, {STEPS} steps in {time.time() - start:.1f} s; "
+        f"validation loss {val:.3f} nats vs unigram entropy {unigram:.3f} nats"
+    )
     assert val < unigram, (val, unigram)

@@ -1,4 +1,5 @@
 """Quickstart-sized phase7 / phase8 (d_model 64, 2 layers, vocab 256, seq 64) build and train a step fast."""
+
 from __future__ import annotations
 
 import time
@@ -6,11 +7,10 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import TINY  # noqa: F401  (registers the models)
 from torch.utils.checkpoint import checkpoint
 
 from models.registry import get
-
-from model_helpers import TINY  # noqa: F401  (registers the models)
 
 
 @pytest.mark.parametrize("name", ["phase7", "phase8"])

@@ -1,13 +1,13 @@
 """Training-time properties of phase7 / phase8: gradients everywhere, live flags, checkpointing, AMP, memory."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import ALL_ON, build, saved_bytes, transfer
 
 from models.phase8 import COMPONENTS
-
-from model_helpers import ALL_ON, build, saved_bytes, transfer
 
 
 def _loss(model, ids):
@@ -50,11 +50,14 @@ def test_every_parameter_gets_a_gradient_at_default_init(name, knobs, d_model):
     assert not finite, finite
 
 
-@pytest.mark.parametrize("name, knobs", [
-    ("phase7", dict(window=8, embedding="htt", tie_head=True, ar_decay="none", ffn_rank_ratio=0.25)),
-    ("phase8", dict(window=8, lin_attn_mode="exact", hyp_ssm_mode="mobius", embedding="htt")),
-    ("phase8", dict(window=8, lin_attn_mode="auto", lin_attn_auto_threshold=0.001)),
-])
+@pytest.mark.parametrize(
+    "name, knobs",
+    [
+        ("phase7", dict(window=8, embedding="htt", tie_head=True, ar_decay="none", ffn_rank_ratio=0.25)),
+        ("phase8", dict(window=8, lin_attn_mode="exact", hyp_ssm_mode="mobius", embedding="htt")),
+        ("phase8", dict(window=8, lin_attn_mode="auto", lin_attn_auto_threshold=0.001)),
+    ],
+)
 def test_every_parameter_gets_a_gradient_in_every_variant(name, knobs):
     model, _ = build(name, **knobs)
     assert not _dead_parameters(model, _ids())
@@ -96,8 +99,9 @@ def test_each_flag_changes_the_output(flag):
     model_on, _ = build("phase8", torch.float64, **on)
     model_off, _ = build("phase8", torch.float64, seed=7, **off)
     dropped = transfer(model_on, model_off)
-    assert dropped and all(flag.split("_")[0][:3] in n or "bk_hyp" in n or "fusion" in n or "lin_attn" in n
-                           for n in dropped), dropped
+    assert dropped and all(
+        flag.split("_")[0][:3] in n or "bk_hyp" in n or "fusion" in n or "lin_attn" in n for n in dropped
+    ), dropped
     model_on.eval(), model_off.eval()
     ids = _ids()
     with torch.no_grad():
@@ -172,6 +176,7 @@ def test_saved_memory_grows_linearly(name, knobs):
         def run(params):
             params.update(p.untyped_storage().data_ptr() for p in model.parameters())
             _loss(model, ids)
+
         return saved_bytes(run)
 
     b1, b2, b4 = measure(1024), measure(2048), measure(4096)

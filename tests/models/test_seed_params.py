@@ -1,4 +1,5 @@
 """Exact parameter counts of the seed stand-ins, built on the meta device (nothing allocated)."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,10 +28,17 @@ def test_seed_counts_on_meta(name):
 
 
 @pytest.mark.parametrize("model", ["transformer", "phase7-seed", "phase8-seed"])
-@pytest.mark.parametrize("knobs", [
-    {}, {"embed_rank_ratio": 0.25}, {"ffn_rank_ratio": 0.125}, {"ffn_rank_ratio": 0.0},
-    {"embed_rank_ratio": 1.0, "tie_head": True}, {"ffn_mult": 2, "n_heads": 8},
-])
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {},
+        {"embed_rank_ratio": 0.25},
+        {"ffn_rank_ratio": 0.125},
+        {"ffn_rank_ratio": 0.0},
+        {"embed_rank_ratio": 1.0, "tie_head": True},
+        {"ffn_mult": 2, "n_heads": 8},
+    ],
+)
 def test_estimate_equals_exact_count(model, knobs):
     entry = models.get(model)
     config = entry.make_config({"d_model": 128, "n_layers": 3, "n_heads": 4, "vocab_size": 1000} | knobs)

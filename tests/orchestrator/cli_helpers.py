@@ -1,4 +1,5 @@
 """Run the `phasebench` entry point in-process."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Fixtures of the orchestrator tests."""
+
 from __future__ import annotations
 
 import os

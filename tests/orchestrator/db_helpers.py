@@ -1,4 +1,5 @@
 """Read a test database directly (not through phasebench), as an outside observer would."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa

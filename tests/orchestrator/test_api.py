@@ -1,4 +1,5 @@
 """The notebook API over a real result database: the committed H200 long-context batch (a copy)."""
+
 from __future__ import annotations
 
 import shutil
@@ -28,6 +29,7 @@ def test_filters_combine_and_match_the_configs(url):
 
 def test_results_frame_is_the_records_as_a_dataframe(url):
     import pandas  # noqa: F401  (the test extra installs it)
+
     rows = api.results(url, status=["ok"])
     frame = api.results_frame(url, status=["ok"])
     assert len(frame) == len(rows) and {"run_id", "model", "tokens_per_s", "config"} <= set(frame.columns)

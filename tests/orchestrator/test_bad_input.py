@@ -7,6 +7,7 @@ a few cases go through the installed entry point. Nothing here may start Ray: `R
 `init_ray` are replaced by a tripwire, so a spec that wrongly passes validation fails the test loudly
 instead of running.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,10 +24,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
+from cli_helpers import run_cli
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-
-from cli_helpers import run_cli
 
 import models
 import orchestrator.runner
@@ -37,11 +37,20 @@ from orchestrator.store.migrate import head_revision
 from orchestrator.store.repository import Store
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"model": "transformer", "vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu",
-        "seq_len": 16, "steps": 1}
+TINY = {
+    "model": "transformer",
+    "vocab_size": 256,
+    "d_model": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "device": "cpu",
+    "seq_len": 16,
+    "steps": 1,
+}
 FUTURE_REVISION = "ffff_from_the_future"
-PROPERTY = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 ERROR_LINE = re.compile(r"(?i)^error: .")
 
 
@@ -51,8 +60,9 @@ def phasebench(*args: str | bytes, cwd: Path, stdin: bytes | None = None) -> sub
     exe = Path(sys.executable).with_name("phasebench")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "orchestrator.cli"]
     env = {k: v for k, v in os.environ.items() if k not in ("PHASEBENCH_DB", "RAY_ADDRESS")}
-    return subprocess.run(cmd + list(args), cwd=cwd, input=stdin, capture_output=True, timeout=120,
-                          env=env | {"PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        cmd + list(args), cwd=cwd, input=stdin, capture_output=True, timeout=120, env=env | {"PYTHONPATH": str(REPO)}
+    )
 
 
 def assert_user_error(code: int, err: str, *, contains: str | None = None) -> None:
@@ -132,8 +142,10 @@ def write_spec(path: Path, data) -> str:
 @pytest.fixture(autouse=True)
 def no_ray(monkeypatch):
     """Tripwire: bad input must never reach the runner."""
+
     def tripwire(*args, **kwargs):
         raise AssertionError("bad input reached the Ray runner: validation let it through")
+
     monkeypatch.setattr(orchestrator.runner.Runner, "run_batch", tripwire)
     monkeypatch.setattr(orchestrator.runner, "init_ray", tripwire)
     monkeypatch.delenv("PHASEBENCH_DB", raising=False)
@@ -156,8 +168,10 @@ BUILTIN_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": d
 def _field_specs() -> dict[str, tuple[type, dict]]:
     """name -> (type, validation metadata) of every field a spec may set for the transformer."""
     fields: dict[str, tuple[type, dict]] = {}
-    for types, metas in ((spec_module.RUN_FIELD_TYPES, spec_module.RUN_FIELD_META),
-                         (getattr(spec_module, "TRAIN_FIELD_TYPES", {}), getattr(spec_module, "TRAIN_FIELD_META", {}))):
+    for types, metas in (
+        (spec_module.RUN_FIELD_TYPES, spec_module.RUN_FIELD_META),
+        (getattr(spec_module, "TRAIN_FIELD_TYPES", {}), getattr(spec_module, "TRAIN_FIELD_META", {})),
+    ):
         for name, kind in types.items():
             fields[name] = (BUILTIN_TYPES[kind] if isinstance(kind, str) else kind, metas[name])
     cls = models.get("transformer").config_cls
@@ -170,9 +184,13 @@ def _field_specs() -> dict[str, tuple[type, dict]]:
 FIELDS = _field_specs()
 # free-form strings (a registry name is checked by the registry, paths by the train job) are left out
 CHECKED = sorted(n for n, (kind, meta) in FIELDS.items() if kind is not str or "choices" in meta or n == "model")
-NOT_A_NUMBER = st.one_of(st.text(max_size=12), st.none(), st.booleans(),
-                         st.lists(st.integers(), min_size=1, max_size=3),
-                         st.dictionaries(st.text(max_size=4), st.integers(), min_size=1, max_size=2))
+NOT_A_NUMBER = st.one_of(
+    st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.lists(st.integers(), min_size=1, max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), min_size=1, max_size=2),
+)
 
 
 def bad_value(name: str) -> st.SearchStrategy:
@@ -183,12 +201,22 @@ def bad_value(name: str) -> st.SearchStrategy:
     if kind is bool:
         return st.one_of(st.integers(), st.text(max_size=8), st.none(), st.floats(allow_nan=True))
     if kind in (dict, list):
-        return st.one_of(st.integers(), st.text(max_size=8), st.booleans(), st.floats(allow_nan=True),
-                         st.lists(st.integers(), min_size=1, max_size=2) if kind is dict else
-                         st.dictionaries(st.text(max_size=4), st.integers(), min_size=1, max_size=2))
+        return st.one_of(
+            st.integers(),
+            st.text(max_size=8),
+            st.booleans(),
+            st.floats(allow_nan=True),
+            st.lists(st.integers(), min_size=1, max_size=2)
+            if kind is dict
+            else st.dictionaries(st.text(max_size=4), st.integers(), min_size=1, max_size=2),
+        )
     if kind is str:
-        return st.one_of(st.text(max_size=20).filter(lambda s: s not in meta["choices"]), st.integers(),
-                         st.floats(allow_nan=True), st.booleans())
+        return st.one_of(
+            st.text(max_size=20).filter(lambda s: s not in meta["choices"]),
+            st.integers(),
+            st.floats(allow_nan=True),
+            st.booleans(),
+        )
     out_of_range = []
     if kind is int:
         wrong = st.one_of(NOT_A_NUMBER, st.floats(allow_nan=True, allow_infinity=True))
@@ -201,13 +229,19 @@ def bad_value(name: str) -> st.SearchStrategy:
     else:
         wrong = st.one_of(NOT_A_NUMBER, st.sampled_from([math.nan, math.inf, -math.inf]))
         if "min" in meta:
-            out_of_range.append(st.floats(max_value=meta["min"], exclude_max=True, allow_infinity=False,
-                                          allow_nan=False).filter(lambda v, m=meta["min"]: v < m))
+            out_of_range.append(
+                st.floats(max_value=meta["min"], exclude_max=True, allow_infinity=False, allow_nan=False).filter(
+                    lambda v, m=meta["min"]: v < m
+                )
+            )
         if "gt" in meta:
             out_of_range.append(st.floats(max_value=meta["gt"], allow_infinity=False, allow_nan=False))
         if "max" in meta:
-            out_of_range.append(st.floats(min_value=meta["max"], exclude_min=True, allow_infinity=False,
-                                          allow_nan=False).filter(lambda v, m=meta["max"]: v > m))
+            out_of_range.append(
+                st.floats(min_value=meta["max"], exclude_min=True, allow_infinity=False, allow_nan=False).filter(
+                    lambda v, m=meta["max"]: v > m
+                )
+            )
         if name == "num_gpus":  # device is cpu in TINY: any positive count is wrong too
             out_of_range.append(st.floats(min_value=1e-6, max_value=1024.0))
     return st.one_of(wrong, *out_of_range)
@@ -251,9 +285,11 @@ def test_wrong_types_and_out_of_range_values_are_one_line_errors(case, tmp_path_
 
 
 @PROPERTY
-@given(key=st.text(max_size=30).filter(lambda k: k not in KNOWN_KEYS),
-       value=st.one_of(st.integers(), st.text(max_size=10), st.booleans(), st.none()),
-       where=st.sampled_from(["top", "defaults", "case", "grid"]))
+@given(
+    key=st.text(max_size=30).filter(lambda k: k not in KNOWN_KEYS),
+    value=st.one_of(st.integers(), st.text(max_size=10), st.booleans(), st.none()),
+    where=st.sampled_from(["top", "defaults", "case", "grid"]),
+)
 def test_unknown_keys_are_one_line_errors(key, value, where, tmp_path_factory, seeded):
     assume(not (where == "top" and key in spec_module.SPEC_KEYS))
     data: dict = {"name": "bad", "defaults": dict(TINY), "grid": {"n_layers": [1]}}
@@ -275,19 +311,32 @@ def test_unknown_keys_are_one_line_errors(key, value, where, tmp_path_factory, s
 
 yaml_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12)),
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), children, max_size=4)),
-    max_leaves=20)
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), children, max_size=4),
+    ),
+    max_leaves=20,
+)
 
 
 @PROPERTY
-@given(name=yaml_values, description=yaml_values, defaults=yaml_values, cases=yaml_values, grid=yaml_values,
-       present=st.sets(st.sampled_from(spec_module.SPEC_KEYS)))
-def test_structurally_wrong_specs_are_one_line_errors(name, description, defaults, cases, grid, present,
-                                                     tmp_path_factory, seeded):
+@given(
+    name=yaml_values,
+    description=yaml_values,
+    defaults=yaml_values,
+    cases=yaml_values,
+    grid=yaml_values,
+    present=st.sets(st.sampled_from(spec_module.SPEC_KEYS)),
+)
+def test_structurally_wrong_specs_are_one_line_errors(
+    name, description, defaults, cases, grid, present, tmp_path_factory, seeded
+):
     """Random YAML values in every top-level slot (a spec that happens to be valid is only planned)."""
-    data = {k: v for k, v in dict(name=name, description=description, defaults=defaults, cases=cases,
-                                  grid=grid).items() if k in present}
+    data = {
+        k: v
+        for k, v in dict(name=name, description=description, defaults=defaults, cases=cases, grid=grid).items()
+        if k in present
+    }
     path = write_spec(tmp_path_factory.mktemp("spec") / "spec.yaml", data)
     before = db_state(seeded)
     code, _, err = run_cli("run", path, "--dry-run", "--db", seeded)
@@ -325,6 +374,28 @@ def test_random_bytes_and_yaml_garbage_are_one_line_errors(raw, tmp_path_factory
     assert listing(folder) == {"garbage.yaml"}
 
 
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        (
+            "name: x\ndefaults: {model: transformer, device: cpu}\ndefaults: {model: phase7}\ngrid: {seq_len: [8]}\n",
+            "defaults",
+        ),
+        (
+            "name: x\ndefaults: {model: transformer, seq_len: 8, device: cpu, seq_len: 16}\ngrid: {batch_size: [1]}\n",
+            "seq_len",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_it(text, field, tmp_path_factory, seeded):
+    """PyYAML would keep the last value silently."""
+    folder = tmp_path_factory.mktemp("spec")
+    before = db_state(seeded)
+    code, _, err = run_cli("run", write_spec(folder / "twice.yaml", text), "--db", seeded, "--no-progress")
+    assert_user_error(code, err, contains=f"{field}: is given twice in one mapping")
+    assert db_state(seeded) == before and listing(folder) == {"twice.yaml"}
+
+
 def billion_laughs(width: int, depth: int, where: str) -> str:
     lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
     for level in range(1, depth + 1):
@@ -332,7 +403,9 @@ def billion_laughs(width: int, depth: int, where: str) -> str:
     body = "\n".join("  " + line for line in lines)
     top = f"*l{depth}"
     if where == "grid":
-        return f"name: bomb\ndefaults: {{model: transformer, device: cpu}}\nx-anchors:\n{body}\ngrid: {{seq_len: {top}}}\n"
+        return (
+            f"name: bomb\ndefaults: {{model: transformer, device: cpu}}\nx-anchors:\n{body}\ngrid: {{seq_len: {top}}}\n"
+        )
     return f"name: bomb\ndescription:\n  {top}\ndefaults:\n{body}\n"
 
 
@@ -343,24 +416,27 @@ def billion_laughs(width: int, depth: int, where: str) -> str:
 @example(width=101, depth=1, where="defaults")
 def test_yaml_alias_bombs_are_refused_quickly(width, depth, where, tmp_path_factory, seeded):
     import time
+
     path = write_spec(tmp_path_factory.mktemp("bomb") / "bomb.yaml", billion_laughs(width, depth, where))
     before = db_state(seeded)
     start = time.monotonic()
     code, _, err = run_cli("run", path, "--db", seeded, "--no-progress")
     assert time.monotonic() - start < 10, "an alias bomb was expanded"
     assert_user_error(code, err)
-    aliases, nodes = width * depth, sum(width ** k for k in range(1, depth + 2))
+    aliases, nodes = width * depth, sum(width**k for k in range(1, depth + 2))
     if aliases > spec_module.MAX_YAML_ALIASES or nodes > spec_module.MAX_YAML_NODES:
         assert "alias" in err or "YAML values" in err, err
     assert db_state(seeded) == before
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sizes=st.lists(st.integers(2, 60), min_size=2, max_size=5).filter(
-    lambda s: math.prod(s) > spec_module.MAX_CONFIGS), cases=st.integers(1, 3))
+@given(
+    sizes=st.lists(st.integers(2, 60), min_size=2, max_size=5).filter(lambda s: math.prod(s) > spec_module.MAX_CONFIGS),
+    cases=st.integers(1, 3),
+)
 def test_huge_grids_need_yes_and_write_nothing(sizes, cases, tmp_path_factory, seeded):
     axes = ["seed", "warmup_steps", "steps", "repeats", "batch_size"]
-    grid = {axis: list(range(1, n + 1)) for axis, n in zip(axes, sizes)}
+    grid = {axis: list(range(1, n + 1)) for axis, n in zip(axes, sizes, strict=False)}
     data = {"name": "huge", "defaults": TINY, "grid": grid, "cases": [{"seq_len": 16 + i} for i in range(cases)]}
     path = write_spec(tmp_path_factory.mktemp("huge") / "huge.yaml", data)
     before = db_state(seeded)
@@ -399,9 +475,25 @@ def surrogate_text(raw: bytes) -> str:
 FREE_TEXT = st.one_of(
     st.text(max_size=20),
     st.binary(min_size=1, max_size=12).map(surrogate_text),
-    st.integers(min_value=-(10 ** 30), max_value=10 ** 30).map(str),
-    st.sampled_from(["99999999999999999999999", "-1", "1e400", ".nan", "!!binary aGk=", "\u00b2", "\u0661",
-                     "[1, 2]", "{a: 1}", "' OR 1=1 --", "\udcff\udcfe", "%", "_", "*"]),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.sampled_from(
+        [
+            "99999999999999999999999",
+            "-1",
+            "1e400",
+            ".nan",
+            "!!binary aGk=",
+            "\u00b2",
+            "\u0661",
+            "[1, 2]",
+            "{a: 1}",
+            "' OR 1=1 --",
+            "\udcff\udcfe",
+            "%",
+            "_",
+            "*",
+        ]
+    ),
 ).filter(lambda s: "\x00" not in s)  # argv is C strings: a NUL cannot reach a real command line
 WHERE_FIELDS = sorted(FIELDS)
 
@@ -416,8 +508,11 @@ def names_the_seeded_batch(text: str) -> bool:
 @st.composite
 def free_text_commands(draw) -> list[str]:
     text = draw(FREE_TEXT)
-    kind = draw(st.sampled_from(["status", "batch", "model", "status-filter", "show", "resume", "where",
-                                 "export-where", "spec"]))
+    kind = draw(
+        st.sampled_from(
+            ["status", "batch", "model", "status-filter", "show", "resume", "where", "export-where", "spec"]
+        )
+    )
     if kind == "status":
         return ["status", text]
     if kind == "batch":
@@ -460,8 +555,9 @@ def test_free_text_arguments_on_sqlite(argv, seeded, work):
     assert listing(work) == set()
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(argv=free_text_commands())
 @example(argv=["results", "list", "--where", "model=1"])
 @example(argv=["results", "list", "--where", "d_model=true"])
@@ -484,15 +580,21 @@ def not_an_int_at_least_1(text: str) -> bool:
 
 
 @PROPERTY
-@given(option=st.sampled_from(["--format", "--mode", "--device", "--max-parallel"]),
-       value=st.one_of(st.text(max_size=12), st.integers(max_value=0).map(str)))
+@given(
+    option=st.sampled_from(["--format", "--mode", "--device", "--max-parallel"]),
+    value=st.one_of(st.text(max_size=12), st.integers(max_value=0).map(str)),
+)
 def test_option_values_out_of_range_or_of_the_wrong_type(option, value, tmp_path_factory, seeded, work):
-    choices = {"--format": ("table", "json", "csv"), "--mode": ("inference", "train_no_optim", "train"),
-               "--device": ("cuda", "cpu")}
+    choices = {
+        "--format": ("table", "json", "csv"),
+        "--mode": ("inference", "train_no_optim", "train"),
+        "--device": ("cuda", "cpu"),
+    }
     if option == "--max-parallel":
         assume(not_an_int_at_least_1(value))
-        path = write_spec(tmp_path_factory.mktemp("spec") / "spec.yaml", {"name": "x", "defaults": TINY,
-                                                                         "grid": {"seq_len": [16]}})
+        path = write_spec(
+            tmp_path_factory.mktemp("spec") / "spec.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}
+        )
         argv = ["run", path, "--dry-run", "--max-parallel", value]
     else:
         assume(value not in choices[option])
@@ -506,9 +608,13 @@ def test_option_values_out_of_range_or_of_the_wrong_type(option, value, tmp_path
 
 
 @PROPERTY
-@given(argv=st.lists(st.one_of(st.text(min_size=1, max_size=10),
-                               st.text(min_size=1, max_size=10).map(lambda s: "--" + s)), min_size=1, max_size=4)
-       .filter(lambda argv: not any("\x00" in a for a in argv)))
+@given(
+    argv=st.lists(
+        st.one_of(st.text(min_size=1, max_size=10), st.text(min_size=1, max_size=10).map(lambda s: "--" + s)),
+        min_size=1,
+        max_size=4,
+    ).filter(lambda argv: not any("\x00" in a for a in argv))
+)
 def test_unknown_commands_and_options(argv, seeded, work):
     assume(argv[0] not in ("run", "status", "results", "db", "env", "dashboard", "--help", "-h", "--version"))
     assume(not any(a in ("--help", "-h", "--version") for a in argv))
@@ -544,8 +650,15 @@ def test_unreadable_spec_file(tmp_path, seeded, work):
 
 
 # ------------------------------------------------------------------------------------- databases
-COMMANDS = [["status"], ["status", "1"], ["results", "list"], ["results", "export"], ["results", "show", "ab"],
-            ["run", "--resume", "1"], ["dashboard", "build", "--out", "report.html"]]
+COMMANDS = [
+    ["status"],
+    ["status", "1"],
+    ["results", "list"],
+    ["results", "export"],
+    ["results", "show", "ab"],
+    ["run", "--resume", "1"],
+    ["dashboard", "build", "--out", "report.html"],
+]
 
 
 @pytest.mark.parametrize("argv", COMMANDS + [["db", "current"]], ids=" ".join)
@@ -565,10 +678,17 @@ def test_missing_database_file_is_not_created(argv, tmp_path, work):
 def test_database_path_is_a_directory(argv, tmp_path, work):
     folder = tmp_path / "pb.db"
     folder.mkdir()
-    argv = [str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
-            if a == "SPEC" else a for a in argv]
-    code, _, err = run_cli(*argv, "--db", f"sqlite:///{folder}", "--no-progress") if argv[0] == "run" else \
-        run_cli(*argv, "--db", f"sqlite:///{folder}")
+    argv = [
+        str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
+        if a == "SPEC"
+        else a
+        for a in argv
+    ]
+    code, _, err = (
+        run_cli(*argv, "--db", f"sqlite:///{folder}", "--no-progress")
+        if argv[0] == "run"
+        else run_cli(*argv, "--db", f"sqlite:///{folder}")
+    )
     assert_user_error(code, err)
     assert list(folder.iterdir()) == []
     assert listing(work) == set()
@@ -576,8 +696,12 @@ def test_database_path_is_a_directory(argv, tmp_path, work):
 
 @pytest.mark.parametrize("argv", COMMANDS + [["db", "upgrade"], ["db", "current"], ["run", "SPEC"]], ids=" ".join)
 def test_database_in_a_missing_folder(argv, tmp_path, work):
-    argv = [str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
-            if a == "SPEC" else a for a in argv]
+    argv = [
+        str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
+        if a == "SPEC"
+        else a
+        for a in argv
+    ]
     code, _, err = run_cli(*argv, "--db", f"sqlite:///{tmp_path}/missing/folder/pb.db")
     assert_user_error(code, err, contains="does not exist")
     assert not (tmp_path / "missing").exists()
@@ -588,8 +712,16 @@ def test_database_in_a_missing_folder(argv, tmp_path, work):
 def test_database_file_with_mode_000(argv, tmp_path, seeded, work):
     """Without root, mode 000 makes the database unusable: one-line error. Root (as in CI) ignores file
     modes, so there the command works on the intact database; either way no row is added or lost."""
-    argv = [str(write_spec(tmp_path / "bad.yaml", {"name": "x", "defaults": TINY | {"seq_len": 0}, "grid": {"n_layers": [1]}}))
-            if a == "BAD" else a for a in argv]
+    argv = [
+        str(
+            write_spec(
+                tmp_path / "bad.yaml", {"name": "x", "defaults": TINY | {"seq_len": 0}, "grid": {"n_layers": [1]}}
+            )
+        )
+        if a == "BAD"
+        else a
+        for a in argv
+    ]
     before = db_state(seeded)
     path = sqlite_path(seeded)
     path.chmod(0)
@@ -614,8 +746,12 @@ def test_database_file_with_mode_000(argv, tmp_path, seeded, work):
 def test_database_from_a_newer_phasebench(argv, tmp_path, seeded, work):
     """A schema revision this phasebench does not know: refused, the database left exactly as it was."""
     stamp(seeded, FUTURE_REVISION)
-    argv = [str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
-            if a == "SPEC" else a for a in argv]
+    argv = [
+        str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
+        if a == "SPEC"
+        else a
+        for a in argv
+    ]
     before = db_state(seeded)
     code, out, err = run_cli(*argv, "--db", seeded)
     assert_user_error(code, err)
@@ -637,8 +773,10 @@ def test_nul_in_a_spec_name_is_refused_before_postgresql_sees_it(tmp_path, pg_ur
     """PostgreSQL text cannot hold NUL: a spec whose name or description has one is bad input."""
     seed_batch(pg_url)
     before = db_state(pg_url)
-    for data in ({"name": "a\x00b", "defaults": TINY, "grid": {"seq_len": [16]}},
-                 {"name": "ok", "description": "x\x00y", "defaults": TINY, "grid": {"seq_len": [16]}}):
+    for data in (
+        {"name": "a\x00b", "defaults": TINY, "grid": {"seq_len": [16]}},
+        {"name": "ok", "description": "x\x00y", "defaults": TINY, "grid": {"seq_len": [16]}},
+    ):
         path = write_spec(tmp_path / "nul.yaml", data)
         code, _, err = run_cli("run", path, "--db", pg_url, "--no-progress")
         assert_user_error(code, err)
@@ -670,8 +808,15 @@ def test_entry_point_missing_database_and_non_utf8_argument(tmp_path):
     assert os.listdir(tmp_path / "db") == []
     seed_batch(f"sqlite:///{tmp_path}/db/pb.db")
     # bytes that are not UTF-8, as a shell passes them: os.fsencode keeps them as they are
-    result = phasebench("results", "list", "--where", os.fsencode("model=\udcff\udcfe"),
-                        "--db", f"sqlite:///{tmp_path}/db/pb.db", cwd=tmp_path)
+    result = phasebench(
+        "results",
+        "list",
+        "--where",
+        os.fsencode("model=\udcff\udcfe"),
+        "--db",
+        f"sqlite:///{tmp_path}/db/pb.db",
+        cwd=tmp_path,
+    )
     assert "Traceback" not in result.stderr.decode(errors="replace")
     assert result.returncode in (0, 2)
     if result.returncode == 2:

@@ -1,4 +1,5 @@
 """The `phasebench` command through its entry point: exit codes, output, nothing written on bad input."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from cli_helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,8 +20,9 @@ def phasebench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """The installed console script when present, else the module (same entry point)."""
     exe = Path(sys.executable).with_name("phasebench")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "orchestrator.cli"]
-    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True,
-                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        cmd + list(args), cwd=cwd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)}
+    )
 
 
 def write_spec(tmp_path: Path, data) -> str:
@@ -35,33 +36,43 @@ def test_entry_point_bad_spec_is_one_line_exit_2_and_writes_nothing(tmp_path):
     result = phasebench("run", spec, "--db", f"sqlite:///{tmp_path}/pb.db", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: n_heads: must divide d_model=32 [config model=transformer] (got 3)"]
+        "error: n_heads: must divide d_model=32 [config model=transformer] (got 3)"
+    ]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "pb.db").exists() and not (tmp_path / "phasebench.db").exists()
 
 
 def test_entry_point_dry_run_json(tmp_path):
-    spec = write_spec(tmp_path, {"name": "x", "defaults": TINY,
-                                 "grid": {"model": ["transformer", "phase7-seed"], "seq_len": [16, 32]}})
+    spec = write_spec(
+        tmp_path,
+        {"name": "x", "defaults": TINY, "grid": {"model": ["transformer", "phase7-seed"], "seq_len": [16, 32]}},
+    )
     result = phasebench("run", spec, "--dry-run", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     records = json.loads(result.stdout)
     assert [(r["model"], r["seq_len"]) for r in records] == [
-        ("transformer", 16), ("transformer", 32), ("phase7-seed", 16), ("phase7-seed", 32)]
+        ("transformer", 16),
+        ("transformer", 32),
+        ("phase7-seed", 16),
+        ("phase7-seed", 32),
+    ]
     assert all(len(r["hash"]) == 16 and r["params"] > 0 for r in records)
     assert not (tmp_path / "phasebench.db").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run"], "give either SPEC or --resume"),
-    (["run", "missing.yaml"], "spec: file not found"),
-    (["results", "list", "--where", "nokey"], "--where: expected KEY=VALUE"),
-    (["results", "list", "--where", "dmodel=3"], "--where: unknown config field 'dmodel'"),
-    (["status", "nope"], "batch: no batch named or numbered 'nope'"),
-    (["results", "show", "zzzz"], "run: 'zzzz' matches no run"),
-    (["results", "curves", "zzzz"], "run: 'zzzz' matches no run"),
-    (["run", "--resume", "7"], "batch: no batch named or numbered '7'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run"], "give either SPEC or --resume"),
+        (["run", "missing.yaml"], "spec: file not found"),
+        (["results", "list", "--where", "nokey"], "--where: expected KEY=VALUE"),
+        (["results", "list", "--where", "dmodel=3"], "--where: unknown config field 'dmodel'"),
+        (["status", "nope"], "batch: no batch named or numbered 'nope'"),
+        (["results", "show", "zzzz"], "run: 'zzzz' matches no run"),
+        (["results", "curves", "zzzz"], "run: 'zzzz' matches no run"),
+        (["run", "--resume", "7"], "batch: no batch named or numbered '7'"),
+    ],
+)
 def test_bad_arguments_exit_2(capsys, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     db = f"sqlite:///{tmp_path}/pb.db"
@@ -141,7 +152,9 @@ def test_results_commands_after_a_run(capsys, tmp_path, local_ray):
 
 def test_failed_run_exits_1(capsys, tmp_path, local_ray):
     db = f"sqlite:///{tmp_path}/pb.db"
-    spec = write_spec(tmp_path, {"name": "f", "defaults": TINY | {"fault": "raise"}, "grid": {"model": ["transformer"]}})
+    spec = write_spec(
+        tmp_path, {"name": "f", "defaults": TINY | {"fault": "raise"}, "grid": {"model": ["transformer"]}}
+    )
     code, out, _ = run_cli("run", spec, "--db", db, "--no-progress")
     assert code == 1 and "failed" in out
 
@@ -149,3 +162,19 @@ def test_failed_run_exits_1(capsys, tmp_path, local_ray):
 def test_dashboard_serve_needs_an_existing_database(tmp_path):
     code, _, err = run_cli("dashboard", "serve", "--db", f"sqlite:///{tmp_path}/none.db", "--port", "0")
     assert code == 2 and "no phasebench tables" in err and not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize("group", [[], ["study"], ["results"], ["db"], ["dashboard"]])
+def test_a_bare_group_prints_its_help_and_exits_0(group):
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", *group], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith(f"Usage: phasebench {' '.join(group)}".rstrip() + " [OPTIONS] COMMAND")
+    assert "\\n" not in done.stdout and "Commands:" in done.stdout
+
+
+def test_a_postgres_url_is_read_as_postgresql(pg_url):
+    url = pg_url.replace("postgresql://", "postgres://", 1)
+    code, out, err = run_cli("db", "upgrade", "--db", url)
+    assert code == 0 and "postgresql://" in out, err
+    code, out, err = run_cli("db", "current", "--db", url)
+    assert code == 0, err

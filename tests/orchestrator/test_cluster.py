@@ -1,5 +1,6 @@
 """A multi-node Ray cluster (a head and two worker nodes on this machine, `ray.cluster_utils.Cluster`):
 runs land on the nodes their resources name, every result lands once in the driver's one database."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from orchestrator import api
 from orchestrator.store.repository import Store
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = r'''
+SCRIPT = r"""
 import atexit, json, sys
 import ray
 from ray.cluster_utils import Cluster
@@ -32,13 +33,18 @@ cases += [{"model": "phase7-seed", "seed": i} for i in range(2)]
 outcome = api.run({"name": "cluster", "defaults": tiny, "cases": cases}, db=sys.argv[1], address=cluster.address)
 nodes = {n["NodeID"]: sorted(k for k in n["Resources"] if k.startswith("node_")) for n in ray.nodes() if n["Alive"]}
 print("RESULT " + json.dumps({"counts": outcome.counts, "nodes": nodes}))
-'''
+"""
 
 
 def run_cluster_script(script: str, db: str) -> dict:
     """Run a driver script in its own process (its own Ray cluster); returns the JSON it printed."""
-    proc = subprocess.run([sys.executable, "-c", script, db], capture_output=True, text=True, timeout=900,
-                          env=os.environ | {"PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-c", script, db],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
 
@@ -56,7 +62,7 @@ def test_runs_spread_over_nodes_and_land_once(sqlite_url):
     assert len({r["node_id"] for r in rows}) >= 2
 
 
-NODE_LOSS = r'''
+NODE_LOSS = r"""
 import atexit, json, sys, threading, time
 import ray
 import sqlalchemy as sa
@@ -91,7 +97,7 @@ while training_now() < 2:
 cluster.remove_node(doomed, allow_graceful=False)   # a worker machine dies with a run on it
 driver.join(timeout=500)
 print("RESULT " + json.dumps({"counts": done["outcome"].counts, "removed": doomed.node_id}))
-'''
+"""
 
 
 def test_a_lost_worker_node_has_its_runs_rescheduled(sqlite_url):

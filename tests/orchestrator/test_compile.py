@@ -2,6 +2,7 @@
 computes the same loss and gradients as the eager model: on CPU (PyTorch paths), and on a GPU with the
 Triton kernels inside the compiled graph (inductor passes Python floats to them as fp64, which broke the
 window kernel on the H200 until the kernels cast their scalars)."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,9 +19,20 @@ N = 100  # BK-Core's Triton kernel splits a sequence into segments of >= 32: 4 h
 
 
 def loss_and_grads(model_name: str, compile_blocks: bool, device: str):
-    config, _ = resolve_config(dict(model=model_name, d_model=32, n_layers=2, n_heads=2, vocab_size=64, seq_len=N,
-                                    device=device, mode="train", precision="fp32",
-                                    execution="compile" if compile_blocks else "eager"))
+    config, _ = resolve_config(
+        dict(
+            model=model_name,
+            d_model=32,
+            n_layers=2,
+            n_heads=2,
+            vocab_size=64,
+            seq_len=N,
+            device=device,
+            mode="train",
+            precision="fp32",
+            execution="compile" if compile_blocks else "eager",
+        )
+    )
     job = BenchmarkJob(config)
     job.prepare_device()
     model = job.build()

@@ -1,4 +1,5 @@
 """orchestrator.data: corpus sources, the seeded split by file, packing, the loader and its resume."""
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,11 @@ def folder(tmp_path) -> pathlib.Path:
 
 
 def regular_files(root: pathlib.Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink() and p.stat().st_size}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink() and p.stat().st_size
+    }
 
 
 def joined(files: dict[str, bytes], names) -> bytes:
@@ -47,9 +51,11 @@ def joined(files: dict[str, bytes], names) -> bytes:
 def test_stdlib_corpus_is_every_py_file_split_by_file():
     corpus = load_corpus()
     root = pathlib.Path(sysconfig.get_paths()["stdlib"])
-    expected = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")
-                      if "site-packages" not in p.relative_to(root).parts and p.is_file()
-                      and not p.is_symlink() and p.stat().st_size)
+    expected = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if "site-packages" not in p.relative_to(root).parts and p.is_file() and not p.is_symlink() and p.stat().st_size
+    )
     assert corpus.vocab_size == 256 and corpus.tokenizer == "byte" and corpus.bytes_per_token == 1.0
     assert corpus.train.dtype == np.uint8 and corpus.val.dtype == np.uint8
     assert sorted(corpus.train_paths + corpus.val_paths) == expected
@@ -166,8 +172,7 @@ class PairEncoding:
         return out
 
     def decode_bytes(self, tokens: list[int]) -> bytes:
-        return b"".join(bytes([t]) if t < 256 else bytes([97 + (t - 256) // 26, 97 + (t - 256) % 26])
-                        for t in tokens)
+        return b"".join(bytes([t]) if t < 256 else bytes([97 + (t - 256) // 26, 97 + (t - 256) % 26]) for t in tokens)
 
 
 def test_gpt2_path_appends_encodings_into_uint16(folder, monkeypatch):
@@ -193,8 +198,9 @@ def test_unigram_entropy_of_known_arrays():
     assert unigram_entropy(np.array([0, 0, 1, 1], dtype=np.uint8)) == pytest.approx(math.log(2))
     assert unigram_entropy(np.full(10, 7, dtype=np.uint16)) == 0.0
     assert unigram_entropy(np.arange(256, dtype=np.uint8).repeat(3)) == pytest.approx(math.log(256))
-    assert unigram_entropy(np.array([3, 3, 3, 300], dtype=np.uint16)) == \
-        pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert unigram_entropy(np.array([3, 3, 3, 300], dtype=np.uint16)) == pytest.approx(
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    )
 
 
 # -- packing and loading -------------------------------------------------------------------------------
@@ -208,15 +214,15 @@ def test_packed_sequences_are_contiguous_and_shifted():
     x, y = next(loader)
     assert x.dtype == y.dtype == torch.int64 and x.shape == y.shape == (4, 10)
     for i in range(4):
-        assert x[i].tolist() == TOKENS[i * 10: i * 10 + 10].tolist()
-        assert y[i].tolist() == TOKENS[i * 10 + 1: i * 10 + 11].tolist()
+        assert x[i].tolist() == TOKENS[i * 10 : i * 10 + 10].tolist()
+        assert y[i].tolist() == TOKENS[i * 10 + 1 : i * 10 + 11].tolist()
     shuffled = TokenLoader(TOKENS, seq_len=10, batch_size=8, seed=3)
     x, y = next(shuffled)
     assert torch.equal(x[:, 1:], y[:, :-1])
     starts = shuffled.order(0)[:8]  # the batch is the first 8 sequences of epoch 0's order
     assert sorted(starts.tolist()) != list(range(8))
-    for row, start in zip(x, starts):
-        assert row.tolist() == TOKENS[start * 10: start * 10 + 10].tolist()
+    for row, start in zip(x, starts, strict=False):
+        assert row.tolist() == TOKENS[start * 10 : start * 10 + 10].tolist()
 
 
 def stream(loader: TokenLoader, batches: int) -> list[torch.Tensor]:
@@ -226,14 +232,14 @@ def stream(loader: TokenLoader, batches: int) -> list[torch.Tensor]:
 def test_loader_is_seeded_and_covers_each_epoch_once():
     a, b = TokenLoader(TOKENS, 10, 9, seed=1), TokenLoader(TOKENS, 10, 9, seed=1)
     first, second = stream(a, 11), stream(b, 11)  # 99 sequences = 11 batches of 9: one epoch
-    assert all(torch.equal(p, q) for p, q in zip(first, second))
+    assert all(torch.equal(p, q) for p, q in zip(first, second, strict=False))
     rows = [tuple(r.tolist()) for batch in first for r in batch]
-    assert sorted(rows) == sorted(tuple(TOKENS[s * 10: s * 10 + 10].tolist()) for s in range(99))
+    assert sorted(rows) == sorted(tuple(TOKENS[s * 10 : s * 10 + 10].tolist()) for s in range(99))
     next_epoch = stream(a, 11)
-    assert not all(torch.equal(p, q) for p, q in zip(first, next_epoch))  # reshuffled with seed + epoch
+    assert not all(torch.equal(p, q) for p, q in zip(first, next_epoch, strict=False))  # reshuffled with seed + epoch
     assert a.state_dict()["epoch"] == 1 and a.state_dict()["position"] == 99
     other = stream(TokenLoader(TOKENS, 10, 9, seed=2), 11)
-    assert not all(torch.equal(p, q) for p, q in zip(first, other))
+    assert not all(torch.equal(p, q) for p, q in zip(first, other, strict=False))
 
 
 def test_loader_resumes_the_same_stream():
@@ -243,7 +249,7 @@ def test_loader_resumes_the_same_stream():
     state = loader.state_dict()
     resumed = TokenLoader(TOKENS, 10, 7, seed=4)
     resumed.load_state_dict(state)
-    assert all(torch.equal(p, q) for p, q in zip(stream(resumed, 23), uninterrupted[17:]))
+    assert all(torch.equal(p, q) for p, q in zip(stream(resumed, 23), uninterrupted[17:], strict=False))
     with pytest.raises(ValueError):
         TokenLoader(TOKENS, 10, 7, seed=5).load_state_dict(state)
 
@@ -252,12 +258,12 @@ def test_validation_batches_are_fixed_and_cover_the_start():
     first = validation_batches(TOKENS, seq_len=10, batch_size=4, max_tokens=95)  # 9 sequences
     second = validation_batches(TOKENS, seq_len=10, batch_size=4, max_tokens=95)
     assert [x.shape[0] for x, _ in first] == [4, 4, 1]
-    assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(first, second))
+    assert all(torch.equal(a, c) and torch.equal(b, d) for (a, b), (c, d) in zip(first, second, strict=False))
     xs = torch.cat([x for x, _ in first]).flatten()
     ys = torch.cat([y for _, y in first])
     assert xs.tolist() == TOKENS[:90].tolist()
     assert ys[:, -1].tolist() == TOKENS[10:91:10].tolist()
-    whole = validation_batches(TOKENS, 10, 4, max_tokens=10 ** 9)
+    whole = validation_batches(TOKENS, 10, 4, max_tokens=10**9)
     assert sum(x.shape[0] for x, _ in whole) == 99
 
 

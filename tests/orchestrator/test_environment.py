@@ -1,4 +1,5 @@
 """The git state recorded with every result."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,5 +1,6 @@
 """`execution: graph` on a real GPU: the replayed step computes what the eager one does, for every family,
 with the Triton kernels inside the graph, at N of several BK-Core segments; the peak includes the pool."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,17 @@ from orchestrator.spec import resolve_config
 from orchestrator.train import run_training
 
 pytestmark = pytest.mark.gpu
-TINY = {"vocab_size": 512, "d_model": 128, "n_layers": 2, "n_heads": 2, "device": "cuda", "seq_len": 300,
-        "precision": "fp32", "steps": 3, "warmup_steps": 1}
+TINY = {
+    "vocab_size": 512,
+    "d_model": 128,
+    "n_layers": 2,
+    "n_heads": 2,
+    "device": "cuda",
+    "seq_len": 300,
+    "precision": "fp32",
+    "steps": 3,
+    "warmup_steps": 1,
+}
 FAMILIES = [
     ("transformer", {}),
     ("phase7-seed", {"causal": True}),
@@ -89,21 +99,39 @@ def test_graph_runs_are_stored_ok_and_their_peak_includes_the_graph_pool(name, m
     assert graph["loss"] is None or abs(graph["loss"] - eager["loss"]) < 0.5
 
 
-@pytest.mark.parametrize("name, knobs", [
-    ("transformer", {}),
-    ("phase7", {"grad_checkpoint": True}),
-    ("phase8", {"loss_chunk_tokens": 128}),
-])
+@pytest.mark.parametrize(
+    "name, knobs",
+    [
+        ("transformer", {}),
+        ("phase7", {"grad_checkpoint": True}),
+        ("phase8", {"loss_chunk_tokens": 128}),
+    ],
+)
 def test_graph_training_follows_the_eager_curve(name, knobs):
     """`job: train` on real text, two micro-batches per step, clipping on: the replayed steps (after two
     warm-up steps and the capture) give the eager run's losses, gradient norms and validation loss."""
     curves = {}
     for execution in ("eager", "graph"):
         rows = []
-        config, _ = resolve_config(TINY | knobs | {
-            "model": name, "job": "train", "execution": execution, "seq_len": 128, "batch_size": 4,
-            "tokens_per_step": 1024, "steps": 8, "lr": 3e-3, "lr_warmup_steps": 2, "eval_every": 4,
-            "eval_tokens": 4096, "vocab_size": 256, "grad_clip": 0.5})
+        config, _ = resolve_config(
+            TINY
+            | knobs
+            | {
+                "model": name,
+                "job": "train",
+                "execution": execution,
+                "seq_len": 128,
+                "batch_size": 4,
+                "tokens_per_step": 1024,
+                "steps": 8,
+                "lr": 3e-3,
+                "lr_warmup_steps": 2,
+                "eval_every": 4,
+                "eval_tokens": 4096,
+                "vocab_size": 256,
+                "grad_clip": 0.5,
+            }
+        )
         result = run_training(config, rows.extend)
         assert result["status"] == "ok", result["error"]
         curves[execution] = rows

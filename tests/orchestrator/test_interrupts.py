@@ -1,4 +1,5 @@
 """A stop request survives a KeyboardInterrupt that Python swallows inside a callback."""
+
 from __future__ import annotations
 
 import gc

@@ -1,4 +1,5 @@
 """The benchmark job on a real GPU (skipped without CUDA)."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,17 @@ def test_protocol_fields_on_cuda(mode):
 
 
 def test_vram_budget_gives_a_real_oom():
-    config, _ = resolve_config(TINY | {"model": "transformer", "d_model": 2048, "n_layers": 8, "n_heads": 16,
-                                       "mode": "train", "vram_budget_gb": 0.25})
+    config, _ = resolve_config(
+        TINY
+        | {
+            "model": "transformer",
+            "d_model": 2048,
+            "n_layers": 8,
+            "n_heads": 16,
+            "mode": "train",
+            "vram_budget_gb": 0.25,
+        }
+    )
     r = run_benchmark(config)
     assert r["status"] == "oom" and r["phase"] in ("build", "forward", "backward", "step")
     assert torch.cuda.is_available()

@@ -1,4 +1,5 @@
 """Results survive crashes: a killed driver, a restarting PostgreSQL server, two drivers at once."""
+
 from __future__ import annotations
 
 import glob
@@ -13,28 +14,48 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
-
 from db_helpers import count
 
 from orchestrator import api
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 32,
-        "steps": 2, "warmup_steps": 1}
+TINY = {
+    "vocab_size": 256,
+    "d_model": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "device": "cpu",
+    "seq_len": 32,
+    "steps": 2,
+    "warmup_steps": 1,
+}
 PG_DATA = os.environ.get("PB_PG_DATA", "/tmp/phasebench-pg")
 
 
 def spec_file(tmp_path: Path, name: str, n: int, first_seed: int = 0) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"name": name, "defaults": TINY, "cases": [
-        {"model": "transformer", "seed": first_seed + i} for i in range(n)]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "defaults": TINY,
+                "cases": [{"model": "transformer", "seed": first_seed + i} for i in range(n)],
+            }
+        )
+    )
     return path
 
 
 def driver(spawn, spec: Path, url: str, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--db", url, "--no-progress", *extra]
-    return spawn(cmd, cwd=spec.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                 env=os.environ | {"PYTHONPATH": str(REPO)})
+    return spawn(
+        cmd,
+        cwd=spec.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
 
 
 def wait_for(predicate, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -55,9 +76,13 @@ def test_sigkill_driver_then_resume_runs_only_the_unfinished(tmp_path, sqlite_ur
         before = dict(conn.execute(sa.text("SELECT run_id, created_at FROM pb_results")).all())
     assert 2 <= len(before) < 5
     assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == 5 - len(before)
-    resumed = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "--resume", "killed", "--db", sqlite_url,
-                              "--no-progress"], cwd=tmp_path, capture_output=True, text=True,
-                             env=os.environ | {"PYTHONPATH": str(REPO)})
+    resumed = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "run", "--resume", "killed", "--db", sqlite_url, "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
     assert resumed.returncode == 0, resumed.stderr
     with engine.connect() as conn:
         after = dict(conn.execute(sa.text("SELECT run_id, created_at FROM pb_results")).all())
@@ -90,23 +115,40 @@ def test_postgres_restart_mid_batch_loses_and_duplicates_nothing(local_ray, pg_u
 def test_two_drivers_and_a_study_write_one_database_at_once(db_url, tmp_path, spawn):
     study = tmp_path / "study.yaml"
     fixed = {k: v for k, v in TINY.items() if k != "seq_len"} | {"model": "phase8-seed"}
-    study.write_text(yaml.safe_dump({"name": "beside", "defaults": fixed,
-                                     "space": {"seq_len": {"choices": [8, 16, 24]}},
-                                     "objectives": ["maximize tokens_per_s"],
-                                     "sampler": {"type": "grid", "seed": 0}}))
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "beside",
+                "defaults": fixed,
+                "space": {"seq_len": {"choices": [8, 16, 24]}},
+                "objectives": ["maximize tokens_per_s"],
+                "sampler": {"type": "grid", "seed": 0},
+            }
+        )
+    )
     env = os.environ | {"PYTHONPATH": str(REPO)}
     cli = [sys.executable, "-m", "orchestrator.cli"]
-    created = subprocess.run(cli + ["study", "create", str(study), "--db", db_url], capture_output=True, text=True,
-                             env=env, cwd=tmp_path)
+    created = subprocess.run(
+        cli + ["study", "create", str(study), "--db", db_url], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert created.returncode == 0, created.stderr
-    procs = [driver(spawn, spec_file(tmp_path, f"driver{i}", 3, first_seed=10 * i), db_url, "--max-parallel", "1")
-             for i in range(2)]
-    procs.append(spawn(cli + ["study", "run", "beside", "--trials", "3", "--parallel", "1", "--db", db_url,
-                              "--no-progress"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, env=env))
+    procs = [
+        driver(spawn, spec_file(tmp_path, f"driver{i}", 3, first_seed=10 * i), db_url, "--max-parallel", "1")
+        for i in range(2)
+    ]
+    procs.append(
+        spawn(
+            cli + ["study", "run", "beside", "--trials", "3", "--parallel", "1", "--db", db_url, "--no-progress"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+    )
     with ThreadPoolExecutor(len(procs)) as pool:  # drain every pipe at once: a full pipe blocks its writer
         outputs = list(pool.map(lambda p: p.communicate(timeout=400), procs))
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=False):
         assert proc.returncode == 0, err
         assert "locked" not in (out + err).lower()
     assert count(db_url, "SELECT count(*) FROM pb_results") == 9
@@ -134,8 +176,11 @@ def test_a_hung_run_times_out_its_worker_is_killed_and_the_batch_goes_on(local_r
     cases = [{"model": "transformer", "fault": "hang", "timeout_s": 4}, {"model": "transformer", "seed": 1}]
     seen: set[int] = set()
     done = {}
-    driver = threading.Thread(target=lambda: done.update(outcome=api.run(
-        {"name": "hang", "defaults": TINY, "cases": cases}, db=sqlite_url, max_parallel=2)))
+    driver = threading.Thread(
+        target=lambda: done.update(
+            outcome=api.run({"name": "hang", "defaults": TINY, "cases": cases}, db=sqlite_url, max_parallel=2)
+        )
+    )
     driver.start()
     while driver.is_alive():
         seen |= task_processes("execute_isolated")

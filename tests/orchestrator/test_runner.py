@@ -1,4 +1,5 @@
 """The runner end to end through a real local Ray on CPU, with tiny models."""
+
 from __future__ import annotations
 
 import os
@@ -13,14 +14,21 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
-
 from db_helpers import count
 
 from orchestrator import api
 from orchestrator.runner import Capacity, task_options
 
-TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 32,
-        "steps": 2, "warmup_steps": 1}
+TINY = {
+    "vocab_size": 256,
+    "d_model": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "device": "cpu",
+    "seq_len": 32,
+    "steps": 2,
+    "warmup_steps": 1,
+}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,13 +38,30 @@ def spec(name, cases, **defaults):
 
 def test_every_status_through_local_ray(local_ray, sqlite_url):
     cases = [
-        {"model": "transformer", "mode": "train"},                                    # ok
-        {"model": "phase8-seed", "d_model": 8, "n_heads": 2, "vocab_size": 1_000_000,  # oom: 17 TB of logits
-         "batch_size": 64, "seq_len": 65536, "embed_rank_ratio": 0.5, "ffn_rank_ratio": 0.5, "timeout_s": 120},
-        {"model": "phase8-seed", "fault": "raise"},                                    # failed
-        {"model": "transformer", "mode": "train", "d_model": 512, "n_heads": 8,        # timeout
-         "n_layers": 8, "seq_len": 2048, "steps": 50, "timeout_s": 2},
-        {"model": "phase7-seed", "mode": "train_no_optim"},                            # ok, after the timeout
+        {"model": "transformer", "mode": "train"},  # ok
+        {
+            "model": "phase8-seed",
+            "d_model": 8,
+            "n_heads": 2,
+            "vocab_size": 1_000_000,  # oom: 17 TB of logits
+            "batch_size": 64,
+            "seq_len": 65536,
+            "embed_rank_ratio": 0.5,
+            "ffn_rank_ratio": 0.5,
+            "timeout_s": 120,
+        },
+        {"model": "phase8-seed", "fault": "raise"},  # failed
+        {
+            "model": "transformer",
+            "mode": "train",
+            "d_model": 512,
+            "n_heads": 8,  # timeout
+            "n_layers": 8,
+            "seq_len": 2048,
+            "steps": 50,
+            "timeout_s": 2,
+        },
+        {"model": "phase7-seed", "mode": "train_no_optim"},  # ok, after the timeout
     ]
     streamed = []
 
@@ -47,8 +72,13 @@ def test_every_status_through_local_ray(local_ray, sqlite_url):
 
     outcome = api.run(spec("statuses", cases), db=sqlite_url, max_parallel=2, on_result=on_result)
     assert outcome.counts == {"ok": 2, "oom": 1, "failed": 1, "timeout": 1}
-    assert sorted(streamed) == [(0, "ok", "ok"), (1, "oom", "oom"), (2, "failed", "failed"),
-                                (3, "timeout", "timeout"), (4, "ok", "ok")]
+    assert sorted(streamed) == [
+        (0, "ok", "ok"),
+        (1, "oom", "oom"),
+        (2, "failed", "failed"),
+        (3, "timeout", "timeout"),
+        (4, "ok", "ok"),
+    ]
     rows = {r["index"]: r for r in api.results(db=sqlite_url)}
     assert rows[0]["tokens_per_s"] > 0 and rows[0]["static_bytes"] > rows[0]["weights_bytes"] > 0
     assert rows[0]["saved_tensor_bytes"] > 0 and rows[0]["loss"] > 0 and rows[0]["node_id"]
@@ -59,8 +89,9 @@ def test_every_status_through_local_ray(local_ray, sqlite_url):
 
 
 def test_dead_worker_is_retried_then_failed(local_ray, sqlite_url):
-    outcome = api.run(spec("crash", [{"model": "transformer", "fault": "exit"}, {"model": "transformer"}]),
-                      db=sqlite_url)
+    outcome = api.run(
+        spec("crash", [{"model": "transformer", "fault": "exit"}, {"model": "transformer"}]), db=sqlite_url
+    )
     assert outcome.counts == {"failed": 1, "ok": 1}
     failed = [r for r in api.results(db=sqlite_url) if r["status"] == "failed"][0]
     assert "WorkerCrashedError" in failed["error"] or "died" in failed["error"]
@@ -80,10 +111,26 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     cases = [{"model": "transformer", "seed": i} for i in range(5)]
     spec_file = tmp_path / "slow.yaml"
     spec_file.write_text(yaml.safe_dump(spec("ctrlc", cases)))
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--db", sqlite_url,
-           "--max-parallel", "1", "--no-progress"]
-    proc = spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                 env=os.environ | {"PYTHONPATH": str(REPO)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "run",
+        str(spec_file),
+        "--db",
+        sqlite_url,
+        "--max-parallel",
+        "1",
+        "--no-progress",
+    ]
+    proc = spawn(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
     deadline = time.monotonic() + 120
     while count(sqlite_url, "SELECT count(*) FROM pb_results") < 1:
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
@@ -96,8 +143,13 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     assert 1 <= done < 5
     assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status = 'pending'") == 5 - done  # none left running
     assert count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'interrupted'") == 1
-    resumed = subprocess.run(cmd[:4] + ["--resume", "1", "--db", sqlite_url, "--no-progress", "--json"],
-                             cwd=tmp_path, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)})
+    resumed = subprocess.run(
+        cmd[:4] + ["--resume", "1", "--db", sqlite_url, "--no-progress", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert count(sqlite_url, "SELECT count(*) FROM pb_results") == 5
     assert count(sqlite_url, "SELECT count(DISTINCT run_id) FROM pb_results") == 5
@@ -151,9 +203,14 @@ def test_a_stale_ray_address_file_does_not_capture_the_driver(tmp_path, sqlite_u
     spec_file.write_text(yaml.safe_dump(spec("stale", [{"model": "transformer", "seed": 0}])))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     try:
-        proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--db", sqlite_url,
-                               "--no-progress"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                              env=env | {"PYTHONPATH": str(REPO), "RAY_TMPDIR": str(ray_tmp)})
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--db", sqlite_url, "--no-progress"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env | {"PYTHONPATH": str(REPO), "RAY_TMPDIR": str(ray_tmp)},
+        )
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -173,4 +230,6 @@ def test_half_gpu_runs_pack_two_per_gpu_and_the_ray_options_say_so():
     assert capacity.fits(half)
     cpu_run = {"device": "cpu", "num_gpus": 0.5, "num_cpus": 1}  # a CPU run never holds a GPU
     assert task_options(cpu_run, max_retries=0)["num_gpus"] == 0.0
-    assert Capacity(gpus=1, cpus=8).impossible({"device": "cuda", "num_gpus": 2, "num_cpus": 1}).startswith("needs 2 GPU")
+    assert (
+        Capacity(gpus=1, cpus=8).impossible({"device": "cuda", "num_gpus": 2, "num_cpus": 1}).startswith("needs 2 GPU")
+    )

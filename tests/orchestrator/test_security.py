@@ -1,5 +1,6 @@
 """Security: passwords never shown, `--where` is data not SQL, the dashboard escapes user strings, output
 goes only where asked, Ray keeps token authentication on."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,16 @@ from orchestrator.spec import ResolvedRun, Spec, expand
 from orchestrator.store.repository import Filters, Store
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"model": "transformer", "vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu",
-        "seq_len": 16, "steps": 1}
+TINY = {
+    "model": "transformer",
+    "vocab_size": 256,
+    "d_model": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "device": "cpu",
+    "seq_len": 16,
+    "steps": 1,
+}
 SECRET = "Zq9-s3cr3t-pw"
 SECRET_FORMS = (SECRET, "s3cr3t")  # the password and a distinctive part of it (a truncated leak)
 
@@ -80,8 +89,10 @@ def listing(folder: Path) -> set[str]:
 @pytest.fixture(autouse=True)
 def no_ray_runs(monkeypatch):
     """These tests never run a batch: a command that would is a failure, not a 30 s Ray start."""
+
     def tripwire(*args, **kwargs):
         raise AssertionError("a security test reached the Ray runner")
+
     monkeypatch.setattr(orchestrator.runner.Runner, "run_batch", tripwire)
     monkeypatch.delenv("PHASEBENCH_DB", raising=False)
 
@@ -95,9 +106,17 @@ def logs(caplog):
 
 # ------------------------------------------------------------------------------------ passwords
 CLOSED = f"postgresql://alice:{SECRET}@127.0.0.1:1/pb"  # nothing listens on port 1
-DB_COMMANDS = [["status"], ["status", "3"], ["results", "list"], ["results", "export"], ["results", "show", "ab"],
-               ["db", "upgrade"], ["db", "current"], ["run", "--resume", "1"],
-               ["dashboard", "build", "--out", "report.html"]]
+DB_COMMANDS = [
+    ["status"],
+    ["status", "3"],
+    ["results", "list"],
+    ["results", "export"],
+    ["results", "show", "ab"],
+    ["db", "upgrade"],
+    ["db", "current"],
+    ["run", "--resume", "1"],
+    ["dashboard", "build", "--out", "report.html"],
+]
 
 
 @pytest.mark.parametrize("argv", DB_COMMANDS, ids=" ".join)
@@ -121,26 +140,42 @@ def test_password_from_the_environment_variable_is_masked(argv, monkeypatch, log
         assert "***" in err
 
 
-@pytest.mark.parametrize("url", [
-    f"postgresql://alice:{SECRET}@127.0.0.1:notaport/pb",
-    f"postgresql://alice:{SECRET}@[::1/pb",
-    f"postgresql+nodriver://alice:{SECRET}@db.example/pb",
-    f"mysql://alice:{SECRET}@db.example/pb",
-    f"alice:{SECRET}@db.example/pb",
-    f"sqlite://alice:{SECRET}@/x.db",
-    f"postgresql://alice:{SECRET}@127.0.0.1:99999/pb",
-    f"postgresql://alice:{SECRET}%40%3A%2F@127.0.0.1:1/pb",
-], ids=["bad-port", "bad-ipv6", "no-driver", "missing-driver", "no-scheme", "sqlite-with-password",
-        "port-out-of-range", "percent-encoded"])
-@pytest.mark.parametrize("argv", [["status"], ["results", "list"], ["db", "upgrade"], ["env"], ["env", "--json"]],
-                         ids=" ".join)
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://alice:{SECRET}@127.0.0.1:notaport/pb",
+        f"postgresql://alice:{SECRET}@[::1/pb",
+        f"postgresql+nodriver://alice:{SECRET}@db.example/pb",
+        f"mysql://alice:{SECRET}@db.example/pb",
+        f"alice:{SECRET}@db.example/pb",
+        f"sqlite://alice:{SECRET}@/x.db",
+        f"postgresql://alice:{SECRET}@127.0.0.1:99999/pb",
+        f"postgresql://alice:{SECRET}%40%3A%2F@127.0.0.1:1/pb",
+    ],
+    ids=[
+        "bad-port",
+        "bad-ipv6",
+        "no-driver",
+        "missing-driver",
+        "no-scheme",
+        "sqlite-with-password",
+        "port-out-of-range",
+        "percent-encoded",
+    ],
+)
+@pytest.mark.parametrize(
+    "argv", [["status"], ["results", "list"], ["db", "upgrade"], ["env"], ["env", "--json"]], ids=" ".join
+)
 def test_malformed_urls_with_a_password_are_masked(url, argv, logs, work):
     code, out, err = call(*argv, "--db", url)
     assert_no_secret(out, err, logs.text)
     if argv[0] == "env":
         assert code == 0
-        database = json.loads(out)["database"] if "--json" in argv else \
-            next(line for line in out.splitlines() if line.strip().startswith("database:"))
+        database = (
+            json.loads(out)["database"]
+            if "--json" in argv
+            else next(line for line in out.splitlines() if line.strip().startswith("database:"))
+        )
         assert "alice" not in database or "***" in database
     else:
         assert_one_line_error(code, err)
@@ -167,9 +202,16 @@ def test_working_postgresql_session_never_shows_the_password(pg_url, logs, work)
     """db upgrade, status, results and a dashboard against a live server: password in no output or log."""
     url, forms = _secret_pg_url(pg_url)
     outputs = []
-    for argv in (["db", "upgrade"], ["db", "current"], ["status"], ["results", "list"],
-                 ["results", "export", "--format", "csv"], ["env", "--json"],
-                 ["dashboard", "build", "--out", "r.html"], ["status", "nope"]):
+    for argv in (
+        ["db", "upgrade"],
+        ["db", "current"],
+        ["status"],
+        ["results", "list"],
+        ["results", "export", "--format", "csv"],
+        ["env", "--json"],
+        ["dashboard", "build", "--out", "r.html"],
+        ["status", "nope"],
+    ):
         code, out, err = call(*argv, "--db", url)
         outputs += [out, err]
         assert code == (2 if argv == ["status", "nope"] else 0), (argv, err)
@@ -182,7 +224,7 @@ HOSTILE = [
     "x' OR '1'='1",
     "'; DROP TABLE pb_runs; --",
     "fp32' UNION SELECT id, name FROM pb_batches --",
-    "\") OR 1=1 --",
+    '") OR 1=1 --',
     "fp%",
     "_p32",
     "$.model",
@@ -201,8 +243,10 @@ def hostile_batch(url: str) -> None:
         plain = expand({"name": "plain", "defaults": TINY, "grid": {"seq_len": [16, 32]}})
         store.create_batch(plain)
         base = plain.runs[0]
-        runs = [ResolvedRun(i, base.config | {"precision": value}, f"{i:016x}", base.params)
-                for i, value in enumerate(HOSTILE)]
+        runs = [
+            ResolvedRun(i, base.config | {"precision": value}, f"{i:016x}", base.params)
+            for i, value in enumerate(HOSTILE)
+        ]
         store.create_batch(Spec(HOSTILE[1], "", runs, {"name": HOSTILE[1]}))
     finally:
         store.close()
@@ -245,8 +289,18 @@ def test_hostile_values_in_every_filter_leave_the_database_intact(option, db_url
 def test_hostile_where_keys_are_refused_by_the_cli_and_inert_in_the_store(db_url, work):
     hostile_batch(db_url)
     before = state(db_url)
-    keys = ["x') OR 1=1 --", "precision') IS NOT NULL OR ('", 'a"b', "$.precision", "precision\" OR \"1",
-            "model'); DROP TABLE pb_runs; --", "*", "precision[0]", "precision.x", "\\"]
+    keys = [
+        "x') OR 1=1 --",
+        "precision') IS NOT NULL OR ('",
+        'a"b',
+        "$.precision",
+        'precision" OR "1',
+        "model'); DROP TABLE pb_runs; --",
+        "*",
+        "precision[0]",
+        "precision.x",
+        "\\",
+    ]
     for key in keys:
         code, _, err = call("results", "list", "--where", f"{key}=1", "--db", db_url)
         assert_one_line_error(code, err)
@@ -286,9 +340,16 @@ def test_any_text_value_matches_only_itself(value, db_url):
 
 
 # ------------------------------------------------------------------------------------ dashboard
-XSS = ['<script>alert("pb-xss-1")</script>', '<img src=x onerror=alert("pb-xss-2")>',
-       '"><svg onload=alert("pb-xss-3")>', "</script><script>alert('pb-xss-4')</script>",
-       "javascript:alert('pb-xss-5')", "<!--", "]]>", "{{7*7}}"]
+XSS = [
+    '<script>alert("pb-xss-1")</script>',
+    '<img src=x onerror=alert("pb-xss-2")>',
+    '"><svg onload=alert("pb-xss-3")>',
+    "</script><script>alert('pb-xss-4')</script>",
+    "javascript:alert('pb-xss-5')",
+    "<!--",
+    "]]>",
+    "{{7*7}}",
+]
 
 
 class Collector(HTMLParser):
@@ -336,8 +397,12 @@ def check_page(page: str, expected_figures: int) -> Collector:
     parser.close()
     assert not [a for a in parser.attrs if a[1].lower().startswith("on")], "event-handler attribute in the page"
     # a javascript: URL only runs where the browser navigates to it; in data-* or an option value it is text
-    assert not [a for a in parser.attrs if a[1].lower() in ("href", "src", "action", "formaction")
-                and (a[2] or "").strip().lower().startswith("javascript:")]
+    assert not [
+        a
+        for a in parser.attrs
+        if a[1].lower() in ("href", "src", "action", "formaction")
+        and (a[2] or "").strip().lower().startswith("javascript:")
+    ]
     assert not {"img", "svg", "iframe", "object", "embed"} & set(parser.tags), set(parser.tags)
     # one script for plotly.js, one Plotly.newPlot per figure and the run table's fixed script, nothing else
     own = [body for body in parser.scripts if body == runs.SCRIPT]
@@ -360,9 +425,17 @@ def rows_with_strings(tmp_path: Path) -> list[dict]:
         batch = store.create_batch(spec)
         rows = store.rows(Filters(batch=(str(batch.id),)))
         for i, row in enumerate(rows):
-            store.record_result(row["run_id"], {"status": "failed", "error": XSS[1 + i], "phase": XSS[3],
-                                                "weights_bytes": 2**20, "peak_bytes": 2**21,
-                                                "activation_bytes": 2**20})
+            store.record_result(
+                row["run_id"],
+                {
+                    "status": "failed",
+                    "error": XSS[1 + i],
+                    "phase": XSS[3],
+                    "weights_bytes": 2**20,
+                    "peak_bytes": 2**21,
+                    "activation_bytes": 2**20,
+                },
+            )
         rows = store.rows(Filters(batch=(str(batch.id),)))
     finally:
         store.close()
@@ -379,9 +452,12 @@ def test_report_escapes_user_strings(tmp_path):
     if "curves" in inspect.signature(report.write_report).parameters:  # training curves, where supported
         train = dict(rows[0], run_id="t" * 32, config=rows[0]["config"] | {"job": "train"})
         rows.append(train)
-        kwargs["curves"] = {train["run_id"]: [
-            {"kind": "train", "step": 1, "tokens": 16, "elapsed_s": 0.5, "loss": 3.0, "val_loss": None},
-            {"kind": "eval", "step": 1, "tokens": 16, "elapsed_s": 0.5, "loss": None, "val_loss": 3.1}]}
+        kwargs["curves"] = {
+            train["run_id"]: [
+                {"kind": "train", "step": 1, "tokens": 16, "elapsed_s": 0.5, "loss": 3.0, "val_loss": None},
+                {"kind": "eval", "step": 1, "tokens": 16, "elapsed_s": 0.5, "loss": None, "val_loss": 3.1},
+            ]
+        }
         curves_figures = len(report.curve_figures(rows, kwargs["curves"]))
     report.write_report(rows, out, title=XSS[3], **kwargs)
     page = out.read_text(encoding="utf-8")
@@ -399,8 +475,9 @@ def test_dashboard_build_escapes_a_hostile_batch_name(tmp_path, work):
     try:
         batch = store.create_batch(expand({"name": XSS[3], "defaults": TINY, "grid": {"seq_len": [16]}}))
         run_id = store.rows()[0]["run_id"]
-        store.record_result(run_id, {"status": "failed", "error": XSS[1], "weights_bytes": 1, "peak_bytes": 2,
-                                     "activation_bytes": 1})
+        store.record_result(
+            run_id, {"status": "failed", "error": XSS[1], "weights_bytes": 1, "peak_bytes": 2, "activation_bytes": 1}
+        )
     finally:
         store.close()
     code, out, err = call("dashboard", "build", "--db", url, "--batch", str(batch.id), "--out", "r.html")
@@ -452,11 +529,16 @@ def test_export_into_a_missing_folder_is_refused_and_creates_nothing(stored, wor
     assert listing(work) == set()
 
 
-@pytest.mark.parametrize("argv", [["dashboard", "build", "--out", "out/r.html", "--db", "DB", "--batch", "nope"],
-                                  ["results", "export", "--out", "rows.json", "--db", "DB", "--where", "bogus=1"],
-                                  ["dashboard", "build", "--out", "r.html", "--db", "sqlite:///ABSENT"],
-                                  ["results", "export", "--out", "rows.json", "--db", "sqlite:///ABSENT"]],
-                         ids=["dashboard-unknown-batch", "export-bad-where", "dashboard-no-db", "export-no-db"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dashboard", "build", "--out", "out/r.html", "--db", "DB", "--batch", "nope"],
+        ["results", "export", "--out", "rows.json", "--db", "DB", "--where", "bogus=1"],
+        ["dashboard", "build", "--out", "r.html", "--db", "sqlite:///ABSENT"],
+        ["results", "export", "--out", "rows.json", "--db", "sqlite:///ABSENT"],
+    ],
+    ids=["dashboard-unknown-batch", "export-bad-where", "dashboard-no-db", "export-no-db"],
+)
 def test_failed_commands_write_no_output_file(argv, stored, tmp_path, work):
     argv = [stored if a == "DB" else a.replace("ABSENT", str(tmp_path / "absent.db")) for a in argv]
     code, _, err = call(*argv)
@@ -485,11 +567,15 @@ def test_no_code_turns_ray_token_authentication_off():
         parts = set(path.relative_to(REPO).parts)
         if not path.is_file() or parts & {".venv", ".git", "__pycache__", "node_modules"} or path == Path(__file__):
             continue
-        if path.suffix not in (".py", ".sh", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".md", ".txt", "") \
-                or path.stat().st_size > 2_000_000:
+        if (
+            path.suffix not in (".py", ".sh", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".md", ".txt", "")
+            or path.stat().st_size > 2_000_000
+        ):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
-        offenders += [f"{path.relative_to(REPO)}: {line.strip()}" for line in text.splitlines() if AUTH_OFF.search(line)]
+        offenders += [
+            f"{path.relative_to(REPO)}: {line.strip()}" for line in text.splitlines() if AUTH_OFF.search(line)
+        ]
     assert offenders == []
 
 
@@ -522,6 +608,7 @@ def test_local_ray_runs_with_token_authentication(local_ray):
     @local_ray.remote(num_cpus=0)
     def worker_auth_mode():
         from ray._private.authentication.authentication_utils import is_token_auth_enabled as enabled
+
         return enabled()
 
     assert local_ray.get(worker_auth_mode.remote(), timeout=120) is True

@@ -1,4 +1,5 @@
 """Spec validation, grid expansion and hash stability."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import ConfigError
-from orchestrator.spec import check_model_version, config_hash, expand, load_spec, load_yaml, parse_yaml, stored_config
+from orchestrator.spec import (
+    check_model_version,
+    config_hash,
+    expand,
+    load_spec,
+    load_yaml,
+    parse_value,
+    parse_yaml,
+    stored_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,10 +44,14 @@ BAD_SPECS = [
     (spec(cases={}), "cases: must be a non-empty list"),
     (spec(cases={"size": []}), "cases.size: must be a non-empty list of mappings"),
     (spec(cases={"size": [{"d_model": 64}], "length": [7]}), "cases.length[0]: must be a mapping"),
-    (spec(cases={"size": [{"d_model": 64}], "length": [{"seq_len": 8}, {"seq_len": 16, "d_model": 32}]}),
-     "cases.length[1].d_model: is also set by another cases axis"),
-    (spec(cases={"size": [{"d_model": 64}], "length": [{"seq_len": 8}, {"n_heads": 3}]}),
-     "n_heads: must divide d_model=64 [cases.size[0] x cases.length[1] model=transformer] (got 3)"),
+    (
+        spec(cases={"size": [{"d_model": 64}], "length": [{"seq_len": 8}, {"seq_len": 16, "d_model": 32}]}),
+        "cases.length[1].d_model: is also set by another cases axis",
+    ),
+    (
+        spec(cases={"size": [{"d_model": 64}], "length": [{"seq_len": 8}, {"n_heads": 3}]}),
+        "n_heads: must divide d_model=64 [cases.size[0] x cases.length[1] model=transformer] (got 3)",
+    ),
     (spec(grid={"model": []}), "grid.model: is an empty list"),
     ({"name": "t", "defaults": TINY}, "grid: is empty and there are no cases"),
     (spec(grid={"model": ["gpt5"]}), "model: unknown model"),
@@ -76,7 +90,9 @@ BAD_SPECS = [
 ]
 
 
-@pytest.mark.parametrize("data, message", BAD_SPECS, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_SPECS)])
+@pytest.mark.parametrize(
+    "data, message", BAD_SPECS, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_SPECS)]
+)
 def test_bad_spec_is_one_line_naming_the_field(data, message):
     with pytest.raises(ConfigError) as info:
         expand(data)
@@ -90,13 +106,16 @@ def test_at_least_25_bad_specs():
 
 
 def test_grid_crosses_cases():
-    data = spec(cases=[{"d_model": 64}, {"d_model": 128, "n_heads": 8}],
-                grid={"model": ["transformer", "phase7-seed"], "mode": ["inference", "train"]})
+    data = spec(
+        cases=[{"d_model": 64}, {"d_model": 128, "n_heads": 8}],
+        grid={"model": ["transformer", "phase7-seed"], "mode": ["inference", "train"]},
+    )
     runs = expand(data).runs
     assert len(runs) == 8
     assert [r.index for r in runs] == list(range(8))
     assert {(r.config["d_model"], r.model, r.config["mode"]) for r in runs} == {
-        (d, m, mode) for d in (64, 128) for m in ("transformer", "phase7-seed") for mode in ("inference", "train")}
+        (d, m, mode) for d in (64, 128) for m in ("transformer", "phase7-seed") for mode in ("inference", "train")
+    }
 
 
 def test_named_case_axes_cross_each_other_and_the_grid():
@@ -105,8 +124,12 @@ def test_named_case_axes_cross_each_other_and_the_grid():
     runs = expand(spec(cases={"size": sizes, "length": lengths}, grid={"mode": ["inference", "train"]})).runs
     assert len(runs) == 2 * 3 * 2
     got = [(r.model, r.config["d_model"], r.config["seq_len"], r.config["batch_size"], r.config["mode"]) for r in runs]
-    assert got == [(s["model"], s["d_model"], n["seq_len"], n["batch_size"], mode)
-                   for s in sizes for n in lengths for mode in ("inference", "train")]
+    assert got == [
+        (s["model"], s["d_model"], n["seq_len"], n["batch_size"], mode)
+        for s in sizes
+        for n in lengths
+        for mode in ("inference", "train")
+    ]
     assert all(r.config["seq_len"] * r.config["batch_size"] == 256 for r in runs)
 
 
@@ -130,7 +153,8 @@ def test_resolved_config_has_every_default_and_exact_params():
     run = expand(spec()).runs[0]
     assert run.config["mode"] == "inference" and run.config["steps"] == 5 and run.config["num_gpus"] == 0.0
     assert run.config["embedding"] == "lowrank" and run.config["causal"] is True
-    # transformer d=64 L=2 V=256 dense: embed 256*64, per block 2*64 + 4*64^2 + 2*64*256 + 256 + 64, norm 64, head 64*256
+    # transformer d=64 L=2 V=256 dense: embed 256*64,
+    # per block 2*64 + 4*64^2 + 2*64*256 + 256 + 64, norm 64, head 64*256
     assert run.params == 256 * 64 + 2 * (128 + 4 * 64 * 64 + 2 * 64 * 256 + 256 + 64) + 64 + 64 * 256
 
 
@@ -193,7 +217,8 @@ def test_yaml_errors(tmp_path):
 def billion_laughs(levels: int) -> str:
     """A YAML alias bomb: `levels` anchors of 9 aliases each (9**levels values once expanded)."""
     return "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(levels))
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(levels)
+    )
 
 
 def test_yaml_alias_bomb_is_refused():
@@ -204,8 +229,10 @@ def test_yaml_alias_bomb_is_refused():
 
 
 def test_yaml_anchors_for_shared_defaults_still_work():
-    text = "name: t\ndefaults: &d {vocab_size: 256, d_model: 64, n_layers: 2, n_heads: 4, device: cpu}\n" \
-           "cases: [{<<: *d, seq_len: 32}]\ngrid: {model: [transformer]}\n"
+    text = (
+        "name: t\ndefaults: &d {vocab_size: 256, d_model: 64, n_layers: 2, n_heads: 4, device: cpu}\n"
+        "cases: [{<<: *d, seq_len: 32}]\ngrid: {model: [transformer]}\n"
+    )
     assert expand(parse_yaml(text)).runs[0].config["seq_len"] == 32
 
 
@@ -251,11 +278,14 @@ def test_stored_compile_flags_read_as_execution_modes():
     assert "compile" not in stored_config({"model": "phase7", "compile": True})
 
 
-@pytest.mark.parametrize("knobs, message", [
-    (dict(execution="graph"), "execution: captures a CUDA graph: needs device cuda (got cpu)"),
-    (dict(execution="bogus"), "execution: must be one of auto, eager, graph, compile"),
-    (dict(compile=True), "compile: was replaced by the run field execution (eager, graph or compile)"),
-])
+@pytest.mark.parametrize(
+    "knobs, message",
+    [
+        (dict(execution="graph"), "execution: captures a CUDA graph: needs device cuda (got cpu)"),
+        (dict(execution="bogus"), "execution: must be one of auto, eager, graph, compile"),
+        (dict(compile=True), "compile: was replaced by the run field execution (eager, graph or compile)"),
+    ],
+)
 def test_bad_execution_is_one_line_naming_the_field(knobs, message):
     with pytest.raises(ConfigError) as info:
         expand(with_defaults(**knobs))
@@ -264,6 +294,7 @@ def test_bad_execution_is_one_line_naming_the_field(knobs, message):
 
 def test_auto_execution_is_graph_where_a_run_can_be_captured_and_is_stored_resolved(monkeypatch):
     import orchestrator.spec as spec_module
+
     monkeypatch.setattr(spec_module, "_cuda_available", lambda: True)
     cpu, explicit = (expand(with_defaults(device="cpu", **knobs)).runs[0] for knobs in ({}, {"execution": "eager"}))
     assert cpu.config["execution"] == "eager" and cpu.config_hash == explicit.config_hash  # old rows still reused
@@ -275,9 +306,19 @@ def test_auto_execution_is_graph_where_a_run_can_be_captured_and_is_stored_resol
 
 def test_a_model_that_syncs_the_host_is_refused_for_graph_by_name(monkeypatch):
     import orchestrator.spec as spec_module
+
     monkeypatch.setattr(spec_module, "_cuda_available", lambda: True)
     data = with_defaults(execution="graph", device="cuda", lin_attn_mode="auto") | {"grid": {"model": ["phase8"]}}
     with pytest.raises(ConfigError, match="execution: cannot capture phase8: lin_attn_mode auto reads the curvature"):
         expand(data)
     data["defaults"]["lin_attn_mode"] = "linear"
     assert expand(data).runs[0].config["execution"] == "graph"
+
+
+def test_numbers_in_exponent_form_are_numbers_wherever_a_number_is_expected():
+    """`1e-3` is a string to PyYAML (YAML 1.1 wants `1.0e-3`); a spec, `--set` and `--where` read it as a number."""
+    text = "name: x\ndefaults: {device: cpu, curvature_init: 1e-3, vram_budget_gb: 2E+1}\ngrid: {model: [phase7]}\n"
+    data = parse_yaml(text)
+    run = expand(data).runs[0].config
+    assert run["curvature_init"] == 0.001 and run["vram_budget_gb"] == 20.0
+    assert parse_value("-2.5e2") == -250.0 and parse_value("1e5x") == "1e5x" and parse_value("[") == "["

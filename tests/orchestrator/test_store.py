@@ -1,4 +1,5 @@
 """The result store on a real SQLite file and a real PostgreSQL database."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,14 +18,33 @@ TINY = {"vocab_size": 256, "d_model": 64, "n_layers": 2, "n_heads": 4, "device":
 
 
 def tiny_spec(name="t", **grid):
-    return expand({"name": name, "defaults": TINY,
-                   "grid": {"model": ["transformer", "phase8-seed"], "mode": ["inference", "train"]} | grid})
+    return expand(
+        {
+            "name": name,
+            "defaults": TINY,
+            "grid": {"model": ["transformer", "phase8-seed"], "mode": ["inference", "train"]} | grid,
+        }
+    )
 
 
 def ok_outcome(**metrics):
-    return {"status": "ok", "phase": "done", "params": 10, "tokens_per_s": 123.0, "weights_bytes": 40,
-            "environment": {"hostname": "h", "device": "cpu", "torch": "x", "python": "3", "git_commit": "abc",
-                            "git_dirty": False, "details": {}}, "node_id": "node-1"} | metrics
+    return {
+        "status": "ok",
+        "phase": "done",
+        "params": 10,
+        "tokens_per_s": 123.0,
+        "weights_bytes": 40,
+        "environment": {
+            "hostname": "h",
+            "device": "cpu",
+            "torch": "x",
+            "python": "3",
+            "git_commit": "abc",
+            "git_dirty": False,
+            "details": {},
+        },
+        "node_id": "node-1",
+    } | metrics
 
 
 def test_upgrade_head_on_empty_db_and_no_autogenerate_diff(db_url):
@@ -33,8 +53,12 @@ def test_upgrade_head_on_empty_db_and_no_autogenerate_diff(db_url):
     upgrade(engine)
     assert current_revision(engine) == head_revision()
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={
-            "compare_type": True, "version_table": VERSION_TABLE, "include_name": include_name}), Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(
+                conn, opts={"compare_type": True, "version_table": VERSION_TABLE, "include_name": include_name}
+            ),
+            Base.metadata,
+        )
     assert diff == []
     tables = set(sa.inspect(engine).get_table_names())
     assert {"pb_batches", "pb_runs", "pb_results", "pb_environments", VERSION_TABLE} <= tables
@@ -102,6 +126,7 @@ def test_a_bumped_model_version_is_measured_anew_and_shown(db_url, monkeypatch):
     import dataclasses
 
     from models import registry
+
     store = Store(db_url)
     first = store.create_batch(tiny_spec())
     for run in store.reset_unfinished(first.id):
@@ -110,8 +135,12 @@ def test_a_bumped_model_version_is_measured_anew_and_shown(db_url, monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, "phase8-seed", dataclasses.replace(entry, version=entry.version + 1))
     second = store.create_batch(tiny_spec())
     rows = store.rows(Filters(batch=(str(second.id),)))
-    assert [(r["model"], r["status"]) for r in rows] == [("transformer", "skipped"), ("transformer", "skipped"),
-                                                         ("phase8-seed", "pending"), ("phase8-seed", "pending")]
+    assert [(r["model"], r["status"]) for r in rows] == [
+        ("transformer", "skipped"),
+        ("transformer", "skipped"),
+        ("phase8-seed", "pending"),
+        ("phase8-seed", "pending"),
+    ]
     assert [r["model_version"] for r in rows] == [1, 1, entry.version + 1, entry.version + 1]
     store.close()
 
@@ -191,8 +220,10 @@ def test_concurrent_first_opens_migrate_once(db_url):
 
     code = "import sys; from orchestrator.store.repository import Store; Store(sys.argv[1]).close()"
     env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    procs = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(4)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-2000:]
@@ -209,8 +240,9 @@ def test_a_restarted_attempt_replaces_the_curve_after_its_start(db_url):
     first = [{"kind": "train", "step": s, "tokens": s, "elapsed_s": 1.0, "loss": 9.0} for s in range(1, 6)]
     assert store.record_metrics(run.id, [{"kind": "restart", "step": 0}] + first) == 5
     assert store.record_metrics(run.id, first[:2]) == 0  # streamed twice: stored once
-    again = [{"kind": "restart", "step": 2}] + [{"kind": "train", "step": s, "tokens": s, "elapsed_s": 2.0,
-                                                  "loss": 1.0} for s in range(3, 8)]
+    again = [{"kind": "restart", "step": 2}] + [
+        {"kind": "train", "step": s, "tokens": s, "elapsed_s": 2.0, "loss": 1.0} for s in range(3, 8)
+    ]
     assert store.record_metrics(run.id, again) == 5
     curve = store.metrics(run.id)
     assert [(m["step"], m["loss"]) for m in curve] == [(1, 9.0), (2, 9.0)] + [(s, 1.0) for s in range(3, 8)]
@@ -236,7 +268,7 @@ def test_concurrent_writers_share_one_environment_row(db_url):
         except Exception as exc:  # noqa: BLE001  (asserted below)
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=pair) for pair in zip(stores, runs)]
+    threads = [threading.Thread(target=write, args=pair) for pair in zip(stores, runs, strict=False)]
     for t in threads:
         t.start()
     for t in threads:

@@ -1,5 +1,6 @@
 """Optuna studies end to end through a real local Ray on CPU, with tiny models; results and Optuna's
 tables in one database (SQLite and PostgreSQL)."""
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,10 @@ import optuna_dashboard
 import pytest
 import sqlalchemy as sa
 import yaml
-from optuna.trial import TrialState
-
 from cli_helpers import run_cli
 from db_helpers import query
+from optuna.trial import TrialState
+
 from models.config import ConfigError
 from orchestrator import study as studies
 from orchestrator.store.migrate import head_revision
@@ -30,16 +31,30 @@ from orchestrator.store.repository import Store
 from orchestrator.store.schema import Run
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"model": "transformer", "vocab_size": 256, "n_heads": 2, "n_layers": 1, "device": "cpu", "seq_len": 16,
-        "steps": 1, "warmup_steps": 0, "timeout_s": 120}
+TINY = {
+    "model": "transformer",
+    "vocab_size": 256,
+    "n_heads": 2,
+    "n_layers": 1,
+    "device": "cpu",
+    "seq_len": 16,
+    "steps": 1,
+    "warmup_steps": 0,
+    "timeout_s": 120,
+}
 GIB = 2**30
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def make(name: str, space: dict, objectives: list[str], defaults: dict | None = None, **extra) -> dict:
-    return {"name": name, "defaults": {k: v for k, v in (TINY | (defaults or {})).items() if k not in space},
-            "space": space, "objectives": objectives, **extra}
+    return {
+        "name": name,
+        "defaults": {k: v for k, v in (TINY | (defaults or {})).items() if k not in space},
+        "space": space,
+        "objectives": objectives,
+        **extra,
+    }
 
 
 def results_of(url: str) -> dict[str, dict]:
@@ -125,11 +140,21 @@ def test_example_studies_validate_and_create(db_url, capsys):
 def test_single_objective_study_and_a_second_study_answered_from_the_database(local_ray, db_url, tmp_path, capsys):
     space = {"d_model": {"choices": [32, 64]}}
     roomy = tmp_path / "roomy.yaml"
-    roomy.write_text(yaml.safe_dump(make("roomy", space, ["maximize params"], constraints={"vram_budget_gb": 100},
-                                         sampler={"type": "grid", "seed": 0})))
+    roomy.write_text(
+        yaml.safe_dump(
+            make(
+                "roomy",
+                space,
+                ["maximize params"],
+                constraints={"vram_budget_gb": 100},
+                sampler={"type": "grid", "seed": 0},
+            )
+        )
+    )
     assert run_cli("study", "create", str(roomy), "--db", db_url)[0] == 0
-    code, out, err = run_cli("study", "run", "roomy", "--trials", "5", "--parallel", "2", "--no-progress",
-                          "--db", db_url)
+    code, out, err = run_cli(
+        "study", "run", "roomy", "--trials", "5", "--parallel", "2", "--no-progress", "--db", db_url
+    )
     assert code == 0, err
     assert "COMPLETE 2" in out  # the grid has two points: --trials 5 stops there
     results = results_of(db_url)
@@ -141,8 +166,11 @@ def test_single_objective_study_and_a_second_study_answered_from_the_database(lo
         assert t.values == [results[run_id]["params"]]
         assert t.user_attrs["constraints"][0] == pytest.approx(results[run_id]["peak_rss_bytes"] / GIB - 100)
         assert t.constraints and all(v <= 0 for v in t.constraints.values())
-    rows = query(db_url, "SELECT study_name, trial_number, r.batch_id, b.name FROM pb_runs r "
-                      "JOIN pb_batches b ON b.id = r.batch_id ORDER BY trial_number")
+    rows = query(
+        db_url,
+        "SELECT study_name, trial_number, r.batch_id, b.name FROM pb_runs r "
+        "JOIN pb_batches b ON b.id = r.batch_id ORDER BY trial_number",
+    )
     assert rows == [("roomy", 0, 1, "roomy"), ("roomy", 1, 1, "roomy")]
     code, out, _ = run_cli("study", "best", "roomy", "--json", "--db", db_url)
     found = json.loads(out)
@@ -167,10 +195,12 @@ def test_single_objective_study_and_a_second_study_answered_from_the_database(lo
 
 
 def test_multi_objective_study_shares_one_database_with_phasebench(local_ray, db_url, capsys):
-    data = make("pareto", {"model": {"choices": ["transformer", "phase8-seed"]},
-                           "seq_len": {"low": 16, "high": 64, "log": True}},
-                ["maximize tokens_per_s", "minimize peak_memory"], sampler={"type": "nsga2", "seed": 0,
-                                                                            "population_size": 2})
+    data = make(
+        "pareto",
+        {"model": {"choices": ["transformer", "phase8-seed"]}, "seq_len": {"low": 16, "high": 64, "log": True}},
+        ["maximize tokens_per_s", "minimize peak_memory"],
+        sampler={"type": "nsga2", "seed": 0, "population_size": 2},
+    )
     studies.create_study(data, db=db_url)
     optuna_version = query(db_url, "SELECT version_num FROM alembic_version")
     reports = []
@@ -193,8 +223,9 @@ def test_multi_objective_study_shares_one_database_with_phasebench(local_ray, db
     assert 1 <= len(front) <= 3
     values = [(r["tokens_per_s"], r["peak_memory"]) for r in summary["best"]]
     for a in values:  # nobody in the set is dominated by anyone in the study
-        assert not any(b[0] >= a[0] and b[1] <= a[1] and b != a
-                       for b in [(t.values[0], t.values[1]) for t in loaded.trials])
+        assert not any(
+            b[0] >= a[0] and b[1] <= a[1] and b != a for b in [(t.values[0], t.values[1]) for t in loaded.trials]
+        )
     assert {t.number for t in loaded.best_trials} == {r["number"] for r in front}
 
     # both schemas in one database: phasebench's revision and Optuna's version table, side by side
@@ -236,13 +267,20 @@ def wsgi_json(app, path: str) -> dict:
 
 
 def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, db_url):
-    data = make("faults", {"fault": {"choices": ["none", "exit"]}, "n_heads": {"choices": [2, 3]}},
-                ["maximize params"], defaults={"d_model": 32}, sampler="grid")
+    data = make(
+        "faults",
+        {"fault": {"choices": ["none", "exit"]}, "n_heads": {"choices": [2, 3]}},
+        ["maximize params"],
+        defaults={"d_model": 32},
+        sampler="grid",
+    )
     studies.create_study(data, db=db_url)
     outcome = studies.run_study("faults", trials=4, parallel=2, db=db_url, max_retries=0)
     assert outcome.counts == {"COMPLETE": 1, "FAIL": 1, "PRUNED": 2}
-    trials = {(t.params["fault"], t.params["n_heads"]): t for t in
-              optuna.load_study(study_name="faults", storage=db_url).trials}
+    trials = {
+        (t.params["fault"], t.params["n_heads"]): t
+        for t in optuna.load_study(study_name="faults", storage=db_url).trials
+    }
     assert trials[("none", 2)].state == TrialState.COMPLETE
     dead = trials[("exit", 2)]
     assert dead.state == TrialState.FAIL
@@ -259,10 +297,29 @@ def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, db_ur
 def stop_driver_after_a_result(name: str, trials: int, db: str, tmp_path, spawn, stop: int) -> str:
     """Run `phasebench study run NAME` in a subprocess, send it `stop` once a result is stored, check that
     it exits 130 and return its stderr."""
-    cmd = [sys.executable, "-m", "orchestrator.cli", "study", "run", name, "--trials", str(trials), "--parallel", "1",
-           "--no-progress", "--db", db]
-    proc = spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                 env=os.environ | {"PYTHONPATH": str(REPO)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        "study",
+        "run",
+        name,
+        "--trials",
+        str(trials),
+        "--parallel",
+        "1",
+        "--no-progress",
+        "--db",
+        db,
+    ]
+    proc = spawn(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
     deadline = time.monotonic() + 120
     while not query(db, "SELECT count(*) FROM pb_results")[0][0]:
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
@@ -275,8 +332,10 @@ def stop_driver_after_a_result(name: str, trials: int, db: str, tmp_path, spawn,
 
 def test_sigterm_stops_the_study_driver_like_ctrl_c(sqlite_url, tmp_path, spawn):
     """`timeout` or a scheduler sends SIGTERM: no trial is left RUNNING, and the study can continue."""
-    studies.create_study(make("term", {"d_model": {"choices": [32, 48, 64]}}, ["maximize params"],
-                              sampler={"type": "grid", "seed": 0}), db=sqlite_url)
+    studies.create_study(
+        make("term", {"d_model": {"choices": [32, 48, 64]}}, ["maximize params"], sampler={"type": "grid", "seed": 0}),
+        db=sqlite_url,
+    )
     stop_driver_after_a_result("term", 3, sqlite_url, tmp_path, spawn, signal.SIGTERM)
     states = {t.state for t in optuna.load_study(study_name="term", storage=sqlite_url).trials}
     assert TrialState.COMPLETE in states and TrialState.RUNNING not in states
@@ -284,13 +343,19 @@ def test_sigterm_stops_the_study_driver_like_ctrl_c(sqlite_url, tmp_path, spawn)
 
 
 def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, tmp_path, spawn):
-    data = make("resume", {"d_model": {"choices": [32, 48, 64]}, "n_layers": {"low": 1, "high": 2}},
-                ["maximize params"], sampler={"type": "grid", "seed": 3})
+    data = make(
+        "resume",
+        {"d_model": {"choices": [32, 48, 64]}, "n_layers": {"low": 1, "high": 2}},
+        ["maximize params"],
+        sampler={"type": "grid", "seed": 3},
+    )
     studies.create_study(data, db=db_url)
     err = stop_driver_after_a_result("resume", 6, db_url, tmp_path, spawn, signal.SIGINT)
     assert "continue with `phasebench study run resume --trials 6`" in err
     after_ctrl_c = [(t.number, t.state) for t in optuna.load_study(study_name="resume", storage=db_url).trials]
-    assert TrialState.COMPLETE in {s for _, s in after_ctrl_c} and TrialState.RUNNING not in {s for _, s in after_ctrl_c}
+    assert TrialState.COMPLETE in {s for _, s in after_ctrl_c} and TrialState.RUNNING not in {
+        s for _, s in after_ctrl_c
+    }
     assert query(db_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == [(0,)]
     assert query(db_url, "SELECT status FROM pb_batches WHERE name = 'resume'") == [("interrupted",)]
 
@@ -299,9 +364,22 @@ def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, 
     store = Store(db_url)
     try:
         with store.session() as s, s.begin():
-            s.add(Run(id=uuid.uuid4().hex, batch_id=1, index=orphan.number, config_hash="0" * 16, config={},
-                      model="transformer", mode="inference", device="cpu", params=1, status="running",
-                      study_name="resume", trial_number=orphan.number))
+            s.add(
+                Run(
+                    id=uuid.uuid4().hex,
+                    batch_id=1,
+                    index=orphan.number,
+                    config_hash="0" * 16,
+                    config={},
+                    model="transformer",
+                    mode="inference",
+                    device="cpu",
+                    params=1,
+                    status="running",
+                    study_name="resume",
+                    trial_number=orphan.number,
+                )
+            )
     finally:
         store.close()
 
@@ -310,7 +388,7 @@ def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, 
     assert second.stale_failed == 1 and not second.interrupted and second.total == total
     assert second.counts == {"COMPLETE": 2}
     trials = optuna.load_study(study_name="resume", storage=db_url).trials
-    assert [(t.number, t.state) for t in trials[:len(after_ctrl_c)]] == after_ctrl_c  # kept
+    assert [(t.number, t.state) for t in trials[: len(after_ctrl_c)]] == after_ctrl_c  # kept
     assert trials[orphan.number].state == TrialState.FAIL
     assert "driver stopped" in trials[orphan.number].user_attrs["error"]
     assert query(db_url, "SELECT status FROM pb_runs WHERE trial_number = :n", n=orphan.number) == [("failed",)]
@@ -320,8 +398,12 @@ def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, 
 
 
 def test_gp_sampler_drives_a_study_and_without_scipy_is_a_config_error(local_ray, db_url, monkeypatch):
-    data = make("gp", {"ffn_rank_ratio": {"low": 0.25, "high": 1.0}}, ["maximize params"],
-                sampler={"type": "gp", "seed": 0, "n_startup_trials": 2})
+    data = make(
+        "gp",
+        {"ffn_rank_ratio": {"low": 0.25, "high": 1.0}},
+        ["maximize params"],
+        sampler={"type": "gp", "seed": 0, "n_startup_trials": 2},
+    )
     spec = studies.create_study(data, db=db_url)
     assert type(spec.make_sampler()).__name__ == "GPSampler"
     outcome = studies.run_study("gp", trials=4, parallel=1, db=db_url)
@@ -336,8 +418,9 @@ def test_gp_sampler_drives_a_study_and_without_scipy_is_a_config_error(local_ray
 
 
 def test_an_interrupt_between_storing_a_result_and_telling_optuna_keeps_the_result(local_ray, db_url, monkeypatch):
-    studies.create_study(make("tellrace", {"d_model": {"choices": [32]}}, ["maximize params"], sampler="grid"),
-                         db=db_url)
+    studies.create_study(
+        make("tellrace", {"d_model": {"choices": [32]}}, ["maximize params"], sampler="grid"), db=db_url
+    )
     conclude = studies.StudyDriver._conclude
     calls = []
 
@@ -356,8 +439,9 @@ def test_an_interrupt_between_storing_a_result_and_telling_optuna_keeps_the_resu
 
 
 def test_an_interrupt_inside_ask_leaves_no_running_trial(local_ray, db_url, monkeypatch):
-    studies.create_study(make("askrace", {"d_model": {"choices": [32]}}, ["maximize params"], sampler="grid"),
-                         db=db_url)
+    studies.create_study(
+        make("askrace", {"d_model": {"choices": [32]}}, ["maximize params"], sampler="grid"), db=db_url
+    )
     ask = optuna.Study.ask
 
     def ask_then_interrupt(self, *args, **kwargs):  # the trial exists in storage; the driver never sees it
@@ -375,10 +459,24 @@ def test_an_interrupt_inside_ask_leaves_no_running_trial(local_ray, db_url, monk
 def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(3000)))
-    data = make("prune", {"lr": {"choices": [0.01, 1e-7]}}, ["minimize val_loss"],
-                defaults={"job": "train", "d_model": 32, "steps": 400, "eval_every": 10, "eval_tokens": 64,
-                          "lr_warmup_steps": 0, "batch_size": 2, "data": str(text), "timeout_s": 300},
-                sampler="random", pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0})
+    data = make(
+        "prune",
+        {"lr": {"choices": [0.01, 1e-7]}},
+        ["minimize val_loss"],
+        defaults={
+            "job": "train",
+            "d_model": 32,
+            "steps": 400,
+            "eval_every": 10,
+            "eval_tokens": 64,
+            "lr_warmup_steps": 0,
+            "batch_size": 2,
+            "data": str(text),
+            "timeout_s": 300,
+        },
+        sampler="random",
+        pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+    )
     studies.create_study(data, db=db_url)
     study = optuna.load_study(study_name="prune", storage=db_url)
     study.enqueue_trial({"lr": 0.01})  # a good run first, then one that barely learns
@@ -392,6 +490,8 @@ def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
     assert bad.intermediate_values and max(bad.intermediate_values) < 400
     steps = dict(query(db_url, "SELECT run_id, max(step) FROM pb_train_metrics WHERE kind = 'train' GROUP BY run_id"))
     assert steps[good.user_attrs["run_id"]] == 400 and steps[bad.user_attrs["run_id"]] < 400
-    assert query(db_url, "SELECT status, error FROM pb_results WHERE run_id = :r",
-                 r=bad.user_attrs["run_id"])[0][0] == "failed"
+    assert (
+        query(db_url, "SELECT status, error FROM pb_results WHERE run_id = :r", r=bad.user_attrs["run_id"])[0][0]
+        == "failed"
+    )
     assert math.isfinite(good.values[0])

@@ -1,4 +1,5 @@
 """Training jobs end to end through a real local Ray on CPU: learning, streaming, resume, divergence."""
+
 from __future__ import annotations
 
 import copy
@@ -9,18 +10,31 @@ import time
 import pytest
 import sqlalchemy as sa
 import torch
+from cli_helpers import run_cli
+from sync_spy import SyncSpy
 
 from orchestrator import api
-from cli_helpers import run_cli
 from orchestrator.errors import ConfigError
 from orchestrator.spec import expand, resolve_config
 from orchestrator.store.repository import Store
 from orchestrator.train import TrainJob, TrainStep, lr_at, param_groups
-from sync_spy import SyncSpy
 
-TINY = {"job": "train", "vocab_size": 256, "d_model": 64, "n_layers": 2, "n_heads": 4, "seq_len": 64,
-        "batch_size": 16, "precision": "fp32", "grad_checkpoint": False, "device": "cpu", "lr": 3e-3,
-        "lr_warmup_steps": 20, "eval_tokens": 16384, "timeout_s": 600}
+TINY = {
+    "job": "train",
+    "vocab_size": 256,
+    "d_model": 64,
+    "n_layers": 2,
+    "n_heads": 4,
+    "seq_len": 64,
+    "batch_size": 16,
+    "precision": "fp32",
+    "grad_checkpoint": False,
+    "device": "cpu",
+    "lr": 3e-3,
+    "lr_warmup_steps": 20,
+    "eval_tokens": 16384,
+    "timeout_s": 600,
+}
 
 
 def spec(name, cases, **defaults):
@@ -38,9 +52,12 @@ class MetricsWatcher(threading.Thread):
         while not self.stop.is_set():
             try:
                 with self.engine.connect() as conn:
-                    live = conn.execute(sa.text(
-                        "SELECT count(*) FROM pb_train_metrics m WHERE NOT EXISTS "
-                        "(SELECT 1 FROM pb_results r WHERE r.run_id = m.run_id)")).scalar()
+                    live = conn.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pb_train_metrics m WHERE NOT EXISTS "
+                            "(SELECT 1 FROM pb_results r WHERE r.run_id = m.run_id)"
+                        )
+                    ).scalar()
                 self.seen_live = max(self.seen_live, live)
             except sa.exc.OperationalError:
                 pass  # tables not created yet
@@ -50,8 +67,11 @@ class MetricsWatcher(threading.Thread):
 def test_tiny_models_learn_and_metrics_stream_while_running(local_ray, sqlite_url):
     watcher = MetricsWatcher(sqlite_url)
     watcher.start()
-    outcome = api.run(spec("learn", [{"model": "transformer"}, {"model": "phase8"}], steps=200, eval_every=50),
-                      db=sqlite_url, max_parallel=1)
+    outcome = api.run(
+        spec("learn", [{"model": "transformer"}, {"model": "phase8"}], steps=200, eval_every=50),
+        db=sqlite_url,
+        max_parallel=1,
+    )
     watcher.stop.set()
     watcher.join()
     assert outcome.counts == {"ok": 2}
@@ -59,8 +79,10 @@ def test_tiny_models_learn_and_metrics_stream_while_running(local_ray, sqlite_ur
     store = Store(sqlite_url)
     for row in api.results(db=sqlite_url):
         extra = row["extra"]
-        print(f"{row['model']}: validation loss {extra['val_loss']:.3f} nats vs unigram entropy "
-              f"{extra['unigram_entropy']:.3f} nats ({row['params']:,} params)")
+        print(
+            f"{row['model']}: validation loss {extra['val_loss']:.3f} nats vs unigram entropy "
+            f"{extra['unigram_entropy']:.3f} nats ({row['params']:,} params)"
+        )
         assert extra["val_loss"] < extra["unigram_entropy"] - 0.3
         assert 2.0 < extra["unigram_entropy"] < 6.0  # bytes of Python source
         assert extra["bits_per_byte"] == pytest.approx(extra["val_loss"] / 0.6931471805599453)
@@ -88,14 +110,16 @@ def test_crash_halfway_resumes_from_checkpoint_and_continues_the_curve(local_ray
     straight = [m for m in store.metrics(rows["steady"]["run_id"]) if m["kind"] == "train"]
     store.close()
     assert [m["step"] for m in resumed] == list(range(1, 25))  # each step once, none lost or doubled
-    for a, b in zip(resumed, straight):
+    for a, b in zip(resumed, straight, strict=False):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5)
         assert a["tokens"] == b["tokens"]
 
 
 def test_divergent_run_is_nonfinite_and_keeps_its_metrics(local_ray, sqlite_url):
-    outcome = api.run(spec("diverge", [{"model": "transformer", "lr": 1e3, "grad_clip": 0.0,
-                                        "lr_warmup_steps": 0, "steps": 50}]), db=sqlite_url)
+    outcome = api.run(
+        spec("diverge", [{"model": "transformer", "lr": 1e3, "grad_clip": 0.0, "lr_warmup_steps": 0, "steps": 50}]),
+        db=sqlite_url,
+    )
     assert outcome.counts == {"nonfinite": 1}
     row = api.results(db=sqlite_url)[0]
     assert row["phase"] == "step" and "non-finite" in row["error"]
@@ -123,12 +147,15 @@ def test_learning_rate_schedule():
     assert lr_at(60, run) == pytest.approx(0.55) and lr_at(110, run) == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"tokenizer": "gpt2"}, "vocab_size: must be >= 50257 for tokenizer gpt2"),
-    ({"tokens_per_step": 1000}, "tokens_per_step: must be a multiple of batch_size * seq_len = 1024"),
-    ({"mode": "inference", "job": "benchmark", "lr": 0.1}, "lr: is a training field: set job: train"),
-    ({"mode": "train_no_optim"}, "mode: must be train for job: train"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"tokenizer": "gpt2"}, "vocab_size: must be >= 50257 for tokenizer gpt2"),
+        ({"tokens_per_step": 1000}, "tokens_per_step: must be a multiple of batch_size * seq_len = 1024"),
+        ({"mode": "inference", "job": "benchmark", "lr": 0.1}, "lr: is a training field: set job: train"),
+        ({"mode": "train_no_optim"}, "mode: must be train for job: train"),
+    ],
+)
 def test_training_spec_errors(override, message):
     with pytest.raises(ConfigError, match=message.replace("*", r"\*")):
         expand(spec("bad", [{"model": "transformer"}], **override | {"batch_size": 16, "seq_len": 64}))
@@ -154,6 +181,7 @@ def test_a_planted_checkpoint_that_runs_code_is_refused_not_executed(tmp_path):
     import torch
 
     from orchestrator.train import Checkpoint
+
     config = expand(spec("ckpt", [{"model": "transformer", "checkpoint_dir": str(tmp_path)}])).runs[0].config
     checkpoint = Checkpoint(str(tmp_path), config)
     checkpoint.path.parent.mkdir(parents=True)
@@ -168,8 +196,9 @@ def test_a_planted_checkpoint_that_runs_code_is_refused_not_executed(tmp_path):
 
 def train_step_for(name, accum, **knobs):
     """A tiny job's model and its TrainStep over `accum` micro-batches of 2 x 32 tokens (CPU)."""
-    config, _ = resolve_config(TINY | {"model": name, "batch_size": 2, "seq_len": 32,
-                                       "tokens_per_step": accum * 64} | knobs)
+    config, _ = resolve_config(
+        TINY | {"model": name, "batch_size": 2, "seq_len": 32, "tokens_per_step": accum * 64} | knobs
+    )
     job = TrainJob(config)
     job.prepare_device()
     model = job.build()
@@ -184,11 +213,14 @@ def random_batches(seed=0):
         yield ids[:, :-1], ids[:, 1:]
 
 
-@pytest.mark.parametrize("name, knobs", [
-    ("transformer", {}),
-    ("phase7", {"grad_checkpoint": True}),
-    ("phase8", {"loss_chunk_tokens": 16}),
-])
+@pytest.mark.parametrize(
+    "name, knobs",
+    [
+        ("transformer", {}),
+        ("phase7", {"grad_checkpoint": True}),
+        ("phase8", {"loss_chunk_tokens": 16}),
+    ],
+)
 def test_a_training_step_never_waits_for_the_device(name, knobs):
     """Accumulation, clipping, the non-finite skip and the AdamW step: what `execution: graph` captures."""
     _, _, step = train_step_for(name, accum=2, grad_clip=0.5, **knobs)

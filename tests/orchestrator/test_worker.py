@@ -1,4 +1,5 @@
 """The worker runs each config's job under the kernel backend the config names."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,8 +8,16 @@ from kernels.backend import current_backend, set_backend
 from orchestrator import worker
 from orchestrator.spec import expand
 
-TINY = {"vocab_size": 64, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 16,
-        "warmup_steps": 0, "steps": 1}
+TINY = {
+    "vocab_size": 64,
+    "d_model": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "device": "cpu",
+    "seq_len": 16,
+    "warmup_steps": 0,
+    "steps": 1,
+}
 
 
 @pytest.fixture(autouse=True)

@@ -352,7 +352,8 @@ def db_current(db) -> None:
     from .store.engine import current_revision, make_engine
     from .store.migrate import head_revision
 
-    current = None if _sqlite_file_missing(db) else current_revision(make_engine(db))
+    engine = make_engine(db)  # checks the URL; opens nothing yet
+    current = None if _sqlite_file_missing(db) else current_revision(engine)
     click.echo(f"current: {current or '(empty)'}\nhead: {head_revision()}")
 
 
@@ -669,7 +670,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _interrupt)
     args = argv if argv is not None else sys.argv[1:]
-    url = database_url(_db_from_argv(args))
+    url = _db_from_argv(args) or database_url()  # for masking what is printed
     try:
         for arg in args:
             try:

@@ -391,6 +391,10 @@ def _check_job_fields(config: dict[str, Any]) -> None:
     config["mode"] = "train"
     for f in dataclasses.fields(TrainFields):
         config.setdefault(f.name, default_of(f))
+    if config["fault"] == "exit_mid" and not (config["checkpoint_dir"] and config["checkpoint_every"]):
+        raise ConfigError(
+            "fault", "exit_mid", "needs checkpoint_dir and checkpoint_every > 0 (the retried run resumes from them)"
+        )
     tokens = config["batch_size"] * config["seq_len"]
     if config["tokens_per_step"] % tokens:
         raise ConfigError(

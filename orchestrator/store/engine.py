@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DatabaseError, SQLAlchemyError
 
 from ..errors import UserError
 
@@ -23,6 +24,8 @@ SQLITE_BUSY_TIMEOUT_S = 60
 def database_url(url: str | None = None) -> str:
     """`url`, else `PHASEBENCH_DB`, else the default; a `postgres://` URL (as many hosts write it) is read as
     the `postgresql://` SQLAlchemy expects."""
+    if url is not None and not url.strip():
+        raise UserError("--db: is empty (leave it out for the default, sqlite:///phasebench.db)")
     url = url or os.environ.get("PHASEBENCH_DB") or DEFAULT_URL
     scheme, sep, rest = url.partition("://")
     if sep and scheme.split("+")[0] == "postgres":
@@ -39,12 +42,18 @@ def mask_url(url: str) -> str:
 
 
 def mask_text(text: str, url: str) -> str:
-    """`text` with the password of `url` (if any) masked wherever it appears."""
+    """`text` with the password of `url` masked where a message can carry it: as a URL's password field
+    (`user:PASSWORD@`, raw or percent-encoded) or a connection string's `password=PASSWORD`. Other text is
+    left alone, so a short password does not mangle the words around it."""
     try:
         password = make_url(url).password
     except (ArgumentError, ValueError):
         return text
-    return text.replace(str(password), "***") if password else text
+    if not password:
+        return text
+    for form in {str(password), quote(str(password), safe="")}:
+        text = text.replace(f":{form}@", ":***@").replace(f"password={form}", "password=***")
+    return text
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -63,6 +72,8 @@ def make_engine(url: str | None = None, must_exist: bool = False) -> Engine:
     except (ArgumentError, ValueError):
         raise UserError(f"--db: not a valid database URL: {mask_url(url)}") from None
     if parsed.get_backend_name() == "sqlite":
+        if parsed.query:
+            raise UserError(f"--db: query parameters are not supported in a SQLite URL: {mask_url(url)}")
         _check_sqlite_path(parsed.database)
         if must_exist and parsed.database not in (None, "", ":memory:") and not Path(parsed.database).exists():
             raise UserError(
@@ -82,7 +93,9 @@ def make_engine(url: str | None = None, must_exist: bool = False) -> Engine:
 
 def _check_sqlite_path(database: str | None) -> None:
     if not database or database == ":memory:":
-        return
+        raise UserError("--db: an in-memory SQLite database loses every result when phasebench exits; give a file")
+    if Path(database).exists() and not Path(database).is_file():
+        raise UserError(f"--db: {database} is not a regular file")
     folder = Path(database).resolve().parent
     if not folder.is_dir():
         raise UserError(f"--db: folder {folder} does not exist")
@@ -97,7 +110,7 @@ def current_revision(engine: Engine) -> str | None:
             return None
         with engine.connect() as conn:
             row = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").first()
-    except OperationalError as exc:
+    except DatabaseError as exc:  # unreachable, refused, or a file that is not a database
         first_line = (str(exc.orig).strip().splitlines() or [""])[0]
         reason = mask_text(first_line, engine.url.render_as_string(hide_password=False))
         raise UserError(f"--db: cannot open {mask_url(str(engine.url))}: {reason}") from None

@@ -66,6 +66,17 @@ def retried(method):
     return wrapper
 
 
+#: the longest error message a result row stores (a failed run's traceback, in `extra`, keeps the detail)
+MAX_ERROR_CHARS = 4000
+
+
+def bounded_error(message: str | None) -> str | None:
+    """`message` cut to MAX_ERROR_CHARS, the cut marked."""
+    if message is None or len(message) <= MAX_ERROR_CHARS:
+        return message
+    return message[: MAX_ERROR_CHARS - 14] + " ... (cut off)"
+
+
 @dataclass(frozen=True)
 class Filters:
     """Result filters; `where` compares config fields by value (bound parameters, never SQL text)."""
@@ -176,7 +187,7 @@ class Store:
                     environment_id=env_id,
                     status=outcome["status"],
                     phase=outcome.get("phase"),
-                    error=outcome.get("error"),
+                    error=bounded_error(outcome.get("error")),
                     extra=outcome.get("extra") or {},
                     **metrics,
                 )

@@ -821,3 +821,40 @@ def test_entry_point_missing_database_and_non_utf8_argument(tmp_path):
     assert result.returncode in (0, 2)
     if result.returncode == 2:
         assert_user_error(2, result.stderr.decode(errors="replace"))
+
+
+def corrupt_databases(folder: Path) -> dict[str, str]:
+    """Files that are not SQLite databases, or URLs that cannot hold results -> the --db value."""
+    random_bytes = folder / "random.db"
+    random_bytes.write_bytes(bytes(range(256)) * 20)
+    header = folder / "header.db"
+    header.write_bytes(b"SQLite format 3\x00" + bytes(range(255, -1, -1)) * 16)
+    truncated = folder / "truncated.db"
+    Store(f"sqlite:///{truncated}", create=True).close()
+    truncated.write_bytes(truncated.read_bytes()[:1500])
+    return {
+        "random bytes": f"sqlite:///{random_bytes}",
+        "header over garbage": f"sqlite:///{header}",
+        "truncated": f"sqlite:///{truncated}",
+        "a device": "sqlite:////dev/null",
+        "in memory": "sqlite:///:memory:",
+        "query parameters": f"sqlite:///{folder / 'q.db'}?mode=ro",
+        "empty": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "kind", ["random bytes", "header over garbage", "truncated", "a device", "in memory", "query parameters", "empty"]
+)
+@pytest.mark.parametrize("argv", COMMANDS + [["db", "upgrade"], ["db", "current"], ["run", "SPEC"]], ids=" ".join)
+def test_a_database_that_cannot_hold_results_is_a_one_line_error(kind, argv, tmp_path, work):
+    folder = tmp_path / "dbs"
+    folder.mkdir()
+    url = corrupt_databases(folder)[kind]
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    spec = str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
+    argv = [spec if a == "SPEC" else a for a in argv] + (["--no-progress"] if argv[0] == "run" else [])
+    code, _, err = run_cli(*argv, "--db", url)
+    assert_user_error(code, err, contains="--db")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert listing(work) == set()

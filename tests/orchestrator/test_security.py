@@ -25,6 +25,7 @@ from orchestrator import api
 from orchestrator.cli import main
 from orchestrator.errors import UserError
 from orchestrator.spec import ResolvedRun, Spec, expand
+from orchestrator.store.engine import mask_text
 from orchestrator.store.repository import Filters, Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -612,3 +613,13 @@ def test_local_ray_runs_with_token_authentication(local_ray):
         return enabled()
 
     assert local_ray.get(worker_auth_mode.remote(), timeout=120) is True
+
+
+def test_a_short_password_is_masked_in_the_url_not_wherever_its_letters_appear(work):
+    """With the password `p`, masking every `p` made `***ostgres://` and `Can't load ***lugin`."""
+    code, out, err = call("results", "list", "--db", "postgres://u:p@127.0.0.1:1/x")
+    assert_one_line_error(code, err)
+    assert "postgresql://u:***@127.0.0.1:1/x" in err and "***ostgres" not in err and ":p@" not in err
+    assert mask_text("cannot reach postgresql://u:p@h/x (password=p) at port 1", "postgresql://u:p@h/x") == (
+        "cannot reach postgresql://u:***@h/x (password=***) at port 1"
+    )

@@ -11,7 +11,7 @@ from orchestrator.errors import UserError
 from orchestrator.spec import expand
 from orchestrator.store.engine import VERSION_TABLE, current_revision, make_engine
 from orchestrator.store.migrate import head_revision, include_name, upgrade
-from orchestrator.store.repository import Filters, Store
+from orchestrator.store.repository import MAX_ERROR_CHARS, Filters, Store
 from orchestrator.store.schema import Base, Result, Run
 
 TINY = {"vocab_size": 256, "d_model": 64, "n_layers": 2, "n_heads": 4, "device": "cpu"}
@@ -90,6 +90,17 @@ def test_result_written_once(db_url):
     with store.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Result)) == 1
         assert s.get(Result, run.id).tokens_per_s == 123.0
+    store.close()
+
+
+def test_a_huge_error_message_is_stored_cut_to_its_bound(db_url):
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec())
+    run = store.reset_unfinished(batch.id)[0]
+    store.record_result(run.id, {"status": "failed", "phase": None, "error": "RuntimeError: " + "x" * 619_000})
+    with store.session() as s:
+        error = s.get(Result, run.id).error
+    assert len(error) == MAX_ERROR_CHARS and error.startswith("RuntimeError: x") and error.endswith("(cut off)")
     store.close()
 
 

@@ -279,3 +279,9 @@ def test_a_step_with_non_finite_gradients_is_skipped_without_a_host_read():
 def test_graph_execution_is_accepted_for_training_on_cuda():
     config = expand(spec("graph-train", [{"model": "phase7"}], device="cuda", num_gpus=1.0, execution="graph")).runs[0]
     assert config.config["execution"] == "graph" and config.config["job"] == "train"
+
+
+@pytest.mark.parametrize("fields", [{}, {"checkpoint_dir": "/tmp/x"}, {"checkpoint_every": 4}])
+def test_exit_mid_fault_needs_checkpoints_to_resume_from(fields):
+    with pytest.raises(ConfigError, match="fault: needs checkpoint_dir and checkpoint_every"):
+        expand(spec("bad", [{"model": "transformer", "fault": "exit_mid"} | fields]))

@@ -13,11 +13,17 @@ from orchestrator.errors import UserError
 from orchestrator.store.schema import METRIC_COLUMNS
 
 ROW_KEYS = ("run_id", "batch", "model", "mode", "device", "status", "config")
+#: the largest input file read (a device or a pipe reports no size: the read itself is bounded)
+MAX_INPUT_BYTES = 512 * 2**20
 
 
 def read_json(option: str, path: str | Path) -> Any:
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        with Path(path).open("rb") as fh:
+            raw = fh.read(MAX_INPUT_BYTES + 1)
+        if len(raw) > MAX_INPUT_BYTES:
+            raise UserError(f"{option}: {path} is larger than {MAX_INPUT_BYTES // 2**20} MiB")
+        return json.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise UserError(f"{option}: cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError

@@ -316,15 +316,19 @@ def results_curves(run_id, db, kind, fmt) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
 def results_export(db, model, mode, batch, status, device, where, fmt, out) -> None:
     """Every field of the matching runs (config and extras included)."""
-    text = render(filtered_results(db, model, mode, batch, status, device, where), fmt)
-    if out:
-        try:
-            with open(out, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise UserError(f"--out: cannot write {out}: {exc.strerror}") from None
-    else:
+    _emit(render(filtered_results(db, model, mode, batch, status, device, where), fmt), out)
+
+
+def _emit(text: str, out: str | None) -> None:
+    """`text` to the file `out` (a UserError naming --out when it cannot be written), else to stdout."""
+    if not out:
         click.echo(text)
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UserError(f"--out: cannot write {out}: {exc.strerror}") from None
 
 
 # ---------------------------------------------------------------------------------------------- db
@@ -645,12 +649,7 @@ def study_export(name, db, fmt, out) -> None:
     """Every trial: state, objective values, parameters, constraint, linked run."""
     from . import study as studies
 
-    text = render(studies.export(name, db), fmt)
-    if out:
-        with open(out, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        click.echo(text)
+    _emit(render(studies.export(name, db), fmt), out)
 
 
 def _terminate(signum, frame) -> None:

@@ -858,3 +858,11 @@ def test_a_database_that_cannot_hold_results_is_a_one_line_error(kind, argv, tmp
     assert_user_error(code, err, contains="--db")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     assert listing(work) == set()
+
+
+@pytest.mark.parametrize("option", ["--kernels", "--from-export"])
+def test_an_endless_dashboard_input_is_refused_at_its_bound(option, seeded, tmp_path):
+    out = tmp_path / "report.html"
+    code, _, err = run_cli("dashboard", "build", option, "/dev/zero", "--db", seeded, "--out", str(out))
+    assert_user_error(code, err, contains=f"{option}: /dev/zero is larger than")
+    assert not out.exists()

@@ -495,3 +495,11 @@ def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
         == "failed"
     )
     assert math.isfinite(good.values[0])
+
+
+def test_study_export_to_a_path_that_cannot_be_written_is_one_line(sqlite_url, tmp_path):
+    studies.create_study(make("unwritten", {"d_model": {"choices": [32, 64]}}, ["maximize params"]), db=sqlite_url)
+    target = tmp_path / "no" / "such" / "folder" / "trials.csv"
+    code, out, err = run_cli("study", "export", "unwritten", "--out", str(target), "--db", sqlite_url)
+    assert code == 2 and out == "" and err.startswith("error: --out: cannot write") and err.count("\n") == 1
+    assert not target.parent.exists()

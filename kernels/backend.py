@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads with the first kernel, not with this module (spec validation reads BACKENDS)
+    import torch
 
 BACKENDS = ("auto", "triton", "torch")
 _override: str | None = None

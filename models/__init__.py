@@ -1,7 +1,20 @@
-"""Model zoo: transformer, phase7-seed, phase8-seed (and phase7, phase8), behind one registry."""
+"""Model zoo: transformer, phase7-seed, phase8-seed (and phase7, phase8), behind one registry.
 
-from . import catalog as _catalog  # noqa: F401  (fills the registry)
+The registry and the families (and with them torch) load on first use of a registry name, so that a
+command that never touches a model (`phasebench --help`, `phasebench results list`) does not pay for them.
+"""
+
 from .config import ConfigError, ModelConfig
-from .registry import ModelEntry, count_params, get, names, register
 
-__all__ = ["ConfigError", "ModelConfig", "ModelEntry", "count_params", "get", "names", "register"]
+_REGISTRY_NAMES = ("ModelEntry", "count_params", "get", "names", "register")
+__all__ = ["ConfigError", "ModelConfig", *_REGISTRY_NAMES]
+
+
+def __getattr__(name: str):
+    if name not in _REGISTRY_NAMES:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    from . import catalog, registry  # noqa: F401  (the catalog fills the registry)
+
+    for public in _REGISTRY_NAMES:
+        globals()[public] = getattr(registry, public)
+    return globals()[name]

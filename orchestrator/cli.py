@@ -41,7 +41,9 @@ def filter_options(func):
 
 
 def parse_where(items: tuple[str, ...]) -> dict[str, Any]:
-    kinds = _field_kinds()
+    if not items:
+        return {}
+    kinds = _field_kinds()  # loads the model families (and torch): only when there is a filter to check
     where = {}
     for item in items:
         key, sep, raw = item.partition("=")

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from db_helpers import query
 
 from orchestrator import api
 
@@ -24,7 +25,12 @@ def test_filters_combine_and_match_the_configs(url):
     assert all(r["config"]["seq_len"] == 16384 and r["mode"] == "train" for r in rows)
     assert len(rows) == len({r["run_id"] for r in rows})
     by_batch = api.results(url, batch=["long-context-1.3b"])
-    assert len(by_batch) == 27 and all(r["config"]["d_model"] == 2048 for r in by_batch)
+    stored = query(
+        url,
+        "SELECT count(*) FROM pb_results r JOIN pb_runs u ON u.id = r.run_id JOIN pb_batches b ON b.id = u.batch_id "
+        "WHERE b.name = 'long-context-1.3b'",
+    )[0][0]
+    assert 0 < len(by_batch) == stored and all(r["config"]["d_model"] == 2048 for r in by_batch)
 
 
 def test_results_frame_is_the_records_as_a_dataframe(url):

@@ -1,8 +1,8 @@
 """The causal-LM shell every model shares: embedding -> blocks -> final norm -> head.
 
 A model is `ids (B, N) -> logits (B, N, V)`. Blocks map (B, N, d) -> (B, N, d); a block may set
-`self.aux_loss` (a scalar tensor) during forward, and :attr:`CausalLM.aux_loss` sums them so that
-training adds it to the cross-entropy.
+`self.aux_loss` (a scalar tensor) during forward, and :attr:`CausalLM.aux_loss` sums them (taking them
+from the blocks) so that training adds it to the cross-entropy.
 """
 
 from __future__ import annotations
@@ -79,9 +79,12 @@ class CausalLM(nn.Module):
         """ids: (B, N) -> final-norm states (B, N, d), the head's input; sets :attr:`aux_loss`."""
         x = self.embed(ids)  # (B, N, d)
         use_ckpt = self.config.grad_checkpoint and self.training and torch.is_grad_enabled()
+        aux = []
         for block in self.blocks:
-            x = recompute(block, x) if use_ckpt else block(x)
-        self.aux_loss = self._collect_aux_loss()
+            x, block_aux = recompute(_block_step, block, x) if use_ckpt else _block_step(block, x)
+            if block_aux is not None:
+                aux.append(block_aux)
+        self.aux_loss = torch.stack(aux).sum() if aux else None
         return self.norm(x)
 
     def project_to_vocab(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,9 +94,19 @@ class CausalLM(nn.Module):
             return self.embed.tied_logits(x)
         return vocab_logits(x, self.embed.table.weight)
 
-    def _collect_aux_loss(self) -> torch.Tensor | None:
-        losses = [b.aux_loss for b in self.blocks if getattr(b, "aux_loss", None) is not None]
-        return torch.stack(losses).sum() if losses else None
+
+def _block_step(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(block(x), the aux loss the block set or None), the block left holding none: a kept aux loss keeps
+    its step's autograd graph, and the parameters' gradient accumulators, alive into the next step, and
+    a CUDA-graph capture cannot use accumulators created on another stream. `finally`: a recomputation in
+    backward stops inside the block once it has what backward needs."""
+    try:
+        out = block(x)
+        aux = getattr(block, "aux_loss", None)
+    finally:
+        if getattr(block, "aux_loss", None) is not None:
+            block.aux_loss = None
+    return out, aux
 
 
 VOCAB_ALIGN = 64

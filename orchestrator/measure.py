@@ -202,8 +202,9 @@ class Job:
         """Next-token cross-entropy (fp32) plus the model's auxiliary losses. inputs, targets: (B, N)."""
         with self.autocast():
             loss = lm_loss(model, inputs, targets, self.run["loss_chunk_tokens"])
-            if model.aux_loss is not None:
-                loss = loss + model.aux_loss
+            aux, model.aux_loss = model.aux_loss, None  # taken: the model keeps no graph past its step
+            if aux is not None:
+                loss = loss + aux
         return loss
 
     def mfu(self, tokens_per_s: float, mode: str) -> tuple[float, float | None]:

@@ -40,7 +40,7 @@ DEVICES = ("auto", "cuda", "cpu")
 FAULTS = ("none", "raise", "exit", "exit_mid", "hang")
 JOBS = ("benchmark", "train")
 #: eager: PyTorch runs the step op by op; graph: the step captured once in a CUDA graph and replayed;
-#: compile: torch.compile; auto (the default): graph where the run can be captured, else eager
+#: compile: torch.compile; auto (the default): see default_execution
 #: (docs/measurement.md, "Execution modes"). Stored rows always hold the mode that ran, never auto.
 EXECUTIONS = ("eager", "graph", "compile")
 TOKENIZER_VOCAB = {"byte": 256, "gpt2": 50257}
@@ -70,8 +70,8 @@ class RunFields:
     execution: str = knob(
         "auto",
         choices=("auto", *EXECUTIONS),
-        help="auto (graph on CUDA where the model can be "
-        "captured, else eager), eager, graph (CUDA graph replay of the measured step) or compile "
+        help="auto (graph for a benchmark on CUDA where the "
+        "model can be captured, else eager), eager, graph (CUDA graph replay of the measured step) or compile "
         "(torch.compile every block; the first steps include the compile)",
     )
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
@@ -408,6 +408,14 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def default_execution(config: dict[str, Any], model_config) -> str:
+    """What `execution: auto` runs: `graph` for a benchmark on CUDA whose model can be captured, else
+    `eager`. Training stays eager until graph-captured training has been checked against eager on a GPU
+    (docs/measurement.md, "Execution modes")."""
+    capturable = config["device"] == "cuda" and not model_config.graph_blocker()
+    return "graph" if capturable and config["job"] == "benchmark" else "eager"
+
+
 def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Validate one merged config; returns (flat resolved config, exact parameter count)."""
     config = dict(raw)
@@ -419,7 +427,7 @@ def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     entry = models.get(config["model"])
     model_config = entry.make_config(model_knobs)
     if config["execution"] == "auto":
-        config["execution"] = "graph" if config["device"] == "cuda" and not model_config.graph_blocker() else "eager"
+        config["execution"] = default_execution(config, model_config)
     if config["execution"] == "graph" and (blocker := model_config.graph_blocker()):
         raise ConfigError("execution", "graph", f"cannot capture {config['model']}: {blocker}")
     if config["job"] == "train" and model_config.vocab_size < TOKENIZER_VOCAB[config["tokenizer"]]:

@@ -49,3 +49,44 @@ def test_a_training_step_never_waits_for_the_device(name, knobs):
 def test_the_spy_sees_a_host_read():
     """phase8's auto mode reads its curvature on the host (validation refuses it for graph)."""
     assert "aten._local_scalar_dense.default" in _step_calls("phase8", window=8, lin_attn_mode="auto")
+
+
+def graph_holders(model) -> list[str]:
+    """Module attributes that hold a tensor of an autograd graph (a kept loss keeps its step's graph alive)."""
+    return [
+        f"{name}.{attr}"
+        for name, module in model.named_modules()
+        for attr, value in vars(module).items()
+        if torch.is_tensor(value) and value.grad_fn is not None
+    ]
+
+
+@pytest.mark.parametrize("grad_checkpoint", [False, True])
+def test_no_module_keeps_a_finished_steps_graph(grad_checkpoint):
+    """A kept graph keeps the gradient accumulators it was built with into the next step; a CUDA-graph
+    capture after an eager warm-up then meets accumulators of another stream and fails (seen on the H200
+    with phase8's entailment and homology losses)."""
+    from orchestrator.measure import BenchmarkJob
+    from orchestrator.spec import resolve_config
+
+    config, _ = resolve_config(
+        {
+            "model": "phase8",
+            "device": "cpu",
+            "mode": "train",
+            "d_model": 32,
+            "n_heads": 2,
+            "n_layers": 2,
+            "vocab_size": 256,
+            "seq_len": 70,
+            "window": 8,
+            "grad_checkpoint": grad_checkpoint,
+            **ALL_ON,
+        }
+    )
+    job = BenchmarkJob(config)
+    model = job.build()
+    model.train()
+    ids = torch.randint(0, 256, (2, 70), generator=torch.Generator().manual_seed(0))
+    job.step(model, ids, None)
+    assert graph_holders(model) == []

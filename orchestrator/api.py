@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .runner import BatchOutcome, Runner
-from .spec import Spec, expand, load_spec
+from .spec import Spec, config_field_types, expand, load_spec
 from .store.repository import Filters, Store
 
 __all__ = ["Filters", "plan", "resume", "results", "results_frame", "run"]
@@ -74,6 +74,11 @@ def _run_stored(store: Store, batch_id: int, address, max_parallel, on_batch, on
     return Runner(store, address=address, max_parallel=max_parallel, on_result=on_result).run_batch(batch_id)
 
 
+def _values(value: Any) -> tuple:
+    """One filter value or an iterable of them -> a tuple (a string is one value, not its characters)."""
+    return (value,) if isinstance(value, (str, int)) else tuple(value)
+
+
 def results(
     db: str | None = None,
     model: Iterable[str] = (),
@@ -83,13 +88,18 @@ def results(
     device: Iterable[str] = (),
     where: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Result records (one dict per run) matching every given filter."""
+    """Result records (one dict per run) matching every given filter. A filter is one value or several
+    (`model="phase7"` or `model=["phase7", "phase8"]`); `where` maps config fields to values, and a
+    field no config can hold is a ValueError rather than an empty answer."""
+    unknown = sorted(set(where or {}) - set(config_field_types())) if where else []
+    if unknown:
+        raise ValueError(f"where: unknown config field {unknown[0]!r}")
     filters = Filters(
-        tuple(model),
-        tuple(mode),
-        tuple(str(b) for b in batch),
-        tuple(status),
-        tuple(device),
+        _values(model),
+        _values(mode),
+        tuple(str(b) for b in _values(batch)),
+        _values(status),
+        _values(device),
         tuple((where or {}).items()),
     )
     store = Store(db, create=False)

@@ -16,8 +16,8 @@ import click
 
 from . import api, interrupts
 from .errors import ConfigError, UserError
-from .formatting import RESULT_COLUMNS, render, text_table
-from .spec import parse_value
+from .formatting import LISTED_COLUMNS, list_columns, render, sorted_by, text_table
+from .spec import config_field_types, parse_value
 from .store.engine import database_url, mask_text, mask_url
 
 FORMATS = click.Choice(["table", "json", "csv"])
@@ -43,7 +43,7 @@ def filter_options(func):
 def parse_where(items: tuple[str, ...]) -> dict[str, Any]:
     if not items:
         return {}
-    kinds = _field_kinds()  # loads the model families (and torch): only when there is a filter to check
+    kinds = config_field_types()  # loads the model families (and torch): only when there is a filter
     where = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -62,23 +62,6 @@ def parse_where(items: tuple[str, ...]) -> dict[str, Any]:
             raise UserError(f"--where: {key} is a number (got {raw!r})")
         where[key] = value
     return where
-
-
-def _field_kinds() -> dict[str, type]:
-    """Config field -> Python type (run fields, train fields, every model's knobs)."""
-    import dataclasses
-    import typing
-
-    import models
-
-    from . import spec
-
-    kinds = {n: spec.TYPE_NAMES[t] for n, t in (spec.RUN_FIELD_TYPES | spec.TRAIN_FIELD_TYPES).items()}
-    for name in models.names():
-        cls = models.get(name).config_cls
-        hints = typing.get_type_hints(cls)
-        kinds.update({f.name: hints[f.name] for f in dataclasses.fields(cls)})
-    return kinds
 
 
 def filtered_results(db, model, mode, batch, status, device, where) -> list[dict[str, Any]]:
@@ -231,7 +214,7 @@ def status(batch, db, as_json) -> None:
             for r in records:  # training runs: where they are, visible while they run
                 r["step"] = latest.get(r["run_id"], {}).get("step")
                 r["train_loss"] = latest.get(r["run_id"], {}).get("loss")
-            columns = RESULT_COLUMNS + (("step", "step", str), ("train loss", "train_loss", lambda v: f"{v:.4f}"))
+            columns = LISTED_COLUMNS + (("step", "step", str), ("train loss", "train_loss", lambda v: f"{v:.4f}"))
     finally:
         store.close()
     if as_json:
@@ -250,12 +233,29 @@ def results() -> None:
 @db_option
 @filter_options
 @click.option("--format", "fmt", type=FORMATS, default="table")
-def results_list(db, model, mode, batch, status, device, where, fmt) -> None:
-    """One line per run."""
+@click.option("--columns", metavar="A,B,...", help="Show these columns (headers, result fields, config fields).")
+@click.option("--sort", "sort_key", metavar="[-]FIELD", help="Order by a field (a leading - for descending).")
+def results_list(db, model, mode, batch, status, device, where, fmt, columns, sort_key) -> None:
+    """One line per run: its id, the config fields the listed runs differ in, memory and speed, and for
+    training runs the final loss, validation loss and bits per byte."""
     records = filtered_results(db, model, mode, batch, status, device, where)
+    names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    for option, wanted in (("--columns", names or []), ("--sort", [sort_key.lstrip("-")] if sort_key else [])):
+        _check_field_names(option, wanted, records)
+    if sort_key:
+        records = sorted_by(records, sort_key)
     if fmt != "table":
         records = [{k: v for k, v in r.items() if k not in ("config", "extra")} for r in records]
-    click.echo(render(records, fmt))
+    click.echo(render(records, fmt, list_columns(records, names)))
+
+
+def _check_field_names(option: str, names: list[str], records: list[dict[str, Any]]) -> None:
+    known = {header for header, _, _ in LISTED_COLUMNS} | {key for _, key, _ in LISTED_COLUMNS}
+    for record in records:
+        known |= set(record) | set(record.get("config") or {}) | set(record.get("extra") or {})
+    unknown = [n for n in names if n not in known]
+    if records and unknown:
+        raise UserError(f"{option}: unknown field {unknown[0]!r}")
 
 
 @results.command("show")

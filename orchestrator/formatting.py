@@ -37,10 +37,62 @@ RESULT_COLUMNS = (
 )
 
 
+#: the columns `results list` always shows: the run id (its first 10 characters) and the default ones
+LISTED_COLUMNS = (("run", "run_id", lambda v: v[:10]), *RESULT_COLUMNS)
+#: figures a training run keeps in `extra`, shown when a training run is listed
+TRAIN_FIGURES = (("loss", "loss"), ("val loss", "val_loss"), ("bpb", "bits_per_byte"))
+
+
+def field_value(record: dict[str, Any], name: str) -> Any:
+    """A record's value for `name`: a column of the record, else a config field, else an `extra` figure."""
+    if name in record and name not in ("config", "extra"):
+        return record[name]
+    if name in (record.get("config") or {}):
+        return record["config"][name]
+    return (record.get("extra") or {}).get(name)
+
+
+def _plain(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def swept_fields(records: list[dict[str, Any]]) -> list[str]:
+    """Config fields every record has and whose value differs between them (what a spec's grid or cases
+    varied; a knob of one family only is not a swept field)."""
+    configs = [r.get("config") or {} for r in records]
+    shown = {key for _, key, _ in LISTED_COLUMNS}
+    common = [k for k in (configs[0] if configs else {}) if k not in shown and all(k in c for c in configs)]
+    return [k for k in common if len({json.dumps(c[k], sort_keys=True, default=str) for c in configs}) > 1]
+
+
+def list_columns(records: list[dict[str, Any]], names: list[str] | None = None) -> list[tuple]:
+    """The columns of `phasebench results list`: the run id, the default columns, the swept config fields
+    and, when a training run is listed, its final loss, validation loss and bits per byte; or exactly
+    `names` (a column header, a record key, a config field or an `extra` figure each)."""
+    if names:
+        by_header = {header: (header, key, fmt) for header, key, fmt in LISTED_COLUMNS}
+        return [by_header.get(name) or (name, name, _plain) for name in names]
+    columns = list(LISTED_COLUMNS[:3])
+    columns += [(name, name, _plain) for name in swept_fields(records)] + list(LISTED_COLUMNS[3:])
+    if any(field_value(r, "job") == "train" for r in records):
+        columns += [(header, key, _plain) for header, key in TRAIN_FIGURES]
+    return columns
+
+
+def sorted_by(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """`records` ordered by a field (`-field`: descending); records without it last either way."""
+    name, descending = key.lstrip("-"), key.startswith("-")
+    present = [r for r in records if field_value(r, name) is not None]
+    missing = [r for r in records if field_value(r, name) is None]
+    present.sort(key=lambda r: (isinstance(field_value(r, name), str), field_value(r, name)), reverse=descending)
+    return present + missing
+
+
 def text_table(records: Iterable[dict[str, Any]], columns=RESULT_COLUMNS) -> str:
     rows = [[header for header, _, _ in columns]]
     for record in records:
-        rows.append([fmt(record[key]) if record.get(key) is not None else "-" for _, key, fmt in columns])
+        values = [field_value(record, key) for _, key, _ in columns]
+        rows.append([fmt(v) if v is not None else "-" for v, (_, _, fmt) in zip(values, columns, strict=True)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

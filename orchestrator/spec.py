@@ -408,6 +408,19 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def config_field_types() -> dict[str, type]:
+    """Every field a stored config can hold -> its Python type: run fields, training fields, every
+    registered model's knobs."""
+    import typing
+
+    kinds = {n: TYPE_NAMES[t] for n, t in (RUN_FIELD_TYPES | TRAIN_FIELD_TYPES).items()}
+    for name in models.names():
+        cls = models.get(name).config_cls
+        hints = typing.get_type_hints(cls)
+        kinds.update({f.name: hints[f.name] for f in dataclasses.fields(cls)})
+    return kinds
+
+
 def default_execution(config: dict[str, Any], model_config) -> str:
     """What `execution: auto` runs: `graph` for a benchmark on CUDA whose model can be captured, else
     `eager`. Training stays eager until graph-captured training has been checked against eager on a GPU

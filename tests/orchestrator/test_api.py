@@ -41,3 +41,9 @@ def test_results_frame_is_the_records_as_a_dataframe(url):
     assert len(frame) == len(rows) and {"run_id", "model", "tokens_per_s", "config"} <= set(frame.columns)
     assert sorted(frame["run_id"]) == sorted(r["run_id"] for r in rows)
     assert (frame["tokens_per_s"] > 0).all()
+
+
+def test_a_single_filter_value_is_one_value_and_an_unknown_field_an_error(url):
+    assert api.results(url, model="phase7") == api.results(url, model=["phase7"]) != []
+    with pytest.raises(ValueError, match="where: unknown config field 'seqlen'"):
+        api.results(url, where={"seqlen": 16384})

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from cli_helpers import run_cli
 
+from orchestrator import api
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 16, "steps": 1}
 
@@ -178,3 +180,52 @@ def test_a_postgres_url_is_read_as_postgresql(pg_url):
     assert code == 0 and "postgresql://" in out, err
     code, out, err = run_cli("db", "current", "--db", url)
     assert code == 0, err
+
+
+@pytest.fixture
+def listed_db(local_ray, sqlite_url):
+    """Four benchmark runs (two models x two lengths) and one short training run."""
+    tiny = {"device": "cpu", "d_model": 16, "n_layers": 1, "n_heads": 2, "vocab_size": 256, "isolate": False}
+    api.run(
+        {"name": "bench", "defaults": tiny, "grid": {"model": ["transformer", "phase7"], "seq_len": [8, 16]}},
+        db=sqlite_url,
+    )
+    train = tiny | {"job": "train", "seq_len": 16, "batch_size": 2, "steps": 2, "eval_tokens": 64, "lr_warmup_steps": 0}
+    api.run({"name": "train", "defaults": train, "grid": {"model": ["transformer"]}}, db=sqlite_url)
+    return sqlite_url
+
+
+def test_results_list_shows_the_run_id_the_swept_fields_and_training_figures(listed_db):
+    code, out, err = run_cli("results", "list", "--batch", "bench", "--db", listed_db)
+    header = out.splitlines()[0].split()
+    assert code == 0 and header[:4] == ["run", "batch", "#", "seq_len"], err
+    assert "d_model" not in header and "val" not in header  # not swept; no training run listed
+    rows = api.results(listed_db, batch=["bench"])
+    assert all(r["run_id"][:10] in out for r in rows)
+    code, out, _ = run_cli("results", "list", "--batch", "train", "--db", listed_db)
+    header, row = out.splitlines()[0], out.splitlines()[2]
+    train = api.results(listed_db, batch=["train"])[0]
+    assert header.split()[-4:] == ["loss", "val", "loss", "bpb"]
+    assert row.split()[-1] == f"{train['extra']['bits_per_byte']:.4g}"
+
+
+def test_results_list_columns_and_sort(listed_db):
+    code, out, _ = run_cli(
+        "results",
+        "list",
+        "--batch",
+        "bench",
+        "--columns",
+        "model,seq_len,tok/s",
+        "--sort",
+        "-seq_len",
+        "--db",
+        listed_db,
+    )
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["model", "seq_len", "tok/s"]
+    assert [line.split()[1] for line in lines[2:]] == ["16", "16", "8", "8"]
+    code, out, err = run_cli("results", "list", "--sort", "nope", "--db", listed_db)
+    assert code == 2 and err.strip() == "error: --sort: unknown field 'nope'"
+    code, out, err = run_cli("results", "list", "--columns", "model,bogus", "--db", listed_db)
+    assert code == 2 and err.strip() == "error: --columns: unknown field 'bogus'"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -124,10 +125,21 @@ def run(spec, db, address, dry_run, as_json, rerun, resume_batch, yes, max_paral
         click.echo(text_table(rows))
         click.echo(f"batch {outcome.batch_id}: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items())))
     if outcome.interrupted:
-        click.echo(f"interrupted: finish with `phasebench run --resume {outcome.batch_id}`", err=True)
+        again = _command("run", "--resume", outcome.batch_id, db=db, address=address, max_parallel=max_parallel)
+        click.echo(f"interrupted: finish with `{again}`", err=True)
         sys.exit(130)
     if outcome.counts.get("failed") or outcome.counts.get("timeout"):
         sys.exit(1)
+
+
+def _command(*words: Any, **options: Any) -> str:
+    """A `phasebench` command line with every option that was given (None: left out), quoted for a shell;
+    a database password is masked."""
+    parts = ["phasebench", *map(str, words)]
+    for name, value in options.items():
+        if value is not None:
+            parts += [f"--{name.replace('_', '-')}", mask_url(value) if name == "db" else str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _plan_table(name: str, records: list[dict[str, Any]]) -> str:
@@ -592,7 +604,17 @@ def study_run(name, trials, parallel, max_retries, db, address, as_json, no_prog
             + extra
         )
     if outcome.interrupted:
-        click.echo(f"interrupted: continue with `phasebench study run {name} --trials {trials}`", err=True)
+        again = _command(
+            "study",
+            "run",
+            name,
+            "--trials",
+            trials,
+            parallel=parallel if parallel != 1 else None,
+            db=db,
+            address=address,
+        )
+        click.echo(f"interrupted: continue with `{again}`", err=True)
         sys.exit(130)
     if outcome.counts.get("FAIL"):
         sys.exit(1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -138,13 +140,14 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "phasebench run --resume 1" in err
+    hint = re.search(r"finish with `([^`]+)`", err).group(1)  # copied as printed, it resumes this batch
+    assert hint == f"phasebench run --resume 1 --db {sqlite_url} --max-parallel 1"
     done = count(sqlite_url, "SELECT count(*) FROM pb_results")
     assert 1 <= done < 5
     assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status = 'pending'") == 5 - done  # none left running
     assert count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'interrupted'") == 1
     resumed = subprocess.run(
-        cmd[:4] + ["--resume", "1", "--db", sqlite_url, "--no-progress", "--json"],
+        cmd[:3] + shlex.split(hint)[1:] + ["--no-progress", "--json"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

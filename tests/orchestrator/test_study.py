@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from optuna.trial import TrialState
 
 from models.config import ConfigError
 from orchestrator import study as studies
+from orchestrator.store.engine import mask_url
 from orchestrator.store.migrate import head_revision
 from orchestrator.store.repository import Store
 from orchestrator.store.schema import Run
@@ -351,7 +353,8 @@ def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, 
     )
     studies.create_study(data, db=db_url)
     err = stop_driver_after_a_result("resume", 6, db_url, tmp_path, spawn, signal.SIGINT)
-    assert "continue with `phasebench study run resume --trials 6`" in err
+    again = f"phasebench study run resume --trials 6 --db {shlex.quote(mask_url(db_url))}"
+    assert f"continue with `{again}`" in err  # with the --db it was given, so that copying it continues this study
     after_ctrl_c = [(t.number, t.state) for t in optuna.load_study(study_name="resume", storage=db_url).trials]
     assert TrialState.COMPLETE in {s for _, s in after_ctrl_c} and TrialState.RUNNING not in {
         s for _, s in after_ctrl_c

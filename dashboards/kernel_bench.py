@@ -15,8 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .report import figure_divs, render_table
-from .study import PALETTE
+from .common import PALETTE, figure_divs, render_table
 
 OURS = ("triton", "torch_ref")
 PASSES = (("fwd", "bytes_fwd", "forward"), ("fwd_bwd", "bytes_fwd_bwd", "forward + backward"))

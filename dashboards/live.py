@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .report import build_html, is_training
+from .common import is_training
+from .report import build_html
 
 
 def attach_environments(store, rows: list[dict[str, Any]]) -> None:

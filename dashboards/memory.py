@@ -23,8 +23,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from .report import GIB, by_place, figure_divs, is_training
-from .scaling import knob_suffix, latest, variants
+from .common import GIB, by_place, figure_divs, is_training, knob_suffix, latest, variants
 
 PARTS = ("weights", "optimizer state", "gradients", "logits", "activations")
 COLORS = {

@@ -13,7 +13,9 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-GIB = 2**30
+from . import kernel_bench, memory, runs, scaling
+from .common import GIB, by_place, config_label, figure_divs, gib, is_training, render_table
+
 #: the seed report's numbers (GiB): (d_model, n_layers) -> model -> (weights, peak, activation)
 SEED_REPORT = {
     (4096, 32): {"phase7-seed": (5.74, 5.81, 0.07), "phase8-seed": (5.75, 5.81, 0.06)},
@@ -21,20 +23,7 @@ SEED_REPORT = {
     (2048, 64): {"phase7-seed": (2.88, 2.93, 0.06), "phase8-seed": (2.88, 2.93, 0.06)},
     (2048, 48): {"phase7-seed": (2.22, 2.28, 0.06), "phase8-seed": (2.22, 2.28, 0.06)},
 }
-SEED_NAMES = {(4096, 32): "Maximum", (3072, 48): "Large", (2048, 64): "Deep", (2048, 48): "Standard"}
 METRICS = (("weights_bytes", "weights"), ("peak_bytes", "peak"), ("activation_bytes", "activation"))
-
-
-def config_label(row: dict[str, Any]) -> str:
-    cfg = row["config"]
-    key = (cfg.get("d_model"), cfg.get("n_layers"))
-    name = SEED_NAMES.get(key)
-    base = f"d{key[0]} L{key[1]} N{cfg.get('seq_len')} B{cfg.get('batch_size')}"
-    return f"{name} ({base})" if name else base
-
-
-def gib(value: float | None) -> str:
-    return "-" if value is None else f"{value / GIB:.3f}"
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
@@ -101,23 +90,6 @@ def memory_figures(rows: list[dict[str, Any]]) -> list[go.Figure]:
     return figures
 
 
-def place(row: dict[str, Any]) -> tuple[str, str, str]:
-    """Where and how a row was measured: (device, GPU name or "", mode); figures never mix places."""
-    return row["device"], row.get("gpu_name") or "", row["mode"]
-
-
-def by_place(rows: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str], list[dict[str, Any]]]]:
-    """The rows grouped by :func:`place`, places sorted, rows in their order."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(place(r), []).append(r)
-    return sorted(groups.items(), key=lambda item: item[0])
-
-
-def is_training(row: dict[str, Any]) -> bool:
-    return row["config"].get("job") == "train"
-
-
 def curve_figures(rows: list[dict[str, Any]], curves: dict[str, list[dict[str, Any]]]) -> list[go.Figure]:
     """Training and validation loss of every training run, by tokens seen and by wall time."""
     trained = [r for r in rows if is_training(r) and curves.get(r["run_id"])]
@@ -154,26 +126,6 @@ def curve_figures(rows: list[dict[str, Any]], curves: dict[str, list[dict[str, A
         )
         figures.append(fig)
     return figures
-
-
-def render_table(
-    header: list[str], rows: list[list[str]], row_attrs: list[dict[str, str]] | None = None, table_id: str | None = None
-) -> str:
-    """An escaped HTML table; `row_attrs` gives each body line its attributes (escaped too)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    attrs = ["".join(f' {k}="{html.escape(v)}"' for k, v in a.items()) for a in row_attrs or [{}] * len(rows)]
-    body = "".join(
-        f"<tr{a}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-        for a, row in zip(attrs, rows, strict=True)
-    )
-    ident = f' id="{html.escape(table_id)}"' if table_id else ""
-    return f'<table class="pb-table"{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def figure_divs(figures: list[go.Figure]) -> str:
-    return "".join(
-        f'<div class="pb-figure">{fig.to_html(full_html=False, include_plotlyjs=False)}</div>' for fig in figures
-    )
 
 
 def study_sections(studies: dict[str, list[go.Figure]]) -> str:
@@ -217,8 +169,6 @@ def view_contents(
     kernels: list[dict[str, Any]],
 ) -> dict[str, str]:
     """Each view's HTML by its key in VIEWS."""
-    from . import kernel_bench, memory, runs, scaling  # they build on this module's helpers
-
     return {
         "runs": runs.runs_section(rows),
         "seed": SEED_NOTES + render_table(TABLE_HEADER, table_rows(rows)),

@@ -15,7 +15,7 @@ from typing import Any
 from orchestrator.legacy import stored_execution
 from orchestrator.store.schema import METRIC_COLUMNS
 
-from .report import config_label, gib, render_table
+from .common import config_label, gib, render_table
 
 FILTERS = (
     ("gpu", "GPU"),

@@ -18,32 +18,24 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from orchestrator.spec import stored_config
-
-from .report import GIB, figure_divs, is_training, place, render_table
-from .study import PALETTE
+from .common import (
+    GIB,
+    PALETTE,
+    Knobs,
+    batch,
+    figure_divs,
+    is_training,
+    knob_suffix,
+    knobs,
+    latest,
+    length,
+    place,
+    render_table,
+    variants,
+)
 
 BASELINE = "transformer"
 MEASURED = ("ok", "skipped")
-#: run fields that do not change what is measured: series are grouped without them
-BOOKKEEPING = frozenset(
-    {
-        "model",
-        "seq_len",
-        "batch_size",
-        "timeout_s",
-        "seed",
-        "fault",
-        "num_cpus",
-        "num_gpus",
-        "resources",
-        "isolate",
-        "accelerator_type",
-        "warmup_steps",
-        "steps",
-        "repeats",
-    }
-)
 SIZE_KNOBS = frozenset({"n_layers"})  # what may differ between a family and its transformer
 EMPTY = (
     "<p>No sequence-length sweep yet: run <code>phasebench run examples/long-context.yaml</code> on a GPU, "
@@ -65,7 +57,6 @@ CROSSOVER_HEADER = [
     "lengths compared",
 ]
 
-Knobs = tuple[tuple[str, str], ...]
 Key = tuple[tuple[str, str, str], str, Knobs, int | None]  # place, model, knobs, batch size (None: any)
 
 
@@ -81,39 +72,6 @@ def scaling_section(rows: list[dict[str, Any]]) -> str:
         else "<p>No transformer sweep at the same knobs to compare with.</p>"
     )
     return f"<p>{NOTES}</p>{figures}<h3>Crossover against the transformer</h3>{table}"
-
-
-def knobs(row: dict[str, Any]) -> Knobs:
-    """The config's knobs, run fields it lacks (stored before they existed) at their defaults."""
-    config = stored_config(row["config"])
-    return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in BOOKKEEPING))
-
-
-def length(row: dict[str, Any]) -> int:
-    return row["config"]["seq_len"]
-
-
-def batch(row: dict[str, Any]) -> int:
-    return row["config"].get("batch_size", 1)
-
-
-def latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per config and place: the last one (rows come in batch order, so a rerun replaces)."""
-    return list({(place(r), r["model"], knobs(r), length(r), batch(r)): r for r in rows}.values())
-
-
-def variants(rows: list[dict[str, Any]]) -> list[str]:
-    """Knobs that tell apart runs of one model at one shape (width, depth, length, batch): a sweep's
-    variants, such as grad_checkpoint on and off, named in labels so they do not merge."""
-    shapes: dict[tuple, list[dict[str, Any]]] = {}
-    for r in rows:
-        cfg = r["config"]
-        shapes.setdefault((r["model"], cfg.get("d_model"), cfg.get("n_layers"), length(r), batch(r)), []).append(cfg)
-    found = set()
-    for configs in shapes.values():
-        shared = set.intersection(*(set(c) for c in configs)) - BOOKKEEPING
-        found |= {k for k in shared if len({repr(c[k]) for c in configs}) > 1}
-    return sorted(found)
 
 
 def series(rows: list[dict[str, Any]]) -> dict[Key, list[dict[str, Any]]]:
@@ -155,11 +113,6 @@ def batch_text(members: list[dict[str, Any]]) -> str:
     if len(sizes) == 1:
         return f"B{sizes[0]}"
     return f"{tokens.pop():,} tokens/step" if len(tokens) == 1 else "B" + "/".join(map(str, sizes))
-
-
-def knob_suffix(cfg: dict[str, Any], shown: list[str], sep: str = ", ") -> str:
-    """`{sep}knob=value` for each variant knob the config has (rows from before a knob existed lack it)."""
-    return "".join(f"{sep}{k}={cfg[k]}" for k in shown if k in cfg)
 
 
 def series_label(key: Key, members: list[dict[str, Any]], shown: list[str] = ()) -> str:

@@ -17,8 +17,9 @@ from plotly.subplots import make_subplots
 
 from orchestrator.study import Objective, pareto_front
 
+from .common import PALETTE
+
 INFEASIBLE = "rgba(150, 150, 150, 0.7)"
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
 def objectives_of(labels: Sequence[str | Objective]) -> list[Objective]:

@@ -7,7 +7,7 @@ import torch
 
 import models
 
-SEEDS = {  # name: (d_model, n_layers, phase7-seed parameters) from the seed report (README.md)
+SEEDS = {  # name: (d_model, n_layers, phase7-seed parameters) from the seed report (results/README.md)
     "Maximum": (4096, 32, 3_081_831_424),
     "Large": (3072, 48, 2_575_479_552),
     "Deep": (2048, 64, 1_540_735_488),

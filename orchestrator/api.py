@@ -109,8 +109,19 @@ def results(
         store.close()
 
 
+def flat_record(record: dict[str, Any]) -> dict[str, Any]:
+    """One result record as flat columns: its own fields, then every config field it does not already
+    have, then the scalar `extra` figures as `extra.<name>`."""
+    flat = {k: v for k, v in record.items() if k not in ("config", "extra")}
+    flat.update({k: v for k, v in (record.get("config") or {}).items() if k not in flat})
+    scalars = (str, int, float, bool, type(None))
+    flat.update({f"extra.{k}": v for k, v in (record.get("extra") or {}).items() if isinstance(v, scalars)})
+    return flat
+
+
 def results_frame(db: str | None = None, **filters: Any):
-    """:func:`results` as a pandas DataFrame (pandas must be installed)."""
+    """:func:`results` as a flat pandas DataFrame: one column per result field, config field and scalar
+    `extra` figure (:func:`flat_record`). pandas must be installed."""
     import pandas as pd
 
-    return pd.DataFrame.from_records(results(db, **filters))
+    return pd.DataFrame.from_records([flat_record(r) for r in results(db, **filters)])

@@ -538,6 +538,30 @@ def study_create(spec, db) -> None:
     )
 
 
+@study.command("list")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def study_list(db, as_json) -> None:
+    """Every study in the database: its trials by state, objectives and description."""
+    from . import study as studies
+
+    listed = studies.list_studies(db)
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    for row in listed:
+        row["by_state"] = ", ".join(f"{k.lower()} {v}" for k, v in sorted(row["states"].items())) or "-"
+        row["objective"] = "; ".join(row["objectives"]) or "-"
+    columns = (
+        ("study", "name", str),
+        ("trials", "trials", str),
+        ("states", "by_state", str),
+        ("objectives", "objective", str),
+        ("description", "description", str),
+    )
+    click.echo(text_table(listed, columns))
+
+
 @study.command("run")
 @click.argument("name")
 @click.option("--trials", type=click.IntRange(min=1), required=True, help="Trials the study should hold in total.")

@@ -1134,6 +1134,36 @@ def study_summary(name: str, db: str | None = None, top: int = 5) -> dict[str, A
     }
 
 
+def list_studies(db: str | None = None) -> list[dict[str, Any]]:
+    """Every study in the database, oldest first: name, description, objectives, trials by state."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = _storage(database_url(db), create=False)
+    try:
+        listed = []
+        for name in optuna.get_all_study_names(storage):  # in the order they were created
+            study = _load(storage, name)
+            source = study.user_attrs.get(SPEC_ATTR)
+            spec = parse_study_spec(source) if source is not None else None
+            trials = study.get_trials(deepcopy=False, states=tuple(TrialState))
+            states: dict[str, int] = {}
+            for trial in trials:
+                states[trial.state.name] = states.get(trial.state.name, 0) + 1
+            listed.append(
+                {
+                    "name": name,
+                    "description": spec.description if spec else "(not created by phasebench)",
+                    "objectives": [o.label for o in spec.objectives] if spec else [],
+                    "trials": len(trials),
+                    "states": states,
+                }
+            )
+        return listed
+    finally:
+        _close_storage(storage)
+
+
 def best(name: str, db: str | None = None) -> dict[str, Any]:
     """The best feasible trial (single objective) or the Pareto set (several), as `{"best": [...]}`."""
     summary = study_summary(name, db, top=1)

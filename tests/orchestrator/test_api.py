@@ -38,7 +38,10 @@ def test_results_frame_is_the_records_as_a_dataframe(url):
 
     rows = api.results(url, status=["ok"])
     frame = api.results_frame(url, status=["ok"])
-    assert len(frame) == len(rows) and {"run_id", "model", "tokens_per_s", "config"} <= set(frame.columns)
+    assert len(frame) == len(rows) and {"run_id", "model", "tokens_per_s", "seq_len", "d_model"} <= set(frame.columns)
+    assert "config" not in frame.columns and "extra" not in frame.columns
+    by_id = frame.set_index("run_id")
+    assert all(by_id.loc[r["run_id"], "seq_len"] == r["config"]["seq_len"] for r in rows)
     assert sorted(frame["run_id"]) == sorted(r["run_id"] for r in rows)
     assert (frame["tokens_per_s"] > 0).all()
 

@@ -506,3 +506,20 @@ def test_study_export_to_a_path_that_cannot_be_written_is_one_line(sqlite_url, t
     code, out, err = run_cli("study", "export", "unwritten", "--out", str(target), "--db", sqlite_url)
     assert code == 2 and out == "" and err.startswith("error: --out: cannot write") and err.count("\n") == 1
     assert not target.parent.exists()
+
+
+def test_study_list_shows_every_study_with_its_trials(local_ray, sqlite_url):
+    for name in ("first", "second"):
+        studies.create_study(
+            make(name, {"d_model": {"choices": [32, 64]}}, ["maximize params"], sampler={"type": "grid", "seed": 0}),
+            db=sqlite_url,
+        )
+    studies.run_study("second", trials=2, parallel=1, db=sqlite_url)
+    code, out, err = run_cli("study", "list", "--db", sqlite_url)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["study", "trials", "states"], err
+    assert lines[2].split()[:2] == ["first", "0"] and lines[3].split()[:4] == ["second", "2", "complete", "2"]
+    code, out, _ = run_cli("study", "list", "--json", "--db", sqlite_url)
+    listed = json.loads(out)
+    assert [s["name"] for s in listed] == ["first", "second"] and listed[1]["states"] == {"COMPLETE": 2}
+    assert listed[0]["objectives"] == ["maximize params"]

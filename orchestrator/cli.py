@@ -657,6 +657,11 @@ def _study_text(summary: dict[str, Any]) -> str:
         lines += ["best feasible trials:", _study_table(summary["best"], summary["metrics"])]
     else:
         lines.append("no feasible completed trial yet")
+    if summary["infeasible"]:
+        lines.append(f"infeasible trials ({len(summary['infeasible'])}):")
+        for r in summary["infeasible"]:
+            params = ", ".join(f"{k[6:]}={v}" for k, v in r.items() if k.startswith("param_"))
+            lines.append(f"  #{r['number']} {params}: {r['infeasible_because']}")
     return "\n".join(lines)
 
 

@@ -1057,6 +1057,8 @@ def trial_records(study, spec: StudySpec) -> list[dict[str, Any]]:
         record.update({f"param_{k}": v for k, v in t.params.items()})
         record["constraint"] = constraints[0] if constraints else None
         record["feasible"] = (constraints[0] <= 0) if constraints and t.state.name == "COMPLETE" else None
+        record["status"] = t.user_attrs.get("status")
+        record["infeasible_because"] = infeasible_reason(record) if record["feasible"] is False else None
         record["run_id"] = t.user_attrs.get("run_id")
         record["reused_run_id"] = t.user_attrs.get("reused_run_id")
         record["config_hash"] = t.user_attrs.get("config_hash")
@@ -1070,6 +1072,13 @@ def trial_records(study, spec: StudySpec) -> list[dict[str, Any]]:
         )
         records.append(record)
     return records
+
+
+def infeasible_reason(record: dict[str, Any]) -> str:
+    """Why a completed trial is infeasible: it ran out of memory, or its peak exceeded the study's budget."""
+    if record["status"] == "oom":
+        return "out of memory"
+    return f"peak {record['constraint']:.2f} GiB over the VRAM budget"
 
 
 def pareto_front(
@@ -1129,6 +1138,7 @@ def study_summary(name: str, db: str | None = None, top: int = 5) -> dict[str, A
         "trials": len(records),
         "states": states,
         "feasible": sum(1 for r in records if r["feasible"]),
+        "infeasible": [r for r in records if r["feasible"] is False],
         "best": best_records(records, spec.objectives, limit=top),
         "pareto": pareto_front(records, spec.objectives) if len(spec.objectives) > 1 else None,
     }

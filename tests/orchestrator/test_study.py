@@ -191,6 +191,10 @@ def test_single_objective_study_and_a_second_study_answered_from_the_database(lo
     assert all(t.user_attrs["constraints"][0] > 0 for t in tight_trials)
     summary = studies.study_summary("tight", db_url)
     assert summary["feasible"] == 0 and summary["best"] == []
+    code, out, _ = run_cli("study", "show", "tight", "--db", db_url)
+    assert code == 0 and "infeasible trials (2):" in out
+    for r in summary["infeasible"]:  # each says why: its peak over the budget, by how much
+        assert f"#{r['number']} d_model={r['param_d_model']}: peak {r['constraint']:.2f} GiB over" in out
     assert query(db_url, "SELECT count(*) FROM pb_runs WHERE study_name = 'tight' AND status = 'skipped'") == [(2,)]
     code, out, _ = run_cli("study", "export", "tight", "--format", "csv", "--db", db_url)
     assert code == 0 and out.splitlines()[0].startswith("number,state,model,params,param_d_model,constraint,feasible")

@@ -100,6 +100,9 @@ def run(spec, db, address, dry_run, as_json, rerun, resume_batch, yes, max_paral
         return
     progress = _Progress(enabled=not no_progress and not as_json)
     kwargs = dict(db=db, address=address, max_parallel=max_parallel, on_batch=progress.start, on_result=progress.update)
+    json_out = sys.stdout
+    if as_json:  # stdout carries the JSON only: Ray's threads print "(raylet) worker died" lines there, also
+        sys.stdout = sys.stderr  # after the batch, so every print goes to stderr until the process exits
     try:
         if spec:
             outcome = api.run(spec, rerun=rerun, allow_large=yes, **kwargs)
@@ -119,7 +122,8 @@ def run(spec, db, address, dry_run, as_json, rerun, resume_batch, yes, max_paral
                 },
                 indent=2,
                 default=str,
-            )
+            ),
+            file=json_out,
         )
     else:
         click.echo(text_table(rows))

@@ -229,3 +229,14 @@ def test_results_list_columns_and_sort(listed_db):
     assert code == 2 and err.strip() == "error: --sort: unknown field 'nope'"
     code, out, err = run_cli("results", "list", "--columns", "model,bogus", "--db", listed_db)
     assert code == 2 and err.strip() == "error: --columns: unknown field 'bogus'"
+
+
+def test_run_json_stdout_is_json_only_when_a_worker_dies(tmp_path):
+    """Ray's driver prints `(raylet) A worker died ...` on stdout, during the batch and after it."""
+    spec = write_spec(
+        tmp_path, {"name": "crash", "defaults": TINY, "grid": {"model": ["transformer"], "fault": ["exit", "none"]}}
+    )
+    done = phasebench("run", spec, "--db", f"sqlite:///{tmp_path / 'pb.db'}", "--json", cwd=tmp_path)
+    assert done.returncode == 1  # the dead worker's run is stored as failed
+    assert json.loads(done.stdout)["counts"] == {"failed": 1, "ok": 1}
+    assert "worker died" in done.stderr

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .runner import BatchOutcome, Runner
+from .runner import BatchOutcome, Runner, check_reachable
 from .spec import Spec, config_field_types, expand, load_spec
 from .store.repository import Filters, Store
 
@@ -43,6 +43,8 @@ def run(
     after each finished run.
     """
     resolved = spec if isinstance(spec, Spec) else plan(spec, allow_large)
+    if address:
+        check_reachable(address)  # before anything is stored
     store = Store(db)
     try:
         batch = store.create_batch(resolved, rerun=rerun)
@@ -60,6 +62,8 @@ def resume(
     on_result: ResultCallback | None = None,
 ) -> BatchOutcome:
     """Finish the pending and interrupted runs of a stored batch (by id or name)."""
+    if address:
+        check_reachable(address)
     store = Store(db, create=False)
     try:
         return _run_stored(store, store.find_batch(batch).id, address, max_parallel, on_batch, on_result)

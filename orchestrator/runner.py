@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 
 from . import interrupts
 from .environment import REPO_ROOT, git_state
+from .errors import UserError
 from .store.repository import Store
 from .store.schema import Run
 
@@ -37,6 +39,27 @@ class BatchOutcome:
     batch_id: int
     counts: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+
+
+#: how long joining a cluster may wait for its head to answer before the driver gives up
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """UserError naming --address when `host:port` (or `ray://host:port`) does not accept a connection
+    within `timeout_s` (Ray itself keeps retrying for minutes). `auto` and addresses without a port are
+    left to Ray."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise UserError(
+            f"--address: cannot reach the Ray head at {target} ({reason} after at most {timeout_s:g} s)"
+        ) from None
 
 
 def init_ray(address: str | None = None) -> None:
@@ -61,6 +84,7 @@ def init_ray(address: str | None = None) -> None:
         "configure_logging": False,
     }
     if address:
+        check_reachable(address)
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", include_dashboard=False, **kwargs)

@@ -45,7 +45,16 @@ from models.config import ConfigError, check_value
 from . import interrupts
 from .environment import git_state
 from .errors import UserError
-from .runner import Capacity, collect_outcome, drain_metrics, init_ray, metrics_queue, remote_executes, task_options
+from .runner import (
+    Capacity,
+    check_reachable,
+    collect_outcome,
+    drain_metrics,
+    init_ray,
+    metrics_queue,
+    remote_executes,
+    task_options,
+)
 from .spec import (
     RUN_FIELD_META,
     RUN_FIELD_TYPES,
@@ -1000,6 +1009,8 @@ def run_study(
     """
     if trials < 1 or parallel < 1:
         raise UserError("study run: --trials and --parallel must be >= 1")
+    if address:
+        check_reachable(address)  # before any trial is asked for
     url = database_url(db)
     storage = _storage(url, create=False)
     try:

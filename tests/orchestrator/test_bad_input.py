@@ -866,3 +866,17 @@ def test_an_endless_dashboard_input_is_refused_at_its_bound(option, seeded, tmp_
     code, _, err = run_cli("dashboard", "build", option, "/dev/zero", "--db", seeded, "--out", str(out))
     assert_user_error(code, err, contains=f"{option}: /dev/zero is larger than")
     assert not out.exists()
+
+
+def test_an_unreachable_ray_address_is_a_one_line_error_before_anything_is_written(tmp_path, seeded, work):
+    """Ray keeps retrying a dead head for minutes; the driver answers within the connect timeout."""
+    spec = str(write_spec(tmp_path / "ok.yaml", {"name": "x", "defaults": TINY, "grid": {"seq_len": [16]}}))
+    before = db_state(seeded)
+    for argv in (["run", spec, "--no-progress"], ["run", "--resume", "1"]):
+        code, _, err = run_cli(*argv, "--db", seeded, "--address", "127.0.0.1:1")
+        assert_user_error(code, err, contains="--address: cannot reach the Ray head at 127.0.0.1:1")
+    assert db_state(seeded) == before
+    fresh = tmp_path / "fresh.db"
+    code, _, err = run_cli("run", spec, "--db", f"sqlite:///{fresh}", "--address", "ray://127.0.0.1:1")
+    assert_user_error(code, err, contains="--address")
+    assert not fresh.exists()

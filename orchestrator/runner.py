@@ -84,8 +84,7 @@ def init_ray(address: str | None = None) -> None:
         "configure_logging": False,
     }
     if address:
-        check_reachable(address)
-        ray.init(address=address, **kwargs)
+        ray.init(address=address, **kwargs)  # the API checked first that it answers (check_reachable)
     else:
         ray.init(address="local", include_dashboard=False, **kwargs)
     for signum, handler in handlers.items():

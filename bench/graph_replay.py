@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.profile_step import parse_settings, prepare_step, step_parser, write_report  # noqa: E402
 from orchestrator.errors import ConfigError  # noqa: E402
-from orchestrator.spec import resolve_config  # noqa: E402
+from orchestrator.spec import parse_value, resolve_config  # noqa: E402
 
 
 def per_step_ms(fn, steps: int) -> float:
@@ -65,13 +65,11 @@ def bare_times(config: dict, warmup: int, steps: int) -> dict:
 def sweep_configs(parser, args) -> list[dict]:
     """One resolved config (mode `train` unless set, `execution: graph`) per combination of `--sweep` values."""
     base = {"mode": "train"} | parse_settings(args.set)
-    axes = [
-        (key, [parse_settings([f"{key}={v}"])[key] for v in values.split(",")])
-        for key, _, values in (pair.partition("=") for pair in args.sweep)
-    ]
+    pairs = (pair.partition("=") for pair in args.sweep)
+    axes = {key: [parse_value(v) for v in values.split(",")] for key, _, values in pairs}
     configs = []
-    for combo in itertools.product(*(values for _, values in axes)):
-        fields = dict(zip((key for key, _ in axes), combo, strict=True))
+    for combo in itertools.product(*axes.values()):
+        fields = dict(zip(axes, combo, strict=True))
         raw = base | fields | {"execution": "graph"}  # a capturable AdamW, as the stored graph runs use
         try:
             configs.append(resolve_config(raw)[0])

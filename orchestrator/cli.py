@@ -256,8 +256,11 @@ def results_list(db, model, mode, batch, status, device, where, fmt, columns, so
     training runs the final loss, validation loss and bits per byte."""
     records = filtered_results(db, model, mode, batch, status, device, where)
     names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    known = _field_names(records)
     for option, wanted in (("--columns", names or []), ("--sort", [sort_key.lstrip("-")] if sort_key else [])):
-        _check_field_names(option, wanted, records)
+        unknown = [n for n in wanted if n not in known]
+        if records and unknown:
+            raise UserError(f"{option}: unknown field {unknown[0]!r}")
     if sort_key:
         records = sorted_by(records, sort_key)
     if fmt != "table":
@@ -265,13 +268,12 @@ def results_list(db, model, mode, batch, status, device, where, fmt, columns, so
     click.echo(render(records, fmt, list_columns(records, names)))
 
 
-def _check_field_names(option: str, names: list[str], records: list[dict[str, Any]]) -> None:
+def _field_names(records: list[dict[str, Any]]) -> set[str]:
+    """What --columns and --sort accept: column headers, result fields, config fields, `extra` figures."""
     known = {header for header, _, _ in LISTED_COLUMNS} | {key for _, key, _ in LISTED_COLUMNS}
     for record in records:
         known |= set(record) | set(record.get("config") or {}) | set(record.get("extra") or {})
-    unknown = [n for n in names if n not in known]
-    if records and unknown:
-        raise UserError(f"{option}: unknown field {unknown[0]!r}")
+    return known
 
 
 @results.command("show")

@@ -80,8 +80,9 @@ def list_columns(records: list[dict[str, Any]], names: list[str] | None = None) 
 
 
 def sorted_by(records: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """`records` ordered by a field (`-field`: descending); records without it last either way."""
+    """`records` ordered by a field or a column header (`-field`: descending); records without it last."""
     name, descending = key.lstrip("-"), key.startswith("-")
+    name = next((k for header, k, _ in LISTED_COLUMNS if header == name), name)
     present = [r for r in records if field_value(r, name) is not None]
     missing = [r for r in records if field_value(r, name) is None]
     present.sort(key=lambda r: (isinstance(field_value(r, name), str), field_value(r, name)), reverse=descending)

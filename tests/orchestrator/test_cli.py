@@ -225,6 +225,8 @@ def test_results_list_columns_and_sort(listed_db):
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["model", "seq_len", "tok/s"]
     assert [line.split()[1] for line in lines[2:]] == ["16", "16", "8", "8"]
+    code, out, _ = run_cli("results", "list", "--batch", "bench", "--sort", "-#", "--columns", "#", "--db", listed_db)
+    assert [line.strip() for line in out.splitlines()[2:]] == ["3", "2", "1", "0"]  # a header sorts as its field
     code, out, err = run_cli("results", "list", "--sort", "nope", "--db", listed_db)
     assert code == 2 and err.strip() == "error: --sort: unknown field 'nope'"
     code, out, err = run_cli("results", "list", "--columns", "model,bogus", "--db", listed_db)

@@ -422,11 +422,10 @@ def config_field_types() -> dict[str, type]:
 
 
 def default_execution(config: dict[str, Any], model_config) -> str:
-    """What `execution: auto` runs: `graph` for a benchmark on CUDA whose model can be captured, else
-    `eager`. Training stays eager until graph-captured training has been checked against eager on a GPU
-    (docs/measurement.md, "Execution modes")."""
+    """What `execution: auto` runs: `graph` on CUDA where the model can be captured (benchmarks and training
+    alike), else `eager` (docs/measurement.md, "Execution modes")."""
     capturable = config["device"] == "cuda" and not model_config.graph_blocker()
-    return "graph" if capturable and config["job"] == "benchmark" else "eager"
+    return "graph" if capturable else "eager"
 
 
 def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:

@@ -60,6 +60,9 @@ class SelfAttention(nn.Module):
         return self.out_proj(o.transpose(1, 2).reshape(b, n, d))
 
     def _sdpa(self, q, k, v):
+        if torch.compiler.is_compiling():
+            # a traced call cannot try a backend and fall back on its error: the dispatcher picks
+            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
         if not q.is_cuda:
             self.backend_used = "cpu"
             return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)

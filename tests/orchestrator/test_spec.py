@@ -292,7 +292,7 @@ def test_bad_execution_is_one_line_naming_the_field(knobs, message):
     assert str(info.value).startswith(message)
 
 
-def test_auto_execution_is_graph_for_benchmarks_that_can_be_captured_and_is_stored_resolved(monkeypatch):
+def test_auto_execution_is_graph_where_the_model_can_be_captured_and_is_stored_resolved(monkeypatch):
     import orchestrator.spec as spec_module
 
     monkeypatch.setattr(spec_module, "_cuda_available", lambda: True)
@@ -303,7 +303,7 @@ def test_auto_execution_is_graph_for_benchmarks_that_can_be_captured_and_is_stor
     phase8 = with_defaults(device="cuda", lin_attn_mode="auto") | {"grid": {"model": ["phase8"]}}
     assert expand(phase8).runs[0].config["execution"] == "eager"  # it reads its curvature on the host
     train = with_defaults(device="cuda", job="train", mode="train") | {"grid": {"model": ["phase7"]}}
-    assert expand(train).runs[0].config["execution"] == "eager"  # until graph training is checked on a GPU
+    assert expand(train).runs[0].config["execution"] == "graph"  # training is captured too
 
 
 def test_a_model_that_syncs_the_host_is_refused_for_graph_by_name(monkeypatch):

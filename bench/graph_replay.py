@@ -24,8 +24,9 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.profile_step import parse_settings, prepare_step, step_parser, write_report  # noqa: E402
+from bench.profile_step import prepare_step, step_parser, write_report  # noqa: E402
 from orchestrator.errors import ConfigError  # noqa: E402
+from orchestrator.overrides import parse_settings  # noqa: E402
 from orchestrator.spec import parse_value, resolve_config  # noqa: E402
 
 

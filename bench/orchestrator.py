@@ -2,10 +2,12 @@
 
     python bench/orchestrator.py                                  # 100 and 1000 runs, SQLite
     python bench/orchestrator.py --pg postgresql://u:p@host/db    # the same through PostgreSQL too
+    python bench/orchestrator.py --isolate --isolation fork,process --runs 1,10,100   # a process per run
 
 Each run is a 1-layer, d=16 transformer doing one inference step on 8 tokens (the job itself takes
 about a millisecond), with `isolate: false` so that Ray reuses worker processes (tiny CPU runs do not
-need a fresh process each); `--isolate` measures the default, a fresh process per run. Per run:
+need a fresh process each); `--isolate` measures the default, a process of its own per run, forked by a
+warm fork server or (`--isolation process`) a fresh Ray worker (orchestrator/worker.py). Per run:
 latency = result stored - run submitted (driver clock); database write latency = time of each
 `Store.record_result`. Prints a table and writes JSON with the environment.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -28,6 +31,7 @@ from orchestrator.environment import collect  # noqa: E402
 from orchestrator.runner import init_ray  # noqa: E402
 from orchestrator.store.engine import mask_url  # noqa: E402
 from orchestrator.store.repository import Store  # noqa: E402
+from orchestrator.worker import ISOLATION_ENV  # noqa: E402
 
 TINY = {
     "model": "transformer",
@@ -50,7 +54,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(db: str, runs: int, tag: str, isolate: bool) -> dict:
+def measure(db: str, runs: int, tag: str, isolate: bool, device: str) -> dict:
     writes: list[float] = []
     original = Store.record_result
 
@@ -76,7 +80,7 @@ def measure(db: str, runs: int, tag: str, isolate: bool) -> dict:
     try:
         spec = {
             "name": f"overhead-{tag}-{runs}",
-            "defaults": TINY | {"isolate": isolate},
+            "defaults": TINY | {"isolate": isolate, "device": device},
             "grid": {"seed": list(range(runs))},
         }
         began = time.perf_counter()
@@ -88,6 +92,8 @@ def measure(db: str, runs: int, tag: str, isolate: bool) -> dict:
     return {
         "db": tag,
         "isolate": isolate,
+        "isolation": os.environ.get(ISOLATION_ENV, "fork") if isolate else None,
+        "device": device,
         "runs": runs,
         "wall_s": wall,
         "runs_per_minute": 60 * runs / wall,
@@ -102,7 +108,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default="100,1000", help="comma list of batch sizes")
     ap.add_argument("--pg", help="also measure through this PostgreSQL URL")
-    ap.add_argument("--isolate", action="store_true", help="a fresh worker process per run (the default for real runs)")
+    ap.add_argument("--isolate", action="store_true", help="a process of its own per run (the default for real runs)")
+    ap.add_argument("--isolation", default="fork", help="with --isolate: comma list of schemes, fork | process")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "orchestrator" / "orchestrator.json")
     args = ap.parse_args()
     init_ray()
@@ -111,14 +119,20 @@ def main() -> None:
         db=f"sqlite:///{tempfile.mkdtemp()}/warm.db",
     )
     targets = [("sqlite", f"sqlite:///{tempfile.mkdtemp()}/bench.db")] + ([("postgresql", args.pg)] if args.pg else [])
-    rows = [measure(url, int(n), tag, args.isolate) for tag, url in targets for n in args.runs.split(",")]
+    rows = []
+    for scheme in args.isolation.split(",") if args.isolate else ["fork"]:
+        os.environ[ISOLATION_ENV] = scheme  # read by the dispatcher at each batch
+        rows += [
+            measure(url, int(n), tag, args.isolate, args.device) for tag, url in targets for n in args.runs.split(",")
+        ]
     print(
-        f"{'db':10s} {'isolate':>7s} {'runs':>6s} {'wall s':>8s} {'runs/min':>9s} {'lat med s':>10s} "
+        f"{'db':10s} {'isolation':>9s} {'runs':>6s} {'wall s':>8s} {'runs/min':>9s} {'lat med s':>10s} "
         f"{'lat p95 s':>10s} {'write med ms':>13s} {'write p95 ms':>13s}"
     )
     for r in rows:
         print(
-            f"{r['db']:10s} {str(r['isolate']):>7s} {r['runs']:6d} {r['wall_s']:8.1f} {r['runs_per_minute']:9.0f} "
+            f"{r['db']:10s} {str(r['isolation'] or 'reused'):>9s} {r['runs']:6d} {r['wall_s']:8.1f} "
+            f"{r['runs_per_minute']:9.0f} "
             f"{r['latency_median_s']:10.3f} {r['latency_p95_s']:10.3f} {r['db_write_median_ms']:13.2f} "
             f"{r['db_write_p95_ms']:13.2f}"
         )
@@ -129,7 +143,7 @@ def main() -> None:
                 "command": " ".join(["python", "bench/orchestrator.py", *sys.argv[1:]]).replace(
                     args.pg or "\0", mask_url(args.pg or "")
                 ),
-                "environment": collect("cpu"),
+                "environment": collect(args.device),
                 "rows": rows,
             },
             indent=1,

@@ -31,18 +31,8 @@ sys.path.insert(0, str(ROOT))
 from orchestrator.environment import collect  # noqa: E402
 from orchestrator.errors import ConfigError  # noqa: E402
 from orchestrator.measure import BenchmarkJob  # noqa: E402
-from orchestrator.spec import parse_value, resolve_config  # noqa: E402
-
-
-def parse_settings(pairs: list[str]) -> dict:
-    """`key=value` pairs, values read as in a spec (numbers, booleans, strings)."""
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigError("--set", pair, "expected key=value")
-        settings[key] = parse_value(value)
-    return settings
+from orchestrator.overrides import parse_settings  # noqa: E402
+from orchestrator.spec import resolve_config  # noqa: E402
 
 
 def step_parser(description: str) -> argparse.ArgumentParser:

@@ -1,1 +1,1 @@
-"""Plotly figures and the self-contained HTML report."""
+"""Plotly reports of stored results: the HTML report and the live page (dashboards/live.py)."""

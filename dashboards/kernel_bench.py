@@ -15,7 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .common import PALETTE, figure_divs, render_table
+from .common import PALETTE, Render, figure_divs, render_table
 
 OURS = ("triton", "torch_ref")
 PASSES = (("fwd", "bytes_fwd", "forward"), ("fwd_bwd", "bytes_fwd_bwd", "forward + backward"))
@@ -189,11 +189,11 @@ def environment_line(file: dict[str, Any]) -> str:
     )
 
 
-def kernel_section(files: list[dict[str, Any]]) -> str:
+def kernel_section(files: list[dict[str, Any]], render: Render = figure_divs) -> str:
     """The kernels view: per file its environment, figures and table; an empty state without files."""
     if not files:
         return EMPTY
     return "".join(
-        f"<p>{environment_line(f)}</p>{figure_divs(kernel_figures([f]))}{render_table(TABLE_HEADER, kernel_table(f))}"
+        f"<p>{environment_line(f)}</p>{render(kernel_figures([f]))}{render_table(TABLE_HEADER, kernel_table(f))}"
         for f in files
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from .common import GIB, by_place, figure_divs, is_training, knob_suffix, latest, variants
+from .common import GIB, Render, by_place, figure_divs, is_training, knob_suffix, latest, variants
 
 PARTS = ("weights", "optimizer state", "gradients", "logits", "activations")
 COLORS = {
@@ -45,8 +45,8 @@ NOTES = (
 )
 
 
-def breakdown_section(rows: list[dict[str, Any]]) -> str:
-    figures = figure_divs(breakdown_figures(rows))
+def breakdown_section(rows: list[dict[str, Any]], render: Render = figure_divs) -> str:
+    figures = render(breakdown_figures(rows))
     return f"<p>{NOTES}</p>{figures}" if figures else EMPTY
 
 

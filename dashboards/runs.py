@@ -1,9 +1,11 @@
-"""The run table: one line per run, filtered in the page by GPU, device, mode, model, batch and status,
-and a detail view per run (click or Enter on a line): status and error, config, environment, every metric.
+"""The runs view: every run counted by model, mode, device and status, then the run table: one line per
+run, the latest RECENT_RUNS runs, filtered in the page by GPU, device, mode, model, batch and status, and a
+detail view per run (click or Enter on a line): status and error, config, environment, every metric.
 
 The filters are plain JavaScript embedded in the page (nothing from the network; works from disk); they
 compare the lines' `data-*` attributes with the chosen values and remember the choice for the session,
-so the live page's reloads keep it. The details are rendered here, escaped, and only shown by the script.
+so a reload, or the live page replacing the view, keeps it (`window.pbRuns` sets the view up again).
+The details are rendered here, escaped, and only shown by the script.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import json
 from typing import Any
 
 from orchestrator.legacy import stored_execution
-from orchestrator.store.schema import METRIC_COLUMNS
+from orchestrator.store.schema import METRIC_COLUMNS, RUN_STATUSES
 
-from .common import config_label, gib, render_table
+from .common import TABLE_LINES, RunSet, config_label, gib, render_table, shown_note, stage
 
 FILTERS = (
     ("gpu", "GPU"),
@@ -33,7 +35,7 @@ RUN_KEYS = (
     "batch_id",
     "index",
     "status",
-    "phase",
+    "stage",
     "attempts",
     "config_hash",
     "model_version",
@@ -44,6 +46,8 @@ RUN_KEYS = (
     "trial_number",
     "started_at",
     "finished_at",
+    "tags",
+    "note",
 )
 ENV_KEYS = (
     "gpu_name",
@@ -61,7 +65,7 @@ ROW_ENV_KEYS = ("gpu_name", "hostname", "git_commit")  # what a result row carri
 EMPTY = "<p>No runs yet: run <code>phasebench run examples/quickstart.yaml</code>.</p>"
 
 SCRIPT = """
-(function () {
+window.pbRuns = function () {
   var table = document.getElementById("pb-run-table");
   if (!table) { return; }
   var lines = Array.prototype.slice.call(table.tBodies[0].rows);
@@ -117,7 +121,8 @@ SCRIPT = """
   });
   applyFilters();
   if (saved.run !== null && saved.run !== undefined) { showDetail(String(saved.run)); }
-})();
+};
+window.pbRuns();
 """
 
 
@@ -208,7 +213,7 @@ def detail(row: dict[str, Any], run: int) -> str:
         f"{row.get('gpu_name') or row['device']}, status {row['status']}"
     )
     tables = (
-        field_table("run", {k: row.get(k) for k in RUN_KEYS})
+        field_table("run", {k: stage(row) if k == "stage" else row.get(k) for k in RUN_KEYS})
         + field_table("config", row["config"])
         + field_table(f"environment ({source})", env)
         + field_table("metrics", {k: row.get(k) for k in METRIC_COLUMNS})
@@ -220,13 +225,32 @@ def detail(row: dict[str, Any], run: int) -> str:
     )
 
 
-def runs_section(rows: list[dict[str, Any]]) -> str:
-    """Filters, the run table and every run's detail view, with the script that ties them together."""
+def status_order(status: str) -> tuple[int, str]:
+    """The lifecycle order of RUN_STATUSES; any other status after them."""
+    return (RUN_STATUSES.index(status) if status in RUN_STATUSES else len(RUN_STATUSES), status)
+
+
+def summary_table(runs: RunSet) -> str:
+    """Runs by model, mode and device (a line each) and status (a column each), with their totals."""
+    statuses = sorted({key[3] for key in runs.counts}, key=status_order)
+    lines = []
+    for group in sorted({key[:3] for key in runs.counts}):
+        counts = [runs.counts[(*group, status)] for status in statuses]
+        lines.append([*group, *(f"{n:,}" if n else "-" for n in counts), f"{sum(counts):,}"])
+    note = shown_note(min(len(lines), TABLE_LINES), len(lines), "model / mode / device groups")
+    return note + render_table(["model", "mode", "device", *statuses, "runs"], lines[:TABLE_LINES])
+
+
+def runs_section(runs: RunSet) -> str:
+    """The summary, filters, the run table of the latest runs and their detail views, with the script that
+    ties them together."""
+    rows = runs.recent
     if not rows:
         return EMPTY
     table = render_table(HEADER, [run_line(r) for r in rows], row_attrs=row_attributes(rows), table_id="pb-run-table")
     details = "".join(detail(r, i) for i, r in enumerate(rows))
     return (
+        f"{summary_table(runs)}{shown_note(len(rows), runs.total, 'runs (the latest)')}"
         f"{filter_controls(rows)}<p>Click a run (or focus it and press Enter) for its details.</p>{table}"
         f'<div id="pb-details">{details}</div><script>{SCRIPT}</script>'
     )

@@ -20,8 +20,10 @@ from plotly.subplots import make_subplots
 
 from .common import (
     GIB,
+    MEASURED,
     PALETTE,
     Knobs,
+    Render,
     batch,
     figure_divs,
     is_training,
@@ -31,11 +33,11 @@ from .common import (
     length,
     place,
     render_table,
+    stage,
     variants,
 )
 
 BASELINE = "transformer"
-MEASURED = ("ok", "skipped")
 SIZE_KNOBS = frozenset({"n_layers"})  # what may differ between a family and its transformer
 EMPTY = (
     "<p>No sequence-length sweep yet: run <code>phasebench run examples/long-context.yaml</code> on a GPU, "
@@ -60,9 +62,9 @@ CROSSOVER_HEADER = [
 Key = tuple[tuple[str, str, str], str, Knobs, int | None]  # place, model, knobs, batch size (None: any)
 
 
-def scaling_section(rows: list[dict[str, Any]]) -> str:
+def scaling_section(rows: list[dict[str, Any]], render: Render = figure_divs) -> str:
     """The figures and the crossover table, or the empty state without a sweep."""
-    figures = figure_divs(scaling_figures(rows))
+    figures = render(scaling_figures(rows))
     if not figures:
         return EMPTY
     lines = crossovers(rows)
@@ -202,7 +204,7 @@ def add_series(
             "x",
             lambda r: r["peak_bytes"] / GIB if r.get("peak_bytes") else ceiling,
             lambda r: floor,
-            lambda r: html.escape(f"OOM in {r.get('phase') or '?'}"),
+            lambda r: html.escape(f"OOM in {stage(r) or '?'}"),
         )
 
 

@@ -2,22 +2,26 @@
 
 >>> from orchestrator import api
 >>> outcome = api.run("examples/quickstart.yaml", db="sqlite:///pb.db")
->>> rows = api.results(db="sqlite:///pb.db", model=["phase8-seed"])
+>>> rows = api.results(db="sqlite:///pb.db", model=["phase8-seed"], where=["seq_len>=8192", "status!=ok"])
 >>> frame = api.results_frame(db="sqlite:///pb.db")        # needs pandas
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .runner import BatchOutcome, Runner, check_reachable
-from .spec import Spec, config_field_types, expand, load_spec
+from .runner import BatchOutcome, Runner, check_reachable, refuse_impossible
+from .spec import Spec, expand, load_spec
+from .store.edits import checked_tags, tag_batch
+from .store.migrate import check_database
 from .store.repository import Filters, Store
+from .store.where import parse_where
 
 __all__ = ["Filters", "plan", "resume", "results", "results_frame", "run"]
 from .store.schema import Run
+from .worker import isolation_scheme
 
 ResultCallback = Callable[[Run, dict[str, Any]], None]
 
@@ -36,18 +40,24 @@ def run(
     max_parallel: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     on_result: ResultCallback | None = None,
+    tags: Iterable[str] = (),
 ) -> BatchOutcome:
     """Validate, store and run a batch; returns the per-status counts.
 
     `on_batch(batch_id, n_runs_to_do)` is called once the batch is stored, `on_result(run, outcome)`
-    after each finished run.
+    after each finished run; every run of the batch carries `tags`.
     """
+    tags = checked_tags(tags)
     resolved = spec if isinstance(spec, Spec) else plan(spec, allow_large)
+    isolation_scheme()  # before anything is stored
     if address:
-        check_reachable(address)  # before anything is stored
+        check_reachable(address)
+    check_database(db)  # a bad --db is refused before Ray starts
+    refuse_impossible(resolved.runs, address)
     store = Store(db)
     try:
         batch = store.create_batch(resolved, rerun=rerun)
+        tag_batch(store, batch.id, tags)
         return _run_stored(store, batch.id, address, max_parallel, on_batch, on_result)
     finally:
         store.close()
@@ -62,6 +72,7 @@ def resume(
     on_result: ResultCallback | None = None,
 ) -> BatchOutcome:
     """Finish the pending and interrupted runs of a stored batch (by id or name)."""
+    isolation_scheme()
     if address:
         check_reachable(address)
     store = Store(db, create=False)
@@ -90,21 +101,20 @@ def results(
     batch: Iterable[str] = (),
     status: Iterable[str] = (),
     device: Iterable[str] = (),
-    where: dict[str, Any] | None = None,
+    where: Mapping[str, Any] | Iterable[str] | str | None = None,
 ) -> list[dict[str, Any]]:
     """Result records (one dict per run) matching every given filter. A filter is one value or several
-    (`model="phase7"` or `model=["phase7", "phase8"]`); `where` maps config fields to values, and a
-    field no config can hold is a ValueError rather than an empty answer."""
-    unknown = sorted(set(where or {}) - set(config_field_types())) if where else []
-    if unknown:
-        raise ValueError(f"where: unknown config field {unknown[0]!r}")
+    (`model="phase7"` or `model=["phase7", "phase8"]`); `where` is a mapping of field to value
+    (`{"seq_len": 16384}`) or conditions as `phasebench results list --where` reads them
+    (`"seq_len>=8192"`, `["status!=ok", "model in phase7,phase8", "tag=baseline"]`; see
+    :mod:`orchestrator.store.where`). A field no record or config holds is a ValueError naming it."""
     filters = Filters(
         _values(model),
         _values(mode),
         tuple(str(b) for b in _values(batch)),
         _values(status),
         _values(device),
-        tuple((where or {}).items()),
+        parse_where(where),
     )
     store = Store(db, create=False)
     try:

@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from .store.records import field_value
+
 
 def human_bytes(value: float) -> str:
     """1536 -> '1.50 KiB'; GiB and above keep three decimals."""
@@ -33,7 +35,7 @@ RESULT_COLUMNS = (
     ("activation", "activation_bytes", human_bytes),
     ("tok/s", "tokens_per_s", lambda v: f"{v:,.0f}"),
     ("MFU", "mfu", lambda v: f"{100 * v:.1f}%"),
-    ("phase", "phase", str),
+    ("stage", "stage", str),
 )
 
 
@@ -41,15 +43,11 @@ RESULT_COLUMNS = (
 LISTED_COLUMNS = (("run", "run_id", lambda v: v[:10]), *RESULT_COLUMNS)
 #: figures a training run keeps in `extra`, shown when a training run is listed
 TRAIN_FIGURES = (("loss", "loss"), ("val loss", "val_loss"), ("bpb", "bits_per_byte"))
-
-
-def field_value(record: dict[str, Any], name: str) -> Any:
-    """A record's value for `name`: a column of the record, else a config field, else an `extra` figure."""
-    if name in record and name not in ("config", "extra"):
-        return record[name]
-    if name in (record.get("config") or {}):
-        return record["config"][name]
-    return (record.get("extra") or {}).get(name)
+#: a run's tags and note, shown when a listed run has any
+ANNOTATION_COLUMNS = (
+    ("tags", "tags", lambda tags: ",".join(tags) or "-"),
+    ("note", "note", lambda text: " ".join(text.split())),
+)
 
 
 def _plain(value: Any) -> str:
@@ -67,15 +65,17 @@ def swept_fields(records: list[dict[str, Any]]) -> list[str]:
 
 def list_columns(records: list[dict[str, Any]], names: list[str] | None = None) -> list[tuple]:
     """The columns of `phasebench results list`: the run id, the default columns, the swept config fields
-    and, when a training run is listed, its final loss, validation loss and bits per byte; or exactly
-    `names` (a column header, a record key, a config field or an `extra` figure each)."""
+    and, when a training run is listed, its final loss, validation loss and bits per byte, then the tags
+    and the note where a listed run has one; or exactly `names` (a column header, a record key, a config
+    field or an `extra` figure each)."""
     if names:
-        by_header = {header: (header, key, fmt) for header, key, fmt in LISTED_COLUMNS}
+        by_header = {header: (header, key, fmt) for header, key, fmt in LISTED_COLUMNS + ANNOTATION_COLUMNS}
         return [by_header.get(name) or (name, name, _plain) for name in names]
     columns = list(LISTED_COLUMNS[:3])
     columns += [(name, name, _plain) for name in swept_fields(records)] + list(LISTED_COLUMNS[3:])
     if any(field_value(r, "job") == "train" for r in records):
         columns += [(header, key, _plain) for header, key in TRAIN_FIGURES]
+    columns += [column for column in ANNOTATION_COLUMNS if any(r.get(column[1]) for r in records)]
     return columns
 
 

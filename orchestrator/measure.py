@@ -1,7 +1,7 @@
 """The benchmark job: build one configuration, run it in its mode, measure memory and time.
 
 Follows docs/measurement.md. Runs inside a fresh worker process (Ray task, max_calls=1). Returns a plain
-dict: `status` (ok | oom | failed | nonfinite), `phase` (build | forward | backward | step | done) and
+dict: `status` (ok | oom | failed | nonfinite), `stage` (build | forward | backward | step | done) and
 the metrics named like :class:`orchestrator.store.schema.Result`'s columns.
 """
 
@@ -34,22 +34,22 @@ PURE_DTYPES = {"pure_fp16": torch.float16, "pure_bf16": torch.bfloat16}
 AMP_DTYPES = {"amp_fp16": torch.float16, "amp_bf16": torch.bfloat16}
 
 
-class PhaseTracker:
-    """Remembers the phase a run is in, so an OOM can say where it died."""
+class StageTracker:
+    """Remembers the stage a run is in, so an OOM can say where it died."""
 
     def __init__(self) -> None:
-        self.phase = "build"
+        self.stage = "build"
 
 
 @dataclass
 class Measurement:
     status: str = "ok"
-    phase: str = "done"
+    stage: str = "done"
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "phase": self.phase, "error": self.error, **self.metrics}
+        return {"status": self.status, "stage": self.stage, "error": self.error, **self.metrics}
 
 
 def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -124,7 +124,7 @@ class Job:
         self.model_config = self.entry.make_config(knobs)
         self.device = resolve_device(self.run["device"])
         self.precision = self.model_config.precision
-        self.tracker = PhaseTracker()
+        self.tracker = StageTracker()
         self.result = Measurement()
         self.baseline = 0
 
@@ -133,7 +133,7 @@ class Job:
             self._run()
         except Exception as exc:  # every failure is a result row, never a lost run
             self.result.status = classify_failure(exc)
-            self.result.phase = self.tracker.phase
+            self.result.stage = self.tracker.stage
             self.result.error = f"{type(exc).__name__}: {exc}"[:4000]
             if self.result.status == "failed":
                 self.result.metrics["traceback"] = traceback.format_exc()[-8000:]
@@ -183,7 +183,7 @@ class Job:
 
     def build(self):
         """The model built directly on the device in its storage dtype (no fp32 copy on the way)."""
-        self.tracker.phase = "build"
+        self.tracker.stage = "build"
         dtype = PURE_DTYPES.get(self.precision, torch.float32)
         previous = torch.get_default_dtype()
         torch.set_default_dtype(dtype)
@@ -223,16 +223,16 @@ class BenchmarkJob(Job):
         nothing here waits for the GPU. A training step sets the gradients to None first, so that a captured
         step allocates them in the graph's pool and every replay writes them afresh."""
         mode = self.run["mode"]
-        self.tracker.phase = "forward"
+        self.tracker.stage = "forward"
         if mode == "inference":
             with torch.no_grad(), self.autocast():
                 return model(ids)
         model.zero_grad(set_to_none=True)
         loss = self.loss(model, ids[:, :-1], ids[:, 1:])
-        self.tracker.phase = "backward"
+        self.tracker.stage = "backward"
         loss.backward()
         if optimizer is not None:
-            self.tracker.phase = "step"
+            self.tracker.stage = "step"
             optimizer.step()
         return loss.detach()
 
@@ -265,7 +265,7 @@ class BenchmarkJob(Job):
         model.train(run["mode"] != "inference")
         optimizer = self.make_optimizer(model)
         generator = torch.Generator().manual_seed(run["seed"])
-        self.tracker.phase = "forward"
+        self.tracker.stage = "forward"
         if run["fault"] == "raise":
             raise RuntimeError("injected fault (fault: raise)")
         before_input = self.allocated()
@@ -303,7 +303,7 @@ class BenchmarkJob(Job):
             "activation_source": "allocator" if self.device.type == "cuda" else "saved_tensors",
         }
         if not math.isfinite(final):
-            self.result.status, self.result.phase = "nonfinite", "done"
+            self.result.status, self.result.stage = "nonfinite", "done"
 
     def output_value(self, out: torch.Tensor) -> float:
         """A step's output as a number: the loss (training), or 0.0 when every logit is finite (inference);
@@ -314,7 +314,7 @@ class BenchmarkJob(Job):
 
     def check_finite(self, out: torch.Tensor) -> None:
         if not math.isfinite(self.output_value(out)):
-            raise NonFinite(self.tracker.phase)
+            raise NonFinite(self.tracker.stage)
 
     def timed_steps(self, step: Callable[[], torch.Tensor]) -> tuple[list[float], torch.Tensor]:
         """Run the measured steps, each timed between two synchronisations -> (seconds, last output). The
@@ -406,9 +406,9 @@ def resolve_device(name: str) -> torch.device:
 class NonFinite(Exception):
     """A loss or output that is not finite."""
 
-    def __init__(self, phase: str):
-        super().__init__(f"non-finite value in {phase}")
-        self.phase = phase
+    def __init__(self, stage: str):
+        super().__init__(f"non-finite value in {stage}")
+        self.stage = stage
 
 
 def peak_rss_bytes() -> int:

@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,6 +396,8 @@ def _check_job_fields(config: dict[str, Any]) -> None:
         raise ConfigError(
             "fault", "exit_mid", "needs checkpoint_dir and checkpoint_every > 0 (the retried run resumes from them)"
         )
+    if config["data"] != "stdlib" and not os.path.exists(os.path.expanduser(config["data"])):
+        raise ConfigError("data", config["data"], "no such file or folder (or `stdlib`)")
     tokens = config["batch_size"] * config["seq_len"]
     if config["tokens_per_step"] % tokens:
         raise ConfigError(

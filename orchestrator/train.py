@@ -125,12 +125,12 @@ class TrainStep:
         self.model.zero_grad(set_to_none=True)  # a captured backward allocates them in the graph's pool
         total = torch.zeros((), device=self.inputs.device)
         for x, y in zip(self.inputs, self.targets, strict=False):
-            tracker.phase = "forward"
+            tracker.stage = "forward"
             loss = self.job.loss(self.model, x, y) / accum
-            tracker.phase = "backward"
+            tracker.stage = "backward"
             loss.backward()
             total = total + loss.detach()
-        tracker.phase = "step"
+        tracker.stage = "step"
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.optimizer.found_inf.copy_((~torch.isfinite(total + grad_norm)).float())
         self.optimizer.step()
@@ -250,7 +250,7 @@ class TrainJob(Job):
     def evaluate(self, model, batches, step: int, tokens: int, elapsed: float, bytes_per_token: float) -> dict:
         """Mean next-token loss over the fixed validation slice (auxiliary losses left out)."""
         model.eval()
-        self.tracker.phase = "forward"
+        self.tracker.stage = "forward"
         losses = []
         for x, y in batches:
             with self.autocast():

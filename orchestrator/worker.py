@@ -1,19 +1,53 @@
-"""What runs inside a Ray worker: one configuration's job, its environment and the node it ran on."""
+"""What runs inside a Ray worker: one configuration's job, its environment and the node it ran on.
+
+Isolation (`isolate: true`, the default) gives every run a process of its own: a fresh CUDA context and
+allocator, nothing cached from another run. Starting a Python process that imports torch costs seconds,
+so the process is not started, it is forked: the task runs on a reused Ray worker, the *fork server*,
+that imported torch, the models and the jobs once and never touches CUDA; for each run it forks a child
+that runs the job and sends its streamed metrics and its outcome back through a pipe. The child dies with
+its server (`PR_SET_PDEATHSIG`), so a timeout's force-cancel of the task leaves no process behind; a
+child that ends without an outcome (a crash, the `exit` fault) takes the server down with it, so Ray sees
+a dead worker and retries the run as it would a dead fresh process. `PHASEBENCH_ISOLATION=process`
+(on the driver) goes back to a fresh Ray worker process per run (`max_calls=1`).
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import pickle
+import signal
+import struct
 import threading
+import traceback
+import warnings
+from collections.abc import Callable
 from typing import Any
 
+#: the driver's choice of isolation scheme: fork (default) or process
+ISOLATION_ENV = "PHASEBENCH_ISOLATION"
+#: set on fork servers only, so that Ray keeps them in a worker pool of their own
+FORK_SERVER_ENV = "PHASEBENCH_FORK_SERVER"
+_PR_SET_PDEATHSIG = 1
+_HEADER = struct.Struct("!Q")
 
-def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = None, metrics=None) -> dict[str, Any]:
-    """Run the job a resolved config asks for and describe where it ran (called in the worker).
+Emit = Callable[[list[dict[str, Any]]], None]
 
-    `metrics` (a `ray.util.queue.Queue`) receives `(run_id, rows)` while a training run goes on.
-    """
-    import ray
 
+def isolation_scheme() -> str:
+    """The driver's isolation scheme (`PHASEBENCH_ISOLATION`): fork (default) or process; a UserError
+    naming the variable otherwise. Checked before a batch or study writes anything."""
+    from .errors import UserError
+
+    scheme = os.environ.get(ISOLATION_ENV, "fork")
+    if scheme not in ("fork", "process"):
+        raise UserError(f"{ISOLATION_ENV}: must be fork or process (got {scheme!r})")
+    return scheme
+
+
+def run_job(config: dict[str, Any], git: dict[str, Any], emit: Emit | None) -> dict[str, Any]:
+    """Run the job a resolved config asks for and describe where it ran; `emit(rows)` receives a
+    training run's metrics as it goes."""
     from .environment import collect
     from .spec import check_model_version, stored_config
 
@@ -26,7 +60,6 @@ def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = No
     if config["job"] == "train":
         from .train import run_training
 
-        emit = (lambda rows: metrics.put((run_id, rows))) if metrics is not None else None
         outcome = run_training(config, emit)
     else:
         from .measure import run_benchmark
@@ -34,11 +67,96 @@ def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = No
         outcome = run_benchmark(config)
     outcome["environment"] = collect(config["device"], git)
     outcome.setdefault("extra", {})["worker_pid"] = os.getpid()
-    outcome["node_id"] = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
     return outcome
+
+
+def execute(config: dict[str, Any], git: dict[str, Any], run_id: str | None = None, metrics=None) -> dict[str, Any]:
+    """Run a job in this worker process (`isolate: false`). `metrics` (a `ray.util.queue.Queue`)
+    receives `(run_id, rows)` while a training run goes on."""
+    emit = (lambda rows: metrics.put((run_id, rows))) if metrics is not None else None
+    outcome = run_job(config, git, emit)
+    outcome["extra"].setdefault("isolation", "shared")
+    return outcome | {"node_id": _node_id()}
 
 
 def execute_isolated(*args, **kwargs) -> dict[str, Any]:
     """:func:`execute` under its own name, so that Ray can register it with `max_calls=1` (a fresh
-    worker process per run) beside the reusable :func:`execute`."""
-    return execute(*args, **kwargs)
+    worker process per run, `PHASEBENCH_ISOLATION=process`) beside the reusable :func:`execute`."""
+    outcome = execute(*args, **kwargs)
+    outcome["extra"]["isolation"] = "process"
+    return outcome
+
+
+def execute_forked(config: dict[str, Any], git: dict[str, Any], run_id: str | None = None, metrics=None):
+    """Run a job in a child forked from this fork server (the default isolation)."""
+    _warm_up()
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # a multi-threaded parent: the child uses no thread
+        pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _child(config, git, write_fd, os.getppid())
+    os.close(write_fd)
+    outcome = _relay(read_fd, run_id, metrics)
+    os.waitpid(pid, 0)
+    if outcome is None:
+        os._exit(1)  # the child died without an outcome: so does its worker, and Ray retries the run
+    outcome["extra"] |= {"isolation": "fork", "fork_server_pid": os.getpid()}
+    return outcome | {"node_id": _node_id()}
+
+
+def _warm_up() -> None:
+    """What every run imports, imported once per fork server; CUDA stays untouched (a forked child
+    could not use a context its parent made)."""
+    import torch
+
+    import models  # noqa: F401
+
+    from . import environment, measure, train  # noqa: F401
+
+    if torch.cuda.is_initialized():
+        raise RuntimeError("the fork server initialised CUDA: its children could not use the GPU")
+
+
+def _child(config: dict[str, Any], git: dict[str, Any], fd: int, server: int) -> None:
+    """The forked run: never returns. Exit 0 after its outcome went through the pipe, 1 otherwise."""
+    code = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != server:  # the server died before the line above
+            os._exit(1)
+        with os.fdopen(fd, "wb") as pipe:
+            outcome = run_job(config, git, lambda rows: _send(pipe, ("metrics", rows)))
+            _send(pipe, ("outcome", outcome))
+        code = 0
+    except BaseException:  # the jobs classify their own failures: anything here is a crash
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _send(pipe, message: tuple[str, Any]) -> None:
+    data = pickle.dumps(message)
+    pipe.write(_HEADER.pack(len(data)) + data)
+    pipe.flush()
+
+
+def _relay(fd: int, run_id: str | None, metrics) -> dict[str, Any] | None:
+    """Read the child's messages until it closes the pipe: forward metrics to the driver's queue, return
+    the outcome (None when the child ended without one)."""
+    outcome = None
+    with os.fdopen(fd, "rb") as pipe:
+        while header := pipe.read(_HEADER.size):
+            kind, payload = pickle.loads(pipe.read(_HEADER.unpack(header)[0]))
+            if kind == "outcome":
+                outcome = payload
+            elif metrics is not None:
+                metrics.put((run_id, payload))
+    return outcome
+
+
+def _node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

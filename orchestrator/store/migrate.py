@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 import migrations
 
 from ..errors import UserError
-from .engine import current_revision, mask_url
+from .engine import current_revision, make_engine, mask_url
 
 SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
 MIGRATION_LOCK_ID = 0x7062_6D69  # "pbmi": the advisory lock phasebench's migrations take on PostgreSQL
@@ -92,3 +92,16 @@ def ensure_schema(engine: Engine, create: bool = True) -> None:
     if current not in known_revisions():
         raise newer_schema(current)
     raise UserError(f"--db: schema revision {current} is older than {head}; run `phasebench db upgrade`")
+
+
+def check_database(url: str | None) -> None:
+    """Refuse what `Store(url)` would refuse (a bad URL or path, a file that is not a database, a schema
+    from an older or newer phasebench) without writing anything: a new SQLite file is not created."""
+    engine = make_engine(url)
+    try:
+        if engine.url.get_backend_name() == "sqlite" and not Path(engine.url.database).exists():
+            return
+        if current_revision(engine) is not None:
+            ensure_schema(engine, create=False)
+    finally:
+        engine.dispose()

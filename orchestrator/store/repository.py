@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -22,10 +19,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
-from ..legacy import stored_execution
 from ..spec import Spec
 from .engine import make_engine
 from .migrate import ensure_schema
+from .records import Filters, batch_id_of, read_records
 from .schema import (
     FINISHED,
     METRIC_COLUMNS,
@@ -38,6 +35,7 @@ from .schema import (
     TrainMetric,
     utcnow,
 )
+from .where import as_conditions
 
 RETRY_FOR_S = 120.0
 log = logging.getLogger(__name__)
@@ -75,18 +73,6 @@ def bounded_error(message: str | None) -> str | None:
     if message is None or len(message) <= MAX_ERROR_CHARS:
         return message
     return message[: MAX_ERROR_CHARS - 14] + " ... (cut off)"
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Result filters; `where` compares config fields by value (bound parameters, never SQL text)."""
-
-    model: tuple[str, ...] = ()
-    mode: tuple[str, ...] = ()
-    batch: tuple[str, ...] = ()
-    status: tuple[str, ...] = ()
-    device: tuple[str, ...] = ()
-    where: tuple[tuple[str, Any], ...] = ()
 
 
 class Store:
@@ -172,6 +158,82 @@ class Store:
             return list(runs)
 
     @retried
+    def add_trial_run(
+        self,
+        batch_id: int,
+        study_name: str,
+        trial_number: int,
+        config: dict[str, Any],
+        digest: str,
+        params: int,
+        status: str,
+        reused_run_id: str | None,
+    ) -> str:
+        """A study trial's run in the study's batch (`pending`, or `skipped` with the run it reuses)."""
+        run_id = uuid.uuid4().hex
+        with self.session() as s, s.begin():
+            s.add(
+                Run(
+                    id=run_id,
+                    batch_id=batch_id,
+                    index=trial_number,
+                    config_hash=digest,
+                    config=config,
+                    model=config["model"],
+                    mode=config["mode"],
+                    device=config["device"],
+                    params=params,
+                    status=status,
+                    reused_run_id=reused_run_id,
+                    study_name=study_name,
+                    trial_number=trial_number,
+                )
+            )
+        return run_id
+
+    @retried
+    def finished_run_of(self, digest: str) -> str | None:
+        """The run id of a finished result with this config hash, or None."""
+        with self.session() as s:
+            return self.finished_by_hash(s, [digest]).get(digest)
+
+    @retried
+    def has_result(self, run_id: str) -> bool:
+        with self.session() as s:
+            return s.get(Result, run_id) is not None
+
+    @retried
+    def run_summary(self, run_id: str) -> dict[str, Any]:
+        """What a study needs of a stored run: status, error, device, params, speed, peaks, val_loss."""
+        with self.session() as s:
+            run, result = s.get(Run, run_id), s.get(Result, run_id)
+            return {
+                "status": result.status,
+                "error": result.error,
+                "device": run.device,
+                "params": result.params if result.params is not None else run.params,
+                "tokens_per_s": result.tokens_per_s,
+                "peak_bytes": result.peak_bytes,
+                "peak_rss_bytes": result.peak_rss_bytes,
+                "val_loss": (result.extra or {}).get("val_loss"),
+            }
+
+    def fail_unfinished_trial_runs(self, study_name: str, trial_numbers: list[int], error: str) -> None:
+        """Store the still pending or running runs of these trials of the study as failed with `error`."""
+        if not trial_numbers:
+            return
+        with self.session() as s:
+            run_ids = s.scalars(
+                select(Run.id).where(
+                    Run.study_name == study_name,
+                    Run.trial_number.in_(trial_numbers),
+                    Run.status.in_(UNFINISHED),
+                )
+            ).all()
+        for run_id in run_ids:
+            self.record_result(run_id, {"status": "failed", "stage": None, "error": error})
+
+    @retried
     def record_result(self, run_id: str, outcome: dict[str, Any]) -> bool:
         """Store a run's outcome once; returns False when the run already had a result."""
         with self.session() as s, s.begin():
@@ -186,7 +248,7 @@ class Store:
                     run_id=run_id,
                     environment_id=env_id,
                     status=outcome["status"],
-                    phase=outcome.get("phase"),
+                    stage=outcome.get("stage"),
                     error=bounded_error(outcome.get("error")),
                     extra=outcome.get("extra") or {},
                     **metrics,
@@ -288,7 +350,7 @@ class Store:
         """A batch by id, or the latest batch of that name; UserError if there is none."""
         with self.session() as s:
             batch = None
-            if isinstance(ref, int) or _batch_id(str(ref)) is not None:
+            if isinstance(ref, int) or batch_id_of(str(ref)) is not None:
                 batch = s.get(Batch, int(ref))
             if batch is None:
                 batch = s.scalars(select(Batch).where(Batch.name == str(ref)).order_by(Batch.id.desc())).first()
@@ -308,19 +370,14 @@ class Store:
             counts[status] = counts.get(status, 0) + 1
         return counts
 
-    def rows(self, filters: Filters = Filters()) -> list[dict[str, Any]]:
-        """Flat records (run + result + environment), one per run, in batch and index order."""
-        stmt = (
-            select(Run, Batch.name, Result, Environment)
-            .join(Batch, Run.batch_id == Batch.id)
-            .outerjoin(Result, Result.run_id == Run.id)
-            .outerjoin(Environment, Result.environment_id == Environment.id)
-            .order_by(Run.batch_id, Run.index)
-        )
-        stmt = _apply_filters(stmt, filters)
+    def rows(self, filters: Filters | None = None) -> list[dict[str, Any]]:
+        """Flat records (run, result, environment, tags, note; :mod:`.records`), one per run, in batch and
+        index order, of the runs that pass every filter (all runs without filters)."""
+        filters = filters or Filters()
         with self.session() as s:
-            out = [_flatten(run, name, result, env) for run, name, result, env in s.execute(stmt).all()]
-            return self._fill_skipped(s, out)
+            records = read_records(s, filters)
+        conditions = as_conditions(filters.where)
+        return [r for r in records if all(c.matches(r) for c in conditions)]
 
     def environments(self, run_ids) -> dict[str, dict[str, Any]]:
         """The full environment record of each of `run_ids` that has a result (run id -> record)."""
@@ -338,93 +395,3 @@ class Store:
                 }
                 for run_id, env in s.execute(stmt).all()
             }
-
-    @staticmethod
-    def _fill_skipped(s: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A skipped run shows the metrics of the run it reused."""
-        for row in rows:
-            if row["status"] == "skipped" and row["reused_run_id"]:
-                result = s.get(Result, row["reused_run_id"])
-                if result is not None:
-                    row.update(_result_fields(result))
-                    row["status"] = "skipped"
-        return rows
-
-
-def _apply_filters(stmt, f: Filters):
-    if f.model:
-        stmt = stmt.where(Run.model.in_(f.model))
-    if f.mode:
-        stmt = stmt.where(Run.mode.in_(f.mode))
-    if f.status:
-        stmt = stmt.where(Run.status.in_(f.status))
-    if f.device:
-        stmt = stmt.where(Run.device.in_(f.device))
-    if f.batch:
-        ids = [_batch_id(str(b)) for b in f.batch if _batch_id(str(b)) is not None]
-        names = [b for b in f.batch if _batch_id(str(b)) is None]
-        stmt = stmt.where(Batch.id.in_(ids) | Batch.name.in_(names))
-    for key, value in f.where:
-        stmt = stmt.where(_json_equals(key, value))
-    return stmt
-
-
-def _batch_id(ref: str) -> int | None:
-    """`ref` as a batch id: ASCII digits within the INTEGER column's range, else None (a name)."""
-    return int(ref) if ref.isascii() and ref.isdigit() and int(ref) < 2**31 else None
-
-
-def _json_equals(key: str, value: Any):
-    """Config field `key` equals `value`, typed by the value; the key is a JSON path, never SQL."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-        raise UserError(f"--where: not a config field name: {key!r}")
-    field = Run.config[key]
-    if isinstance(value, bool):
-        return field.as_boolean() == value
-    if isinstance(value, (int, float)):
-        return field.as_float() == float(value)
-    return field.as_string() == str(value)
-
-
-def _result_fields(result: Result | None) -> dict[str, Any]:
-    if result is None:
-        return {k: None for k in METRIC_COLUMNS} | {"phase": None, "error": None, "extra": {}}
-    return {k: getattr(result, k) for k in METRIC_COLUMNS} | {
-        "phase": result.phase,
-        "error": result.error,
-        "extra": result.extra,
-    }
-
-
-def _flatten(run: Run, batch_name: str, result: Result | None, env: Environment | None) -> dict[str, Any]:
-    row = {
-        "run_id": run.id,
-        "batch": batch_name,
-        "batch_id": run.batch_id,
-        "index": run.index,
-        "model": run.model,
-        "mode": run.mode,
-        "device": run.device,
-        "status": run.status,
-        "config_hash": run.config_hash,
-        "reused_run_id": run.reused_run_id,
-        "node_id": run.node_id,
-        "attempts": run.attempts,
-        "study_name": run.study_name,
-        "trial_number": run.trial_number,
-        "model_version": run.config.get("model_version", 1),
-        "execution": stored_execution(run.config),
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
-    }
-    row.update(_result_fields(result))
-    row["params"] = row["params"] if row["params"] is not None else run.params
-    row["gpu_name"] = env.gpu_name if env else None
-    row["hostname"] = env.hostname if env else None
-    row["git_commit"] = env.git_commit if env else None
-    row["config"] = run.config
-    return row
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

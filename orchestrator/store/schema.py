@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-RUN_STATUSES = ("pending", "running", "ok", "oom", "failed", "timeout", "nonfinite", "skipped")
+RUN_STATUSES = ("pending", "running", "ok", "oom", "failed", "timeout", "nonfinite", "skipped", "cancelled")
 FINISHED = ("ok", "oom", "nonfinite")  # deterministic outcomes: a config with one of these is not rerun
 UNFINISHED = ("pending", "running")
 
@@ -31,9 +31,12 @@ class Batch(Base):
     name: Mapped[str] = mapped_column(String(200), index=True)
     description: Mapped[str] = mapped_column(Text, default="")
     spec: Mapped[dict] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|interrupted
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|done|interrupted|cancelled
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    driver: Mapped[str | None] = mapped_column(String(255), nullable=True)  # host:pid holding the lease
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)  # epoch seconds (store/lease.py)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     runs: Mapped[list[Run]] = relationship(back_populates="batch", order_by="Run.index")
 
@@ -78,6 +81,7 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)  # `phasebench runs note`
 
     batch: Mapped[Batch] = relationship(back_populates="runs")
     result: Mapped[Result | None] = relationship(back_populates="run", uselist=False)
@@ -93,9 +97,7 @@ class Result(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("pb_runs.id"), primary_key=True)
     environment_id: Mapped[int | None] = mapped_column(ForeignKey("pb_environments.id"), nullable=True)
     status: Mapped[str] = mapped_column(String(16))
-    phase: Mapped[str | None] = mapped_column(
-        String(16), nullable=True
-    )  # where it stopped: build|forward|backward|step|done
+    stage: Mapped[str | None] = mapped_column(String(16), nullable=True)  # reached: build|forward|backward|step|done
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     params: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     weights_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -120,6 +122,15 @@ class Result(Base):
 
     run: Mapped[Run] = relationship(back_populates="result")
     environment: Mapped[Environment | None] = relationship()
+
+
+class RunTag(Base):
+    """A label on a run (`phasebench runs tag`, `run --tag`); a run holds each tag once."""
+
+    __tablename__ = "pb_run_tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("pb_runs.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
 
 
 class TrainMetric(Base):
@@ -166,5 +177,5 @@ METRIC_FIELDS = (
 METRIC_COLUMNS = tuple(
     c.name
     for c in Result.__table__.columns
-    if c.name not in ("run_id", "environment_id", "status", "phase", "error", "extra", "created_at")
+    if c.name not in ("run_id", "environment_id", "status", "stage", "error", "extra", "created_at")
 )

@@ -46,7 +46,7 @@ def result_row(
         "mode": mode,
         "device": device,
         "status": status,
-        "phase": "done" if status == "ok" else "forward",
+        "stage": "done" if status == "ok" else "forward",
         "error": None,
         "params": 1000,
         "gpu_name": "NVIDIA H200" if device == "cuda" else None,

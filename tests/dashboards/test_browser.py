@@ -20,6 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from dashboards.live import make_server
+from dashboards.report import write_report
 from dashboards.screenshots import CHROMEDRIVER, CHROMIUM, chromium, screenshot_view, view_ids, wait_for_figures
 from dashboards.sources import read_kernels
 from orchestrator.spec import expand
@@ -87,7 +88,7 @@ def served_url(tmp_path_factory, kernels_path):
             run.id,
             {
                 "status": "ok",
-                "phase": "done",
+                "stage": "done",
                 "params": 10,
                 "weights_bytes": 2**20,
                 "static_bytes": 2**20,
@@ -196,3 +197,41 @@ def test_clicking_a_run_opens_its_detail_view(browser, built_page):
     assert "seq_len" in shown.text and "git_commit" in shown.text and "abc123" in shown.text
     assert "pb-selected" in lines[-1].get_attribute("class")
     assert browser.execute_script("return window.pwned") is None
+
+
+def test_a_report_loading_a_shared_plotlyjs_opens_from_disk(browser, tmp_path):
+    shared = tmp_path / "plotly.min.js"
+    page = write_report(sweep_rows(), tmp_path / "reports" / "sweep.html", plotlyjs=shared)
+    assert load(browser, page.as_uri()) == []
+    assert figures_drawn(browser) == (1, 1)  # the sequence-length sweep, drawn by the shared plotly.js
+
+
+def test_served_page_updates_in_place_when_a_run_finishes(browser, tmp_path):
+    """A new result reaches the open page without a reload: its figure redrawn in the same element, the runs
+    view replaced (status ok), no console error."""
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    store = Store(url)
+    spec = {"name": "live", "defaults": TINY | {"model": "transformer"}, "grid": {"seq_len": [16, 32]}}
+    batch = store.create_batch(expand(spec))
+    first, second = store.reset_unfinished(batch.id)
+    outcome = {"status": "ok", "params": 10, "weights_bytes": 2**20, "activation_bytes": 2**19}
+    store.record_result(first.id, outcome)
+    server = make_server(url, port=0, refresh_s=1)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert load(browser, f"http://127.0.0.1:{server.server_address[1]}/") == []
+        browser.execute_script("window.pbSamePage = true; document.getElementById('pb-plot-0').pbSameSlot = true;")
+        bars = "return document.getElementById('pb-plot-0').data[0].x.length;"
+        assert browser.execute_script(bars) == 1
+        store.record_result(second.id, outcome | {"weights_bytes": 2**21})
+        deadline = time.monotonic() + 30
+        while browser.execute_script(bars) != 2:
+            assert time.monotonic() < deadline, "the new result never reached the page"
+            time.sleep(0.1)
+        assert browser.execute_script("return window.pbSamePage && document.getElementById('pb-plot-0').pbSameSlot;")
+        assert [c.text for c in browser.find_elements(By.CSS_SELECTOR, f"{ROWS} td:nth-child(9)")] == ["ok", "ok"]
+        assert [line for line in browser.get_log("browser") if line["level"] == "SEVERE"] == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.close()

@@ -55,11 +55,26 @@ def test_build_from_exports_and_kernels_reads_no_database(files, tmp_path):
     assert code == 0 and "(1 runs)" in stdout
 
 
+def test_two_reports_built_with_plotlyjs_share_one_copy_by_relative_path(files, tmp_path):
+    shared = tmp_path / "site" / "plotly.min.js"
+    for out in (tmp_path / "site" / "a" / "index.html", tmp_path / "site" / "b" / "c" / "index.html"):
+        code, _, err = run_cli(
+            "dashboard", "build", "--from-export", files[0], "--out", str(out), "--plotlyjs", str(shared)
+        )
+        assert code == 0, err
+    assert 'src="../plotly.min.js"' in (tmp_path / "site" / "a" / "index.html").read_text()
+    assert 'src="../../plotly.min.js"' in (tmp_path / "site" / "b" / "c" / "index.html").read_text()
+    assert shared.read_text().startswith("/**") and shared.stat().st_size > 1_000_000  # plotly.js itself
+    embedded = tmp_path / "alone.html"
+    assert run_cli("dashboard", "build", "--from-export", files[0], "--out", str(embedded))[0] == 0
+    assert embedded.stat().st_size > shared.stat().st_size  # the default stays self-contained
+
+
 def test_build_combines_a_database_with_exports(files, tmp_path, sqlite_url):
     store = Store(sqlite_url)
     batch = store.create_batch(expand({"name": "db-batch", "defaults": TINY, "grid": {"model": ["transformer"]}}))
     run = store.reset_unfinished(batch.id)[0]
-    store.record_result(run.id, {"status": "ok", "phase": "done", "params": 10, "weights_bytes": 2**20})
+    store.record_result(run.id, {"status": "ok", "stage": "done", "params": 10, "weights_bytes": 2**20})
     store.close()
     out = tmp_path / "both.html"
     code, stdout, _ = run_cli("dashboard", "build", "--db", sqlite_url, "--from-export", files[0], "--out", str(out))

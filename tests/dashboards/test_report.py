@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from dashboards.report import build_html, memory_figures, table_rows, write_report
+from plotly.offline import get_plotlyjs
+
+from dashboards.common import ReportData, RunSet
+from dashboards.report import build_html, memory_figures, plotlyjs_src, table_rows, write_report
 
 GIB = 2**30
 
@@ -18,7 +21,7 @@ def row(model, mode, device="cuda", d=4096, layers=32, batch="seed", **metrics):
         "status": "ok",
         "params": 3_081_831_424,
         "gpu_name": "NVIDIA H200" if device == "cuda" else None,
-        "config": {"d_model": d, "n_layers": layers, "seq_len": 512, "batch_size": 1},
+        "config": {"model": model, "mode": mode, "d_model": d, "n_layers": layers, "seq_len": 512, "batch_size": 1},
         "weights_bytes": int(5.74 * GIB),
         "peak_bytes": int(5.81 * GIB),
         "activation_bytes": int(0.07 * GIB),
@@ -84,7 +87,7 @@ def test_html_is_valid_self_contained_and_escaped(tmp_path):
 
 
 def test_empty_report_says_what_to_run():
-    assert "phasebench run examples/quickstart.yaml" in build_html([])
+    assert "phasebench run examples/quickstart.yaml" in build_html(ReportData(RunSet()))
 
 
 def test_training_curves_by_tokens_and_time():
@@ -104,6 +107,21 @@ def test_training_curves_by_tokens_and_time():
     assert list(by_tokens.data[0].x) == [100 * s for s in range(1, 11)] and list(by_tokens.data[1].y) == [4.2]
     assert list(by_time.data[0].x)[-1] == 5.0 and "wall time" in by_time.layout.xaxis.title.text
     assert curve_figures([row("phase7-seed", "inference")], {}) == []
-    html_text = build_html([run], curves=curves)
+    html_text = build_html(ReportData(RunSet.of([run]), curves=curves))
     assert "Loss (nats per token) by tokens seen" in html_text
-    assert "phasebench run examples/train-stdlib.yaml" in build_html([row("phase7-seed", "inference")])
+    assert "phasebench run examples/train-stdlib.yaml" in build_html(
+        ReportData(RunSet.of([row("phase7-seed", "inference")]))
+    )
+
+
+def test_reports_can_share_one_plotlyjs_loaded_by_relative_path(tmp_path):
+    shared = tmp_path / "site" / "plotly.min.js"
+    rows = [row("phase7-seed", "inference")]
+    first = write_report(rows, tmp_path / "site" / "a" / "report.html", plotlyjs=shared)
+    written = shared.stat().st_mtime_ns
+    second = write_report(rows, tmp_path / "site" / "b c" / "d" / "report.html", plotlyjs=shared)
+    assert shared.read_text(encoding="utf-8") == get_plotlyjs() and shared.stat().st_mtime_ns == written  # once
+    assert '<script src="../plotly.min.js"></script>' in first.read_text()
+    assert '<script src="../../plotly.min.js"></script>' in second.read_text()
+    assert len(first.read_text()) < 100_000 and "Plotly.newPlot(" in first.read_text()  # figures, no plotly.js
+    assert plotlyjs_src(tmp_path / "js dir" / "p.js", tmp_path / "r.html") == "js%20dir/p.js"

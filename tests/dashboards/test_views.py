@@ -8,6 +8,7 @@ import json
 import pytest
 from dashboard_samples import EVIL, GIB, kernel_file, result_row, sweep_rows
 
+from dashboards.common import ReportData, RunSet
 from dashboards.kernel_bench import kernel_figures, kernel_section, kernel_table
 from dashboards.memory import PARTS, breakdown_figures, memory_parts
 from dashboards.report import build_html
@@ -303,13 +304,13 @@ def test_run_table_and_details_escape_user_strings():
             "details": {"platform": "linux"},
         },
     )
-    text = runs_section([evil, result_row("phase8")])
+    text = runs_section(RunSet.of([evil, result_row("phase8")]))
     assert EVIL not in text and text.count("&lt;script&gt;window.pwned=1&lt;/script&gt;") >= 6
     assert 'data-batch="&lt;script&gt;' in text and '<option value="&lt;script&gt;' in text
     assert "from the result database" in text and "2.11" in text and "linux" in text
     assert "gpu_name, hostname and git_commit" in text  # the exported row's environment says what it lacks
     assert text.count('class="pb-detail"') == 2 and "1,073,741,824 B (1.000 GiB)" in text
-    assert EVIL not in build_html([evil])
+    assert EVIL not in build_html(ReportData(RunSet.of([evil])))
 
 
 # ------------------------------------------------------------------------------------------ sources
@@ -377,7 +378,7 @@ def test_figures_from_results_read_back_from_a_real_database(db_url):
                 run.id,
                 {
                     "status": "ok",
-                    "phase": "done",
+                    "stage": "done",
                     "params": 10,
                     "weights_bytes": GIB,
                     "static_bytes": GIB,

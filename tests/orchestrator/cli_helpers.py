@@ -1,11 +1,32 @@
-"""Run the `phasebench` entry point in-process."""
+"""Run the `phasebench` entry point in-process, or the real command in a subprocess."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from orchestrator.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def phasebench(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The installed console script when present, else the module (same entry point); `stdin` is what a
+    user types."""
+    exe = Path(sys.executable).with_name("phasebench")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "orchestrator.cli"]
+    return subprocess.run(
+        cmd + list(args),
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

@@ -1,4 +1,5 @@
-"""The notebook API over a real result database: the committed H200 long-context batch (a copy)."""
+"""The notebook API over a real result database: the committed H200 long-context batch (a copy, migrated
+to the head revision as `phasebench db upgrade` does)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from db_helpers import query
 
 from orchestrator import api
+from orchestrator.store.engine import make_engine
+from orchestrator.store.migrate import upgrade
 
 DB = Path(__file__).resolve().parents[2] / "results" / "long-context" / "long-context.db"
 
@@ -16,7 +19,19 @@ DB = Path(__file__).resolve().parents[2] / "results" / "long-context" / "long-co
 @pytest.fixture
 def url(tmp_path):
     shutil.copy(DB, tmp_path / "lc.db")
-    return f"sqlite:///{tmp_path / 'lc.db'}"
+    url = f"sqlite:///{tmp_path / 'lc.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def test_the_api_reports_the_stage_each_committed_run_reached(url):
+    """The committed evidence was upgraded in place (`phase` renamed `stage`, its values kept)."""
+    stored = query(url, "SELECT run_id, stage FROM pb_results ORDER BY run_id")
+    assert stored and {stage for _, stage in stored} >= {"done"}
+    by_run = {r["run_id"]: r["stage"] for r in api.results(url) if r["status"] != "skipped"}
+    assert all(by_run[run_id] == stage for run_id, stage in stored)
 
 
 def test_filters_combine_and_match_the_configs(url):
@@ -48,5 +63,25 @@ def test_results_frame_is_the_records_as_a_dataframe(url):
 
 def test_a_single_filter_value_is_one_value_and_an_unknown_field_an_error(url):
     assert api.results(url, model="phase7") == api.results(url, model=["phase7"]) != []
-    with pytest.raises(ValueError, match="where: unknown config field 'seqlen'"):
+    with pytest.raises(ValueError, match="where: unknown field 'seqlen'"):
         api.results(url, where={"seqlen": 16384})
+    with pytest.raises(ValueError, match="where: unknown field 'seqlen'"):
+        api.results(url, where="seqlen>=16384")
+    with pytest.raises(ValueError, match="where: seq_len is a number"):
+        api.results(url, where=["seq_len>=long"])
+
+
+def test_where_takes_the_expressions_of_the_command_line(url):
+    rows = api.results(url)
+    long_ok = api.results(url, where=["seq_len>=16384", "status=ok", "model in phase7,phase8"])
+    assert long_ok == [
+        r
+        for r in rows
+        if r["config"]["seq_len"] >= 16384 and r["status"] == "ok" and r["model"] in ("phase7", "phase8")
+    ]
+    assert long_ok and api.results(url, where="seq_len>=16384") != long_ok
+    not_ok = api.results(url, where="status!=ok")
+    assert not_ok and all(r["status"] != "ok" for r in not_ok) and len(not_ok) < len(rows)
+    fast = api.results(url, where=["tokens_per_s>1e5"])
+    assert fast and all(r["tokens_per_s"] > 1e5 for r in fast)
+    assert api.results(url, where={"seq_len": 16384}) == api.results(url, where="seq_len=16384")

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -880,3 +881,24 @@ def test_an_unreachable_ray_address_is_a_one_line_error_before_anything_is_writt
     code, _, err = run_cli("run", spec, "--db", f"sqlite:///{fresh}", "--address", "ray://127.0.0.1:1")
     assert_user_error(code, err, contains="--address")
     assert not fresh.exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"device": "cuda"}, "device: the Ray cluster has no GPU"),
+        ({"num_cpus": 512}, "num_cpus: no node of the Ray cluster has that many CPUs"),
+        ({"job": "train", "data": "./nowhere"}, "data: no such file or folder"),
+        ({"d_model": 65536, "n_heads": 64, "n_layers": 1024}, "for 52,777,061,515,264 parameters"),  # 196,610 GiB
+    ],
+    ids=["no GPU", "512 CPUs", "missing data", "52 trillion parameters"],
+)
+def test_what_the_cluster_can_never_run_is_refused_before_anything_is_stored(change, message, tmp_path):
+    """Checked against the cluster it would run on (here a local Ray on this machine), not at run time."""
+    if change.get("device") == "cuda" and shutil.which("nvidia-smi"):
+        pytest.skip("this machine has a GPU")
+    spec = write_spec(tmp_path / "spec.yaml", {"name": "never", "defaults": TINY | change, "grid": {"seed": [0, 1]}})
+    db = tmp_path / "pb.db"
+    done = phasebench("run", spec, "--db", f"sqlite:///{db}", "--no-progress", cwd=tmp_path)
+    assert_user_error(done.returncode, done.stderr.decode(), contains=message)
+    assert not db.exists()

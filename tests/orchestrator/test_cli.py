@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import run_cli
+from cli_helpers import phasebench, run_cli
 
 from orchestrator import api
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 16, "steps": 1}
-
-
-def phasebench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The installed console script when present, else the module (same entry point)."""
-    exe = Path(sys.executable).with_name("phasebench")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "orchestrator.cli"]
-    return subprocess.run(
-        cmd + list(args), cwd=cwd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)}
-    )
 
 
 def write_spec(tmp_path: Path, data) -> str:
@@ -67,8 +56,8 @@ def test_entry_point_dry_run_json(tmp_path):
     [
         (["run"], "give either SPEC or --resume"),
         (["run", "missing.yaml"], "spec: file not found"),
-        (["results", "list", "--where", "nokey"], "--where: expected KEY=VALUE"),
-        (["results", "list", "--where", "dmodel=3"], "--where: unknown config field 'dmodel'"),
+        (["results", "list", "--where", "nokey"], "--where: expected FIELD OP VALUE"),
+        (["results", "list", "--where", "dmodel=3"], "--where: unknown field 'dmodel'"),
         (["status", "nope"], "batch: no batch named or numbered 'nope'"),
         (["results", "show", "zzzz"], "run: 'zzzz' matches no run"),
         (["results", "curves", "zzzz"], "run: 'zzzz' matches no run"),
@@ -103,9 +92,9 @@ def test_db_upgrade_and_current(capsys, tmp_path):
     code, out, _ = run_cli("db", "current", "--db", db)
     assert code == 0 and "current: (empty)" in out
     code, out, _ = run_cli("db", "upgrade", "--db", db)
-    assert code == 0 and "at revision 0002" in out
+    assert code == 0 and "at revision 0005" in out
     code, out, _ = run_cli("db", "current", "--db", db)
-    assert "current: 0002" in out and "head: 0002" in out
+    assert "current: 0005" in out and "head: 0005" in out
 
 
 def test_env_masks_password(capsys):
@@ -166,7 +155,7 @@ def test_dashboard_serve_needs_an_existing_database(tmp_path):
     assert code == 2 and "no phasebench tables" in err and not (tmp_path / "none.db").exists()
 
 
-@pytest.mark.parametrize("group", [[], ["study"], ["results"], ["db"], ["dashboard"]])
+@pytest.mark.parametrize("group", [[], ["study"], ["results"], ["runs"], ["db"], ["dashboard"]])
 def test_a_bare_group_prints_its_help_and_exits_0(group):
     done = subprocess.run([sys.executable, "-m", "orchestrator.cli", *group], capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == ""

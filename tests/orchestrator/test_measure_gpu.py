@@ -42,5 +42,5 @@ def test_vram_budget_gives_a_real_oom():
         }
     )
     r = run_benchmark(config)
-    assert r["status"] == "oom" and r["phase"] in ("build", "forward", "backward", "step")
+    assert r["status"] == "oom" and r["stage"] in ("build", "forward", "backward", "step")
     assert torch.cuda.is_available()

@@ -19,7 +19,7 @@ import yaml
 from db_helpers import count
 
 from orchestrator import api
-from orchestrator.runner import Capacity, task_options
+from orchestrator.dispatch import Capacity, task_options
 
 TINY = {
     "vocab_size": 256,
@@ -84,8 +84,8 @@ def test_every_status_through_local_ray(local_ray, sqlite_url):
     rows = {r["index"]: r for r in api.results(db=sqlite_url)}
     assert rows[0]["tokens_per_s"] > 0 and rows[0]["static_bytes"] > rows[0]["weights_bytes"] > 0
     assert rows[0]["saved_tensor_bytes"] > 0 and rows[0]["loss"] > 0 and rows[0]["node_id"]
-    assert rows[1]["phase"] == "forward" and "can't allocate memory" in rows[1]["error"]
-    assert rows[2]["phase"] == "forward" and "injected fault" in rows[2]["error"]
+    assert rows[1]["stage"] == "forward" and "can't allocate memory" in rows[1]["error"]
+    assert rows[2]["stage"] == "forward" and "injected fault" in rows[2]["error"]
     assert "timeout_s=2" in rows[3]["error"]
     assert rows[4]["mode"] == "train_no_optim" and rows[4]["static_bytes"] == rows[4]["weights_bytes"]
 
@@ -222,7 +222,7 @@ def test_a_stale_ray_address_file_does_not_capture_the_driver(tmp_path, sqlite_u
 
 def test_half_gpu_runs_pack_two_per_gpu_and_the_ray_options_say_so():
     half = {"device": "cuda", "num_gpus": 0.5, "num_cpus": 1}
-    assert task_options(half, max_retries=2) == {"num_gpus": 0.5, "num_cpus": 1.0, "max_retries": 2}
+    assert task_options(half) == {"num_gpus": 0.5, "num_cpus": 1.0, "max_retries": 0}  # the dispatcher retries
     capacity = Capacity(gpus=1, cpus=8)
     admitted = 0
     while capacity.fits(half):
@@ -232,7 +232,6 @@ def test_half_gpu_runs_pack_two_per_gpu_and_the_ray_options_say_so():
     capacity.take(half, sign=-1)
     assert capacity.fits(half)
     cpu_run = {"device": "cpu", "num_gpus": 0.5, "num_cpus": 1}  # a CPU run never holds a GPU
-    assert task_options(cpu_run, max_retries=0)["num_gpus"] == 0.0
-    assert (
-        Capacity(gpus=1, cpus=8).impossible({"device": "cuda", "num_gpus": 2, "num_cpus": 1}).startswith("needs 2 GPU")
-    )
+    assert task_options(cpu_run)["num_gpus"] == 0.0
+    refusal = Capacity(gpus=1, cpus=8).impossible({"device": "cuda", "num_gpus": 2, "num_cpus": 1})
+    assert str(refusal) == "num_gpus: no node of the Ray cluster has that many GPUs (at most 1) (got 2.0)"

@@ -305,7 +305,7 @@ def test_hostile_where_keys_are_refused_by_the_cli_and_inert_in_the_store(db_url
     for key in keys:
         code, _, err = call("results", "list", "--where", f"{key}=1", "--db", db_url)
         assert_one_line_error(code, err)
-        assert "unknown config field" in err
+        assert "unknown field" in err
     store = Store(db_url, create=False)
     try:
         for key in keys:
@@ -431,7 +431,7 @@ def rows_with_strings(tmp_path: Path) -> list[dict]:
                 {
                     "status": "failed",
                     "error": XSS[1 + i],
-                    "phase": XSS[3],
+                    "stage": XSS[3],
                     "weights_bytes": 2**20,
                     "peak_bytes": 2**21,
                     "activation_bytes": 2**20,

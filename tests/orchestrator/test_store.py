@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from db_helpers import count
 
 from orchestrator.errors import UserError
 from orchestrator.spec import expand
+from orchestrator.store.edits import delete_runs, plan_deletion, set_note, tag_batch, tag_runs, untag_runs
 from orchestrator.store.engine import VERSION_TABLE, current_revision, make_engine
 from orchestrator.store.migrate import head_revision, include_name, upgrade
+from orchestrator.store.records import RECORD_FIELDS
 from orchestrator.store.repository import MAX_ERROR_CHARS, Filters, Store
 from orchestrator.store.schema import Base, Result, Run
+from orchestrator.store.where import parse_where
 
 TINY = {"vocab_size": 256, "d_model": 64, "n_layers": 2, "n_heads": 4, "device": "cpu"}
 
@@ -30,7 +37,7 @@ def tiny_spec(name="t", **grid):
 def ok_outcome(**metrics):
     return {
         "status": "ok",
-        "phase": "done",
+        "stage": "done",
         "params": 10,
         "tokens_per_s": 123.0,
         "weights_bytes": 40,
@@ -61,7 +68,7 @@ def test_upgrade_head_on_empty_db_and_no_autogenerate_diff(db_url):
         )
     assert diff == []
     tables = set(sa.inspect(engine).get_table_names())
-    assert {"pb_batches", "pb_runs", "pb_results", "pb_environments", VERSION_TABLE} <= tables
+    assert {"pb_batches", "pb_runs", "pb_results", "pb_environments", "pb_run_tags", VERSION_TABLE} <= tables
     assert "alembic_version" not in tables  # Optuna's default version table stays free
 
 
@@ -97,7 +104,7 @@ def test_a_huge_error_message_is_stored_cut_to_its_bound(db_url):
     store = Store(db_url)
     batch = store.create_batch(tiny_spec())
     run = store.reset_unfinished(batch.id)[0]
-    store.record_result(run.id, {"status": "failed", "phase": None, "error": "RuntimeError: " + "x" * 619_000})
+    store.record_result(run.id, {"status": "failed", "stage": None, "error": "RuntimeError: " + "x" * 619_000})
     with store.session() as s:
         error = s.get(Result, run.id).error
     assert len(error) == MAX_ERROR_CHARS and error.startswith("RuntimeError: x") and error.endswith("(cut off)")
@@ -119,8 +126,8 @@ def test_finished_configs_are_skipped_unless_rerun(db_url):
     first = store.create_batch(tiny_spec())
     runs = store.reset_unfinished(first.id)
     store.record_result(runs[0].id, ok_outcome())
-    store.record_result(runs[1].id, {"status": "failed", "phase": "forward", "error": "boom"})
-    store.record_result(runs[2].id, {"status": "oom", "phase": "backward", "error": "OOM"})
+    store.record_result(runs[1].id, {"status": "failed", "stage": "forward", "error": "boom"})
+    store.record_result(runs[2].id, {"status": "oom", "stage": "backward", "error": "OOM"})
     second = store.create_batch(tiny_spec())
     statuses = [r.status for r in store.reset_unfinished(second.id)]
     assert statuses == ["pending", "pending"]  # the failed run and the never-run one
@@ -290,3 +297,157 @@ def test_concurrent_writers_share_one_environment_row(db_url):
         assert s.scalar(sa.text("SELECT count(*) FROM pb_results")) == 4
     for store in stores:
         store.close()
+
+
+def test_the_stage_migration_keeps_what_the_phase_column_held(db_url):
+    """Results stored at revision 0003 (column `phase`) read back as `stage` after `db upgrade`."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0003")
+    now = datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        batches, runs, results = (
+            sa.Table(t, sa.MetaData(), autoload_with=conn) for t in ("pb_batches", "pb_runs", "pb_results")
+        )
+        batch = conn.execute(
+            batches.insert().values(name="old", description="", spec={}, status="done", created_at=now)
+        )
+        for i, phase in enumerate(["done", "backward", None]):
+            conn.execute(
+                runs.insert().values(
+                    id=f"run{i}",
+                    batch_id=batch.inserted_primary_key[0],
+                    index=i,
+                    config_hash=f"{i:016x}",
+                    config={"model": "transformer"},
+                    model="transformer",
+                    mode="train",
+                    device="cpu",
+                    params=1,
+                    status="oom",
+                    attempts=1,
+                    created_at=now,
+                )
+            )
+            conn.execute(results.insert().values(run_id=f"run{i}", status="oom", phase=phase, extra={}, created_at=now))
+    upgrade(engine)
+    engine.dispose()
+    store = Store(db_url, create=False)
+    assert [r["stage"] for r in store.rows()] == ["done", "backward", None]
+    store.close()
+
+
+def test_a_record_holds_every_field_where_compares(db_url):
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec())
+    store.record_result(store.reset_unfinished(batch.id)[0].id, ok_outcome())
+    for record in store.rows():
+        assert set(record) == set(RECORD_FIELDS) | {"tags", "config", "extra"}
+    store.close()
+
+
+def test_where_conditions_compare_what_a_record_shows(db_url):
+    """Comparisons on result fields, config fields and tags; a skipped run is compared on the result it
+    reuses; a run without the field matches only `!=`."""
+    store = Store(db_url)
+    first = store.create_batch(tiny_spec(seq_len=[32, 64]))
+    runs = store.reset_unfinished(first.id)  # transformer then phase8-seed, inference then train, 32 then 64
+    for i, run in enumerate(runs[:4]):
+        store.record_result(run.id, ok_outcome(tokens_per_s=100.0 * (i + 1)))
+    store.record_result(runs[4].id, {"status": "oom", "stage": "backward", "error": "OOM"})
+    store.create_batch(tiny_spec(seq_len=[32, 64]))  # reuses the five finished configs
+    tag_runs(store, [runs[0].id, runs[5].id], ["fast"])
+
+    def selected(*conditions):
+        return [(r["batch_id"], r["index"]) for r in store.rows(Filters(where=parse_where(conditions)))]
+
+    assert selected("tokens_per_s>=300") == [(1, 2), (1, 3), (2, 2), (2, 3)]
+    assert selected("stage=backward") == [(1, 4), (2, 4)]
+    assert selected("status!=ok", "batch_id=1") == [(1, i) for i in range(4, 8)]
+    assert selected("model in phase8-seed,gpt", "seq_len<64", "mode=train") == [(1, 6), (2, 6)]
+    assert selected("tokens_per_s!=100", "batch_id=1") == [(1, i) for i in range(1, 8)]
+    assert selected("tokens_per_s<150") == [(1, 0), (2, 0)]
+    assert selected("tag=fast") == [(1, 0), (1, 5)]
+    assert selected("tag in slow,fast", "tag!=fast") == []
+    assert len(selected("precision=fp32", "causal=true")) == 8  # the seed stand-ins are not causal
+    store.close()
+
+
+def test_where_names_an_unknown_field_and_a_value_of_the_wrong_type():
+    for conditions, message in [
+        (["seqlen>=3"], "--where: unknown field 'seqlen'"),
+        (["seq_len>=many"], "--where: seq_len is a number (got 'many')"),
+        (["causal=3"], "--where: causal is true or false (got '3')"),
+        (["tag<a"], "--where: tag takes =, != or in (got '<')"),
+        (["seq_len"], "--where: expected FIELD OP VALUE"),
+        ({"seqlen": 3}, "--where: unknown field 'seqlen'"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(message)) as info:
+            parse_where(conditions)
+        assert isinstance(info.value, ValueError)  # the Python API's callers catch a ValueError
+
+
+def test_tags_and_notes_are_shown_on_the_records(db_url):
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec())
+    ids = [r.id for r in store.reset_unfinished(batch.id)]
+    assert tag_runs(store, ids[:2], ["b", "a"]) == 4
+    assert tag_runs(store, ids[:3], ["a"]) == 1  # a tag a run has is kept once
+    assert tag_batch(store, batch.id, ["all"]) == 4
+    assert untag_runs(store, ids, "b") == 2
+    set_note(store, ids[0], "first try")
+    records = store.rows()
+    assert [r["tags"] for r in records] == [["a", "all"], ["a", "all"], ["a", "all"], ["all"]]
+    assert [r["note"] for r in records] == ["first try", None, None, None]
+    set_note(store, ids[0], "")
+    assert store.rows()[0]["note"] is None
+    for bad in ("", "two words", "a,b", "x" * 101):
+        with pytest.raises(UserError, match="tag: .* is not 1 to 100 letters"):
+            tag_runs(store, ids, [bad])
+    with pytest.raises(UserError, match="note: at most"):
+        set_note(store, ids[0], "x" * 2001)
+    store.close()
+
+
+def test_deleting_a_run_takes_the_runs_reusing_it_and_their_data(db_url):
+    store = Store(db_url)
+    first = store.create_batch(tiny_spec())
+    runs = store.reset_unfinished(first.id)
+    for run in runs[:2]:
+        store.record_result(run.id, ok_outcome())
+    store.record_metrics(runs[0].id, [{"kind": "train", "step": 1, "tokens": 1, "elapsed_s": 1.0}])
+    tag_runs(store, [runs[0].id, runs[1].id], ["keep"])
+    second = store.create_batch(tiny_spec())  # its runs 0 and 1 reuse runs[0] and runs[1]
+    reusing = store.rows(Filters(batch=(str(second.id),)))[0]["run_id"]
+    with store.session() as s, s.begin():  # a study trial answered from the same result
+        s.add(
+            Run(
+                id="trial3",
+                batch_id=second.id,
+                index=99,
+                config_hash=runs[0].config_hash,
+                config=runs[0].config,
+                model=runs[0].model,
+                mode=runs[0].mode,
+                device="cpu",
+                params=1,
+                status="skipped",
+                reused_run_id=runs[0].id,
+                study_name="search",
+                trial_number=3,
+            )
+        )
+    plan = plan_deletion(store, [runs[0].id, runs[0].id])
+    assert plan.run_ids == (runs[0].id,) and set(plan.reusing) == {reusing, "trial3"}
+    assert plan.metrics == 1 and plan.trials == (("search", 3),)
+    store.mark_running(runs[2].id)
+    with pytest.raises(UserError, match=f"run: {runs[2].id[:10]} is running"):
+        delete_runs(store, [runs[0].id, runs[2].id])
+    assert delete_runs(store, [runs[0].id]) == plan
+    remaining = {r["run_id"] for r in store.rows()}
+    assert len(remaining) == 6 and remaining.isdisjoint(plan.removed)
+    assert [count(db_url, f"SELECT count(*) FROM {t}") for t in ("pb_results", "pb_train_metrics", "pb_run_tags")] == [
+        1,
+        0,
+        1,
+    ]
+    store.close()

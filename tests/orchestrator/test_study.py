@@ -26,6 +26,7 @@ from db_helpers import query
 from optuna.trial import TrialState
 
 from models.config import ConfigError
+from orchestrator import api
 from orchestrator import study as studies
 from orchestrator.store.engine import mask_url
 from orchestrator.store.migrate import head_revision
@@ -334,6 +335,22 @@ def stop_driver_after_a_result(name: str, trials: int, db: str, tmp_path, spawn,
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     return err
+
+
+def test_a_trial_too_large_for_every_device_is_infeasible_not_run(local_ray, sqlite_url):
+    """A sampled config whose weights alone exceed the largest node's memory never reaches a worker: its
+    trial is COMPLETE and infeasible, as an OOM's is, and the study goes on."""
+    space = {"d_model": {"choices": [32, 65536]}}
+    data = make("huge", space, ["maximize params"], defaults={"n_layers": 1024, "n_heads": 2}, sampler="grid")
+    studies.create_study(data, db=sqlite_url)
+    outcome = studies.run_study("huge", trials=2, parallel=1, db=sqlite_url)
+    assert outcome.counts == {"COMPLETE": 2}
+    records = {r["param_d_model"]: r for r in studies.export("huge", db=sqlite_url)}
+    assert records[32]["feasible"] and records[65536]["feasible"] is False
+    assert records[65536]["infeasible_because"] == "out of memory"
+    (row,) = [r for r in api.results(db=sqlite_url) if r["config"]["d_model"] == 65536]
+    assert row["status"] == "oom" and row["error"].startswith("not run: model: needs at least")
+    assert row["started_at"] is None  # never dispatched
 
 
 def test_sigterm_stops_the_study_driver_like_ctrl_c(sqlite_url, tmp_path, spawn):

@@ -122,7 +122,7 @@ def test_divergent_run_is_nonfinite_and_keeps_its_metrics(local_ray, sqlite_url)
     )
     assert outcome.counts == {"nonfinite": 1}
     row = api.results(db=sqlite_url)[0]
-    assert row["phase"] == "step" and "non-finite" in row["error"]
+    assert row["stage"] == "step" and "non-finite" in row["error"]
     store = Store(sqlite_url)
     curve = store.metrics(row["run_id"])
     store.close()

@@ -47,3 +47,35 @@ def test_a_config_stored_before_the_newer_run_fields_runs_at_their_defaults():
     result = worker.execute(old, {"git_commit": None, "git_dirty": None})
     assert result["status"] == "ok", result.get("error")
     assert current_backend() == "auto"
+
+
+SCHEMES = ("fork", "process")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_a_forked_run_measures_the_memory_a_fresh_process_does(local_ray, sqlite_url, monkeypatch, device):
+    """The fork server saves the imports, not the isolation: the model's memory numbers are the same."""
+    from orchestrator import api
+
+    case = TINY | {"model": "phase7", "mode": "train", "seq_len": 64, "device": device}
+    for scheme in SCHEMES:
+        monkeypatch.setenv(worker.ISOLATION_ENV, scheme)
+        api.run({"name": scheme, "defaults": case, "grid": {"seed": [0]}}, db=sqlite_url, rerun=True)
+    rows = {row["batch"]: row for row in api.results(db=sqlite_url)}
+    fork, process = rows["fork"], rows["process"]
+    assert (fork["extra"]["isolation"], process["extra"]["isolation"]) == SCHEMES
+    assert fork["extra"]["worker_pid"] != fork["extra"]["fork_server_pid"]  # the run had a process of its own
+    for field in ("static_bytes", "weights_bytes", "activation_bytes", "peak_bytes", "saved_tensor_bytes"):
+        assert fork[field] == process[field], field
+    # the peak RSS counts the process too: a forked child has not touched the library pages it never uses
+    assert 0.5 * process["peak_rss_bytes"] < fork["peak_rss_bytes"] <= 1.05 * process["peak_rss_bytes"]
+
+
+def test_an_unknown_isolation_scheme_is_refused_before_anything_is_stored(sqlite_url, tmp_path, monkeypatch):
+    from orchestrator import api
+    from orchestrator.errors import UserError
+
+    monkeypatch.setenv(worker.ISOLATION_ENV, "thread")
+    with pytest.raises(UserError, match="PHASEBENCH_ISOLATION: must be fork or process"):
+        api.run({"name": "x", "defaults": TINY | {"model": "phase7"}, "grid": {"seed": [0]}}, db=sqlite_url)
+    assert not (tmp_path / "pb.db").exists()  # nothing was stored

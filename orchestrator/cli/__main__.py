@@ -1,0 +1,5 @@
+"""`python -m orchestrator.cli`: the `phasebench` command."""
+
+from . import main
+
+main()

@@ -139,6 +139,16 @@ def test_example_studies_validate_and_create(db_url, capsys):
     assert code == 2 and "already exists" in err
 
 
+def test_the_readme_guide_study_runs_on_a_cpu_through_the_cli(local_ray, sqlite_url, capsys):
+    code, out, err = run_cli("study", "create", str(REPO / "examples" / "study-cpu.yaml"), "--db", sqlite_url)
+    assert code == 0 and "created study cpu-pareto" in out, err
+    code, out, err = run_cli("study", "run", "cpu-pareto", "--trials", "4", "--parallel", "2", "--db", sqlite_url)
+    assert code == 0, err
+    assert "this session: COMPLETE 4" in out
+    code, out, err = run_cli("study", "show", "cpu-pareto", "--db", sqlite_url)
+    assert code == 0 and "trials 4: COMPLETE 4; feasible 4" in out and "Pareto set" in out
+
+
 # ------------------------------------------------------------------------------------- end to end
 def test_single_objective_study_and_a_second_study_answered_from_the_database(local_ray, db_url, tmp_path, capsys):
     space = {"d_model": {"choices": [32, 64]}}

@@ -4,17 +4,17 @@ The registry and the families (and with them torch) load on first use of a regis
 command that never touches a model (`phasebench --help`, `phasebench results list`) does not pay for them.
 """
 
-from .config import ConfigError, ModelConfig
+from .config import ConfigError, ModelConfig, knob
 
-_REGISTRY_NAMES = ("ModelEntry", "count_params", "get", "names", "register")
-__all__ = ["ConfigError", "ModelConfig", *_REGISTRY_NAMES]
+_REGISTRY_NAMES = ("ModelEntry", "count_params", "get", "names", "register", "register_family")
+__all__ = ["ConfigError", "ModelConfig", "knob", *_REGISTRY_NAMES]
 
 
 def __getattr__(name: str):
     if name not in _REGISTRY_NAMES:
         raise AttributeError(f"module 'models' has no attribute {name!r}")
-    from . import catalog, registry  # noqa: F401  (the catalog fills the registry)
+    from . import catalog, custom, registry  # noqa: F401  (the catalog fills the registry)
 
     for public in _REGISTRY_NAMES:
-        globals()[public] = getattr(registry, public)
+        globals()[public] = getattr(custom if public == "register_family" else registry, public)
     return globals()[name]

@@ -33,6 +33,9 @@ class ModelEntry:
     #: bumped with every change of the family's math (stored as the run field `model_version` and part of
     #: the config hash, so a changed model is measured anew instead of served from the cache)
     version: int = 1
+    #: a user family's forward FLOPs per token, (config, seq_len) -> FLOPs or None where unknown
+    #: (models/custom.py); built-in families leave it None and use the formula below
+    forward_flops: Callable[[Any, int], float | None] | None = None
 
     def make_config(self, knobs: dict[str, Any]) -> ModelConfig:
         return self.config_cls.from_dict(knobs)
@@ -42,12 +45,15 @@ class ModelEntry:
         with torch.device("meta"):
             return self.build(config)
 
-    def forward_flops_per_token(self, config: ModelConfig, seq_len: int, matmul_only: bool = False) -> float:
+    def forward_flops_per_token(self, config: ModelConfig, seq_len: int, matmul_only: bool = False) -> float | None:
         """Forward FLOPs per token: 2 x (parameters used in matmuls: all but the embedding table; the few
         norm scales, biases and scalars among them are counted too, < 1%) + an HTT embedding's contraction
         (and tied head) + the mixers' own FLOPs
         (`mixer_forward_flops`: activation-activation products such as attention scores, plus elementwise
-        estimates unless `matmul_only`). Checked against torch's FlopCounterMode in tests/models/test_flops.py."""
+        estimates unless `matmul_only`). Checked against torch's FlopCounterMode in tests/models/test_flops.py.
+        A user family's own count (`forward_flops`) replaces all of it; None where it is unknown."""
+        if self.forward_flops is not None:
+            return self.forward_flops(config, seq_len)
         matmul_params = self.estimate_params(config) - _embedding_table_params(config)
         return (
             2.0 * matmul_params
@@ -55,11 +61,13 @@ class ModelEntry:
             + self.mixer_forward_flops(config, seq_len, matmul_only=matmul_only)
         )
 
-    def flops_per_token(self, config: ModelConfig, seq_len: int, mode: str, matmul_only: bool = False) -> float:
+    def flops_per_token(self, config: ModelConfig, seq_len: int, mode: str, matmul_only: bool = False) -> float | None:
         """Forward FLOPs in `inference`; 3x forward in the training modes (backward = 2x forward: each product
         gives one for the input and one for the weight gradient). Flash attention's backward runs 2.5x its
         forward, so attention-heavy configs are under-counted by up to attention / (6 x forward)."""
         forward = self.forward_flops_per_token(config, seq_len, matmul_only)
+        if forward is None:
+            return None
         return forward if mode == "inference" else 3.0 * forward
 
 

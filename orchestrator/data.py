@@ -24,6 +24,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,7 +140,8 @@ def _gpt2_encoding():
 def _read_bytes(files: list[_File]) -> np.ndarray:
     """(sum of sizes + files - 1,) uint8: each file read straight into its slice, newline-separated."""
     out = np.empty(sum(f.size for f in files) + len(files) - 1, dtype=np.uint8)
-    view, offset = memoryview(out), 0
+    # numpy's stubs declare ndarray.__buffer__ only for Python >= 3.12; an ndarray is a buffer on every version
+    view, offset = memoryview(out), 0  # type: ignore[arg-type]
     for i, f in enumerate(files):
         if i:
             out[offset] = NEWLINE_BYTE
@@ -179,7 +181,8 @@ def _tokenize_one(files: list[_File], tokenizer: str, encoding) -> tuple[np.ndar
 
 @lru_cache(maxsize=4)
 def _load(where: str, files: tuple[_File, ...], tokenizer: str, seed: int, val_fraction: float) -> Corpus:
-    encoding = _gpt2_encoding() if tokenizer == "gpt2" else None
+    # a tiktoken Encoding (tiktoken is untyped), or None for the byte tokenizer, which never uses it
+    encoding: Any = _gpt2_encoding() if tokenizer == "gpt2" else None
     vocab = 256 if tokenizer == "byte" else encoding.n_vocab
     if len(files) == 1:  # nothing to split by file: the file's tail is the validation split
         tokens, text_bytes = _tokenize_one(list(files), tokenizer, encoding)
@@ -254,8 +257,8 @@ def _sequences(tokens: np.ndarray, seq_len: int) -> int:
 
 def _batch(tokens: np.ndarray, seq_len: int, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequences `index` (B,) -> x, y (B, seq_len) int64, y = x shifted by one token."""
-    rows = tokens[index[:, None] * seq_len + np.arange(seq_len + 1)]  # (B, seq_len + 1)
-    rows = torch.from_numpy(rows.astype(np.int64))
+    picked = tokens[index[:, None] * seq_len + np.arange(seq_len + 1)]  # (B, seq_len + 1)
+    rows = torch.from_numpy(picked.astype(np.int64))
     return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
 

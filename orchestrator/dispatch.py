@@ -71,7 +71,7 @@ def task_options(config: dict[str, Any]) -> dict[str, Any]:
     """Ray options of a run's task: GPUs, CPUs, custom resources, accelerator type. Ray retries nothing:
     the dispatcher resubmits a run whose worker died, so that each attempt is counted and timed."""
     gpus, cpus = Capacity.needs(config)
-    options = {"num_gpus": gpus, "num_cpus": cpus, "max_retries": 0}
+    options: dict[str, Any] = {"num_gpus": gpus, "num_cpus": cpus, "max_retries": 0}
     if config.get("resources"):
         options["resources"] = dict(config["resources"])
     if config.get("accelerator_type"):

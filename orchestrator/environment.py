@@ -10,6 +10,7 @@ import platform
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +53,7 @@ def collect(device: str, git: dict | None = None) -> dict:
     """Describe this process's machine. `git` (from the driver) overrides the local git state."""
     import torch
 
-    env = {
+    env: dict[str, Any] = {
         "hostname": socket.gethostname(),
         "device": device,
         "python": platform.python_version(),

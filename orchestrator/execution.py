@@ -7,7 +7,7 @@ model is built (:meth:`orchestrator.measure.Job.build`), so both call the step d
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import torch
 
@@ -34,7 +34,9 @@ class GraphedStep(Generic[Out]):
 
     def __init__(self, step: Callable[[], Out], device: torch.device, warmup: int = GRAPH_WARMUP_STEPS):
         self.step, self.device, self.warmup = step, device, warmup
-        self.calls, self.graph, self.out = 0, None, None
+        self.calls = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.out: Out | None = None
 
     @property
     def captured(self) -> bool:
@@ -44,10 +46,11 @@ class GraphedStep(Generic[Out]):
         if self.graph is None and self.calls < self.warmup:
             self.calls += 1
             return self._on_side_stream()
-        if self.graph is None:
-            self._capture()
-        self.graph.replay()
-        return self.out
+        graph = self.graph
+        if graph is None:
+            graph = self._capture()
+        graph.replay()
+        return cast(Out, self.out)  # set by the capture; None only before it
 
     def _on_side_stream(self) -> Out:
         main = torch.cuda.current_stream(self.device)
@@ -58,8 +61,9 @@ class GraphedStep(Generic[Out]):
         main.wait_stream(side)
         return out
 
-    def _capture(self) -> None:
+    def _capture(self) -> torch.cuda.CUDAGraph:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self.out = self.step()
         self.graph = graph
+        return graph

@@ -207,12 +207,13 @@ class Job:
                 loss = loss + aux
         return loss
 
-    def mfu(self, tokens_per_s: float, mode: str) -> tuple[float, float | None]:
-        """(FLOPs per token, model FLOPs utilisation or None where the GPU's peak is unknown)."""
+    def mfu(self, tokens_per_s: float, mode: str) -> tuple[float | None, float | None]:
+        """(FLOPs per token, model FLOPs utilisation), each None where unknown (a user family whose FLOPs
+        cannot be counted; a GPU whose peak is not listed)."""
         flops = self.entry.flops_per_token(self.model_config, self.run["seq_len"], mode)
         gpu = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
         peak = peak_flops(gpu, self.precision)
-        return flops, (flops * tokens_per_s / peak if peak else None)
+        return flops, (flops * tokens_per_s / peak if peak and flops is not None else None)
 
 
 class BenchmarkJob(Job):
@@ -319,7 +320,8 @@ class BenchmarkJob(Job):
     def timed_steps(self, step: Callable[[], torch.Tensor]) -> tuple[list[float], torch.Tensor]:
         """Run the measured steps, each timed between two synchronisations -> (seconds, last output). The
         previous output is released before the next step allocates its own."""
-        times, out = [], None
+        times: list[float] = []
+        out: torch.Tensor | None = None
         for _ in range(self.run["repeats"] * self.run["steps"]):
             out = None
             self.synchronize()
@@ -327,6 +329,7 @@ class BenchmarkJob(Job):
             out = step()
             self.synchronize()
             times.append(time.perf_counter() - start)
+        assert out is not None, "repeats and steps are validated to be at least 1"
         return times, out
 
     def static_bytes(self, model, optimizer) -> int:

@@ -19,7 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -117,9 +117,10 @@ MODEL_VERSION = "model_version"
 #: is left out of the config hash, so a config hashes as it did before the field existed
 HASH_NEUTRAL = {MODEL_VERSION: 1}
 
-RUN_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RunFields)}
+# a field's type is its annotation's text (this module has `from __future__ import annotations`)
+RUN_FIELD_TYPES = {f.name: cast(str, f.type) for f in dataclasses.fields(RunFields)}
 RUN_FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(RunFields)}
-TRAIN_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainFields)}
+TRAIN_FIELD_TYPES = {f.name: cast(str, f.type) for f in dataclasses.fields(TrainFields)}
 TRAIN_FIELD_META = {f.name: dict(f.metadata) for f in dataclasses.fields(TrainFields)}
 #: fields that change how a run is executed, not what it computes (left out of the checkpoint key)
 RUN_CONTROL_FIELDS = (
@@ -216,8 +217,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         with path.open("rb") as fh:  # bounded: a pipe or a device reports size 0
-            raw = fh.read(MAX_SPEC_BYTES + 1)
-        raw = raw if len(raw) <= MAX_SPEC_BYTES else None
+            read = fh.read(MAX_SPEC_BYTES + 1)
+        raw = read if len(read) <= MAX_SPEC_BYTES else None
     except FileNotFoundError:
         raise ConfigError("spec", str(path), "file not found") from None
     except IsADirectoryError:
@@ -502,7 +503,8 @@ def expand(data: dict[str, Any], allow_large: bool = False) -> Spec:
             "grid", f"{count} configs", f"expands to more than {MAX_CONFIGS:,} configs; pass --yes to run it"
         )
     keys = list(axes)
-    runs, seen = [], {}
+    runs: list[ResolvedRun] = []
+    seen: dict[str, bool] = {}
     for combo in itertools.product(*case_axes):
         label, case = _merge_cases(combo)
         for point in itertools.product(*(axes[k] for k in keys)):

@@ -54,7 +54,8 @@ class MetricBuffer:
     """Collects metric rows and hands them to `emit` at most every FLUSH_S seconds (and on flush())."""
 
     def __init__(self, emit: Emit | None):
-        self.emit, self.rows, self.last = emit, [], time.monotonic()
+        self.emit, self.last = emit, time.monotonic()
+        self.rows: list[dict[str, Any]] = []
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -109,7 +110,9 @@ class TrainStep:
         self.lr = torch.tensor(float(run["lr"]), device=device)
         for group in optimizer.param_groups:
             group["lr"] = self.lr
-        optimizer.found_inf = torch.zeros((), device=device)  # read by the fused step: 1.0 skips it
+        self.found_inf = torch.zeros((), device=device)  # read by the fused step: 1.0 skips it
+        # torch's fused AdamW reads `found_inf` off the optimizer (as GradScaler sets it); AdamW does not declare it
+        optimizer.found_inf = self.found_inf  # type: ignore[attr-defined]
         self.clip = run["grad_clip"] or math.inf
 
     def load(self, loader: TokenLoader, lr: float) -> None:
@@ -132,7 +135,7 @@ class TrainStep:
             total = total + loss.detach()
         tracker.stage = "step"
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
-        self.optimizer.found_inf.copy_((~torch.isfinite(total + grad_norm)).float())
+        self.found_inf.copy_((~torch.isfinite(total + grad_norm)).float())
         self.optimizer.step()
         return total, grad_norm
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -135,7 +136,7 @@ class _Progress:
             self.bar.close()
 
 
-BATCH_COLUMNS = (
+BATCH_COLUMNS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
     ("id", "id", str),
     ("name", "name", str),
     ("status", "status", str),

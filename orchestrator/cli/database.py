@@ -46,13 +46,9 @@ def _sqlite_file_missing(db: str | None) -> bool:
     except Exception:  # noqa: BLE001  (make_engine reports a bad URL)
         return False
     path = parsed.database
-    return (
-        parsed.get_backend_name() == "sqlite"
-        and bool(path)
-        and path != ":memory:"
-        and not os.path.exists(path)
-        and os.path.isdir(os.path.dirname(os.path.abspath(path)))
-    )
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return False
+    return not os.path.exists(path) and os.path.isdir(os.path.dirname(os.path.abspath(path)))
 
 
 @click.command()

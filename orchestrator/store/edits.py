@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
 from ..errors import UserError
@@ -50,7 +51,11 @@ def tag_batch(store: Store, batch_id: int, tags: Iterable[str]) -> int:
 def untag_runs(store: Store, run_ids: Iterable[str], tag: str) -> int:
     """Take `tag` off the runs; returns from how many it was taken."""
     with store.session() as s, s.begin():
-        return s.execute(delete(RunTag).where(RunTag.run_id.in_(list(run_ids)), RunTag.tag == tag)).rowcount
+        # a DELETE's result is a CursorResult (which has rowcount); Session.execute is typed as returning a Result
+        done = cast(
+            "CursorResult[Any]", s.execute(delete(RunTag).where(RunTag.run_id.in_(list(run_ids)), RunTag.tag == tag))
+        )
+        return done.rowcount
 
 
 @retried
@@ -59,7 +64,9 @@ def set_note(store: Store, run_id: str, text: str) -> None:
     if len(text) > MAX_NOTE_CHARS or "\x00" in text:
         raise UserError(f"note: at most {MAX_NOTE_CHARS} characters and no NUL (got {len(text)} characters)")
     with store.session() as s, s.begin():
-        s.get(Run, run_id).note = text or None
+        run = s.get(Run, run_id)
+        assert run is not None, f"no run {run_id}"
+        run.note = text or None
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,8 @@ def delete_runs(store: Store, run_ids: Iterable[str]) -> Deletion:
 
 
 def _deletion(s: Session, run_ids: list[str]) -> Deletion:
-    doomed, reusing = list(run_ids), list(run_ids)
+    doomed: list[str] = list(run_ids)
+    reusing: Sequence[str] = list(run_ids)
     while reusing:  # a run that reuses a doomed run's result would point at nothing
         reusing = s.scalars(select(Run.id).where(Run.reused_run_id.in_(reusing), Run.id.not_in(doomed))).all()
         doomed += reusing
@@ -105,9 +113,12 @@ def _deletion(s: Session, run_ids: list[str]) -> Deletion:
     if running:  # its driver would write a result for a run that is gone
         raise UserError(f"run: {running[:10]} is running; let its batch finish or stop it first")
     metrics = s.scalar(select(func.count()).select_from(TrainMetric).where(TrainMetric.run_id.in_(doomed)))
+    assert metrics is not None  # COUNT(*) always returns a row
     trials = s.execute(
         select(Run.study_name, Run.trial_number)
         .where(Run.id.in_(doomed), Run.study_name.is_not(None))
         .order_by(Run.study_name, Run.trial_number)
     ).all()
-    return Deletion(tuple(run_ids), tuple(doomed[len(run_ids) :]), metrics, tuple(map(tuple, trials)))
+    # rows of runs with a study: study_name is not NULL, and a study's run always has its trial_number
+    pairs = cast("tuple[tuple[str, int], ...]", tuple(map(tuple, trials)))
+    return Deletion(tuple(run_ids), tuple(doomed[len(run_ids) :]), metrics, pairs)

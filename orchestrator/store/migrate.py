@@ -33,7 +33,7 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def head_revision() -> str:
+def head_revision() -> str | None:
     return ScriptDirectory(SCRIPT_LOCATION).get_current_head()
 
 
@@ -99,7 +99,8 @@ def check_database(url: str | None) -> None:
     from an older or newer phasebench) without writing anything: a new SQLite file is not created."""
     engine = make_engine(url)
     try:
-        if engine.url.get_backend_name() == "sqlite" and not Path(engine.url.database).exists():
+        database = engine.url.database  # never None for SQLite: make_engine refuses an in-memory database
+        if engine.url.get_backend_name() == "sqlite" and database is not None and not Path(database).exists():
             return
         if current_revision(engine) is not None:
             ensure_schema(engine, create=False)

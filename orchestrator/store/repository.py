@@ -130,6 +130,7 @@ class Store:
     def set_batch_status(self, batch_id: int, status: str) -> None:
         with self.session() as s, s.begin():
             batch = s.get(Batch, batch_id)
+            assert batch is not None, f"no batch {batch_id}"
             batch.status = status
             batch.finished_at = utcnow() if status == "done" else None
 
@@ -137,6 +138,7 @@ class Store:
     def mark_running(self, run_id: str) -> None:
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
+            assert run is not None, f"no run {run_id}"
             run.status, run.started_at, run.attempts = "running", utcnow(), run.attempts + 1
 
     @retried
@@ -207,6 +209,7 @@ class Store:
         """What a study needs of a stored run: status, error, device, params, speed, peaks, val_loss."""
         with self.session() as s:
             run, result = s.get(Run, run_id), s.get(Result, run_id)
+            assert run is not None and result is not None, f"run {run_id} has no stored result"
             return {
                 "status": result.status,
                 "error": result.error,
@@ -240,6 +243,7 @@ class Store:
             if s.get(Result, run_id) is not None:
                 return False
             run = s.get(Run, run_id)
+            assert run is not None, f"no run {run_id}"
             env = outcome.get("environment")
             env_id = self._environment_id(s, env) if env else None
             metrics = {k: outcome.get(k) for k in METRIC_COLUMNS if k in outcome}
@@ -266,7 +270,9 @@ class Store:
         if not metrics:
             return 0
         with self.session() as s, s.begin():
-            have = set(s.execute(select(TrainMetric.kind, TrainMetric.step).where(TrainMetric.run_id == run_id)).all())
+            have: set[tuple[str, int]] = set(
+                s.execute(select(TrainMetric.kind, TrainMetric.step).where(TrainMetric.run_id == run_id)).all()
+            )
             added = 0
             for m in metrics:
                 if m["kind"] == "restart":

@@ -64,7 +64,7 @@ def parse_condition(text: str) -> Condition:
     """One `FIELD OP VALUE` expression, its values typed by the field."""
     found = _OPERATOR.search(text)
     field = text[: found.start()].strip() if found else ""
-    if not field:
+    if found is None or not field:  # no operator leaves no field
         raise WhereError(f"--where: expected FIELD OP VALUE with OP one of {' '.join(OPERATORS)} (got {text!r})")
     op, raw = found.group().strip(), text[found.end() :].strip()
     kind = _field_type(field)

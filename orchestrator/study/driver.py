@@ -93,6 +93,12 @@ class StudyDriver:
         self.asked: set[int] = set()  # numbers of the trials this driver asked for
         self.first_number = len(study.get_trials(deepcopy=False))  # trials numbered from here are this driver's
 
+    @property
+    def dispatcher(self) -> Dispatcher[_Job]:
+        """The dispatcher of :meth:`run`, which every other step runs inside."""
+        assert self.dispatch is not None, "the study driver is not running"
+        return self.dispatch
+
     # -- the loop -------------------------------------------------------------------------------------
     def run(self, n_trials: int) -> None:
         init_ray(self.address)
@@ -112,16 +118,16 @@ class StudyDriver:
             while self.held is None and asked < n_trials and len(self.by_run) < self.parallel:
                 asked += 1
                 self.held = self._ask()
-            if self.held is not None and self.dispatch.fits(self.held.config):
+            if self.held is not None and self.dispatcher.fits(self.held.config):
                 job, self.held = self.held, None
-                self.dispatch.submit(job, job.run_id, job.config)
+                self.dispatcher.submit(job, job.run_id, job.config)
                 self.by_run[job.run_id] = job
                 continue
-            if not self.dispatch.busy:
+            if not self.dispatcher.busy:
                 if self.held is None and asked >= n_trials:
                     return
                 continue
-            for job, _ in self.dispatch.wait():
+            for job, _ in self.dispatcher.wait():
                 self._finish(job)
 
     def _ask(self) -> _Job | None:
@@ -151,10 +157,10 @@ class StudyDriver:
             running.waiters.append((trial, run_id))
             return None
         run_id = self._add_run(trial, resolved, digest, params, "pending", None)
-        if reason := self.dispatch.refusal(resolved, params):
+        if reason := self.dispatcher.refusal(resolved, params):
             # a config too large for any device is an infeasible trial, as an OOM is; the rest fail
             too_large = reason.field == "model"
-            self.dispatch.fail(run_id, f"not run: {reason}", "oom" if too_large else "failed")
+            self.dispatcher.fail(run_id, f"not run: {reason}", "oom" if too_large else "failed")
             self._conclude(trial, run_id, self.store.run_summary(run_id), reused=False)
             return None
         job = _Job(trial, run_id, resolved, digest)
@@ -197,7 +203,7 @@ class StudyDriver:
 
     def _prune(self, job: _Job, step: int) -> None:
         message = f"pruned by the {self.spec.pruner} pruner at step {step}"
-        self.dispatch.cancel(job, message)
+        self.dispatcher.cancel(job, message)
         self._forget(job)
         self._tell(job.trial, "PRUNED", None, None, job.run_id, False, message)
         for trial, run_id in job.waiters:
@@ -205,7 +211,7 @@ class StudyDriver:
 
     def _abandon(self, message: str) -> None:
         """Ctrl-C: cancel the runs in flight, store them as failed and tell their trials FAIL."""
-        self.dispatch.cancel_all()
+        self.dispatcher.cancel_all()
         self.by_run.clear()
         self.by_hash.clear()
         self.held = None
@@ -263,7 +269,7 @@ class StudyDriver:
             if missing:
                 self._tell(trial, "FAIL", None, None, run_id, reused, f"not measured: {', '.join(missing)}")
                 return
-            constraint = peak - budget if budget else 0.0
+            constraint = peak - budget if (peak is not None and budget) else 0.0  # budget: peak is measured
         trial.set_user_attr("constraints", [constraint])
         trial.set_user_attr("status", status)
         if status == "oom":

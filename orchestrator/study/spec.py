@@ -7,7 +7,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import models
 from models.config import ConfigError, check_value
@@ -26,6 +26,7 @@ from ..spec import (
 
 STUDY_KEYS = ("name", "description", "defaults", "space", "objectives", "constraints", "sampler", "pruner")
 METRICS = ("params", "tokens_per_s", "peak_memory", "val_loss")
+Direction = Literal["maximize", "minimize"]
 DIRECTIONS = ("maximize", "minimize")
 SAMPLER_OPTIONS = {
     "tpe": ("seed", "n_startup_trials"),
@@ -67,31 +68,46 @@ class Param:
             return trial.suggest_int(self.name, self.low, self.high, step=self.step or 1, log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
 
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of an int or float range: the parser sets both."""
+        assert self.low is not None and self.high is not None, f"{self.name} is not a range"
+        return self.low, self.high
+
+    def int_range(self) -> tuple[int, int, int]:
+        """(low, high, step) of an int range: the parser checks that all three are integers."""
+        low, high, step = self.low, self.high, self.step or 1
+        assert isinstance(low, int) and isinstance(high, int) and isinstance(step, int), f"{self.name}: not integers"
+        return low, high, step
+
     def grid_values(self) -> list[Any] | None:
         """Every value of the parameter, or None for a continuous range."""
         if self.kind == "categorical":
             return list(self.choices)
         if self.kind == "int":
-            return list(range(self.low, self.high + 1, self.step or 1))
+            low, high, step = self.int_range()
+            return list(range(low, high + 1, step))
         if self.step is None:
             return None
-        count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
-        return [self.low + i * self.step for i in range(count)]
+        low_f, high_f = self.bounds()
+        count = int(math.floor((high_f - low_f) / self.step + 1e-9)) + 1
+        return [low_f + i * self.step for i in range(count)]
 
     def random_value(self, rng: random.Random) -> Any:
         values = self.grid_values()
         if values is not None and len(values) <= 100_000:
             return rng.choice(values)
         if self.kind == "int":
-            return rng.randint(self.low, self.high)
+            low, high, _ = self.int_range()
+            return rng.randint(low, high)
+        low_f, high_f = self.bounds()
         if self.log:
-            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        return rng.uniform(self.low, self.high)
+            return math.exp(rng.uniform(math.log(low_f), math.log(high_f)))
+        return rng.uniform(low_f, high_f)
 
 
 @dataclass(frozen=True)
 class Objective:
-    direction: str
+    direction: Direction
     metric: str
 
     @property
@@ -117,7 +133,7 @@ class StudySpec:
     source: dict[str, Any]
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [o.direction for o in self.objectives]
 
     @property
@@ -135,7 +151,7 @@ class StudySpec:
             resolved, params = resolve_config(self.raw_config(values) | {"vram_budget_gb": self.vram_budget_gb})
         return resolved, params
 
-    def model_of(self, params: dict[str, Any]) -> str:
+    def model_of(self, params: dict[str, Any]) -> str | None:
         return params.get("model", self.defaults.get("model"))
 
     def make_sampler(self, offset: int = 0):
@@ -143,9 +159,9 @@ class StudySpec:
         continued study does not replay the random draws of its first session)."""
         import optuna
 
-        opts = dict(self.sampler_options)
+        opts: dict[str, Any] = dict(self.sampler_options)
         seed = opts.pop("seed", 0) + offset
-        constraints = {} if NATIVE_CONSTRAINTS else {"constraints_func": trial_constraints}
+        constraints: dict[str, Any] = {} if NATIVE_CONSTRAINTS else {"constraints_func": trial_constraints}
         if self.sampler == "tpe":
             return optuna.samplers.TPESampler(seed=seed, **opts, **constraints)
         if self.sampler == "nsga2":
@@ -166,7 +182,12 @@ class StudySpec:
     def grid_size(self) -> int | None:
         if self.sampler != "grid":
             return None
-        return math.prod(len(p.grid_values()) for p in self.space)
+        size = 1
+        for p in self.space:
+            values = p.grid_values()
+            assert values is not None, "the parser refuses a grid sampler over a range without step"
+            size *= len(values)
+        return size
 
 
 def _grid_sampler_class():
@@ -314,7 +335,7 @@ def _parse_objectives(raw: Any, job: str) -> tuple[Objective, ...]:
         if parts[1] == "val_loss" and job != "train":
             raise ConfigError(where, item, "val_loss needs job: train in defaults")
         seen.add(parts[1])
-        out.append(Objective(parts[0], parts[1]))
+        out.append(Objective(cast(Direction, parts[0]), parts[1]))  # checked against DIRECTIONS above
     return tuple(out)
 
 
@@ -443,16 +464,17 @@ def _probe(spec: StudySpec) -> None:
         {p.name: (p.choices[-1] if p.kind == "categorical" else p.high) for p in spec.space},
     ]
     points += [{p.name: p.random_value(rng) for p in spec.space} for _ in range(PROBES - 2)]
-    first = None
+    first: tuple[ConfigError, dict[str, Any]] | None = None
     for point in points:
         try:
             spec.resolve(point)
             return
         except ConfigError as exc:
             first = first or (exc, point)
-    exc, point = first
-    where = ", ".join(f"{k}={v}" for k, v in point.items())
-    raise ConfigError(exc.field, exc.value, f"{exc.message} [no sampled point resolves, e.g. {where}]")
+    assert first is not None  # there are PROBES points, and each one failed
+    error, failed = first
+    where = ", ".join(f"{k}={v}" for k, v in failed.items())
+    raise ConfigError(error.field, error.value, f"{error.message} [no sampled point resolves, e.g. {where}]")
 
 
 def load_study_spec(path: str | Path) -> StudySpec:

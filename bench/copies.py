@@ -35,7 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.profile_step import parse_step_args, prepare_step, step_parser, write_report  # noqa: E402
-from orchestrator.measure import AMP_DTYPES, PURE_DTYPES  # noqa: E402
+from orchestrator.measure import AMP_DTYPES, PURE_DTYPES, kernel_backend  # noqa: E402
 
 COPY_OPS = ("_to_copy", "copy_", "clone")
 
@@ -116,7 +116,8 @@ def render(report: dict, top: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args, config = parse_step_args(step_parser(__doc__.splitlines()[0]), argv)
-    report = count_copies(config)
+    with kernel_backend(config):
+        report = count_copies(config)
     table = render(report, args.top)
     print(table)
     if args.out:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.profile_step import prepare_step, step_parser, write_report  # noqa: E402
 from orchestrator.errors import ConfigError  # noqa: E402
+from orchestrator.measure import kernel_backend  # noqa: E402
 from orchestrator.overrides import parse_settings  # noqa: E402
 from orchestrator.spec import parse_value, resolve_config  # noqa: E402
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows, lines = [], []
     for config in sweep_configs(parser, args):
-        times = bare_times(config, args.warmup, args.steps)
+        with kernel_backend(config):
+            times = bare_times(config, args.warmup, args.steps)
         lines.append(
             f"{config['model']} {config['mode']} N={config['seq_len']} B={config['batch_size']}: "
             f"eager {times['eager_ms']:.3f} ms, graph replay {times['graph_ms']:.3f} ms "

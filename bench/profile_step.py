@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.environment import collect  # noqa: E402
 from orchestrator.errors import ConfigError  # noqa: E402
-from orchestrator.measure import BenchmarkJob  # noqa: E402
+from orchestrator.measure import BenchmarkJob, kernel_backend  # noqa: E402
 from orchestrator.overrides import parse_settings  # noqa: E402
 from orchestrator.spec import resolve_config  # noqa: E402
 
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--trace", type=pathlib.Path, help="also write a Chrome trace here")
     args, config = parse_step_args(parser, argv)
-    prof, device_type, wall_ms = profile_steps(config, args.warmup, args.steps)
+    with kernel_backend(config):
+        prof, device_type, wall_ms = profile_steps(config, args.warmup, args.steps)
     events, attr = timed_events(prof, device_type)
     total_ms = sum(getattr(e, attr) for e in events) / 1e3 / args.steps
     rows = top_rows(events, attr, args.top, args.steps)

@@ -1,13 +1,20 @@
 """Choose between a Triton kernel and its PyTorch reference.
 
-`PHASEBENCH_KERNELS` (or :func:`set_backend`) selects: `auto` (Triton on CUDA tensors, reference
-otherwise), `triton` (Triton wherever it can run: CUDA, or CPU under `TRITON_INTERPRET=1`) or `torch`
-(always the reference).
+The caller owns the choice: inside `with backend(name):` the ops take `auto` (Triton on CUDA tensors,
+reference otherwise), `triton` (Triton wherever it can run: CUDA, or CPU under `TRITON_INTERPRET=1`) or
+`torch` (always the reference); outside any such block, `PHASEBENCH_KERNELS` (default `auto`). A job enters
+the block for its whole run (`orchestrator.measure.Job.execute`), so no run's choice outlives it.
+
+The choice lives in this module, not in a context variable, on purpose: autograd runs a CUDA backward,
+and with it the recomputed forward of a checkpointed block, on its own device threads, which a context
+variable would not reach; the recomputation must take the same kernels as the forward. Not thread-safe:
+one job at a time per process (a Ray worker runs one task at a time).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -25,23 +32,18 @@ def current_backend() -> str:
     return name
 
 
-def set_backend(name: str | None) -> None:
-    """Force a backend for this process (None returns to the environment's choice)."""
+@contextmanager
+def backend(name: str | None) -> Iterator[None]:
+    """Inside the block the ops take backend `name` (None: the environment's choice); the previous choice
+    returns when it ends."""
     global _override
     if name is not None and name not in BACKENDS:
         raise ValueError(f"kernel backend: {name!r} is not one of {', '.join(BACKENDS)}")
-    _override = name
-
-
-@contextmanager
-def backend(name: str):
-    """Context manager form of :func:`set_backend`."""
-    previous = _override
-    set_backend(name)
+    previous, _override = _override, name
     try:
         yield
     finally:
-        set_backend(previous)
+        _override = previous
 
 
 def triton_interpreted() -> bool:

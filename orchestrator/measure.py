@@ -15,6 +15,7 @@ import statistics
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 import models
-from kernels.backend import set_backend
+from kernels.backend import backend
 from models.base import lm_loss
 
 from .execution import GraphedStep
@@ -129,16 +130,20 @@ class Job:
         self.baseline = 0
 
     def execute(self) -> dict[str, Any]:
-        try:
-            self._run()
-        except Exception as exc:  # every failure is a result row, never a lost run
-            self.result.status = classify_failure(exc)
-            self.result.stage = self.tracker.stage
-            self.result.error = f"{type(exc).__name__}: {exc}"[:4000]
-            if self.result.status == "failed":
-                self.result.metrics["traceback"] = traceback.format_exc()[-8000:]
-            self._record_peak_after_failure()
+        with self.kernel_backend():
+            try:
+                self._run()
+            except Exception as exc:  # every failure is a result row, never a lost run
+                self.result.status = classify_failure(exc)
+                self.result.stage = self.tracker.stage
+                self.result.error = f"{type(exc).__name__}: {exc}"[:4000]
+                if self.result.status == "failed":
+                    self.result.metrics["traceback"] = traceback.format_exc()[-8000:]
+                self._record_peak_after_failure()
         return self.result.as_dict()
+
+    def kernel_backend(self) -> AbstractContextManager[None]:
+        return kernel_backend(self.run)
 
     def _run(self) -> None:
         raise NotImplementedError
@@ -157,8 +162,7 @@ class Job:
         return torch.cuda.max_memory_allocated(self.device) - self.baseline if self.device.type == "cuda" else None
 
     def prepare_device(self) -> None:
-        """Seed, kernel backend (per run: a reused worker must not keep the last run's), device, VRAM cap."""
-        set_backend(None if self.run["kernels"] == "auto" else self.run["kernels"])
+        """Seed, device, VRAM cap (the kernel backend is :meth:`kernel_backend`'s block)."""
         torch.manual_seed(self.run["seed"])
         if self.device.type != "cuda":
             return
@@ -422,6 +426,11 @@ def classify_failure(exc: BaseException) -> str:
     if isinstance(exc, NonFinite):
         return "nonfinite"
     return "oom" if is_oom(exc) else "failed"
+
+
+def kernel_backend(config: dict[str, Any]) -> AbstractContextManager[None]:
+    """A run's kernel backend (`kernels`; `auto`: the environment's choice) for a `with` block."""
+    return backend(None if config["kernels"] == "auto" else config["kernels"])
 
 
 def run_benchmark(config: dict[str, Any]) -> dict[str, Any]:

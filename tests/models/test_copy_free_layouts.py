@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from model_helpers import build
 
-from kernels.backend import set_backend, triton_interpreted
+from kernels.backend import backend as kernel_backend
+from kernels.backend import triton_interpreted
 from kernels.window_attn import window_hyp_attn
 from models.layers.ar_ssm import ARSSM
 from models.layers.attention import SelfAttention, rotary
@@ -111,14 +112,11 @@ def backends():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("name", ["phase8", "phase7", "transformer"])
 def test_outputs_and_grads_are_bit_identical_to_the_copying_formulation(name, dtype, backend):
-    set_backend(backend)
-    try:
+    with kernel_backend(backend):
         model, config = build(name, dtype, n_heads=2, d_model=32)
         ids = torch.randint(0, config.vocab_size, (2, 19))
         new, new_grads = loss_and_grads(model, ids, before=False, autocast=False)
         old, old_grads = loss_and_grads(model, ids, before=True, autocast=False)
-    finally:
-        set_backend(None)
     assert torch.equal(new, old)
     assert new_grads.keys() == old_grads.keys()
     for key in new_grads:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernels.backend import current_backend, set_backend
+from kernels.backend import current_backend
 from orchestrator import worker
 from orchestrator.spec import expand
 
@@ -23,8 +23,6 @@ TINY = {
 @pytest.fixture(autouse=True)
 def environment_backend(monkeypatch):
     monkeypatch.setenv("PHASEBENCH_KERNELS", "auto")
-    yield
-    set_backend(None)
 
 
 def config(kernels):
@@ -32,12 +30,18 @@ def config(kernels):
     return expand(data).runs[0].config
 
 
-def test_a_reused_worker_takes_each_runs_backend_not_the_last_ones():
+def test_each_run_takes_its_own_backend_and_it_does_not_outlive_the_run(monkeypatch):
+    """A reused worker runs one job after another: each run's `kernels` holds for that run alone."""
+    from orchestrator.measure import BenchmarkJob
+
+    seen = []
+    original = BenchmarkJob._run
+    monkeypatch.setattr(BenchmarkJob, "_run", lambda job: (seen.append(current_backend()), original(job))[1])
     git = {"git_commit": None, "git_dirty": None}
     assert worker.execute(config("torch"), git)["status"] == "ok"
-    assert current_backend() == "torch"
+    assert current_backend() == "auto"  # the environment's choice again
     assert worker.execute(config("auto"), git)["status"] == "ok"
-    assert current_backend() == "auto"
+    assert seen == ["torch", "auto"]
 
 
 def test_a_config_stored_before_the_newer_run_fields_runs_at_their_defaults():

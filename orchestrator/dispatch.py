@@ -214,7 +214,7 @@ class Dispatcher(Generic[Item]):
     study driver reports validation losses to its pruner there). Use as a context manager: leaving it
     stores the metrics still queued and ends the queue. Inside it a stop request (Ctrl-C, SIGTERM) is a
     flag (:func:`orchestrator.interrupts.polled`) that surfaces as a KeyboardInterrupt from :meth:`wait`;
-    the client then calls :meth:`cancel_all`.
+    the client then calls :meth:`abandon`.
     """
 
     def __init__(
@@ -314,6 +314,14 @@ class Dispatcher(Generic[Item]):
 
         for ref in self.in_flight:
             ray.cancel(ref, force=True)
+        return self.abandon()
+
+    def abandon(self) -> list[Item]:
+        """Forget every run in flight without storing a result or cancelling its task: for a driver that
+        stops (Ctrl-C, SIGTERM) and exits, whose Ray job ends with it, and its tasks' workers with the job
+        (a forked run with its server). Force-cancelling a task whose reply is already on its way crashes
+        the driver inside Ray 2.60 ("Tried to complete task that was not pending"), and a stop must
+        never crash."""
         items = [task.item for task in self.in_flight.values()]
         self.in_flight.clear()
         return items

@@ -170,7 +170,7 @@ class Runner:
                         return True
             except KeyboardInterrupt:
                 interrupts.delivered()
-                dispatch.cancel_all()
+                dispatch.abandon()
                 # every run of this drive still `running`: the in-flight ones, and one the signal caught
                 # between its submission and its record, or before its result was stored
                 self.store.mark_pending([run.id for run in runs])

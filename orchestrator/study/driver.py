@@ -210,8 +210,9 @@ class StudyDriver:
             self._tell(trial, "PRUNED", None, None, run_id, True, message)
 
     def _abandon(self, message: str) -> None:
-        """Ctrl-C: cancel the runs in flight, store them as failed and tell their trials FAIL."""
-        self.dispatcher.cancel_all()
+        """Ctrl-C: forget the runs in flight (they end with the driver), store them as failed and tell their
+        trials FAIL."""
+        self.dispatcher.abandon()
         self.by_run.clear()
         self.by_hash.clear()
         self.held = None

@@ -28,7 +28,8 @@ from bench.profile_step import prepare_step, step_parser, write_report  # noqa: 
 from orchestrator.errors import ConfigError  # noqa: E402
 from orchestrator.measure import kernel_backend  # noqa: E402
 from orchestrator.overrides import parse_settings  # noqa: E402
-from orchestrator.spec import parse_value, resolve_config  # noqa: E402
+from orchestrator.spec import resolve_config  # noqa: E402
+from orchestrator.yamlfile import parse_value  # noqa: E402
 
 
 def per_step_ms(fn, steps: int) -> float:

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import ConfigError
-from .spec import as_mapping, parse_value
+from .spec import as_mapping
+from .yamlfile import parse_value
 
 
 def parse_settings(pairs: Iterable[str]) -> dict[str, Any]:

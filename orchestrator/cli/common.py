@@ -12,9 +12,9 @@ import click
 
 from ..errors import UserError
 from ..overrides import parse_settings, with_defaults
-from ..spec import load_yaml
 from ..store.engine import mask_url
 from ..store.repository import Store
+from ..yamlfile import load_yaml
 
 FORMATS = click.Choice(["table", "json", "csv"])
 db_option = click.option("--db", envvar="PHASEBENCH_DB", help="SQLAlchemy URL (default sqlite:///phasebench.db).")

@@ -2,7 +2,7 @@
 
 A condition is `FIELD OP VALUE` with OP one of `=`, `!=`, `<`, `<=`, `>`, `>=`, or `FIELD in A,B,C`. FIELD
 is a record field (`status`, `stage`, `tokens_per_s`, ...), a config field (`seq_len`, `precision`, ...)
-or `tag`. Values are read as in a spec (:func:`orchestrator.spec.parse_value`, so `1e-3` is a number), but
+or `tag`. Values are read as in a spec (:func:`orchestrator.yamlfile.parse_value`, so `1e-3` is a number), but
 a text field compares with the text as written. A run whose field is missing matches only `!=`.
 """
 
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
-from ..spec import config_field_types, parse_value
+from ..spec import config_field_types
+from ..yamlfile import parse_value
 from .records import RECORD_FIELDS, field_value
 
 TAG = "tag"

@@ -20,9 +20,9 @@ from ..spec import (
     TYPE_NAMES,
     as_mapping,
     check_name_and_description,
-    load_yaml,
     resolve_config,
 )
+from ..yamlfile import load_yaml
 
 STUDY_KEYS = ("name", "description", "defaults", "space", "objectives", "constraints", "sampler", "pruner")
 METRICS = ("params", "tokens_per_s", "peak_memory", "val_loss")

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 import models
 import orchestrator.runner
 from orchestrator import spec as spec_module
+from orchestrator import yamlfile
 from orchestrator.spec import expand
 from orchestrator.store.engine import VERSION_TABLE
 from orchestrator.store.migrate import head_revision
@@ -425,7 +426,7 @@ def test_yaml_alias_bombs_are_refused_quickly(width, depth, where, tmp_path_fact
     assert time.monotonic() - start < 10, "an alias bomb was expanded"
     assert_user_error(code, err)
     aliases, nodes = width * depth, sum(width**k for k in range(1, depth + 2))
-    if aliases > spec_module.MAX_YAML_ALIASES or nodes > spec_module.MAX_YAML_NODES:
+    if aliases > yamlfile.MAX_YAML_ALIASES or nodes > yamlfile.MAX_YAML_NODES:
         assert "alias" in err or "YAML values" in err, err
     assert db_state(seeded) == before
 
@@ -461,7 +462,7 @@ def test_error_messages_stay_on_one_line_with_newlines_in_values(tmp_path, seede
 def test_spec_larger_than_the_limit_through_a_pipe_is_refused(tmp_path):
     """The size limit holds for a spec that is not a regular file (`run /dev/stdin`, a FIFO)."""
     valid = yaml.safe_dump({"name": "piped", "defaults": TINY, "grid": {"seq_len": [16]}}).encode()
-    padding = b"# padding\n" * (spec_module.MAX_SPEC_BYTES // 10 + 10)
+    padding = b"# padding\n" * (yamlfile.MAX_SPEC_BYTES // 10 + 10)
     result = phasebench("run", "/dev/stdin", "--dry-run", cwd=tmp_path, stdin=padding + valid)
     assert_user_error(result.returncode, result.stderr.decode(errors="replace"), contains="larger than")
     assert os.listdir(tmp_path) == []

@@ -12,11 +12,9 @@ from orchestrator.spec import (
     config_hash,
     expand,
     load_spec,
-    load_yaml,
-    parse_value,
-    parse_yaml,
     stored_config,
 )
+from orchestrator.yamlfile import load_yaml, parse_value, parse_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 

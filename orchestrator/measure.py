@@ -27,7 +27,7 @@ from kernels.backend import backend
 from models.base import lm_loss
 
 from .execution import GraphedStep
-from .spec import MODEL_VERSION, RUN_FIELD_TYPES, TRAIN_FIELD_TYPES
+from .spec import MODEL_VERSION, RUN_FIELD_TYPES, TRAIN_FIELD_TYPES, captures, compiles
 
 #: dense bf16/fp16 tensor-core peak FLOP/s by GPU name fragment (vendor datasheets)
 PEAK_FLOPS_16BIT = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "RTX 3080": 119e12}
@@ -197,7 +197,7 @@ class Job:
         finally:
             torch.set_default_dtype(previous)
         model = model.to(dtype=dtype)
-        if self.run["execution"] == "compile":
+        if compiles(self.run["execution"]):
             for block in model.blocks:
                 block.compile()  # in place: identical blocks share one compiled graph
         return model
@@ -242,10 +242,10 @@ class BenchmarkJob(Job):
         return loss.detach()
 
     def measured_step(self, model, ids, optimizer) -> Callable[[], torch.Tensor]:
-        """The step a run times: :meth:`step`, or under `execution: graph` its replay, warmed up and captured
+        """The step a run times: :meth:`step`, or under a capturing `execution` its replay, warmed up and captured
         here (so that a peak taken from here on includes the graph's pool)."""
         step = functools.partial(self.step, model, ids, optimizer)
-        if self.run["execution"] != "graph":
+        if not captures(self.run["execution"]):
             return step
         graphed = GraphedStep(step, self.device)
         while not graphed.captured:
@@ -256,7 +256,7 @@ class BenchmarkJob(Job):
         if self.run["mode"] != "train":
             return None
         fused = self.device.type == "cuda"
-        capturable = self.run["execution"] == "graph"
+        capturable = captures(self.run["execution"])
         return torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused, capturable=capturable)
 
     # -- the protocol ---------------------------------------------------------------------------

@@ -36,9 +36,22 @@ DEVICES = ("auto", "cuda", "cpu")
 FAULTS = ("none", "raise", "exit", "exit_mid", "hang")
 JOBS = ("benchmark", "train")
 #: eager: PyTorch runs the step op by op; graph: the step captured once in a CUDA graph and replayed;
-#: compile: torch.compile; auto (the default): see default_execution
+#: compile: torch.compile every block; compile_graph: both, compiled blocks inside the captured step;
+#: auto (the default): see default_execution
 #: (docs/measurement.md, "Execution modes"). Stored rows always hold the mode that ran, never auto.
-EXECUTIONS = ("eager", "graph", "compile")
+EXECUTIONS = ("eager", "graph", "compile", "compile_graph")
+
+
+def captures(execution: str) -> bool:
+    """Whether `execution` replays the step from a CUDA graph."""
+    return execution in ("graph", "compile_graph")
+
+
+def compiles(execution: str) -> bool:
+    """Whether `execution` puts every block through torch.compile."""
+    return execution in ("compile", "compile_graph")
+
+
 TOKENIZER_VOCAB = {"byte": 256, "gpt2": 50257}
 TOKENIZERS = tuple(TOKENIZER_VOCAB)
 
@@ -68,7 +81,7 @@ class RunFields:
         choices=("auto", *EXECUTIONS),
         help="auto (graph for a benchmark on CUDA where the "
         "model can be captured, else eager), eager, graph (CUDA graph replay of the measured step) or compile "
-        "(torch.compile every block; the first steps include the compile)",
+        "(torch.compile every block; the first steps include the compile) or compile_graph (both)",
     )
     vram_budget_gb: float = knob(0.0, min=0.0, max=1e6, help="0: no budget")
     loss_chunk_tokens: int = knob(
@@ -279,8 +292,10 @@ def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("seq_len", config["seq_len"], f"must be >= 2 in mode {config['mode']} (next-token targets)")
     if config["device"] == "cuda" and config["num_gpus"] == 0:
         raise ConfigError("num_gpus", 0.0, "must be > 0 when device is cuda")
-    if config["execution"] == "graph" and config["device"] != "cuda":
-        raise ConfigError("execution", "graph", f"captures a CUDA graph: needs device cuda (got {config['device']})")
+    if captures(config["execution"]) and config["device"] != "cuda":
+        raise ConfigError(
+            "execution", config["execution"], f"captures a CUDA graph: needs device cuda (got {config['device']})"
+        )
     return model_knobs
 
 
@@ -349,8 +364,8 @@ def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     model_config = entry.make_config(model_knobs)
     if config["execution"] == "auto":
         config["execution"] = default_execution(config, model_config)
-    if config["execution"] == "graph" and (blocker := model_config.graph_blocker()):
-        raise ConfigError("execution", "graph", f"cannot capture {config['model']}: {blocker}")
+    if captures(config["execution"]) and (blocker := model_config.graph_blocker()):
+        raise ConfigError("execution", config["execution"], f"cannot capture {config['model']}: {blocker}")
     if config["job"] == "train" and model_config.vocab_size < TOKENIZER_VOCAB[config["tokenizer"]]:
         raise ConfigError(
             "vocab_size",

@@ -27,7 +27,7 @@ from models.base import lm_loss
 from .data import TokenLoader, load_corpus, unigram_entropy, validation_batches
 from .execution import GraphedStep
 from .measure import Job, NonFinite, peak_rss_bytes
-from .spec import checkpoint_key
+from .spec import captures, checkpoint_key
 
 Emit = Callable[[list[dict[str, Any]]], None]
 FLUSH_S = 0.5
@@ -180,7 +180,7 @@ class TrainJob(Job):
             loader.load_state_dict(state["loader"])
             start, tokens, elapsed = state["step"], state["tokens"], state["elapsed_s"]
         train_step = TrainStep(self, model, optimizer, accum)
-        run_step = GraphedStep(train_step, self.device) if run["execution"] == "graph" else train_step
+        run_step = GraphedStep(train_step, self.device) if captures(run["execution"]) else train_step
         self.buffer.add({"kind": "restart", "step": start})  # a retried attempt replaces what came after
         self.buffer.flush()
         m["extra"] = {
@@ -246,7 +246,7 @@ class TrainJob(Job):
             lr=self.run["lr"],
             betas=(0.9, 0.95),
             fused=True,
-            capturable=self.run["execution"] == "graph",
+            capturable=captures(self.run["execution"]),
         )
 
     @torch.no_grad()

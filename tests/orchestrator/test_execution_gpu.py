@@ -32,8 +32,8 @@ FAMILIES = [
 ]
 
 
-def job_model_ids(name, knobs, mode, seed=0):
-    config, _ = resolve_config(TINY | knobs | {"model": name, "mode": mode, "execution": "graph", "seed": seed})
+def job_model_ids(name, knobs, mode, seed=0, execution="graph"):
+    config, _ = resolve_config(TINY | knobs | {"model": name, "mode": mode, "execution": execution, "seed": seed})
     job = BenchmarkJob(config)
     job.prepare_device()
     model = job.build()
@@ -61,6 +61,20 @@ def test_replayed_loss_and_gradients_equal_eager(name, knobs):
     job, model, ids = job_model_ids(name, knobs, "train_no_optim")
     eager_loss = job.step(model, ids, None).clone()
     eager_grads = grads(model)
+    replay = job.measured_step(model, ids, None)
+    torch.testing.assert_close(replay(), eager_loss, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads(model), eager_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["transformer", "phase7", "phase8"])
+def test_compiled_and_captured_step_gives_eager_loss_and_gradients(name):
+    """`compile_graph`: the compiled blocks (compiled in the eager warm-up) replayed inside one captured step."""
+    job, model, ids = job_model_ids(name, {}, "train_no_optim", execution="compile_graph")
+    assert all(block._compiled_call_impl is not None for block in model.blocks)
+    _, eager_model, _ = job_model_ids(name, {}, "train_no_optim", execution="eager")
+    eager_loss = job.step(eager_model, ids, None).clone()
+    eager_grads = grads(eager_model)
     replay = job.measured_step(model, ids, None)
     torch.testing.assert_close(replay(), eager_loss, rtol=1e-5, atol=1e-6)
     for got, want in zip(grads(model), eager_grads, strict=True):

@@ -280,7 +280,8 @@ def test_stored_compile_flags_read_as_execution_modes():
     "knobs, message",
     [
         (dict(execution="graph"), "execution: captures a CUDA graph: needs device cuda (got cpu)"),
-        (dict(execution="bogus"), "execution: must be one of auto, eager, graph, compile"),
+        (dict(execution="compile_graph"), "execution: captures a CUDA graph: needs device cuda (got cpu)"),
+        (dict(execution="bogus"), "execution: must be one of auto, eager, graph, compile, compile_graph"),
         (dict(compile=True), "compile: was replaced by the run field execution (eager, graph or compile)"),
     ],
 )

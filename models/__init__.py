@@ -7,10 +7,16 @@ command that never touches a model (`phasebench --help`, `phasebench results lis
 from .config import ConfigError, ModelConfig, knob
 
 _REGISTRY_NAMES = ("ModelEntry", "count_params", "get", "names", "register", "register_family")
-__all__ = ["ConfigError", "ModelConfig", "knob", *_REGISTRY_NAMES]
+#: the shell a user family can build on (docs/custom-models.md): embedding -> blocks -> norm -> head
+_SHELL_NAMES = ("CausalLM", "PreNormBlock")
+__all__ = ["ConfigError", "ModelConfig", "knob", *_REGISTRY_NAMES, *_SHELL_NAMES]
 
 
 def __getattr__(name: str):
+    if name in _SHELL_NAMES:
+        from . import base
+
+        return getattr(base, name)
     if name not in _REGISTRY_NAMES:
         raise AttributeError(f"module 'models' has no attribute {name!r}")
     from . import catalog, custom, registry  # noqa: F401  (the catalog fills the registry)

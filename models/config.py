@@ -24,6 +24,10 @@ class ConfigError(ValueError):
         self.message = message
         super().__init__(f"{field_name}: {message} (got {value!r})")
 
+    def __reduce__(self):
+        """Pickled with its three arguments, so that one raised in a Ray worker reaches the driver whole."""
+        return type(self), (self.field, self.value, self.message)
+
 
 def knob(default: Any, **meta: Any) -> Any:
     """A config field with validation metadata (min, max, gt, choices, help)."""

@@ -20,6 +20,7 @@ for real on the CPU where the forward reads values). Every refusal is a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -61,9 +62,11 @@ def register_family(
         description or (config_cls.__doc__ or "").strip().split("\n")[0],
         version,
         forward_flops=forward_flops or functools.partial(counted_forward_flops, build),
+        user=True,
     )
-    check_family(entry)
-    return registry.register(entry)
+    model = check_family(entry)
+    chunked = callable(getattr(model, "hidden", None)) and callable(getattr(model, "project_to_vocab", None))
+    return registry.register(dataclasses.replace(entry, chunked_loss=chunked))
 
 
 def counted_params(build: Callable[[Any], nn.Module], config: ModelConfig) -> int:
@@ -86,19 +89,19 @@ def counted_forward_flops(build: Callable[[Any], nn.Module], config: ModelConfig
     return counter.get_total_flops() / seq_len
 
 
-def check_family(entry: registry.ModelEntry) -> None:
-    """ConfigError naming the family unless its builder builds the default config and the model maps
-    (B, N) token ids to (B, N, vocab_size) logits."""
+def check_family(entry: registry.ModelEntry) -> nn.Module:
+    """The model of the default config; ConfigError naming the family unless its builder builds it and
+    it maps (B, N) token ids to (B, N, vocab_size) logits."""
     try:
         config = entry.config_cls.from_dict({})
     except ConfigError as exc:
         raise ConfigError("model", entry.name, f"its default config is invalid: {exc}") from None
     b, n = CHECK_SHAPE
     try:
-        logits = _default_forward(entry.build, config, "meta")
+        model, logits = _default_forward(entry.build, config, "meta")
     except Exception:  # noqa: BLE001  (a forward that reads values cannot run on meta: try it for real)
         try:
-            logits = _default_forward(entry.build, config, "cpu")
+            model, logits = _default_forward(entry.build, config, "cpu")
         except Exception as exc:  # noqa: BLE001  (the user's code: report whatever it raised, in one line)
             first = (str(exc).strip().splitlines() or [""])[0]
             message = f"building or running the default config raised {type(exc).__name__}: {first}"
@@ -107,14 +110,15 @@ def check_family(entry: registry.ModelEntry) -> None:
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ConfigError("model", entry.name, f"forward must return (B, N, vocab_size) logits {expected}, got {got}")
+    return model
 
 
-def _default_forward(build: Callable[[Any], nn.Module], config: ModelConfig, device: str) -> Any:
-    """What the model `build(config)` returns for CHECK_SHAPE token ids on `device` (no gradients)."""
+def _default_forward(build: Callable[[Any], nn.Module], config: ModelConfig, device: str) -> tuple[nn.Module, Any]:
+    """The model `build(config)` on `device` and what it returns for CHECK_SHAPE token ids (no gradients)."""
     with torch.device(device):
         model = build(config)
     with torch.no_grad():
-        return model(torch.zeros(*CHECK_SHAPE, dtype=torch.long, device=device))
+        return model, model(torch.zeros(*CHECK_SHAPE, dtype=torch.long, device=device))
 
 
 def _no_mixer_estimate(config: ModelConfig, seq_len: int, matmul_only: bool = False) -> float:

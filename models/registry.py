@@ -36,6 +36,11 @@ class ModelEntry:
     #: a user family's forward FLOPs per token, (config, seq_len) -> FLOPs or None where unknown
     #: (models/custom.py); built-in families leave it None and use the formula below
     forward_flops: Callable[[Any, int], float | None] | None = None
+    #: registered from user code (models/custom.py), not built into phasebench
+    user: bool = False
+    #: the model has `hidden(ids)` and `project_to_vocab(x)` (models.CausalLM does), which the chunked loss
+    #: head (`loss_chunk_tokens`) needs
+    chunked_loss: bool = True
 
     def make_config(self, knobs: dict[str, Any]) -> ModelConfig:
         return self.config_cls.from_dict(knobs)

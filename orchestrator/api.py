@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from .runner import BatchOutcome, Runner, check_reachable, refuse_impossible
-from .spec import Spec, expand, load_spec
+from .spec import Spec, expand, load_spec, load_spec_file
 from .store.edits import checked_tags, tag_batch
 from .store.migrate import check_database
 from .store.repository import Filters, Store
 from .store.where import parse_where
+from .user_code import IMPORTS_KEY, absolute_imports, check_source, import_all
 
 __all__ = ["Filters", "plan", "resume", "results", "results_frame", "run"]
 from .store.schema import Run
@@ -26,9 +27,16 @@ from .worker import isolation_scheme
 ResultCallback = Callable[[Run, dict[str, Any]], None]
 
 
-def plan(spec: str | Path | dict[str, Any], allow_large: bool = False) -> Spec:
-    """Validate a spec (a path or a parsed mapping) and resolve its runs; writes nothing."""
-    return expand(spec, allow_large) if isinstance(spec, dict) else load_spec(spec, allow_large)
+def plan(spec: str | Path | dict[str, Any], allow_large: bool = False, imports: Iterable[str] = ()) -> Spec:
+    """Validate a spec (a path or a parsed mapping) and resolve its runs; writes nothing. `imports` (module
+    names or paths relative to the working directory) are added to the spec's own (docs/custom-models.md)."""
+    imports = list(imports)
+    if not imports:
+        return expand(spec, allow_large) if isinstance(spec, dict) else load_spec(spec, allow_large)
+    data = dict(spec) if isinstance(spec, dict) else load_spec_file(spec)
+    if isinstance(data, dict):
+        data[IMPORTS_KEY] = [*(data.get(IMPORTS_KEY) or []), *absolute_imports(imports, Path.cwd())]
+    return expand(data, allow_large)
 
 
 def run(
@@ -41,14 +49,15 @@ def run(
     on_batch: Callable[[int, int], None] | None = None,
     on_result: ResultCallback | None = None,
     tags: Iterable[str] = (),
+    imports: Iterable[str] = (),
 ) -> BatchOutcome:
     """Validate, store and run a batch; returns the per-status counts.
 
     `on_batch(batch_id, n_runs_to_do)` is called once the batch is stored, `on_result(run, outcome)`
-    after each finished run; every run of the batch carries `tags`.
+    after each finished run; every run of the batch carries `tags`; `imports` as in :func:`plan`.
     """
     tags = checked_tags(tags)
-    resolved = spec if isinstance(spec, Spec) else plan(spec, allow_large)
+    resolved = spec if isinstance(spec, Spec) else plan(spec, allow_large, imports)
     isolation_scheme()  # before anything is stored
     if address:
         check_reachable(address)
@@ -70,13 +79,20 @@ def resume(
     max_parallel: int | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     on_result: ResultCallback | None = None,
+    imports: Iterable[str] = (),
 ) -> BatchOutcome:
-    """Finish the pending and interrupted runs of a stored batch (by id or name)."""
+    """Finish the pending and interrupted runs of a stored batch (by id or name), with the model code its
+    spec imports."""
     isolation_scheme()
     if address:
         check_reachable(address)
     store = Store(db, create=False)
     try:
+        stored = store.find_batch(batch)
+        import_all(list(imports) and absolute_imports(list(imports), Path.cwd()))
+        import_all(stored.spec.get(IMPORTS_KEY) or [])
+        for config in store.unfinished_configs(stored.id):
+            check_source(config)
         return _run_stored(store, store.find_batch(batch).id, address, max_parallel, on_batch, on_result)
     finally:
         store.close()

@@ -27,7 +27,7 @@ from kernels.backend import backend
 from models.base import lm_loss
 
 from .execution import GraphedStep
-from .spec import MODEL_VERSION, RUN_FIELD_TYPES, TRAIN_FIELD_TYPES, captures, compiles
+from .spec import PHASEBENCH_FIELDS, RUN_FIELD_TYPES, TRAIN_FIELD_TYPES, captures, compiles
 
 #: dense bf16/fp16 tensor-core peak FLOP/s by GPU name fragment (vendor datasheets)
 PEAK_FLOPS_16BIT = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "RTX 3080": 119e12}
@@ -55,7 +55,7 @@ class Measurement:
 
 def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(run fields, model knobs) of a resolved config."""
-    run = {k: v for k, v in config.items() if k in RUN_FIELD_TYPES or k in TRAIN_FIELD_TYPES or k == MODEL_VERSION}
+    run = {k: v for k, v in config.items() if k in RUN_FIELD_TYPES or k in TRAIN_FIELD_TYPES or k in PHASEBENCH_FIELDS}
     knobs = {k: v for k, v in config.items() if k not in run}
     return run, knobs
 
@@ -198,16 +198,18 @@ class Job:
             torch.set_default_dtype(previous)
         model = model.to(dtype=dtype)
         if compiles(self.run["execution"]):
-            for block in model.blocks:
-                block.compile()  # in place: identical blocks share one compiled graph
+            # in place: identical blocks share one compiled graph; a user model without blocks is one graph
+            for part in getattr(model, "blocks", None) or [model]:
+                part.compile()
         return model
 
     def loss(self, model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy (fp32) plus the model's auxiliary losses. inputs, targets: (B, N)."""
         with self.autocast():
             loss = lm_loss(model, inputs, targets, self.run["loss_chunk_tokens"])
-            aux, model.aux_loss = model.aux_loss, None  # taken: the model keeps no graph past its step
+            aux = getattr(model, "aux_loss", None)
             if aux is not None:
+                model.aux_loss = None  # taken: the model keeps no graph past its step
                 loss = loss + aux
         return loss
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import interrupts
+from . import interrupts, user_code
 from .dispatch import Capacity, Dispatcher
 from .environment import REPO_ROOT
 from .errors import UserError
@@ -63,6 +63,10 @@ def _auth_notice_filter(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
+#: the user code this process's Ray job ships to its workers
+_SHIPPED_WITH_RAY: set[str] = set()
+
+
 def init_ray(address: str | None = None) -> None:
     """Start a fresh local Ray (no address) or join a cluster (`--address` / RAY_ADDRESS).
 
@@ -71,19 +75,26 @@ def init_ray(address: str | None = None) -> None:
     the driver (log and die); the process's own SIGTERM and SIGINT handlers (the CLI's: stop the drive,
     orchestrator.interrupts) are put back. Ray's notice that the local cluster it starts uses token
     authentication (it does, unchanged) is left out of the driver's stderr, which holds only phasebench's
-    own lines.
+    own lines. The user's model code imported so far goes to every worker with the job (`py_modules`,
+    orchestrator/user_code.py); a Ray started before more code was imported is started again.
     """
     import ray
 
+    shipped = user_code.shipped_roots()
     if ray.is_initialized():
-        return
+        if set(shipped) <= _SHIPPED_WITH_RAY:
+            return
+        ray.shutdown()
     logging.getLogger(RAY_AUTH_LOGGER).addFilter(_auth_notice_filter)
     main_thread = threading.current_thread() is threading.main_thread()
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
     address = address or os.environ.get("RAY_ADDRESS")
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    runtime_env: dict[str, Any] = {"env_vars": {"PYTHONPATH": path}}
+    if shipped:
+        runtime_env["py_modules"] = shipped
     kwargs: dict[str, Any] = {
-        "runtime_env": {"env_vars": {"PYTHONPATH": path}},
+        "runtime_env": runtime_env,
         "log_to_driver": False,
         "configure_logging": False,
     }
@@ -91,6 +102,8 @@ def init_ray(address: str | None = None) -> None:
         ray.init(address=address, **kwargs)  # the API checked first that it answers (check_reachable)
     else:
         ray.init(address="local", include_dashboard=False, **kwargs)
+    _SHIPPED_WITH_RAY.clear()
+    _SHIPPED_WITH_RAY.update(shipped)
     for signum, handler in handlers.items():
         if handler is not None:
             signal.signal(signum, handler)

@@ -24,11 +24,12 @@ import models
 from kernels.backend import BACKENDS as KERNEL_BACKENDS
 from models.config import ConfigError, check_value, default_of, knob
 
+from . import user_code
 from .legacy import LEGACY_COMPILE, stored_execution
 from .yamlfile import load_yaml
 
 MAX_CONFIGS = 10_000
-SPEC_KEYS = ("name", "description", "defaults", "cases", "grid")
+SPEC_KEYS = ("name", "description", "imports", "defaults", "cases", "grid")
 MODES = ("inference", "train_no_optim", "train")
 DEVICES = ("auto", "cuda", "cpu")
 #: raise: the job raises in forward; exit: the worker process dies at start; exit_mid: a training
@@ -121,6 +122,9 @@ class TrainFields:
 
 #: the run field phasebench sets from the model registry (`ModelEntry.version`), never from a spec
 MODEL_VERSION = "model_version"
+#: every field phasebench sets, never a spec: the model's version, and a user family's module and source
+#: hash (orchestrator/user_code.py)
+PHASEBENCH_FIELDS = (MODEL_VERSION, user_code.MODULE_FIELD, user_code.SOURCE_FIELD)
 #: fields added after rows were stored, at the value a stored row without them means: at that value a field
 #: is left out of the config hash, so a config hashes as it did before the field existed
 HASH_NEUTRAL = {MODEL_VERSION: 1}
@@ -355,13 +359,19 @@ def default_execution(config: dict[str, Any], model_config) -> str:
 def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Validate one merged config; returns (flat resolved config, exact parameter count)."""
     config = dict(raw)
-    if MODEL_VERSION in config:
-        raise ConfigError(
-            MODEL_VERSION, config[MODEL_VERSION], "is set by phasebench from the model's code, not by a spec"
-        )
+    for key in PHASEBENCH_FIELDS:
+        if key in config:
+            raise ConfigError(key, config[key], "is set by phasebench from the model's code, not by a spec")
     model_knobs = _check_run_fields(config)
     entry = models.get(config["model"])
     model_config = entry.make_config(model_knobs)
+    if config["loss_chunk_tokens"] and not entry.chunked_loss:
+        raise ConfigError(
+            "loss_chunk_tokens",
+            config["loss_chunk_tokens"],
+            f"needs hidden() and project_to_vocab() on the model, which {config['model']} lacks "
+            "(build it on models.CausalLM, or set 0)",
+        )
     if config["execution"] == "auto":
         config["execution"] = default_execution(config, model_config)
     if captures(config["execution"]) and (blocker := model_config.graph_blocker()):
@@ -373,7 +383,8 @@ def resolve_config(raw: dict[str, Any]) -> tuple[dict[str, Any], int]:
             f"must be >= {TOKENIZER_VOCAB[config['tokenizer']]} for tokenizer {config['tokenizer']}",
         )
     train = {k: config[k] for k in TRAIN_FIELD_TYPES if k in config}
-    resolved = {k: config[k] for k in RUN_FIELD_TYPES} | train | {MODEL_VERSION: entry.version} | model_config.to_dict()
+    versions = {MODEL_VERSION: entry.version} | user_code.family_fields(entry)
+    resolved = {k: config[k] for k in RUN_FIELD_TYPES} | train | versions | model_config.to_dict()
     return resolved, entry.estimate_params(model_config)
 
 
@@ -414,7 +425,15 @@ def hashed_form(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def expand(data: dict[str, Any], allow_large: bool = False) -> Spec:
-    """Validate a parsed spec and expand it into resolved runs (no side effects)."""
+    """Validate a parsed spec and expand it into resolved runs; its `imports` are imported first (paths
+    relative to the working directory: :func:`load_spec` makes a file's relative to the file)."""
+    if not isinstance(data, dict):
+        raise ConfigError("spec", data, "must be a mapping")
+    if user_code.IMPORTS_KEY in data:
+        imports = user_code.absolute_imports(data[user_code.IMPORTS_KEY], Path.cwd())
+        data = data | {user_code.IMPORTS_KEY: user_code.import_all(imports)}
+    else:
+        user_code.load_entry_points()
     name, description, defaults, case_axes, axes = _check_top_level(data)
     n_cases = math.prod(len(axis) for axis in case_axes)
     count = n_cases * math.prod(len(v) for v in axes.values())
@@ -446,4 +465,12 @@ def expand(data: dict[str, Any], allow_large: bool = False) -> Spec:
 
 
 def load_spec(path: str | Path, allow_large: bool = False) -> Spec:
-    return expand(load_yaml(path), allow_large=allow_large)
+    return expand(load_spec_file(path), allow_large=allow_large)
+
+
+def load_spec_file(path: str | Path) -> Any:
+    """A spec file's content, its `imports` made relative to the file (batch and study specs alike)."""
+    data = load_yaml(path)
+    if isinstance(data, dict) and user_code.IMPORTS_KEY in data:
+        data[user_code.IMPORTS_KEY] = user_code.absolute_imports(data[user_code.IMPORTS_KEY], Path(path).parent)
+    return data

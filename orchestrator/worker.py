@@ -47,11 +47,23 @@ def isolation_scheme() -> str:
 
 def run_job(config: dict[str, Any], git: dict[str, Any], emit: Emit | None) -> dict[str, Any]:
     """Run the job a resolved config asks for and describe where it ran; `emit(rows)` receives a
-    training run's metrics as it goes."""
+    training run's metrics as it goes. An exception outside the job's own handling (the user's model code
+    failing to import, say) becomes a failed outcome with its type and message: never one that the driver
+    cannot unpickle."""
+    try:
+        return _run_job(config, git, emit)
+    except Exception as exc:  # noqa: BLE001  (whatever it is, the stored row says what)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return {"status": "failed", "stage": None, "error": f"{type(exc).__name__}: {first}".rstrip(": "), "extra": {}}
+
+
+def _run_job(config: dict[str, Any], git: dict[str, Any], emit: Emit | None) -> dict[str, Any]:
     from .environment import collect
     from .spec import check_model_version, stored_config
+    from .user_code import load_family
 
     config = stored_config(config)  # a config stored before a run field existed lacks it
+    load_family(config)
     check_model_version(config)
     if config["fault"] == "exit":
         os._exit(1)  # injected worker death: Ray retries, then the run is stored as failed

@@ -34,7 +34,9 @@ def autocast_inputs(x: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
     """x -> n inputs for autocast ops (linear, conv) that all read x: views of one cast of x to the autocast
     dtype when autocast would cast x, else x itself n times."""
     device = x.device.type
+    if x.is_meta or not torch.is_autocast_enabled(device):  # meta has no autocast dtype to ask for
+        return (x,) * n
     dtype = torch.get_autocast_dtype(device)
-    if not torch.is_autocast_enabled(device) or x.dtype in (dtype, torch.float64):
+    if x.dtype in (dtype, torch.float64):
         return (x,) * n
     return _SharedCast.apply(x, dtype, n)

@@ -18,6 +18,7 @@ from .common import (
     address_option,
     command_line,
     db_option,
+    imports_option,
     json_option,
     open_store,
     settings_option,
@@ -38,7 +39,10 @@ from .common import (
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @settings_option
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag every run of the batch (repeatable).")
-def run(spec, db, address, dry_run, as_json, rerun, resume_batch, yes, max_parallel, no_progress, settings, tags):
+@imports_option
+def run(
+    spec, db, address, dry_run, as_json, rerun, resume_batch, yes, max_parallel, no_progress, settings, tags, imports
+):
     """Run the batch described by SPEC (a YAML file), or --resume a stored one."""
     if bool(spec) == bool(resume_batch):
         raise UserError("run: give either SPEC or --resume BATCH")
@@ -47,7 +51,7 @@ def run(spec, db, address, dry_run, as_json, rerun, resume_batch, yes, max_paral
     if dry_run and not spec:
         raise UserError("--dry-run: needs SPEC")
     tags = checked_tags(tags)
-    source = spec_source(spec, settings) if spec else None
+    source = spec_source(spec, settings, imports) if spec else None
     if dry_run:
         _list_plan(api.plan(source, allow_large=yes), as_json)
         return
@@ -60,7 +64,7 @@ def run(spec, db, address, dry_run, as_json, rerun, resume_batch, yes, max_paral
         if spec:
             outcome = api.run(source, rerun=rerun, allow_large=yes, tags=tags, **kwargs)
         else:
-            outcome = api.resume(resume_batch, **kwargs)
+            outcome = api.resume(resume_batch, imports=imports, **kwargs)
     finally:
         progress.close()
     _report(outcome, api.results(db, batch=[str(outcome.batch_id)]), as_json, json_out)

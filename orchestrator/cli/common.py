@@ -14,7 +14,6 @@ from ..errors import UserError
 from ..overrides import parse_settings, with_defaults
 from ..store.engine import mask_url
 from ..store.repository import Store
-from ..yamlfile import load_yaml
 
 FORMATS = click.Choice(["table", "json", "csv"])
 db_option = click.option("--db", envvar="PHASEBENCH_DB", help="SQLAlchemy URL (default sqlite:///phasebench.db).")
@@ -29,9 +28,29 @@ settings_option = click.option(
 )
 
 
-def spec_source(path: str, settings: tuple[str, ...]) -> str | dict[str, Any]:
-    """What a verb validates: the spec file, or its parsed content with `--set` over its defaults."""
-    return with_defaults(load_yaml(path), parse_settings(settings)) if settings else path
+imports_option = click.option(
+    "--import",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Import a module, .py file or package folder that registers model families (repeatable).",
+)
+
+
+def spec_source(path: str, settings: tuple[str, ...], imports: tuple[str, ...] = ()) -> str | dict[str, Any]:
+    """What a verb validates: the spec file, or its parsed content with `--set` over its defaults and the
+    `--import` modules (relative to the working directory) added to its imports."""
+    if not settings and not imports:
+        return path
+    from ..spec import load_spec_file
+    from ..user_code import IMPORTS_KEY, absolute_imports
+
+    data = load_spec_file(path)
+    if not isinstance(data, dict):
+        return path  # the verb's own validation names what is wrong with it
+    if imports:
+        data[IMPORTS_KEY] = [*data.get(IMPORTS_KEY, []), *absolute_imports(list(imports), Path.cwd())]
+    return with_defaults(data, parse_settings(settings)) if settings else data
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from .common import (
     command_line,
     db_option,
     emit,
+    imports_option,
     json_option,
     quiet_optuna,
     settings_option,
@@ -32,11 +33,12 @@ def study() -> None:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @db_option
 @settings_option
-def study_create(spec, db, settings) -> None:
+@imports_option
+def study_create(spec, db, settings, imports) -> None:
     """Validate a study SPEC (YAML) and store it (Optuna tables beside phasebench's)."""
     from .. import study as studies
 
-    parsed = studies.create_study(spec_source(spec, settings), db=db)
+    parsed = studies.create_study(spec_source(spec, settings, imports), db=db)
     click.echo(
         f"created study {parsed.name} ({', '.join(o.label for o in parsed.objectives)}; sampler "
         f"{parsed.sampler}) in {mask_url(database_url(db))}\n"

@@ -149,6 +149,11 @@ class Store:
                 run.status = "pending"
 
     @retried
+    def unfinished_configs(self, batch_id: int) -> list[dict[str, Any]]:
+        """The configs of the batch's runs still pending or running (read only)."""
+        with self.session() as s:
+            return list(s.scalars(select(Run.config).where(Run.batch_id == batch_id, Run.status.in_(UNFINISHED))))
+
     def reset_unfinished(self, batch_id: int) -> list[Run]:
         """Runs of the batch still pending or running (those are set back to pending), in order."""
         with self.session() as s, s.begin():

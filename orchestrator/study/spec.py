@@ -12,6 +12,7 @@ from typing import Any, Literal, cast
 import models
 from models.config import ConfigError, check_value
 
+from .. import user_code
 from ..spec import (
     RUN_FIELD_META,
     RUN_FIELD_TYPES,
@@ -20,11 +21,11 @@ from ..spec import (
     TYPE_NAMES,
     as_mapping,
     check_name_and_description,
+    load_spec_file,
     resolve_config,
 )
-from ..yamlfile import load_yaml
 
-STUDY_KEYS = ("name", "description", "defaults", "space", "objectives", "constraints", "sampler", "pruner")
+STUDY_KEYS = ("name", "description", "imports", "defaults", "space", "objectives", "constraints", "sampler", "pruner")
 METRICS = ("params", "tokens_per_s", "peak_memory", "val_loss")
 Direction = Literal["maximize", "minimize"]
 DIRECTIONS = ("maximize", "minimize")
@@ -373,6 +374,11 @@ def parse_study_spec(data: dict[str, Any]) -> StudySpec:
     for key in data:
         if key not in STUDY_KEYS:
             raise ConfigError(str(key), data[key], f"unknown study key; expected one of {', '.join(STUDY_KEYS)}")
+    if user_code.IMPORTS_KEY in data:
+        imports = user_code.absolute_imports(data[user_code.IMPORTS_KEY], Path.cwd())
+        data = data | {user_code.IMPORTS_KEY: user_code.import_all(imports)}
+    else:
+        user_code.load_entry_points()
     name, description = check_name_and_description(data, "study")
     defaults = dict(as_mapping(data.get("defaults"), "defaults"))
     space_raw = as_mapping(data.get("space"), "space")
@@ -478,4 +484,4 @@ def _probe(spec: StudySpec) -> None:
 
 
 def load_study_spec(path: str | Path) -> StudySpec:
-    return parse_study_spec(load_yaml(path))
+    return parse_study_spec(load_spec_file(path))

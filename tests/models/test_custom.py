@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import models
-from models import registry
+from models import custom, registry
 from models.config import ConfigError, ModelConfig, knob
 
 
@@ -60,6 +60,17 @@ def test_a_family_registers_and_its_parameters_and_flops_are_counted():
         model(torch.zeros(1, 10, dtype=torch.long))
     assert entry.flops_per_token(config, 10, "inference") == counter.get_total_flops() / 10
     assert entry.flops_per_token(config, 10, "train") == 3 * counter.get_total_flops() / 10
+
+
+def test_flops_of_a_family_built_on_the_shell_are_counted_at_a_padded_vocabulary():
+    """models.CausalLM pads the head's vocabulary to a multiple of 64 through an autocast-aware cast, which
+    must not ask the meta device for an autocast dtype (it has none): FLOPs would be unknown."""
+    transformer = models.get("transformer")
+    config = transformer.make_config({"vocab_size": 50257, "d_model": 64, "n_layers": 1, "n_heads": 2})
+    flops = custom.counted_forward_flops(transformer.build, config, 32)
+    with FlopCounterMode(display=False) as counter:
+        transformer.build(config)(torch.zeros(1, 32, dtype=torch.long))
+    assert flops == pytest.approx(counter.get_total_flops() / 32, rel=0.01)  # SDPA counted by its formula on meta
 
 
 def test_given_counts_are_used_and_an_uncountable_forward_is_unknown_not_guessed():

@@ -36,10 +36,10 @@ print("RESULT " + json.dumps({"counts": outcome.counts, "nodes": nodes}))
 """
 
 
-def run_cluster_script(script: str, db: str) -> dict:
+def run_cluster_script(script: str, db: str, *args: str) -> dict:
     """Run a driver script in its own process (its own Ray cluster); returns the JSON it printed."""
     proc = subprocess.run(
-        [sys.executable, "-c", script, db],
+        [sys.executable, "-c", script, db, *args],
         capture_output=True,
         text=True,
         timeout=900,
@@ -111,3 +111,57 @@ def test_a_lost_worker_node_has_its_runs_rescheduled(sqlite_url):
         assert row["extra"]["tokens_seen"] == 1500 * 4 * 32
         assert [m["step"] for m in store.metrics(row["run_id"]) if m["kind"] == "train"] == list(range(1, 1501))
     store.close()
+
+
+SHIPPED = r"""
+import atexit, importlib, json, sys, textwrap
+from pathlib import Path
+import ray
+from ray.cluster_utils import Cluster
+from orchestrator import api
+
+folder = Path(sys.argv[2])  # on no worker's path: the workers get it only from the job's py_modules
+(folder / "tinymix.py").write_text(textwrap.dedent('''
+    from dataclasses import dataclass
+    from torch import nn
+    import models
+
+    @dataclass
+    class TinyMixConfig(models.ModelConfig):
+        pass
+
+    class TinyMix(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.embed, self.head = nn.Embedding(c.vocab_size, c.d_model), nn.Linear(c.d_model, c.vocab_size)
+
+        def forward(self, ids):
+            return self.head(self.embed(ids).cumsum(1))
+
+    models.register_family("tinymix", TinyMixConfig, TinyMix)
+'''))
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+atexit.register(cluster.shutdown)
+atexit.register(ray.shutdown)
+cluster.add_node(num_cpus=1, resources={"node_a": 4})
+cluster.add_node(num_cpus=1, resources={"node_b": 4})
+cluster.wait_for_nodes()
+tiny = {"model": "tinymix", "vocab_size": 64, "d_model": 16, "n_layers": 1, "n_heads": 2, "device": "cpu",
+        "seq_len": 16, "steps": 1, "warmup_steps": 0}
+cases = [{"seed": i, "resources": {node: 1}} for i, node in enumerate(["node_a", "node_b"])]
+spec = {"name": "shipped", "imports": [str(folder / "tinymix.py")], "defaults": tiny, "cases": cases}
+outcome = api.run(spec, db=sys.argv[1], address=cluster.address)
+locate = ray.remote(num_cpus=1, resources={"node_b": 1})(lambda: importlib.import_module("tinymix").__file__)
+where = ray.get(locate.remote())
+print("RESULT " + json.dumps({"counts": outcome.counts, "worker_file": where}))
+"""
+
+
+def test_a_users_module_is_shipped_to_worker_nodes(sqlite_url, tmp_path):
+    """Two runs of a family from a file on no worker's path, one per worker node: both import it from the
+    copy Ray's runtime_env put on their node."""
+    report = run_cluster_script(SHIPPED, sqlite_url, str(tmp_path))
+    assert report["counts"] == {"ok": 2}
+    assert report["worker_file"] != str(tmp_path / "tinymix.py") and "runtime_resources" in report["worker_file"]
+    rows = api.results(db=sqlite_url)
+    assert {r["model"] for r in rows} == {"tinymix"} and len({r["node_id"] for r in rows}) == 2

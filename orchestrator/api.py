@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .runner import BatchOutcome, Runner, check_reachable, refuse_impossible
+from .runner import BatchOutcome, Runner, check_reachable, cluster_auto_device, refuse_impossible
 from .spec import Spec, expand, load_spec, load_spec_file
 from .store.edits import checked_tags, tag_batch
 from .store.migrate import check_database
@@ -57,10 +57,11 @@ def run(
     after each finished run; every run of the batch carries `tags`; `imports` as in :func:`plan`.
     """
     tags = checked_tags(tags)
-    resolved = spec if isinstance(spec, Spec) else plan(spec, allow_large, imports)
     isolation_scheme()  # before anything is stored
     if address:
         check_reachable(address)
+    with cluster_auto_device(address):  # `device: auto` is decided by the nodes the runs will land on
+        resolved = spec if isinstance(spec, Spec) else plan(spec, allow_large, imports)
     check_database(db)  # a bad --db is refused before Ray starts
     refuse_impossible(resolved.runs, address)
     store = Store(db)

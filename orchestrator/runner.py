@@ -8,20 +8,21 @@ finishes it. Also here: starting or joining Ray, and checking that a cluster ans
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import interrupts, user_code
+from . import interrupts, orphans, user_code
 from .dispatch import Capacity, Dispatcher
 from .environment import REPO_ROOT
 from .errors import UserError
-from .spec import ResolvedRun
+from .spec import AUTO_DEVICE, ResolvedRun
 from .store.lease import BatchLease
 from .store.repository import Store
 from .store.schema import Run
@@ -101,12 +102,31 @@ def init_ray(address: str | None = None) -> None:
     if address:
         ray.init(address=address, **kwargs)  # the API checked first that it answers (check_reachable)
     else:
+        orphans.watch_this_driver(REPO_ROOT)  # what the local Ray leaves if this driver is killed gets killed
         ray.init(address="local", include_dashboard=False, **kwargs)
     _SHIPPED_WITH_RAY.clear()
     _SHIPPED_WITH_RAY.update(shipped)
     for signum, handler in handlers.items():
         if handler is not None:
             signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def cluster_auto_device(address: str | None) -> Iterator[None]:
+    """Inside: `device: auto` resolves to `cuda` when any node of the cluster at `address` (or RAY_ADDRESS)
+    has a GPU, else `cpu`; a CPU head with GPU workers runs `auto` on the GPUs. Without a cluster address,
+    this machine decides (its local Ray is this machine)."""
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        yield
+        return
+    import ray
+
+    init_ray(address)
+    token = AUTO_DEVICE.set("cuda" if ray.cluster_resources().get("GPU", 0.0) > 0 else "cpu")
+    try:
+        yield
+    finally:
+        AUTO_DEVICE.reset(token)
 
 
 def refuse_impossible(runs: list[ResolvedRun], address: str | None) -> None:

@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -119,6 +120,10 @@ class TrainFields:
     checkpoint_dir: str = knob("", help="empty: no checkpoints")
     checkpoint_every: int = knob(0, min=0, max=10_000_000, help="0: only at the end")
 
+
+#: what `device: auto` resolves to where set: a driver that joins a cluster sets it from the cluster's nodes
+#: (orchestrator/runner.py, `cluster_auto_device`); unset, this machine decides
+AUTO_DEVICE: ContextVar[str | None] = ContextVar("phasebench_auto_device", default=None)
 
 #: the run field phasebench sets from the model registry (`ModelEntry.version`), never from a spec
 MODEL_VERSION = "model_version"
@@ -287,7 +292,7 @@ def _check_run_fields(config: dict[str, Any]) -> dict[str, Any]:
         config.setdefault(key, value)
     _check_job_fields(config)
     if config["device"] == "auto":
-        config["device"] = "cuda" if _cuda_available() else "cpu"
+        config["device"] = AUTO_DEVICE.get() or ("cuda" if _cuda_available() else "cpu")
     if config["num_gpus"] == -1.0:
         config["num_gpus"] = 1.0 if config["device"] == "cuda" else 0.0
     if config["device"] == "cpu" and config["num_gpus"] > 0:

@@ -110,7 +110,7 @@ def study_run(name, trials, parallel, max_retries, db, address, as_json, no_prog
         click.echo(json.dumps({"outcome": dataclasses.asdict(outcome), "summary": summary}, indent=2, default=str))
     else:
         click.echo(_study_text(summary) + "\n" + _session_line(outcome))
-    if outcome.interrupted:
+    if outcome.interrupted or outcome.cancelled:
         again = command_line(
             "study",
             "run",
@@ -121,8 +121,9 @@ def study_run(name, trials, parallel, max_retries, db, address, as_json, no_prog
             db=db,
             address=address,
         )
-        click.echo(f"interrupted: continue with `{again}`", err=True)
-        sys.exit(130)
+        how = "interrupted" if outcome.interrupted else "cancelled by `phasebench cancel`"
+        click.echo(f"{how}: continue with `{again}`", err=True)
+        sys.exit(130 if outcome.interrupted else 1)
     if outcome.counts.get("FAIL"):
         sys.exit(1)
 

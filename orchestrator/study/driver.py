@@ -11,11 +11,12 @@ from models.config import ConfigError
 from .. import interrupts
 from ..dispatch import Capacity, Dispatcher
 from ..errors import UserError
-from ..runner import check_reachable, init_ray
+from ..runner import check_reachable, cluster_auto_device, init_ray
 from ..spec import (
     config_hash,
 )
 from ..store.engine import database_url
+from ..store.lease import BatchLease
 from ..store.repository import Store
 from ..store.schema import FINISHED
 from ..worker import isolation_scheme
@@ -52,6 +53,7 @@ class StudyOutcome:
     stale_failed: int = 0  # RUNNING trials of a driver that died, marked FAIL
     reused: int = 0  # trials answered from the database
     interrupted: bool = False
+    cancelled: bool = False  # stopped by `phasebench cancel` of the study's batch
 
 
 @dataclass
@@ -66,7 +68,8 @@ class _Job:
 
 class StudyDriver:
     """Ask/tell over the one dispatcher (:mod:`orchestrator.dispatch`): up to `parallel` trials in flight,
-    each one phasebench run. Not thread-safe: one driver per process and study."""
+    each one phasebench run. Not thread-safe: one driver per process and study; one driver per study, by
+    the lease of the study's batch (`lease`, renewed as it drives)."""
 
     def __init__(
         self,
@@ -79,9 +82,11 @@ class StudyDriver:
         address: str | None,
         max_retries: int,
         on_trial: Callable[[TrialReport], None] | None,
+        lease: BatchLease,
     ):
         self.store, self.storage, self.study, self.spec = store, storage, study, spec
-        self.batch_id = batch_id
+        self.batch_id, self.lease = batch_id, lease
+        self.cancelled = False
         self.parallel, self.address, self.max_retries = parallel, address, max_retries
         self.on_trial = on_trial or (lambda report: None)
         self.dispatch: Dispatcher[_Job] | None = None
@@ -129,6 +134,10 @@ class StudyDriver:
                 continue
             for job, _ in self.dispatcher.wait():
                 self._finish(job)
+            if self.lease.heartbeat():
+                self._abandon("cancelled by `phasebench cancel`")
+                self.cancelled = True
+                return
 
     def _ask(self) -> _Job | None:
         """Ask for a trial and decide what to do with it; returns a job to submit, or None when the trial
@@ -356,30 +365,42 @@ def run_study(
         probe = load_study(storage, name)
         spec = spec_of(probe)
         batch_id = int(probe.user_attrs[BATCH_ATTR])
-        study = load_study(storage, name, spec.make_sampler(len(probe.trials)), spec.make_pruner())
-        outcome = StudyOutcome(name, batch_id)
-        outcome.stale_failed = _fail_unfinished(store, storage, study, "the study driver stopped while this trial ran")
-        from optuna.trial import TrialState
+        lease = BatchLease(store, batch_id)
+        lease.acquire()  # one driver per study: a second one refuses before it touches a trial
+        try:
+            study = load_study(storage, name, spec.make_sampler(len(probe.trials)), spec.make_pruner())
+            outcome = StudyOutcome(name, batch_id)
+            outcome.stale_failed = _fail_unfinished(
+                store, storage, study, "the study driver stopped while this trial ran"
+            )
+            from optuna.trial import TrialState
 
-        started = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]  # not enqueued ones
-        todo = max(0, trials - len(started))
-        grid = spec.grid_size()
-        if grid is not None:
-            points = {t.system_attrs.get("grid_id") for t in started}
-            todo = min(todo, grid - len(points - {None}))
-        if on_start is not None:
-            on_start(len(started), todo)
-        if todo:
-            store.set_batch_status(batch_id, "running")
-            driver = StudyDriver(store, storage, study, spec, batch_id, parallel, address, max_retries, on_trial)
-            try:
-                driver.run(todo)
-            except KeyboardInterrupt:
-                outcome.interrupted = True
-            outcome.counts, outcome.reused = driver.counts, driver.reused
-        store.set_batch_status(batch_id, "interrupted" if outcome.interrupted else "done")
-        outcome.total = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
-        return outcome
+            # not enqueued ones
+            started = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
+            todo = max(0, trials - len(started))
+            grid = spec.grid_size()
+            if grid is not None:
+                points = {t.system_attrs.get("grid_id") for t in started}
+                todo = min(todo, grid - len(points - {None}))
+            if on_start is not None:
+                on_start(len(started), todo)
+            if todo:
+                store.set_batch_status(batch_id, "running")
+                driver = StudyDriver(
+                    store, storage, study, spec, batch_id, parallel, address, max_retries, on_trial, lease
+                )
+                try:
+                    with cluster_auto_device(address):  # trials resolve `device: auto` by the cluster's nodes
+                        driver.run(todo)
+                except KeyboardInterrupt:
+                    outcome.interrupted = True
+                outcome.counts, outcome.reused, outcome.cancelled = driver.counts, driver.reused, driver.cancelled
+            status = "interrupted" if outcome.interrupted else "cancelled" if outcome.cancelled else "done"
+            store.set_batch_status(batch_id, status)
+            outcome.total = len([t for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING])
+            return outcome
+        finally:
+            lease.release()
     finally:
         close_storage(storage)
         store.close()

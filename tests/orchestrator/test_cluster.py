@@ -165,3 +165,34 @@ def test_a_users_module_is_shipped_to_worker_nodes(sqlite_url, tmp_path):
     assert report["worker_file"] != str(tmp_path / "tinymix.py") and "runtime_resources" in report["worker_file"]
     rows = api.results(db=sqlite_url)
     assert {r["model"] for r in rows} == {"tinymix"} and len({r["node_id"] for r in rows}) == 2
+
+
+AUTO_DEVICE = r"""
+import atexit, json, sys
+import ray
+from ray.cluster_utils import Cluster
+from orchestrator import api
+from orchestrator.runner import cluster_auto_device
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})  # a CPU head (this machine)
+atexit.register(cluster.shutdown)
+atexit.register(ray.shutdown)
+spec = {"name": "auto", "defaults": {"model": "transformer", "d_model": 16, "n_layers": 1, "n_heads": 2,
+        "vocab_size": 64}, "grid": {"mode": ["inference"]}}
+devices = {"cpu head": api.plan(spec).runs[0].config["device"]}
+with cluster_auto_device(cluster.address):
+    devices["cpu cluster"] = api.plan(spec).runs[0].config["device"]
+cluster.add_node(num_cpus=1, num_gpus=1)  # a GPU worker node (Ray counts the GPU it is told of)
+cluster.wait_for_nodes()
+with cluster_auto_device(cluster.address):
+    devices["gpu worker"] = api.plan(spec).runs[0].config["device"]
+print("RESULT " + json.dumps(devices))
+"""
+
+
+def test_device_auto_is_decided_by_the_clusters_nodes_not_the_head(sqlite_url):
+    assert run_cluster_script(AUTO_DEVICE, sqlite_url) == {
+        "cpu head": "cpu",
+        "cpu cluster": "cpu",
+        "gpu worker": "cuda",
+    }

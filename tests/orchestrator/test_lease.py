@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 from db_helpers import count
 
+from orchestrator.orphans import descendants, process_table
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"model": "transformer", "vocab_size": 64, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu"}
 LEASE_S = 4  # short, so that a lost driver shows within the test
@@ -86,3 +88,62 @@ def test_a_killed_driver_shows_as_lost_once_its_lease_runs_out_and_another_takes
 
 
 RUNNING = "SELECT count(*) FROM pb_runs WHERE status = 'running'"
+
+
+def test_a_second_study_driver_refuses_and_cancel_stops_the_first(tmp_path, sqlite_url, spawn):
+    """Without the lease, a second `study run` marked the first driver's running trials FAIL and ran its
+    own: now it refuses and changes nothing; `phasebench cancel` of the study's batch stops the first."""
+    study = {
+        "name": "slow-study",
+        "defaults": TINY | {"seq_len": 16, "fault": "hang", "timeout_s": 300},
+        "space": {"d_model": {"choices": [16, 32]}},
+        "objectives": ["maximize tokens_per_s"],
+        "sampler": {"type": "random", "seed": 0},
+    }
+    study["defaults"].pop("d_model")
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    assert phasebench("study", "create", "study.yaml", "--db", sqlite_url, cwd=tmp_path).returncode == 0
+    cmd = [sys.executable, "-m", "orchestrator.cli", "study", "run", "slow-study", "--trials", "3"]
+    first = spawn(
+        cmd + ["--db", sqlite_url, "--no-progress"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    wait_for(lambda: count(sqlite_url, RUNNING) == 1, 120)
+
+    second = phasebench("study", "run", "slow-study", "--trials", "3", "--db", sqlite_url, cwd=tmp_path)
+    assert second.returncode == 2 and "is being run by another driver" in second.stderr, second.stderr
+    assert count(sqlite_url, RUNNING) == 1  # the first driver's trial was left alone
+
+    assert phasebench("cancel", "slow-study", "--db", sqlite_url, cwd=tmp_path).returncode == 0
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 1 and "cancelled by `phasebench cancel`: continue with" in err, err
+    assert batch_status(sqlite_url, tmp_path) == "cancelled" and count(sqlite_url, RUNNING) == 0
+
+
+def test_nothing_of_a_killed_drivers_local_ray_is_left_running(tmp_path, sqlite_url, spawn):
+    """SIGKILL to the driver alone (not its process group): Ray's agents used to outlive it, orphaned;
+    the driver's watcher (orchestrator/orphans.py) kills every process the driver had below it."""
+    first = start_driver(spawn, tmp_path, sqlite_url, str(slow_batch(tmp_path)))
+    wait_for(lambda: Path(sqlite_url[10:]).exists() and count(sqlite_url, RUNNING) == 1, 120)
+    time.sleep(2)  # the watcher notes the tree once a second
+    below = descendants(first.pid, process_table())
+    assert any(title(pid).startswith("ray::DashboardAgent") for pid in below), [title(p) for p in below]
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+
+    def all_gone() -> bool:
+        table = process_table()
+        return not [pid for pid, started in below.items() if table.get(pid, (0, None))[1] == started]
+
+    wait_for(all_gone, 30)
+
+
+def title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

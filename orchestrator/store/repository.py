@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,6 +75,25 @@ def bounded_error(message: str | None) -> str | None:
     return message[: MAX_ERROR_CHARS - 14] + " ... (cut off)"
 
 
+def new_run(
+    batch_id: int, index: int, config: dict[str, Any], digest: str, params: int, status: str, reused: str | None
+) -> Run:
+    """A run row of a batch (or a study's batch), with a fresh id; `reused` is the run it is answered by."""
+    return Run(
+        id=uuid.uuid4().hex,
+        batch_id=batch_id,
+        index=index,
+        config_hash=digest,
+        config=config,
+        model=config["model"],
+        mode=config["mode"],
+        device=config["device"],
+        params=params,
+        status=status,
+        reused_run_id=reused,
+    )
+
+
 class Store:
     """The result database at `url` (created at the head revision when empty)."""
 
@@ -100,21 +119,8 @@ class Store:
             cached = {} if rerun else self.finished_by_hash(s, [r.config_hash for r in spec.runs])
             for r in spec.runs:
                 reused = cached.get(r.config_hash)
-                s.add(
-                    Run(
-                        id=uuid.uuid4().hex,
-                        batch_id=batch.id,
-                        index=r.index,
-                        config_hash=r.config_hash,
-                        config=r.config,
-                        model=r.model,
-                        mode=r.config["mode"],
-                        device=r.config["device"],
-                        params=r.params,
-                        status="skipped" if reused else "pending",
-                        reused_run_id=reused,
-                    )
-                )
+                status = "skipped" if reused else "pending"
+                s.add(new_run(batch.id, r.index, r.config, r.config_hash, r.params, status, reused))
             return batch
 
     @staticmethod
@@ -177,26 +183,11 @@ class Store:
         reused_run_id: str | None,
     ) -> str:
         """A study trial's run in the study's batch (`pending`, or `skipped` with the run it reuses)."""
-        run_id = uuid.uuid4().hex
+        run = new_run(batch_id, trial_number, config, digest, params, status, reused_run_id)
+        run.study_name, run.trial_number = study_name, trial_number
         with self.session() as s, s.begin():
-            s.add(
-                Run(
-                    id=run_id,
-                    batch_id=batch_id,
-                    index=trial_number,
-                    config_hash=digest,
-                    config=config,
-                    model=config["model"],
-                    mode=config["mode"],
-                    device=config["device"],
-                    params=params,
-                    status=status,
-                    reused_run_id=reused_run_id,
-                    study_name=study_name,
-                    trial_number=trial_number,
-                )
-            )
-        return run_id
+            s.add(run)
+        return run.id
 
     @retried
     def finished_run_of(self, digest: str) -> str | None:
@@ -372,6 +363,16 @@ class Store:
     def batches(self) -> list[Batch]:
         with self.session() as s:
             return list(s.scalars(select(Batch).order_by(Batch.id)).all())
+
+    def cancel_requested(self, batch_id: int) -> bool:
+        """Whether `phasebench cancel` asked the batch's drivers to stop."""
+        with self.session() as s:
+            return bool(s.execute(select(Batch.cancel_requested).where(Batch.id == batch_id)).scalar())
+
+    def clear_cancel(self, batch_id: int) -> None:
+        """Forget a cancel request (a driver that starts anew runs)."""
+        with self.session() as s, s.begin():
+            s.execute(update(Batch).where(Batch.id == batch_id).values(cancel_requested=False))
 
     def run_counts(self, batch_id: int) -> dict[str, int]:
         with self.session() as s:

@@ -19,7 +19,9 @@ user attr `constraints` and given to the sampler (`Trial.set_constraint` on Optu
 per-process fraction), so an over-budget model OOMs as it would on a smaller card. Optuna's storage is
 an RDBStorage on the same URL as the results (its own tables and `alembic_version`; phasebench's are `pb_*` and
 `pb_alembic_version`). A study continues where it stopped: trials left RUNNING by a driver that died
-are marked FAIL, and every trial counts toward `--trials` (one driver runs a study at a time). With
+are marked FAIL, and every trial counts toward `--trials`. Several drivers may run one study at once
+(`drivers.py`: each keeps a lease of its own and fails only the trials of drivers that are gone), and
+`phasebench cancel` of the study's batch stops every one of them. With
 `pruner: median`, the validation losses a training run streams are reported to Optuna as they arrive
 and a run the pruner stops is cancelled (its run stored as `failed`, "pruned ...", its trial PRUNED).
 

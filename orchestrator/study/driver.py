@@ -16,10 +16,10 @@ from ..spec import (
     config_hash,
 )
 from ..store.engine import database_url
-from ..store.lease import BatchLease
 from ..store.repository import Store
 from ..store.schema import FINISHED
 from ..worker import isolation_scheme
+from .drivers import DriverLease, abandoned
 from .spec import (
     BATCH_ATTR,
     GIB,
@@ -68,8 +68,8 @@ class _Job:
 
 class StudyDriver:
     """Ask/tell over the one dispatcher (:mod:`orchestrator.dispatch`): up to `parallel` trials in flight,
-    each one phasebench run. Not thread-safe: one driver per process and study; one driver per study, by
-    the lease of the study's batch (`lease`, renewed as it drives)."""
+    each one phasebench run. Not thread-safe: one driver per process and study; other processes may drive
+    the same study at the same time (:mod:`orchestrator.study.drivers`, `lease`)."""
 
     def __init__(
         self,
@@ -82,7 +82,7 @@ class StudyDriver:
         address: str | None,
         max_retries: int,
         on_trial: Callable[[TrialReport], None] | None,
-        lease: BatchLease,
+        lease: DriverLease,
     ):
         self.store, self.storage, self.study, self.spec = store, storage, study, spec
         self.batch_id, self.lease = batch_id, lease
@@ -134,7 +134,7 @@ class StudyDriver:
                 continue
             for job, _ in self.dispatcher.wait():
                 self._finish(job)
-            if self.lease.heartbeat():
+            if self.lease.renew() and self.store.cancel_requested(self.batch_id):
                 self._abandon("cancelled by `phasebench cancel`")
                 self.cancelled = True
                 return
@@ -144,6 +144,7 @@ class StudyDriver:
         was answered at once (invalid config, cached result, same config in flight, impossible)."""
         trial = self.study.ask()
         self.asked.add(trial.number)
+        self.lease.tag(trial)
         values = {p.name: p.suggest(trial) for p in self.spec.space}
         try:
             resolved, params = self.spec.resolve(values)
@@ -316,16 +317,16 @@ def metric_value(metric: str, result: dict[str, Any]) -> float | None:
 
 
 def _fail_unfinished(store, storage, study, message: str, numbers: set[int] | None = None) -> int:
-    """FAIL the study's RUNNING trials (those in `numbers`, when given) and store their unfinished runs
-    as failed; returns how many. One driver runs a study at a time: on continue, every RUNNING trial is
-    one a stopped driver left behind."""
+    """FAIL the study's RUNNING trials in `numbers` (this driver's), or without `numbers` those whose driver
+    is gone, and store their unfinished runs as failed; returns how many."""
     from optuna.trial import TrialState
 
-    stale = [
-        t.number
-        for t in study.get_trials(deepcopy=False, states=[TrialState.RUNNING])
-        if numbers is None or t.number in numbers
-    ]
+    running = study.get_trials(deepcopy=False, states=[TrialState.RUNNING])
+    if numbers is None:
+        leases = study.user_attrs
+        stale = [t.number for t in running if abandoned(t, leases)]
+    else:
+        stale = [t.number for t in running if t.number in numbers]
     for number in stale:
         running_trial(storage, study, number).set_user_attr("error", message)
         study.tell(number, state=TrialState.FAIL)
@@ -365,10 +366,11 @@ def run_study(
         probe = load_study(storage, name)
         spec = spec_of(probe)
         batch_id = int(probe.user_attrs[BATCH_ATTR])
-        lease = BatchLease(store, batch_id)
-        lease.acquire()  # one driver per study: a second one refuses before it touches a trial
+        study = load_study(storage, name, spec.make_sampler(len(probe.trials)), spec.make_pruner())
+        lease = DriverLease(study)
+        lease.renew()
+        store.clear_cancel(batch_id)
         try:
-            study = load_study(storage, name, spec.make_sampler(len(probe.trials)), spec.make_pruner())
             outcome = StudyOutcome(name, batch_id)
             outcome.stale_failed = _fail_unfinished(
                 store, storage, study, "the study driver stopped while this trial ran"

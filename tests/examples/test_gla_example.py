@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import models
 from models import registry
+from orchestrator import user_code
 
 GLA_PATH = Path(__file__).resolve().parents[2] / "examples" / "custom_model" / "gla.py"
 TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 2, "n_heads": 4, "grad_checkpoint": False}
@@ -31,6 +32,8 @@ def gla():
         module = importlib.util.module_from_spec(spec)
         patch.setitem(sys.modules, spec.name, module)  # dataclasses resolve the module by name
         spec.loader.exec_module(module)
+        code = user_code.UserCode(GLA_PATH, user_code.source_digest(GLA_PATH), shipped=False)
+        patch.setitem(user_code._CODE, spec.name, code)  # as `imports:` would have recorded it
         yield module
     torch.set_num_threads(threads)
 
@@ -105,3 +108,35 @@ def test_model_learns_a_repeated_sequence(gla):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize(
+    "device, execution",
+    [
+        ("cpu", "compile"),
+        pytest.param("cuda", "graph", marks=pytest.mark.gpu),
+        pytest.param("cuda", "compile_graph", marks=pytest.mark.gpu),
+    ],
+)
+def test_the_family_runs_in_every_execution_mode_like_eager(gla, device, execution):
+    """A user family under the orchestrator's execution modes: the step's loss and gradients equal eager's
+    (compiled blocks; on a GPU the captured step replayed), at a length of several chunks."""
+    from orchestrator.measure import BenchmarkJob
+    from orchestrator.spec import resolve_config
+
+    base = TINY | {"model": "gla", "chunk_size": 16, "seq_len": 70, "device": device, "mode": "train_no_optim"}
+    results = {}
+    for mode in ("eager", execution):
+        config, _ = resolve_config(base | {"execution": mode, "precision": "fp32"})
+        job = BenchmarkJob(config)
+        job.prepare_device()
+        model = job.build()
+        ids = torch.randint(0, 256, (2, 71), generator=torch.Generator().manual_seed(0)).to(device)
+        step = job.measured_step(model, ids, None)
+        for _ in range(3):  # warm-up, capture, replay
+            loss = step()
+        results[mode] = loss.detach().clone(), [p.grad.clone() for p in model.parameters()]
+    (eager_loss, eager_grads), (loss, grads) = results["eager"], results[execution]
+    torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads, eager_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

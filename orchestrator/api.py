@@ -18,7 +18,7 @@ from .store.edits import checked_tags, tag_batch
 from .store.migrate import check_database
 from .store.repository import Filters, Store
 from .store.where import parse_where
-from .user_code import IMPORTS_KEY, absolute_imports, check_source, import_all
+from .user_code import IMPORTS_KEY, check_source, import_all, with_extra_imports
 
 __all__ = ["Filters", "plan", "resume", "results", "results_frame", "run"]
 from .store.schema import Run
@@ -33,10 +33,8 @@ def plan(spec: str | Path | dict[str, Any], allow_large: bool = False, imports: 
     imports = list(imports)
     if not imports:
         return expand(spec, allow_large) if isinstance(spec, dict) else load_spec(spec, allow_large)
-    data = dict(spec) if isinstance(spec, dict) else load_spec_file(spec)
-    if isinstance(data, dict):
-        data[IMPORTS_KEY] = [*(data.get(IMPORTS_KEY) or []), *absolute_imports(imports, Path.cwd())]
-    return expand(data, allow_large)
+    data = spec if isinstance(spec, dict) else load_spec_file(spec)
+    return expand(with_extra_imports(data, imports) if isinstance(data, dict) else data, allow_large)
 
 
 def run(
@@ -90,8 +88,7 @@ def resume(
     store = Store(db, create=False)
     try:
         stored = store.find_batch(batch)
-        import_all(list(imports) and absolute_imports(list(imports), Path.cwd()))
-        import_all(stored.spec.get(IMPORTS_KEY) or [])
+        import_all(with_extra_imports(stored.spec, list(imports))[IMPORTS_KEY])
         for config in store.unfinished_configs(stored.id):
             check_source(config)
         return _run_stored(store, store.find_batch(batch).id, address, max_parallel, on_batch, on_result)

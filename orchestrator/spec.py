@@ -434,11 +434,7 @@ def expand(data: dict[str, Any], allow_large: bool = False) -> Spec:
     relative to the working directory: :func:`load_spec` makes a file's relative to the file)."""
     if not isinstance(data, dict):
         raise ConfigError("spec", data, "must be a mapping")
-    if user_code.IMPORTS_KEY in data:
-        imports = user_code.absolute_imports(data[user_code.IMPORTS_KEY], Path.cwd())
-        data = data | {user_code.IMPORTS_KEY: user_code.import_all(imports)}
-    else:
-        user_code.load_entry_points()
+    data = user_code.imported(data)
     name, description, defaults, case_axes, axes = _check_top_level(data)
     n_cases = math.prod(len(axis) for axis in case_axes)
     count = n_cases * math.prod(len(v) for v in axes.values())

@@ -72,6 +72,20 @@ def _locate(entry: str, base: Path) -> str:
     return entry
 
 
+def imported(data: dict[str, Any]) -> dict[str, Any]:
+    """A parsed spec (batch or study) after importing its `imports` (paths relative to the working
+    directory) and the entry points; its `imports` made absolute, so that a stored spec imports the same."""
+    if IMPORTS_KEY not in data:
+        load_entry_points()
+        return data
+    return data | {IMPORTS_KEY: import_all(absolute_imports(data[IMPORTS_KEY], Path.cwd()))}
+
+
+def with_extra_imports(data: dict[str, Any], extra: list[str]) -> dict[str, Any]:
+    """A parsed spec with `extra` imports (`--import`, `imports=`; relative to the working directory) added."""
+    return data | {IMPORTS_KEY: [*(data.get(IMPORTS_KEY) or []), *absolute_imports(extra, Path.cwd())]}
+
+
 def import_all(entries: list[str]) -> list[str]:
     """Import every entry point of `phasebench.models` and each of `entries` (absolute paths or module
     names); returns the entries. A module that fails to import is a ConfigError naming it, with the first

@@ -43,13 +43,13 @@ def spec_source(path: str, settings: tuple[str, ...], imports: tuple[str, ...] =
     if not settings and not imports:
         return path
     from ..spec import load_spec_file
-    from ..user_code import IMPORTS_KEY, absolute_imports
+    from ..user_code import with_extra_imports
 
     data = load_spec_file(path)
     if not isinstance(data, dict):
         return path  # the verb's own validation names what is wrong with it
     if imports:
-        data[IMPORTS_KEY] = [*data.get(IMPORTS_KEY, []), *absolute_imports(list(imports), Path.cwd())]
+        data = with_extra_imports(data, list(imports))
     return with_defaults(data, parse_settings(settings)) if settings else data
 
 

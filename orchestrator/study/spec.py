@@ -374,11 +374,7 @@ def parse_study_spec(data: dict[str, Any]) -> StudySpec:
     for key in data:
         if key not in STUDY_KEYS:
             raise ConfigError(str(key), data[key], f"unknown study key; expected one of {', '.join(STUDY_KEYS)}")
-    if user_code.IMPORTS_KEY in data:
-        imports = user_code.absolute_imports(data[user_code.IMPORTS_KEY], Path.cwd())
-        data = data | {user_code.IMPORTS_KEY: user_code.import_all(imports)}
-    else:
-        user_code.load_entry_points()
+    data = user_code.imported(data)
     name, description = check_name_and_description(data, "study")
     defaults = dict(as_mapping(data.get("defaults"), "defaults"))
     space_raw = as_mapping(data.get("space"), "space")

@@ -119,23 +119,23 @@ def main() -> None:
         db=f"sqlite:///{tempfile.mkdtemp()}/warm.db",
     )
     targets = [("sqlite", f"sqlite:///{tempfile.mkdtemp()}/bench.db")] + ([("postgresql", args.pg)] if args.pg else [])
+    print(
+        f"{'db':10s} {'isolation':>9s} {'runs':>6s} {'wall s':>8s} {'runs/min':>9s} {'lat med s':>10s} "
+        f"{'lat p95 s':>10s} {'write med ms':>13s} {'write p95 ms':>13s}",
+        flush=True,
+    )
     rows = []
     for scheme in args.isolation.split(",") if args.isolate else ["fork"]:
         os.environ[ISOLATION_ENV] = scheme  # read by the dispatcher at each batch
-        rows += [
-            measure(url, int(n), tag, args.isolate, args.device) for tag, url in targets for n in args.runs.split(",")
-        ]
-    print(
-        f"{'db':10s} {'isolation':>9s} {'runs':>6s} {'wall s':>8s} {'runs/min':>9s} {'lat med s':>10s} "
-        f"{'lat p95 s':>10s} {'write med ms':>13s} {'write p95 ms':>13s}"
-    )
-    for r in rows:
-        print(
-            f"{r['db']:10s} {str(r['isolation'] or 'reused'):>9s} {r['runs']:6d} {r['wall_s']:8.1f} "
-            f"{r['runs_per_minute']:9.0f} "
-            f"{r['latency_median_s']:10.3f} {r['latency_p95_s']:10.3f} {r['db_write_median_ms']:13.2f} "
-            f"{r['db_write_p95_ms']:13.2f}"
-        )
+        for tag, url in targets:
+            for n in args.runs.split(","):
+                rows.append(r := measure(url, int(n), tag, args.isolate, args.device))
+                print(
+                    f"{r['db']:10s} {str(r['isolation'] or 'reused'):>9s} {r['runs']:6d} {r['wall_s']:8.1f} "
+                    f"{r['runs_per_minute']:9.0f} {r['latency_median_s']:10.3f} {r['latency_p95_s']:10.3f} "
+                    f"{r['db_write_median_ms']:13.2f} {r['db_write_p95_ms']:13.2f}",
+                    flush=True,
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

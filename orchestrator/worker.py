@@ -122,6 +122,7 @@ def _warm_up() -> None:
     """What every run imports, imported once per fork server; CUDA stays untouched (a forked child
     could not use a context its parent made)."""
     import torch
+    import torch._dynamo  # noqa: F401  (a custom op's first call imports it: ~5 s per child on the H200)
 
     import models  # noqa: F401
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from kernels.backend import current_backend
 from orchestrator import worker
 from orchestrator.spec import expand
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TINY = {
     "vocab_size": 64,
@@ -83,3 +90,22 @@ def test_an_unknown_isolation_scheme_is_refused_before_anything_is_stored(sqlite
     with pytest.raises(UserError, match="PHASEBENCH_ISOLATION: must be fork or process"):
         api.run({"name": "x", "defaults": TINY | {"model": "phase7"}, "grid": {"seed": [0]}}, db=sqlite_url)
     assert not (tmp_path / "pb.db").exists()  # nothing was stored
+
+
+def test_a_forked_child_imports_nothing_of_torch_that_the_fork_server_could_have(tmp_path):
+    """A custom op's first call imports torch._dynamo (seconds on a GPU machine): the fork server does it
+    once, so a child calling our kernels imports no torch module of its own."""
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import sys, torch\n"
+        "from orchestrator import worker\n"
+        "worker._warm_up()\n"
+        "before = {m for m in sys.modules if m.startswith('torch')}\n"
+        "from kernels.rmsnorm.triton import rms_norm_triton\n"
+        "rms_norm_triton(torch.randn(4, 8), torch.ones(8), 1e-6)\n"
+        "print(sorted({m for m in sys.modules if m.startswith('torch')} - before))\n"
+    )
+    env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

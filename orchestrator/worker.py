@@ -128,8 +128,20 @@ def _warm_up() -> None:
 
     from . import environment, measure, train  # noqa: F401
 
+    _triton_key()()
     if torch.cuda.is_initialized():
         raise RuntimeError("the fork server initialised CUDA: its children could not use the GPU")
+
+
+def _triton_key():
+    """Triton's hash of its own sources and libtriton (cached per process; ~0.35 s on the CPU VM), which it
+    computes before it compiles a kernel or loads one from its disk cache: computed once by the server, every
+    child inherits it. It moved to `triton.runtime.cache` in Triton 3.5."""
+    try:
+        from triton.runtime.cache import triton_key
+    except ImportError:
+        from triton.compiler.compiler import triton_key  # type: ignore[no-redef]
+    return triton_key
 
 
 def _child(config: dict[str, Any], git: dict[str, Any], fd: int, server: int) -> None:

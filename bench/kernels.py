@@ -3,7 +3,8 @@
 For each op and sequence length N: forward and forward+backward time (median and 20/80 % quantiles
 after warm-up, `triton.testing.do_bench` on GPU), achieved bytes/s against the device-copy bandwidth
 measured in the same run, the speedup over the PyTorch reference, and the anchors where importable
-(fla `chunk_linear_attn`, torch SDPA flash causal, `accelerated_scan` triton and warp backends).
+(fla `chunk_linear_attn`, torch SDPA flash causal, `accelerated_scan` triton and warp backends, compiled
+torch `flex_attention` on our sliding window with dot-product and with our Poincare score).
 
     python bench/kernels.py                       # GPU, N in 512 .. 16K, writes results/kernels/kernels.json
     python bench/kernels.py --device cpu --quick  # smoke test: tiny sizes, references only (Triton too
@@ -205,18 +206,96 @@ def _case_poincare(op, n, device, dtype, quick):
     return shape, impls, {}, ins, fb, bb
 
 
+#: the flex_attention anchors of case_window_attn
+FLEX_DOT = "torch.flex_attention window (dot-product, compiled)"
+FLEX_HYP = "torch.flex_attention window (our Poincare score_mod, compiled)"
+
+
+def _missing(e):
+    """An anchor that cannot run: 'missing: <Type>: <first line of the message>'."""
+    return f"missing: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
+def window_flex_anchors(q, k, v, c, s, window, compile=True):
+    """flex_attention on our sliding window: {FLEX_DOT: (fn, inputs), FLEX_HYP: (fn, inputs)}, fn() -> o.
+
+    The block mask is our window: query t sees the `window` keys s in (t - window, t], the diagonal
+    included (kernels/window_attn/naive.py). Both scale per head like ours: FLEX_DOT scores
+    scale_h * <q_t, k_s>; FLEX_HYP scores -scale_h * d_c(exp0(q_t), exp0(k_s)) with naive.pair_dist on the
+    Gram entries (flex's q.k of the exp0-mapped q, k, and their squared norms captured by the score_mod).
+    FLEX_DOT's scale is a constant (no gradient); FLEX_HYP takes c and s with their gradients.
+    compile=False: the uncompiled functions (what the test checks against the references).
+    """
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    from kernels.poincare import naive as pn
+    from kernels.window_attn.naive import pair_dist
+
+    n = q.shape[2]
+
+    def sliding_window(b, h, q_idx, kv_idx):
+        return (kv_idx <= q_idx) & (q_idx - kv_idx < window)
+
+    mask = create_block_mask(sliding_window, None, None, n, n, device=q.device)
+
+    def dot(q, k, v, scale):
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return score * scale[h]
+
+        return flex_attention(q, k, v, score_mod=score_mod, block_mask=mask, scale=1.0)
+
+    def hyp(q, k, v, c, scale):
+        dt = pn.compute_dtype(q, k, v)
+        cf, sf = c.to(dt), scale.to(dt)
+        qb, kb = (pn.exp0(t, cf.view(1, -1, 1, 1)).to(v.dtype) for t in (q, k))
+        x2, y2 = ((t.to(dt) * t.to(dt)).sum(-1) for t in (qb, kb))  # (B, H, N)
+
+        def score_mod(score, b, h, q_idx, kv_idx):  # score = <exp0(q_t), exp0(k_s)>
+            return -sf[h] * pair_dist(x2[b, h, q_idx], y2[b, h, kv_idx], score, cf[h])
+
+        return flex_attention(qb, kb, v, score_mod=score_mod, block_mask=mask, scale=1.0)
+
+    if compile:
+        # a fresh compile per case: each N compiles anew, and dynamo's per-function recompile limit (8) would
+        # otherwise send the later sizes to eager flex_attention, which materialises the N x N scores
+        torch._dynamo.reset()
+        dot, hyp = torch.compile(dot, dynamic=False), torch.compile(hyp, dynamic=False)
+    s_const = s.detach()
+    return {
+        FLEX_DOT: (lambda: dot(q, k, v, s_const), (q, k, v)),
+        FLEX_HYP: (lambda: hyp(q, k, v, c, s), (q, k, v, c, s)),
+    }
+
+
+def _probe_anchor(fn, inputs):
+    """Run fn once forward (no grad) and once forward+backward, outside the timed region (compiles a
+    torch.compile'd fn): -> (fn, inputs) when both run, (fn, inputs, "missing: ...") when only the forward
+    does (its fwd+bwd cell then records why), "missing: ..." when the forward fails."""
+    try:
+        with torch.no_grad():
+            fn()
+    except Exception as e:  # noqa: BLE001
+        return _missing(e)
+    try:
+        _fwd_bwd(fn, inputs)()
+    except Exception as e:  # noqa: BLE001
+        return (fn, inputs, _missing(e))
+    return (fn, inputs)
+
+
 def case_window_attn(n, device, dtype, quick):
     from kernels.window_attn import window_hyp_attn_ref
     from kernels.window_attn.triton import window_hyp_attn_triton
 
     B, H, D = (1, 2, 16) if quick else (8, 16, 64)
+    window = 64
     q, k = ((torch.randn(B, H, n, D, device=device) * 0.7 / D**0.5).to(dtype).requires_grad_() for _ in range(2))
     v = torch.randn(B, H, n, D, device=device, dtype=dtype).requires_grad_()
     c = (torch.rand(H, device=device) + 0.2).requires_grad_()
     s = (torch.rand(H, device=device) + 0.5).requires_grad_()
     impls = {
-        "triton": lambda: window_hyp_attn_triton(q, k, v, c, s, 64),
-        "torch_ref": lambda: window_hyp_attn_ref(q, k, v, c, s, 64),
+        "triton": lambda: window_hyp_attn_triton(q, k, v, c, s, window),
+        "torch_ref": lambda: window_hyp_attn_ref(q, k, v, c, s, window),
     }
     anchors = {}
     if not quick and device == "cuda":
@@ -231,8 +310,13 @@ def case_window_attn(n, device, dtype, quick):
             anchors["torch.sdpa_flash_causal (full causal, not windowed)"] = sdpa
         except Exception as e:  # noqa: BLE001
             anchors["torch.sdpa_flash_causal (full causal, not windowed)"] = f"missing: {type(e).__name__}: {e}"
+        try:
+            flex = window_flex_anchors(q, k, v, c, s, window)
+            anchors.update({name: _probe_anchor(fn, ins) for name, (fn, ins) in flex.items()})
+        except Exception as e:  # noqa: BLE001
+            anchors.update(dict.fromkeys((FLEX_DOT, FLEX_HYP), _missing(e)))
     numel, es = q.numel(), q.element_size()
-    shape = {"B": B, "H": H, "N": n, "D": D, "window": 64, "dtype": str(dtype).replace("torch.", "")}
+    shape = {"B": B, "H": H, "N": n, "D": D, "window": window, "dtype": str(dtype).replace("torch.", "")}
     return shape, impls, anchors, (q, k, v, c, s), 4 * numel * es, 11 * numel * es
 
 
@@ -256,14 +340,18 @@ DTYPES = {
 }
 
 
-def _measure(fn, inputs, device, quick):
-    """fwd and fwd+bwd timings of fn; errors are recorded, not raised."""
+def _measure(fn, inputs, device, quick, bwd_missing=None):
+    """fwd and fwd+bwd timings of fn; errors are recorded, not raised. bwd_missing: a forward-only fn, its
+    fwd+bwd cell records this "missing: ..." string instead of a timing."""
     res = {}
     try:
         with torch.no_grad():
             res["fwd"] = time_fn(fn, device, quick)
     except Exception as e:  # noqa: BLE001
         res["fwd"] = {"error": f"{type(e).__name__}: {str(e)[:300]}"}
+    if bwd_missing:
+        res["fwd_bwd"] = {"missing": bwd_missing}
+        return res
     try:
         res["fwd_bwd"] = time_fn(_fwd_bwd(fn, inputs), device, quick)
     except Exception as e:  # noqa: BLE001
@@ -295,8 +383,9 @@ def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset()):
         if isinstance(a, str):
             row["impls"][name] = {"missing": a}
             continue
-        fn, ins = a if isinstance(a, tuple) else (a, inputs[:3])
-        row["impls"][name] = _measure(fn, ins, device, quick)
+        # an anchor: fn, (fn, inputs) or (fn, inputs, "missing: ..." for its backward)
+        fn, ins, bwd_missing = (*a, None)[:3] if isinstance(a, tuple) else (a, inputs[:3], None)
+        row["impls"][name] = _measure(fn, ins, device, quick, bwd_missing)
     tri, ref = row["impls"].get("triton", {}), row["impls"].get("torch_ref", {})
     for kind in ("fwd", "fwd_bwd"):
         t, r = tri.get(kind, {}).get("median_ms"), ref.get(kind, {}).get("median_ms")
@@ -376,6 +465,8 @@ def print_table(rows, bw):
             if name == "triton":
                 sp = f"{_fmt(row.get('speedup_vs_ref_fwd'))}/{_fmt(row.get('speedup_vs_ref_fwd_bwd'))}"
             note = m.get("missing") or m.get("skipped") or f.get("error") or ""
+            if not note and (fb.get("missing") or fb.get("error")):
+                note = "fwd+bwd " + (fb.get("missing") or fb.get("error"))
             frac = f.get("frac_of_copy_bw")
             print(
                 f"{row['op']:<20}{row['shape']['N']:>7} {name[:43]:<44}{_fmt(f.get('median_ms')):>10}"

@@ -1,5 +1,5 @@
 """bench/kernels.py end to end on CPU (Triton interpreted, quick sizes): every op measured (scan in a child
-process), JSON complete."""
+process), JSON complete; the window_attn case's flex_attention anchors against the references."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,3 +53,31 @@ def test_quick_run_measures_every_op_against_its_reference(tmp_path):
     isolated = {row["op"] for row in result["rows"] if "child_copy_bandwidth_Bps" in row}
     assert isolated == {"scan"}
     assert "bk_core" in proc.stdout and f"wrote {out}" in proc.stdout
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_attention_anchors_are_our_sliding_window_and_score():
+    """The window_attn case's flex_attention anchors (uncompiled; the case compiles these functions): the
+    dot-product one is a masked softmax over the keys s in (t - window, t] with our per-head scale, the
+    score_mod one is window_hyp_attn_ref."""
+    import torch
+
+    from bench import kernels as bench_kernels
+    from kernels.window_attn import window_hyp_attn_ref
+
+    torch.manual_seed(0)
+    B, H, N, D, window = 1, 2, 40, 16, 8
+    q, k = (torch.randn(B, H, N, D) * 0.7 / D**0.5 for _ in range(2))
+    v = torch.randn(B, H, N, D)
+    c, s = torch.rand(H) + 0.2, torch.rand(H) + 0.5
+    anchors = bench_kernels.window_flex_anchors(q, k, v, c, s, window, compile=False)
+    assert set(anchors) == {bench_kernels.FLEX_DOT, bench_kernels.FLEX_HYP}
+
+    t = torch.arange(N)
+    in_window = (t.view(1, N) <= t.view(N, 1)) & (t.view(N, 1) - t.view(1, N) < window)
+    assert in_window.sum(-1).tolist() == [min(i + 1, window) for i in range(N)]
+    score = (s.view(1, H, 1, 1) * q @ k.transpose(-1, -2)).masked_fill(~in_window, float("-inf"))
+    expected = torch.softmax(score, dim=-1) @ v
+    torch.testing.assert_close(anchors[bench_kernels.FLEX_DOT][0](), expected, rtol=1e-5, atol=1e-5)
+    expected = window_hyp_attn_ref(q, k, v, c, s, window)
+    torch.testing.assert_close(anchors[bench_kernels.FLEX_HYP][0](), expected, rtol=1e-5, atol=1e-5)

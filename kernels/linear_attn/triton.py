@@ -15,13 +15,16 @@ the normaliser is a value column of ones, so
 Per chunk these are masked BT x BT products plus terms of four states: S, z over the earlier chunks and
 dS = sum fq^T dnum, dz = sum dden fq over the later ones. Two backwards (`backward=`):
   "sequential": dq is a forward sweep carrying S, z; dk and dv a backward sweep carrying dS, dz (one
-      program per (value block, batch*head), all the chunk work inside the loop).
-  "chunked": one launch walks the chunks both ways (grid axis 2 picks the direction) doing only the state
-      updates, and stores the states of every chunk; then one program per (chunk, value block, batch*head)
-      computes that chunk's dq, dk, dv. S and dS are stored in the input dtype, which is what the products
-      take them in; z and dz in float32.
-Both share the per-chunk helpers. Partial dq/dk over value blocks are summed afterwards; the dden terms
-are added by value block 0 only.
+      program per (value block, batch*head), all the chunk work inside the loop). They share the per-chunk
+      helpers; partial dq/dk over value blocks are summed afterwards, the dden terms added by value block 0.
+  "chunked" (fla's scheme): one launch walks the chunks both ways (grid axis 2 picks the direction) doing
+      only the state updates, and stores the states of every chunk (S, dS in the input dtype, which is what
+      the products take them in; z, dz in float32). Then every chunk in parallel, in two kernels that each
+      write their gradient once, in the input dtype: dq and dk per (key block, chunk, batch*head), looping
+      over value tiles to sum G = dnum v^T (the same BT x BT matrix serves dk transposed) and the state
+      terms; dv per (value block, chunk, batch*head), looping over key tiles to sum phi(k) phi(q)^T and
+      phi(k) dS. Its tiles (_chunked_cfg) compile without register spill on sm_90 in bf16 and fp16 at head
+      dims 64 and 128; _launch_plan lists every kernel with the tiles it is launched with.
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ def _phi(x):
 @triton.jit
 def _dphi(x):
     return tl.where(x > 0, 1.0, tl.exp(tl.minimum(x, 0.0)))
+
+
+@triton.jit
+def _cols_in(c0, BC: tl.constexpr, D: tl.constexpr):
+    """The columns c0 + arange(BC) that are < D; all true when BC divides D (so that the mask is constant
+    along the tile and loads stay vectorised)."""
+    if D % BC == 0:
+        return tl.full([BC], 1, tl.int1)
+    else:
+        return (c0 + tl.arange(0, BC)) < D
 
 
 @triton.jit
@@ -323,9 +336,8 @@ def _la_bwd_chunk_kernel(
     DDEN,
     ST,
     ZT,
-    DQ,
-    DK_,
-    DV_,
+    DQ_OUT,
+    DK_OUT,
     N,
     DK: tl.constexpr,
     DV: tl.constexpr,
@@ -334,41 +346,120 @@ def _la_bwd_chunk_kernel(
     BV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """ST, ZT: _la_bwd_states_kernel's; DQ, DK_: (NV, BH, N, DK) float32 partials; DV_: (BH, N, DV).
-    Grid (NC, NV, BH)."""
-    i_c = tl.program_id(0)
-    i_v = tl.program_id(1)
+    """dq and dk of one (key block, chunk, batch*head). ST, ZT: _la_bwd_states_kernel's; DQ_OUT, DK_OUT:
+    (BH, N, DK) in the input dtype. Grid (cdiv(DK, BK), NC, BH).
+
+    A loop over BV-wide value tiles accumulates, in float32, G = dnum v^T (BT x BT) and the state terms
+    dnum S^T, v dS^T (BT x BK); the causal products with phi(k), phi(q) and the dden terms follow it.
+    dk's chunk matrix is G's transpose: G[t, s] = dnum_t . v_s + dden_t. Addresses are a scalar base
+    moved along the loop plus int32 tile offsets shared by the loads of one shape (per-element 64-bit
+    pointers hoisted out of the loop cost the registers that spilled). Rows past N load as zeros (do and
+    dden too) and key columns past DK are not stored, so phi needs no mask here.
+    """
+    i_k = tl.program_id(0)
+    i_c = tl.program_id(1)
     i_bh = tl.program_id(2).to(tl.int64)
     n_bh = tl.num_programs(2).to(tl.int64)
     n_chunks = tl.cdiv(N, BT)
     offs_t = tl.arange(0, BT)
-    offs_k = tl.arange(0, BK)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    kmask = offs_k < DK
-    smask = kmask[:, None] & (offs_v < DV)[None, :]
-    Q, K, V, DO, DEN, DDEN = _bwd_inputs(Q, K, V, DO, DEN, DDEN, i_bh, N, DK, DV)
-    DV_ += i_bh * N * DV
-    DQ += (i_v * n_bh + i_bh) * N * DK
-    DK_ += (i_v * n_bh + i_bh) * N * DK
+    offs_k = i_k * BK + tl.arange(0, BK)
+    kmask = _cols_in(i_k * BK, BK, DK)
+    t = i_c * BT + offs_t
+    tm = t < N
+    row0 = i_bh * N + i_c * BT  # first row of the chunk in the (BH * N, D) inputs
     fwd_state = i_bh * n_chunks + i_c
     rev_state = (n_bh + i_bh) * n_chunks + i_c
+    den = tl.load(DEN + row0 + offs_t, mask=tm, other=1.0)
+    # (BT, BV) tiles of v, do and (BV, BK) tiles of S^T, dS^T
+    tile_v = offs_t[:, None] * DV + tl.arange(0, BV)[None, :]
+    tile_s = tl.arange(0, BV)[:, None] + offs_k[None, :] * DV
+    G = tl.zeros([BT, BT], dtype=tl.float32)
+    dq = tl.zeros([BT, BK], dtype=tl.float32)
+    dk = tl.zeros([BT, BK], dtype=tl.float32)
+    for v0 in range(0, DV, BV):
+        vmask = _cols_in(v0, BV, DV)
+        mv = tm[:, None] & vmask[None, :]
+        ms = vmask[:, None] & kmask[None, :]
+        v = tl.load(V + row0 * DV + v0 + tile_v, mask=mv, other=0.0)
+        do = tl.load(DO + row0 * DV + v0 + tile_v, mask=mv, other=0.0)
+        St = tl.load(ST + fwd_state * DK * DV + v0 + tile_s, mask=ms, other=0.0)
+        dSt = tl.load(ST + rev_state * DK * DV + v0 + tile_s, mask=ms, other=0.0)
+        dnum = (do.to(tl.float32) / den[:, None]).to(V.dtype.element_ty)
+        G += tl.dot(dnum, tl.trans(v), input_precision=PREC)
+        dq += tl.dot(dnum, St, input_precision=PREC)
+        dk += tl.dot(v, dSt, input_precision=PREC)
+    dd = tl.load(DDEN + row0 + offs_t, mask=tm, other=0.0)
     causal = offs_t[:, None] >= offs_t[None, :]
-    causal_t = offs_t[:, None] <= offs_t[None, :]
-    first = (i_v == 0).to(tl.float32)
-    t = i_c * BT + offs_t
-    q, k, fq, fk, v, dnum, dd, mk, mv = _bwd_chunk_load(Q, K, V, DO, DEN, DDEN, t, offs_k, offs_v, N, first, DK, DV)
-    fq_c = fq.to(V.dtype.element_ty)
-    fk_c = fk.to(V.dtype.element_ty)
-    S = tl.load(ST + fwd_state * DK * DV + offs_k[:, None] * DV + offs_v[None, :], mask=smask, other=0.0)
+    G = tl.where(causal, G + dd[:, None], 0.0).to(V.dtype.element_ty)
+    tile_k = offs_t[:, None] * DK + offs_k[None, :]
+    mk = tm[:, None] & kmask[None, :]
+    k = tl.load(K + row0 * DK + tile_k, mask=mk, other=0.0).to(tl.float32)
     z = tl.load(ZT + fwd_state * DK + offs_k, mask=kmask, other=0.0)
-    dq = _bwd_dq_chunk(q, fk_c, v, dnum, dd, S, z, causal, PREC)
-    tl.store(DQ + t[:, None] * DK + offs_k[None, :], dq, mask=mk)
-    dS = tl.load(ST + rev_state * DK * DV + offs_k[:, None] * DV + offs_v[None, :], mask=smask, other=0.0)
-    dz = tl.load(ZT + rev_state * DK + offs_k, mask=kmask, other=0.0) * first
-    dv = _bwd_dv_chunk(fq_c, fk_c, dnum, dS, causal_t, PREC)
-    tl.store(DV_ + t[:, None] * DV + offs_v[None, :], dv.to(DV_.dtype.element_ty), mask=mv)
-    dk = _bwd_dk_chunk(k, fq_c, v, dnum, dd, dS, dz, causal_t, PREC)
-    tl.store(DK_ + t[:, None] * DK + offs_k[None, :], dk, mask=mk)
+    dq += tl.dot(G, _phi(k).to(V.dtype.element_ty), input_precision=PREC) + dd[:, None] * z[None, :]
+    q = tl.load(Q + row0 * DK + tile_k, mask=mk, other=0.0).to(tl.float32)
+    tl.store(DQ_OUT + row0 * DK + tile_k, (dq * _dphi(q)).to(DQ_OUT.dtype.element_ty), mask=mk)
+    dz = tl.load(ZT + rev_state * DK + offs_k, mask=kmask, other=0.0)
+    dk += tl.dot(tl.trans(G), _phi(q).to(V.dtype.element_ty), input_precision=PREC) + dz[None, :]
+    tl.store(DK_OUT + row0 * DK + tile_k, (dk * _dphi(k)).to(DK_OUT.dtype.element_ty), mask=mk)
+
+
+@triton.jit
+def _la_bwd_chunk_dv_kernel(
+    Q,
+    K,
+    DO,
+    DEN,
+    ST,
+    DV_OUT,
+    N,
+    DK: tl.constexpr,
+    DV: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """dv of one (value block, chunk, batch*head): the causal (phi(k) phi(q)^T) dnum plus phi(k) dS.
+    ST: _la_bwd_states_kernel's; DV_OUT: (BH, N, DV) in the input dtype. Grid (cdiv(DV, BV), NC, BH).
+
+    A loop over BK-wide key tiles accumulates phi(k) phi(q)^T (BT x BT) and phi(k) dS in float32
+    (addressed as in _la_bwd_chunk_kernel). Key columns past DK are masked out of phi (they would add
+    1 . 1); rows past N only reach rows of dv that are not stored, or meet dnum = 0.
+    """
+    i_v = tl.program_id(0)
+    i_c = tl.program_id(1)
+    i_bh = tl.program_id(2).to(tl.int64)
+    n_bh = tl.num_programs(2).to(tl.int64)
+    n_chunks = tl.cdiv(N, BT)
+    offs_t = tl.arange(0, BT)
+    offs_v = i_v * BV + tl.arange(0, BV)
+    vmask = _cols_in(i_v * BV, BV, DV)
+    tm = i_c * BT + offs_t < N
+    row0 = i_bh * N + i_c * BT
+    rev_state = (n_bh + i_bh) * n_chunks + i_c
+    tile_k = offs_t[:, None] * DK + tl.arange(0, BK)[None, :]
+    tile_s = tl.arange(0, BK)[:, None] * DV + offs_v[None, :]
+    At = tl.zeros([BT, BT], dtype=tl.float32)
+    dv = tl.zeros([BT, BV], dtype=tl.float32)
+    for k0 in range(0, DK, BK):
+        kmask = _cols_in(k0, BK, DK)
+        mk = tm[:, None] & kmask[None, :]
+        q = tl.load(Q + row0 * DK + k0 + tile_k, mask=mk, other=0.0).to(tl.float32)
+        k = tl.load(K + row0 * DK + k0 + tile_k, mask=mk, other=0.0).to(tl.float32)
+        dS = tl.load(ST + rev_state * DK * DV + k0 * DV + tile_s, mask=kmask[:, None] & vmask[None, :], other=0.0)
+        fq_c = tl.where(kmask[None, :], _phi(q), 0.0).to(DO.dtype.element_ty)
+        fk_c = tl.where(kmask[None, :], _phi(k), 0.0).to(DO.dtype.element_ty)
+        At += tl.dot(fk_c, tl.trans(fq_c), input_precision=PREC)
+        dv += tl.dot(fk_c, dS, input_precision=PREC)
+    # rows index keys s, columns index queries t: keep s <= t
+    causal_t = offs_t[:, None] <= offs_t[None, :]
+    At = tl.where(causal_t, At, 0.0).to(DO.dtype.element_ty)
+    tile_v = offs_t[:, None] * DV + offs_v[None, :]
+    mv = tm[:, None] & vmask[None, :]
+    do = tl.load(DO + row0 * DV + tile_v, mask=mv, other=0.0).to(tl.float32)
+    den = tl.load(DEN + row0 + offs_t, mask=tm, other=1.0)
+    dv += tl.dot(At, (do / den[:, None]).to(DO.dtype.element_ty), input_precision=PREC)
+    tl.store(DV_OUT + row0 * DV + tile_v, dv.to(DV_OUT.dtype.element_ty), mask=mv)
 
 
 def _cfg(q, v, chunk_size):
@@ -379,6 +470,45 @@ def _cfg(q, v, chunk_size):
     prec = "ieee" if v.dtype == torch.float32 else "tf32"
     warps = 4 if BK * BV <= 64 * 64 else 8
     return BK, BV, BT, prec, warps
+
+
+def _chunked_cfg(q, v, chunk_size):
+    """Tiles of the chunk-parallel backward: {kernel name: (constexprs, launch options)}.
+
+    Its chunk is the forward's capped at 64 (a tile of this backward only: the gradients are the same sums
+    in another order). The state pass keeps the full key width (one program carries a BK x BV state);
+    the dq/dk kernel splits keys into blocks of at most 64 and loops over value tiles of at most 32; the
+    dv kernel splits values into blocks of at most 64 and loops over key tiles of at most 128. On sm_90
+    these compile without register spill in bf16 and fp16 at head dims 64 and 128 (float32 may spill),
+    with or without 16-byte alignment of the pointers; value tiles of 64 in the dq/dk kernel sit at 255
+    registers there and spill 32 bytes in fp16 at head dim 128. Which spill-free tiles are fastest is for
+    a GPU to measure.
+    """
+    dk, dv = q.shape[-1], v.shape[-1]
+    BT = min(64, max(16, triton.next_power_of_2(int(chunk_size))))
+    prec = "ieee" if v.dtype == torch.float32 else "tf32"
+    pk, pv = max(16, triton.next_power_of_2(dk)), max(16, triton.next_power_of_2(dv))
+    states = dict(DK=dk, DV=dv, BT=BT, BK=pk, BV=min(64, pv), PREC=prec)
+    dqk = dict(DK=dk, DV=dv, BT=BT, BK=min(64, pk), BV=min(32, pv), PREC=prec)
+    dv_ = dict(DK=dk, DV=dv, BT=BT, BK=min(128, pk), BV=min(64, pv), PREC=prec)
+    return {
+        "_la_bwd_states_kernel": (states, dict(num_warps=4 if pk * states["BV"] <= 64 * 64 else 8, num_stages=2)),
+        "_la_bwd_chunk_kernel": (dqk, dict(num_warps=8 if BT * dqk["BK"] >= 32 * 64 else 4, num_stages=2)),
+        "_la_bwd_chunk_dv_kernel": (dv_, dict(num_warps=8 if BT * dv_["BK"] >= 64 * 128 else 4, num_stages=2)),
+    }
+
+
+def _launch_plan(q, v, chunk_size):
+    """(kernel, constexprs, launch options) of every kernel, as the launchers below launch it for inputs
+    shaped and typed as q, v (meta tensors will do): what a compile-only probe of registers and spill
+    should compile. The forward and the sequential backward share _cfg's tiles."""
+    BK, BV, BT, prec, warps = _cfg(q, v, chunk_size)
+    consts = dict(DK=q.shape[-1], DV=v.shape[-1], BT=BT, BK=BK, BV=BV, PREC=prec)
+    for fn in (_la_fwd_kernel, _la_bwd_dq_kernel, _la_bwd_dkv_kernel):
+        yield fn, consts, dict(num_warps=warps, num_stages=2)
+    tiles = _chunked_cfg(q, v, chunk_size)
+    for fn in (_la_bwd_states_kernel, _la_bwd_chunk_kernel, _la_bwd_chunk_dv_kernel):
+        yield fn, *tiles[fn.__name__]
 
 
 BACKWARDS = ("sequential", "chunked")
@@ -401,6 +531,8 @@ def _launch_fwd(q, k, v, eps, chunk_size):
 def _launch_bwd(q, k, v, do, den, dden, chunk_size, backward):
     """q, k, v, do as in the forward (do in v's dtype), den, dden: (B, H, N) float32, all contiguous
     -> dq, dk, dv in v's dtype, shaped as q, k, v."""
+    if backward == "chunked":
+        return _launch_bwd_chunked(q, k, v, do, den, dden, chunk_size)
     Bsz, H, n, dk = q.shape
     dv = v.shape[-1]
     BK, BV, BT, prec, warps = _cfg(q, v, chunk_size)
@@ -409,19 +541,35 @@ def _launch_bwd(q, k, v, do, den, dden, chunk_size, backward):
     dk_ = torch.empty_like(dq)
     dv_ = torch.empty_like(v)
     meta = dict(DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2)
-    if backward == "sequential":
-        grid = (nv, Bsz * H)
-        _la_bwd_dq_kernel[grid](q, k, v, do, den, dden, dq, n, **meta)
-        _la_bwd_dkv_kernel[grid](q, k, v, do, den, dden, dk_, dv_, n, **meta)
-    else:
-        nc = triton.cdiv(n, BT)
-        states = torch.empty(2, Bsz * H, nc, dk, dv, device=v.device, dtype=v.dtype)
-        zs = torch.empty(2, Bsz * H, nc, dk, device=v.device, dtype=torch.float32)
-        _la_bwd_states_kernel[(nv, Bsz * H, 2)](q, k, v, do, den, dden, states, zs, n, **meta)
-        _la_bwd_chunk_kernel[(nc, nv, Bsz * H)](q, k, v, do, den, dden, states, zs, dq, dk_, dv_, n, **meta)
+    grid = (nv, Bsz * H)
+    _la_bwd_dq_kernel[grid](q, k, v, do, den, dden, dq, n, **meta)
+    _la_bwd_dkv_kernel[grid](q, k, v, do, den, dden, dk_, dv_, n, **meta)
     dq = dq.sum(0) if nv > 1 else dq[0]
     dk_ = dk_.sum(0) if nv > 1 else dk_[0]
     return dq.to(q.dtype), dk_.to(k.dtype), dv_
+
+
+def _launch_bwd_chunked(q, k, v, do, den, dden, chunk_size):
+    """The chunk-parallel backward: one pass storing the chunk states, then dq/dk and dv per chunk, each
+    written once in the input dtype (no partial sums)."""
+    Bsz, H, n, dk = q.shape
+    dv = v.shape[-1]
+    bh = Bsz * H
+    tiles = _chunked_cfg(q, v, chunk_size)
+    st, st_opts = tiles["_la_bwd_states_kernel"]
+    qk, qk_opts = tiles["_la_bwd_chunk_kernel"]
+    vv, vv_opts = tiles["_la_bwd_chunk_dv_kernel"]
+    assert st["BT"] == qk["BT"] == vv["BT"], "the three kernels index the same chunk states"
+    nc = triton.cdiv(n, st["BT"])
+    states = torch.empty(2, bh, nc, dk, dv, device=v.device, dtype=v.dtype)
+    zs = torch.empty(2, bh, nc, dk, device=v.device, dtype=torch.float32)
+    dq, dk_, dv_ = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    _la_bwd_states_kernel[(triton.cdiv(dv, st["BV"]), bh, 2)](q, k, v, do, den, dden, states, zs, n, **st, **st_opts)
+    _la_bwd_chunk_kernel[(triton.cdiv(dk, qk["BK"]), nc, bh)](
+        q, k, v, do, den, dden, states, zs, dq, dk_, n, **qk, **qk_opts
+    )
+    _la_bwd_chunk_dv_kernel[(triton.cdiv(dv, vv["BV"]), nc, bh)](q, k, do, den, states, dv_, n, **vv, **vv_opts)
+    return dq, dk_, dv_
 
 
 # Custom ops: torch.compile sees each launch as one opaque op (fake impls give the output metadata).
@@ -492,7 +640,8 @@ def causal_linear_attn_triton(
     """q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> o: (B, H, N, Dv) in v's dtype.
 
     chunk_size is rounded up to a power of two >= 16 (tensor-core tile). backward: "sequential" (two
-    kernels carrying the state through the chunks) or "chunked" (stored chunk states, chunks in parallel).
+    kernels carrying the state through the chunks) or "chunked" (stored chunk states, chunks in parallel;
+    its own chunk is chunk_size capped at 64).
     """
     if backward not in BACKWARDS:
         raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")

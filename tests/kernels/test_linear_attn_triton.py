@@ -57,6 +57,60 @@ def test_chunked_backward_matches_sequential(n, chunk, dk, dv):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def _assert_matches_quadratic(q, k, v, w, **kw):
+    got = _output_and_grads(q, k, v, w, **kw)
+    q64, k64, v64 = (t.double().requires_grad_() for t in (q, k, v))
+    o_ref = causal_linear_attn_quadratic(q64, k64, v64)
+    ref = [o_ref, *torch.autograd.grad((o_ref * w.double()).sum(), (q64, k64, v64))]
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-4)
+
+
+def _small_chunked_tiles(q, v, chunk_size):
+    """_chunked_cfg with tiles of 16 and a backward chunk of 16 whatever the forward's: the dq/dk kernel
+    splits keys over its grid and loops over value tiles, the dv kernel splits values and loops over key
+    tiles (the state pass keeps the full key width, as it must)."""
+    dk, dv = q.shape[-1], v.shape[-1]
+    tile = dict(DK=dk, DV=dv, BT=16, BK=16, BV=16, PREC="ieee")
+    states = dict(tile, BK=max(16, 1 << (dk - 1).bit_length()))
+    opts = dict(num_warps=4, num_stages=2)
+    return {
+        "_la_bwd_states_kernel": (states, opts),
+        "_la_bwd_chunk_kernel": (tile, opts),
+        "_la_bwd_chunk_dv_kernel": (tile, opts),
+    }
+
+
+@pytest.mark.parametrize("dk,dv", [(40, 24), (32, 48)])
+def test_chunked_backward_split_tiles_match_quadratic(monkeypatch, dk, dv):
+    # ragged last key and value tiles (40, 24), then exact ones (32, 48); 53 rows: 4 backward chunks of
+    # 16, the last one ragged, under a forward chunk of 32
+    monkeypatch.setattr(la_triton, "_chunked_cfg", _small_chunked_tiles)
+    q, k, v = _inputs(53, dk, dv, seed=11, heads=1)
+    w = torch.randn(2, 1, 53, dv, generator=torch.Generator().manual_seed(5))
+    _assert_matches_quadratic(q, k, v, w, chunk_size=32, backward="chunked")
+
+
+def test_chunked_backward_launcher_tiles_at_head_dim_128():
+    # the launcher's own tiles at the benchmark's head dim: two key blocks in the dq/dk grid, four value
+    # tiles of 32 in its loop; 37 rows = 3 chunks of 16, the last ragged
+    tiles = la_triton._chunked_cfg(torch.empty(1, 128, device="meta"), torch.empty(1, 128, device="meta"), 16)
+    assert tiles["_la_bwd_chunk_kernel"][0]["BK"] == 64 and tiles["_la_bwd_chunk_kernel"][0]["BV"] == 32
+    q, k, v = _inputs(37, 128, 128, seed=12, heads=1)
+    w = torch.randn(2, 1, 37, 128, generator=torch.Generator().manual_seed(6))
+    _assert_matches_quadratic(q, k, v, w, chunk_size=16, backward="chunked")
+
+
+def test_launch_plan_lists_every_kernel():
+    # what a compile-only register/spill probe reads: every kernel of the module, as launched
+    q = torch.empty(1, 1, 1, 64, dtype=torch.bfloat16, device="meta")
+    plan = {fn.__name__: (consts, opts) for fn, consts, opts in la_triton._launch_plan(q, q, 64)}
+    kernels = {n for n in dir(la_triton) if n.startswith("_la_") and n.endswith("_kernel")}
+    assert set(plan) == kernels and len(kernels) == 6
+    for name, tiles in la_triton._chunked_cfg(q, q, 64).items():
+        assert plan[name] == tiles
+
+
 @pytest.mark.parametrize("n", LENGTHS)
 def test_triton_is_exactly_causal_across_chunks(n):
     q, k, v = _inputs(n, 5, 3, seed=n)

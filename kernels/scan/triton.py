@@ -15,6 +15,8 @@ so torch.compile sees each as one opaque op; broadcasting and reshaping stay in 
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import triton
 import triton.language as tl
@@ -107,7 +109,11 @@ _CONFIGS = [
     triton.Config({"BLOCK_R": r, "BLOCK_T": t}, num_warps=w)
     for r, t, w in [(2, 512, 4), (4, 256, 4), (8, 256, 8), (4, 1024, 8)]
 ]
-_autotune = triton.autotune(_CONFIGS, key=["N", "REVERSE"])
+# Every run is a fresh process: the tuned blocks persist in Triton's cache directory (TRITON_CACHE_DIR, by
+# default ~/.triton/cache), keyed by triton, the GPU's arch, the kernel source, the configs and the key's values
+# with the tensors' dtypes. Triton < 3.4 has no cache_results and tunes in each process.
+_CACHE_RESULTS = {"cache_results": True} if "cache_results" in inspect.signature(triton.autotune).parameters else {}
+_autotune = triton.autotune(_CONFIGS, key=["N", "REVERSE"], **_CACHE_RESULTS)
 _scan_fwd_tuned = None if triton_interpreted() else _autotune(_scan_fwd_kernel)
 _scan_bwd_tuned = None if triton_interpreted() else _autotune(_scan_bwd_kernel)
 

@@ -1,39 +1,62 @@
-"""Print, as JSON, what each attention and Poincare kernel, tiled as its launcher tiles it, needs on sm_90
-at the given head dims: shared memory (bytes per block), registers per thread and register spill (bytes
-per thread on the stack).
+"""Print, as JSON, what each attention and Poincare kernel, tiled and launched as its launcher does, needs
+on the chosen architectures at the given head dims: shared memory (bytes per block) against the
+architecture's limit, registers per thread and register spill (bytes per thread on the stack).
 
-    python tests/kernels/shared_memory_probe.py [--floats fp64] [--poincare] [--only KERNEL:DTYPE] 128 320
+    python tests/kernels/shared_memory_probe.py [--arch 80,89,90] [--floats fp64] [--poincare]
+        [--only KERNEL:DTYPE] [--jobs N] [--output FILE] 128 320
 
+`--arch` takes compute capabilities from SHARED_MEMORY_PER_BLOCK_OPTIN (default 90, the H200).
 `--poincare` adds the Poincare kernels to the attention ones. `--floats fp64` types the float scalar
 arguments (eps, umax, ...) as float64, as torch.compile's inductor passes Python floats to user Triton
-kernels; the kernels must compile either way.
+kernels; the kernels must compile either way. `--jobs` compiles that many kernels at once (processes).
+`--output` writes the JSON to FILE instead of stdout. The JSON records the command, the triton and torch
+versions, the launchers' sources (sha256) and the limits beside the per-kernel rows, one row per (arch, head
+dim, dtype, kernel), each with its shared bytes, the arch's limit and whether they fit.
 
-Run without TRITON_INTERPRET (interpreted kernels cannot be compiled): the kernels are compiled for
-sm_90 on this machine, no GPU needed; shared memory is read from the kernel's metadata, registers and
-spill from `cuobjdump -res-usage` of its cubin.
+Run without TRITON_INTERPRET (interpreted kernels cannot be compiled): the kernels are compiled for each
+architecture on this machine, no GPU needed; shared memory is read from the kernel's metadata, registers and
+spill from `cuobjdump -res-usage` of its cubin. Each kernel gets the num_warps and num_stages its launcher
+passes, and Triton's defaults where it passes none (the window kernels: num_stages 3, which pipelines their
+key loop and costs shared memory).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
+from kernels.backend import triton_interpreted  # noqa: E402
 from kernels.linear_attn import triton as la  # noqa: E402
 from kernels.poincare import triton as pc  # noqa: E402
 from kernels.window_attn import triton as wa  # noqa: E402
+
+#: the opt-in maximum of shared memory per block, in bytes, by compute capability: the most a kernel may ask
+#: for, what torch.cuda.get_device_properties(dev).shared_memory_per_block_optin reads on a device, and what
+#: Triton checks a kernel's shared memory against when it loads it (OutOfResources above it). From the CUDA
+#: C++ Programming Guide, "Compute Capabilities", table "Technical Specifications per Compute Capability",
+#: row "Maximum amount of shared memory per thread block": 163 KB on 8.0 (A100), 99 KB on 8.6 (A10, A40) and
+#: 8.9 (L4, L40), 227 KB on 9.0 (H100, H200); KB = 1,024 bytes. 232,448 is also the figure the H200's
+#: OutOfResources error states.
+SHARED_MEMORY_PER_BLOCK_OPTIN = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 90: 227 * 1024}
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "R": "i32", "D": "i32"}
@@ -41,12 +64,14 @@ FLOATS = ("eps", "umax", "min_norm", "at_max", "den_min")
 FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "DSC", "DC", "DY", "DX", "DQ", "DK_", "ZT"}
 
 
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"  # shipped with triton
 
 
-def resources(fn, dtype: str, constexprs: dict, num_warps: int, floats: str) -> dict:
-    """The compiled kernel's shared memory (bytes per block), registers per thread and the bytes per thread
-    ptxas spilled to the stack (local memory): cuobjdump -res-usage of the sm_90 cubin."""
+def resources(fn, dtype: str, constexprs: dict, launch: dict, floats: str, arch: int = 90) -> dict:
+    """The kernel compiled for sm_`arch` with the launch options `launch` (num_warps, num_stages; Triton's
+    defaults for those absent): its shared memory (bytes per block), registers per thread and the bytes per
+    thread ptxas spilled to the stack (local memory), from cuobjdump -res-usage of the cubin."""
     scalars = INTS | dict.fromkeys(FLOATS, floats)
     signature = {
         name: "constexpr"
@@ -55,7 +80,7 @@ def resources(fn, dtype: str, constexprs: dict, num_warps: int, floats: str) -> 
         for name in fn.arg_names
     }
     src = ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
-    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps, "num_stages": 2})
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(launch))
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "kernel.cubin"
         cubin.write_bytes(compiled.asm["cubin"])
@@ -63,67 +88,127 @@ def resources(fn, dtype: str, constexprs: dict, num_warps: int, floats: str) -> 
             [str(CUOBJDUMP), "-res-usage", str(cubin)], capture_output=True, text=True, check=True
         ).stdout
     fields = dict(re.findall(r"(REG|STACK):(\d+)", usage))
-    return dict(shared=compiled.metadata.shared, registers=int(fields["REG"]), spill=int(fields["STACK"]))
+    return dict(
+        num_warps=compiled.metadata.num_warps,
+        num_stages=compiled.metadata.num_stages,
+        shared=compiled.metadata.shared,
+        registers=int(fields["REG"]),
+        spill=int(fields["STACK"]),
+    )
 
 
-def kernels(dtype: str, d: int):
-    """(op, kernel, constexprs, num_warps) for both attention ops, tiled as their launchers tile them."""
+# The families below tile each kernel as its launcher does. `arch` is the compute capability compiled for:
+# a launcher that chose its tiles from the device it runs on would be mirrored here, per arch. None does
+# today (test_shared_memory.py checks that the launchers read no device property).
+
+
+def kernels(dtype: str, d: int, arch: int = 90):
+    """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
+    linear attention by its launch plan (la._launch_plan); window attention by its _cfg tiles with Triton's
+    default num_warps and num_stages."""
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
-    BK, BV, BT, prec, warps = la._cfg(q, q, 64)
-    consts = dict(DK=d, DV=d, BT=BT, BK=BK, BV=BV, PREC=prec)
-    for fn in (
-        la._la_fwd_kernel,
-        la._la_bwd_dq_kernel,
-        la._la_bwd_dkv_kernel,
-        la._la_bwd_states_kernel,
-        la._la_bwd_chunk_kernel,
-    ):
-        yield "linear_attn", fn, consts, warps
+    for fn, consts, launch in la._launch_plan(q, q, 64):
+        yield "linear_attn", fn, consts, launch
     for fn, backward in (
         (wa._window_fwd_kernel, False),
         (wa._window_bwd_dkv_kernel, True),
         (wa._window_bwd_dq_kernel, True),
     ):
         BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None, backward=backward)
-        yield "window_attn", fn, dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec), 4
+        yield "window_attn", fn, dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec), {}
 
 
-def poincare_kernels(dtype: str, d: int):
-    """(op, kernel, constexprs, num_warps) for the fused Poincare maps on rows of width d."""
-    block_d = triton.next_power_of_2(d)
+def poincare_kernels(dtype: str, d: int, arch: int = 90):
+    """(op, kernel, constexprs, launch options) for the fused Poincare maps on rows of width d, with the rows
+    per program and num_warps of their launchers (pc._blocks) and Triton's default num_stages."""
+    block_r, block_d, warps = pc._blocks(d)
     for fn in (pc._rowmap_fwd_kernel, pc._rowmap_bwd_kernel):
-        yield "poincare", fn, dict(LOG=True, BLOCK_R=4, BLOCK_D=block_d), 4
+        yield "poincare", fn, dict(LOG=True, BLOCK_R=block_r, BLOCK_D=block_d), dict(num_warps=warps)
     for fn in (pc._mobius_fwd_kernel, pc._mobius_bwd_kernel):
-        yield "poincare", fn, dict(BLOCK_R=4, BLOCK_D=block_d), 4
+        yield "poincare", fn, dict(BLOCK_R=block_r, BLOCK_D=block_d), dict(num_warps=warps)
+
+
+FAMILIES = {"attention": kernels, "poincare": poincare_kernels}
+
+
+def sources() -> dict[str, str]:
+    """The probed launchers' files with the first 12 hex digits of their sha256: which code the rows describe."""
+    files = (Path(m.__file__).resolve() for m in (la, wa, pc))
+    return {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in files}
+
+
+def probe_one(task: tuple) -> dict:
+    """One row: task = (arch, head dim, dtype, family, index of the kernel in the family, floats)."""
+    arch, d, dtype, family, index, floats = task
+    warnings.simplefilter("ignore")
+    op, fn, consts, launch = list(FAMILIES[family](dtype, d, arch))[index]
+    need = resources(fn, dtype, consts, launch, floats, arch)
+    limit = SHARED_MEMORY_PER_BLOCK_OPTIN[arch]
+    return dict(
+        op=op,
+        kernel=fn.__name__,
+        dtype=dtype,
+        head_dim=d,
+        arch=arch,
+        **{k: v for k, v in consts.items() if k != "PREC"},
+        **need,
+        shared_limit=limit,
+        fits=need["shared"] <= limit,
+    )
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("head_dims", nargs="+", type=int)
+    parser.add_argument(
+        "--arch",
+        default="90",
+        help=f"compute capabilities, comma-separated, of {', '.join(map(str, SHARED_MEMORY_PER_BLOCK_OPTIN))}",
+    )
     parser.add_argument("--floats", default="fp32", choices=["fp32", "fp64"])
     parser.add_argument("--poincare", action="store_true", help="the Poincare kernels too")
     parser.add_argument("--only", default="", help="KERNEL:DTYPE, e.g. _la_fwd_kernel:fp32 (compiling is slow)")
+    parser.add_argument("--jobs", type=int, default=min(8, CPUS), help="compiles at once")
+    parser.add_argument("--output", type=Path, help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
-    families = [kernels, poincare_kernels] if args.poincare else [kernels]
+    archs = [int(a) for a in args.arch.split(",")]
+    if unknown := [a for a in archs if a not in SHARED_MEMORY_PER_BLOCK_OPTIN]:
+        parser.error(f"--arch: no shared-memory limit for {unknown}; known: {list(SHARED_MEMORY_PER_BLOCK_OPTIN)}")
+    if triton_interpreted():
+        parser.error("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
+    before = sources()
+    families = ["attention", "poincare"] if args.poincare else ["attention"]
     only = tuple(args.only.split(":")) if args.only else None
-    warnings.simplefilter("ignore")
-    out = [
-        dict(
-            op=op,
-            kernel=fn.__name__,
-            dtype=dtype,
-            head_dim=d,
-            num_warps=warps,
-            **{k: v for k, v in consts.items() if k != "PREC"},
-            **resources(fn, dtype, consts, warps, args.floats),
-        )
+    tasks = [
+        (arch, d, dtype, family, index, args.floats)
+        for arch in archs
         for d in args.head_dims
         for dtype in DTYPES
         for family in families
-        for op, fn, consts, warps in family(dtype, d)
+        for index, (_, fn, _, _) in enumerate(FAMILIES[family](dtype, d, arch))
         if only in (None, (fn.__name__, dtype))
     ]
-    print(json.dumps(out))
+    if args.jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(min(args.jobs, len(tasks)), mp_context=get_context("spawn")) as pool:
+            rows = list(pool.map(probe_one, tasks))
+    else:
+        rows = [probe_one(task) for task in tasks]
+    if sources() != before:  # each compiling process imports the kernels anew
+        sys.exit("shared_memory_probe: the kernel sources changed while they were compiled; run it again")
+    out = dict(
+        command=shlex.join(["python", "tests/kernels/shared_memory_probe.py", *argv]),
+        triton=triton.__version__,
+        torch=torch.__version__,
+        floats=args.floats,
+        sources=before,
+        shared_memory_per_block_optin={str(a): SHARED_MEMORY_PER_BLOCK_OPTIN[a] for a in archs},
+        kernels=rows,
+    )
+    text = json.dumps(out)
+    if args.output:
+        args.output.write_text(text + "\n")
+    else:
+        print(text)
 
 
 if __name__ == "__main__":

@@ -1,69 +1,205 @@
-"""Every attention-kernel tile the dispatcher admits fits in an H200's shared memory, and the window
-backward keeps its registers (no spill to local memory).
+"""Every attention and Poincare kernel, tiled as its launcher tiles it, fits in the shared memory per block of
+an A100 (sm_80), of an L4 / L40 (sm_89) and of an H200 (sm_90) at the head dims the models use, except the
+float32 linear-attention kernels marked below; the window backward keeps its registers on the H200 (no spill
+to local memory); the scan's autotuner keeps its choices on disk.
 
-The kernels are compiled for sm_90 on this CPU machine (shared_memory_probe.py, in a process without
-TRITON_INTERPRET) and the compiler's figure is checked against the hardware limit. The 8 GB study met
-the limit on the H200: float32 linear attention at head dim 320 asked for 540,672 bytes (OutOfResources).
-That figure is reproduced here; such heads now take the PyTorch reference.
+The kernels are compiled for each architecture on this CPU machine (shared_memory_probe.py, in a process
+without TRITON_INTERPRET) and the compiler's figure is checked against the architecture's opt-in limit. The
+8 GB study met the limit on the H200: float32 linear attention at head dim 320 asked for 540,672 bytes
+(OutOfResources). That figure is reproduced here; such heads now take the PyTorch reference.
 
 The same compile, with the float scalars typed float64, is what `compile: true` asks of the kernels:
 inductor passes Python floats to user Triton kernels as float64, and on the H200 the window kernel failed
 ("loop-carried variable m_i ... re-assigned to fp64") until the kernels cast them to float32.
+
+Each (kernel, dtype, head dim, arch) is compiled once: head dim 64 with float64 scalars (as torch.compile
+passes them), ATTENTION_MAX_HEAD_DIM with float32 ones (as an eager launch passes Python floats). The
+scalars' type moves no shared-memory figure (results/kernels/resources-sm*.json hold head dim 64 with
+float32 scalars). Triton lowers sm_80 and sm_89 alike (no TMA, no wgmma: the same pipelining and the same
+shared-memory figure for every kernel, checked on all 52 rows of the two JSON files), so the sm_89 limit is
+checked against the sm_80 compile: a third of the compiles fewer, in a suite near its time limit.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from kernels.backend import ATTENTION_MAX_HEAD_DIM
 
-H200_SHARED_BYTES = 232448  # per block, as the H200's OutOfResources error states it
+ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("shared_memory_probe.py")
 
+#: opt-in shared memory per block, bytes (the probe's SHARED_MEMORY_PER_BLOCK_OPTIN, restated to check it)
+SHARED_BYTES = {80: 166912, 89: 101376, 90: 232448}
+H200_SHARED_BYTES = SHARED_BYTES[90]  # as the H200's OutOfResources error states it
+#: the arch whose compile each limit is checked against (sm_89's figures are sm_80's, see above)
+COMPILED_FOR = {80: 80, 89: 80, 90: 90}
+ARCHS = ",".join(map(str, sorted(set(COMPILED_FOR.values()))))
+#: phase8's head dim (d_model / n_heads of the example studies) and the largest the dispatcher admits
+#: (the benchmark's); heads in between are padded to the tiles of the larger
+HEAD_DIMS = (64, ATTENTION_MAX_HEAD_DIM)
+KERNELS_PER_DTYPE = {"window_attn": 3, "poincare": 4}  # linear attention: however many its launch plan has
 
-def probe(*args: str) -> list[dict]:
+#: (kernel, dtype, head dim, arch): shared bytes, as compiled with triton 3.9 (results/kernels/resources-sm*.json).
+#: float32 linear attention does not fit an sm_89 (99 KB) at head dim 64 or 128, nor an sm_80 (163 KB) at
+#: 128: its float32 tiles go through shared memory at four bytes an element. kernels/linear_attn is being
+#: rewritten and is left alone here; the marks are strict, so a rewrite that fits must take its entry out.
+DOES_NOT_FIT = {
+    ("_la_bwd_dkv_kernel", "fp32", 64, 89): 119040,
+    ("_la_fwd_kernel", "fp32", 128, 89): 147456,
+    ("_la_bwd_dq_kernel", "fp32", 128, 89): 147712,
+    ("_la_bwd_dkv_kernel", "fp32", 128, 89): 196864,
+    ("_la_bwd_dkv_kernel", "fp32", 128, 80): 196864,
+}
+
+
+def start(*args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, str(PROBE), *args], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout)
+    cmd = [sys.executable, str(PROBE), *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def rows(proc: subprocess.Popen) -> list[dict]:
+    out, err = proc.communicate(timeout=1200)
+    assert proc.returncode == 0, err[-2000:]
+    probed = json.loads(out)
+    return [row | {"floats": probed["floats"]} for row in probed["kernels"]]
 
 
 @pytest.fixture(scope="module")
-def needs():
-    return probe(str(ATTENTION_MAX_HEAD_DIM)) + probe("--only", "_la_fwd_kernel:fp32", "320")
+def needs() -> list[dict]:
+    """Every probed kernel at HEAD_DIMS on each arch, and the study's float32 forward at head dim 320 (sm_90),
+    compiled by three probes at once, the two large ones on half the CPUs each (the compiles take minutes)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    jobs = str(max(1, cpus // 2))
+    procs = [
+        start("--only", "_la_fwd_kernel:fp32", "320"),
+        start("--arch", ARCHS, "--floats", "fp64", "--poincare", "--jobs", jobs, str(HEAD_DIMS[0])),
+        start("--arch", ARCHS, "--poincare", "--jobs", jobs, str(HEAD_DIMS[1])),
+    ]
+    try:
+        return [row for proc in procs for row in rows(proc)]
+    finally:  # one failed: the others are not waited for
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
-def test_admitted_head_dims_fit_in_shared_memory(needs):
-    admitted = [n for n in needs if n["head_dim"] == ATTENTION_MAX_HEAD_DIM]
-    assert len(admitted) == 16  # (5 linear attention + 3 window attention kernels) x 2 dtypes
-    assert all(n["shared"] <= H200_SHARED_BYTES for n in admitted), admitted
-    assert_window_backward_does_not_spill(admitted, head_dim=ATTENTION_MAX_HEAD_DIM)
+def key(n: dict) -> tuple[str, str, int, int]:
+    return n["kernel"], n["dtype"], n["head_dim"], n["arch"]
+
+
+def at_model_dims(needs: list[dict]) -> list[dict]:
+    return [n for n in needs if n["head_dim"] in HEAD_DIMS]
+
+
+def on(needs: list[dict], arch: int) -> list[dict]:
+    """The model-dim rows whose compile stands for `arch`, keyed with `arch` itself."""
+    return [n | {"arch": arch} for n in at_model_dims(needs) if n["arch"] == COMPILED_FOR[arch]]
+
+
+def test_every_kernel_is_probed_once_per_dtype_head_dim_and_arch_against_its_limit(needs):
+    probed = at_model_dims(needs)
+    keys = Counter(map(key, probed))
+    assert set(keys.values()) == {1}
+    kernels_per_cell = Counter((n["op"], n["dtype"], n["head_dim"], n["arch"]) for n in probed)
+    assert len(kernels_per_cell) == 3 * 2 * len(HEAD_DIMS) * len(set(COMPILED_FOR.values()))  # op x dtype x dim x arch
+    assert all(count == KERNELS_PER_DTYPE.get(cell[0], count) for cell, count in kernels_per_cell.items())
+    assert all(n["shared_limit"] == SHARED_BYTES[n["arch"]] for n in probed)
+    limited = {key(n) for arch in SHARED_BYTES for n in on(needs, arch)}
+    assert set(DOES_NOT_FIT) <= limited, "a kernel marked as not fitting is no longer probed"
+
+
+@pytest.mark.parametrize("arch", SHARED_BYTES)
+def test_kernels_fit_in_shared_memory_at_the_models_head_dims(needs, arch):
+    probed = on(needs, arch)
+    misfits = {key(n): n["shared"] for n in probed if n["shared"] > SHARED_BYTES[arch] and key(n) not in DOES_NOT_FIT}
+    assert not misfits, f"shared bytes above sm_{arch}'s {SHARED_BYTES[arch]:,}: {misfits}"
+
+
+@pytest.mark.parametrize(
+    "kernel, dtype, head_dim, arch",
+    [
+        pytest.param(
+            *case,
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason=f"{case[0]} {case[1]} at head dim {case[2]} asks for {shared:,} shared bytes, sm_{case[3]} "
+                f"has {SHARED_BYTES[case[3]]:,} (kernels/linear_attn is being rewritten)",
+            ),
+        )
+        for case, shared in DOES_NOT_FIT.items()
+    ],
+)
+def test_float32_linear_attention_does_not_fit_the_smaller_gpus(needs, kernel, dtype, head_dim, arch):
+    need = next(n for n in on(needs, arch) if key(n) == (kernel, dtype, head_dim, arch))
+    assert need["shared"] <= SHARED_BYTES[arch], need
 
 
 def test_the_study_failure_is_reproduced_above_the_limit(needs):
     fwd = next(n for n in needs if n["head_dim"] == 320 and n["dtype"] == "fp32" and n["kernel"] == "_la_fwd_kernel")
-    assert fwd["shared"] == 540672 > H200_SHARED_BYTES
+    assert fwd["arch"] == 90 and fwd["shared"] == 540672 > H200_SHARED_BYTES
 
 
-def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them():
-    compiled = probe("--floats", "fp64", "--poincare", "64")
+def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them(needs):
+    compiled = [n for n in needs if n["floats"] == "fp64"]
     assert {n["op"] for n in compiled} == {"linear_attn", "window_attn", "poincare"}
-    assert len(compiled) == 24 and all(n["shared"] > 0 for n in compiled)  # 12 kernels x 2 dtypes
-    assert_window_backward_does_not_spill(compiled, head_dim=64)
+    assert {n["arch"] for n in compiled} == set(COMPILED_FOR.values())
+    assert all(n["head_dim"] == HEAD_DIMS[0] and n["shared"] > 0 for n in compiled)
 
 
-def assert_window_backward_does_not_spill(compiled: list[dict], head_dim: int) -> None:
+@pytest.mark.parametrize("head_dim", HEAD_DIMS)
+def test_the_window_backward_does_not_spill_on_the_h200(needs, head_dim):
     """The window backward at bf16, tiled as launched: at the forward's 64 x 64 tiles ptxas spilled 1,552
     (dk, dv) and 808 (dq) bytes per thread at head dim 64."""
     backward = [
         n
-        for n in compiled
-        if n["kernel"].startswith("_window_bwd") and n["dtype"] == "bf16" and n["head_dim"] == head_dim
+        for n in needs
+        if n["kernel"].startswith("_window_bwd") and (n["dtype"], n["head_dim"], n["arch"]) == ("bf16", head_dim, 90)
     ]
     assert len(backward) == 2 and all(n["spill"] == 0 and 0 < n["registers"] <= 255 for n in backward), backward
+
+
+@pytest.mark.parametrize("op", ["linear_attn", "window_attn", "poincare"])
+def test_the_launchers_tile_alike_on_every_gpu(op):
+    """The probe tiles each kernel for every arch as its launcher does on a device of that arch; it can do so
+    without knowing the device because no launcher reads it. A launcher that came to choose its tiles from
+    the device (its properties, capability or shared memory) needs the probe's families to do the same per
+    arch (they take `arch`); then take this test out for it."""
+    source = (ROOT / "kernels" / op / "triton.py").read_text()
+    reads = re.findall(r"get_device_properties|get_device_capability|shared_memory_per_block\w*|driver\.active", source)
+    assert not reads, f"kernels/{op}/triton.py reads the device ({reads}): make shared_memory_probe.py tile alike"
+
+
+def test_the_scan_autotuner_caches_its_choice_on_disk():
+    """Every run is a fresh process: the scan's tuned blocks persist in Triton's cache directory
+    (triton.autotune(cache_results=True), triton >= 3.4), or each run would tune again. Read in a process
+    without TRITON_INTERPRET (under it there is no autotuner) nor TRITON_CACHE_AUTOTUNING (which turns the
+    cache on for every autotuner)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "TRITON_CACHE_AUTOTUNING")}
+    code = (
+        "import inspect, json, triton\n"
+        "from kernels.scan import triton as scan\n"
+        "tuned = (scan._scan_fwd_tuned, scan._scan_bwd_tuned)\n"
+        "print(json.dumps(dict(version=triton.__version__,\n"
+        "    supported='cache_results' in inspect.signature(triton.autotune).parameters,\n"
+        "    kinds=[type(t).__name__ for t in tuned], keys=[t.keys for t in tuned],\n"
+        "    cache=[getattr(t, 'cache_results', None) for t in tuned])))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    tuned = json.loads(proc.stdout)
+    assert tuned["kinds"] == ["Autotuner", "Autotuner"] and tuned["keys"] == [["N", "REVERSE"]] * 2
+    if not tuned["supported"]:
+        pytest.skip(f"triton {tuned['version']} has no autotune(cache_results=...)")
+    assert tuned["cache"] == [True, True]

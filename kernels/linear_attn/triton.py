@@ -463,10 +463,15 @@ def _la_bwd_chunk_dv_kernel(
 
 
 def _cfg(q, v, chunk_size):
+    """Tiles of the forward and the sequential backward: BK, BV, BT, dot precision, warps. float32 tiles
+    take half the value width and chunks of at most 32, or at head dim 128 they would need more shared
+    memory than an sm_89 has (99 KB; 197 KB at 64-wide tiles, tests/kernels/test_shared_memory.py)."""
     dk, dv = q.shape[-1], v.shape[-1]
+    wide = v.dtype != torch.float32
     BK = max(16, triton.next_power_of_2(dk))
-    BV = min(64, max(16, triton.next_power_of_2(dv)))
+    BV = min(64 if wide else 32, max(16, triton.next_power_of_2(dv)))
     BT = max(16, triton.next_power_of_2(int(chunk_size)))
+    BT = BT if wide else min(BT, 32)
     prec = "ieee" if v.dtype == torch.float32 else "tf32"
     warps = 4 if BK * BV <= 64 * 64 else 8
     return BK, BV, BT, prec, warps
@@ -639,9 +644,9 @@ def causal_linear_attn_triton(
 ) -> torch.Tensor:
     """q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> o: (B, H, N, Dv) in v's dtype.
 
-    chunk_size is rounded up to a power of two >= 16 (tensor-core tile). backward: "sequential" (two
-    kernels carrying the state through the chunks) or "chunked" (stored chunk states, chunks in parallel;
-    its own chunk is chunk_size capped at 64).
+    chunk_size is rounded up to a power of two >= 16 (tensor-core tile; float32: at most 32). backward:
+    "sequential" (two kernels carrying the state through the chunks) or "chunked" (stored chunk states,
+    chunks in parallel; its own chunk is chunk_size capped at 64).
     """
     if backward not in BACKWARDS:
         raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")

@@ -1,8 +1,10 @@
 """The worked example of docs/custom-models.md end to end, as a user runs it: the gla batch from the CLI
-and from the API, and a study over gla's own knobs, on real local Ray workers."""
+and from the API (its rows exported and drawn by the dashboard), and a study over gla's own knobs, on real
+local Ray workers."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +33,18 @@ def test_the_gla_batch_runs_from_the_cli_beside_the_built_in_families(tmp_path):
     assert len(rows) == 12 and {r["status"] for r in rows} == {"ok"}
     assert {r["model"] for r in rows} == {"gla", "transformer", "phase7"}
     assert all(r["tokens_per_s"] > 0 and r["params"] > 0 for r in rows)
+    export = tmp_path / "rows.json"
+    exported = phasebench("results", "export", "--db", db, "--format", "json", "--out", str(export), cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert sorted(r["model"] for r in json.loads(export.read_text())) == sorted(r["model"] for r in rows)
+    html = tmp_path / "report.html"
+    built = phasebench(
+        "dashboard", "build", "--from-export", str(export), "--out", str(html), "--plotlyjs", "plotly.js", cwd=tmp_path
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    page = html.read_text()
+    assert '"name":"gla peak"' in page and '"name":"phase7 peak"' in page  # a memory trace per family, gla's too
+    assert 'data-model="gla"' in page  # and its rows in the table
 
 
 def test_the_gla_family_runs_from_the_api_with_imports(tmp_path):

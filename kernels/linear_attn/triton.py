@@ -327,6 +327,24 @@ def _la_bwd_states_kernel(
 
 
 @triton.jit
+def _chunk_program(N, BT: tl.constexpr, BX: tl.constexpr, DX: tl.constexpr):
+    """Where a program of the chunk-parallel backward works, for its grid (cdiv(DX, BX), NC, BH): the chunk's
+    row offsets offs_t (BT,) and row mask tm, the block's columns offs_x (BX,) and mask, the chunk's first
+    row in the (BH * N, D) inputs, and the indices of its forward and reverse states in ST, ZT."""
+    i_x = tl.program_id(0)
+    i_c = tl.program_id(1)
+    i_bh = tl.program_id(2).to(tl.int64)
+    n_bh = tl.num_programs(2).to(tl.int64)
+    n_chunks = tl.cdiv(N, BT)
+    offs_t = tl.arange(0, BT)
+    offs_x = i_x * BX + tl.arange(0, BX)
+    xmask = _cols_in(i_x * BX, BX, DX)
+    tm = i_c * BT + offs_t < N
+    row0 = i_bh * N + i_c * BT
+    return offs_t, offs_x, xmask, tm, row0, i_bh * n_chunks + i_c, (n_bh + i_bh) * n_chunks + i_c
+
+
+@triton.jit
 def _la_bwd_chunk_kernel(
     Q,
     K,
@@ -356,19 +374,7 @@ def _la_bwd_chunk_kernel(
     pointers hoisted out of the loop cost the registers that spilled). Rows past N load as zeros (do and
     dden too) and key columns past DK are not stored, so phi needs no mask here.
     """
-    i_k = tl.program_id(0)
-    i_c = tl.program_id(1)
-    i_bh = tl.program_id(2).to(tl.int64)
-    n_bh = tl.num_programs(2).to(tl.int64)
-    n_chunks = tl.cdiv(N, BT)
-    offs_t = tl.arange(0, BT)
-    offs_k = i_k * BK + tl.arange(0, BK)
-    kmask = _cols_in(i_k * BK, BK, DK)
-    t = i_c * BT + offs_t
-    tm = t < N
-    row0 = i_bh * N + i_c * BT  # first row of the chunk in the (BH * N, D) inputs
-    fwd_state = i_bh * n_chunks + i_c
-    rev_state = (n_bh + i_bh) * n_chunks + i_c
+    offs_t, offs_k, kmask, tm, row0, fwd_state, rev_state = _chunk_program(N, BT, BK, DK)
     den = tl.load(DEN + row0 + offs_t, mask=tm, other=1.0)
     # (BT, BV) tiles of v, do and (BV, BK) tiles of S^T, dS^T
     tile_v = offs_t[:, None] * DV + tl.arange(0, BV)[None, :]
@@ -426,17 +432,7 @@ def _la_bwd_chunk_dv_kernel(
     (addressed as in _la_bwd_chunk_kernel). Key columns past DK are masked out of phi (they would add
     1 . 1); rows past N only reach rows of dv that are not stored, or meet dnum = 0.
     """
-    i_v = tl.program_id(0)
-    i_c = tl.program_id(1)
-    i_bh = tl.program_id(2).to(tl.int64)
-    n_bh = tl.num_programs(2).to(tl.int64)
-    n_chunks = tl.cdiv(N, BT)
-    offs_t = tl.arange(0, BT)
-    offs_v = i_v * BV + tl.arange(0, BV)
-    vmask = _cols_in(i_v * BV, BV, DV)
-    tm = i_c * BT + offs_t < N
-    row0 = i_bh * N + i_c * BT
-    rev_state = (n_bh + i_bh) * n_chunks + i_c
+    offs_t, offs_v, vmask, tm, row0, _, rev_state = _chunk_program(N, BT, BV, DV)
     tile_k = offs_t[:, None] * DK + tl.arange(0, BK)[None, :]
     tile_s = tl.arange(0, BK)[:, None] * DV + offs_v[None, :]
     At = tl.zeros([BT, BT], dtype=tl.float32)

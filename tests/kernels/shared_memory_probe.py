@@ -97,12 +97,11 @@ def resources(fn, dtype: str, constexprs: dict, launch: dict, floats: str, arch:
     )
 
 
-# The families below tile each kernel as its launcher does. `arch` is the compute capability compiled for:
-# a launcher that chose its tiles from the device it runs on would be mirrored here, per arch. None does
-# today (test_shared_memory.py checks that the launchers read no device property).
+# The families below tile each kernel as its launcher does, the same for every arch: no launcher chooses its
+# tiles from the device it runs on (test_shared_memory.py checks that the launchers read no device property).
 
 
-def kernels(dtype: str, d: int, arch: int = 90):
+def kernels(dtype: str, d: int):
     """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
     linear attention by its launch plan (la._launch_plan); window attention by its _cfg tiles with Triton's
     default num_warps and num_stages."""
@@ -118,7 +117,7 @@ def kernels(dtype: str, d: int, arch: int = 90):
         yield "window_attn", fn, dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec), {}
 
 
-def poincare_kernels(dtype: str, d: int, arch: int = 90):
+def poincare_kernels(dtype: str, d: int):
     """(op, kernel, constexprs, launch options) for the fused Poincare maps on rows of width d, with the rows
     per program and num_warps of their launchers (pc._blocks) and Triton's default num_stages."""
     block_r, block_d, warps = pc._blocks(d)
@@ -141,7 +140,7 @@ def probe_one(task: tuple) -> dict:
     """One row: task = (arch, head dim, dtype, family, index of the kernel in the family, floats)."""
     arch, d, dtype, family, index, floats = task
     warnings.simplefilter("ignore")
-    op, fn, consts, launch = list(FAMILIES[family](dtype, d, arch))[index]
+    op, fn, consts, launch = list(FAMILIES[family](dtype, d))[index]
     need = resources(fn, dtype, consts, launch, floats, arch)
     limit = SHARED_MEMORY_PER_BLOCK_OPTIN[arch]
     return dict(
@@ -185,7 +184,7 @@ def main(argv: list[str]) -> None:
         for d in args.head_dims
         for dtype in DTYPES
         for family in families
-        for index, (_, fn, _, _) in enumerate(FAMILIES[family](dtype, d, arch))
+        for index, (_, fn, _, _) in enumerate(FAMILIES[family](dtype, d))
         if only in (None, (fn.__name__, dtype))
     ]
     if args.jobs > 1 and len(tasks) > 1:

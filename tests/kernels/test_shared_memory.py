@@ -143,7 +143,7 @@ def test_the_launchers_tile_alike_on_every_gpu(op):
     """The probe tiles each kernel for every arch as its launcher does on a device of that arch; it can do so
     without knowing the device because no launcher reads it. A launcher that came to choose its tiles from
     the device (its properties, capability or shared memory) needs the probe's families to do the same per
-    arch (they take `arch`); then take this test out for it."""
+    arch; then take this test out for it."""
     source = (ROOT / "kernels" / op / "triton.py").read_text()
     reads = re.findall(r"get_device_properties|get_device_capability|shared_memory_per_block\w*|driver\.active", source)
     assert not reads, f"kernels/{op}/triton.py reads the device ({reads}): make shared_memory_probe.py tile alike"

@@ -378,7 +378,9 @@ def test_sigterm_stops_the_study_driver_like_ctrl_c(sqlite_url, tmp_path, spawn)
 def test_ctrl_c_and_a_killed_driver_then_the_study_continues(local_ray, db_url, tmp_path, spawn):
     data = make(
         "resume",
-        {"d_model": {"choices": [32, 48, 64]}, "n_layers": {"low": 1, "high": 2}},
+        # a grid of 10 points: the Ctrl-C driver may end with 3 or 4 trials (two ran at once), the orphan and
+        # the second driver's 2 take 3 more; a 6-point grid ran out before the second driver's total
+        {"d_model": {"choices": [32, 48, 64, 80, 96]}, "n_layers": {"low": 1, "high": 2}},
         ["maximize params"],
         sampler={"type": "grid", "seed": 3},
     )

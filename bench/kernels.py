@@ -1,7 +1,8 @@
 """Benchmark the Triton kernels against their PyTorch references and external anchors.
 
 For each op and sequence length N: forward and forward+backward time (median and 20/80 % quantiles
-after warm-up, `triton.testing.do_bench` on GPU), achieved bytes/s against the device-copy bandwidth
+after warm-up, `triton.testing.do_bench` on GPU; every implementation timed --repeats times, interleaved,
+and the median repetition kept), achieved bytes/s against the device-copy bandwidth
 measured in the same run, the speedup over the PyTorch reference, and the anchors where importable
 (fla `chunk_linear_attn`, torch SDPA flash causal, `accelerated_scan` triton and warp backends, compiled
 torch `flex_attention` on our sliding window with dot-product and with our Poincare score).
@@ -359,33 +360,54 @@ def _measure(fn, inputs, device, quick, bwd_missing=None):
     return res
 
 
-def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset()):
+def _median_of_repeats(ms):
+    """Per kind (fwd, fwd_bwd): the repetition with the median time, its median in `repeats_ms` beside it; the
+    first repetition's error or "missing" cell where a repetition has no time."""
+    out = {}
+    for kind in ("fwd", "fwd_bwd"):
+        cells = [m[kind] for m in ms]
+        timed = sorted((c for c in cells if "median_ms" in c), key=lambda c: c["median_ms"])
+        if len(timed) < len(cells):
+            out[kind] = next(c for c in cells if "median_ms" not in c)
+            continue
+        out[kind] = dict(timed[(len(timed) - 1) // 2], repeats_ms=[c["median_ms"] for c in cells])
+    return out
+
+
+def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset(), repeats=1):
+    """One op at one N: every implementation and anchor timed `repeats` times, interleaved (A B C A B C ...),
+    each figure the median of its repetitions."""
     shape, impls, anchors, inputs, fwd_bytes, fb_bytes = CASES[op](
         n, device, DTYPES[op] if device == "cuda" else torch.float32, quick
     )
     row = {"op": op, "shape": shape, "bytes_fwd": fwd_bytes, "bytes_fwd_bwd": fb_bytes, "impls": {}}
+    timed = {}  # name -> (fn, inputs, bwd_missing)
     for name, fn in impls.items():
         if name.startswith("triton") and not triton_ok:
             row["impls"][name] = {"skipped": "no GPU and TRITON_INTERPRET unset"}
-            continue
-        m = _measure(fn, inputs, device, quick)
-        for kind, nbytes in (("fwd", fwd_bytes), ("fwd_bwd", fb_bytes)):
-            t = m[kind].get("median_ms")
-            if t:
-                m[kind]["GBps"] = nbytes / (t * 1e-3) / 1e9
-                m[kind]["frac_of_copy_bw"] = nbytes / (t * 1e-3) / bw
-        row["impls"][name] = m
-        _sync(device)
+        else:
+            timed[name] = (fn, inputs, None)
     for name, a in anchors.items():
         if name in skip:
             row["impls"][name] = {"skipped": "--skip-anchors"}
-            continue
-        if isinstance(a, str):
+        elif isinstance(a, str):
             row["impls"][name] = {"missing": a}
-            continue
-        # an anchor: fn, (fn, inputs) or (fn, inputs, "missing: ..." for its backward)
-        fn, ins, bwd_missing = (*a, None)[:3] if isinstance(a, tuple) else (a, inputs[:3], None)
-        row["impls"][name] = _measure(fn, ins, device, quick, bwd_missing)
+        else:  # an anchor: fn, (fn, inputs) or (fn, inputs, "missing: ..." for its backward)
+            timed[name] = (*a, None)[:3] if isinstance(a, tuple) else (a, inputs[:3], None)
+    runs = {name: [] for name in timed}
+    for _ in range(repeats):
+        for name, (fn, ins, bwd_missing) in timed.items():
+            runs[name].append(_measure(fn, ins, device, quick, bwd_missing))
+            _sync(device)
+    for name, ms in runs.items():
+        m = _median_of_repeats(ms)
+        if name in impls:
+            for kind, nbytes in (("fwd", fwd_bytes), ("fwd_bwd", fb_bytes)):
+                t = m[kind].get("median_ms")
+                if t:
+                    m[kind]["GBps"] = nbytes / (t * 1e-3) / 1e9
+                    m[kind]["frac_of_copy_bw"] = nbytes / (t * 1e-3) / bw
+        row["impls"][name] = m
     tri, ref = row["impls"].get("triton", {}), row["impls"].get("torch_ref", {})
     for kind in ("fwd", "fwd_bwd"):
         t, r = tri.get(kind, {}).get("median_ms"), ref.get(kind, {}).get("median_ms")
@@ -418,6 +440,8 @@ def run_case_in_child(op, n, args, skip):
                 op,
                 "--sizes",
                 str(n),
+                "--repeats",
+                str(args.repeats),
                 "--skip-anchors",
                 ",".join(skip),
                 "--out",
@@ -496,6 +520,12 @@ def main(argv=None):
         action="store_true",
         help="time replays of a CUDA graph of each call (no host launch work in the figure)",
     )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="time every implementation this many times, interleaved, and keep the median (default 3)",
+    )
     p.add_argument("--out", default=str(ROOT / "results/kernels/kernels.json"))
     args = p.parse_args(argv)
     global CUDA_GRAPH
@@ -529,7 +559,7 @@ def main(argv=None):
                 if op in args.isolate.split(","):
                     row = run_case_in_child(op, n, args, skip)
                 else:
-                    row = run_case(op, n, args.device, args.quick, bw, triton_ok, skip=skip)
+                    row = run_case(op, n, args.device, args.quick, bw, triton_ok, skip=skip, repeats=args.repeats)
             except Exception as e:  # noqa: BLE001
                 row = {"op": op, "shape": {"N": n}, "impls": {}, "error": f"{type(e).__name__}: {str(e)[:300]}"}
             result["rows"].append(row)

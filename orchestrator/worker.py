@@ -129,6 +129,7 @@ def _warm_up() -> None:
     from . import environment, measure, train  # noqa: F401
 
     _triton_key()()
+    _register_torch_triton_ops()
     if torch.cuda.is_initialized():
         raise RuntimeError("the fork server initialised CUDA: its children could not use the GPU")
 
@@ -142,6 +143,17 @@ def _triton_key():
     except ImportError:
         from triton.compiler.compiler import triton_key  # type: ignore[no-redef]
     return triton_key
+
+
+def _register_torch_triton_ops() -> None:
+    """torch registers its own Triton ops (sparse matmuls) at CUDA init, ~0.25 s per child on the H200; the
+    registration is dispatcher state only and idempotent, so the server does it and a child's CUDA init finds
+    it done. A private torch hook: skipped where a torch release does not have it."""
+    import torch
+
+    register = getattr(torch.cuda, "_register_triton_kernels", None)
+    if register is not None:
+        register()
 
 
 def _child(config: dict[str, Any], git: dict[str, Any], fd: int, server: int) -> None:

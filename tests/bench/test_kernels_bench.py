@@ -1,5 +1,6 @@
 """bench/kernels.py end to end on CPU (Triton interpreted, quick sizes): every op measured (scan in a child
-process), JSON complete; the window_attn case's flex_attention anchors against the references."""
+process), each timing the median of 3 interleaved repetitions, JSON complete; the window_attn case's
+flex_attention anchors against the references."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def test_quick_run_measures_every_op_against_its_reference(tmp_path):
             "33",
             "--isolate",
             "scan",
+            "--repeats",
+            "3",
             "--out",
             str(out),
         ],
@@ -48,6 +51,7 @@ def test_quick_run_measures_every_op_against_its_reference(tmp_path):
             for kind, nbytes in (("fwd", row["bytes_fwd"]), ("fwd_bwd", row["bytes_fwd_bwd"])):
                 timing = row["impls"][impl][kind]
                 assert timing["q20_ms"] <= timing["median_ms"] <= timing["q80_ms"], (row["op"], impl, kind)
+                assert len(timing["repeats_ms"]) == 3 and timing["median_ms"] == sorted(timing["repeats_ms"])[1]
                 assert abs(timing["GBps"] * 1e9 * timing["median_ms"] * 1e-3 - nbytes) <= 1e-6 * nbytes
         assert row["speedup_vs_ref_fwd"] > 0 and row["speedup_vs_ref_fwd_bwd"] > 0
     isolated = {row["op"] for row in result["rows"] if "child_copy_bandwidth_Bps" in row}

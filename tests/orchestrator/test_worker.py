@@ -95,13 +95,15 @@ def test_an_unknown_isolation_scheme_is_refused_before_anything_is_stored(sqlite
 def test_a_forked_child_finds_torch_and_triton_ready(tmp_path):
     """A custom op's first call imports torch._dynamo (seconds on a GPU machine) and Triton hashes its own
     sources before it loads any kernel: the fork server does both once, so a child calling our kernels
-    imports no torch module of its own and inherits Triton's hash."""
+    imports no torch module of its own and inherits Triton's hash. It also registers torch's own Triton ops,
+    which CUDA init would otherwise register in every child."""
     script = tmp_path / "child.py"
     script.write_text(
         "import sys, torch\n"
         "from orchestrator import worker\n"
         "worker._warm_up()\n"
         "print(worker._triton_key().cache_info().currsize)\n"
+        "print(sorted(op for op, _ in torch._TritonLibrary.ops_table))\n"
         "before = {m for m in sys.modules if m.startswith('torch')}\n"
         "from kernels.rmsnorm.triton import rms_norm_triton\n"
         "rms_norm_triton(torch.randn(4, 8), torch.ones(8), 1e-6)\n"
@@ -110,4 +112,8 @@ def test_a_forked_child_finds_torch_and_triton_ready(tmp_path):
     env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["1", "[]"]
+    assert out.stdout.splitlines() == [
+        "1",
+        "['_triton_bsr_dense_addmm_out', '_triton_bsr_dense_mm_out']",
+        "[]",
+    ]

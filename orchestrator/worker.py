@@ -4,20 +4,24 @@ Isolation (`isolate: true`, the default) gives every run a process of its own: a
 allocator, nothing cached from another run. Starting a Python process that imports torch costs seconds,
 so the process is not started, it is forked: the task runs on a reused Ray worker, the *fork server*,
 that imported torch, the models and the jobs once and never touches CUDA; for each run it forks a child
-that runs the job and sends its streamed metrics and its outcome back through a pipe. The child dies with
-its server (`PR_SET_PDEATHSIG`), so a timeout's force-cancel of the task leaves no process behind; a
-child that ends without an outcome (a crash, the `exit` fault) takes the server down with it, so Ray sees
-a dead worker and retries the run as it would a dead fresh process. `PHASEBENCH_ISOLATION=process`
-(on the driver) goes back to a fresh Ray worker process per run (`max_calls=1`).
+that runs the job and sends its streamed metrics and its outcome back through a pipe, with the names of
+the torch and Triton modules it had to import: the server imports those for the children after it. The
+child dies with its server (`PR_SET_PDEATHSIG`), so a timeout's force-cancel of the task leaves no process
+behind; a child that ends without an outcome (a crash, the `exit` fault) takes the server down with it,
+so Ray sees a dead worker and retries the run as it would a dead fresh process.
+`PHASEBENCH_ISOLATION=process` (on the driver) goes back to a fresh Ray worker process per run
+(`max_calls=1`).
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import pickle
 import signal
 import struct
+import sys
 import threading
 import traceback
 import warnings
@@ -28,6 +32,8 @@ from typing import Any
 ISOLATION_ENV = "PHASEBENCH_ISOLATION"
 #: set on fork servers only, so that Ray keeps them in a worker pool of their own
 FORK_SERVER_ENV = "PHASEBENCH_FORK_SERVER"
+#: the packages whose modules a fork server imports once a child has needed them (see `_adopt`)
+ADOPTED_PACKAGES = ("torch", "triton")
 _PR_SET_PDEATHSIG = 1
 _HEADER = struct.Struct("!Q")
 
@@ -102,6 +108,7 @@ def execute_isolated(*args, **kwargs) -> dict[str, Any]:
 def execute_forked(config: dict[str, Any], git: dict[str, Any], run_id: str | None = None, metrics=None):
     """Run a job in a child forked from this fork server (the default isolation)."""
     _warm_up()
+    _adopt(_LEARNED)
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # a multi-threaded parent: the child uses no thread
@@ -110,7 +117,8 @@ def execute_forked(config: dict[str, Any], git: dict[str, Any], run_id: str | No
         os.close(read_fd)
         _child(config, git, write_fd, os.getppid())
     os.close(write_fd)
-    outcome = _relay(read_fd, run_id, metrics)
+    outcome, imported = _relay(read_fd, run_id, metrics)
+    _LEARNED.update(imported)
     os.waitpid(pid, 0)
     if outcome is None:
         os._exit(1)  # the child died without an outcome: so does its worker, and Ray retries the run
@@ -156,6 +164,38 @@ def _register_torch_triton_ops() -> None:
         register()
 
 
+#: modules of ADOPTED_PACKAGES that this server's children imported, for the server to import before its next fork
+_LEARNED: set[str] = set()
+
+
+def _adopt(names: set[str]) -> None:
+    """Import the torch and Triton modules earlier children imported (pure Python, by name), so the next child
+    inherits them: which ones a run needs depends on the GPU and the library versions (on the H200, the first
+    Triton kernel call of a child imported 45 of them, 0.28 s). A module whose import fails is left to the child.
+    Should an import initialise CUDA after all, this server can no longer fork usable children: it exits, and Ray
+    retries the run on a fresh one."""
+    import torch
+
+    for name in sorted(names - set(sys.modules)):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S112  (the child imports it again, as it did before)
+            continue
+    if torch.cuda.is_initialized():
+        os._exit(1)
+
+
+def _new_adoptable_modules(inherited: set[str]) -> list[str]:
+    """The pure-Python modules of ADOPTED_PACKAGES imported since `inherited` was taken."""
+    return sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if name not in inherited
+        and name.partition(".")[0] in ADOPTED_PACKAGES
+        and str(getattr(getattr(module, "__spec__", None), "origin", "")).endswith(".py")
+    )
+
+
 def _child(config: dict[str, Any], git: dict[str, Any], fd: int, server: int) -> None:
     """The forked run: never returns. Exit 0 after its outcome went through the pipe, 1 otherwise."""
     code = 1
@@ -163,9 +203,11 @@ def _child(config: dict[str, Any], git: dict[str, Any], fd: int, server: int) ->
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != server:  # the server died before the line above
             os._exit(1)
+        inherited = set(sys.modules)
         with os.fdopen(fd, "wb") as pipe:
             outcome = run_job(config, git, lambda rows: _send(pipe, ("metrics", rows)))
             _send(pipe, ("outcome", outcome))
+            _send(pipe, ("imported", _new_adoptable_modules(inherited)))
         code = 0
     except BaseException:  # the jobs classify their own failures: anything here is a crash
         traceback.print_exc()
@@ -179,18 +221,20 @@ def _send(pipe, message: tuple[str, Any]) -> None:
     pipe.flush()
 
 
-def _relay(fd: int, run_id: str | None, metrics) -> dict[str, Any] | None:
+def _relay(fd: int, run_id: str | None, metrics) -> tuple[dict[str, Any] | None, list[str]]:
     """Read the child's messages until it closes the pipe: forward metrics to the driver's queue, return
-    the outcome (None when the child ended without one)."""
-    outcome = None
+    the outcome (None when the child ended without one) and the modules the child imported."""
+    outcome, imported = None, []
     with os.fdopen(fd, "rb") as pipe:
         while header := pipe.read(_HEADER.size):
             kind, payload = pickle.loads(pipe.read(_HEADER.unpack(header)[0]))
             if kind == "outcome":
                 outcome = payload
+            elif kind == "imported":
+                imported = payload
             elif metrics is not None:
                 metrics.put((run_id, payload))
-    return outcome
+    return outcome, imported
 
 
 def _node_id() -> str | None:

@@ -117,3 +117,30 @@ def test_a_forked_child_finds_torch_and_triton_ready(tmp_path):
         "['_triton_bsr_dense_addmm_out', '_triton_bsr_dense_mm_out']",
         "[]",
     ]
+
+
+def test_the_fork_server_imports_what_its_children_imported(tmp_path):
+    """A module of torch or Triton that a forked run imported is imported by the server before its next fork,
+    so later children inherit it; other modules (the standard library's, a user's) are not."""
+    script = tmp_path / "server.py"
+    script.write_text(
+        "import importlib, sys\n"
+        "from orchestrator import worker\n"
+        "def job(config, git, emit):\n"
+        "    for name in config['imports']:\n"
+        "        importlib.import_module(name)\n"
+        "    return {'status': 'ok', 'extra': {}}\n"
+        "worker.run_job = job\n"
+        "names = ['torch.utils.show_pickle', 'xml.dom.minidom']\n"
+        "worker.execute_forked({'imports': names}, {})\n"
+        "print([n in sys.modules for n in names], sorted(worker._LEARNED))\n"
+        "outcome = worker.execute_forked({'imports': []}, {})\n"
+        "print([n in sys.modules for n in names], outcome['status'])\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "[False, False] ['torch.utils.show_pickle']",
+        "[True, False] ok",
+    ]

@@ -1,23 +1,32 @@
 """Triton flash-style causal sliding-window attention scored by the Poincare distance.
 
-q and k enter the ball with the Triton exp0 (kernels.poincare, per-head c); the kernels below then see
-ball points x = exp0(q), y = exp0(k) and compute, for s in (t - W, t],
+q and k enter the ball with the Triton exp0 (kernels.poincare, per-head c); the kernels then see ball points
+x = exp0(q), y = exp0(k). With a = |x|^2, b = |y|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per
+column; 1 - c a floored at 1e-15), for s in (t - W, t]:
 
-    d_ts = (2/sqrt c) artanh(z),  z = min(sqrt(max(c num2 / den, Z2_MIN)), 1 - eps)
-    num2 = max(|x|^2 + |y|^2 - 2<x,y>, 0),  den = max(1 - 2c<x,y> + c^2 |x|^2 |y|^2, DEN_MIN)
+    tau = c (a + b - 2<x,y>) rho sigma, clamped to [Z2_MIN, umax^2/(1 - umax^2)]
+    d_ts = (2/sqrt c) asinh(sqrt tau) = (1/sqrt c) ln(1 + 2 tau + 2 sqrt(tau (1 + tau)))
     p = softmax_s(-scale_h d_ts),  o_t = sum_s p_ts v_s
 
-Only BM x BN tiles of the Gram matrix exist (online softmax; no N x N tensor). The forward stores the
-row log-sum-exp. Backward (flash-attention style, recomputing p from lse, on smaller tiles than the
-forward: see `_cfg`): one kernel per key block for dk, dv and the per-program partial sums of dscale
-and dc; one per query block for dq. The gradient through the distance uses only the Gram entries:
+This is naive.pair_dist with its clamps: den = c num2 + (1 - c a)(1 - c b), so z^2 = c num2/den = tau/(1 + tau)
+(tau needs no division per pair; the softmax runs in base 2). Only tiles of the Gram matrix exist (online
+softmax, no N x N tensor); the forward stores the row log-sum-exp.
 
-    gd = -scale * ds,  gz = gd 2/(sqrt c (1 - z^2)),  gz2 = gz / (2z),
-    gnum2 = gz2 c / den,  gden = -gz2 z2 / den,
-    g<x,y> = -2 gnum2 - 2c gden,  g|x|^2 = gnum2 + c^2 |y|^2 gden,  g|y|^2 = gnum2 + c^2 |x|^2 gden,
-    gc = sum(-gd d / (2c) + gz2 num2 / den + gden (2c |x|^2|y|^2 - 2<x,y>))
+Backward: one kernel, one program per (strip of consecutive key blocks of BK, batch * head). It walks its
+key blocks in order and, for each, the query blocks of BQ whose windows reach it, recomputing p from the
+log-sum-exp: each (query, key) pair in the window is scored once. A key block's dk and dv are complete in
+registers after its last tile. A query block's dx is summed in place in dx over the key blocks that reach it
+(read-add-write by the one program that owns those rows; no atomics); the rows past the strip that its keys
+reach (cdiv(W - 1, BQ) blocks) go to a side buffer that the launcher adds into the next strip's rows (one
+gather, add and scatter of distinct rows: deterministic). With g = ds / sqrt(tau (1 + tau)) (0 where tau is
+clamped) and kappa = -2 scale sqrt c:
 
-(each clamp passes its gradient only where it is inactive, as torch.clamp does).
+    dx_t = kappa rho_t (x_t sum_s g (sigma_s + tau) - sum_s g sigma_s y_s)
+    dy_s = kappa sigma_s (y_s sum_t g (rho_t + tau) - sum_t g rho_t x_t)
+    dscale = -sum ds d,  dc = (sum_t x_t . dx_t + sum_s y_s . dy_s - scale dscale) / (2c)
+
+(dc because d is c^(-1/2) times a function of c a, c b and c <x,y> alone). Each program stores its partial
+sums of dscale and dc.
 """
 
 from __future__ import annotations
@@ -28,21 +37,66 @@ import triton.language as tl
 
 from kernels.poincare.naive import BALL_EPS
 from kernels.poincare.triton import exp0_triton
-from kernels.window_attn.naive import DEN_MIN, Z2_MIN  # noqa: F401  (the literals 1e-15, 1e-12 below)
+from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
+
+#: programs the backward aims for: strips per batch * head row = cdiv(BWD_PROGRAMS, B * H), fewer where a
+#: strip would be shorter than its side buffer
+BWD_PROGRAMS = 2048
+#: strips per batch * head row, where set (tests: strip edges on short sequences)
+BWD_STRIPS: int | None = None
 
 
 @triton.jit
-def _dist_tile(x2, y2, xy, c, umax):
-    """Poincare distance from Gram entries; returns d and the pieces the backward needs."""
-    num2_raw = x2[:, None] + y2[None, :] - 2.0 * xy
-    num2 = tl.maximum(num2_raw, 0.0)
-    den_raw = 1.0 - 2.0 * c * xy + c * c * x2[:, None] * y2[None, :]
-    den = tl.maximum(den_raw, 1e-15)
-    z2 = c * num2 / den
-    z = tl.sqrt(tl.maximum(z2, 1e-12))
-    zc = tl.minimum(z, umax)
-    d = tl.log((1.0 + zc) / (1.0 - zc)) / tl.sqrt(c)
-    return d, num2_raw, num2, den_raw, den, z2, z
+def _tile(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
+    """Pointers to rows `rows` (below N) of a (N, W) row-major matrix at P, and their mask (columns padded to BW)."""
+    cols = tl.arange(0, BW)
+    ptrs = P + rows[:, None] * W + cols[None, :]
+    if W == BW:
+        mask = (rows < N)[:, None]
+    else:
+        mask = (rows < N)[:, None] & (cols < W)[None, :]
+    return ptrs, mask
+
+
+@triton.jit
+def _load(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
+    ptrs, mask = _tile(P, rows, N, W, BW)
+    return tl.load(ptrs, mask=mask, other=0.0)
+
+
+@triton.jit
+def _store(P, rows, N, val, W: tl.constexpr, BW: tl.constexpr):
+    ptrs, mask = _tile(P, rows, N, W, BW)
+    tl.store(ptrs, val.to(P.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _norms(t, c):
+    """Rows of a tile -> float32 tile, |row|^2 and 1/(1 - c |row|^2) (denominator floored at 1e-15)."""
+    tf = t.to(tl.float32)
+    n2 = tl.sum(tf * tf, axis=1)
+    return tf, n2, 1.0 / tl.maximum(1.0 - c * n2, 1e-15)
+
+
+@triton.jit
+def _tau_log(s, a, rc, b, sg, tmax):
+    """Gram tile s = <x,y>, rows a = |x|^2, rc = c rho, columns b = |y|^2, sg = sigma -> tau, its clamp tc,
+    1/sqrt(tc (1 + tc)) and log2(1 + 2 tc + 2 sqrt(tc (1 + tc))) = sqrt(c) d / ln 2."""
+    tau = (rc[:, None] * (b[None, :] - 2.0 * s) + (rc * a)[:, None]) * sg[None, :]
+    tc = tl.minimum(tl.maximum(tau, 1e-12), tmax)
+    t = tc * tc + tc
+    rq = tl.math.rsqrt(t)
+    return tau, tc, rq, tl.math.log2(1.0 + 2.0 * (tc + t * rq))
+
+
+@triton.jit
+def _head_consts(C, S, h, umax):
+    """Curvature, scale, the clamp of tau (z <= umax), and the score per log2 unit, -scale/sqrt c."""
+    umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
+    c = tl.load(C + h)
+    sc = tl.load(S + h)
+    tmax = umax * umax / ((1.0 - umax) * (1.0 + umax))
+    return c, sc, tmax, -sc / tl.sqrt(c)
 
 
 @triton.jit
@@ -67,20 +121,17 @@ def _window_fwd_kernel(
     PREC: tl.constexpr,
 ):
     """X, Y: (BH, N, D) ball points; V, OUT: (BH, N, DV); C, S: (H,) float32; LSE: (BH, N). Grid (cdiv(N, BM), BH)."""
-    umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
     i_m = tl.program_id(0)
     i_bh = tl.program_id(1)
-    h = i_bh % H
-    base = i_bh.to(tl.int64) * N
-    c = tl.load(C + h)
-    sc = tl.load(S + h)
+    row0 = i_bh.to(tl.int64) * N
+    X += row0 * D
+    Y += row0 * D
+    V += row0 * DV
+    c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     offs_m = i_m * BM + tl.arange(0, BM)
-    offs_d = tl.arange(0, BD)
-    offs_dv = tl.arange(0, BDV)
-    mm = offs_m < N
-    x = tl.load(X + (base + offs_m)[:, None] * D + offs_d[None, :], mask=mm[:, None] & (offs_d < D)[None, :], other=0.0)
-    xf = x.to(tl.float32)
-    x2 = tl.sum(xf * xf, axis=1)
+    x = _load(X, offs_m, N, D, BD)
+    xf, a, rho = _norms(x, c)  # no name is reassigned in the key loop (it would be loop-carried)
+    rc = c * rho
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BM], dtype=tl.float32)
     acc = tl.zeros([BM, BDV], dtype=tl.float32)
@@ -89,144 +140,91 @@ def _window_fwd_kernel(
     hi = tl.minimum((i_m + 1) * BM, N)
     for start in range(lo, hi, BN):
         offs_n = start + tl.arange(0, BN)
-        nm = offs_n < N
-        y = tl.load(
-            Y + (base + offs_n)[:, None] * D + offs_d[None, :], mask=nm[:, None] & (offs_d < D)[None, :], other=0.0
-        )
-        vb = tl.load(
-            V + (base + offs_n)[:, None] * DV + offs_dv[None, :], mask=nm[:, None] & (offs_dv < DV)[None, :], other=0.0
-        )
-        yf = y.to(tl.float32)
-        y2 = tl.sum(yf * yf, axis=1)
-        xy = tl.dot(x, tl.trans(y), input_precision=PREC)
-        d, _, _, _, _, _, _ = _dist_tile(x2, y2, xy, c, umax)
-        valid = (offs_n[None, :] <= offs_m[:, None]) & (offs_n[None, :] > offs_m[:, None] - WINDOW) & nm[None, :]
-        score = tl.where(valid, -sc * d, float("-inf"))
+        y = _load(Y, offs_n, N, D, BD)
+        vb = _load(V, offs_n, N, DV, BDV)
+        yf, b, sg = _norms(y, c)
+        s = tl.dot(x, tl.trans(y), input_precision=PREC)
+        tau, tc, rq, lg = _tau_log(s, a, rc, b, sg, tmax)
+        # keys past N meet only rows past N (s <= t), which are not stored
+        diff = offs_m[:, None] - offs_n[None, :]
+        score = tl.where((diff >= 0) & (diff < WINDOW), kk * lg, float("-inf"))  # log2 units
         m_new = tl.maximum(m_i, tl.max(score, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.exp(m_i - m_safe)
-        p = tl.exp(score - m_safe[:, None])
+        alpha = tl.math.exp2(m_i - m_safe)
+        p = tl.math.exp2(score - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
         acc = acc * alpha[:, None] + tl.dot(p.to(vb.dtype), vb, input_precision=PREC)
         m_i = m_new
     l_safe = tl.where(l_i > 0, l_i, 1.0)
-    o = acc / l_safe[:, None]
-    tl.store(
-        OUT + (base + offs_m)[:, None] * DV + offs_dv[None, :],
-        o.to(OUT.dtype.element_ty),
-        mask=mm[:, None] & (offs_dv < DV)[None, :],
-    )
-    tl.store(LSE + base + offs_m, m_i + tl.log(l_safe), mask=mm)
+    _store(OUT + row0 * DV, offs_m, N, acc / l_safe[:, None], DV, BDV)
+    tl.store(LSE + row0 + offs_m, (m_i + tl.math.log2(l_safe)) * 0.6931471805599453, mask=offs_m < N)
 
 
 @triton.jit
-def _score_grads(x2, y2, xy, c, sc, umax, ds):
-    """From ds (grad wrt score) to the grads wrt <x,y>, |x|^2, |y|^2 and partial sums for scale and c."""
-    d, num2_raw, num2, den_raw, den, z2, z = _dist_tile(x2, y2, xy, c, umax)
-    gd = -sc * ds
-    gscale = tl.sum(tl.sum(-ds * d, axis=1), axis=0)
-    sqc = tl.sqrt(c)
-    gz = tl.where(z <= umax, gd * 2.0 / (sqc * (1.0 - z * z)), 0.0)
-    gz2 = tl.where(z2 >= 1e-12, gz * 0.5 / z, 0.0)
-    gnum2 = tl.where(num2_raw >= 0.0, gz2 * c / den, 0.0)
-    gden = tl.where(den_raw >= 1e-15, -gz2 * z2 / den, 0.0)
-    gxy = -2.0 * gnum2 - 2.0 * c * gden
-    gx2 = gnum2 + c * c * y2[None, :] * gden
-    gy2 = gnum2 + c * c * x2[:, None] * gden
-    gc_t = -gd * d / (2.0 * c) + gz2 * num2 / den + gden * (2.0 * c * x2[:, None] * y2[None, :] - 2.0 * xy)
-    gc = tl.sum(tl.sum(gc_t, axis=1), axis=0)
-    return gxy, gx2, gy2, gscale, gc
-
-
-@triton.jit
-def _window_bwd_dkv_kernel(
+def _bwd_tile(
+    i,
     X,
-    Y,
-    V,
-    C,
-    S,
     DO,
     LSE,
     DELTA,
-    DY,
-    DVo,
-    DSC,
-    DC,
     N,
-    H,
     WINDOW,
-    umax,
+    c,
+    kk,
+    kappa,
+    tmax,
+    y,
+    yf,
+    b,
+    sg,
+    vb,
+    offs_n,
+    dk,
+    dv,
+    rk,
+    gvec,
+    tvec,
     D: tl.constexpr,
     DV: tl.constexpr,
-    BM: tl.constexpr,
-    BN: tl.constexpr,
+    BQ: tl.constexpr,
     BD: tl.constexpr,
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """Per key block: DY (BH, N, D) float32, DVo (BH, N, DV), DSC/DC (BH, n_blocks) partial sums."""
-    umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
-    i_n = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    h = i_bh % H
-    base = i_bh.to(tl.int64) * N
-    c = tl.load(C + h)
-    sc = tl.load(S + h)
-    offs_n = i_n * BN + tl.arange(0, BN)
-    offs_d = tl.arange(0, BD)
-    offs_dv = tl.arange(0, BDV)
-    nm = offs_n < N
-    dmask = (offs_d < D)[None, :]
-    dvmask = (offs_dv < DV)[None, :]
-    y = tl.load(Y + (base + offs_n)[:, None] * D + offs_d[None, :], mask=nm[:, None] & dmask, other=0.0)
-    vb = tl.load(V + (base + offs_n)[:, None] * DV + offs_dv[None, :], mask=nm[:, None] & dvmask, other=0.0)
-    yf = y.to(tl.float32)
-    y2 = tl.sum(yf * yf, axis=1)
-    dy = tl.zeros([BN, BD], dtype=tl.float32)
-    dv = tl.zeros([BN, BDV], dtype=tl.float32)
-    gy2_acc = tl.zeros([BN], dtype=tl.float32)
-    gscale = 0.0
-    gc = 0.0
-    lo = (i_n * BN // BM) * BM
-    hi = tl.minimum(i_n * BN + BN + WINDOW - 1, N)
-    for start in range(lo, hi, BM):
-        offs_m = start + tl.arange(0, BM)
-        mm = offs_m < N
-        x = tl.load(X + (base + offs_m)[:, None] * D + offs_d[None, :], mask=mm[:, None] & dmask, other=0.0)
-        do = tl.load(DO + (base + offs_m)[:, None] * DV + offs_dv[None, :], mask=mm[:, None] & dvmask, other=0.0)
-        lse = tl.load(LSE + base + offs_m, mask=mm, other=0.0)
-        delta = tl.load(DELTA + base + offs_m, mask=mm, other=0.0)
-        xf = x.to(tl.float32)
-        x2 = tl.sum(xf * xf, axis=1)
-        xy = tl.dot(x, tl.trans(y), input_precision=PREC)
-        d, _, _, _, _, _, _ = _dist_tile(x2, y2, xy, c, umax)
-        valid = (
-            (offs_n[None, :] <= offs_m[:, None])
-            & (offs_n[None, :] > offs_m[:, None] - WINDOW)
-            & nm[None, :]
-            & mm[:, None]
-        )
-        p = tl.where(valid, tl.exp(-sc * d - lse[:, None]), 0.0)
-        dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PREC)
-        dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
-        ds = p * (dp - delta[:, None])
-        gxy, gx2, gy2, gs, gcc = _score_grads(x2, y2, xy, c, sc, umax, ds)
-        gscale += gs
-        gc += gcc
-        dy += tl.dot(tl.trans(gxy), xf, input_precision=PREC)
-        gy2_acc += tl.sum(gy2, axis=0)
-    dy += 2.0 * gy2_acc[:, None] * yf
-    tl.store(DY + (base + offs_n)[:, None] * D + offs_d[None, :], dy, mask=nm[:, None] & dmask)
-    tl.store(
-        DVo + (base + offs_n)[:, None] * DV + offs_dv[None, :], dv.to(DVo.dtype.element_ty), mask=nm[:, None] & dvmask
-    )
-    nb = tl.num_programs(0)
-    tl.store(DSC + i_bh * nb + i_n, gscale)
-    tl.store(DC + i_bh * nb + i_n, gc)
+    """Tile (query block i, the key block y at offs_n), held transposed (keys x queries). Accumulates for the
+    key block sum_t g rho_t x_t (dk), dv and sum_t g (rho_t + tau) (rk), the column sums of ds log2(...) (gvec)
+    and of x . dx (tvec); returns the tile's part of query block i's dx."""
+    offs_m = i * BQ + tl.arange(0, BQ)
+    mm = offs_m < N
+    x = _load(X, offs_m, N, D, BD)
+    do = _load(DO, offs_m, N, DV, BDV)
+    lse2 = tl.load(LSE + offs_m, mask=mm, other=0.0) * 1.4426950408889634
+    delta = tl.load(DELTA + offs_m, mask=mm, other=0.0)
+    xf, a, rho = _norms(x, c)
+    s = tl.dot(y, tl.trans(x), input_precision=PREC)
+    tau, tc, rs, lg = _tau_log(s, b, c * sg, a, rho, tmax)
+    rs = tl.where(tau == tc, rs, 0.0)  # no gradient through the clamps
+    diff = offs_m[None, :] - offs_n[:, None]
+    # rows past N: do = delta = 0, so ds = 0 (and p is finite)
+    p = tl.where((diff >= 0) & (diff < WINDOW), tl.math.exp2(kk * lg - lse2[None, :]), 0.0)
+    dv = tl.dot(p.to(do.dtype), do, dv, input_precision=PREC)
+    ds = p * (tl.dot(vb, tl.trans(do), input_precision=PREC) - delta[None, :])
+    gvec += tl.sum(ds * lg, axis=0)
+    g = ds * rs
+    h = g * tc
+    gs = g * sg[:, None]
+    gr = g * rho[None, :]
+    rk += tl.sum(gr + h, axis=1)
+    dk = tl.dot(gr.to(x.dtype), x, dk, input_precision=PREC)
+    # float32 operands for dq (tf32 for 16-bit inputs), as in the dk dot of the two-kernel backward it replaced
+    dq = tl.dot(tl.trans(gs), yf, input_precision=PREC)
+    out = (kappa * rho)[:, None] * (xf * tl.sum(gs + h, axis=0)[:, None] - dq)
+    tvec += tl.sum(xf * out, axis=1)
+    return out, dk, dv, rk, gvec, tvec
 
 
 @triton.jit
-def _window_bwd_dq_kernel(
+def _window_bwd_kernel(
     X,
     Y,
     V,
@@ -236,79 +234,112 @@ def _window_bwd_dq_kernel(
     LSE,
     DELTA,
     DX,
+    DY,
+    DVo,
+    DXS,
+    DSC,
+    DC,
     N,
     H,
     WINDOW,
     umax,
     D: tl.constexpr,
     DV: tl.constexpr,
-    BM: tl.constexpr,
-    BN: tl.constexpr,
+    BQ: tl.constexpr,
+    BK: tl.constexpr,
     BD: tl.constexpr,
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """Per query block: DX (BH, N, D) float32."""
-    umax = tl.cast(umax, tl.float32)  # inductor passes Python floats as fp64
-    i_m = tl.program_id(0)
+    """DX, DY: (BH, N, D) float32; DVo: (BH, N, DV); DXS: (BH, strips, cdiv(W - 1, BQ) * BQ, D) float32 side
+    buffer; DSC, DC: (BH, strips) partial sums. Grid (strips, BH); a strip is cdiv(cdiv(N, BK), strips) key
+    blocks."""
+    i_s = tl.program_id(0)
     i_bh = tl.program_id(1)
-    h = i_bh % H
-    base = i_bh.to(tl.int64) * N
-    c = tl.load(C + h)
-    sc = tl.load(S + h)
-    offs_m = i_m * BM + tl.arange(0, BM)
-    offs_d = tl.arange(0, BD)
-    offs_dv = tl.arange(0, BDV)
-    mm = offs_m < N
-    dmask = (offs_d < D)[None, :]
-    dvmask = (offs_dv < DV)[None, :]
-    x = tl.load(X + (base + offs_m)[:, None] * D + offs_d[None, :], mask=mm[:, None] & dmask, other=0.0)
-    do = tl.load(DO + (base + offs_m)[:, None] * DV + offs_dv[None, :], mask=mm[:, None] & dvmask, other=0.0)
-    lse = tl.load(LSE + base + offs_m, mask=mm, other=0.0)
-    delta = tl.load(DELTA + base + offs_m, mask=mm, other=0.0)
-    xf = x.to(tl.float32)
-    x2 = tl.sum(xf * xf, axis=1)
-    dx = tl.zeros([BM, BD], dtype=tl.float32)
-    gx2_acc = tl.zeros([BM], dtype=tl.float32)
-    lo = tl.maximum(i_m * BM - WINDOW + 1, 0)
-    lo = (lo // BN) * BN
-    hi = tl.minimum((i_m + 1) * BM, N)
-    for start in range(lo, hi, BN):
-        offs_n = start + tl.arange(0, BN)
-        nm = offs_n < N
-        y = tl.load(Y + (base + offs_n)[:, None] * D + offs_d[None, :], mask=nm[:, None] & dmask, other=0.0)
-        vb = tl.load(V + (base + offs_n)[:, None] * DV + offs_dv[None, :], mask=nm[:, None] & dvmask, other=0.0)
-        yf = y.to(tl.float32)
-        y2 = tl.sum(yf * yf, axis=1)
-        xy = tl.dot(x, tl.trans(y), input_precision=PREC)
-        d, _, _, _, _, _, _ = _dist_tile(x2, y2, xy, c, umax)
-        valid = (
-            (offs_n[None, :] <= offs_m[:, None])
-            & (offs_n[None, :] > offs_m[:, None] - WINDOW)
-            & nm[None, :]
-            & mm[:, None]
-        )
-        p = tl.where(valid, tl.exp(-sc * d - lse[:, None]), 0.0)
-        dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
-        ds = p * (dp - delta[:, None])
-        gxy, gx2, gy2, gs, gcc = _score_grads(x2, y2, xy, c, sc, umax, ds)
-        dx += tl.dot(gxy, yf, input_precision=PREC)
-        gx2_acc += tl.sum(gx2, axis=1)
-    dx += 2.0 * gx2_acc[:, None] * xf
-    tl.store(DX + (base + offs_m)[:, None] * D + offs_d[None, :], dx, mask=mm[:, None] & dmask)
+    n_s = tl.num_programs(0)
+    row0 = i_bh.to(tl.int64) * N
+    X += row0 * D
+    Y += row0 * D
+    DX += row0 * D
+    DY += row0 * D
+    V += row0 * DV
+    DO += row0 * DV
+    DVo += row0 * DV
+    LSE += row0
+    DELTA += row0
+    c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
+    kappa = -2.0 * sc * tl.sqrt(c)
+    w = tl.minimum(WINDOW, N)
+    nqb = tl.cdiv(N, BQ)
+    strip = tl.cdiv(tl.cdiv(N, BK), n_s)
+    j0 = i_s * strip
+    j1 = tl.minimum(j0 + strip, tl.cdiv(N, BK))
+    q1 = j1 * (BK // BQ)  # the next strip's first query block
+    DXS += (i_bh * n_s + i_s).to(tl.int64) * (tl.cdiv(w - 1, BQ) * BQ * D)
+    offs = tl.arange(0, BQ)
+    gvec = tl.zeros([BQ], dtype=tl.float32)
+    tvec = tl.zeros([BQ], dtype=tl.float32)  # x . dx (query rows)
+    tkey = tl.zeros([BK], dtype=tl.float32)  # y . dy (key rows)
+    for j in range(j0, j1):
+        offs_n = j * BK + tl.arange(0, BK)
+        y = _load(Y, offs_n, N, D, BD)
+        vb = _load(V, offs_n, N, DV, BDV)
+        yf, b, sg = _norms(y, c)
+        dk = tl.zeros([BK, BD], dtype=tl.float32)
+        dv = tl.zeros([BK, BDV], dtype=tl.float32)
+        rk = tl.zeros([BK], dtype=tl.float32)
+        tl.debug_barrier()  # the partial dx rows the previous step stored (other threads) are visible
+        # the query blocks whose windows reach key block j
+        for i in range(j * (BK // BQ), tl.minimum(((j + 1) * BK + w - 2) // BQ + 1, nqb)):
+            out, dk, dv, rk, gvec, tvec = _bwd_tile(
+                i, X, DO, LSE, DELTA, N, WINDOW, c, kk, kappa, tmax, y, yf, b, sg, vb, offs_n, dk, dv, rk, gvec,
+                tvec, D, DV, BQ, BD, BDV, PREC,
+            )  # fmt: skip
+            if i < q1:  # this strip's rows of dx
+                ptrs, mask = _tile(DX, i * BQ + offs, N, D, BD)
+            else:  # the next strip's: the side buffer
+                ptrs, mask = _tile(DXS, (i - q1) * BQ + offs, N - q1 * BQ, D, BD)
+            # the first key block that reaches query block i, here
+            if j > tl.maximum((i * BQ - w + 1) // BK, j0):
+                out += tl.load(ptrs, mask=mask, other=0.0)
+            tl.store(ptrs, out, mask=mask)
+        dkf = (kappa * sg)[:, None] * (yf * rk[:, None] - dk)
+        tkey += tl.sum(yf * dkf, axis=1)
+        _store(DY, offs_n, N, dkf, D, BD)
+        _store(DVo, offs_n, N, dv, DV, BDV)
+    gscale = -0.6931471805599453 / tl.sqrt(c) * tl.sum(gvec, axis=0)
+    tl.store(DSC + i_bh * n_s + i_s, gscale)
+    tl.store(DC + i_bh * n_s + i_s, (tl.sum(tvec, axis=0) + tl.sum(tkey, axis=0) - sc * gscale) / (2.0 * c))
 
 
 def _cfg(d, dv, dtype, window, block_m, block_n, backward=False):
-    """Tiles: the backward keeps ~20 fp32 score tiles live, and at the forward's 64 x 64 ptxas spilled
-    1,552 (dk, dv) and 808 (dq) bytes per thread to local memory (sm_90, head dim 64, bf16); at 32 x 32
-    with tensor-core dots nothing spills (tests/kernels/test_shared_memory.py checks it)."""
+    """Tiles, per program: the forward's BM x BN; the backward's BQ queries x BK keys (block_m, block_n; BK a
+    multiple of BQ)."""
     BD = max(16, triton.next_power_of_2(d))
     BDV = max(16, triton.next_power_of_2(dv))
     wide = max(BD, BDV) > 64
-    bm = block_m or ((16 if wide else 32) if backward else (32 if wide else 64))
-    bn = block_n or bm
     prec = "ieee" if dtype == torch.float32 else "tf32"
-    return BD, BDV, bm, bn, prec
+    if backward:
+        bk = block_n or (16 if wide else 32)
+        return BD, BDV, min(block_m or 16, bk), bk, prec
+    bm = block_m or (32 if wide else 64)
+    return BD, BDV, bm, block_n or bm, prec
+
+
+def _bwd_launch(BD, BDV):
+    """num_warps and num_stages of the backward. ptxas, sm_90, bf16, as shared_memory_probe.py compiles it: at
+    head dim 64 (16 x 32 tiles) 4 warps and one stage hold 250 registers, Triton's default 3 stages spilled 64
+    bytes; at 128 (16 x 16) 4 warps spilled 40 bytes with one stage, 8 warps and 3 stages hold 218."""
+    return dict(num_warps=8, num_stages=3) if max(BD, BDV) > 64 else dict(num_warps=4, num_stages=1)
+
+
+def _bwd_plan(n, bh, window, bq, bk):
+    """Side-buffer rows per strip (the rows past a strip that its keys reach) and strips per batch * head row:
+    a strip holds those rows' key blocks, so its side buffer reaches only into the next strip."""
+    nb = triton.cdiv(n, bk)
+    side = triton.cdiv(min(window, n) - 1, bq) * bq
+    strips = BWD_STRIPS or triton.cdiv(BWD_PROGRAMS, bh)
+    return side, max(1, min(strips, nb // max(triton.cdiv(side, bk), 1)))
 
 
 def _launch_fwd(x, y, v, c32, s32, window, block_m, block_n):
@@ -330,22 +361,25 @@ def _launch_bwd(do, delta, x, y, v, c32, s32, lse, window, block_m, block_n):
     -> dx, dy: (B, H, N, D) float32, dv: like v, dc, dscale: (H,) float32."""
     Bsz, H, n, d = x.shape
     dv_ = v.shape[-1]
-    BD, BDV, bm, bn, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)
+    BD, BDV, bq, bk, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)
+    side_rows, strips = _bwd_plan(n, Bsz * H, window, bq, bk)
     dx = torch.empty(Bsz, H, n, d, device=x.device, dtype=torch.float32)
     dy = torch.empty_like(dx)
     dv = torch.empty_like(v)
-    nkb = triton.cdiv(n, bn)
-    dsc = torch.empty(Bsz * H, nkb, device=x.device, dtype=torch.float32)
+    side = torch.empty(Bsz * H, strips, side_rows, d, device=x.device, dtype=torch.float32)
+    dsc = torch.empty(Bsz * H, strips, device=x.device, dtype=torch.float32)
     dc = torch.empty_like(dsc)
-    umax = 1.0 - BALL_EPS
-    args = dict(D=d, DV=dv_, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
-    _window_bwd_dkv_kernel[(nkb, Bsz * H)](
-        x, y, v, c32, s32, do, lse, delta, dy, dv, dsc, dc, n, H, window, umax, **args
-    )
-    _window_bwd_dq_kernel[(triton.cdiv(n, bm), Bsz * H)](
-        x, y, v, c32, s32, do, lse, delta, dx, n, H, window, umax, **args
-    )
-    return dx, dy, dv, dc.view(Bsz, H, nkb).sum((0, 2)), dsc.view(Bsz, H, nkb).sum((0, 2))
+    _window_bwd_kernel[(strips, Bsz * H)](
+        x, y, v, c32, s32, do, lse, delta, dx, dy, dv, side, dsc, dc, n, H, window, 1.0 - BALL_EPS,
+        D=d, DV=dv_, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, **_bwd_launch(BD, BDV),
+    )  # fmt: skip
+    if strips > 1 and side_rows > 0:  # strip p's side buffer: rows (p + 1) * strip * bk + r of dx, r < side_rows
+        first = triton.cdiv(triton.cdiv(n, bk), strips) * bk
+        rows = torch.arange(1, strips, device=dx.device)[:, None] * first + torch.arange(side_rows, device=dx.device)
+        kept = sum(min(max(n - p * first, 0), side_rows) for p in range(1, strips))  # rows below n: a prefix
+        flat = dx.view(Bsz * H, n, d)
+        flat[:, rows.flatten()[:kept]] += side[:, :-1].reshape(Bsz * H, -1, d)[:, :kept]
+    return dx, dy, dv, dc.view(Bsz, H, strips).sum((0, 2)), dsc.view(Bsz, H, strips).sum((0, 2))
 
 
 # Custom ops: dynamo and AOT autograd see each launch as one opaque op (fake tensors give the shapes).

@@ -16,8 +16,8 @@ dim, dtype, kernel), each with its shared bytes, the arch's limit and whether th
 Run without TRITON_INTERPRET (interpreted kernels cannot be compiled): the kernels are compiled for each
 architecture on this machine, no GPU needed; shared memory is read from the kernel's metadata, registers and
 spill from `cuobjdump -res-usage` of its cubin. Each kernel gets the num_warps and num_stages its launcher
-passes, and Triton's defaults where it passes none (the window kernels: num_stages 3, which pipelines their
-key loop and costs shared memory).
+passes, and Triton's defaults where it passes none (the window forward: num_stages 3, which pipelines its key
+loop and costs shared memory).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ SHARED_MEMORY_PER_BLOCK_OPTIN = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 9
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "R": "i32", "D": "i32"}
 FLOATS = ("eps", "umax", "min_norm", "at_max", "den_min")
-FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "DSC", "DC", "DY", "DX", "DQ", "DK_", "ZT"}
+FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "DSC", "DC", "DY", "DX", "DXS", "DQ", "DK_", "ZT"}
 
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -103,18 +103,16 @@ def resources(fn, dtype: str, constexprs: dict, launch: dict, floats: str, arch:
 
 def kernels(dtype: str, d: int):
     """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
-    linear attention by its launch plan (la._launch_plan); window attention by its _cfg tiles with Triton's
-    default num_warps and num_stages."""
+    linear attention by its launch plan (la._launch_plan); window attention by its _cfg tiles, the forward with
+    Triton's default num_warps and num_stages, the backward with wa._bwd_launch's."""
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
     for fn, consts, launch in la._launch_plan(q, q, 64):
         yield "linear_attn", fn, consts, launch
-    for fn, backward in (
-        (wa._window_fwd_kernel, False),
-        (wa._window_bwd_dkv_kernel, True),
-        (wa._window_bwd_dq_kernel, True),
-    ):
-        BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None, backward=backward)
-        yield "window_attn", fn, dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec), {}
+    BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None)
+    yield "window_attn", wa._window_fwd_kernel, dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec), {}
+    BD, BDV, bq, bk, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None, backward=True)
+    consts = dict(D=d, DV=d, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)
+    yield "window_attn", wa._window_bwd_kernel, consts, wa._bwd_launch(BD, BDV)
 
 
 def poincare_kernels(dtype: str, d: int):

@@ -48,7 +48,7 @@ ARCHS = ",".join(map(str, sorted(set(COMPILED_FOR.values()))))
 #: phase8's head dim (d_model / n_heads of the example studies) and the largest the dispatcher admits
 #: (the benchmark's); heads in between are padded to the tiles of the larger
 HEAD_DIMS = (64, ATTENTION_MAX_HEAD_DIM)
-KERNELS_PER_DTYPE = {"window_attn": 3, "poincare": 4}  # linear attention: however many its launch plan has
+KERNELS_PER_DTYPE = {"window_attn": 2, "poincare": 4}  # linear attention: however many its launch plan has
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -128,14 +128,16 @@ def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them
 
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
 def test_the_window_backward_does_not_spill_on_the_h200(needs, head_dim):
-    """The window backward at bf16, tiled as launched: at the forward's 64 x 64 tiles ptxas spilled 1,552
-    (dk, dv) and 808 (dq) bytes per thread at head dim 64."""
-    backward = [
-        n
+    """The window backward at bf16, tiled and launched as its launcher does (wa._cfg, wa._bwd_launch): its one
+    kernel holds a key block's dk, dv and a query tile's scores; at 32 x 32 tiles with 4 warps ptxas spilled
+    224 bytes per thread at head dim 64 (Triton's 3 stages; 64 with one)."""
+    backward = {
+        n["kernel"]: n
         for n in needs
         if n["kernel"].startswith("_window_bwd") and (n["dtype"], n["head_dim"], n["arch"]) == ("bf16", head_dim, 90)
-    ]
-    assert len(backward) == 2 and all(n["spill"] == 0 and 0 < n["registers"] <= 255 for n in backward), backward
+    }
+    assert set(backward) == {"_window_bwd_kernel"}, backward
+    assert all(n["spill"] == 0 and 0 < n["registers"] <= 255 for n in backward.values()), backward
 
 
 @pytest.mark.parametrize("op", ["linear_attn", "window_attn", "poincare"])

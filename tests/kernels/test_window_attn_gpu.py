@@ -43,20 +43,22 @@ def test_window_fp32(n, window):
         assert err <= 2e-4 * max(1.0, b.abs().max().item()), (name, err)
 
 
-def test_window_bf16_16k():
+@pytest.mark.parametrize("n, h, d", [(16384, 4, 64), (4096, 2, 128)])
+def test_window_bf16(n, h, d):
+    """bf16 at the model's head dim (16 x 32 backward tiles, 4 warps) and the largest one (16 x 16, 8 warps)."""
     from kernels.window_attn import window_hyp_attn_ref
     from kernels.window_attn.triton import window_hyp_attn_triton
 
-    ins = _inputs(1, 4, 16384, 64, seed=1, dtype=torch.bfloat16)
+    ins = _inputs(1, h, n, d, seed=1, dtype=torch.bfloat16)
     # a fixed cotangent: the c and scale gradients sum over all N * window pairs, and their error against
     # the float32 reference moved from 0.9e-2 to 9.3e-2 with an unseeded one (H200, same kernel)
-    w = torch.randn(1, 4, 16384, 64, device="cuda", generator=torch.Generator(device="cuda").manual_seed(2))
+    w = torch.randn(1, h, n, d, device="cuda", generator=torch.Generator(device="cuda").manual_seed(2))
     got = _all(lambda *a: window_hyp_attn_triton(*a, window=64), ins, w)
     ref = _all(lambda *a: window_hyp_attn_ref(*a, window=64), [t.float() for t in ins], w)
     assert got[0].dtype == torch.bfloat16
     # the kernel rounds the ball points exp0(q), exp0(k) to bf16 before the distance, the reference
     # keeps them in float32; the curvature/scale gradients sum that error over all N * window pairs
-    # (observed on H200: c 3.01e-2, all others below 3e-2)
+    # (observed on H200 at 16384 x 64, single-kernel backward: c 2.0e-2, scale 2.3e-2, the others below 5e-3)
     for name, a, b in zip(["o", "q", "k", "v", "c", "scale"], got, ref, strict=False):
         rel = ((a.float() - b.float()).norm() / b.float().norm()).item()
         assert rel < (5e-2 if name in ("c", "scale") else 3e-2), (name, rel)

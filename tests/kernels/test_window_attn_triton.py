@@ -46,9 +46,38 @@ def _check(inputs, window, tol=1e-4, **blocks):
 
 @pytest.mark.parametrize("n", [1, 7, 63, 130])
 @pytest.mark.parametrize("window", [1, 4, 64])
-@pytest.mark.parametrize("block_m,block_n", [(16, 16), (32, 16)])
+@pytest.mark.parametrize("block_m,block_n", [(16, 16), (32, 16), (16, 32)])
 def test_triton_matches_reference(n, window, block_m, block_n):
+    # backward tiles: block_m (at most block_n) queries x block_n keys; the strips are as many as fit
+    # (BWD_PROGRAMS over 4 rows of batch * head), so the side buffers are in play from n = 63 on
     _check(_inputs(n, seed=n + window), window, block_m=block_m, block_n=block_n)
+
+
+@pytest.mark.parametrize(
+    "n, window, block_m, block_n, strips, planned",
+    [
+        (130, 4, 16, 16, None, 9),  # one key block per strip: every query block but the first has a side part
+        (130, 64, 16, 32, None, 2),  # side buffer of 4 query blocks, 2 key blocks
+        (200, 33, 16, 16, 5, 5),  # 13 key blocks in strips of 3, the last one of 1
+        (100, 17, 16, 32, 3, 3),  # 4 key blocks in strips of 2: the third strip is empty
+        (130, 64, 16, 16, 1, 1),  # one strip: no side buffer
+        (40, 200, 16, 16, None, 1),  # the window is the causal prefix, longer than a strip can be
+    ],
+)
+def test_backward_strip_edges(monkeypatch, n, window, block_m, block_n, strips, planned):
+    """The backward's strips: dx rows summed across a strip edge (side buffer), strips of unequal length."""
+    monkeypatch.setattr(wa_triton, "BWD_STRIPS", strips)
+    bq, bk = wa_triton._cfg(6, 6, torch.float32, window, block_m, block_n, backward=True)[2:4]
+    assert wa_triton._bwd_plan(n, 4, window, bq, bk)[1] == planned
+    _check(_inputs(n, seed=n + window + 1), window, block_m=block_m, block_n=block_n)
+
+
+def test_backward_is_deterministic():
+    # each dx row is summed by one program, in key-block order, then once with its side part: no atomics
+    ins = [t.requires_grad_() for t in _inputs(130, seed=9)]
+    runs = [torch.autograd.grad(window_hyp_attn_triton(*ins, window=64, block_m=16, block_n=16).sum(), ins)]
+    runs.append(torch.autograd.grad(window_hyp_attn_triton(*ins, window=64, block_m=16, block_n=16).sum(), ins))
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
 
 def test_window_longer_than_sequence_and_odd_dims():

@@ -166,21 +166,24 @@ def _register_torch_triton_ops() -> None:
 
 #: modules of ADOPTED_PACKAGES that this server's children imported, for the server to import before its next fork
 _LEARNED: set[str] = set()
+#: those whose import failed here: not tried again
+_REFUSED: set[str] = set()
 
 
 def _adopt(names: set[str]) -> None:
     """Import the torch and Triton modules earlier children imported (pure Python, by name), so the next child
     inherits them: which ones a run needs depends on the GPU and the library versions (on the H200, the first
-    Triton kernel call of a child imported 45 of them, 0.28 s). A module whose import fails is left to the child.
+    Triton kernel call of a child imported 45 of them, 0.28 s). A module whose import fails is left to the
+    children and not tried again.
     Should an import initialise CUDA after all, this server can no longer fork usable children: it exits, and Ray
     retries the run on a fresh one."""
     import torch
 
-    for name in sorted(names - set(sys.modules)):
+    for name in sorted(names - set(sys.modules) - _REFUSED):
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001, S112  (the child imports it again, as it did before)
-            continue
+        except Exception:  # noqa: BLE001  (the child imports it again, as it did before)
+            _REFUSED.add(name)
     if torch.cuda.is_initialized():
         os._exit(1)
 

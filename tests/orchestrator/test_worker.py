@@ -121,26 +121,42 @@ def test_a_forked_child_finds_torch_and_triton_ready(tmp_path):
 
 def test_the_fork_server_imports_what_its_children_imported(tmp_path):
     """A module of torch or Triton that a forked run imported is imported by the server before its next fork,
-    so later children inherit it; other modules (the standard library's, a user's) are not."""
+    so later children inherit it; other modules (the standard library's, a user's) are not. A module that fails
+    to import in the server is tried once, then left to the children."""
+    package = tmp_path / "adoptable"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "boom.py").write_text(
+        "import sys\n"
+        f"open({str(tmp_path / 'attempts')!r}, 'a').write('x')\n"
+        "if not getattr(sys, 'in_child', False):\n"
+        "    raise ImportError('only a child can import this')\n"
+    )
     script = tmp_path / "server.py"
     script.write_text(
         "import importlib, sys\n"
         "from orchestrator import worker\n"
+        "worker.ADOPTED_PACKAGES += ('adoptable',)\n"
         "def job(config, git, emit):\n"
+        "    sys.in_child = True\n"
         "    for name in config['imports']:\n"
         "        importlib.import_module(name)\n"
         "    return {'status': 'ok', 'extra': {}}\n"
         "worker.run_job = job\n"
-        "names = ['torch.utils.show_pickle', 'xml.dom.minidom']\n"
+        "names = ['torch.utils.show_pickle', 'xml.dom.minidom', 'adoptable.boom']\n"
         "worker.execute_forked({'imports': names}, {})\n"
         "print([n in sys.modules for n in names], sorted(worker._LEARNED))\n"
-        "outcome = worker.execute_forked({'imports': []}, {})\n"
-        "print([n in sys.modules for n in names], outcome['status'])\n"
+        "for _ in range(2):\n"
+        "    outcome = worker.execute_forked({'imports': names}, {})\n"
+        "    print([n in sys.modules for n in names], sorted(worker._REFUSED), outcome['status'])\n"
     )
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    env = os.environ | {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "[False, False] ['torch.utils.show_pickle']",
-        "[True, False] ok",
+        "[False, False, False] ['adoptable', 'adoptable.boom', 'torch.utils.show_pickle']",
+        "[True, False, False] ['adoptable.boom'] ok",
+        "[True, False, False] ['adoptable.boom'] ok",
     ]
+    # each child imported it (3), the server tried once
+    assert (tmp_path / "attempts").read_text() == "x" * 4

@@ -168,6 +168,7 @@ def _register_torch_triton_ops() -> None:
 _LEARNED: set[str] = set()
 #: those whose import failed here: not tried again
 _REFUSED: set[str] = set()
+_NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 def _adopt(names: set[str]) -> None:
@@ -179,11 +180,24 @@ def _adopt(names: set[str]) -> None:
     retries the run on a fresh one."""
     import torch
 
-    for name in sorted(names - set(sys.modules) - _REFUSED):
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001  (the child imports it again, as it did before)
-            _REFUSED.add(name)
+    todo = sorted(names - set(sys.modules) - _REFUSED)
+    if not todo:
+        return
+    # a module that asks torch.cuda.is_available() at import would start the CUDA driver here (children forked
+    # after that cannot use the GPU) unless torch answers from NVML, which it does under this variable
+    saved = os.environ.get(_NVML_CHECK)
+    os.environ[_NVML_CHECK] = "1"
+    try:
+        for name in todo:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001  (the child imports it again, as it did before)
+                _REFUSED.add(name)
+    finally:
+        if saved is None:
+            del os.environ[_NVML_CHECK]
+        else:
+            os.environ[_NVML_CHECK] = saved
     if torch.cuda.is_initialized():
         os._exit(1)
 

@@ -376,7 +376,9 @@ def _launch_bwd(do, delta, x, y, v, c32, s32, lse, window, block_m, block_n):
     if strips > 1 and side_rows > 0:  # strip p's side buffer: rows (p + 1) * strip * bk + r of dx, r < side_rows
         first = triton.cdiv(triton.cdiv(n, bk), strips) * bk
         rows = torch.arange(1, strips, device=dx.device)[:, None] * first + torch.arange(side_rows, device=dx.device)
-        kept = sum(min(max(n - p * first, 0), side_rows) for p in range(1, strips))  # rows below n: a prefix
+        # rows below n, a prefix: those of strips 1..full whole, then part of the next one
+        full = min(max((n - side_rows) // first, 0), strips - 1)
+        kept = full * side_rows + (min(max(n - (full + 1) * first, 0), side_rows) if full < strips - 1 else 0)
         flat = dx.view(Bsz * H, n, d)
         flat[:, rows.flatten()[:kept]] += side[:, :-1].reshape(Bsz * H, -1, d)[:, :kept]
     return dx, dy, dv, dc.view(Bsz, H, strips).sum((0, 2)), dsc.view(Bsz, H, strips).sum((0, 2))

@@ -92,13 +92,24 @@ def test_an_unknown_isolation_scheme_is_refused_before_anything_is_stored(sqlite
     assert not (tmp_path / "pb.db").exists()  # nothing was stored
 
 
+def python_lines(tmp_path: Path, source: str, **env: str) -> list[str]:
+    """Run `source` as a script in a fresh Python (the repository and tmp_path importable, `env` added); its
+    stdout lines, after asserting that it exited 0."""
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    env = os.environ | {"PYTHONPATH": f"{ROOT}:{tmp_path}"} | env
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
 def test_a_forked_child_finds_torch_and_triton_ready(tmp_path):
     """A custom op's first call imports torch._dynamo (seconds on a GPU machine) and Triton hashes its own
     sources before it loads any kernel: the fork server does both once, so a child calling our kernels
     imports no torch module of its own and inherits Triton's hash. It also registers torch's own Triton ops,
     which CUDA init would otherwise register in every child."""
-    script = tmp_path / "child.py"
-    script.write_text(
+    lines = python_lines(
+        tmp_path,
         "import sys, torch\n"
         "from orchestrator import worker\n"
         "worker._warm_up()\n"
@@ -107,12 +118,10 @@ def test_a_forked_child_finds_torch_and_triton_ready(tmp_path):
         "before = {m for m in sys.modules if m.startswith('torch')}\n"
         "from kernels.rmsnorm.triton import rms_norm_triton\n"
         "rms_norm_triton(torch.randn(4, 8), torch.ones(8), 1e-6)\n"
-        "print(sorted({m for m in sys.modules if m.startswith('torch')} - before))\n"
+        "print(sorted({m for m in sys.modules if m.startswith('torch')} - before))\n",
+        TRITON_INTERPRET="1",
     )
-    env = os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [
+    assert lines == [
         "1",
         "['_triton_bsr_dense_addmm_out', '_triton_bsr_dense_mm_out']",
         "[]",
@@ -133,8 +142,8 @@ def test_the_fork_server_imports_what_its_children_imported(tmp_path):
         "if not getattr(sys, 'in_child', False):\n"
         "    raise ImportError('only a child can import this')\n"
     )
-    script = tmp_path / "server.py"
-    script.write_text(
+    lines = python_lines(
+        tmp_path,
         "import importlib, sys\n"
         "from orchestrator import worker\n"
         "worker.ADOPTED_PACKAGES += ('adoptable',)\n"
@@ -149,12 +158,9 @@ def test_the_fork_server_imports_what_its_children_imported(tmp_path):
         "print([n in sys.modules for n in names], sorted(worker._LEARNED))\n"
         "for _ in range(2):\n"
         "    outcome = worker.execute_forked({'imports': names}, {})\n"
-        "    print([n in sys.modules for n in names], sorted(worker._REFUSED), outcome['status'])\n"
+        "    print([n in sys.modules for n in names], sorted(worker._REFUSED), outcome['status'])\n",
     )
-    env = os.environ | {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
-    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [
+    assert lines == [
         "[False, False, False] ['adoptable', 'adoptable.boom', 'torch.utils.show_pickle']",
         "[True, False, False] ['adoptable.boom'] ok",
         "[True, False, False] ['adoptable.boom'] ok",

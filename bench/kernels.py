@@ -535,6 +535,8 @@ def main(argv=None):
     for o in ops:
         if o not in CASES:
             p.error(f"unknown op {o!r}")
+    if args.repeats < 1:
+        p.error(f"--repeats: must be at least 1 (got {args.repeats})")
     triton_ok = args.device == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
     t_start = time.time()
     bw = copy_bandwidth(args.device, args.quick)

@@ -85,3 +85,12 @@ def test_flex_attention_anchors_are_our_sliding_window_and_score():
     torch.testing.assert_close(anchors[bench_kernels.FLEX_DOT][0](), expected, rtol=1e-5, atol=1e-5)
     expected = window_hyp_attn_ref(q, k, v, c, s, window)
     torch.testing.assert_close(anchors[bench_kernels.FLEX_HYP][0](), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_repeats_below_one_are_refused_before_anything_runs(tmp_path):
+    out = tmp_path / "kernels.json"
+    cmd = [sys.executable, str(REPO / "bench" / "kernels.py"), "--device", "cpu", "--quick", "--repeats", "0"]
+    proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("--repeats: must be at least 1 (got 0)")
+    assert not out.exists()

@@ -171,7 +171,7 @@ class Job:
         if budget:
             total = torch.cuda.get_device_properties(self.device).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, budget * 2**30 / total), self.device)
-        warm_up_math(self.device)
+        warm_up_math(self.device, math_dtypes(self.precision))
         torch.cuda.synchronize()
         self.baseline = torch.cuda.memory_allocated(self.device)
 
@@ -282,6 +282,7 @@ class BenchmarkJob(Job):
         input_bytes = self.allocated() - before_input  # the step's input is not static state
         if optimizer is not None:  # AdamW creates its state lazily: one full step first
             self.check_finite(self.step(model, ids, optimizer))
+            model.zero_grad(set_to_none=True)  # static state: weights and optimizer state, not the step's gradients
         self.synchronize()
         m["static_bytes"] = self.static_bytes(model, optimizer) - input_bytes
         for _ in range(run["warmup_steps"]):
@@ -394,10 +395,18 @@ class BenchmarkJob(Job):
         return {mod.backend_used for mod in model.modules() if getattr(mod, "backend_used", None)}
 
 
-def warm_up_math(device: torch.device) -> None:
-    """Create cuBLAS/cuBLASLt handles and workspaces for every dtype before the baseline is taken,
-    so that lazily allocated workspaces are not charged to the model (docs/measurement.md, protocol step 1)."""
-    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+def math_dtypes(precision: str) -> tuple[torch.dtype, ...]:
+    """The dtypes of a run's matrix products: float32 (every run has some) and its 16-bit dtype, if any."""
+    half = PURE_DTYPES.get(precision) or AMP_DTYPES.get(precision)
+    return (torch.float32,) if half is None else (torch.float32, half)
+
+
+def warm_up_math(device: torch.device, dtypes: tuple[torch.dtype, ...]) -> None:
+    """Create the cuBLAS/cuBLASLt handles and workspaces, and load the product kernels of `dtypes`, before the
+    baseline is taken, so that nothing lazily allocated is charged to the model (docs/measurement.md, protocol
+    step 1). The workspaces do not depend on the dtype (`tests/orchestrator/test_measure_gpu.py`), so a run
+    warms only the dtypes it uses."""
+    for dtype in dtypes:
         a = torch.ones(256, 256, device=device, dtype=dtype)
         bias = torch.ones(256, device=device, dtype=dtype)
         (a @ a).sum().item()

@@ -5,7 +5,7 @@ allocator, nothing cached from another run. Starting a Python process that impor
 so the process is not started, it is forked: the task runs on a reused Ray worker, the *fork server*,
 that imported torch, the models and the jobs once and never touches CUDA; for each run it forks a child
 that runs the job and sends its streamed metrics and its outcome back through a pipe, with the names of
-the torch and Triton modules it had to import: the server imports those for the children after it. The
+the torch, Triton and kernel modules it had to import: the server imports those for the children after it. The
 child dies with its server (`PR_SET_PDEATHSIG`), so a timeout's force-cancel of the task leaves no process
 behind; a child that ends without an outcome (a crash, the `exit` fault) takes the server down with it,
 so Ray sees a dead worker and retries the run as it would a dead fresh process.
@@ -32,8 +32,9 @@ from typing import Any
 ISOLATION_ENV = "PHASEBENCH_ISOLATION"
 #: set on fork servers only, so that Ray keeps them in a worker pool of their own
 FORK_SERVER_ENV = "PHASEBENCH_FORK_SERVER"
-#: the packages whose modules a fork server imports once a child has needed them (see `_adopt`)
-ADOPTED_PACKAGES = ("torch", "triton")
+#: the packages whose modules a fork server imports once a child has needed them (see `_adopt`): our kernels'
+#: Triton modules are imported on a kernel's first call, where Triton is usable
+ADOPTED_PACKAGES = ("torch", "triton", "kernels")
 _PR_SET_PDEATHSIG = 1
 _HEADER = struct.Struct("!Q")
 
@@ -172,7 +173,7 @@ _NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 def _adopt(names: set[str]) -> None:
-    """Import the torch and Triton modules earlier children imported (pure Python, by name), so the next child
+    """Import the torch, Triton and kernel modules earlier children imported (pure Python, by name), so the next child
     inherits them: which ones a run needs depends on the GPU and the library versions (on the H200, the first
     Triton kernel call of a child imported 45 of them, 0.28 s). A module whose import fails is left to the
     children and not tried again.

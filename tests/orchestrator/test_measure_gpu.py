@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +13,7 @@ from orchestrator.measure import run_benchmark
 from orchestrator.spec import resolve_config
 
 pytestmark = pytest.mark.gpu
+ROOT = Path(__file__).resolve().parents[2]
 TINY = {"vocab_size": 1000, "d_model": 256, "n_layers": 2, "n_heads": 4, "device": "cuda", "seq_len": 128, "steps": 3}
 
 
@@ -44,3 +49,36 @@ def test_vram_budget_gives_a_real_oom():
     r = run_benchmark(config)
     assert r["status"] == "oom" and r["stage"] in ("build", "forward", "backward", "step")
     assert torch.cuda.is_available()
+
+
+WARM_THEN_PRODUCTS = """
+import sys, torch
+import torch.nn.functional as F
+from orchestrator.measure import math_dtypes, warm_up_math
+dev = torch.device("cuda", 0)
+warm_up_math(dev, math_dtypes(sys.argv[1]))
+torch.cuda.synchronize()
+after_warm_up = torch.cuda.memory_allocated(dev)
+for dtype in (torch.float32, torch.float16, torch.bfloat16):
+    a = torch.randn(512, 384, device=dev, dtype=dtype)
+    w = torch.randn(256, 384, device=dev, dtype=dtype)
+    F.linear(a, w, torch.randn(256, device=dev, dtype=dtype)).sum().item()
+    (a @ w.T).sum().item()
+    torch.bmm(a[None], w.T[None]).sum().item()
+    del a, w
+torch.cuda.synchronize()
+print(after_warm_up, torch.cuda.memory_allocated(dev))
+"""
+
+
+@pytest.mark.parametrize("precision", ["fp32", "amp_bf16", "pure_fp16"])
+def test_warming_the_runs_dtypes_leaves_nothing_for_other_dtypes_to_allocate(precision):
+    """Protocol step 1 warms only a run's own dtypes: products in every other dtype, in a fresh process
+    (a fresh CUDA context, as each run has), then allocate nothing that stays, so the baseline is what warming
+    all three would give."""
+    out = subprocess.run(
+        [sys.executable, "-c", WARM_THEN_PRODUCTS, precision], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.split()
+    after_warm_up, after_products = map(int, out)
+    assert after_warm_up > 0  # the workspaces are allocator memory, so the check can see them
+    assert after_products == after_warm_up

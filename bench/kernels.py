@@ -374,9 +374,20 @@ def _median_of_repeats(ms):
     return out
 
 
+#: when this process started: the clock of the progress lines
+STARTED = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """One line on stderr with the seconds since start, before each step that may take long (an anchor's
+    compile or autotuning, a timing): a run stopped by its time limit shows where its time went."""
+    print(f"[{time.perf_counter() - STARTED:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
 def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset(), repeats=1):
     """One op at one N: every implementation and anchor timed `repeats` times, interleaved (A B C A B C ...),
     each figure the median of its repetitions."""
+    progress(f"{op} N={n}: inputs and anchors (compiles what the anchors compile)")
     shape, impls, anchors, inputs, fwd_bytes, fb_bytes = CASES[op](
         n, device, DTYPES[op] if device == "cuda" else torch.float32, quick
     )
@@ -395,8 +406,9 @@ def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset(), repeats=1):
         else:  # an anchor: fn, (fn, inputs) or (fn, inputs, "missing: ..." for its backward)
             timed[name] = (*a, None)[:3] if isinstance(a, tuple) else (a, inputs[:3], None)
     runs = {name: [] for name in timed}
-    for _ in range(repeats):
+    for rep in range(repeats):
         for name, (fn, ins, bwd_missing) in timed.items():
+            progress(f"{op} N={n}: {name} (repetition {rep + 1} of {repeats})")
             runs[name].append(_measure(fn, ins, device, quick, bwd_missing))
             _sync(device)
     for name, ms in runs.items():
@@ -481,7 +493,10 @@ def _fmt(x, unit=""):
 
 def print_table(rows, bw):
     print(f"device copy bandwidth: {bw / 1e9:.1f} GB/s")
-    print(f"{'op':<20}{'N':>7} {'impl':<44}{'fwd ms':>10}{'fwd+bwd ms':>12}{'fwd %bw':>9}{'speedup fwd/fb':>16}")
+    print(
+        f"{'op':<20}{'N':>7} {'impl':<44}{'fwd ms':>10}{'fwd+bwd ms':>12}{'fwd %bw':>9}{'fb %bw':>8}"
+        f"{'speedup fwd/fb':>16}"
+    )
     for row in rows:
         for name, m in row["impls"].items():
             f, fb = m.get("fwd", {}), m.get("fwd_bwd", {})
@@ -491,10 +506,11 @@ def print_table(rows, bw):
             note = m.get("missing") or m.get("skipped") or f.get("error") or ""
             if not note and (fb.get("missing") or fb.get("error")):
                 note = "fwd+bwd " + (fb.get("missing") or fb.get("error"))
-            frac = f.get("frac_of_copy_bw")
+            frac, fb_frac = f.get("frac_of_copy_bw"), fb.get("frac_of_copy_bw")
             print(
                 f"{row['op']:<20}{row['shape']['N']:>7} {name[:43]:<44}{_fmt(f.get('median_ms')):>10}"
-                f"{_fmt(fb.get('median_ms')):>12}{_fmt(frac * 100 if frac else None):>9}{sp:>16} {note[:60]}"
+                f"{_fmt(fb.get('median_ms')):>12}{_fmt(frac * 100 if frac else None):>9}"
+                f"{_fmt(fb_frac * 100 if fb_frac else None):>8}{sp:>16} {note[:60]}"
             )
 
 

@@ -12,7 +12,8 @@ This is naive.pair_dist with its clamps: den = c num2 + (1 - c a)(1 - c b), so z
 (tau needs no division per pair; the softmax runs in base 2). Only tiles of the Gram matrix exist (online
 softmax, no N x N tensor); the forward stores the row log-sum-exp.
 
-Backward: one kernel, one program per (strip of consecutive key blocks of BK, batch * head). It walks its
+Backward: delta = sum(do * o, -1) in one pass (`_delta_kernel`, float32 in registers: no float32 copies of
+do and o), then one kernel, one program per (strip of consecutive key blocks of BK, batch * head). It walks its
 key blocks in order and, for each, the query blocks of BQ whose windows reach it, recomputing p from the
 log-sum-exp: each (query, key) pair in the window is scored once. A key block's dk and dv are complete in
 registers after its last tile. A query block's dx is summed in place in dx over the key blocks that reach it
@@ -26,7 +27,8 @@ clamped) and kappa = -2 scale sqrt c:
     dscale = -sum ds d,  dc = (sum_t x_t . dx_t + sum_s y_s . dy_s - scale dscale) / (2c)
 
 (dc because d is c^(-1/2) times a function of c a, c b and c <x,y> alone). Each program stores its partial
-sums of dscale and dc.
+sums of dscale and dc. dy is complete per key block and stored in the inputs' dtype; dx, summed in place,
+is float32.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 b
 BWD_PROGRAMS = 2048
 #: strips per batch * head row, where set (tests: strip edges on short sequences)
 BWD_STRIPS: int | None = None
+#: rows per program of the backward's first kernel, delta = sum(do * o, -1)
+DELTA_ROWS = 64
 
 
 @triton.jit
@@ -161,6 +165,15 @@ def _window_fwd_kernel(
 
 
 @triton.jit
+def _delta_kernel(DO, OUT, DELTA, R, DV: tl.constexpr, BR: tl.constexpr, BDV: tl.constexpr):
+    """DO, OUT (the forward's o): (R, DV); DELTA: (R,) float32 = sum(DO * OUT, -1), in one pass over both."""
+    rows = tl.program_id(0).to(tl.int64) * BR + tl.arange(0, BR)
+    do = _load(DO, rows, R, DV, BDV).to(tl.float32)
+    o = _load(OUT, rows, R, DV, BDV).to(tl.float32)
+    tl.store(DELTA + rows, tl.sum(do * o, axis=1), mask=rows < R)
+
+
+@triton.jit
 def _bwd_tile(
     i,
     X,
@@ -251,7 +264,8 @@ def _window_bwd_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """DX, DY: (BH, N, D) float32; DVo: (BH, N, DV); DXS: (BH, strips, cdiv(W - 1, BQ) * BQ, D) float32 side
+    """DX: (BH, N, D) float32; DY: (BH, N, D) in the inputs' dtype; DVo: (BH, N, DV); DXS: (BH, strips,
+    cdiv(W - 1, BQ) * BQ, D) float32 side
     buffer; DSC, DC: (BH, strips) partial sums. Grid (strips, BH); a strip is cdiv(cdiv(N, BK), strips) key
     blocks."""
     i_s = tl.program_id(0)
@@ -356,15 +370,18 @@ def _launch_fwd(x, y, v, c32, s32, window, block_m, block_n):
     return o, lse
 
 
-def _launch_bwd(do, delta, x, y, v, c32, s32, lse, window, block_m, block_n):
-    """do: (B, H, N, DV) in v's dtype; delta = sum(do * o, -1): (B, H, N) float32; the rest as the forward's
-    -> dx, dy: (B, H, N, D) float32, dv: like v, dc, dscale: (H,) float32."""
+def _launch_bwd(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
+    """do, o: (B, H, N, DV) in v's dtype; the rest as the forward's -> dx: (B, H, N, D) float32 (summed over
+    key blocks in place), dy: like y, dv: like v, dc, dscale: (H,) float32."""
     Bsz, H, n, d = x.shape
     dv_ = v.shape[-1]
     BD, BDV, bq, bk, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)
     side_rows, strips = _bwd_plan(n, Bsz * H, window, bq, bk)
+    delta = torch.empty(Bsz, H, n, device=x.device, dtype=torch.float32)
+    rows = Bsz * H * n
+    _delta_kernel[(triton.cdiv(rows, DELTA_ROWS),)](do, o, delta, rows, DV=dv_, BR=DELTA_ROWS, BDV=BDV)
     dx = torch.empty(Bsz, H, n, d, device=x.device, dtype=torch.float32)
-    dy = torch.empty_like(dx)
+    dy = torch.empty_like(y)
     dv = torch.empty_like(v)
     side = torch.empty(Bsz * H, strips, side_rows, d, device=x.device, dtype=torch.float32)
     dsc = torch.empty(Bsz * H, strips, device=x.device, dtype=torch.float32)
@@ -406,7 +423,7 @@ def window_hyp_attn_fwd(
 @torch.library.custom_op("phasebench::window_hyp_attn_bwd", mutates_args=())
 def window_hyp_attn_bwd(
     do: torch.Tensor,
-    delta: torch.Tensor,
+    o: torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
     v: torch.Tensor,
@@ -417,9 +434,9 @@ def window_hyp_attn_bwd(
     block_m: int | None,
     block_n: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """do: (B, H, N, DV) in v's dtype, delta: (B, H, N) float32; the rest as window_hyp_attn_fwd's, all
-    contiguous -> dx, dy: (B, H, N, D) float32, dv: like v, dc, dscale: (H,) float32."""
-    return _launch_bwd(do, delta, x, y, v, c, scale, lse, window, block_m, block_n)
+    """do, o: (B, H, N, DV) in v's dtype; the rest as window_hyp_attn_fwd's, all contiguous -> dx: (B, H, N, D)
+    float32, dy: like y, dv: like v, dc, dscale: (H,) float32."""
+    return _launch_bwd(do, o, x, y, v, c, scale, lse, window, block_m, block_n)
 
 
 @window_hyp_attn_fwd.register_fake
@@ -429,9 +446,9 @@ def _(x, y, v, c, scale, window, block_m, block_n):
 
 
 @window_hyp_attn_bwd.register_fake
-def _(do, delta, x, y, v, c, scale, lse, window, block_m, block_n):
+def _(do, o, x, y, v, c, scale, lse, window, block_m, block_n):
     dx = x.new_empty(x.shape, dtype=torch.float32)
-    return dx, torch.empty_like(dx), torch.empty_like(v), torch.empty_like(c), torch.empty_like(scale)
+    return dx, torch.empty_like(y), torch.empty_like(v), torch.empty_like(c), torch.empty_like(scale)
 
 
 def _fwd_setup_context(ctx, inputs, output):
@@ -446,9 +463,8 @@ def _fwd_backward(ctx, do, _dlse):
     x, y, v, c, scale, o, lse = ctx.saved_tensors
     window, block_m, block_n = ctx.meta
     do = do.to(v.dtype).contiguous()
-    delta = (do.float() * o.float()).sum(-1)
-    dx, dy, dv, dc, dsc = window_hyp_attn_bwd(do, delta, x, y, v, c, scale, lse, window, block_m, block_n)
-    return dx.to(x.dtype), dy.to(y.dtype), dv, dc, dsc, None, None, None
+    dx, dy, dv, dc, dsc = window_hyp_attn_bwd(do, o, x, y, v, c, scale, lse, window, block_m, block_n)
+    return dx.to(x.dtype), dy, dv, dc, dsc, None, None, None
 
 
 window_hyp_attn_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)

@@ -130,6 +130,7 @@ def case_scan(n, device, dtype, quick):
 
 def case_bk_core(n, device, dtype, quick):
     from kernels.bk_core import bk_core_parallel
+    from kernels.bk_core.lookback import bk_core_lookback
     from kernels.bk_core.triton import bk_core_triton
 
     B, C = (2, 8) if quick else (16, 64)
@@ -140,7 +141,12 @@ def case_bk_core(n, device, dtype, quick):
     )
     z_re, z_im = torch.zeros(C, device=device).requires_grad_(), (torch.rand(C, device=device) + 0.5).requires_grad_()
     args = (v, h0, beta, z_re, z_im)
-    impls = {"triton": lambda: bk_core_triton(*args), "torch_ref": lambda: bk_core_parallel(*args)}
+    # triton: the two-pass chunked scan (the default); triton_lookback: the one-pass decoupled look-back
+    impls = {
+        "triton": lambda: bk_core_triton(*args),
+        "triton_lookback": lambda: bk_core_lookback(*args),
+        "torch_ref": lambda: bk_core_parallel(*args),
+    }
     shape = {"B": B, "N": n, "C": C, "dtype": "float32", "causal": True}
     # fwd: read v, write g_re, g_im; bwd: read g_re, g_im, dg_re, dg_im, write dv (per-channel sums are tiny)
     return shape, impls, {}, args, 3 * v.numel() * 4, 8 * v.numel() * 4

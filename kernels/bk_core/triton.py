@@ -483,9 +483,15 @@ def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
     _adj_sweep_kernel[(B * n_cblk, S)](
         g_re, g_im, dg_re, dg_im, beta, mu, dv, red, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
     )
+    return dv, _channel_sums(red)
+
+
+def _channel_sums(red: torch.Tensor) -> torch.Tensor:
+    """Per-segment sums RED (B, S, 3, C) of Re mu, Im mu, Re(conj(g_{i-1}) mu_i) -> (3, C): sum Re(dL/da),
+    sum Im(dL/da), dL/db2."""
     red = red.sum(dim=(0, 1))
     red[:2].neg_()
-    return dv, red
+    return red
 
 
 # ----------------------------------------------------------------------------------------------- custom ops
@@ -537,7 +543,12 @@ def _bk_core_fwd_backward(ctx, dg_re, dg_im):
     dv, red = bk_core_bwd(
         g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta, ctx.reverse, ctx.chunk
     )
-    return dv, red[0], 2.0 * beta * red[2], -red[0], -red[1], None, None
+    return *_input_grads(dv, red, beta), None, None
+
+
+def _input_grads(dv, sums, beta):
+    """dv (B, N, C) and the adjoint's sums (3, C) -> gradients of (v, h0, beta, z_re, z_im)."""
+    return dv, sums[0], 2.0 * beta * sums[2], -sums[0], -sums[1]
 
 
 bk_core_fwd.register_autograd(_bk_core_fwd_backward, setup_context=_bk_core_fwd_setup_context)
@@ -558,12 +569,16 @@ def bk_core_triton(v, h0, beta, z_re, z_im, causal: bool = True, chunk: int | No
     """
     v = v.float().contiguous()
     h0, beta, z_re, z_im = (p.float().contiguous() for p in (h0, beta, z_re, z_im))
-    gl_re, gl_im = bk_core_fwd(v, h0, beta, z_re, z_im, False, chunk)
+    gl = bk_core_fwd(v, h0, beta, z_re, z_im, False, chunk)
     if causal:
-        return gl_re, gl_im
-    gr_re, gr_im = bk_core_fwd(v, h0, beta, z_re, z_im, True, chunk)
+        return gl
+    return _bidirectional(v, h0, beta, z_re, z_im, gl, bk_core_fwd(v, h0, beta, z_re, z_im, True, chunk))
+
+
+def _bidirectional(v, h0, beta, z_re, z_im, gl, gr):
+    """G = 1/(a - b2 gL_{i-1} - b2 gR_{i+1}) from the sweeps gl, gr ((re, im) pairs, (B, N, C)), in torch."""
     a = torch.complex(v + (h0 - z_re), (-z_im).expand_as(v))
-    nb = _shift(torch.complex(gl_re, gl_im), 1) + _shift(torch.complex(gr_re, gr_im), -1)
+    nb = _shift(torch.complex(*gl), 1) + _shift(torch.complex(*gr), -1)
     g = 1.0 / (a - (beta * beta) * nb)  # autograd keeps nb and g for the backward
     return g.real.contiguous(), g.imag.contiguous()
 

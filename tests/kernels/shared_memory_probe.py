@@ -2,12 +2,13 @@
 on the chosen architectures at the given head dims: shared memory (bytes per block) against the
 architecture's limit, registers per thread and register spill (bytes per thread on the stack).
 
-    python tests/kernels/shared_memory_probe.py [--arch 80,89,90] [--floats fp64] [--poincare]
+    python tests/kernels/shared_memory_probe.py [--arch 80,89,90] [--floats fp64] [--poincare] [--bk-core]
         [--only KERNEL:DTYPE] [--jobs N] [--output FILE] 128 320
 
-`--arch` takes compute capabilities from SHARED_MEMORY_PER_BLOCK_OPTIN (default 90, the H200).
-`--poincare` adds the Poincare kernels to the attention ones. `--floats fp64` types the float scalar
-arguments (eps, umax, ...) as float64, as torch.compile's inductor passes Python floats to user Triton
+`--arch` takes compute capabilities from SHARED_MEMORY_PER_BLOCK_OPTIN (default 90, the H200). `--poincare`
+adds the Poincare kernels to the attention ones, `--bk-core` the one-pass BK-Core kernels (float32 only; they
+take the channel count at run time, so their rows agree across head dims). `--floats fp64` types the float
+scalar arguments (eps, umax, ...) as float64, as torch.compile's inductor passes Python floats to user Triton
 kernels; the kernels must compile either way. `--jobs` compiles that many kernels at once (processes).
 `--output` writes the JSON to FILE instead of stdout. The JSON records the command, the triton and torch
 versions, the launchers' sources (sha256) and the limits beside the per-kernel rows, one row per (arch, head
@@ -45,6 +46,7 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from kernels.backend import triton_interpreted  # noqa: E402
+from kernels.bk_core import lookback as bk  # noqa: E402
 from kernels.linear_attn import triton as la  # noqa: E402
 from kernels.poincare import triton as pc  # noqa: E402
 from kernels.window_attn import triton as wa  # noqa: E402
@@ -61,18 +63,23 @@ SHARED_MEMORY_PER_BLOCK_OPTIN = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 9
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "R": "i32", "D": "i32"}
 FLOATS = ("eps", "umax", "min_norm", "at_max", "den_min")
-FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "DSC", "DC", "DY", "DX", "DXS", "DQ", "DK_", "ZT"}
+FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "DSC", "DC", "DX", "DXS", "DQ", "DK_", "ZT"}
+#: argument types of an op's kernels that its names do not give by the rules above (BK-Core: C, S are counts)
+ARG_TYPES = {"bk_core": {"C": "i32", "S": "i32", "STATE": "*i32"}}
 
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"  # shipped with triton
 
 
-def resources(fn, dtype: str, constexprs: dict, launch: dict, floats: str, arch: int = 90) -> dict:
+def resources(
+    fn, dtype: str, constexprs: dict, launch: dict, floats: str, arch: int = 90, types: dict | None = None
+) -> dict:
     """The kernel compiled for sm_`arch` with the launch options `launch` (num_warps, num_stages; Triton's
-    defaults for those absent): its shared memory (bytes per block), registers per thread and the bytes per
-    thread ptxas spilled to the stack (local memory), from cuobjdump -res-usage of the cubin."""
-    scalars = INTS | dict.fromkeys(FLOATS, floats)
+    defaults for those absent) and argument `types` beside the naming rules: its shared memory (bytes per
+    block), registers per thread and the bytes per thread ptxas spilled to the stack (local memory), from
+    cuobjdump -res-usage of the cubin."""
+    scalars = INTS | dict.fromkeys(FLOATS, floats) | (types or {})
     signature = {
         name: "constexpr"
         if name in constexprs
@@ -111,6 +118,7 @@ def kernels(dtype: str, d: int):
     BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None)
     yield "window_attn", wa._window_fwd_kernel, dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec), {}
     BD, BDV, bq, bk, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None, backward=True)
+    yield "window_attn", wa._delta_kernel, dict(DV=d, BR=wa.DELTA_ROWS, BDV=BDV), {}
     consts = dict(D=d, DV=d, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)
     yield "window_attn", wa._window_bwd_kernel, consts, wa._bwd_launch(BD, BDV)
 
@@ -125,12 +133,23 @@ def poincare_kernels(dtype: str, d: int):
         yield "poincare", fn, dict(BLOCK_R=block_r, BLOCK_D=block_d), dict(num_warps=warps)
 
 
-FAMILIES = {"attention": kernels, "poincare": poincare_kernels}
+def bk_core_kernels(dtype: str, d: int):
+    """(op, kernel, constexprs, launch options) for the one-pass BK-Core sweep and adjoint, left to right, as
+    bk.bk_core_lookback_fwd and _bwd launch them: float32 only, one warp of BLOCK_C channels a program at
+    every channel count (d plays no part)."""
+    if dtype != "fp32":
+        return
+    launch = dict(num_warps=1)
+    for fn, seg in ((bk._lookback_fwd_kernel, bk.SEG_FWD), (bk._lookback_bwd_kernel, bk.SEG_BWD)):
+        yield "bk_core", fn, dict(REVERSE=False, L=seg, BLOCK_C=bk.BLOCK_C), launch
+
+
+FAMILIES = {"attention": kernels, "poincare": poincare_kernels, "bk_core": bk_core_kernels}
 
 
 def sources() -> dict[str, str]:
     """The probed launchers' files with the first 12 hex digits of their sha256: which code the rows describe."""
-    files = (Path(m.__file__).resolve() for m in (la, wa, pc))
+    files = (Path(m.__file__).resolve() for m in (la, wa, pc, bk))
     return {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in files}
 
 
@@ -139,7 +158,7 @@ def probe_one(task: tuple) -> dict:
     arch, d, dtype, family, index, floats = task
     warnings.simplefilter("ignore")
     op, fn, consts, launch = list(FAMILIES[family](dtype, d))[index]
-    need = resources(fn, dtype, consts, launch, floats, arch)
+    need = resources(fn, dtype, consts, launch, floats, arch, ARG_TYPES.get(op))
     limit = SHARED_MEMORY_PER_BLOCK_OPTIN[arch]
     return dict(
         op=op,
@@ -164,6 +183,7 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("--floats", default="fp32", choices=["fp32", "fp64"])
     parser.add_argument("--poincare", action="store_true", help="the Poincare kernels too")
+    parser.add_argument("--bk-core", action="store_true", help="the one-pass BK-Core kernels too")
     parser.add_argument("--only", default="", help="KERNEL:DTYPE, e.g. _la_fwd_kernel:fp32 (compiling is slow)")
     parser.add_argument("--jobs", type=int, default=min(8, CPUS), help="compiles at once")
     parser.add_argument("--output", type=Path, help="write the JSON here instead of stdout")
@@ -174,7 +194,7 @@ def main(argv: list[str]) -> None:
     if triton_interpreted():
         parser.error("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
     before = sources()
-    families = ["attention", "poincare"] if args.poincare else ["attention"]
+    families = ["attention", *(["poincare"] if args.poincare else []), *(["bk_core"] if args.bk_core else [])]
     only = tuple(args.only.split(":")) if args.only else None
     tasks = [
         (arch, d, dtype, family, index, args.floats)

@@ -1,0 +1,362 @@
+"""One-pass Triton BK-Core (float32): one kernel per sweep and one per adjoint, by decoupled look-back.
+
+Same math as kernels/bk_core/triton.py (see there), in one launch each instead of three:
+  forward  g_i = 1/(a_i - b2 g_{i-1}), a = h0 + v - z, b2 = beta^2; segment s carries the Mobius product
+           P_s = M_last ... M_first, M = [[0, 1], [-b2, a]] (rescaled every 4 rows), and g entering it is
+           w_s = (P_{s-1} ... P_0)(0), P(w) = (p00 w + p01)/(p10 w + p11);
+  backward mu_i = conj(g_i^2)(gbar_i + b2 mu_{i+1}) right to left; segment s carries the affine composite
+           mu_first = Cc mu_next + Dc, and mu entering it from the right is the composite of the segments
+           to its right applied to 0.
+A program owns BLOCK_C channels of one batch row (one channel a thread, one warp) and one segment of L rows.
+It loads its segment once into registers, computes its aggregate (P_s, or (Cc, Dc)) and publishes it, looks
+back over the segments before it (right of it for the adjoint): a predecessor's inclusive value (g leaving
+it, mu entering it) ends the walk, its aggregate is combined in and the walk goes on, a predecessor that has
+published nothing yet is spun on. It publishes its own inclusive value (its aggregate applied to the carry)
+and sweeps its rows from the carry, still in registers, writing g (or dv and per-segment sums as
+`_adj_sweep_kernel` does).
+
+Segment order comes from a ticket (an atomic counter per (batch row, channel block)), not from
+tl.program_id: the GPU does not start programs in index order, and a program spinning on a predecessor that
+has not started could hold the slot that predecessor needs (deadlock). A ticket is taken by a running
+program, so every smaller ticket belongs to a program that is running or done.
+
+Publishing: every thread stores its channels' values, tl.debug_barrier(), then one release atomic sets the
+segment's flag (0 nothing, 1 aggregate, 2 inclusive). Reading: an acquire atomic reads the flag, volatile
+loads the values (from L2, never a stale L1 line). Under TRITON_INTERPRET=1 programs run one after another,
+so the look-back always stops at its first predecessor there; tests walk longer chains by doctoring STATE.
+Results are not bitwise reproducible on a GPU: where a walk stops depends on timing.
+
+Registers: a thread holds whole columns of its tiles, so taking a row is free. C is not specialized: with
+C % 16 == 0 Triton would vectorize the tile loads along C and spread a tile's rows over 4 threads (a shuffle
+per row taken, the sweep run 4 times over). The recurrences run unmasked (stores are): rows past N lie at the
+logical end of the last segment, whose product and inclusive value no program reads, and the adjoint loads
+them as g = dg = 0, exact no-ops (mu stays 0, the sums gain 0). Store masks are recomputed and store addresses
+stepped row by row, not kept from the loads across the look-back. sm_80 and sm_90, triton 3.9: forward 168
+registers, backward 254, no spill (tests/kernels/shared_memory_probe.py --bk-core).
+
+Bytes per element, causal: forward reads v (4), writes g_re, g_im (8); backward reads g, dg (16), writes dv
+(4): 32 in all (the two-pass kernels move 52). Scratch, per segment and channel when the walk stops at the
+first predecessor: forward 40 written, 8 read per 64 rows; backward 24 + 12 (sums) written, 8 read per 32
+rows: ~2.1 bytes per element more.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.bk_core.triton import (
+    _adj_compose,
+    _adj_step,
+    _affine_combine,
+    _bidirectional,
+    _cf_step,
+    _channel_params,
+    _channel_sums,
+    _input_grads,
+    _mat_combine,
+    _mat_step,
+    _max8,
+    _row,
+    _vmask,
+)
+
+SEG_FWD = 64  # forward rows per program: v as 64 registers a thread
+SEG_BWD = 32  # backward rows per program: g, dg as 4 x 32 registers a thread
+BLOCK_C = 32  # channels per program, one a thread
+FWD_PART = 10  # forward scratch rows per (segment, channel): P_s (8), g leaving the segment (2)
+BWD_PART = 6  # backward scratch rows: (Cc, Dc) (4), mu entering the segment from the right (2)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+@triton.jit
+def _take(tile, idx, j: tl.constexpr):
+    """Row j of a register tile (L, BLOCK_C); Triton gives each thread whole columns, so the select folds away."""
+    return tl.sum(tl.where(idx[:, None] == j, tile, 0.0), axis=0)
+
+
+@triton.jit
+def _step(C, REVERSE: tl.constexpr):
+    """Offset from a row to the next logical one."""
+    if REVERSE:
+        return -C
+    else:
+        return C
+
+
+@triton.jit
+def _mobius(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, wr, wi):
+    """P(w) = (p00 w + p01)/(p10 w + p11)."""
+    nr = p00r * wr - p00i * wi + p01r
+    ni = p00r * wi + p00i * wr + p01i
+    dr = p10r * wr - p10i * wi + p11r
+    di = p10r * wi + p10i * wr + p11i
+    inv = 1.0 / (dr * dr + di * di)
+    return (nr * dr + ni * di) * inv, (ni * dr - nr * di) * inv
+
+
+@triton.jit
+def _peek(ptr, cmask, other: tl.constexpr):
+    """A value another program published: a volatile load (from L2, never a stale L1 line)."""
+    return tl.load(ptr, mask=cmask, other=other, volatile=True)
+
+
+@triton.jit
+def _publish(flag_ptr, value: tl.constexpr):
+    """Set a segment's flag once every thread's stores are done (barrier, then a release atomic)."""
+    tl.debug_barrier()
+    tl.atomic_xchg(flag_ptr, value, sem="release")
+
+
+# ----------------------------------------------------------------------------------------------- kernels
+@triton.jit(do_not_specialize=["C"])  # see "Registers" above
+def _lookback_fwd_kernel(
+    V, H0, BETA, ZRE, ZIM, STATE, PART, GR, GI, N, C, S, REVERSE: tl.constexpr, L: tl.constexpr, BLOCK_C: tl.constexpr
+):
+    """GR, GI (B, N, C); STATE (B * n_cblk, 1 + S) int32: ticket, flag of each segment; PART (B, S, 10, C)."""
+    pid = tl.program_id(0)
+    n_cblk = tl.cdiv(C, BLOCK_C)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    chain = STATE + pid * (1 + S)
+    s = tl.atomic_add(chain, 1)
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    boff = b.to(tl.int64) * N * C + cols
+    start = s.to(tl.int64) * L
+    idx = tl.arange(0, L)
+    tmask = (start + idx < N)[:, None] & cmask[None, :]
+    vt = tl.load(V + boff[None, :] + _row(start + idx, N, REVERSE)[:, None] * C, mask=tmask, other=0.0)
+    one = tl.full([BLOCK_C], 1.0, tl.float32)
+    zero = tl.zeros([BLOCK_C], tl.float32)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
+    for j in tl.static_range(L):
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, _take(vt, idx, j), True, ar0, ai, b2
+        )
+        if j % 4 == 3:
+            sc = 1.0 / _max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
+            p00r, p00i, p01r, p01i = p00r * sc, p00i * sc, p01r * sc, p01i * sc
+            p10r, p10i, p11r, p11i = p10r * sc, p10i * sc, p11r * sc, p11i * sc
+    part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
+    if s > 0:
+        tl.store(part, p00r, mask=cmask)
+        tl.store(part + C, p00i, mask=cmask)
+        tl.store(part + 2 * C, p01r, mask=cmask)
+        tl.store(part + 3 * C, p01i, mask=cmask)
+        tl.store(part + 4 * C, p10r, mask=cmask)
+        tl.store(part + 5 * C, p10i, mask=cmask)
+        tl.store(part + 6 * C, p11r, mask=cmask)
+        tl.store(part + 7 * C, p11i, mask=cmask)
+        _publish(chain + 1 + s, 1)
+    # look-back: q = P_{s-1} ... P_{j+1} until segment j has published g leaving it; then w = q(g)
+    q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = one, zero, zero, zero, zero, zero, one, zero
+    wr, wi = zero, zero
+    j = s - 1
+    while j >= 0:
+        flag = tl.atomic_add(chain + 1 + j, 0, sem="acquire")
+        prev = PART + (b.to(tl.int64) * S + j) * 10 * C + cols
+        if flag == 2:
+            wr, wi = _mobius(
+                q00r,
+                q00i,
+                q01r,
+                q01i,
+                q10r,
+                q10i,
+                q11r,
+                q11i,
+                _peek(prev + 8 * C, cmask, 0.0),
+                _peek(prev + 9 * C, cmask, 0.0),
+            )
+            j = -1
+        elif flag == 1:
+            e00r, e00i = _peek(prev, cmask, 1.0), _peek(prev + C, cmask, 0.0)
+            e01r, e01i = _peek(prev + 2 * C, cmask, 0.0), _peek(prev + 3 * C, cmask, 0.0)
+            e10r, e10i = _peek(prev + 4 * C, cmask, 0.0), _peek(prev + 5 * C, cmask, 0.0)
+            e11r, e11i = _peek(prev + 6 * C, cmask, 1.0), _peek(prev + 7 * C, cmask, 0.0)
+            q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = _mat_combine(
+                e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i, q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i
+            )
+            j -= 1
+    er, ei = _mobius(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, wr, wi)
+    tl.store(part + 8 * C, er, mask=cmask)
+    tl.store(part + 9 * C, ei, mask=cmask)
+    _publish(chain + 1 + s, 2)
+    gr, gi = wr, wi
+    o = boff + _row(start, N, REVERSE) * C
+    for j in tl.static_range(L):
+        gr, gi = _cf_step(gr, gi, _take(vt, idx, j), True, ar0, ai, b2)
+        k = _vmask(cmask, j, N - start)
+        tl.store(GR + o, gr, mask=k)
+        tl.store(GI + o, gi, mask=k)
+        o += _step(C, REVERSE)
+
+
+@triton.jit(do_not_specialize=["C"])
+def _lookback_bwd_kernel(
+    GR, GI, DGR, DGI, BETA, STATE, PART, DV, RED, N, C, S, REVERSE: tl.constexpr, L: tl.constexpr, BLOCK_C: tl.constexpr
+):
+    """DV (B, N, C) = -Re mu; RED (B, S, 3, C) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
+    last segment); PART (B, S, 6, C)."""
+    pid = tl.program_id(0)
+    n_cblk = tl.cdiv(C, BLOCK_C)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    chain = STATE + pid * (1 + S)
+    s = S - 1 - tl.atomic_add(chain, 1)
+    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
+    b2 = beta * beta
+    boff = b.to(tl.int64) * N * C + cols
+    start = s.to(tl.int64) * L
+    idx = tl.arange(0, L)
+    tmask = (start + idx < N)[:, None] & cmask[None, :]
+    offs = boff[None, :] + _row(start + idx, N, REVERSE)[:, None] * C
+    grt = tl.load(GR + offs, mask=tmask, other=0.0)
+    git = tl.load(GI + offs, mask=tmask, other=0.0)
+    brt = tl.load(DGR + offs, mask=tmask, other=0.0)
+    bit = tl.load(DGI + offs, mask=tmask, other=0.0)
+    pcr = tl.full([BLOCK_C], 1.0, tl.float32)
+    zero = tl.zeros([BLOCK_C], tl.float32)
+    pci, dcr, dci = zero, zero, zero
+    for j in tl.static_range(L):
+        gr, gi, br, bi = _take(grt, idx, j), _take(git, idx, j), _take(brt, idx, j), _take(bit, idx, j)
+        pcr, pci, dcr, dci = _adj_compose(gr, gi, br, bi, True, b2, pcr, pci, dcr, dci)
+    part = PART + (b.to(tl.int64) * S + s) * 6 * C + cols
+    if s < S - 1:
+        tl.store(part, pcr, mask=cmask)
+        tl.store(part + C, pci, mask=cmask)
+        tl.store(part + 2 * C, dcr, mask=cmask)
+        tl.store(part + 3 * C, dci, mask=cmask)
+        _publish(chain + 1 + s, 1)
+    # look-back to the right: x -> qc x + qd composes segments s+1 .. j-1 until segment j has published mu
+    # entering it; then mu entering segment s is qc mu + qd
+    qcr = tl.full([BLOCK_C], 1.0, tl.float32)
+    qci, qdr, qdi = zero, zero, zero
+    mr, mi = zero, zero
+    j = s + 1
+    while j < S:
+        flag = tl.atomic_add(chain + 1 + j, 0, sem="acquire")
+        prev = PART + (b.to(tl.int64) * S + j) * 6 * C + cols
+        if flag == 2:
+            er, ei = _peek(prev + 4 * C, cmask, 0.0), _peek(prev + 5 * C, cmask, 0.0)
+            mr = qcr * er - qci * ei + qdr
+            mi = qcr * ei + qci * er + qdi
+            j = S
+        elif flag == 1:
+            ecr, eci = _peek(prev, cmask, 1.0), _peek(prev + C, cmask, 0.0)
+            edr, edi = _peek(prev + 2 * C, cmask, 0.0), _peek(prev + 3 * C, cmask, 0.0)
+            qcr, qci, qdr, qdi = _affine_combine(ecr, eci, edr, edi, qcr, qci, qdr, qdi)
+            j += 1
+    tl.store(part + 4 * C, pcr * mr - pci * mi + dcr, mask=cmask)
+    tl.store(part + 5 * C, pcr * mi + pci * mr + dci, mask=cmask)
+    _publish(chain + 1 + s, 2)
+    acc_r, acc_i, acc_b = zero, zero, zero
+    o = boff + _row(start + L - 1, N, REVERSE) * C
+    for jj in tl.static_range(L):
+        j = L - 1 - jj
+        gr, gi, br, bi = _take(grt, idx, j), _take(git, idx, j), _take(brt, idx, j), _take(bit, idx, j)
+        mr, mi, acc_r, acc_i, acc_b, dv = _adj_step(gr, gi, br, bi, True, mr, mi, b2, acc_r, acc_i, acc_b)
+        tl.store(DV + o, dv, mask=_vmask(cmask, j, N - start))
+        o -= _step(C, REVERSE)
+    red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
+    tl.store(red, acc_r, mask=cmask)
+    tl.store(red + C, acc_i, mask=cmask)
+    tl.store(red + 2 * C, acc_b, mask=cmask)
+
+
+# ----------------------------------------------------------------------------------------------- launchers
+def _scratch(x: torch.Tensor, seg: int, rows: int):
+    """STATE (B * n_cblk, 1 + S) int32 zeros (tickets, flags) and PART (B, S, rows, C) for x (B, N, C)."""
+    B, N, C = x.shape
+    S = max(1, triton.cdiv(N, seg))
+    state = torch.zeros(B * triton.cdiv(C, BLOCK_C), 1 + S, device=x.device, dtype=torch.int32)
+    return state, torch.empty(B, S, rows, C, device=x.device, dtype=torch.float32)
+
+
+def _fwd(v, h0, beta, z_re, z_im, reverse: bool, state, part, programs: int):
+    """`programs` programs per chain on STATE, PART (see _scratch); they take the chains' next tickets.
+    Returns (g_re, g_im) (B, N, C), written for the segments they took."""
+    B, N, C = v.shape
+    g_re, g_im = torch.empty_like(v), torch.empty_like(v)
+    S = part.shape[1]
+    _lookback_fwd_kernel[(state.shape[0], programs)](
+        v, h0, beta, z_re, z_im, state, part, g_re, g_im, N, C, S, reverse, SEG_FWD, BLOCK_C, num_warps=1
+    )
+    return g_re, g_im
+
+
+def _bwd(g_re, g_im, dg_re, dg_im, beta, reverse: bool, state, part, programs: int):
+    """The adjoint's programs as _fwd's. Returns dv (B, N, C) and RED (B, S, 3, C) (segments taken only)."""
+    B, N, C = g_re.shape
+    S = part.shape[1]
+    dv = torch.empty_like(g_re)
+    red = torch.empty(B, S, 3, C, device=g_re.device, dtype=torch.float32)
+    _lookback_bwd_kernel[(state.shape[0], programs)](
+        g_re, g_im, dg_re, dg_im, beta, state, part, dv, red, N, C, S, reverse, SEG_BWD, BLOCK_C, num_warps=1
+    )
+    return dv, red
+
+
+# ----------------------------------------------------------------------------------------------- custom ops
+@torch.library.custom_op("phasebench::bk_core_lookback_fwd", mutates_args=())
+def bk_core_lookback_fwd(
+    v: torch.Tensor, h0: torch.Tensor, beta: torch.Tensor, z_re: torch.Tensor, z_im: torch.Tensor, reverse: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One causal sweep: v (B, N, C), h0, beta, z_re, z_im (C,), float32 contiguous -> (g_re, g_im) (B, N, C)."""
+    state, part = _scratch(v, SEG_FWD, FWD_PART)
+    return _fwd(v, h0, beta, z_re, z_im, reverse, state, part, part.shape[1])
+
+
+@torch.library.custom_op("phasebench::bk_core_lookback_bwd", mutates_args=())
+def bk_core_lookback_bwd(
+    g_re: torch.Tensor, g_im: torch.Tensor, dg_re: torch.Tensor, dg_im: torch.Tensor, beta: torch.Tensor, reverse: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adjoint of bk_core_lookback_fwd: g, dg (B, N, C), beta (C,) -> dv (B, N, C), sums (3, C) (_channel_sums)."""
+    state, part = _scratch(g_re, SEG_BWD, BWD_PART)
+    dv, red = _bwd(g_re, g_im, dg_re, dg_im, beta, reverse, state, part, part.shape[1])
+    return dv, _channel_sums(red)
+
+
+@bk_core_lookback_fwd.register_fake
+def _bk_core_lookback_fwd_fake(v, h0, beta, z_re, z_im, reverse):
+    return torch.empty_like(v), torch.empty_like(v)
+
+
+@bk_core_lookback_bwd.register_fake
+def _bk_core_lookback_bwd_fake(g_re, g_im, dg_re, dg_im, beta, reverse):
+    return torch.empty_like(g_re), g_re.new_empty(3, g_re.shape[2])
+
+
+def _bk_core_lookback_fwd_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(inputs[2], *output)
+    ctx.reverse = inputs[5]
+
+
+def _bk_core_lookback_fwd_backward(ctx, dg_re, dg_im):
+    beta, g_re, g_im = ctx.saved_tensors
+    dv, sums = bk_core_lookback_bwd(
+        g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta, ctx.reverse
+    )
+    return *_input_grads(dv, sums, beta), None
+
+
+bk_core_lookback_fwd.register_autograd(
+    _bk_core_lookback_fwd_backward, setup_context=_bk_core_lookback_fwd_setup_context
+)
+
+
+# ----------------------------------------------------------------------------------------------- public
+def bk_core_lookback(v, h0, beta, z_re, z_im, causal: bool = True):
+    """One-pass Triton BK-Core. v (B, N, C); h0, beta, z_re, z_im (C,) -> (g_re, g_im) float32 (B, N, C)."""
+    v = v.float().contiguous()
+    h0, beta, z_re, z_im = (p.float().contiguous() for p in (h0, beta, z_re, z_im))
+    gl = bk_core_lookback_fwd(v, h0, beta, z_re, z_im, False)
+    if causal:
+        return gl
+    return _bidirectional(v, h0, beta, z_re, z_im, gl, bk_core_lookback_fwd(v, h0, beta, z_re, z_im, True))
+
+
+__all__ = ["bk_core_lookback", "bk_core_lookback_fwd", "bk_core_lookback_bwd"]

@@ -1,0 +1,117 @@
+"""One-pass (look-back) Triton BK-Core under the Triton interpreter (CPU) against the complex128 reference and
+the two-pass kernels.
+
+TRITON_INTERPRET is read when the kernel modules are imported (@triton.jit time), so it is set here, before
+those imports. The interpreter runs programs one after another, in launch order: a look-back there stops at
+its first predecessor. TestLookBack relaunches on doctored flags to walk over several predecessors' aggregates.
+The compiled kernels on CUDA are tested in test_bk_core_gpu.py (its own process).
+"""
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from bk_core_checks import check_against, in_band, make_inputs, two_pass  # noqa: E402
+from compile_checks import assert_compiles_like_eager  # noqa: E402
+
+from kernels.bk_core import bk_core_sequential  # noqa: E402
+from kernels.bk_core import lookback as lb  # noqa: E402
+from kernels.bk_core.lookback import bk_core_lookback  # noqa: E402
+
+N_LONG = 4 * lb.SEG_FWD - 5  # 251: 4 forward segments, 8 backward ones, the last of each ragged
+
+
+class TestInterpreted:
+    # N = 1; 30 < one segment either way; 63: one forward segment, two backward ones
+    @pytest.mark.parametrize("causal", [True, False])
+    @pytest.mark.parametrize("n", [1, 30, 63])
+    def test_matches_sequential(self, n, causal):
+        check_against(bk_core_sequential, make_inputs(1, n, 3, seed=n), causal, fn=bk_core_lookback)
+
+    @pytest.mark.parametrize("causal", [True, False])
+    def test_carries_between_segments(self, causal):
+        # N = 130: three forward segments, five backward ones; in the band a wrong carry shows
+        check_against(bk_core_sequential, in_band(1, 130, 3, seed=2), causal, tol=2e-5, fn=bk_core_lookback)
+
+    def test_matches_two_pass(self):
+        # bidirectional: both sweeps and both adjoints
+        check_against(two_pass, make_inputs(1, N_LONG, 3, seed=4), False, tol=2e-5, fn=bk_core_lookback)
+
+    def test_batch_and_channel_blocks(self):
+        # two batch rows and C = 40: two channel blocks, the second ragged, so four chains of tickets
+        check_against(bk_core_sequential, make_inputs(2, 40, 40, seed=5), True, fn=bk_core_lookback)
+
+
+@pytest.fixture(scope="module")
+def swept():
+    """Inputs, forward and adjoint run to completion, each with its STATE and PART."""
+    x = [t.float() for t in in_band(1, N_LONG, 3, seed=11)]
+    fwd = lb._scratch(x[0], lb.SEG_FWD, lb.FWD_PART)
+    g = lb._fwd(*x, False, *fwd, fwd[1].shape[1])
+    dg = torch.randn(2, *g[0].shape, generator=torch.Generator().manual_seed(0))
+    bwd = lb._scratch(x[0], lb.SEG_BWD, lb.BWD_PART)
+    adj = lb._bwd(*g, *dg, x[2], False, *bwd, bwd[1].shape[1])
+    return x, g, dg, fwd, adj, bwd
+
+
+def doctor(state, part, inclusive: slice):
+    """Tickets resume at S-1 for one more program a chain; segments 1 .. S-2 show only their aggregates (flag 1,
+    inclusive rows NaN), so that program walks over all of them."""
+    S = part.shape[1]
+    state, part = state.clone(), part.clone()
+    state[:, 0] = S - 1
+    state[:, 2:S] = 1
+    part[:, 1 : S - 1, inclusive] = float("nan")
+    return state, part
+
+
+class TestLookBack:
+    """The ticket, not program_id, picks a program's segment; the look-back combines aggregates in order."""
+
+    def test_every_program_takes_a_ticket_and_publishes_its_prefix(self, swept):
+        *_, (state, part), _, (bstate, bpart) = swept
+        for st, pt in ((state, part), (bstate, bpart)):
+            assert st[:, 0].tolist() == [pt.shape[1]]
+            assert (st[:, 1:] == 2).all()
+
+    def test_forward_walks_back_over_aggregates(self, swept):
+        x, g, _, (state, part), _, _ = swept
+        S = part.shape[1]
+        state, part = doctor(state, part, slice(8, 10))
+        again = lb._fwd(*x, False, state, part, 1)  # program_id 0 of each chain, ticket S-1
+        last = slice((S - 1) * lb.SEG_FWD, N_LONG)
+        for got, ref in zip(again, g, strict=True):
+            torch.testing.assert_close(got[:, last], ref[:, last], rtol=1e-5, atol=1e-5)
+        assert (state[:, 0] == S).all() and (state[:, S] == 2).all()
+
+    def test_adjoint_walks_right_over_aggregates(self, swept):
+        x, g, dg, _, (dv, red), (state, part) = swept
+        S = part.shape[1]
+        state, part = doctor(state, part, slice(4, 6))
+        dv1, red1 = lb._bwd(*g, *dg, x[2], False, state, part, 1)  # ticket S-1: segment 0
+        first = slice(0, lb.SEG_BWD)
+        torch.testing.assert_close(dv1[:, first], dv[:, first], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(red1[:, 0], red[:, 0], rtol=1e-5, atol=1e-5)
+        assert (state[:, 0] == S).all() and (state[:, 1] == 2).all()
+
+
+class TestCustomOps:
+    """phasebench::bk_core_lookback_fwd / _bwd: schema, fake, autograd registration; torch.compile through them."""
+
+    # N = 40: one forward segment, two backward ones (a look-back)
+    def test_opcheck_fwd(self):
+        x = [t.float().requires_grad_() for t in make_inputs(1, 40, 3, seed=3)]
+        torch.library.opcheck(lb.bk_core_lookback_fwd, (*x, True))
+
+    def test_opcheck_bwd(self):
+        x = [t.float() for t in make_inputs(1, 40, 3, seed=4)]
+        g_re, g_im = lb.bk_core_lookback_fwd(*x, True)
+        dg_re, dg_im = torch.randn(2, *g_re.shape, generator=torch.Generator().manual_seed(0))
+        torch.library.opcheck(lb.bk_core_lookback_bwd, (g_re, g_im, dg_re, dg_im, x[2], True))
+
+    def test_compile_fullgraph_matches_eager(self):
+        x = [t.float() for t in make_inputs(1, 40, 3, seed=7)]
+        op = torch.ops.phasebench.bk_core_lookback_fwd
+        assert_compiles_like_eager(lambda *x: torch.stack(bk_core_lookback(*x)), op, x, atol=1e-5)

@@ -59,6 +59,7 @@ from kernels.bk_core.triton import (
     _mat_step,
     _max8,
     _row,
+    _store_mat,
     _vmask,
 )
 
@@ -97,6 +98,15 @@ def _mobius(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, wr, wi):
 
 
 @triton.jit
+def _chain(STATE, C, S, BLOCK_C: tl.constexpr):
+    """This program's batch row b, its channels (BLOCK_C,) and their mask, and its chain of STATE (ticket, flags)."""
+    pid = tl.program_id(0)
+    n_cblk = tl.cdiv(C, BLOCK_C)
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    return pid // n_cblk, cols, cols < C, STATE + pid * (1 + S)
+
+
+@triton.jit
 def _peek(ptr, cmask, other: tl.constexpr):
     """A value another program published: a volatile load (from L2, never a stale L1 line)."""
     return tl.load(ptr, mask=cmask, other=other, volatile=True)
@@ -115,12 +125,7 @@ def _lookback_fwd_kernel(
     V, H0, BETA, ZRE, ZIM, STATE, PART, GR, GI, N, C, S, REVERSE: tl.constexpr, L: tl.constexpr, BLOCK_C: tl.constexpr
 ):
     """GR, GI (B, N, C); STATE (B * n_cblk, 1 + S) int32: ticket, flag of each segment; PART (B, S, 10, C)."""
-    pid = tl.program_id(0)
-    n_cblk = tl.cdiv(C, BLOCK_C)
-    b = pid // n_cblk
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
-    chain = STATE + pid * (1 + S)
+    b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
     s = tl.atomic_add(chain, 1)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     boff = b.to(tl.int64) * N * C + cols
@@ -141,14 +146,7 @@ def _lookback_fwd_kernel(
             p10r, p10i, p11r, p11i = p10r * sc, p10i * sc, p11r * sc, p11i * sc
     part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
     if s > 0:
-        tl.store(part, p00r, mask=cmask)
-        tl.store(part + C, p00i, mask=cmask)
-        tl.store(part + 2 * C, p01r, mask=cmask)
-        tl.store(part + 3 * C, p01i, mask=cmask)
-        tl.store(part + 4 * C, p10r, mask=cmask)
-        tl.store(part + 5 * C, p10i, mask=cmask)
-        tl.store(part + 6 * C, p11r, mask=cmask)
-        tl.store(part + 7 * C, p11i, mask=cmask)
+        _store_mat(part, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
         _publish(chain + 1 + s, 1)
     # look-back: q = P_{s-1} ... P_{j+1} until segment j has published g leaving it; then w = q(g)
     q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = one, zero, zero, zero, zero, zero, one, zero
@@ -200,12 +198,7 @@ def _lookback_bwd_kernel(
 ):
     """DV (B, N, C) = -Re mu; RED (B, S, 3, C) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
     last segment); PART (B, S, 6, C)."""
-    pid = tl.program_id(0)
-    n_cblk = tl.cdiv(C, BLOCK_C)
-    b = pid // n_cblk
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
-    chain = STATE + pid * (1 + S)
+    b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
     s = S - 1 - tl.atomic_add(chain, 1)
     beta = tl.load(BETA + cols, mask=cmask, other=0.0)
     b2 = beta * beta

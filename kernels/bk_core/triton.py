@@ -70,6 +70,19 @@ def _max8(a, b, c, d, e, f, g, h):
 
 
 @triton.jit
+def _store_mat(out, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i):
+    """A 2x2 complex matrix of (BLOCK_C,) entries at out + k C, k = 0..7 (p00 re, im, p01, p10, p11)."""
+    tl.store(out, p00r, mask=cmask)
+    tl.store(out + C, p00i, mask=cmask)
+    tl.store(out + 2 * C, p01r, mask=cmask)
+    tl.store(out + 3 * C, p01i, mask=cmask)
+    tl.store(out + 4 * C, p10r, mask=cmask)
+    tl.store(out + 5 * C, p10i, mask=cmask)
+    tl.store(out + 6 * C, p11r, mask=cmask)
+    tl.store(out + 7 * C, p11i, mask=cmask)
+
+
+@triton.jit
 def _mat_combine(e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i, l00r, l00i, l01r, l01i, l10r, l10i, l11r, l11i):
     """Scan combine: earlier product E, later L -> L @ E, rescaled to max entry 1."""
     n00r = l00r * e00r - l00i * e00i + l01r * e10r - l01i * e10i
@@ -187,14 +200,7 @@ def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.c
         p00r, p00i, p01r, p01i = p00r * sc, p00i * sc, p01r * sc, p01i * sc
         p10r, p10i, p11r, p11i = p10r * sc, p10i * sc, p11r * sc, p11i * sc
     out = PM + (b.to(tl.int64) * S + s) * 8 * C + cols
-    tl.store(out, p00r, mask=cmask)
-    tl.store(out + C, p00i, mask=cmask)
-    tl.store(out + 2 * C, p01r, mask=cmask)
-    tl.store(out + 3 * C, p01i, mask=cmask)
-    tl.store(out + 4 * C, p10r, mask=cmask)
-    tl.store(out + 5 * C, p10i, mask=cmask)
-    tl.store(out + 6 * C, p11r, mask=cmask)
-    tl.store(out + 7 * C, p11i, mask=cmask)
+    _store_mat(out, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
 
 
 @triton.jit

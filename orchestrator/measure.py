@@ -297,7 +297,7 @@ class BenchmarkJob(Job):
         self.record_memory(m)
         retained = self.allocated() - m["static_bytes"]  # what the steps left allocated (workspaces, caches)
         m["saved_tensor_bytes"] = self.count_saved_bytes(model, ids)
-        logits_dtype = PURE_DTYPES.get(self.precision) or AMP_DTYPES.get(self.precision) or torch.float32
+        logits_dtype = half_dtype(self.precision) or torch.float32
         m["logits_bytes"] = run["batch_size"] * run["seq_len"] * self.model_config.vocab_size * logits_dtype.itemsize
         if self.device.type != "cuda":
             m["activation_bytes"] = m["saved_tensor_bytes"]
@@ -395,9 +395,14 @@ class BenchmarkJob(Job):
         return {mod.backend_used for mod in model.modules() if getattr(mod, "backend_used", None)}
 
 
+def half_dtype(precision: str) -> torch.dtype | None:
+    """A precision's 16-bit dtype (its storage dtype, or its autocast dtype); None for fp32."""
+    return PURE_DTYPES.get(precision) or AMP_DTYPES.get(precision)
+
+
 def math_dtypes(precision: str) -> tuple[torch.dtype, ...]:
     """The dtypes of a run's matrix products: float32 (every run has some) and its 16-bit dtype, if any."""
-    half = PURE_DTYPES.get(precision) or AMP_DTYPES.get(precision)
+    half = half_dtype(precision)
     return (torch.float32,) if half is None else (torch.float32, half)
 
 

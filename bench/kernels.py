@@ -43,6 +43,13 @@ def _sync(device):
 #: --cuda-graph: time each call replayed from a CUDA graph, which leaves out the host's launch work
 #: (Python, autograd, Triton's launcher) and shows what the kernels alone take
 CUDA_GRAPH = False
+#: --skip-anchors: words; an anchor whose name contains one of them is neither compiled nor timed
+SKIP_ANCHORS: frozenset[str] = frozenset()
+
+
+def skipped(name: str) -> bool:
+    """Whether --skip-anchors leaves out the anchor `name`."""
+    return any(word in name for word in SKIP_ANCHORS)
 
 
 def time_fn(fn, device, quick=False, graph=None):
@@ -319,7 +326,9 @@ def case_window_attn(n, device, dtype, quick):
             anchors["torch.sdpa_flash_causal (full causal, not windowed)"] = f"missing: {type(e).__name__}: {e}"
         try:
             flex = window_flex_anchors(q, k, v, c, s, window)
-            anchors.update({name: _probe_anchor(fn, ins) for name, (fn, ins) in flex.items()})
+            anchors.update(
+                {name: "skipped" if skipped(name) else _probe_anchor(fn, ins) for name, (fn, ins) in flex.items()}
+            )
         except Exception as e:  # noqa: BLE001
             anchors.update(dict.fromkeys((FLEX_DOT, FLEX_HYP), _missing(e)))
     numel, es = q.numel(), q.element_size()
@@ -390,9 +399,28 @@ def progress(message: str) -> None:
     print(f"[{time.perf_counter() - STARTED:7.1f} s] {message}", file=sys.stderr, flush=True)
 
 
-def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset(), repeats=1):
+def profile_kernels(fn, inputs, steps=3, top=12):
+    """The device kernels of one eager fwd+bwd call of fn, averaged over `steps` calls under torch.profiler:
+    rows as bench/profile_step.py's (name, calls_per_step, ms_per_step, share), the `top` by time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from bench.profile_step import timed_events, top_rows
+
+    run = _fwd_bwd(fn, inputs)
+    run()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            run()
+        torch.cuda.synchronize()
+    events, attr = timed_events(prof, "cuda")
+    return top_rows(events, attr, top, steps)
+
+
+def run_case(op, n, device, quick, bw, triton_ok, repeats=1, profile=False):
     """One op at one N: every implementation and anchor timed `repeats` times, interleaved (A B C A B C ...),
-    each figure the median of its repetitions."""
+    each figure the median of its repetitions; with `profile` (CUDA), then each one's kernels but the
+    reference's (profile_kernels)."""
     progress(f"{op} N={n}: inputs and anchors (compiles what the anchors compile)")
     shape, impls, anchors, inputs, fwd_bytes, fb_bytes = CASES[op](
         n, device, DTYPES[op] if device == "cuda" else torch.float32, quick
@@ -405,7 +433,7 @@ def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset(), repeats=1):
         else:
             timed[name] = (fn, inputs, None)
     for name, a in anchors.items():
-        if name in skip:
+        if skipped(name):
             row["impls"][name] = {"skipped": "--skip-anchors"}
         elif isinstance(a, str):
             row["impls"][name] = {"missing": a}
@@ -426,6 +454,12 @@ def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset(), repeats=1):
                     m[kind]["GBps"] = nbytes / (t * 1e-3) / 1e9
                     m[kind]["frac_of_copy_bw"] = nbytes / (t * 1e-3) / bw
         row["impls"][name] = m
+    if profile and device == "cuda":
+        row["profile"] = {}
+        for name, (fn, ins, bwd_missing) in timed.items():
+            if name != "torch_ref" and not bwd_missing:
+                progress(f"{op} N={n}: {name} (profile)")
+                row["profile"][name] = profile_kernels(fn, ins)
     tri, ref = row["impls"].get("triton", {}), row["impls"].get("torch_ref", {})
     for kind in ("fwd", "fwd_bwd"):
         t, r = tri.get(kind, {}).get("median_ms"), ref.get(kind, {}).get("median_ms")
@@ -440,7 +474,7 @@ def run_case(op, n, device, quick, bw, triton_ok, skip=frozenset(), repeats=1):
     return row
 
 
-def run_case_in_child(op, n, args, skip):
+def run_case_in_child(op, n, args):
     """run_case in a fresh process (its own CUDA context); the child's row, its copy bandwidth kept
     for the fractions it reports."""
     import subprocess
@@ -461,12 +495,13 @@ def run_case_in_child(op, n, args, skip):
                 "--repeats",
                 str(args.repeats),
                 "--skip-anchors",
-                ",".join(skip),
+                args.skip_anchors,
                 "--out",
                 str(out),
             ]
             + (["--quick"] if args.quick else [])
             + (["--cuda-graph"] if args.cuda_graph else [])
+            + (["--profile"] if args.profile else [])
         )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if not out.exists():
@@ -518,6 +553,10 @@ def print_table(rows, bw):
                 f"{_fmt(fb.get('median_ms')):>12}{_fmt(frac * 100 if frac else None):>9}"
                 f"{_fmt(fb_frac * 100 if fb_frac else None):>8}{sp:>16} {note[:60]}"
             )
+        for name, kernels in row.get("profile", {}).items():
+            print(f"  kernels of one fwd+bwd call, {name}:")
+            for k in kernels:
+                print(f"    {k['share']:6.1%} {k['ms_per_step']:9.4f} ms {k['calls_per_step']:4.0f}x  {k['name'][:90]}")
 
 
 def main(argv=None):
@@ -528,7 +567,10 @@ def main(argv=None):
     p.add_argument("--ops", default=",".join(OPS), help=f"comma list of {OPS}")
     p.add_argument("--sizes", default=None, help="comma list of N (default 512..16384, quick: 64,128)")
     p.add_argument(
-        "--skip-anchors", default="", help="comma list of anchor names to leave out (e.g. accelerated_scan.warp)"
+        "--skip-anchors",
+        default="",
+        help="comma list of words: an anchor whose name contains one is neither compiled nor timed "
+        "(e.g. accelerated_scan.warp,score_mod)",
     )
     p.add_argument(
         "--isolate",
@@ -548,10 +590,17 @@ def main(argv=None):
         default=3,
         help="time every implementation this many times, interleaved, and keep the median (default 3)",
     )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timings, list each implementation's device kernels per fwd+bwd call (torch.profiler, "
+        "eager, CUDA only)",
+    )
     p.add_argument("--out", default=str(ROOT / "results/kernels/kernels.json"))
     args = p.parse_args(argv)
-    global CUDA_GRAPH
+    global CUDA_GRAPH, SKIP_ANCHORS
     CUDA_GRAPH = args.cuda_graph
+    SKIP_ANCHORS = frozenset(w.strip() for w in args.skip_anchors.split(",") if w.strip())
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([64, 128] if args.quick else SIZES)
     ops = [o for o in args.ops.split(",") if o]
     for o in ops:
@@ -578,12 +627,13 @@ def main(argv=None):
             if time.time() - t_start > args.budget_s:
                 result["not_run"].append({"op": op, "N": n, "why": "time budget"})
                 continue
-            skip = set(filter(None, args.skip_anchors.split(",")))
             try:
                 if op in args.isolate.split(","):
-                    row = run_case_in_child(op, n, args, skip)
+                    row = run_case_in_child(op, n, args)
                 else:
-                    row = run_case(op, n, args.device, args.quick, bw, triton_ok, skip=skip, repeats=args.repeats)
+                    row = run_case(
+                        op, n, args.device, args.quick, bw, triton_ok, repeats=args.repeats, profile=args.profile
+                    )
             except Exception as e:  # noqa: BLE001
                 row = {"op": op, "shape": {"N": n}, "impls": {}, "error": f"{type(e).__name__}: {str(e)[:300]}"}
             result["rows"].append(row)

@@ -340,6 +340,11 @@ def _cfg(d, dv, dtype, window, block_m, block_n, backward=False):
     return BD, BDV, bm, block_n or bm, prec
 
 
+def _fwd_launch(BD, BDV):
+    """num_warps and num_stages of the forward (Triton's defaults)."""
+    return dict(num_warps=4, num_stages=3)
+
+
 def _bwd_launch(BD, BDV):
     """num_warps and num_stages of the backward. ptxas, sm_90, bf16, as shared_memory_probe.py compiles it: at
     head dim 64 (16 x 32 tiles) 4 warps and one stage hold 250 registers, Triton's default 3 stages spilled 64
@@ -365,8 +370,9 @@ def _launch_fwd(x, y, v, c32, s32, window, block_m, block_n):
     o = torch.empty(Bsz, H, n, dv, device=v.device, dtype=v.dtype)
     lse = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
     _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](
-        x, y, v, c32, s32, o, lse, n, H, window, 1.0 - BALL_EPS, D=d, DV=dv, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec
-    )
+        x, y, v, c32, s32, o, lse, n, H, window, 1.0 - BALL_EPS, D=d, DV=dv, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec,
+        **_fwd_launch(BD, BDV),
+    )  # fmt: skip
     return o, lse
 
 

@@ -17,8 +17,7 @@ dim, dtype, kernel), each with its shared bytes, the arch's limit and whether th
 Run without TRITON_INTERPRET (interpreted kernels cannot be compiled): the kernels are compiled for each
 architecture on this machine, no GPU needed; shared memory is read from the kernel's metadata, registers and
 spill from `cuobjdump -res-usage` of its cubin. Each kernel gets the num_warps and num_stages its launcher
-passes, and Triton's defaults where it passes none (the window forward: num_stages 3, which pipelines its key
-loop and costs shared memory).
+passes, and Triton's defaults where it passes none.
 """
 
 from __future__ import annotations
@@ -111,12 +110,13 @@ def resources(
 def kernels(dtype: str, d: int):
     """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
     linear attention by its launch plan (la._launch_plan); window attention by its _cfg tiles, the forward with
-    Triton's default num_warps and num_stages, the backward with wa._bwd_launch's."""
+    wa._fwd_launch's num_warps and num_stages, the backward with wa._bwd_launch's."""
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
     for fn, consts, launch in la._launch_plan(q, q, 64):
         yield "linear_attn", fn, consts, launch
     BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None)
-    yield "window_attn", wa._window_fwd_kernel, dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec), {}
+    consts = dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
+    yield "window_attn", wa._window_fwd_kernel, consts, wa._fwd_launch(BD, BDV)
     BD, BDV, bq, bk, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None, backward=True)
     yield "window_attn", wa._delta_kernel, dict(DV=d, BR=wa.DELTA_ROWS, BDV=BDV), {}
     consts = dict(D=d, DV=d, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)

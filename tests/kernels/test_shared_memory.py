@@ -126,18 +126,24 @@ def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them
     assert all(n["head_dim"] == HEAD_DIMS[0] and n["shared"] > 0 for n in compiled)
 
 
+#: register spill (bytes a thread) the window backward may have on the H200, by head dim. At 64 the launcher
+#: takes 32 x 32 tiles that spill (80 bytes, triton 3.9) over 16 x 32 ones that do not: on the H200 they took
+#: 3.13 ms against 5.09 at (8, 16, 16384, 64) bf16 (bench/window_tiles.py, results/kernels/README.md run 10).
+WINDOW_BWD_SPILL = {64: 128, 128: 0}
+
+
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
-def test_the_window_backward_does_not_spill_on_the_h200(needs, head_dim):
+def test_the_window_backward_spills_no_more_than_measured_on_the_h200(needs, head_dim):
     """The window backward at bf16, tiled and launched as its launcher does (wa._cfg, wa._bwd_launch): its one
-    kernel holds a key block's dk, dv and a query tile's scores; at 32 x 32 tiles with 4 warps ptxas spilled
-    224 bytes per thread at head dim 64 (Triton's 3 stages; 64 with one)."""
+    kernel holds a key block's dk, dv and a query tile's scores in registers."""
     backward = {
         n["kernel"]: n
         for n in needs
         if n["kernel"].startswith("_window_bwd") and (n["dtype"], n["head_dim"], n["arch"]) == ("bf16", head_dim, 90)
     }
     assert set(backward) == {"_window_bwd_kernel"}, backward
-    assert all(n["spill"] == 0 and 0 < n["registers"] <= 255 for n in backward.values()), backward
+    limit = WINDOW_BWD_SPILL[head_dim]
+    assert all(n["spill"] <= limit and 0 < n["registers"] <= 255 for n in backward.values()), backward
 
 
 @pytest.mark.parametrize("op", ["linear_attn", "window_attn", "poincare"])

@@ -46,9 +46,10 @@ def _check(inputs, window, tol=1e-4, **blocks):
 
 @pytest.mark.parametrize("n", [1, 7, 63, 130])
 @pytest.mark.parametrize("window", [1, 4, 64])
-@pytest.mark.parametrize("block_m,block_n", [(16, 16), (32, 16), (16, 32)])
+@pytest.mark.parametrize("block_m,block_n", [(16, 16), (32, 16), (16, 32), (None, None)])
 def test_triton_matches_reference(n, window, block_m, block_n):
-    # backward tiles: block_m (at most block_n) queries x block_n keys; the strips are as many as fit
+    # backward tiles: block_m (at most block_n) queries x block_n keys (None: the launcher's, 32 x 32 at head
+    # dim 16); the strips are as many as fit
     # (BWD_PROGRAMS over 4 rows of batch * head), so the side buffers are in play from n = 63 on
     _check(_inputs(n, seed=n + window), window, block_m=block_m, block_n=block_n)
 

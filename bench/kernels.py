@@ -165,10 +165,10 @@ def case_linear_attn(n, device, dtype, quick):
 
     B, H, D = (1, 2, 32) if quick else (8, 16, 128)
     q, k, v = (torch.randn(B, H, n, D, device=device, dtype=dtype).requires_grad_() for _ in range(3))
-    # triton: the default (sequential) backward; triton_chunked_bwd: the same forward, chunk-parallel backward
+    # triton: the default (chunk-parallel) backward; triton_sequential_bwd: the same forward, sequential backward
     impls = {
         "triton": lambda: causal_linear_attn_triton(q, k, v),
-        "triton_chunked_bwd": lambda: causal_linear_attn_triton(q, k, v, backward="chunked"),
+        "triton_sequential_bwd": lambda: causal_linear_attn_triton(q, k, v, backward="sequential"),
         "torch_ref": lambda: causal_linear_attn_chunked(q, k, v),
     }
     anchors = {}

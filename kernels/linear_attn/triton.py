@@ -8,7 +8,8 @@ and z = sum fk (BK) in float32 registers; inside a chunk the causal part is a ma
 Matrix products take the input dtype (bf16/fp16 tensor cores; exact fp32 for fp32 inputs) with
 float32 accumulation.
 
-Backward: with dnum = do / den and dden = -(do . o) / den (the value-column sum is done beforehand),
+Backward: with dnum = do / den and dden = -(do . o) / den (the value-column sum, done beforehand in one pass:
+kernels/row_dot.py),
 the normaliser is a value column of ones, so
     dfq_t = sum_{s<=t} (dnum_t . v_s + dden_t) fk_s
     dfk_s = sum_{t>=s} (dnum_t . v_s + dden_t) fq_t,   dv_s = sum_{t>=s} (fq_t . fk_s) dnum_t
@@ -32,6 +33,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from kernels.row_dot import _row_dot_kernel, row_dot, row_dot_consts
 
 
 @triton.jit
@@ -507,6 +510,7 @@ def _launch_plan(q, v, chunk_size):
     consts = dict(DK=q.shape[-1], DV=v.shape[-1], BT=BT, BK=BK, BV=BV, PREC=prec)
     for fn in (_la_fwd_kernel, _la_bwd_dq_kernel, _la_bwd_dkv_kernel):
         yield fn, consts, dict(num_warps=warps, num_stages=2)
+    yield _row_dot_kernel, row_dot_consts(v.shape[-1]), {}
     tiles = _chunked_cfg(q, v, chunk_size)
     for fn in (_la_bwd_states_kernel, _la_bwd_chunk_kernel, _la_bwd_chunk_dv_kernel):
         yield fn, *tiles[fn.__name__]
@@ -529,9 +533,10 @@ def _launch_fwd(q, k, v, eps, chunk_size):
     return o, den
 
 
-def _launch_bwd(q, k, v, do, den, dden, chunk_size, backward):
-    """q, k, v, do as in the forward (do in v's dtype), den, dden: (B, H, N) float32, all contiguous
-    -> dq, dk, dv in v's dtype, shaped as q, k, v."""
+def _launch_bwd(q, k, v, do, o, den, chunk_size, backward):
+    """q, k, v, o as in the forward, do in v's dtype, den: (B, H, N) float32, all contiguous -> dq, dk, dv in v's
+    dtype, shaped as q, k, v."""
+    dden = -row_dot(do, o) / den
     if backward == "chunked":
         return _launch_bwd_chunked(q, k, v, do, den, dden, chunk_size)
     Bsz, H, n, dk = q.shape
@@ -596,17 +601,17 @@ def _la_bwd_op(
     k: torch.Tensor,
     v: torch.Tensor,
     do: torch.Tensor,
+    o: torch.Tensor,
     den: torch.Tensor,
-    dden: torch.Tensor,
     chunk_size: int,
     backward: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """_launch_bwd: (q, k, v, do, den, dden) -> (dq, dk, dv)."""
-    return _launch_bwd(q, k, v, do, den, dden, chunk_size, backward)
+    """_launch_bwd: (q, k, v, do, o, den) -> (dq, dk, dv)."""
+    return _launch_bwd(q, k, v, do, o, den, chunk_size, backward)
 
 
 @_la_bwd_op.register_fake
-def _(q, k, v, do, den, dden, chunk_size, backward):
+def _(q, k, v, do, o, den, chunk_size, backward):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
 
 
@@ -619,11 +624,8 @@ def _la_setup_context(ctx, inputs, output):
 
 
 def _la_backward(ctx, do, _):
-    """dden = -(do . o) / den (the value-column sum), then the backward kernels."""
     q, k, v, o, den = ctx.saved_tensors
-    do = do.to(v.dtype).contiguous()
-    dden = -(do.float() * o.float()).sum(-1) / den
-    dq, dk, dv = _la_bwd_op(q, k, v, do, den, dden, *ctx.opts)
+    dq, dk, dv = _la_bwd_op(q, k, v, do.to(v.dtype).contiguous(), o, den, *ctx.opts)
     return dq, dk, dv, None, None, None
 
 
@@ -636,13 +638,14 @@ def causal_linear_attn_triton(
     v: torch.Tensor,
     eps: float = 1e-6,
     chunk_size: int = 64,
-    backward: str = "sequential",
+    backward: str = "chunked",
 ) -> torch.Tensor:
     """q, k: (B, H, N, Dk), v: (B, H, N, Dv) -> o: (B, H, N, Dv) in v's dtype.
 
     chunk_size is rounded up to a power of two >= 16 (tensor-core tile; float32: at most 32). backward:
-    "sequential" (two kernels carrying the state through the chunks) or "chunked" (stored chunk states,
-    chunks in parallel; its own chunk is chunk_size capped at 64).
+    "chunked" (stored chunk states, chunks in parallel; its own chunk is chunk_size capped at 64; the
+    default, 5 % faster fwd+bwd than "sequential" on the H200 at (8, 16, 4K-16K, 128) bf16) or "sequential"
+    (two kernels carrying the state through the chunks).
     """
     if backward not in BACKWARDS:
         raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")

@@ -12,8 +12,8 @@ This is naive.pair_dist with its clamps: den = c num2 + (1 - c a)(1 - c b), so z
 (tau needs no division per pair; the softmax runs in base 2). Only tiles of the Gram matrix exist (online
 softmax, no N x N tensor); the forward stores the row log-sum-exp.
 
-Backward: delta = sum(do * o, -1) in one pass (`_delta_kernel`, float32 in registers: no float32 copies of
-do and o), then one kernel, one program per (strip of consecutive key blocks of BK, batch * head). It walks its
+Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o), then one
+kernel, one program per (strip of consecutive key blocks of BK, batch * head). It walks its
 key blocks in order and, for each, the query blocks of BQ whose windows reach it, recomputing p from the
 log-sum-exp: each (query, key) pair in the window is scored once. A key block's dk and dv are complete in
 registers after its last tile. A query block's dx is summed in place in dx over the key blocks that reach it
@@ -39,6 +39,7 @@ import triton.language as tl
 
 from kernels.poincare.naive import BALL_EPS
 from kernels.poincare.triton import exp0_triton
+from kernels.row_dot import row_dot
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
 #: programs the backward aims for: strips per batch * head row = cdiv(BWD_PROGRAMS, B * H), fewer where a
@@ -46,8 +47,6 @@ from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 b
 BWD_PROGRAMS = 2048
 #: strips per batch * head row, where set (tests: strip edges on short sequences)
 BWD_STRIPS: int | None = None
-#: rows per program of the backward's first kernel, delta = sum(do * o, -1)
-DELTA_ROWS = 64
 
 
 @triton.jit
@@ -162,15 +161,6 @@ def _window_fwd_kernel(
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     _store(OUT + row0 * DV, offs_m, N, acc / l_safe[:, None], DV, BDV)
     tl.store(LSE + row0 + offs_m, (m_i + tl.math.log2(l_safe)) * 0.6931471805599453, mask=offs_m < N)
-
-
-@triton.jit
-def _delta_kernel(DO, OUT, DELTA, R, DV: tl.constexpr, BR: tl.constexpr, BDV: tl.constexpr):
-    """DO, OUT (the forward's o): (R, DV); DELTA: (R,) float32 = sum(DO * OUT, -1), in one pass over both."""
-    rows = tl.program_id(0).to(tl.int64) * BR + tl.arange(0, BR)
-    do = _load(DO, rows, R, DV, BDV).to(tl.float32)
-    o = _load(OUT, rows, R, DV, BDV).to(tl.float32)
-    tl.store(DELTA + rows, tl.sum(do * o, axis=1), mask=rows < R)
 
 
 @triton.jit
@@ -386,9 +376,7 @@ def _launch_bwd(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
     dv_ = v.shape[-1]
     BD, BDV, bq, bk, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)
     side_rows, strips = _bwd_plan(n, Bsz * H, window, bq, bk)
-    delta = torch.empty(Bsz, H, n, device=x.device, dtype=torch.float32)
-    rows = Bsz * H * n
-    _delta_kernel[(triton.cdiv(rows, DELTA_ROWS),)](do, o, delta, rows, DV=dv_, BR=DELTA_ROWS, BDV=BDV)
+    delta = row_dot(do, o)
     dx = torch.empty(Bsz, H, n, d, device=x.device, dtype=torch.float32)
     dy = torch.empty_like(y)
     dv = torch.empty_like(v)

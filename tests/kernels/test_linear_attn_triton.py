@@ -106,7 +106,7 @@ def test_launch_plan_lists_every_kernel():
     q = torch.empty(1, 1, 1, 64, dtype=torch.bfloat16, device="meta")
     plan = {fn.__name__: (consts, opts) for fn, consts, opts in la_triton._launch_plan(q, q, 64)}
     kernels = {n for n in dir(la_triton) if n.startswith("_la_") and n.endswith("_kernel")}
-    assert set(plan) == kernels and len(kernels) == 6
+    assert set(plan) == kernels | {"_row_dot_kernel"} and len(kernels) == 6  # dden: kernels/row_dot.py
     for name, tiles in la_triton._chunked_cfg(q, q, 64).items():
         assert plan[name] == tiles
 
@@ -175,8 +175,7 @@ def test_backward_op_opcheck(backward):
     q, k, v = _inputs(20, 5, 3, seed=9, heads=1)
     o, den = la_triton._la_fwd_op(q, k, v, 1e-6, 16, backward)
     do = torch.randn(o.shape, generator=torch.Generator().manual_seed(3))
-    dden = -(do * o).sum(-1) / den
-    torch.library.opcheck(la_triton._la_bwd_op, (q, k, v, do, den, dden, 16, backward))
+    torch.library.opcheck(la_triton._la_bwd_op, (q, k, v, do, o, den, 16, backward))
 
 
 @pytest.mark.parametrize("backward", ["sequential", "chunked"])

@@ -234,7 +234,16 @@ class Store:
 
     @retried
     def record_result(self, run_id: str, outcome: dict[str, Any]) -> bool:
-        """Store a run's outcome once; returns False when the run already had a result."""
+        """Store a run's outcome once; returns False when the run already had a result, also when another
+        writer stored it between this one's check and its insert (the unique run id refuses the second)."""
+        try:
+            return self._insert_result(run_id, outcome)
+        except IntegrityError:
+            if self.has_result(run_id):
+                return False
+            raise
+
+    def _insert_result(self, run_id: str, outcome: dict[str, Any]) -> bool:
         with self.session() as s, s.begin():
             if s.get(Result, run_id) is not None:
                 return False

@@ -100,6 +100,32 @@ def test_result_written_once(db_url):
     store.close()
 
 
+def test_a_result_stored_between_the_check_and_the_insert_is_kept_once(db_url, monkeypatch):
+    """Two writers can both find no result and both insert (SQLite takes its write lock at the insert; two
+    study drivers cancelled at once did): the unique run id refuses the second, which then reports the run
+    as already stored instead of raising."""
+    store = Store(db_url)
+    batch = store.create_batch(tiny_spec())
+    run = store.reset_unfinished(batch.id)[0]
+    assert store.record_result(run.id, ok_outcome())  # the other writer's
+    real_get, stale = sa.orm.Session.get, []
+
+    def get_before_the_other_commit(session, entity, ident, *args, **kwargs):
+        if entity is Result and not stale:
+            stale.append(ident)
+            return None
+        return real_get(session, entity, ident, *args, **kwargs)
+
+    monkeypatch.setattr(sa.orm.Session, "get", get_before_the_other_commit)
+    assert not store.record_result(run.id, ok_outcome(tokens_per_s=999.0))
+    monkeypatch.undo()
+    assert stale == [run.id]
+    with store.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Result)) == 1
+        assert s.get(Result, run.id).tokens_per_s == 123.0
+    store.close()
+
+
 def test_a_huge_error_message_is_stored_cut_to_its_bound(db_url):
     store = Store(db_url)
     batch = store.create_batch(tiny_spec())

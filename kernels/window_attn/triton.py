@@ -19,7 +19,7 @@ log-sum-exp: each (query, key) pair in the window is scored once. A key block's 
 registers after its last tile. A query block's dx is summed in place in dx over the key blocks that reach it
 (read-add-write by the one program that owns those rows; no atomics); the rows past the strip that its keys
 reach (cdiv(W - 1, BQ) blocks) go to a side buffer that the launcher adds into the next strip's rows (one
-gather, add and scatter of distinct rows: deterministic). With g = ds / sqrt(tau (1 + tau)) (0 where tau is
+add over a strided view of dx: deterministic). With g = ds / sqrt(tau (1 + tau)) (0 where tau is
 clamped) and kappa = -2 scale sqrt c:
 
     dx_t = kappa rho_t (x_t sum_s g (sigma_s + tau) - sum_s g sigma_s y_s)
@@ -354,6 +354,21 @@ def _bwd_plan(n, bh, window, bq, bk):
     return side, max(1, min(strips, nb // max(triton.cdiv(side, bk), 1)))
 
 
+def _add_side_buffers(dx, side, first):
+    """dx: (BH, n, D) float32, contiguous; side: (BH, strips, rows, D), strip p's partial dx of rows
+    (p + 1) * first + r, r < rows <= first. Adds the rows below n into dx in place, through strided views of
+    it: strips whose rows all lie below n in one add, then the one that ends past n, in part."""
+    bh, n, d = dx.shape
+    strips, rows = side.shape[1], side.shape[2]
+    full = min(max((n - rows) // first, 0), strips - 1)
+    if full:  # rows (p + 1) * first + r of dx, p < full: a view strided by `first` rows
+        stride = (n * d, first * d, d, 1)
+        dx.as_strided((bh, full, rows, d), stride, dx.storage_offset() + first * d).add_(side[:, :full])
+    start = (full + 1) * first
+    if full < strips - 1 and start < n:
+        dx[:, start : min(n, start + rows)] += side[:, full, : n - start]
+
+
 def _launch_fwd(x, y, v, c32, s32, window, block_m, block_n):
     """x, y: (B, H, N, D) ball points; v: (B, H, N, DV); c32, s32: (H,) float32 (all contiguous)
     -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32."""
@@ -387,14 +402,8 @@ def _launch_bwd(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
         x, y, v, c32, s32, do, lse, delta, dx, dy, dv, side, dsc, dc, n, H, window, 1.0 - BALL_EPS,
         D=d, DV=dv_, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, **_bwd_launch(BD, BDV),
     )  # fmt: skip
-    if strips > 1 and side_rows > 0:  # strip p's side buffer: rows (p + 1) * strip * bk + r of dx, r < side_rows
-        first = triton.cdiv(triton.cdiv(n, bk), strips) * bk
-        rows = torch.arange(1, strips, device=dx.device)[:, None] * first + torch.arange(side_rows, device=dx.device)
-        # rows below n, a prefix: those of strips 1..full whole, then part of the next one
-        full = min(max((n - side_rows) // first, 0), strips - 1)
-        kept = full * side_rows + (min(max(n - (full + 1) * first, 0), side_rows) if full < strips - 1 else 0)
-        flat = dx.view(Bsz * H, n, d)
-        flat[:, rows.flatten()[:kept]] += side[:, :-1].reshape(Bsz * H, -1, d)[:, :kept]
+    if strips > 1 and side_rows > 0:
+        _add_side_buffers(dx.view(Bsz * H, n, d), side, triton.cdiv(triton.cdiv(n, bk), strips) * bk)
     return dx, dy, dv, dc.view(Bsz, H, strips).sum((0, 2)), dsc.view(Bsz, H, strips).sum((0, 2))
 
 

@@ -1,6 +1,6 @@
-"""bench/kernels.py end to end on CPU (Triton interpreted, quick sizes): every op measured (scan in a child
-process), each timing the median of 3 interleaved repetitions, JSON complete; the window_attn case's
-flex_attention anchors against the references."""
+"""bench/kernels.py on CPU: end to end (Triton interpreted, quick sizes), every op measured (scan in a child
+process) and the JSON complete; a case's implementations timed in interleaved repetitions, the median one
+kept; --skip-anchors by words; the window_attn case's flex_attention anchors against the references."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +30,7 @@ def test_quick_run_measures_every_op_against_its_reference(tmp_path):
             "--isolate",
             "scan",
             "--repeats",
-            "3",
+            "1",
             "--out",
             str(out),
         ],
@@ -51,7 +52,7 @@ def test_quick_run_measures_every_op_against_its_reference(tmp_path):
             for kind, nbytes in (("fwd", row["bytes_fwd"]), ("fwd_bwd", row["bytes_fwd_bwd"])):
                 timing = row["impls"][impl][kind]
                 assert timing["q20_ms"] <= timing["median_ms"] <= timing["q80_ms"], (row["op"], impl, kind)
-                assert len(timing["repeats_ms"]) == 3 and timing["median_ms"] == sorted(timing["repeats_ms"])[1]
+                assert timing["repeats_ms"] == [timing["median_ms"]]
                 assert abs(timing["GBps"] * 1e9 * timing["median_ms"] * 1e-3 - nbytes) <= 1e-6 * nbytes
         assert row["speedup_vs_ref_fwd"] > 0 and row["speedup_vs_ref_fwd_bwd"] > 0
     isolated = {row["op"] for row in result["rows"] if "child_copy_bandwidth_Bps" in row}
@@ -85,6 +86,42 @@ def test_flex_attention_anchors_are_our_sliding_window_and_score():
     torch.testing.assert_close(anchors[bench_kernels.FLEX_DOT][0](), expected, rtol=1e-5, atol=1e-5)
     expected = window_hyp_attn_ref(q, k, v, c, s, window)
     torch.testing.assert_close(anchors[bench_kernels.FLEX_HYP][0](), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_implementations_are_timed_in_interleaved_repetitions_and_the_median_one_kept(monkeypatch):
+    from bench import kernels as bench_kernels
+
+    calls = []
+    x = torch.ones(4, requires_grad=True)
+
+    def impl(name):
+        def fn():
+            calls.append(name)
+            return x * 2
+
+        return fn
+
+    def case(n, device, dtype, quick):
+        return {"N": n}, {"triton": impl("a"), "torch_ref": impl("b")}, {}, (x,), 16, 32
+
+    monkeypatch.setitem(bench_kernels.CASES, "fake", case)
+    monkeypatch.setitem(bench_kernels.DTYPES, "fake", torch.float32)
+    row = bench_kernels.run_case("fake", 8, "cpu", True, bw=1e9, triton_ok=True, repeats=3)
+    # per repetition and implementation: fwd (a warm-up and 3 timed calls), fwd+bwd (one call that draws the
+    # cotangents, a warm-up and 3 timed)
+    assert calls == (["a"] * 9 + ["b"] * 9) * 3
+    for name in ("triton", "torch_ref"):
+        for kind in ("fwd", "fwd_bwd"):
+            timing = row["impls"][name][kind]
+            assert len(timing["repeats_ms"]) == 3 and timing["median_ms"] == sorted(timing["repeats_ms"])[1]
+
+
+def test_skip_anchors_takes_words_found_in_anchor_names(monkeypatch):
+    from bench import kernels as bench_kernels
+
+    monkeypatch.setattr(bench_kernels, "SKIP_ANCHORS", frozenset(["score_mod"]))
+    assert "," in bench_kernels.FLEX_HYP  # a comma-separated list could not name it whole
+    assert bench_kernels.skipped(bench_kernels.FLEX_HYP) and not bench_kernels.skipped(bench_kernels.FLEX_DOT)
 
 
 def test_repeats_below_one_are_refused_before_anything_runs(tmp_path):

@@ -44,7 +44,6 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from kernels import row_dot as rd  # noqa: E402
 from kernels.backend import triton_interpreted  # noqa: E402
 from kernels.bk_core import lookback as bk  # noqa: E402
 from kernels.linear_attn import triton as la  # noqa: E402
@@ -119,7 +118,7 @@ def kernels(dtype: str, d: int):
     consts = dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
     yield "window_attn", wa._window_fwd_kernel, consts, wa._fwd_launch(BD, BDV)
     BD, BDV, bq, bk, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None, backward=True)
-    yield "window_attn", rd._row_dot_kernel, rd.row_dot_consts(d), {}
+    # the window backward's delta is kernels/row_dot.py's kernel, probed once: with linear attention's plan
     consts = dict(D=d, DV=d, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)
     yield "window_attn", wa._window_bwd_kernel, consts, wa._bwd_launch(BD, BDV)
 

@@ -318,7 +318,7 @@ def _window_bwd_kernel(
 
 def _cfg(d, dv, dtype, window, block_m, block_n, backward=False):
     """Tiles, per program: the forward's BM x BN; the backward's BQ queries x BK keys (block_m, block_n; BK a
-    multiple of BQ). Chosen by bench/window_tiles.py on the H200 (results/kernels/README.md, run 10)."""
+    multiple of BQ). Chosen by bench/tiles.py on the H200 (results/kernels/README.md, run 10)."""
     BD = max(16, triton.next_power_of_2(d))
     BDV = max(16, triton.next_power_of_2(dv))
     wide = max(BD, BDV) > 64
@@ -332,14 +332,14 @@ def _cfg(d, dv, dtype, window, block_m, block_n, backward=False):
 
 def _fwd_launch(BD, BDV):
     """num_warps and num_stages of the forward. H200, (8, 16, N, 64) bf16, 64 x 64 tiles: 2 stages 0.767 ms at
-    16K, 1 stage 0.796, 8 warps ~2x slower (bench/window_tiles.py)."""
+    16K, 1 stage 0.796, 8 warps ~2x slower (bench/tiles.py)."""
     return dict(num_warps=4, num_stages=2)
 
 
 def _bwd_launch(BD, BDV):
     """num_warps and num_stages of the backward. At head dim 64 (32 x 32 tiles), H200, bf16: 4 warps and one
     stage took 3.13 ms at (8, 16, 16384, 64), 16 x 32 tiles 5.09 ms, every 8-warp choice 5.7 ms or more
-    (bench/window_tiles.py); ptxas spills 80 bytes a thread there (sm_90, shared_memory_probe.py), which the
+    (bench/tiles.py); ptxas spills 80 bytes a thread there (sm_90, shared_memory_probe.py), which the
     32 x 32 tiles pay for. At 128 (16 x 16) 4 warps spilled 40 bytes with one stage, 8 warps and 3 stages hold
     218 registers."""
     return dict(num_warps=8, num_stages=3) if max(BD, BDV) > 64 else dict(num_warps=4, num_stages=1)

@@ -128,7 +128,7 @@ def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them
 
 #: register spill (bytes a thread) the window backward may have on the H200, by head dim. At 64 the launcher
 #: takes 32 x 32 tiles that spill (80 bytes, triton 3.9) over 16 x 32 ones that do not: on the H200 they took
-#: 3.13 ms against 5.09 at (8, 16, 16384, 64) bf16 (bench/window_tiles.py, results/kernels/README.md run 10).
+#: 3.13 ms against 5.09 at (8, 16, 16384, 64) bf16 (bench/tiles.py, results/kernels/README.md run 10).
 WINDOW_BWD_SPILL = {64: 128, 128: 0}
 
 

@@ -1,0 +1,173 @@
+"""Time an attention op's launches under tile and launch choices, replayed from CUDA graphs: the measurements
+behind its launcher's choices.
+
+    python bench/tiles.py --op window_attn --sizes 2048,16384 --out results/kernels/window_tiles_h200
+    python bench/tiles.py --op linear_attn --sizes 4096,16384 --out results/kernels/la_tiles_h200
+
+window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x BM keys, warps, stages) times
+the forward launch alone and every backward choice (BQ queries x BK keys, warps, stages) the backward launch
+alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`, `_bwd_launch`).
+
+linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
+and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
+
+A choice that fails to compile or launch (shared memory) is recorded with its error. Prints a table per N
+and kind, fastest first; writes OUT.json (rows, environment, command) after every choice, so a run stopped
+by its time limit keeps what it measured. CUDA only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+LAUNCHES = [(4, 1), (4, 2), (8, 1), (8, 2)]
+WINDOW_FWD_TILES = [(64, 64), (128, 64), (64, 32), (128, 128)]
+WINDOW_BWD_TILES = [(16, 32), (32, 32), (16, 64), (32, 64), (64, 64)]
+#: linear attention's chunked backward, per kernel: the tile constexprs each choice sets
+LA_TILES = {
+    "_la_bwd_states_kernel": [{"BV": bv} for bv in (32, 64, 128)],
+    "_la_bwd_chunk_kernel": [{"BK": bk, "BV": bv} for bk, bv in ((32, 32), (64, 32), (64, 64), (128, 32))],
+    "_la_bwd_chunk_dv_kernel": [{"BK": bk, "BV": bv} for bk, bv in ((64, 32), (64, 64), (128, 32), (128, 64))],
+}
+LA_CHUNKS = [32, 64]
+
+
+def _graph_ms(fn) -> dict:
+    """{"ms": median of CUDA-graph replays of fn} or {"error": ...} when it fails to compile or launch."""
+    import triton.testing
+
+    try:
+        fn()
+        torch.cuda.synchronize()
+        return {"ms": triton.testing.do_bench_cudagraph(fn, rep=50)}
+    except Exception as e:  # noqa: BLE001
+        return {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+
+
+def _randn(*shape, g, scale=1.0, dtype=torch.bfloat16):
+    return (torch.randn(*shape, device=g.device, generator=g) * scale).to(dtype)
+
+
+# ------------------------------------------------------------------------------------------ window attention
+def window_choices(n, device="cuda", B=8, H=16):
+    """(kind, choice, fn) for every window choice at N = n; fn() launches it once."""
+    from kernels.poincare.triton import exp0_triton
+    from kernels.window_attn import triton as wt
+
+    D = 64
+    g = torch.Generator(device=device).manual_seed(0)
+    c = torch.rand(H, device=device, generator=g) + 0.2
+    x, y = (exp0_triton(_randn(B, H, n, D, g=g, scale=0.7 / D**0.5), c.view(1, H, 1, 1)) for _ in range(2))
+    v, s = _randn(B, H, n, D, g=g), torch.rand(H, device=device, generator=g) + 0.5
+    o, lse = wt._launch_fwd(x, y, v, c, s, 64, None, None)
+    do = torch.randn_like(o)
+
+    def patched(name, launch, call):
+        def fn():
+            default = getattr(wt, name)
+            setattr(wt, name, lambda BD, BDV: dict(num_warps=launch[0], num_stages=launch[1]))
+            try:
+                return call()
+            finally:
+                setattr(wt, name, default)
+
+        return fn
+
+    for tiles in WINDOW_FWD_TILES:
+        for launch in LAUNCHES:
+            call = lambda t=tiles: wt._launch_fwd(x, y, v, c, s, 64, *t)  # noqa: E731
+            yield "fwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_fwd_launch", launch, call)
+    for tiles in WINDOW_BWD_TILES:
+        for launch in LAUNCHES:
+            call = lambda t=tiles: wt._launch_bwd(do, o, x, y, v, c, s, lse, 64, *t)  # noqa: E731
+            yield "bwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_bwd_launch", launch, call)
+
+
+# ------------------------------------------------------------------------------------------ linear attention
+def linear_attn_choices(n, device="cuda", B=8, H=16):
+    """(kind, choice, fn) for every chunked-backward choice at N = n; kind is the kernel varied (or "chunk");
+    fn() launches it once."""
+    from kernels.linear_attn import triton as la
+    from kernels.row_dot import row_dot
+
+    D = 128
+    g = torch.Generator(device=device).manual_seed(0)
+    q, k, v = (_randn(B, H, n, D, g=g) for _ in range(3))
+    o, den = la._launch_fwd(q, k, v, 1e-6, 64)
+    do = torch.randn_like(o)
+    dden = -row_dot(do, o) / den
+    default_cfg = la._chunked_cfg
+
+    def with_cfg(chunk, kernel=None, consts=None, launch=None):
+        def cfg(q_, v_, _chunk):
+            tiles = default_cfg(q_, v_, chunk)
+            if kernel:
+                c, opts = tiles[kernel]
+                tiles[kernel] = (c | consts, dict(num_warps=launch[0], num_stages=launch[1]))
+            return tiles
+
+        def fn():
+            la._chunked_cfg = cfg
+            try:
+                return la._launch_bwd_chunked(q, k, v, do, den, dden, chunk)
+            finally:
+                la._chunked_cfg = default_cfg
+
+        return fn
+
+    for chunk in LA_CHUNKS:
+        yield "chunk", {"chunk": chunk}, with_cfg(chunk)
+    for kernel, choices in LA_TILES.items():
+        for consts in choices:
+            for launch in LAUNCHES + [(4, 3)]:
+                choice = consts | {"warps": launch[0], "stages": launch[1]}
+                yield kernel, choice, with_cfg(64, kernel, consts, launch)
+
+
+CHOICES = {"window_attn": window_choices, "linear_attn": linear_attn_choices}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--op", choices=sorted(CHOICES), default="window_attn")
+    p.add_argument("--sizes", default="2048,16384")
+    p.add_argument("--out", type=Path, default=None, help="OUT.json (default results/kernels/<op>_tiles)")
+    args = p.parse_args(argv)
+    out = args.out or ROOT / f"results/kernels/{args.op}_tiles"
+    rows = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        for kind, choice, fn in CHOICES[args.op](n):
+            t0 = time.perf_counter()
+            rows.append({"N": n, "kind": kind} | choice | _graph_ms(fn))
+            print(f"[{time.perf_counter() - t0:5.1f} s] {rows[-1]}", file=sys.stderr, flush=True)
+            write(out, rows)
+        for kind in dict.fromkeys(r["kind"] for r in rows if r["N"] == n):
+            print(f"N={n} {kind}: fastest first")
+            mine = [r for r in rows if r["N"] == n and r["kind"] == kind]
+            for r in sorted(mine, key=lambda r: r.get("ms", float("inf"))):
+                choice = {k: v for k, v in r.items() if k not in ("N", "kind", "ms", "error")}
+                print(f"  {choice}  {r['ms']:.4f} ms" if "ms" in r else f"  {choice}  {r['error']}")
+
+
+def write(out: Path, rows: list[dict]) -> None:
+    """OUT.json: this command, the rows so far and the machine."""
+    from orchestrator.environment import collect
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"command": " ".join([sys.executable, *sys.argv]), "rows": rows, "environment": collect("cuda")}
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""bench/tiles.py's choices under the Triton interpreter (CPU, tiny shapes): each kind's first and last choice
+runs through its launcher and leaves the launcher's own configuration as it found it. (The timing replays
+CUDA graphs: GPU only.)"""
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+
+from bench import tiles  # noqa: E402
+from kernels.linear_attn import triton as la  # noqa: E402
+from kernels.window_attn import triton as wt  # noqa: E402
+
+
+def ends_of_each_kind(choices):
+    by_kind: dict = {}
+    for kind, choice, fn in choices:
+        by_kind.setdefault(kind, []).append((choice, fn))
+    return {kind: [items[0], items[-1]] for kind, items in by_kind.items()}
+
+
+@pytest.mark.parametrize("op", sorted(tiles.CHOICES))
+def test_each_kinds_choices_launch_and_restore_the_launcher(op):
+    defaults = (wt._fwd_launch, wt._bwd_launch, la._chunked_cfg)
+    ends = ends_of_each_kind(tiles.CHOICES[op](33, "cpu", B=1, H=2))
+    expected = {"window_attn": {"fwd", "bwd"}, "linear_attn": {"chunk", *tiles.LA_TILES}}[op]
+    assert set(ends) == expected
+    for kind, items in ends.items():
+        for choice, fn in items:
+            out = fn()  # the forward's (o, lse), the backwards' gradients, dq or dx first: (B, H, N, D)
+            assert out[0].shape[:3] == (1, 2, 33), (kind, choice)
+    assert (wt._fwd_launch, wt._bwd_launch, la._chunked_cfg) == defaults

@@ -1,8 +1,9 @@
 """Triton flash-style causal sliding-window attention scored by the Poincare distance.
 
-q and k enter the ball with the Triton exp0 (kernels.poincare, per-head c); the kernels then see ball points
-x = exp0(q), y = exp0(k). With a = |x|^2, b = |y|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per
-column; 1 - c a floored at 1e-15), for s in (t - W, t]:
+q and k enter the ball with the Triton exp0 (kernels.poincare's row map, per-head c) inside the forward op, whose
+backward runs exp0's backward on the float32 dx; the attention kernels see ball points x = exp0(q), y = exp0(k).
+With a = |x|^2, b = |y|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored at
+1e-15), for s in (t - W, t]:
 
     tau = c (a + b - 2<x,y>) rho sigma, clamped to [Z2_MIN, umax^2/(1 - umax^2)]
     d_ts = (2/sqrt c) asinh(sqrt tau) = (1/sqrt c) ln(1 + 2 tau + 2 sqrt(tau (1 + tau)))
@@ -38,7 +39,7 @@ import triton
 import triton.language as tl
 
 from kernels.poincare.naive import BALL_EPS
-from kernels.poincare.triton import exp0_triton
+from kernels.poincare.triton import _rowmap_bwd, _rowmap_fwd
 from kernels.row_dot import row_dot
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
@@ -410,26 +411,41 @@ def _launch_bwd(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
 # Custom ops: dynamo and AOT autograd see each launch as one opaque op (fake tensors give the shapes).
 
 
+def _head_rows(c, t):
+    """c: (H,) float32; t: (B, H, N, D) -> c per row of t, (B * H * N,) contiguous (the Poincare launchers')."""
+    Bsz, H, n, _ = t.shape
+    return c.view(1, H, 1).expand(Bsz, H, n).reshape(-1)
+
+
+def _rows(t):
+    return t.view(-1, t.shape[-1])
+
+
 @torch.library.custom_op("phasebench::window_hyp_attn_fwd", mutates_args=())
 def window_hyp_attn_fwd(
-    x: torch.Tensor,
-    y: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
     v: torch.Tensor,
     c: torch.Tensor,
     scale: torch.Tensor,
     window: int,
     block_m: int | None,
     block_n: int | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """x, y: (B, H, N, D) ball points (one dtype); v: (B, H, N, DV); c, scale: (H,) float32; all contiguous
-    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32."""
-    return _launch_fwd(x, y, v, c, scale, window, block_m, block_n)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q, k: (B, H, N, D) tangent vectors (one dtype); v: (B, H, N, DV); c, scale: (H,) float32; all contiguous
+    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, and the ball points x = exp0(q), y = exp0(k)
+    that the backward reads (two launches of kernels.poincare's row map, then the attention's)."""
+    rows = _head_rows(c, q)
+    x, y = (_rowmap_fwd(_rows(t), rows, False, 0.0).view(t.shape) for t in (q, k))
+    return (*_launch_fwd(x, y, v, c, scale, window, block_m, block_n), x, y)
 
 
 @torch.library.custom_op("phasebench::window_hyp_attn_bwd", mutates_args=())
 def window_hyp_attn_bwd(
     do: torch.Tensor,
     o: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
     v: torch.Tensor,
@@ -440,37 +456,40 @@ def window_hyp_attn_bwd(
     block_m: int | None,
     block_n: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """do, o: (B, H, N, DV) in v's dtype; the rest as window_hyp_attn_fwd's, all contiguous -> dx: (B, H, N, D)
-    float32, dy: like y, dv: like v, dc, dscale: (H,) float32."""
-    return _launch_bwd(do, o, x, y, v, c, scale, lse, window, block_m, block_n)
+    """do, o: (B, H, N, DV) in v's dtype; the rest as window_hyp_attn_fwd's inputs and outputs, all contiguous
+    -> dq: like q, dk: like k, dv: like v, dc, dscale: (H,) float32. The attention's dx goes to exp0's
+    backward in float32, as the kernel sums it (no cast in between)."""
+    dx, dy, dv, dc, dsc = _launch_bwd(do, o, x, y, v, c, scale, lse, window, block_m, block_n)
+    rows = _head_rows(c, q)
+    dq, dc_q = _rowmap_bwd(_rows(q), rows, _rows(dx), False, 0.0)
+    dk, dc_k = _rowmap_bwd(_rows(k), rows, _rows(dy), False, 0.0)
+    dc = dc + (dc_q + dc_k).view(q.shape[:-1]).sum((0, 2))
+    return dq.view(q.shape), dk.view(k.shape), dv, dc, dsc
 
 
 @window_hyp_attn_fwd.register_fake
-def _(x, y, v, c, scale, window, block_m, block_n):
-    o = v.new_empty((*x.shape[:-1], v.shape[-1]))
-    return o, x.new_empty(x.shape[:-1], dtype=torch.float32)
+def _(q, k, v, c, scale, window, block_m, block_n):
+    o = v.new_empty((*q.shape[:-1], v.shape[-1]))
+    return o, q.new_empty(q.shape[:-1], dtype=torch.float32), torch.empty_like(q), torch.empty_like(k)
 
 
 @window_hyp_attn_bwd.register_fake
-def _(do, o, x, y, v, c, scale, lse, window, block_m, block_n):
-    dx = x.new_empty(x.shape, dtype=torch.float32)
-    return dx, torch.empty_like(y), torch.empty_like(v), torch.empty_like(c), torch.empty_like(scale)
+def _(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n):
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(c), torch.empty_like(scale)
 
 
 def _fwd_setup_context(ctx, inputs, output):
-    x, y, v, c, scale, window, block_m, block_n = inputs
-    o, lse = output
-    ctx.mark_non_differentiable(lse)
-    ctx.save_for_backward(x, y, v, c, scale, o, lse)
+    q, k, v, c, scale, window, block_m, block_n = inputs
+    o, lse, x, y = output
+    ctx.mark_non_differentiable(lse, x, y)
+    ctx.save_for_backward(q, k, x, y, v, c, scale, o, lse)
     ctx.meta = (window, block_m, block_n)
 
 
-def _fwd_backward(ctx, do, _dlse):
-    x, y, v, c, scale, o, lse = ctx.saved_tensors
-    window, block_m, block_n = ctx.meta
+def _fwd_backward(ctx, do, _dlse, _dx, _dy):
+    q, k, x, y, v, c, scale, o, lse = ctx.saved_tensors
     do = do.to(v.dtype).contiguous()
-    dx, dy, dv, dc, dsc = window_hyp_attn_bwd(do, o, x, y, v, c, scale, lse, window, block_m, block_n)
-    return dx.to(x.dtype), dy, dv, dc, dsc, None, None, None
+    return *window_hyp_attn_bwd(do, o, q, k, x, y, v, c, scale, lse, *ctx.meta), None, None, None
 
 
 window_hyp_attn_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
@@ -489,11 +508,7 @@ def window_hyp_attn_triton(
     """q, k, v: (B, H, N, D) tangent vectors; c, scale: (H,) > 0 -> o: (B, H, N, D) in v's dtype."""
     if q.shape[-2] == 0:
         return v.clone()
-    H = q.shape[1]
-    ch = c.reshape(1, H, 1, 1)
-    x = exp0_triton(q, ch).contiguous()
-    y = exp0_triton(k.to(q.dtype), ch).contiguous()
     # the float32 casts carry the grads of c and scale back to their own dtype
     c32, s32 = c.float().contiguous(), scale.float().contiguous()
-    o, _ = window_hyp_attn_fwd(x, y, v.contiguous(), c32, s32, int(window), block_m, block_n)
-    return o
+    q, k = q.contiguous(), k.to(q.dtype).contiguous()
+    return window_hyp_attn_fwd(q, k, v.contiguous(), c32, s32, int(window), block_m, block_n)[0]

@@ -127,10 +127,9 @@ def test_heads_above_the_tile_limit_take_the_reference(monkeypatch, head_dim, ke
 
 
 def _op_inputs(n=20, d=4, dv=3, h=2, seed=11):
-    # what window_hyp_attn_triton hands the forward op: contiguous ball points, v, float32 c and scale
+    # what window_hyp_attn_triton hands the forward op: contiguous tangent q, k, v, float32 c and scale
     q, k, v, c, s = _inputs(n, d=d, h=h, seed=seed)
-    ch = c.reshape(1, h, 1, 1)
-    return [exp0(q[:1], ch), exp0(k[:1], ch), v[:1, ..., :dv].contiguous(), c, s]
+    return [q[:1].contiguous(), k[:1].contiguous(), v[:1, ..., :dv].contiguous(), c, s]
 
 
 def test_opcheck_forward_op():
@@ -140,11 +139,15 @@ def test_opcheck_forward_op():
 
 
 def test_opcheck_backward_op():
-    x, y, v, c, s = _op_inputs()
-    o, lse = wa_triton.window_hyp_attn_fwd(x, y, v, c, s, 6, 16, 8)
+    q, k, v, c, s = _op_inputs()
+    o, lse, x, y = wa_triton.window_hyp_attn_fwd(q, k, v, c, s, 6, 16, 8)
+    ch = c.reshape(1, 2, 1, 1)
+    torch.testing.assert_close(x, exp0(q, ch))
+    torch.testing.assert_close(y, exp0(k, ch))
     do = torch.randn(o.shape, generator=torch.Generator().manual_seed(2))
     # not differentiable (no double backward): its inputs do not require grad
-    torch.library.opcheck(torch.ops.phasebench.window_hyp_attn_bwd.default, (do, o, x, y, v, c, s, lse, 6, 16, 8))
+    args = (do, o, q, k, x, y, v, c, s, lse, 6, 16, 8)
+    torch.library.opcheck(torch.ops.phasebench.window_hyp_attn_bwd.default, args)
 
 
 def test_compiled_fullgraph_matches_eager():

@@ -19,6 +19,7 @@ by its time limit keeps what it measured. CUDA only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -55,6 +56,17 @@ def _graph_ms(fn) -> dict:
         return {"error": f"{type(e).__name__}: {str(e)[:200]}"}
 
 
+@contextlib.contextmanager
+def swapped(module, name, value):
+    """module.name is `value` inside the block (a launcher's choice, while one launch compiles and runs)."""
+    default = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, default)
+
+
 def _randn(*shape, g, scale=1.0, dtype=torch.bfloat16):
     return (torch.randn(*shape, device=g.device, generator=g) * scale).to(dtype)
 
@@ -75,12 +87,8 @@ def window_choices(n, device="cuda", B=8, H=16):
 
     def patched(name, launch, call):
         def fn():
-            default = getattr(wt, name)
-            setattr(wt, name, lambda BD, BDV: dict(num_warps=launch[0], num_stages=launch[1]))
-            try:
+            with swapped(wt, name, lambda BD, BDV: dict(num_warps=launch[0], num_stages=launch[1])):
                 return call()
-            finally:
-                setattr(wt, name, default)
 
         return fn
 
@@ -118,11 +126,8 @@ def linear_attn_choices(n, device="cuda", B=8, H=16):
             return tiles
 
         def fn():
-            la._chunked_cfg = cfg
-            try:
+            with swapped(la, "_chunked_cfg", cfg):
                 return la._launch_bwd_chunked(q, k, v, do, den, dden, chunk)
-            finally:
-                la._chunked_cfg = default_cfg
 
         return fn
 

@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 
 from kernels.poincare.naive import BALL_EPS
-from kernels.poincare.triton import _rowmap_bwd, _rowmap_fwd
+from kernels.poincare.triton import _curv_rows, _rowmap_bwd, _rowmap_fwd
 from kernels.row_dot import row_dot
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
@@ -408,13 +408,12 @@ def _launch_bwd(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
     return dx, dy, dv, dc.view(Bsz, H, strips).sum((0, 2)), dsc.view(Bsz, H, strips).sum((0, 2))
 
 
-# Custom ops: dynamo and AOT autograd see each launch as one opaque op (fake tensors give the shapes).
+# Custom ops: dynamo and AOT autograd see each op as opaque (fake tensors give the shapes).
 
 
 def _head_rows(c, t):
-    """c: (H,) float32; t: (B, H, N, D) -> c per row of t, (B * H * N,) contiguous (the Poincare launchers')."""
-    Bsz, H, n, _ = t.shape
-    return c.view(1, H, 1).expand(Bsz, H, n).reshape(-1)
+    """c: (H,) float32; t: (B, H, N, D) -> c per row of t, (B * H * N,), as the Poincare launchers take it."""
+    return _curv_rows(c.view(1, -1, 1, 1), t)
 
 
 def _rows(t):

@@ -118,21 +118,23 @@ def case_scan(n, device, dtype, quick):
     impls = {"triton": lambda: diag_scan_triton(a, b), "torch_ref": lambda: diag_scan_ref(a, b)}
     anchors = {}
     if not quick and device == "cuda":
-        try:
-            from accelerated_scan.scalar import scan as scan_triton_anchor
-
-            anchors["accelerated_scan.triton"] = lambda: scan_triton_anchor(a, b)
-        except Exception as e:  # noqa: BLE001
-            anchors["accelerated_scan.triton"] = f"missing: {type(e).__name__}: {e}"
-        try:
-            from accelerated_scan.warp import scan as scan_warp_anchor
-
-            anchors["accelerated_scan.warp"] = lambda: scan_warp_anchor(a, b)
-        except Exception as e:  # noqa: BLE001
-            anchors["accelerated_scan.warp"] = f"missing: {type(e).__name__}: {e}"
+        # a skipped anchor is not imported: importing the warp backend compiles its CUDA extension (nvcc)
+        for name, module in (("accelerated_scan.triton", "scalar"), ("accelerated_scan.warp", "warp")):
+            anchors[name] = "skipped" if skipped(name) else _scan_anchor(module, a, b)
     shape = {"B": B, "C": C, "N": n, "dtype": "float32"}
     # fwd: read a, b, write h; bwd: read a, h, dh, write da, db
     return shape, impls, anchors, (a, b), 3 * numel * 4, 8 * numel * 4
+
+
+def _scan_anchor(module, a, b):
+    """accelerated_scan.<module>'s scan of (a, b) as a callable, or why it is missing."""
+    import importlib
+
+    try:
+        scan = importlib.import_module(f"accelerated_scan.{module}").scan
+    except Exception as e:  # noqa: BLE001
+        return f"missing: {type(e).__name__}: {e}"
+    return lambda: scan(a, b)
 
 
 def case_bk_core(n, device, dtype, quick):
@@ -505,13 +507,21 @@ def run_case_in_child(op, n, args):
         )
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if not out.exists():
-            raise RuntimeError(f"child exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+            raise RuntimeError(_child_failure(proc))
         child = json.loads(out.read_text())
     row = child["rows"][0] if child["rows"] else {"op": op, "shape": {"N": n}, "impls": {}}
     row["child_copy_bandwidth_Bps"] = child["copy_bandwidth_Bps"]
     if proc.returncode != 0:
-        row["error"] = f"child exited {proc.returncode}: {proc.stderr.strip()[-300:]}"
+        row["error"] = _child_failure(proc)
     return row
+
+
+def _child_failure(proc) -> str:
+    """How a child case ended: its exit code, the last step its progress lines named (which implementation
+    was running) and the end of its stderr."""
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    during = f" during {steps[-1].split('] ', 1)[-1]!r}" if steps else ""
+    return f"child exited {proc.returncode}{during}: {proc.stderr.strip()[-300:]}"
 
 
 def environment(argv, device):

@@ -13,7 +13,8 @@ and, one kernel at a time with the others as `_chunked_cfg` has them, each kerne
 
 A choice that fails to compile or launch (shared memory) is recorded with its error. Prints a table per N
 and kind, fastest first; writes OUT.json (rows, environment, command) after every choice, so a run stopped
-by its time limit keeps what it measured. CUDA only.
+by its time limit keeps what it measured. `--kinds` times only the kinds named (a launch that faults leaves the
+process's CUDA context unusable: time a suspect kind in a process of its own). CUDA only.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ WINDOW_BWD_TILES = [(16, 32), (32, 32), (16, 64), (32, 64), (64, 64)]
 LA_TILES = {
     "_la_bwd_states_kernel": [{"BV": bv} for bv in (32, 64, 128)],
     "_la_bwd_chunk_kernel": [{"BK": bk, "BV": bv} for bk, bv in ((32, 32), (64, 32), (64, 64), (128, 32))],
-    "_la_bwd_chunk_dv_kernel": [{"BK": bk, "BV": bv} for bk, bv in ((64, 32), (64, 64), (128, 32), (128, 64))],
+    # key tiles narrower than the head (64 of 128) faulted on the H200 (illegal address, run 11): timed last
+    "_la_bwd_chunk_dv_kernel": [{"BK": bk, "BV": bv} for bk, bv in ((128, 64), (128, 32), (64, 64), (64, 32))],
 }
 LA_CHUNKS = [32, 64]
 
@@ -148,11 +150,15 @@ def main(argv=None):
     p.add_argument("--op", choices=sorted(CHOICES), default="window_attn")
     p.add_argument("--sizes", default="2048,16384")
     p.add_argument("--out", type=Path, default=None, help="OUT.json (default results/kernels/<op>_tiles)")
+    p.add_argument("--kinds", default="", help="comma-separated kinds to time (default all): fwd, bwd, chunk, a kernel")
     args = p.parse_args(argv)
+    kinds = set(filter(None, args.kinds.split(",")))
     out = args.out or ROOT / f"results/kernels/{args.op}_tiles"
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         for kind, choice, fn in CHOICES[args.op](n):
+            if kinds and kind not in kinds:
+                continue
             t0 = time.perf_counter()
             rows.append({"N": n, "kind": kind} | choice | _graph_ms(fn))
             print(f"[{time.perf_counter() - t0:5.1f} s] {rows[-1]}", file=sys.stderr, flush=True)

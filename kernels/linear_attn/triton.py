@@ -480,24 +480,25 @@ def _chunked_cfg(q, v, chunk_size):
     """Tiles of the chunk-parallel backward: {kernel name: (constexprs, launch options)}.
 
     Its chunk is the forward's capped at 64 (a tile of this backward only: the gradients are the same sums
-    in another order). The state pass keeps the full key width (one program carries a BK x BV state);
-    the dq/dk kernel splits keys into blocks of at most 64 and loops over value tiles of at most 32; the
-    dv kernel splits values into blocks of at most 64 and loops over key tiles of at most 128. On sm_90
-    these compile without register spill in bf16 and fp16 at head dims 64 and 128 (float32 may spill),
-    with or without 16-byte alignment of the pointers; value tiles of 64 in the dq/dk kernel sit at 255
-    registers there and spill 32 bytes in fp16 at head dim 128. Which spill-free tiles are fastest is for
-    a GPU to measure.
+    in another order). The state pass keeps the full key width (one program carries a BK x BV state) with
+    value blocks of at most 128 (64 in float32); the dq/dk kernel splits keys into blocks of at most 32 and
+    loops over value tiles of at most 32, with 4 warps and 3 stages; the dv kernel splits values into blocks of
+    at most 64 and loops over key tiles of at most 128. Chosen by bench/tiles.py on the H200 at (8, 16, N, 128) bf16
+    (results/kernels/README.md, run 11): the fastest choices among those that compile without register spill
+    on sm_90 in bf16 and fp16 at head dims 64 and 128 (tests/kernels/test_shared_memory.py; float32 may
+    spill). 4-warp dq/dk tiles of 64 keys were up to 3 % faster there but spill 104-560 bytes a thread.
     """
     dk, dv = q.shape[-1], v.shape[-1]
     BT = min(64, max(16, triton.next_power_of_2(int(chunk_size))))
     prec = "ieee" if v.dtype == torch.float32 else "tf32"
     pk, pv = max(16, triton.next_power_of_2(dk)), max(16, triton.next_power_of_2(dv))
-    states = dict(DK=dk, DV=dv, BT=BT, BK=pk, BV=min(64, pv), PREC=prec)
-    dqk = dict(DK=dk, DV=dv, BT=BT, BK=min(64, pk), BV=min(32, pv), PREC=prec)
+    # float32 states of 128 x 128 would need 131 KB of shared memory, above an sm_89's 99 KB
+    states = dict(DK=dk, DV=dv, BT=BT, BK=pk, BV=min(64 if v.dtype == torch.float32 else 128, pv), PREC=prec)
+    dqk = dict(DK=dk, DV=dv, BT=BT, BK=min(32, pk), BV=min(32, pv), PREC=prec)
     dv_ = dict(DK=dk, DV=dv, BT=BT, BK=min(128, pk), BV=min(64, pv), PREC=prec)
     return {
         "_la_bwd_states_kernel": (states, dict(num_warps=4 if pk * states["BV"] <= 64 * 64 else 8, num_stages=2)),
-        "_la_bwd_chunk_kernel": (dqk, dict(num_warps=8 if BT * dqk["BK"] >= 32 * 64 else 4, num_stages=2)),
+        "_la_bwd_chunk_kernel": (dqk, dict(num_warps=4, num_stages=3)),
         "_la_bwd_chunk_dv_kernel": (dv_, dict(num_warps=8 if BT * dv_["BK"] >= 64 * 128 else 4, num_stages=2)),
     }
 

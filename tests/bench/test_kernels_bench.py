@@ -131,3 +131,18 @@ def test_repeats_below_one_are_refused_before_anything_runs(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith("--repeats: must be at least 1 (got 0)")
     assert not out.exists()
+
+
+def test_a_failed_child_case_names_the_implementation_it_was_running():
+    from bench import kernels as bench_kernels
+
+    script = (
+        "import sys\n"
+        "print('[   1.0 s] scan N=1024: inputs and anchors', file=sys.stderr)\n"
+        "print('[   2.0 s] scan N=1024: triton (repetition 1 of 3)', file=sys.stderr)\n"
+        "sys.exit('RuntimeError: an illegal memory access was encountered')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    message = bench_kernels._child_failure(proc)
+    assert message.startswith("child exited 1 during 'scan N=1024: triton (repetition 1 of 3)': ")
+    assert message.endswith("an illegal memory access was encountered")

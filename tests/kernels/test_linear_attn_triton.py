@@ -92,10 +92,14 @@ def test_chunked_backward_split_tiles_match_quadratic(monkeypatch, dk, dv):
 
 
 def test_chunked_backward_launcher_tiles_at_head_dim_128():
-    # the launcher's own tiles at the benchmark's head dim: two key blocks in the dq/dk grid, four value
-    # tiles of 32 in its loop; 37 rows = 3 chunks of 16, the last ragged
-    tiles = la_triton._chunked_cfg(torch.empty(1, 128, device="meta"), torch.empty(1, 128, device="meta"), 16)
-    assert tiles["_la_bwd_chunk_kernel"][0]["BK"] == 64 and tiles["_la_bwd_chunk_kernel"][0]["BV"] == 32
+    # the launcher's own tiles at the benchmark's head dim: four key blocks in the dq/dk grid, four value
+    # tiles of 32 in its loop, two state value blocks (one in 16-bit dtypes); 37 rows = 3 chunks of 16, the
+    # last ragged
+    meta = torch.empty(1, 128, device="meta")
+    tiles = la_triton._chunked_cfg(meta, meta, 16)
+    assert tiles["_la_bwd_chunk_kernel"][0]["BK"] == 32 and tiles["_la_bwd_chunk_kernel"][0]["BV"] == 32
+    assert tiles["_la_bwd_states_kernel"][0]["BV"] == 64
+    assert la_triton._chunked_cfg(meta.bfloat16(), meta.bfloat16(), 16)["_la_bwd_states_kernel"][0]["BV"] == 128
     q, k, v = _inputs(37, 128, 128, seed=12, heads=1)
     w = torch.randn(2, 1, 37, 128, generator=torch.Generator().manual_seed(6))
     _assert_matches_quadratic(q, k, v, w, chunk_size=16, backward="chunked")

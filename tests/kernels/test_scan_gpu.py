@@ -27,7 +27,7 @@ def _run(a, b, reverse):
     return h, ga, gb, w
 
 
-@pytest.mark.parametrize("n", [1, 130, 4096, 16384])
+@pytest.mark.parametrize("n", [1, 130, 1024, 4096, 16384])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_scan_fp32_against_reference(n, reverse):
     from kernels.scan import diag_scan_ref

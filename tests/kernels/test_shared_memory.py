@@ -48,7 +48,7 @@ ARCHS = ",".join(map(str, sorted(set(COMPILED_FOR.values()))))
 #: phase8's head dim (d_model / n_heads of the example studies) and the largest the dispatcher admits
 #: (the benchmark's); heads in between are padded to the tiles of the larger
 HEAD_DIMS = (64, ATTENTION_MAX_HEAD_DIM)
-KERNELS_PER_DTYPE = {"window_attn": 2, "poincare": 4}  # linear attention: however many its launch plan has
+KERNELS_PER_DTYPE = {"window_attn": 4, "poincare": 4}  # linear attention: however many its launch plan has
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -126,24 +126,52 @@ def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them
     assert all(n["head_dim"] == HEAD_DIMS[0] and n["shared"] > 0 for n in compiled)
 
 
-#: register spill (bytes a thread) the window backward may have on the H200, by head dim. At 64 the launcher
-#: takes 32 x 32 tiles that spill (80 bytes, triton 3.9) over 16 x 32 ones that do not: on the H200 they took
-#: 3.13 ms against 5.09 at (8, 16, 16384, 64) bf16 (bench/tiles.py, results/kernels/README.md run 10).
-WINDOW_BWD_SPILL = {64: 128, 128: 0}
+#: register spill (bytes a thread) each window backward kernel may have on the H200, by head dim, as the probe
+#: compiles it. The strips: at 64 the launcher takes 32 x 32 tiles that spill (80 bytes, triton 3.9; 40 since
+#: the split backward's helpers reordered its dots) over 16 x 32 ones that do not: on the H200 they took 3.13 ms
+#: against 5.09 at (8, 16, 16384, 64) bf16 (bench/tiles.py, results/kernels/README.md run 10). The split
+#: kernels (not timed yet) spill 248 (dk/dv) and 32 (dx) bytes at 64, 88 and 40 at 128, compiled as here, for
+#: pointers and sizes of unknown divisibility; compiled as a launch at the benchmark's shapes specialises them
+#: (shared_memory_probe.py --aligned), neither spills at 64 or 128 (165-168 registers).
+WINDOW_BWD_SPILL = {
+    "_window_bwd_kernel": {64: 128, 128: 0},
+    "_window_bwd_dkdv_kernel": {64: 256, 128: 96},
+    "_window_bwd_dq_kernel": {64: 64, 128: 64},
+}
 
 
 @pytest.mark.parametrize("head_dim", HEAD_DIMS)
 def test_the_window_backward_spills_no_more_than_measured_on_the_h200(needs, head_dim):
-    """The window backward at bf16, tiled and launched as its launcher does (wa._cfg, wa._bwd_launch): its one
-    kernel holds a key block's dk, dv and a query tile's scores in registers."""
+    """The window backward at bf16, tiled and launched as its launchers do (wa._cfg and wa._bwd_launch;
+    wa._split_plan): the strip kernel holds a key block's dk, dv and a query tile's scores in registers, the
+    split kernels a key block's dk, dv or a query block's dx."""
     backward = {
         n["kernel"]: n
         for n in needs
         if n["kernel"].startswith("_window_bwd") and (n["dtype"], n["head_dim"], n["arch"]) == ("bf16", head_dim, 90)
     }
-    assert set(backward) == {"_window_bwd_kernel"}, backward
-    limit = WINDOW_BWD_SPILL[head_dim]
-    assert all(n["spill"] <= limit and 0 < n["registers"] <= 255 for n in backward.values()), backward
+    assert set(backward) == set(WINDOW_BWD_SPILL), backward
+    within = {k: n["spill"] <= WINDOW_BWD_SPILL[k][head_dim] and 0 < n["registers"] <= 255 for k, n in backward.items()}
+    over = {k: backward[k] for k, ok in within.items() if not ok}
+    assert not over, over
+
+
+#: linear attention's default backward (backward="chunked"), launched with _chunked_cfg's tiles
+LA_CHUNKED_BWD = {"_la_bwd_states_kernel", "_la_bwd_chunk_kernel", "_la_bwd_chunk_dv_kernel"}
+
+
+@pytest.mark.parametrize("head_dim", HEAD_DIMS)
+def test_the_linear_attention_backward_keeps_its_registers(needs, head_dim):
+    """The chunk-parallel backward at bf16 spills nothing on the H200 (sm_90): its tiles were chosen among the
+    spill-free ones there (la._chunked_cfg; fp16 compiles alike). On sm_80 the 4-warp dq/dk kernel spills 72
+    bytes a thread (24 in fp16): Ampere's mma tiles hold more registers than Hopper's wgmma ones."""
+    backward = {
+        n["kernel"]: n
+        for n in needs
+        if n["kernel"] in LA_CHUNKED_BWD and (n["dtype"], n["head_dim"], n["arch"]) == ("bf16", head_dim, 90)
+    }
+    assert set(backward) == LA_CHUNKED_BWD
+    assert all(n["spill"] == 0 and 0 < n["registers"] <= 255 for n in backward.values()), backward
 
 
 @pytest.mark.parametrize("op", ["linear_attn", "window_attn", "poincare"])

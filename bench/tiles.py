@@ -5,8 +5,10 @@ behind its launcher's choices.
     python bench/tiles.py --op linear_attn --sizes 4096,16384 --out results/kernels/la_tiles_h200
 
 window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x BM keys, warps, stages) times
-the forward launch alone and every backward choice (BQ queries x BK keys, warps, stages) the backward launch
-alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`, `_bwd_launch`).
+the forward launch alone and every backward choice (BQ queries x BK keys, warps, stages) the strip backward
+alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`, `_bwd_launch`); the kinds split_dkdv and split_dq
+time the split backward (`BWD_SCHEME = "split"`, both kernels) with one kernel's tiles and launch varied
+(`_split_tiles`, `_dkdv_launch`, `_dq_launch`).
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
@@ -36,6 +38,9 @@ import torch  # noqa: E402
 LAUNCHES = [(4, 1), (4, 2), (8, 1), (8, 2)]
 WINDOW_FWD_TILES = [(64, 64), (128, 64), (64, 32), (128, 128)]
 WINDOW_BWD_TILES = [(16, 32), (32, 32), (16, 64), (32, 64), (64, 64)]
+#: the split backward's kernels (BQ queries x BK keys), each varied with the other at _split_tiles' choice
+WINDOW_SPLIT_TILES = [(32, 32), (32, 64), (64, 32), (64, 64), (16, 64)]
+WINDOW_SPLIT_KERNELS = {"split_dkdv": (0, "_dkdv_launch"), "split_dq": (1, "_dq_launch")}
 #: linear attention's chunked backward, per kernel: the tile constexprs each choice sets
 LA_TILES = {
     "_la_bwd_states_kernel": [{"BV": bv} for bv in (32, 64, 128)],
@@ -102,6 +107,28 @@ def window_choices(n, device="cuda", B=8, H=16):
         for launch in LAUNCHES:
             call = lambda t=tiles: wt._launch_bwd(do, o, x, y, v, c, s, lse, 64, *t)  # noqa: E731
             yield "bwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_bwd_launch", launch, call)
+
+    def split(kernel, tiles, launch):
+        """The whole split backward with one of its kernels' tiles and launch replaced."""
+        index, launcher = WINDOW_SPLIT_KERNELS[kernel]
+        default = wt._split_tiles
+
+        def with_tiles(BD, BDV, fp32):
+            return tuple(tiles if i == index else t for i, t in enumerate(default(BD, BDV, fp32)))
+
+        call = lambda: wt._launch_bwd(do, o, x, y, v, c, s, lse, 64, None, None)  # noqa: E731
+        fn = patched(launcher, launch, call)
+
+        def run():
+            with swapped(wt, "BWD_SCHEME", "split"), swapped(wt, "_split_tiles", with_tiles):
+                return fn()
+
+        return run
+
+    for kernel in WINDOW_SPLIT_KERNELS:
+        for tiles in WINDOW_SPLIT_TILES:
+            for launch in LAUNCHES:
+                yield kernel, {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, split(kernel, tiles, launch)
 
 
 # ------------------------------------------------------------------------------------------ linear attention

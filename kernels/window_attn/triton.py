@@ -14,22 +14,30 @@ This is naive.pair_dist with its clamps: den = c num2 + (1 - c a)(1 - c b), so z
 softmax, no N x N tensor); the forward stores the row log-sum-exp.
 
 Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o), then one
-kernel, one program per (strip of consecutive key blocks of BK, batch * head). It walks its
-key blocks in order and, for each, the query blocks of BQ whose windows reach it, recomputing p from the
-log-sum-exp: each (query, key) pair in the window is scored once. A key block's dk and dv are complete in
-registers after its last tile. A query block's dx is summed in place in dx over the key blocks that reach it
-(read-add-write by the one program that owns those rows; no atomics); the rows past the strip that its keys
-reach (cdiv(W - 1, BQ) blocks) go to a side buffer that the launcher adds into the next strip's rows (one
-add over a strided view of dx: deterministic). With g = ds / sqrt(tau (1 + tau)) (0 where tau is
-clamped) and kappa = -2 scale sqrt c:
+of two schemes (BWD_SCHEME), both recomputing p from the log-sum-exp.
+
+"strips", one kernel, one program per (strip of consecutive key blocks of BK, batch * head). It walks its
+key blocks in order and, for each, the query blocks of BQ whose windows reach it: each (query, key) pair in
+the window is scored once. A key block's dk and dv are complete in registers after its last tile. A query
+block's dx is summed in place in dx over the key blocks that reach it (read-add-write by the one program that
+owns those rows; no atomics); the rows past the strip that its keys reach (cdiv(W - 1, BQ) blocks) go to a
+side buffer that the launcher adds into the next strip's rows (one add over a strided view of dx:
+deterministic).
+
+"split", two kernels, as FlashAttention-2: one program per (key block of BK, batch * head) walks the query
+blocks that reach it and stores dy and dv once; one program per (query block of BQ, batch * head) walks the
+key blocks in its window (as the forward) and stores dx once. Each pair is scored twice (once per kernel), but
+no dx is read back: no side buffers, no atomics, deterministic.
+
+With g = ds / sqrt(tau (1 + tau)) (0 where tau is clamped) and kappa = -2 scale sqrt c:
 
     dx_t = kappa rho_t (x_t sum_s g (sigma_s + tau) - sum_s g sigma_s y_s)
     dy_s = kappa sigma_s (y_s sum_t g (rho_t + tau) - sum_t g rho_t x_t)
     dscale = -sum ds d,  dc = (sum_t x_t . dx_t + sum_s y_s . dy_s - scale dscale) / (2c)
 
 (dc because d is c^(-1/2) times a function of c a, c b and c <x,y> alone). Each program stores its partial
-sums of dscale and dc. dy is complete per key block and stored in the inputs' dtype; dx, summed in place,
-is float32.
+sums of dscale and dc (split: the query programs dscale and the x . dx part of dc, the key programs the y . dy
+part), which the launcher sums. dy is stored in the inputs' dtype; dx is float32 (exp0's backward takes it).
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 b
 BWD_PROGRAMS = 2048
 #: strips per batch * head row, where set (tests: strip edges on short sequences)
 BWD_STRIPS: int | None = None
+#: the backward: "strips" (_window_bwd_kernel) or "split" (_window_bwd_dkdv_kernel, then _window_bwd_dq_kernel)
+BWD_SCHEME = "strips"
 
 
 @triton.jit
@@ -66,6 +76,15 @@ def _tile(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
 def _load(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
     ptrs, mask = _tile(P, rows, N, W, BW)
     return tl.load(ptrs, mask=mask, other=0.0)
+
+
+@triton.jit
+def _reload(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
+    """_load as float32, for a tile read again after a loop rather than held through it in registers (ptxas
+    held a (64, 64) float32 tile through the split kernels' loops: 60-70 registers); volatile, or the compiler
+    merges it with the first load."""
+    ptrs, mask = _tile(P, rows, N, W, BW)
+    return tl.load(ptrs, mask=mask, other=0.0, volatile=True).to(tl.float32)
 
 
 @triton.jit
@@ -165,6 +184,102 @@ def _window_fwd_kernel(
 
 
 @triton.jit
+def _keys(Y, V, offs_n, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
+    """Key block at rows offs_n -> y, float32 y, |y|^2, sigma, its values."""
+    y = _load(Y, offs_n, N, D, BD)
+    yf, b, sg = _norms(y, c)
+    return y, yf, b, sg, _load(V, offs_n, N, DV, BDV)
+
+
+@triton.jit
+def _queries(X, DO, LSE, DELTA, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
+    """Query block at rows offs_m -> x, float32 x, |x|^2, rho, do, the log-sum-exp in base 2, delta (rows past N:
+    do = delta = 0, so their ds = 0, and p is finite)."""
+    mm = offs_m < N
+    x = _load(X, offs_m, N, D, BD)
+    xf, a, rho = _norms(x, c)
+    do = _load(DO, offs_m, N, DV, BDV)
+    lse2 = tl.load(LSE + offs_m, mask=mm, other=0.0) * 1.4426950408889634
+    return x, xf, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=mm, other=0.0)
+
+
+@triton.jit
+def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax):
+    """A backward tile, either way round: the Gram tile s and do . v tile dp (both dots come first: no tile of
+    the chain below is held through a dot), _tau_log's rows and columns, the query's lse2 and delta broadcast
+    along the tile, valid the window -> p, ds log2(...), g = ds / sqrt(tc (1 + tc)) (0 where tau is clamped: no
+    gradient through the clamps), g tc."""
+    tau, tc, rs, lg = _tau_log(s, a, rc, b, sg, tmax)
+    p = tl.where(valid, tl.math.exp2(kk * lg - lse2), 0.0)
+    ds = p * (dp - delta)
+    g = ds * tl.where(tau == tc, rs, 0.0)
+    return p, ds * lg, g, g * tc
+
+
+@triton.jit
+def _dkdv_tile(
+    i,
+    X,
+    DO,
+    LSE,
+    DELTA,
+    N,
+    WINDOW,
+    c,
+    kk,
+    tmax,
+    y,
+    b,
+    sg,
+    vb,
+    offs_n,
+    dk,
+    dv,
+    rk,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    BQ: tl.constexpr,
+    BD: tl.constexpr,
+    BDV: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Tile (query block i, the key block y at offs_n), held transposed (keys x queries). Accumulates for the
+    key block sum_t g rho_t x_t (dk), dv and sum_t g (rho_t + tau) (rk); returns them and, for a dx, ds log2(...),
+    g, g tau, float32 x and rho."""
+    offs_m = i * BQ + tl.arange(0, BQ)
+    x, xf, a, rho, do, lse2, delta = _queries(X, DO, LSE, DELTA, offs_m, N, c, D, DV, BD, BDV)
+    s = tl.dot(y, tl.trans(x), input_precision=PREC)
+    dp = tl.dot(vb, tl.trans(do), input_precision=PREC)
+    diff = offs_m[None, :] - offs_n[:, None]
+    valid = (diff >= 0) & (diff < WINDOW)
+    p, dsl, g, h = _ds(s, dp, b, c * sg, a, rho, lse2[None, :], delta[None, :], valid, kk, tmax)
+    gr = g * rho[None, :]
+    rk += tl.sum(gr + h, axis=1)
+    dv = tl.dot(p.to(do.dtype), do, dv, input_precision=PREC)
+    dk = tl.dot(gr.to(x.dtype), x, dk, input_precision=PREC)
+    return dk, dv, rk, dsl, g, h, xf, rho
+
+
+@triton.jit
+def _key_out(DY, DVo, offs_n, N, yf, kappa, sg, dk, dv, rk, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr,
+             BDV: tl.constexpr):  # fmt: skip
+    """Store a key block's dy (from float32 y, dk, rk) and dv; returns y . dy per key."""
+    dkf = (kappa * sg)[:, None] * (yf * rk[:, None] - dk)
+    _store(DY, offs_n, N, dkf, D, BD)
+    _store(DVo, offs_n, N, dv, DV, BDV)
+    return tl.sum(yf * dkf, axis=1)
+
+
+@triton.jit
+def _partials(DSC, DC, gvec, t, c, sc):
+    """Store a program's partial sums: of dscale, -(ln 2 / sqrt c) sum gvec, and of dc, (t - scale dscale) / 2c
+    (t: its sum of x . dx and y . dy)."""
+    gscale = -0.6931471805599453 / tl.sqrt(c) * tl.sum(gvec, axis=0)
+    tl.store(DSC, gscale)
+    tl.store(DC, (t - sc * gscale) / (2.0 * c))
+
+
+@triton.jit
 def _bwd_tile(
     i,
     X,
@@ -195,31 +310,13 @@ def _bwd_tile(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """Tile (query block i, the key block y at offs_n), held transposed (keys x queries). Accumulates for the
-    key block sum_t g rho_t x_t (dk), dv and sum_t g (rho_t + tau) (rk), the column sums of ds log2(...) (gvec)
-    and of x . dx (tvec); returns the tile's part of query block i's dx."""
-    offs_m = i * BQ + tl.arange(0, BQ)
-    mm = offs_m < N
-    x = _load(X, offs_m, N, D, BD)
-    do = _load(DO, offs_m, N, DV, BDV)
-    lse2 = tl.load(LSE + offs_m, mask=mm, other=0.0) * 1.4426950408889634
-    delta = tl.load(DELTA + offs_m, mask=mm, other=0.0)
-    xf, a, rho = _norms(x, c)
-    s = tl.dot(y, tl.trans(x), input_precision=PREC)
-    tau, tc, rs, lg = _tau_log(s, b, c * sg, a, rho, tmax)
-    rs = tl.where(tau == tc, rs, 0.0)  # no gradient through the clamps
-    diff = offs_m[None, :] - offs_n[:, None]
-    # rows past N: do = delta = 0, so ds = 0 (and p is finite)
-    p = tl.where((diff >= 0) & (diff < WINDOW), tl.math.exp2(kk * lg - lse2[None, :]), 0.0)
-    dv = tl.dot(p.to(do.dtype), do, dv, input_precision=PREC)
-    ds = p * (tl.dot(vb, tl.trans(do), input_precision=PREC) - delta[None, :])
-    gvec += tl.sum(ds * lg, axis=0)
-    g = ds * rs
-    h = g * tc
+    """_dkdv_tile, then the column sums of ds log2(...) (gvec) and of x . dx (tvec); returns the tile's part of
+    query block i's dx too."""
+    dk, dv, rk, dsl, g, h, xf, rho = _dkdv_tile(
+        i, X, DO, LSE, DELTA, N, WINDOW, c, kk, tmax, y, b, sg, vb, offs_n, dk, dv, rk, D, DV, BQ, BD, BDV, PREC
+    )
+    gvec += tl.sum(dsl, axis=0)
     gs = g * sg[:, None]
-    gr = g * rho[None, :]
-    rk += tl.sum(gr + h, axis=1)
-    dk = tl.dot(gr.to(x.dtype), x, dk, input_precision=PREC)
     # float32 operands for dq (tf32 for 16-bit inputs), as in the dk dot of the two-kernel backward it replaced
     dq = tl.dot(tl.trans(gs), yf, input_precision=PREC)
     out = (kappa * rho)[:, None] * (xf * tl.sum(gs + h, axis=0)[:, None] - dq)
@@ -255,10 +352,9 @@ def _window_bwd_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """DX: (BH, N, D) float32; DY: (BH, N, D) in the inputs' dtype; DVo: (BH, N, DV); DXS: (BH, strips,
-    cdiv(W - 1, BQ) * BQ, D) float32 side
-    buffer; DSC, DC: (BH, strips) partial sums. Grid (strips, BH); a strip is cdiv(cdiv(N, BK), strips) key
-    blocks."""
+    """Strips. DX: (BH, N, D) float32; DY: (BH, N, D) in the inputs' dtype; DVo: (BH, N, DV); DXS: (BH, strips,
+    cdiv(W - 1, BQ) * BQ, D) float32 side buffer; DSC, DC: (BH, strips) partial sums. Grid (strips, BH); a strip
+    is cdiv(cdiv(N, BK), strips) key blocks."""
     i_s = tl.program_id(0)
     i_bh = tl.program_id(1)
     n_s = tl.num_programs(0)
@@ -287,9 +383,7 @@ def _window_bwd_kernel(
     tkey = tl.zeros([BK], dtype=tl.float32)  # y . dy (key rows)
     for j in range(j0, j1):
         offs_n = j * BK + tl.arange(0, BK)
-        y = _load(Y, offs_n, N, D, BD)
-        vb = _load(V, offs_n, N, DV, BDV)
-        yf, b, sg = _norms(y, c)
+        y, yf, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
         dk = tl.zeros([BK, BD], dtype=tl.float32)
         dv = tl.zeros([BK, BDV], dtype=tl.float32)
         rk = tl.zeros([BK], dtype=tl.float32)
@@ -308,13 +402,121 @@ def _window_bwd_kernel(
             if j > tl.maximum((i * BQ - w + 1) // BK, j0):
                 out += tl.load(ptrs, mask=mask, other=0.0)
             tl.store(ptrs, out, mask=mask)
-        dkf = (kappa * sg)[:, None] * (yf * rk[:, None] - dk)
-        tkey += tl.sum(yf * dkf, axis=1)
-        _store(DY, offs_n, N, dkf, D, BD)
-        _store(DVo, offs_n, N, dv, DV, BDV)
-    gscale = -0.6931471805599453 / tl.sqrt(c) * tl.sum(gvec, axis=0)
-    tl.store(DSC + i_bh * n_s + i_s, gscale)
-    tl.store(DC + i_bh * n_s + i_s, (tl.sum(tvec, axis=0) + tl.sum(tkey, axis=0) - sc * gscale) / (2.0 * c))
+        tkey += _key_out(DY, DVo, offs_n, N, yf, kappa, sg, dk, dv, rk, D, DV, BD, BDV)
+    _partials(DSC + i_bh * n_s + i_s, DC + i_bh * n_s + i_s, gvec, tl.sum(tvec, axis=0) + tl.sum(tkey, axis=0), c, sc)
+
+
+@triton.jit
+def _window_bwd_dkdv_kernel(
+    X,
+    Y,
+    V,
+    C,
+    S,
+    DO,
+    LSE,
+    DELTA,
+    DY,
+    DVo,
+    DC,
+    N,
+    H,
+    WINDOW,
+    umax,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    BQ: tl.constexpr,
+    BK: tl.constexpr,
+    BD: tl.constexpr,
+    BDV: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Split, keys. DY: (BH, N, D) in the inputs' dtype; DVo: (BH, N, DV); DC: (BH, cdiv(N, BK)) partial sums of
+    y . dy / 2c. Grid (cdiv(N, BK), BH): key block j of BK against the query blocks of BQ that reach it."""
+    j = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    row0 = i_bh.to(tl.int64) * N
+    X += row0 * D
+    DO += row0 * DV
+    LSE += row0
+    DELTA += row0
+    c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
+    offs_n = j * BK + tl.arange(0, BK)
+    y, _yf, b, sg, vb = _keys(Y + row0 * D, V + row0 * DV, offs_n, N, c, D, DV, BD, BDV)
+    dk = tl.zeros([BK, BD], dtype=tl.float32)
+    dv = tl.zeros([BK, BDV], dtype=tl.float32)
+    rk = tl.zeros([BK], dtype=tl.float32)
+    for i in range((j * BK) // BQ, tl.minimum(((j + 1) * BK + tl.minimum(WINDOW, N) - 2) // BQ + 1, tl.cdiv(N, BQ))):
+        dk, dv, rk, _dsl, _g, _h, _xf, _rho = _dkdv_tile(
+            i, X, DO, LSE, DELTA, N, WINDOW, c, kk, tmax, y, b, sg, vb, offs_n, dk, dv, rk, D, DV, BQ, BD, BDV, PREC
+        )
+    kappa = -2.0 * sc * tl.sqrt(c)
+    yf = _reload(Y + row0 * D, offs_n, N, D, BD)
+    tkey = _key_out(DY + row0 * D, DVo + row0 * DV, offs_n, N, yf, kappa, sg, dk, dv, rk, D, DV, BD, BDV)
+    tl.store(DC + i_bh * tl.num_programs(0) + j, tl.sum(tkey, axis=0) / (2.0 * c))
+
+
+@triton.jit
+def _window_bwd_dq_kernel(
+    X,
+    Y,
+    V,
+    C,
+    S,
+    DO,
+    LSE,
+    DELTA,
+    DX,
+    DSC,
+    DC,
+    N,
+    H,
+    WINDOW,
+    umax,
+    D: tl.constexpr,
+    DV: tl.constexpr,
+    BQ: tl.constexpr,
+    BK: tl.constexpr,
+    BD: tl.constexpr,
+    BDV: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Split, queries. DX: (BH, N, D) float32, stored once; DSC, DC: (BH, cdiv(N, BQ)) partial sums of dscale and
+    of (x . dx - scale dscale) / 2c. Grid (cdiv(N, BQ), BH): query block i of BQ against the key blocks of BK in
+    its window, as the forward."""
+    i = tl.program_id(0)
+    i_bh = tl.program_id(1)
+    row0 = i_bh.to(tl.int64) * N
+    Y += row0 * D
+    V += row0 * DV
+    c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
+    offs_m = i * BQ + tl.arange(0, BQ)
+    x, _xf, a, rho, do, lse2, delta = _queries(
+        X + row0 * D, DO + row0 * DV, LSE + row0, DELTA + row0, offs_m, N, c, D, DV, BD, BDV
+    )
+    rc = c * rho
+    gvec = tl.zeros([BQ], dtype=tl.float32)
+    rq = tl.zeros([BQ], dtype=tl.float32)  # sum_s g (sigma_s + tau)
+    acc = tl.zeros([BQ, BD], dtype=tl.float32)  # sum_s g sigma_s y_s
+    lo = tl.maximum(i * BQ - WINDOW + 1, 0)
+    for start in range((lo // BK) * BK, tl.minimum((i + 1) * BQ, N), BK):
+        offs_n = start + tl.arange(0, BK)
+        y, yf, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
+        s = tl.dot(x, tl.trans(y), input_precision=PREC)
+        dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
+        diff = offs_m[:, None] - offs_n[None, :]
+        valid = (diff >= 0) & (diff < WINDOW)
+        p, dsl, g, h = _ds(s, dp, a, rc, b, sg, lse2[:, None], delta[:, None], valid, kk, tmax)
+        gvec += tl.sum(dsl, axis=1)
+        gs = g * sg[None, :]
+        rq += tl.sum(gs + h, axis=1)
+        acc = tl.dot(gs, yf, acc, input_precision=PREC)  # float32 operands, as the strips' dq
+    kappa = -2.0 * sc * tl.sqrt(c)
+    xf = _reload(X + row0 * D, offs_m, N, D, BD)
+    dx = (kappa * rho)[:, None] * (xf * rq[:, None] - acc)
+    _store(DX + row0 * D, offs_m, N, dx, D, BD)
+    t = tl.sum(tl.sum(xf * dx, axis=1), axis=0)
+    _partials(DSC + i_bh * tl.num_programs(0) + i, DC + i_bh * tl.num_programs(0) + i, gvec, t, c, sc)
 
 
 def _cfg(d, dv, dtype, window, block_m, block_n, backward=False):
@@ -385,9 +587,70 @@ def _launch_fwd(x, y, v, c32, s32, window, block_m, block_n):
     return o, lse
 
 
+def _split_tiles(BD, BDV, fp32):
+    """(BQ queries, BK keys) of the split backward's dk/dv kernel and of its dq kernel. Not timed yet: a key
+    block of 64 against query blocks of 32 (the dk, dv accumulators are the registers that grow with BK), a
+    query block of 64 against key blocks of 32 (dx's); 32 x 32 at head dims above 64 and for float32 inputs.
+    With _dkdv_launch and _dq_launch, sm_90: 165-168 registers and no spill at head dims 64 and 128 in bf16,
+    compiled as a launch at the benchmark's shapes (shared_memory_probe.py --aligned); 64 x 64 tiles spill at
+    64, with 4 or 8 warps, and so do the 16-bit tiles in float32 (the dk/dv kernel 6 KB a thread)."""
+    return ((32, 32), (32, 32)) if max(BD, BDV) > 64 or fp32 else ((32, 64), (64, 32))
+
+
+def _dkdv_launch(BD, BDV):
+    """num_warps and num_stages of the split backward's dk/dv kernel (not timed yet)."""
+    return dict(num_warps=8 if max(BD, BDV) > 64 else 4, num_stages=2)
+
+
+def _dq_launch(BD, BDV):
+    """num_warps and num_stages of the split backward's dq kernel (not timed yet)."""
+    return dict(num_warps=8 if max(BD, BDV) > 64 else 4, num_stages=2)
+
+
+def _split_plan(d, dv, dtype, block_m=None, block_n=None):
+    """(kernel, constexprs, launch options) of the split backward's dk/dv kernel, then its dq kernel, as
+    _launch_bwd_split launches them: each with _split_tiles' BQ x BK, or block_m queries x block_n keys where
+    given."""
+    BD, BDV, *_, prec = _cfg(d, dv, dtype, 0, None, None)
+    tiles, launches = _split_tiles(BD, BDV, dtype == torch.float32), (_dkdv_launch(BD, BDV), _dq_launch(BD, BDV))
+    for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
+        yield fn, dict(D=d, DV=dv, BQ=block_m or bq, BK=block_n or bk, BD=BD, BDV=BDV, PREC=prec), launch
+
+
 def _launch_bwd(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
-    """do, o: (B, H, N, DV) in v's dtype; the rest as the forward's -> dx: (B, H, N, D) float32 (summed over
-    key blocks in place), dy: like y, dv: like v, dc, dscale: (H,) float32."""
+    """do, o: (B, H, N, DV) in v's dtype; the rest as the forward's -> dx: (B, H, N, D) float32, dy: like y,
+    dv: like v, dc, dscale: (H,) float32; by the backward BWD_SCHEME names."""
+    launch = {"strips": _launch_bwd_strips, "split": _launch_bwd_split}[BWD_SCHEME]
+    return launch(do, o, x, y, v, c32, s32, lse, window, block_m, block_n)
+
+
+# Not built: exp0's backward (kernels.poincare's _rowmap_bwd_kernel, per row: the tangent row and its dx -> dq
+# and a dc term) could run in the split kernels' epilogues, where each dx (dy) row is complete in one program:
+# the dq kernel would load the tangent q block and store dq in q's dtype (the dk/dv kernel k's, dk), adding
+# the dc terms to its partial sums. At (8, 16, 16384, 64) bf16 that saves writing and reading back the float32
+# dx (2 x 537 MB) and the bf16 dy (2 x 268 MB), about 1.6 GB, and two launches; q and k are read and dq, dk
+# written either way. The strips cannot: their dx rows are complete only after the side-buffer add.
+def _launch_bwd_split(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
+    """_launch_bwd by two kernels: dy and dv per key block, then dx per query block (each stored once)."""
+    Bsz, H, n, d = x.shape
+    bh = Bsz * H
+    (dkdv, kc, kl), (dq, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, block_m, block_n)
+    nk, nq = triton.cdiv(n, kc["BK"]), triton.cdiv(n, qc["BQ"])
+    delta = row_dot(do, o)
+    dx = torch.empty(Bsz, H, n, d, device=x.device, dtype=torch.float32)
+    dy = torch.empty_like(y)
+    dv = torch.empty_like(v)
+    dck = torch.empty(bh, nk, device=x.device, dtype=torch.float32)
+    dsc, dcq = torch.empty(2, bh, nq, device=x.device, dtype=torch.float32)
+    ins = (x, y, v, c32, s32, do, lse, delta)
+    dkdv[(nk, bh)](*ins, dy, dv, dck, n, H, window, 1.0 - BALL_EPS, **kc, **kl)
+    dq[(nq, bh)](*ins, dx, dsc, dcq, n, H, window, 1.0 - BALL_EPS, **qc, **ql)
+    heads = lambda t: t.view(Bsz, H, -1).sum((0, 2))  # noqa: E731
+    return dx, dy, dv, heads(dcq) + heads(dck), heads(dsc)
+
+
+def _launch_bwd_strips(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
+    """_launch_bwd by the strip kernel (dx summed over key blocks in place)."""
     Bsz, H, n, d = x.shape
     dv_ = v.shape[-1]
     BD, BDV, bq, bk, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)

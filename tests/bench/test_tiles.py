@@ -22,12 +22,16 @@ def ends_of_each_kind(choices):
 
 @pytest.mark.parametrize("op", sorted(tiles.CHOICES))
 def test_each_kinds_choices_launch_and_restore_the_launcher(op):
-    defaults = (wt._fwd_launch, wt._bwd_launch, la._chunked_cfg)
+    launchers = ("_fwd_launch", "_bwd_launch", "_split_tiles", "_dkdv_launch", "_dq_launch", "BWD_SCHEME")
+    defaults = [getattr(wt, name) for name in launchers] + [la._chunked_cfg]
     ends = ends_of_each_kind(tiles.CHOICES[op](33, "cpu", B=1, H=2))
-    expected = {"window_attn": {"fwd", "bwd"}, "linear_attn": {"chunk", *tiles.LA_TILES}}[op]
+    expected = {
+        "window_attn": {"fwd", "bwd", *tiles.WINDOW_SPLIT_KERNELS},
+        "linear_attn": {"chunk", *tiles.LA_TILES},
+    }[op]
     assert set(ends) == expected
     for kind, items in ends.items():
         for choice, fn in items:
             out = fn()  # the forward's (o, lse), the backwards' gradients, dq or dx first: (B, H, N, D)
             assert out[0].shape[:3] == (1, 2, 33), (kind, choice)
-    assert (wt._fwd_launch, wt._bwd_launch, la._chunked_cfg) == defaults
+    assert [getattr(wt, name) for name in launchers] + [la._chunked_cfg] == defaults

@@ -2,17 +2,20 @@
 on the chosen architectures at the given head dims: shared memory (bytes per block) against the
 architecture's limit, registers per thread and register spill (bytes per thread on the stack).
 
-    python tests/kernels/shared_memory_probe.py [--arch 80,89,90] [--floats fp64] [--poincare] [--bk-core]
-        [--only KERNEL:DTYPE] [--jobs N] [--output FILE] 128 320
+    python tests/kernels/shared_memory_probe.py [--arch 80,89,90] [--floats fp64] [--aligned] [--poincare]
+        [--bk-core] [--only KERNEL:DTYPE] [--jobs N] [--output FILE] 128 320
 
 `--arch` takes compute capabilities from SHARED_MEMORY_PER_BLOCK_OPTIN (default 90, the H200). `--poincare`
 adds the Poincare kernels to the attention ones, `--bk-core` the one-pass BK-Core kernels (float32 only; they
 take the channel count at run time, so their rows agree across head dims). `--floats fp64` types the float
 scalar arguments (eps, umax, ...) as float64, as torch.compile's inductor passes Python floats to user Triton
-kernels; the kernels must compile either way. `--jobs` compiles that many kernels at once (processes).
-`--output` writes the JSON to FILE instead of stdout. The JSON records the command, the triton and torch
-versions, the launchers' sources (sha256) and the limits beside the per-kernel rows, one row per (arch, head
-dim, dtype, kernel), each with its shared bytes, the arch's limit and whether they fit.
+kernels; the kernels must compile either way. `--aligned` compiles each kernel as a launch specialises it when
+its tensors are 16-byte aligned (torch's allocations) and its int arguments multiples of 16 (N, H, WINDOW at
+the benchmark's shapes): that lets loads vectorise, which moves registers and spill (at head dim 64 bf16 the
+window backward's split kernels spill without it and not with it). `--jobs` compiles that many kernels at
+once (processes). `--output` writes the JSON to FILE instead of stdout. The JSON records the command, the
+triton and torch versions, the launchers' sources (sha256) and the limits beside the per-kernel rows, one row
+per (arch, head dim, dtype, kernel), each with its shared bytes, the arch's limit and whether they fit.
 
 Run without TRITON_INTERPRET (interpreted kernels cannot be compiled): the kernels are compiled for each
 architecture on this machine, no GPU needed; shared memory is read from the kernel's metadata, registers and
@@ -72,7 +75,14 @@ CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuob
 
 
 def resources(
-    fn, dtype: str, constexprs: dict, launch: dict, floats: str, arch: int = 90, types: dict | None = None
+    fn,
+    dtype: str,
+    constexprs: dict,
+    launch: dict,
+    floats: str,
+    arch: int = 90,
+    types: dict | None = None,
+    aligned: bool = False,
 ) -> dict:
     """The kernel compiled for sm_`arch` with the launch options `launch` (num_warps, num_stages; Triton's
     defaults for those absent) and argument `types` beside the naming rules: its shared memory (bytes per
@@ -85,7 +95,14 @@ def resources(
         else scalars.get(name) or ("*fp32" if name in FP32_BUFFERS else f"*{dtype}")
         for name in fn.arg_names
     }
-    src = ASTSource(fn=fn, signature=signature, constexprs={(fn.arg_names.index(k),): v for k, v in constexprs.items()})
+    # what the JIT passes for a 16-byte aligned pointer or an int that is a multiple of 16
+    attrs = {
+        (i,): [["tt.divisibility", 16]]
+        for i, t in enumerate(signature.values())
+        if aligned and (t.startswith("*") or t == "i32")
+    }
+    consts = {(fn.arg_names.index(k),): v for k, v in constexprs.items()}
+    src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(launch))
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "kernel.cubin"
@@ -110,7 +127,8 @@ def resources(
 def kernels(dtype: str, d: int):
     """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
     linear attention by its launch plan (la._launch_plan); window attention by its _cfg tiles, the forward with
-    wa._fwd_launch's num_warps and num_stages, the backward with wa._bwd_launch's."""
+    wa._fwd_launch's num_warps and num_stages, the strip backward with wa._bwd_launch's, and both kernels of the
+    split backward by wa._split_plan."""
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
     for fn, consts, launch in la._launch_plan(q, q, 64):
         yield "linear_attn", fn, consts, launch
@@ -121,6 +139,9 @@ def kernels(dtype: str, d: int):
     # the window backward's delta is kernels/row_dot.py's kernel, probed once: with linear attention's plan
     consts = dict(D=d, DV=d, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)
     yield "window_attn", wa._window_bwd_kernel, consts, wa._bwd_launch(BD, BDV)
+    # the split backward (wa.BWD_SCHEME = "split"): its dk/dv kernel, then its dq kernel
+    for fn, consts, launch in wa._split_plan(d, d, DTYPES[dtype]):
+        yield "window_attn", fn, consts, launch
 
 
 def poincare_kernels(dtype: str, d: int):
@@ -154,11 +175,11 @@ def sources() -> dict[str, str]:
 
 
 def probe_one(task: tuple) -> dict:
-    """One row: task = (arch, head dim, dtype, family, index of the kernel in the family, floats)."""
-    arch, d, dtype, family, index, floats = task
+    """One row: task = (arch, head dim, dtype, family, index of the kernel in the family, floats, aligned)."""
+    arch, d, dtype, family, index, floats, aligned = task
     warnings.simplefilter("ignore")
     op, fn, consts, launch = list(FAMILIES[family](dtype, d))[index]
-    need = resources(fn, dtype, consts, launch, floats, arch, ARG_TYPES.get(op))
+    need = resources(fn, dtype, consts, launch, floats, arch, ARG_TYPES.get(op), aligned)
     limit = SHARED_MEMORY_PER_BLOCK_OPTIN[arch]
     return dict(
         op=op,
@@ -182,6 +203,7 @@ def main(argv: list[str]) -> None:
         help=f"compute capabilities, comma-separated, of {', '.join(map(str, SHARED_MEMORY_PER_BLOCK_OPTIN))}",
     )
     parser.add_argument("--floats", default="fp32", choices=["fp32", "fp64"])
+    parser.add_argument("--aligned", action="store_true", help="pointers and ints divisible by 16, as at launch")
     parser.add_argument("--poincare", action="store_true", help="the Poincare kernels too")
     parser.add_argument("--bk-core", action="store_true", help="the one-pass BK-Core kernels too")
     parser.add_argument("--only", default="", help="KERNEL:DTYPE, e.g. _la_fwd_kernel:fp32 (compiling is slow)")
@@ -197,7 +219,7 @@ def main(argv: list[str]) -> None:
     families = ["attention", *(["poincare"] if args.poincare else []), *(["bk_core"] if args.bk_core else [])]
     only = tuple(args.only.split(":")) if args.only else None
     tasks = [
-        (arch, d, dtype, family, index, args.floats)
+        (arch, d, dtype, family, index, args.floats, args.aligned)
         for arch in archs
         for d in args.head_dims
         for dtype in DTYPES
@@ -217,6 +239,7 @@ def main(argv: list[str]) -> None:
         triton=triton.__version__,
         torch=torch.__version__,
         floats=args.floats,
+        aligned=args.aligned,
         sources=before,
         shared_memory_per_block_optin={str(a): SHARED_MEMORY_PER_BLOCK_OPTIN[a] for a in archs},
         kernels=rows,

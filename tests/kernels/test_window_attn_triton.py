@@ -19,6 +19,13 @@ from kernels.window_attn import window_hyp_attn, window_hyp_attn_ref  # noqa: E4
 from kernels.window_attn.triton import window_hyp_attn_triton  # noqa: E402
 
 
+@pytest.fixture(params=["strips", "split"])
+def scheme(request, monkeypatch):
+    """Each backward in turn (wa_triton.BWD_SCHEME)."""
+    monkeypatch.setattr(wa_triton, "BWD_SCHEME", request.param)
+    return request.param
+
+
 def _inputs(n, d=6, h=2, seed=0, scale=0.3):
     # tangent norms ~0.7/sqrt(c): away from the boundary, where float32 itself (the PyTorch reference
     # included) loses digits of 1 - c|x|^2
@@ -44,19 +51,34 @@ def _check(inputs, window, tol=1e-4, **blocks):
         assert err <= tol * max(1.0, b.abs().max().item()), (name, err)
 
 
+@pytest.mark.usefixtures("scheme")
 @pytest.mark.parametrize("n", [1, 7, 63, 130])
 @pytest.mark.parametrize("window", [1, 4, 64])
 @pytest.mark.parametrize("block_m,block_n", [(16, 16), (32, 16), (16, 32)])
 def test_triton_matches_reference(n, window, block_m, block_n):
-    # backward tiles: block_m (at most block_n) queries x block_n keys; the strips are as many as fit
-    # (BWD_PROGRAMS over 4 rows of batch * head), so the side buffers are in play from n = 63 on
+    # backward tiles: block_m queries x block_n keys. The strips: block_m at most block_n, as many strips as
+    # fit (BWD_PROGRAMS over 4 rows of batch * head), so the side buffers are in play from n = 63 on. The
+    # split: both kernels take block_m x block_n, more queries than keys a tile or fewer
     _check(_inputs(n, seed=n + window), window, block_m=block_m, block_n=block_n)
 
 
-@pytest.mark.parametrize("n, window", [(7, 4), (130, 64), (130, 33)])
+@pytest.mark.usefixtures("scheme")
+@pytest.mark.parametrize("n, window", [(7, 4), (130, 64), (130, 33), (200, 100)])
 def test_the_launchers_tiles_match_reference(n, window):
-    # the forward's 64 x 64 and the backward's 32 x 32 (head dim 16): two strips at n = 130
+    # the forward's 64 x 64 and the backward's at head dim 16: the strips' 32 x 32, two strips at n = 130; the
+    # split's 32 x 32 (float32), windows across several blocks
     _check(_inputs(n, seed=n + window + 2), window)
+
+
+@pytest.mark.parametrize("n, window", [(130, 33), (200, 100)])
+def test_the_split_backwards_16_bit_tiles_match_reference(monkeypatch, n, window):
+    # its tiles for 16-bit inputs, here on float32 ones: 32 queries x 64 keys (dk, dv), 64 x 32 (dx)
+    tiles = wa_triton._split_tiles
+    monkeypatch.setattr(wa_triton, "_split_tiles", lambda BD, BDV, fp32: tiles(BD, BDV, False))
+    monkeypatch.setattr(wa_triton, "BWD_SCHEME", "split")
+    plan = list(wa_triton._split_plan(6, 6, torch.float32))
+    assert [(consts["BQ"], consts["BK"]) for _, consts, _ in plan] == [(32, 64), (64, 32)]
+    _check(_inputs(n, seed=n + window + 3), window)
 
 
 @pytest.mark.parametrize(
@@ -78,14 +100,17 @@ def test_backward_strip_edges(monkeypatch, n, window, block_m, block_n, strips, 
     _check(_inputs(n, seed=n + window + 1), window, block_m=block_m, block_n=block_n)
 
 
+@pytest.mark.usefixtures("scheme")
 def test_backward_is_deterministic():
-    # each dx row is summed by one program, in key-block order, then once with its side part: no atomics
+    # strips: each dx row is summed by one program, in key-block order, then once with its side part; split:
+    # each is stored once. No atomics
     ins = [t.requires_grad_() for t in _inputs(130, seed=9)]
     runs = [torch.autograd.grad(window_hyp_attn_triton(*ins, window=64, block_m=16, block_n=16).sum(), ins)]
     runs.append(torch.autograd.grad(window_hyp_attn_triton(*ins, window=64, block_m=16, block_n=16).sum(), ins))
     assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
 
+@pytest.mark.usefixtures("scheme")
 def test_window_longer_than_sequence_and_odd_dims():
     inputs = _inputs(40, d=5, seed=3)
     inputs[2] = torch.randn(2, 2, 40, 3)  # value dim != qk dim
@@ -104,6 +129,7 @@ def test_dispatch_and_near_boundary_inputs():
     assert (o.double() - o64).abs().max().item() <= 3 * err32 + 1e-4
 
 
+@pytest.mark.usefixtures("scheme")
 def test_coincident_query_key_gradients_finite():
     q, k, v, c, s = _inputs(20, seed=5)
     k = q.clone()  # d(q_t, k_t) = 0 on the diagonal: the cone point of the distance
@@ -138,6 +164,7 @@ def test_opcheck_forward_op():
     torch.library.opcheck(torch.ops.phasebench.window_hyp_attn_fwd.default, (*ins, 6, 16, 8))
 
 
+@pytest.mark.usefixtures("scheme")
 def test_opcheck_backward_op():
     q, k, v, c, s = _op_inputs()
     o, lse, x, y = wa_triton.window_hyp_attn_fwd(q, k, v, c, s, 6, 16, 8)
@@ -150,6 +177,7 @@ def test_opcheck_backward_op():
     torch.library.opcheck(torch.ops.phasebench.window_hyp_attn_bwd.default, args)
 
 
+@pytest.mark.usefixtures("scheme")
 def test_compiled_fullgraph_matches_eager():
     # N = 40 > window 6 and > one key block (8): several query and key blocks, the band crosses block edges
     inputs = _inputs(40, seed=12)

@@ -14,6 +14,15 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(params=["strips", "split"])
+def scheme(request, monkeypatch):
+    """Each backward in turn (kernels.window_attn.triton.BWD_SCHEME)."""
+    from kernels.window_attn import triton as wa_triton
+
+    monkeypatch.setattr(wa_triton, "BWD_SCHEME", request.param)
+    return request.param
+
+
 def _all(fn, ins, w):
     ins = [t.clone().requires_grad_() for t in ins]
     o = fn(*ins)
@@ -29,6 +38,7 @@ def _inputs(b, h, n, d, seed, dtype=torch.float32):
     return [q.to(dtype), k.to(dtype), v.to(dtype), c, s]
 
 
+@pytest.mark.usefixtures("scheme")
 @pytest.mark.parametrize("n,window", [(130, 64), (4096, 64), (2048, 200)])
 def test_window_fp32(n, window):
     from kernels.window_attn import window_hyp_attn_ref
@@ -43,9 +53,11 @@ def test_window_fp32(n, window):
         assert err <= 2e-4 * max(1.0, b.abs().max().item()), (name, err)
 
 
+@pytest.mark.usefixtures("scheme")
 @pytest.mark.parametrize("n, h, d", [(16384, 4, 64), (4096, 2, 128)])
 def test_window_bf16(n, h, d):
-    """bf16 at the model's head dim (16 x 32 backward tiles, 4 warps) and the largest one (16 x 16, 8 warps)."""
+    """bf16 at the model's head dim and the largest one, with each backward's tiles for them (_cfg and
+    _bwd_launch; _split_plan)."""
     from kernels.window_attn import window_hyp_attn_ref
     from kernels.window_attn.triton import window_hyp_attn_triton
 

@@ -164,7 +164,8 @@ LA_CHUNKED_BWD = {"_la_bwd_states_kernel", "_la_bwd_chunk_kernel", "_la_bwd_chun
 def test_the_linear_attention_backward_keeps_its_registers(needs, head_dim):
     """The chunk-parallel backward at bf16 spills nothing on the H200 (sm_90): its tiles were chosen among the
     spill-free ones there (la._chunked_cfg; fp16 compiles alike). On sm_80 the 4-warp dq/dk kernel spills 72
-    bytes a thread (24 in fp16): Ampere's mma tiles hold more registers than Hopper's wgmma ones."""
+    bytes a thread (24 in fp16), likely because sm_80's mma takes both operands from registers where
+    sm_90's wgmma can read them from shared memory."""
     backward = {
         n["kernel"]: n
         for n in needs

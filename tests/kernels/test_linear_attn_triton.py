@@ -105,6 +105,22 @@ def test_chunked_backward_launcher_tiles_at_head_dim_128():
     _assert_matches_quadratic(q, k, v, w, chunk_size=16, backward="chunked")
 
 
+def test_chunked_backward_16_bit_tiles_at_head_dim_128(monkeypatch):
+    # the tiles bf16 and fp16 inputs get (one state program of 128 x 128 per direction), on float32 inputs
+    # with float32 dots: the interpreter's exact path
+    cfg = la_triton._chunked_cfg
+
+    def bf16_tiles(q, v, chunk_size):
+        tiles = cfg(q.to(torch.bfloat16), v.to(torch.bfloat16), chunk_size)
+        return {name: (consts | {"PREC": "ieee"}, launch) for name, (consts, launch) in tiles.items()}
+
+    monkeypatch.setattr(la_triton, "_chunked_cfg", bf16_tiles)
+    assert la_triton._chunked_cfg(torch.empty(1, 128), torch.empty(1, 128), 16)["_la_bwd_states_kernel"][0]["BV"] == 128
+    q, k, v = _inputs(37, 128, 128, seed=13, heads=1)
+    w = torch.randn(2, 1, 37, 128, generator=torch.Generator().manual_seed(7))
+    _assert_matches_quadratic(q, k, v, w, chunk_size=16, backward="chunked")
+
+
 def test_launch_plan_lists_every_kernel():
     # what a compile-only register/spill probe reads: every kernel of the module, as launched
     q = torch.empty(1, 1, 1, 64, dtype=torch.bfloat16, device="meta")

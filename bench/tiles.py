@@ -7,7 +7,7 @@ behind its launcher's choices.
 window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x BM keys, warps, stages) times
 the forward launch alone and every backward choice (BQ queries x BK keys, warps, stages) the strip backward
 alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`, `_bwd_launch`); the kinds split_dkdv and split_dq
-time the split backward (`BWD_SCHEME = "split"`, both kernels) with one kernel's tiles and launch varied
+time the split backward (`backward="split"`, both kernels) with one kernel's tiles and launch varied
 (`_split_tiles`, `_dkdv_launch`, `_dq_launch`).
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
@@ -105,7 +105,7 @@ def window_choices(n, device="cuda", B=8, H=16):
             yield "fwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_fwd_launch", launch, call)
     for tiles in WINDOW_BWD_TILES:
         for launch in LAUNCHES:
-            call = lambda t=tiles: wt._launch_bwd(do, o, x, y, v, c, s, lse, 64, *t)  # noqa: E731
+            call = lambda t=tiles: wt._launch_bwd(do, o, x, y, v, c, s, lse, 64, *t, "strips")  # noqa: E731
             yield "bwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_bwd_launch", launch, call)
 
     def split(kernel, tiles, launch):
@@ -116,11 +116,11 @@ def window_choices(n, device="cuda", B=8, H=16):
         def with_tiles(BD, BDV, fp32):
             return tuple(tiles if i == index else t for i, t in enumerate(default(BD, BDV, fp32)))
 
-        call = lambda: wt._launch_bwd(do, o, x, y, v, c, s, lse, 64, None, None)  # noqa: E731
+        call = lambda: wt._launch_bwd(do, o, x, y, v, c, s, lse, 64, None, None, "split")  # noqa: E731
         fn = patched(launcher, launch, call)
 
         def run():
-            with swapped(wt, "BWD_SCHEME", "split"), swapped(wt, "_split_tiles", with_tiles):
+            with swapped(wt, "_split_tiles", with_tiles):
                 return fn()
 
         return run

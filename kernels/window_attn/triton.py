@@ -14,7 +14,7 @@ This is naive.pair_dist with its clamps: den = c num2 + (1 - c a)(1 - c b), so z
 softmax, no N x N tensor); the forward stores the row log-sum-exp.
 
 Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o), then one
-of two schemes (BWD_SCHEME), both recomputing p from the log-sum-exp.
+of two (`backward=`, as linear attention's), both recomputing p from the log-sum-exp.
 
 "strips", one kernel, one program per (strip of consecutive key blocks of BK, batch * head). It walks its
 key blocks in order and, for each, the query blocks of BQ whose windows reach it: each (query, key) pair in
@@ -56,8 +56,9 @@ from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 b
 BWD_PROGRAMS = 2048
 #: strips per batch * head row, where set (tests: strip edges on short sequences)
 BWD_STRIPS: int | None = None
-#: the backward: "strips" (_window_bwd_kernel) or "split" (_window_bwd_dkdv_kernel, then _window_bwd_dq_kernel)
-BWD_SCHEME = "strips"
+#: the backwards: "strips" (_window_bwd_kernel, the default) or "split" (_window_bwd_dkdv_kernel, then
+#: _window_bwd_dq_kernel)
+BACKWARDS = ("strips", "split")
 
 
 @triton.jit
@@ -617,10 +618,10 @@ def _split_plan(d, dv, dtype, block_m=None, block_n=None):
         yield fn, dict(D=d, DV=dv, BQ=block_m or bq, BK=block_n or bk, BD=BD, BDV=BDV, PREC=prec), launch
 
 
-def _launch_bwd(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
+def _launch_bwd(do, o, x, y, v, c32, s32, lse, window, block_m, block_n, backward="strips"):
     """do, o: (B, H, N, DV) in v's dtype; the rest as the forward's -> dx: (B, H, N, D) float32, dy: like y,
-    dv: like v, dc, dscale: (H,) float32; by the backward BWD_SCHEME names."""
-    launch = {"strips": _launch_bwd_strips, "split": _launch_bwd_split}[BWD_SCHEME]
+    dv: like v, dc, dscale: (H,) float32; by the backward named (BACKWARDS)."""
+    launch = {"strips": _launch_bwd_strips, "split": _launch_bwd_split}[backward]
     return launch(do, o, x, y, v, c32, s32, lse, window, block_m, block_n)
 
 
@@ -693,10 +694,12 @@ def window_hyp_attn_fwd(
     window: int,
     block_m: int | None,
     block_n: int | None,
+    backward: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, k: (B, H, N, D) tangent vectors (one dtype); v: (B, H, N, DV); c, scale: (H,) float32; all contiguous
     -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, and the ball points x = exp0(q), y = exp0(k)
-    that the backward reads (two launches of kernels.poincare's row map, then the attention's)."""
+    that the backward reads (two launches of kernels.poincare's row map, then the attention's). backward only
+    picks the autograd formula's kernels."""
     rows = _head_rows(c, q)
     x, y = (_rowmap_fwd(_rows(t), rows, False, 0.0).view(t.shape) for t in (q, k))
     return (*_launch_fwd(x, y, v, c, scale, window, block_m, block_n), x, y)
@@ -717,11 +720,12 @@ def window_hyp_attn_bwd(
     window: int,
     block_m: int | None,
     block_n: int | None,
+    backward: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """do, o: (B, H, N, DV) in v's dtype; the rest as window_hyp_attn_fwd's inputs and outputs, all contiguous
     -> dq: like q, dk: like k, dv: like v, dc, dscale: (H,) float32. The attention's dx goes to exp0's
     backward in float32, as the kernel sums it (no cast in between)."""
-    dx, dy, dv, dc, dsc = _launch_bwd(do, o, x, y, v, c, scale, lse, window, block_m, block_n)
+    dx, dy, dv, dc, dsc = _launch_bwd(do, o, x, y, v, c, scale, lse, window, block_m, block_n, backward)
     rows = _head_rows(c, q)
     dq, dc_q = _rowmap_bwd(_rows(q), rows, _rows(dx), False, 0.0)
     dk, dc_k = _rowmap_bwd(_rows(k), rows, _rows(dy), False, 0.0)
@@ -730,28 +734,28 @@ def window_hyp_attn_bwd(
 
 
 @window_hyp_attn_fwd.register_fake
-def _(q, k, v, c, scale, window, block_m, block_n):
+def _(q, k, v, c, scale, window, block_m, block_n, backward):
     o = v.new_empty((*q.shape[:-1], v.shape[-1]))
     return o, q.new_empty(q.shape[:-1], dtype=torch.float32), torch.empty_like(q), torch.empty_like(k)
 
 
 @window_hyp_attn_bwd.register_fake
-def _(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n):
+def _(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n, backward):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(c), torch.empty_like(scale)
 
 
 def _fwd_setup_context(ctx, inputs, output):
-    q, k, v, c, scale, window, block_m, block_n = inputs
+    q, k, v, c, scale, window, block_m, block_n, backward = inputs
     o, lse, x, y = output
     ctx.mark_non_differentiable(lse, x, y)
     ctx.save_for_backward(q, k, x, y, v, c, scale, o, lse)
-    ctx.meta = (window, block_m, block_n)
+    ctx.meta = (window, block_m, block_n, backward)
 
 
 def _fwd_backward(ctx, do, _dlse, _dx, _dy):
     q, k, x, y, v, c, scale, o, lse = ctx.saved_tensors
     do = do.to(v.dtype).contiguous()
-    return *window_hyp_attn_bwd(do, o, q, k, x, y, v, c, scale, lse, *ctx.meta), None, None, None
+    return *window_hyp_attn_bwd(do, o, q, k, x, y, v, c, scale, lse, *ctx.meta), None, None, None, None
 
 
 window_hyp_attn_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
@@ -766,11 +770,15 @@ def window_hyp_attn_triton(
     window: int = 64,
     block_m: int | None = None,
     block_n: int | None = None,
+    backward: str = "strips",
 ) -> torch.Tensor:
-    """q, k, v: (B, H, N, D) tangent vectors; c, scale: (H,) > 0 -> o: (B, H, N, D) in v's dtype."""
+    """q, k, v: (B, H, N, D) tangent vectors; c, scale: (H,) > 0 -> o: (B, H, N, D) in v's dtype. backward: one
+    of BACKWARDS."""
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
     if q.shape[-2] == 0:
         return v.clone()
     # the float32 casts carry the grads of c and scale back to their own dtype
     c32, s32 = c.float().contiguous(), scale.float().contiguous()
     q, k = q.contiguous(), k.to(q.dtype).contiguous()
-    return window_hyp_attn_fwd(q, k, v.contiguous(), c32, s32, int(window), block_m, block_n)[0]
+    return window_hyp_attn_fwd(q, k, v.contiguous(), c32, s32, int(window), block_m, block_n, backward)[0]

@@ -22,7 +22,7 @@ def ends_of_each_kind(choices):
 
 @pytest.mark.parametrize("op", sorted(tiles.CHOICES))
 def test_each_kinds_choices_launch_and_restore_the_launcher(op):
-    launchers = ("_fwd_launch", "_bwd_launch", "_split_tiles", "_dkdv_launch", "_dq_launch", "BWD_SCHEME")
+    launchers = ("_fwd_launch", "_bwd_launch", "_split_tiles", "_dkdv_launch", "_dq_launch")
     defaults = [getattr(wt, name) for name in launchers] + [la._chunked_cfg]
     ends = ends_of_each_kind(tiles.CHOICES[op](33, "cpu", B=1, H=2))
     expected = {

@@ -139,7 +139,7 @@ def kernels(dtype: str, d: int):
     # the window backward's delta is kernels/row_dot.py's kernel, probed once: with linear attention's plan
     consts = dict(D=d, DV=d, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)
     yield "window_attn", wa._window_bwd_kernel, consts, wa._bwd_launch(BD, BDV)
-    # the split backward (wa.BWD_SCHEME = "split"): its dk/dv kernel, then its dq kernel
+    # the split backward (backward="split"): its dk/dv kernel, then its dq kernel
     for fn, consts, launch in wa._split_plan(d, d, DTYPES[dtype]):
         yield "window_attn", fn, consts, launch
 

@@ -170,6 +170,8 @@ def linear_attn_choices(n, device="cuda", B=8, H=16):
 
 
 CHOICES = {"window_attn": window_choices, "linear_attn": linear_attn_choices}
+#: the kinds each op's choices come in (what --kinds may name)
+KINDS = {"window_attn": ("fwd", "bwd", *WINDOW_SPLIT_KERNELS), "linear_attn": ("chunk", *LA_TILES)}
 
 
 def main(argv=None):
@@ -180,6 +182,9 @@ def main(argv=None):
     p.add_argument("--kinds", default="", help="comma-separated kinds to time (default all): fwd, bwd, chunk, a kernel")
     args = p.parse_args(argv)
     kinds = set(filter(None, args.kinds.split(",")))
+    if kinds - set(KINDS[args.op]):
+        unknown = ", ".join(sorted(kinds - set(KINDS[args.op])))
+        p.error(f"--kinds: {unknown} not a kind of {args.op} (one of {', '.join(KINDS[args.op])})")
     out = args.out or ROOT / f"results/kernels/{args.op}_tiles"
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:

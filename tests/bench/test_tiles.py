@@ -3,6 +3,9 @@ runs through its launcher and leaves the launcher's own configuration as it foun
 CUDA graphs: GPU only.)"""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ["TRITON_INTERPRET"] = "1"
 
@@ -11,6 +14,8 @@ import pytest  # noqa: E402
 from bench import tiles  # noqa: E402
 from kernels.linear_attn import triton as la  # noqa: E402
 from kernels.window_attn import triton as wt  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def ends_of_each_kind(choices):
@@ -25,13 +30,25 @@ def test_each_kinds_choices_launch_and_restore_the_launcher(op):
     launchers = ("_fwd_launch", "_bwd_launch", "_split_tiles", "_dkdv_launch", "_dq_launch")
     defaults = [getattr(wt, name) for name in launchers] + [la._chunked_cfg]
     ends = ends_of_each_kind(tiles.CHOICES[op](33, "cpu", B=1, H=2))
-    expected = {
-        "window_attn": {"fwd", "bwd", *tiles.WINDOW_SPLIT_KERNELS},
-        "linear_attn": {"chunk", *tiles.LA_TILES},
-    }[op]
-    assert set(ends) == expected
+    assert set(ends) == set(tiles.KINDS[op])
     for kind, items in ends.items():
         for choice, fn in items:
             out = fn()  # the forward's (o, lse), the backwards' gradients, dq or dx first: (B, H, N, D)
             assert out[0].shape[:3] == (1, 2, 33), (kind, choice)
     assert [getattr(wt, name) for name in launchers] + [la._chunked_cfg] == defaults
+
+
+def test_an_unknown_kind_is_refused_before_anything_runs(tmp_path):
+    out = tmp_path / "tiles"
+    cmd = [sys.executable, str(REPO / "bench" / "tiles.py"), "--op", "linear_attn", "--kinds", "chunk,fwd"]
+    proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "--kinds: fwd not a kind of linear_attn (one of chunk, _la_bwd_states_kernel, _la_bwd_chunk_kernel, "
+            "_la_bwd_chunk_dv_kernel)"
+        )
+    )
+    assert not out.with_suffix(".json").exists()

@@ -124,6 +124,20 @@ def _head_consts(C, S, h, umax):
 
 
 @triton.jit
+def _keys_in_window(i, N, WINDOW, BQ: tl.constexpr, BK: tl.constexpr):
+    """Query block i of BQ -> the first row of the first key block of BK in its windows and the end of its keys
+    (the forward's and the split dq kernel's loop bounds, stepped by BK)."""
+    lo = tl.maximum(i * BQ - WINDOW + 1, 0)
+    return (lo // BK) * BK, tl.minimum((i + 1) * BQ, N)
+
+
+@triton.jit
+def _queries_reaching(j, N, WINDOW, BQ: tl.constexpr, BK: tl.constexpr):
+    """Key block j of BK -> the first and one past the last query block of BQ whose windows reach it."""
+    return (j * BK) // BQ, tl.minimum(((j + 1) * BK + tl.minimum(WINDOW, N) - 2) // BQ + 1, tl.cdiv(N, BQ))
+
+
+@triton.jit
 def _window_fwd_kernel(
     X,
     Y,
@@ -159,9 +173,7 @@ def _window_fwd_kernel(
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BM], dtype=tl.float32)
     acc = tl.zeros([BM, BDV], dtype=tl.float32)
-    lo = tl.maximum(i_m * BM - WINDOW + 1, 0)
-    lo = (lo // BN) * BN
-    hi = tl.minimum((i_m + 1) * BM, N)
+    lo, hi = _keys_in_window(i_m, N, WINDOW, BM, BN)
     for start in range(lo, hi, BN):
         offs_n = start + tl.arange(0, BN)
         y = _load(Y, offs_n, N, D, BD)
@@ -372,7 +384,6 @@ def _window_bwd_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     kappa = -2.0 * sc * tl.sqrt(c)
     w = tl.minimum(WINDOW, N)
-    nqb = tl.cdiv(N, BQ)
     strip = tl.cdiv(tl.cdiv(N, BK), n_s)
     j0 = i_s * strip
     j1 = tl.minimum(j0 + strip, tl.cdiv(N, BK))
@@ -389,8 +400,8 @@ def _window_bwd_kernel(
         dv = tl.zeros([BK, BDV], dtype=tl.float32)
         rk = tl.zeros([BK], dtype=tl.float32)
         tl.debug_barrier()  # the partial dx rows the previous step stored (other threads) are visible
-        # the query blocks whose windows reach key block j
-        for i in range(j * (BK // BQ), tl.minimum(((j + 1) * BK + w - 2) // BQ + 1, nqb)):
+        i0, i1 = _queries_reaching(j, N, WINDOW, BQ, BK)
+        for i in range(i0, i1):
             out, dk, dv, rk, gvec, tvec = _bwd_tile(
                 i, X, DO, LSE, DELTA, N, WINDOW, c, kk, kappa, tmax, y, yf, b, sg, vb, offs_n, dk, dv, rk, gvec,
                 tvec, D, DV, BQ, BD, BDV, PREC,
@@ -447,7 +458,8 @@ def _window_bwd_dkdv_kernel(
     dk = tl.zeros([BK, BD], dtype=tl.float32)
     dv = tl.zeros([BK, BDV], dtype=tl.float32)
     rk = tl.zeros([BK], dtype=tl.float32)
-    for i in range((j * BK) // BQ, tl.minimum(((j + 1) * BK + tl.minimum(WINDOW, N) - 2) // BQ + 1, tl.cdiv(N, BQ))):
+    i0, i1 = _queries_reaching(j, N, WINDOW, BQ, BK)
+    for i in range(i0, i1):
         dk, dv, rk, _dsl, _g, _h, _xf, _rho = _dkdv_tile(
             i, X, DO, LSE, DELTA, N, WINDOW, c, kk, tmax, y, b, sg, vb, offs_n, dk, dv, rk, D, DV, BQ, BD, BDV, PREC
         )
@@ -499,8 +511,8 @@ def _window_bwd_dq_kernel(
     gvec = tl.zeros([BQ], dtype=tl.float32)
     rq = tl.zeros([BQ], dtype=tl.float32)  # sum_s g (sigma_s + tau)
     acc = tl.zeros([BQ, BD], dtype=tl.float32)  # sum_s g sigma_s y_s
-    lo = tl.maximum(i * BQ - WINDOW + 1, 0)
-    for start in range((lo // BK) * BK, tl.minimum((i + 1) * BQ, N), BK):
+    lo, hi = _keys_in_window(i, N, WINDOW, BQ, BK)
+    for start in range(lo, hi, BK):
         offs_n = start + tl.arange(0, BK)
         y, yf, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
         s = tl.dot(x, tl.trans(y), input_precision=PREC)

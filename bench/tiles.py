@@ -6,9 +6,10 @@ behind its launcher's choices.
 
 window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x BM keys, warps, stages) times
 the forward launch alone and every backward choice (BQ queries x BK keys, warps, stages) the strip backward
-alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`, `_bwd_launch`); the kinds split_dkdv and split_dq
+(kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`, `_bwd_launch`); the kinds split_dkdv and split_dq
 time the split backward (`backward="split"`, both kernels) with one kernel's tiles and launch varied
-(`_split_tiles`, `_dkdv_launch`, `_dq_launch`).
+(`_split_tiles`, `_dkdv_launch`, `_dq_launch`). A backward includes exp0's backward (the strips launch it
+after theirs, the split kernels run it in their epilogues), so the two kinds compare whole backwards.
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
@@ -87,7 +88,8 @@ def window_choices(n, device="cuda", B=8, H=16):
     D = 64
     g = torch.Generator(device=device).manual_seed(0)
     c = torch.rand(H, device=device, generator=g) + 0.2
-    x, y = (exp0_triton(_randn(B, H, n, D, g=g, scale=0.7 / D**0.5), c.view(1, H, 1, 1)) for _ in range(2))
+    q, k = (_randn(B, H, n, D, g=g, scale=0.7 / D**0.5) for _ in range(2))
+    x, y = (exp0_triton(t, c.view(1, H, 1, 1)) for t in (q, k))
     v, s = _randn(B, H, n, D, g=g), torch.rand(H, device=device, generator=g) + 0.5
     o, lse = wt._launch_fwd(x, y, v, c, s, 64, None, None)
     do = torch.randn_like(o)
@@ -105,7 +107,7 @@ def window_choices(n, device="cuda", B=8, H=16):
             yield "fwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_fwd_launch", launch, call)
     for tiles in WINDOW_BWD_TILES:
         for launch in LAUNCHES:
-            call = lambda t=tiles: wt._launch_bwd(do, o, x, y, v, c, s, lse, 64, *t, "strips")  # noqa: E731
+            call = lambda t=tiles: wt._launch_bwd(do, o, q, k, x, y, v, c, s, lse, 64, *t, "strips")  # noqa: E731
             yield "bwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_bwd_launch", launch, call)
 
     def split(kernel, tiles, launch):
@@ -116,7 +118,7 @@ def window_choices(n, device="cuda", B=8, H=16):
         def with_tiles(BD, BDV, fp32):
             return tuple(tiles if i == index else t for i, t in enumerate(default(BD, BDV, fp32)))
 
-        call = lambda: wt._launch_bwd(do, o, x, y, v, c, s, lse, 64, None, None, "split")  # noqa: E731
+        call = lambda: wt._launch_bwd(do, o, q, k, x, y, v, c, s, lse, 64, None, None, "split")  # noqa: E731
         fn = patched(launcher, launch, call)
 
         def run():

@@ -57,6 +57,24 @@ def _artanh_ratio(u, umax, at_max):
 
 
 @triton.jit
+def _ratio_map_grad(x, g, c, n2, r, dr):
+    """Backward of y = r x row by row, r a ratio of u = sqrt(c n2) with dr = r'(u)/u: rows x, g (float32) and
+    n2 = |x|^2 (floored), c per row or one scalar -> dx (rows) and each row's c gradient."""
+    xg = tl.sum(x * g, axis=1)
+    return r[:, None] * g + (c * dr * xg)[:, None] * x, dr * xg * n2 * 0.5
+
+
+@triton.jit
+def _exp0_bwd_rows(x, g, c, min_norm):
+    """exp0's backward on a tile: tangent rows x and the gradient g of exp0(x) (float32), c per row or one
+    scalar -> dx and each row's c gradient, as _rowmap_bwd_kernel (for the kernels that fuse it)."""
+    min_norm = tl.cast(min_norm, tl.float32)  # inductor passes Python floats as fp64
+    n2 = tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm)
+    r, dr = _tanh_ratio(tl.sqrt(c * n2))
+    return _ratio_map_grad(x, g, c, n2, r, dr)
+
+
+@triton.jit
 def _rowmap_fwd_kernel(
     X, C, Y, R, D, min_norm, umax, at_max, LOG: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr
 ):
@@ -100,10 +118,9 @@ def _rowmap_bwd_kernel(
         r, dr = _artanh_ratio(u, umax, at_max)
     else:
         r, dr = _tanh_ratio(u)
-    xg = tl.sum(x * g, axis=1)
-    dx = r[:, None] * g + (c * dr * xg)[:, None] * x
+    dx, dc = _ratio_map_grad(x, g, c, n2, r, dr)
     tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=m)
-    tl.store(DC + rows, dr * xg * n2 * 0.5, mask=rm)
+    tl.store(DC + rows, dc, mask=rm)
 
 
 @triton.jit

@@ -1,7 +1,8 @@
 """Triton flash-style causal sliding-window attention scored by the Poincare distance.
 
-q and k enter the ball with the Triton exp0 (kernels.poincare's row map, per-head c) inside the forward op, whose
-backward runs exp0's backward on the float32 dx; the attention kernels see ball points x = exp0(q), y = exp0(k).
+q and k enter the ball with the Triton exp0 (kernels.poincare's row map, per-head c) inside the forward op; the
+attention kernels see ball points x = exp0(q), y = exp0(k). exp0's backward takes the float32 dx and dy: the
+strips run it as the row map's kernel after theirs, the split kernels in their epilogues.
 With a = |x|^2, b = |y|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored at
 1e-15), for s in (t - W, t]:
 
@@ -27,7 +28,9 @@ deterministic).
 "split", two kernels, as FlashAttention-2: one program per (key block of BK, batch * head) walks the query
 blocks that reach it and stores dy and dv once; one program per (query block of BQ, batch * head) walks the
 key blocks in its window (as the forward) and stores dx once. Each pair is scored twice (once per kernel), but
-no dx is read back: no side buffers, no atomics, deterministic.
+no dx is read back: no side buffers, no atomics, deterministic. A program holds whole rows of dx (dy) when it
+stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their dtype through exp0's backward:
+no float32 dx goes to memory.
 
 With g = ds / sqrt(tau (1 + tau)) (0 where tau is clamped) and kappa = -2 scale sqrt c:
 
@@ -37,7 +40,8 @@ With g = ds / sqrt(tau (1 + tau)) (0 where tau is clamped) and kappa = -2 scale 
 
 (dc because d is c^(-1/2) times a function of c a, c b and c <x,y> alone). Each program stores its partial
 sums of dscale and dc (split: the query programs dscale and the x . dx part of dc, the key programs the y . dy
-part), which the launcher sums. dy is stored in the inputs' dtype; dx is float32 (exp0's backward takes it).
+part, each with its rows' dc of exp0), which the launcher sums. The strips store dy in the inputs' dtype and
+dx in float32.
 """
 
 from __future__ import annotations
@@ -46,8 +50,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.poincare.naive import BALL_EPS
-from kernels.poincare.triton import _curv_rows, _rowmap_bwd, _rowmap_fwd
+from kernels.poincare.naive import BALL_EPS, MIN_NORM
+from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _rowmap_bwd, _rowmap_fwd
 from kernels.row_dot import row_dot
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
@@ -274,22 +278,28 @@ def _dkdv_tile(
 
 
 @triton.jit
+def _key_grad(yf, kappa, sg, dk, rk):
+    """A key block's dy, float32, from float32 y and its accumulators dk (sum_t g rho_t x_t) and rk."""
+    return (kappa * sg)[:, None] * (yf * rk[:, None] - dk)
+
+
+@triton.jit
 def _key_out(DY, DVo, offs_n, N, yf, kappa, sg, dk, dv, rk, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr,
              BDV: tl.constexpr):  # fmt: skip
     """Store a key block's dy (from float32 y, dk, rk) and dv; returns y . dy per key."""
-    dkf = (kappa * sg)[:, None] * (yf * rk[:, None] - dk)
+    dkf = _key_grad(yf, kappa, sg, dk, rk)
     _store(DY, offs_n, N, dkf, D, BD)
     _store(DVo, offs_n, N, dv, DV, BDV)
     return tl.sum(yf * dkf, axis=1)
 
 
 @triton.jit
-def _partials(DSC, DC, gvec, t, c, sc):
+def _partials(DSC, DC, gvec, t, c, sc, tmap):
     """Store a program's partial sums: of dscale, -(ln 2 / sqrt c) sum gvec, and of dc, (t - scale dscale) / 2c
-    (t: its sum of x . dx and y . dy)."""
+    + tmap (t: its sum of x . dx and y . dy; tmap: the dc of the exp0 backward it ran, 0 if none)."""
     gscale = -0.6931471805599453 / tl.sqrt(c) * tl.sum(gvec, axis=0)
     tl.store(DSC, gscale)
-    tl.store(DC, (t - sc * gscale) / (2.0 * c))
+    tl.store(DC, (t - sc * gscale) / (2.0 * c) + tmap)
 
 
 @triton.jit
@@ -415,7 +425,8 @@ def _window_bwd_kernel(
                 out += tl.load(ptrs, mask=mask, other=0.0)
             tl.store(ptrs, out, mask=mask)
         tkey += _key_out(DY, DVo, offs_n, N, yf, kappa, sg, dk, dv, rk, D, DV, BD, BDV)
-    _partials(DSC + i_bh * n_s + i_s, DC + i_bh * n_s + i_s, gvec, tl.sum(tvec, axis=0) + tl.sum(tkey, axis=0), c, sc)
+    t = tl.sum(tvec, axis=0) + tl.sum(tkey, axis=0)
+    _partials(DSC + i_bh * n_s + i_s, DC + i_bh * n_s + i_s, gvec, t, c, sc, 0.0)
 
 
 @triton.jit
@@ -428,13 +439,15 @@ def _window_bwd_dkdv_kernel(
     DO,
     LSE,
     DELTA,
-    DY,
+    K,
+    DKo,
     DVo,
     DC,
     N,
     H,
     WINDOW,
     umax,
+    min_norm,
     D: tl.constexpr,
     DV: tl.constexpr,
     BQ: tl.constexpr,
@@ -443,8 +456,9 @@ def _window_bwd_dkdv_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """Split, keys. DY: (BH, N, D) in the inputs' dtype; DVo: (BH, N, DV); DC: (BH, cdiv(N, BK)) partial sums of
-    y . dy / 2c. Grid (cdiv(N, BK), BH): key block j of BK against the query blocks of BQ that reach it."""
+    """Split, keys. K: (BH, N, D) the tangent keys (y = exp0(K)); DKo: their gradient, like K, through exp0's
+    backward here; DVo: (BH, N, DV); DC: (BH, cdiv(N, BK)) partial sums of y . dy / 2c and of exp0's dc. Grid
+    (cdiv(N, BK), BH): key block j of BK against the query blocks of BQ that reach it."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -463,10 +477,13 @@ def _window_bwd_dkdv_kernel(
         dk, dv, rk, _dsl, _g, _h, _xf, _rho = _dkdv_tile(
             i, X, DO, LSE, DELTA, N, WINDOW, c, kk, tmax, y, b, sg, vb, offs_n, dk, dv, rk, D, DV, BQ, BD, BDV, PREC
         )
-    kappa = -2.0 * sc * tl.sqrt(c)
+    _store(DVo + row0 * DV, offs_n, N, dv, DV, BDV)
     yf = _reload(Y + row0 * D, offs_n, N, D, BD)
-    tkey = _key_out(DY + row0 * D, DVo + row0 * DV, offs_n, N, yf, kappa, sg, dk, dv, rk, D, DV, BD, BDV)
-    tl.store(DC + i_bh * tl.num_programs(0) + j, tl.sum(tkey, axis=0) / (2.0 * c))
+    dy = _key_grad(yf, -2.0 * sc * tl.sqrt(c), sg, dk, rk)
+    tkey = tl.sum(tl.sum(yf * dy, axis=1), axis=0)
+    dkt, dck = _exp0_bwd_rows(_reload(K + row0 * D, offs_n, N, D, BD), dy, c, min_norm)
+    _store(DKo + row0 * D, offs_n, N, dkt, D, BD)
+    tl.store(DC + i_bh * tl.num_programs(0) + j, tkey / (2.0 * c) + tl.sum(dck, axis=0))
 
 
 @triton.jit
@@ -479,13 +496,15 @@ def _window_bwd_dq_kernel(
     DO,
     LSE,
     DELTA,
-    DX,
+    Q,
+    DQo,
     DSC,
     DC,
     N,
     H,
     WINDOW,
     umax,
+    min_norm,
     D: tl.constexpr,
     DV: tl.constexpr,
     BQ: tl.constexpr,
@@ -494,9 +513,10 @@ def _window_bwd_dq_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """Split, queries. DX: (BH, N, D) float32, stored once; DSC, DC: (BH, cdiv(N, BQ)) partial sums of dscale and
-    of (x . dx - scale dscale) / 2c. Grid (cdiv(N, BQ), BH): query block i of BQ against the key blocks of BK in
-    its window, as the forward."""
+    """Split, queries. Q: (BH, N, D) the tangent queries (x = exp0(Q)); DQo: their gradient, like Q, stored once,
+    through exp0's backward here; DSC, DC: (BH, cdiv(N, BQ)) partial sums of dscale and of
+    (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the key
+    blocks of BK in its window, as the forward."""
     i = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -527,9 +547,11 @@ def _window_bwd_dq_kernel(
     kappa = -2.0 * sc * tl.sqrt(c)
     xf = _reload(X + row0 * D, offs_m, N, D, BD)
     dx = (kappa * rho)[:, None] * (xf * rq[:, None] - acc)
-    _store(DX + row0 * D, offs_m, N, dx, D, BD)
     t = tl.sum(tl.sum(xf * dx, axis=1), axis=0)
-    _partials(DSC + i_bh * tl.num_programs(0) + i, DC + i_bh * tl.num_programs(0) + i, gvec, t, c, sc)
+    dq, dcq = _exp0_bwd_rows(_reload(Q + row0 * D, offs_m, N, D, BD), dx, c, min_norm)
+    _store(DQo + row0 * D, offs_m, N, dq, D, BD)
+    i_p = i_bh * tl.num_programs(0) + i
+    _partials(DSC + i_p, DC + i_p, gvec, t, c, sc, tl.sum(dcq, axis=0))
 
 
 def _cfg(d, dv, dtype, window, block_m, block_n, backward=False):
@@ -630,40 +652,35 @@ def _split_plan(d, dv, dtype, block_m=None, block_n=None):
         yield fn, dict(D=d, DV=dv, BQ=block_m or bq, BK=block_n or bk, BD=BD, BDV=BDV, PREC=prec), launch
 
 
-def _launch_bwd(do, o, x, y, v, c32, s32, lse, window, block_m, block_n, backward="strips"):
-    """do, o: (B, H, N, DV) in v's dtype; the rest as the forward's -> dx: (B, H, N, D) float32, dy: like y,
-    dv: like v, dc, dscale: (H,) float32; by the backward named (BACKWARDS)."""
+def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n, backward="strips"):
+    """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
+    dk: like k, dv: like v, dc, dscale: (H,) float32; by the backward named (BACKWARDS), exp0's backward
+    included."""
     launch = {"strips": _launch_bwd_strips, "split": _launch_bwd_split}[backward]
-    return launch(do, o, x, y, v, c32, s32, lse, window, block_m, block_n)
+    return launch(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n)
 
 
-# Not built: exp0's backward (kernels.poincare's _rowmap_bwd_kernel, per row: the tangent row and its dx -> dq
-# and a dc term) could run in the split kernels' epilogues, where each dx (dy) row is complete in one program:
-# the dq kernel would load the tangent q block and store dq in q's dtype (the dk/dv kernel k's, dk), adding
-# the dc terms to its partial sums. At (8, 16, 16384, 64) bf16 that saves writing and reading back the float32
-# dx (2 x 537 MB) and the bf16 dy (2 x 268 MB), about 1.6 GB, and two launches; q and k are read and dq, dk
-# written either way. The strips cannot: their dx rows are complete only after the side-buffer add.
-def _launch_bwd_split(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
-    """_launch_bwd by two kernels: dy and dv per key block, then dx per query block (each stored once)."""
+def _launch_bwd_split(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
+    """_launch_bwd by two kernels: dk and dv per key block, then dq per query block (each stored once, exp0's
+    backward in the kernels' epilogues, where each row's dy or dx is complete: no float32 dx round trip)."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
-    (dkdv, kc, kl), (dq, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, block_m, block_n)
+    (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, block_m, block_n)
     nk, nq = triton.cdiv(n, kc["BK"]), triton.cdiv(n, qc["BQ"])
     delta = row_dot(do, o)
-    dx = torch.empty(Bsz, H, n, d, device=x.device, dtype=torch.float32)
-    dy = torch.empty_like(y)
-    dv = torch.empty_like(v)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     dck = torch.empty(bh, nk, device=x.device, dtype=torch.float32)
     dsc, dcq = torch.empty(2, bh, nq, device=x.device, dtype=torch.float32)
     ins = (x, y, v, c32, s32, do, lse, delta)
-    dkdv[(nk, bh)](*ins, dy, dv, dck, n, H, window, 1.0 - BALL_EPS, **kc, **kl)
-    dq[(nq, bh)](*ins, dx, dsc, dcq, n, H, window, 1.0 - BALL_EPS, **qc, **ql)
+    dkdv[(nk, bh)](*ins, k, dk, dv, dck, n, H, window, 1.0 - BALL_EPS, MIN_NORM, **kc, **kl)
+    dq_kernel[(nq, bh)](*ins, q, dq, dsc, dcq, n, H, window, 1.0 - BALL_EPS, MIN_NORM, **qc, **ql)
     heads = lambda t: t.view(Bsz, H, -1).sum((0, 2))  # noqa: E731
-    return dx, dy, dv, heads(dcq) + heads(dck), heads(dsc)
+    return dq, dk, dv, heads(dcq) + heads(dck), heads(dsc)
 
 
-def _launch_bwd_strips(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
-    """_launch_bwd by the strip kernel (dx summed over key blocks in place)."""
+def _launch_bwd_strips(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
+    """_launch_bwd by the strip kernel (dx summed over key blocks in place; its rows are complete only after the
+    side-buffer add), then exp0's backward on the float32 dx and on dy (kernels.poincare's row map)."""
     Bsz, H, n, d = x.shape
     dv_ = v.shape[-1]
     BD, BDV, bq, bk, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)
@@ -681,7 +698,11 @@ def _launch_bwd_strips(do, o, x, y, v, c32, s32, lse, window, block_m, block_n):
     )  # fmt: skip
     if strips > 1 and side_rows > 0:
         _add_side_buffers(dx.view(Bsz * H, n, d), side, triton.cdiv(triton.cdiv(n, bk), strips) * bk)
-    return dx, dy, dv, dc.view(Bsz, H, strips).sum((0, 2)), dsc.view(Bsz, H, strips).sum((0, 2))
+    rows = _head_rows(c32, q)
+    dq, dc_q = _rowmap_bwd(_rows(q), rows, _rows(dx), False, 0.0)
+    dk, dc_k = _rowmap_bwd(_rows(k), rows, _rows(dy), False, 0.0)
+    dc = dc.view(Bsz, H, strips).sum((0, 2)) + (dc_q + dc_k).view(q.shape[:-1]).sum((0, 2))
+    return dq.view(q.shape), dk.view(k.shape), dv, dc, dsc.view(Bsz, H, strips).sum((0, 2))
 
 
 # Custom ops: dynamo and AOT autograd see each op as opaque (fake tensors give the shapes).
@@ -735,14 +756,9 @@ def window_hyp_attn_bwd(
     backward: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """do, o: (B, H, N, DV) in v's dtype; the rest as window_hyp_attn_fwd's inputs and outputs, all contiguous
-    -> dq: like q, dk: like k, dv: like v, dc, dscale: (H,) float32. The attention's dx goes to exp0's
-    backward in float32, as the kernel sums it (no cast in between)."""
-    dx, dy, dv, dc, dsc = _launch_bwd(do, o, x, y, v, c, scale, lse, window, block_m, block_n, backward)
-    rows = _head_rows(c, q)
-    dq, dc_q = _rowmap_bwd(_rows(q), rows, _rows(dx), False, 0.0)
-    dk, dc_k = _rowmap_bwd(_rows(k), rows, _rows(dy), False, 0.0)
-    dc = dc + (dc_q + dc_k).view(q.shape[:-1]).sum((0, 2))
-    return dq.view(q.shape), dk.view(k.shape), dv, dc, dsc
+    -> dq: like q, dk: like k, dv: like v, dc, dscale: (H,) float32. The attention's dx reaches exp0's
+    backward in float32, as the kernels sum it (no cast in between)."""
+    return _launch_bwd(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n, backward)
 
 
 @window_hyp_attn_fwd.register_fake

@@ -130,13 +130,14 @@ def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them
 #: compiles it. The strips: at 64 the launcher takes 32 x 32 tiles that spill (80 bytes, triton 3.9; 40 since
 #: the split backward's helpers reordered its dots) over 16 x 32 ones that do not: on the H200 they took 3.13 ms
 #: against 5.09 at (8, 16, 16384, 64) bf16 (bench/tiles.py, results/kernels/README.md run 10). The split
-#: kernels (not timed yet) spill 248 (dk/dv) and 32 (dx) bytes at 64, 88 and 40 at 128, compiled as here, for
-#: pointers and sizes of unknown divisibility; compiled as a launch at the benchmark's shapes specialises them
-#: (shared_memory_probe.py --aligned), neither spills at 64 or 128 (165-168 registers).
+#: kernels (not timed yet; exp0's backward in their epilogues since the tenth session) spill 200 (dk/dv) and
+#: 152 (dq) bytes at 64, 72 and 32 at 128, compiled as here, for pointers and sizes of unknown divisibility;
+#: compiled as a launch at the benchmark's shapes specialises them (shared_memory_probe.py --aligned), neither
+#: spills at 64 or 128 (168-183 registers).
 WINDOW_BWD_SPILL = {
     "_window_bwd_kernel": {64: 128, 128: 0},
     "_window_bwd_dkdv_kernel": {64: 256, 128: 96},
-    "_window_bwd_dq_kernel": {64: 64, 128: 64},
+    "_window_bwd_dq_kernel": {64: 160, 128: 64},
 }
 
 

@@ -9,11 +9,13 @@ Same math as kernels/bk_core/triton.py (see there), in one launch each instead o
            to its right applied to 0.
 A program owns BLOCK_C channels of one batch row (one channel a thread, one warp) and one segment of L rows.
 It loads its segment once into registers, computes its aggregate (P_s, or (Cc, Dc)) and publishes it, looks
-back over the segments before it (right of it for the adjoint): a predecessor's inclusive value (g leaving
-it, mu entering it) ends the walk, its aggregate is combined in and the walk goes on, a predecessor that has
-published nothing yet is spun on. It publishes its own inclusive value (its aggregate applied to the carry)
-and sweeps its rows from the carry, still in registers, writing g (or dv and per-segment sums as
-`_adj_sweep_kernel` does).
+back over the segments before it (right of it for the adjoint), LOOK of them a round: one acquire atomic per
+segment reads their flags together, the aggregates of those that lead with an aggregate only are loaded
+together and combined in order, and a predecessor's inclusive value (g leaving it, mu entering it) ends the
+walk; a predecessor that has published nothing yet starts the next round (spun on). One segment a round
+paid an L2 round trip (atomic, then loads) per predecessor: a walk over k aggregates took k of them, now
+about k / LOOK. It publishes its own inclusive value (its aggregate applied to the carry) and sweeps its rows
+from the carry, still in registers, writing g (or dv and per-segment sums as `_adj_sweep_kernel` does).
 
 Segment order comes from a ticket (an atomic counter per (batch row, channel block)), not from
 tl.program_id: the GPU does not start programs in index order, and a program spinning on a predecessor that
@@ -31,8 +33,9 @@ C % 16 == 0 Triton would vectorize the tile loads along C and spread a tile's ro
 per row taken, the sweep run 4 times over). The recurrences run unmasked (stores are): rows past N lie at the
 logical end of the last segment, whose product and inclusive value no program reads, and the adjoint loads
 them as g = dg = 0, exact no-ops (mu stays 0, the sums gain 0). Store masks are recomputed and store addresses
-stepped row by row, not kept from the loads across the look-back. sm_80 and sm_90, triton 3.9: forward 168
-registers, backward 254, no spill (tests/kernels/shared_memory_probe.py --bk-core).
+stepped row by row, not kept from the loads across the look-back. sm_90, triton 3.9: forward 188 registers, no
+spill; backward 255 and 8 bytes of spill (tests/kernels/shared_memory_probe.py --bk-core; 168 and 254, no
+spill, with one segment a round).
 
 Bytes per element, causal: forward reads v (4), writes g_re, g_im (8); backward reads g, dg (16), writes dv
 (4): 32 in all (the two-pass kernels move 52). Scratch, per segment and channel when the walk stops at the
@@ -68,6 +71,7 @@ SEG_BWD = 32  # backward rows per program: g, dg as 4 x 32 registers a thread
 BLOCK_C = 32  # channels per program, one a thread
 FWD_PART = 10  # forward scratch rows per (segment, channel): P_s (8), g leaving the segment (2)
 BWD_PART = 6  # backward scratch rows: (Cc, Dc) (4), mu entering the segment from the right (2)
+LOOK = 4  # predecessors a look-back round reads at once
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -113,6 +117,18 @@ def _peek(ptr, cmask, other: tl.constexpr):
 
 
 @triton.jit
+def _round(chain, segs, valid, LOOK: tl.constexpr):
+    """One look-back round over the segments `segs` (LOOK, nearest first; `valid` those that exist): their flags
+    by one acquire atomic each -> n, how many lead with an aggregate only (flag 1), and the flag of segment
+    segs[n] (2: its inclusive value ends the walk; 0, or n = LOOK: the walk goes on from there)."""
+    look = tl.arange(0, LOOK)
+    flags = tl.atomic_add(chain + 1 + segs, 0, sem="acquire", mask=valid)
+    flags = tl.where(valid, flags, 0)
+    n = tl.min(tl.where(flags == 1, LOOK, look), axis=0)
+    return n, tl.sum(tl.where(look == n, flags, 0), axis=0)
+
+
+@triton.jit
 def _publish(flag_ptr, value: tl.constexpr):
     """Set a segment's flag once every thread's stores are done (barrier, then a release atomic)."""
     tl.debug_barrier()
@@ -122,7 +138,22 @@ def _publish(flag_ptr, value: tl.constexpr):
 # ----------------------------------------------------------------------------------------------- kernels
 @triton.jit(do_not_specialize=["C"])  # see "Registers" above
 def _lookback_fwd_kernel(
-    V, H0, BETA, ZRE, ZIM, STATE, PART, GR, GI, N, C, S, REVERSE: tl.constexpr, L: tl.constexpr, BLOCK_C: tl.constexpr
+    V,
+    H0,
+    BETA,
+    ZRE,
+    ZIM,
+    STATE,
+    PART,
+    GR,
+    GI,
+    N,
+    C,
+    S,
+    REVERSE: tl.constexpr,
+    L: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    LOOK: tl.constexpr,
 ):
     """GR, GI (B, N, C); STATE (B * n_cblk, 1 + S) int32: ticket, flag of each segment; PART (B, S, 10, C)."""
     b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
@@ -148,14 +179,42 @@ def _lookback_fwd_kernel(
     if s > 0:
         _store_mat(part, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
         _publish(chain + 1 + s, 1)
-    # look-back: q = P_{s-1} ... P_{j+1} until segment j has published g leaving it; then w = q(g)
+    # look-back, LOOK segments a round: q = P_{s-1} ... P_{j+1} until segment j has published g leaving it; then
+    # w = q(g). A round combines the aggregates of segments j, j-1, ... up to the first without one (_round)
     q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = one, zero, zero, zero, zero, zero, one, zero
     wr, wi = zero, zero
+    look = tl.arange(0, LOOK)
     j = s - 1
     while j >= 0:
-        flag = tl.atomic_add(chain + 1 + j, 0, sem="acquire")
-        prev = PART + (b.to(tl.int64) * S + j) * 10 * C + cols
-        if flag == 2:
+        segs = j - look  # nearest first
+        n, stop = _round(chain, segs, segs >= 0, LOOK)
+        prev = PART + (b.to(tl.int64) * S + segs)[:, None] * 10 * C + cols[None, :]
+        m = (look < n)[:, None] & cmask[None, :]
+        e00r, e00i = _peek(prev, m, 1.0), _peek(prev + C, m, 0.0)
+        e01r, e01i = _peek(prev + 2 * C, m, 0.0), _peek(prev + 3 * C, m, 0.0)
+        e10r, e10i = _peek(prev + 4 * C, m, 0.0), _peek(prev + 5 * C, m, 0.0)
+        e11r, e11i = _peek(prev + 6 * C, m, 1.0), _peek(prev + 7 * C, m, 0.0)
+        for k in tl.static_range(LOOK):  # identity past n
+            q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = _mat_combine(
+                _take(e00r, look, k),
+                _take(e00i, look, k),
+                _take(e01r, look, k),
+                _take(e01i, look, k),
+                _take(e10r, look, k),
+                _take(e10i, look, k),
+                _take(e11r, look, k),
+                _take(e11i, look, k),
+                q00r,
+                q00i,
+                q01r,
+                q01i,
+                q10r,
+                q10i,
+                q11r,
+                q11i,
+            )
+        if stop == 2:
+            inc = PART + (b.to(tl.int64) * S + j - n) * 10 * C + cols
             wr, wi = _mobius(
                 q00r,
                 q00i,
@@ -165,19 +224,12 @@ def _lookback_fwd_kernel(
                 q10i,
                 q11r,
                 q11i,
-                _peek(prev + 8 * C, cmask, 0.0),
-                _peek(prev + 9 * C, cmask, 0.0),
+                _peek(inc + 8 * C, cmask, 0.0),
+                _peek(inc + 9 * C, cmask, 0.0),
             )
             j = -1
-        elif flag == 1:
-            e00r, e00i = _peek(prev, cmask, 1.0), _peek(prev + C, cmask, 0.0)
-            e01r, e01i = _peek(prev + 2 * C, cmask, 0.0), _peek(prev + 3 * C, cmask, 0.0)
-            e10r, e10i = _peek(prev + 4 * C, cmask, 0.0), _peek(prev + 5 * C, cmask, 0.0)
-            e11r, e11i = _peek(prev + 6 * C, cmask, 1.0), _peek(prev + 7 * C, cmask, 0.0)
-            q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = _mat_combine(
-                e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i, q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i
-            )
-            j -= 1
+        else:
+            j -= n
     er, ei = _mobius(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, wr, wi)
     tl.store(part + 8 * C, er, mask=cmask)
     tl.store(part + 9 * C, ei, mask=cmask)
@@ -194,7 +246,22 @@ def _lookback_fwd_kernel(
 
 @triton.jit(do_not_specialize=["C"])
 def _lookback_bwd_kernel(
-    GR, GI, DGR, DGI, BETA, STATE, PART, DV, RED, N, C, S, REVERSE: tl.constexpr, L: tl.constexpr, BLOCK_C: tl.constexpr
+    GR,
+    GI,
+    DGR,
+    DGI,
+    BETA,
+    STATE,
+    PART,
+    DV,
+    RED,
+    N,
+    C,
+    S,
+    REVERSE: tl.constexpr,
+    L: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    LOOK: tl.constexpr,
 ):
     """DV (B, N, C) = -Re mu; RED (B, S, 3, C) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
     last segment); PART (B, S, 6, C)."""
@@ -224,25 +291,32 @@ def _lookback_bwd_kernel(
         tl.store(part + 2 * C, dcr, mask=cmask)
         tl.store(part + 3 * C, dci, mask=cmask)
         _publish(chain + 1 + s, 1)
-    # look-back to the right: x -> qc x + qd composes segments s+1 .. j-1 until segment j has published mu
-    # entering it; then mu entering segment s is qc mu + qd
+    # look-back to the right, LOOK segments a round (_round): x -> qc x + qd composes segments s+1 .. j-1 until
+    # segment j has published mu entering it; then mu entering segment s is qc mu + qd
     qcr = tl.full([BLOCK_C], 1.0, tl.float32)
     qci, qdr, qdi = zero, zero, zero
     mr, mi = zero, zero
+    look = tl.arange(0, LOOK)
     j = s + 1
     while j < S:
-        flag = tl.atomic_add(chain + 1 + j, 0, sem="acquire")
-        prev = PART + (b.to(tl.int64) * S + j) * 6 * C + cols
-        if flag == 2:
-            er, ei = _peek(prev + 4 * C, cmask, 0.0), _peek(prev + 5 * C, cmask, 0.0)
+        segs = j + look  # nearest first
+        n, stop = _round(chain, segs, segs < S, LOOK)
+        prev = PART + (b.to(tl.int64) * S + segs)[:, None] * 6 * C + cols[None, :]
+        m = (look < n)[:, None] & cmask[None, :]
+        ecr, eci = _peek(prev, m, 1.0), _peek(prev + C, m, 0.0)
+        edr, edi = _peek(prev + 2 * C, m, 0.0), _peek(prev + 3 * C, m, 0.0)
+        for k in tl.static_range(LOOK):  # identity past n
+            qcr, qci, qdr, qdi = _affine_combine(
+                _take(ecr, look, k), _take(eci, look, k), _take(edr, look, k), _take(edi, look, k), qcr, qci, qdr, qdi
+            )
+        if stop == 2:
+            inc = PART + (b.to(tl.int64) * S + j + n) * 6 * C + cols
+            er, ei = _peek(inc + 4 * C, cmask, 0.0), _peek(inc + 5 * C, cmask, 0.0)
             mr = qcr * er - qci * ei + qdr
             mi = qcr * ei + qci * er + qdi
             j = S
-        elif flag == 1:
-            ecr, eci = _peek(prev, cmask, 1.0), _peek(prev + C, cmask, 0.0)
-            edr, edi = _peek(prev + 2 * C, cmask, 0.0), _peek(prev + 3 * C, cmask, 0.0)
-            qcr, qci, qdr, qdi = _affine_combine(ecr, eci, edr, edi, qcr, qci, qdr, qdi)
-            j += 1
+        else:
+            j += n
     tl.store(part + 4 * C, pcr * mr - pci * mi + dcr, mask=cmask)
     tl.store(part + 5 * C, pcr * mi + pci * mr + dci, mask=cmask)
     _publish(chain + 1 + s, 2)
@@ -276,7 +350,7 @@ def _fwd(v, h0, beta, z_re, z_im, reverse: bool, state, part, programs: int):
     g_re, g_im = torch.empty_like(v), torch.empty_like(v)
     S = part.shape[1]
     _lookback_fwd_kernel[(state.shape[0], programs)](
-        v, h0, beta, z_re, z_im, state, part, g_re, g_im, N, C, S, reverse, SEG_FWD, BLOCK_C, num_warps=1
+        v, h0, beta, z_re, z_im, state, part, g_re, g_im, N, C, S, reverse, SEG_FWD, BLOCK_C, LOOK, num_warps=1
     )
     return g_re, g_im
 
@@ -288,7 +362,7 @@ def _bwd(g_re, g_im, dg_re, dg_im, beta, reverse: bool, state, part, programs: i
     dv = torch.empty_like(g_re)
     red = torch.empty(B, S, 3, C, device=g_re.device, dtype=torch.float32)
     _lookback_bwd_kernel[(state.shape[0], programs)](
-        g_re, g_im, dg_re, dg_im, beta, state, part, dv, red, N, C, S, reverse, SEG_BWD, BLOCK_C, num_warps=1
+        g_re, g_im, dg_re, dg_im, beta, state, part, dv, red, N, C, S, reverse, SEG_BWD, BLOCK_C, LOOK, num_warps=1
     )
     return dv, red
 

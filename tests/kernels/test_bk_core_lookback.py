@@ -13,6 +13,8 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
 from bk_core_checks import check_against, in_band, make_inputs, two_pass  # noqa: E402
 from compile_checks import assert_compiles_like_eager  # noqa: E402
 
@@ -21,6 +23,8 @@ from kernels.bk_core import lookback as lb  # noqa: E402
 from kernels.bk_core.lookback import bk_core_lookback  # noqa: E402
 
 N_LONG = 4 * lb.SEG_FWD - 5  # 251: 4 forward segments, 8 backward ones, the last of each ragged
+#: 635: 10 forward segments, 20 backward ones: a doctored walk takes several rounds of lb.LOOK either way
+N_WALK = (2 * lb.LOOK + 2) * lb.SEG_FWD - 5
 
 
 class TestInterpreted:
@@ -44,10 +48,10 @@ class TestInterpreted:
         check_against(bk_core_sequential, make_inputs(2, 40, 40, seed=5), True, fn=bk_core_lookback)
 
 
-@pytest.fixture(scope="module")
-def swept():
+@pytest.fixture(scope="module", params=[N_LONG, N_WALK])
+def swept(request):
     """Inputs, forward and adjoint run to completion, each with its STATE and PART."""
-    x = [t.float() for t in in_band(1, N_LONG, 3, seed=11)]
+    x = [t.float() for t in in_band(1, request.param, 3, seed=11)]
     fwd = lb._scratch(x[0], lb.SEG_FWD, lb.FWD_PART)
     g = lb._fwd(*x, False, *fwd, fwd[1].shape[1])
     dg = torch.randn(2, *g[0].shape, generator=torch.Generator().manual_seed(0))
@@ -81,7 +85,7 @@ class TestLookBack:
         S = part.shape[1]
         state, part = doctor(state, part, slice(8, 10))
         again = lb._fwd(*x, False, state, part, 1)  # program_id 0 of each chain, ticket S-1
-        last = slice((S - 1) * lb.SEG_FWD, N_LONG)
+        last = slice((S - 1) * lb.SEG_FWD, x[0].shape[1])
         for got, ref in zip(again, g, strict=True):
             torch.testing.assert_close(got[:, last], ref[:, last], rtol=1e-5, atol=1e-5)
         assert (state[:, 0] == S).all() and (state[:, S] == 2).all()
@@ -95,6 +99,37 @@ class TestLookBack:
         torch.testing.assert_close(dv1[:, first], dv[:, first], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(red1[:, 0], red[:, 0], rtol=1e-5, atol=1e-5)
         assert (state[:, 0] == S).all() and (state[:, 1] == 2).all()
+
+
+@triton.jit
+def _round_kernel(CHAIN, SEGS, VALID, OUT, LOOK: tl.constexpr):
+    look = tl.arange(0, LOOK)
+    n, stop = lb._round(CHAIN, tl.load(SEGS + look), tl.load(VALID + look) != 0, LOOK)
+    tl.store(OUT, n)
+    tl.store(OUT + 1, stop)
+
+
+# flags of segments 3, 2, 1, 0 (nearest first; None: the segment does not exist) -> (n, flag of segment 3 - n)
+ROUNDS = [
+    ((2, 1, 1, 1), (0, 2)),  # the nearest has its inclusive value
+    ((1, 1, 2, 1), (2, 2)),  # two aggregates, then an inclusive value ends the walk
+    ((1, 0, 2, 2), (1, 0)),  # one aggregate, then a segment that published nothing: wait there
+    ((1, 1, 1, 1), (4, 0)),  # a whole round of aggregates: the walk goes on past it
+    ((0, 2, 2, 2), (0, 0)),
+    ((1, 1, None, None), (2, 0)),  # past the last segment counts as nothing published
+]
+
+
+@pytest.mark.parametrize("flags, expected", ROUNDS)
+def test_a_look_back_round_stops_at_the_first_segment_without_an_aggregate(flags, expected):
+    assert lb.LOOK == len(flags)
+    state = torch.zeros(1, 1 + len(flags), dtype=torch.int32)  # ticket, then the flags of segments 0, 1, ...
+    segs = torch.arange(len(flags) - 1, -1, -1, dtype=torch.int32)
+    state[0, 1 + segs.long()] = torch.tensor([f or 0 for f in flags], dtype=torch.int32)
+    valid = torch.tensor([f is not None for f in flags], dtype=torch.int32)
+    out = torch.empty(2, dtype=torch.int32)
+    _round_kernel[(1,)](state, segs, valid, out, lb.LOOK)
+    assert tuple(out.tolist()) == expected
 
 
 class TestCustomOps:

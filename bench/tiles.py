@@ -3,6 +3,7 @@ behind its launcher's choices.
 
     python bench/tiles.py --op window_attn --sizes 2048,16384 --out results/kernels/window_tiles_h200
     python bench/tiles.py --op linear_attn --sizes 4096,16384 --out results/kernels/la_tiles_h200
+    python bench/tiles.py --op bk_core --sizes 2048,16384 --out results/kernels/bk_core_tiles_h200
 
 window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x BM keys, warps, stages) times
 the forward launch alone and every backward choice (BQ queries x BK keys, warps, stages) the strip backward
@@ -13,6 +14,9 @@ after theirs, the split kernels run it in their epilogues), so the two kinds com
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
+
+bk_core, (16, N, 64) float32: the one-pass look-back's forward and adjoint kernels, each under its rows a
+program and predecessors a look-back round (kernels/bk_core/lookback.py: `SEG_FWD`, `SEG_BWD`, `LOOK`).
 
 A choice that fails to compile or launch (shared memory) is recorded with its error. Prints a table per N
 and kind, fastest first; writes OUT.json (rows, environment, command) after every choice, so a run stopped
@@ -50,6 +54,10 @@ LA_TILES = {
     "_la_bwd_chunk_dv_kernel": [{"BK": bk, "BV": bv} for bk, bv in ((128, 64), (128, 32), (64, 64), (64, 32))],
 }
 LA_CHUNKS = [32, 64]
+#: the one-pass BK-Core's (rows a program, predecessors a look-back round), forward and adjoint kernels; the first
+#: of each is lookback.py's (SEG_FWD or SEG_BWD, LOOK), look 1 is one predecessor a round (before the tenth session)
+BK_FWD = [(64, 4), (64, 1), (32, 4), (32, 1)]
+BK_BWD = [(32, 4), (32, 1), (16, 4), (16, 1)]
 
 
 def _graph_ms(fn) -> dict:
@@ -171,9 +179,44 @@ def linear_attn_choices(n, device="cuda", B=8, H=16):
                 yield kernel, choice, with_cfg(64, kernel, consts, launch)
 
 
-CHOICES = {"window_attn": window_choices, "linear_attn": linear_attn_choices}
+# ------------------------------------------------------------------------------------------ BK-Core look-back
+def bk_core_choices(n, device="cuda", B=16, H=2):
+    """(kind, choice, fn) for the one-pass BK-Core (kernels/bk_core/lookback.py) at (B, n, 32 H) float32: one
+    causal sweep ("fwd") and its adjoint ("bwd") under each segment length and look-back width (BK_FWD, BK_BWD).
+    Each forward length compiles a kernel of its own (~85 s at 64 rows on the H200, run 10)."""
+    from kernels.bk_core import lookback as lb
+
+    C = 32 * H
+    g = torch.Generator(device=device).manual_seed(0)
+    v = torch.randn(B, n, C, device=device, generator=g)
+    h0 = torch.randn(C, device=device, generator=g) * 0.1
+    beta, z_im = (torch.rand(C, device=device, generator=g) + 0.5 for _ in range(2))
+    z_re = torch.zeros(C, device=device)
+    g_re, g_im = lb.bk_core_lookback_fwd(v, h0, beta, z_re, z_im, False)
+    dg_re, dg_im = torch.randn(2, B, n, C, device=device, generator=g)
+
+    def with_plan(seg_name, seg, look, call):
+        def fn():
+            with swapped(lb, seg_name, seg), swapped(lb, "LOOK", look):
+                return call()
+
+        return fn
+
+    for seg, look in BK_FWD:
+        call = lambda: lb.bk_core_lookback_fwd(v, h0, beta, z_re, z_im, False)  # noqa: E731
+        yield "fwd", {"rows": seg, "look": look}, with_plan("SEG_FWD", seg, look, call)
+    for seg, look in BK_BWD:
+        call = lambda: lb.bk_core_lookback_bwd(g_re, g_im, dg_re, dg_im, beta, False)  # noqa: E731
+        yield "bwd", {"rows": seg, "look": look}, with_plan("SEG_BWD", seg, look, call)
+
+
+CHOICES = {"window_attn": window_choices, "linear_attn": linear_attn_choices, "bk_core": bk_core_choices}
 #: the kinds each op's choices come in (what --kinds may name)
-KINDS = {"window_attn": ("fwd", "bwd", *WINDOW_SPLIT_KERNELS), "linear_attn": ("chunk", *LA_TILES)}
+KINDS = {
+    "window_attn": ("fwd", "bwd", *WINDOW_SPLIT_KERNELS),
+    "linear_attn": ("chunk", *LA_TILES),
+    "bk_core": ("fwd", "bwd"),
+}
 
 
 def main(argv=None):

@@ -12,6 +12,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 import pytest  # noqa: E402
 
 from bench import tiles  # noqa: E402
+from kernels.bk_core import lookback as lb  # noqa: E402
 from kernels.linear_attn import triton as la  # noqa: E402
 from kernels.window_attn import triton as wt  # noqa: E402
 
@@ -28,14 +29,18 @@ def ends_of_each_kind(choices):
 @pytest.mark.parametrize("op", sorted(tiles.CHOICES))
 def test_each_kinds_choices_launch_and_restore_the_launcher(op):
     launchers = ("_fwd_launch", "_bwd_launch", "_split_tiles", "_dkdv_launch", "_dq_launch")
-    defaults = [getattr(wt, name) for name in launchers] + [la._chunked_cfg]
+    settings = lambda: [getattr(wt, name) for name in launchers] + [la._chunked_cfg, lb.SEG_FWD, lb.SEG_BWD, lb.LOOK]  # noqa: E731
+    defaults = settings()
     ends = ends_of_each_kind(tiles.CHOICES[op](33, "cpu", B=1, H=2))
     assert set(ends) == set(tiles.KINDS[op])
+    # attention: the forward's (o, lse), the backwards' gradients, dq or dx first: (B, H, N, D); BK-Core: g or
+    # dv first, (B, N, 32 H)
+    lead = (1, 33, 64) if op == "bk_core" else (1, 2, 33)
     for kind, items in ends.items():
         for choice, fn in items:
-            out = fn()  # the forward's (o, lse), the backwards' gradients, dq or dx first: (B, H, N, D)
-            assert out[0].shape[:3] == (1, 2, 33), (kind, choice)
-    assert [getattr(wt, name) for name in launchers] + [la._chunked_cfg] == defaults
+            out = fn()
+            assert out[0].shape[:3] == lead, (kind, choice)
+    assert settings() == defaults
 
 
 def test_an_unknown_kind_is_refused_before_anything_runs(tmp_path):

@@ -23,8 +23,8 @@ from kernels.bk_core import lookback as lb  # noqa: E402
 from kernels.bk_core.lookback import bk_core_lookback  # noqa: E402
 
 N_LONG = 4 * lb.SEG_FWD - 5  # 251: 4 forward segments, 8 backward ones, the last of each ragged
-#: 635: 10 forward segments, 20 backward ones: a doctored walk takes several rounds of lb.LOOK either way
-N_WALK = (2 * lb.LOOK + 2) * lb.SEG_FWD - 5
+#: 443: 7 forward segments, 14 backward ones: a doctored walk takes two rounds of lb.LOOK forward, four backward
+N_WALK = (lb.LOOK + 3) * lb.SEG_FWD - 5
 
 
 class TestInterpreted:
@@ -42,6 +42,13 @@ class TestInterpreted:
     def test_matches_two_pass(self):
         # bidirectional: both sweeps and both adjoints
         check_against(two_pass, make_inputs(1, N_LONG, 3, seed=4), False, tol=2e-5, fn=bk_core_lookback)
+
+    def test_other_segment_lengths_and_rounds(self, monkeypatch):
+        # a plan bench/tiles.py --op bk_core times (one predecessor a round: tiles of one row); N = 130 is 5
+        # forward segments and 9 backward ones here
+        for name, value in (("SEG_FWD", 32), ("SEG_BWD", 16), ("LOOK", 1)):
+            monkeypatch.setattr(lb, name, value)
+        check_against(bk_core_sequential, in_band(1, 130, 3, seed=6), False, tol=2e-5, fn=bk_core_lookback)
 
     def test_batch_and_channel_blocks(self):
         # two batch rows and C = 40: two channel blocks, the second ragged, so four chains of tickets

@@ -196,37 +196,14 @@ def _lookback_fwd_kernel(
         e11r, e11i = _peek(prev + 6 * C, m, 1.0), _peek(prev + 7 * C, m, 0.0)
         for k in tl.static_range(LOOK):  # identity past n
             q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = _mat_combine(
-                _take(e00r, look, k),
-                _take(e00i, look, k),
-                _take(e01r, look, k),
-                _take(e01i, look, k),
-                _take(e10r, look, k),
-                _take(e10i, look, k),
-                _take(e11r, look, k),
-                _take(e11i, look, k),
-                q00r,
-                q00i,
-                q01r,
-                q01i,
-                q10r,
-                q10i,
-                q11r,
-                q11i,
-            )
+                _take(e00r, look, k), _take(e00i, look, k), _take(e01r, look, k), _take(e01i, look, k),
+                _take(e10r, look, k), _take(e10i, look, k), _take(e11r, look, k), _take(e11i, look, k),
+                q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i,
+            )  # fmt: skip
         if stop == 2:
             inc = PART + (b.to(tl.int64) * S + j - n) * 10 * C + cols
-            wr, wi = _mobius(
-                q00r,
-                q00i,
-                q01r,
-                q01i,
-                q10r,
-                q10i,
-                q11r,
-                q11i,
-                _peek(inc + 8 * C, cmask, 0.0),
-                _peek(inc + 9 * C, cmask, 0.0),
-            )
+            hr, hi = _peek(inc + 8 * C, cmask, 0.0), _peek(inc + 9 * C, cmask, 0.0)  # g leaving segment j - n
+            wr, wi = _mobius(q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i, hr, hi)
             j = -1
         else:
             j -= n

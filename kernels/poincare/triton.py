@@ -57,6 +57,16 @@ def _artanh_ratio(u, umax, at_max):
 
 
 @triton.jit
+def _exp0_rows(x, c, min_norm):
+    """exp0 on a tile: tangent rows x (float32), c per row or one scalar -> the ball points (float32), as
+    _rowmap_fwd_kernel (for the kernels that fuse it)."""
+    min_norm = tl.cast(min_norm, tl.float32)  # inductor passes Python floats as fp64
+    n = tl.sqrt(tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm))
+    r, _ = _tanh_ratio(tl.sqrt(c) * n)
+    return r[:, None] * x
+
+
+@triton.jit
 def _ratio_map_grad(x, g, c, n2, r, dr):
     """Backward of y = r x row by row, r a ratio of u = sqrt(c n2) with dr = r'(u)/u: rows x, g (float32) and
     n2 = |x|^2 (floored), c per row or one scalar -> dx (rows) and each row's c gradient."""

@@ -1,8 +1,10 @@
 """Triton flash-style causal sliding-window attention scored by the Poincare distance.
 
-q and k enter the ball with the Triton exp0 (kernels.poincare's row map, per-head c) inside the forward op; the
-attention kernels see ball points x = exp0(q), y = exp0(k). exp0's backward takes the float32 dx and dy: the
-strips run it as the row map's kernel after theirs, the split kernels in their epilogues.
+q and k enter the ball by exp0 (per-head c): k by kernels.poincare's row map, q inside the forward kernel as it
+loads its query block (once a program, outside the key loop: mapping each key block there too would cost ~40
+registers a thread in the loop), which stores x = exp0(q) for the backward. The backward kernels read the ball
+points x, y (in q's dtype). exp0's backward takes the float32 dx and dy: the strips run it as the row map's
+kernel after theirs, the split kernels in their epilogues.
 With a = |x|^2, b = |y|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored at
 1e-15), for s in (t - W, t]:
 
@@ -51,7 +53,7 @@ import triton
 import triton.language as tl
 
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
-from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _rowmap_bwd, _rowmap_fwd
+from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _exp0_rows, _rowmap_bwd, _rowmap_fwd
 from kernels.row_dot import row_dot
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
@@ -99,6 +101,13 @@ def _store(P, rows, N, val, W: tl.constexpr, BW: tl.constexpr):
 
 
 @triton.jit
+def _load_ball(P, rows, N, c, min_norm, W: tl.constexpr, BW: tl.constexpr):
+    """Tangent rows at P -> their ball points by exp0, in float32 math, rounded to P's dtype (as stored)."""
+    t = _load(P, rows, N, W, BW)
+    return _exp0_rows(t.to(tl.float32), c, min_norm).to(P.dtype.element_ty)
+
+
+@triton.jit
 def _norms(t, c):
     """Rows of a tile -> float32 tile, |row|^2 and 1/(1 - c |row|^2) (denominator floored at 1e-15)."""
     tf = t.to(tl.float32)
@@ -143,17 +152,19 @@ def _queries_reaching(j, N, WINDOW, BQ: tl.constexpr, BK: tl.constexpr):
 
 @triton.jit
 def _window_fwd_kernel(
-    X,
+    Q,
     Y,
     V,
     C,
     S,
+    XO,
     OUT,
     LSE,
     N,
     H,
     WINDOW,
     umax,
+    min_norm,
     D: tl.constexpr,
     DV: tl.constexpr,
     BM: tl.constexpr,
@@ -162,16 +173,19 @@ def _window_fwd_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """X, Y: (BH, N, D) ball points; V, OUT: (BH, N, DV); C, S: (H,) float32; LSE: (BH, N). Grid (cdiv(N, BM), BH)."""
+    """Q: (BH, N, D) tangent queries, mapped by exp0 as they load, XO their ball points (stored for the backward);
+    Y: (BH, N, D) ball points of the keys; V, OUT: (BH, N, DV); C, S: (H,) float32; LSE: (BH, N). Grid
+    (cdiv(N, BM), BH)."""
     i_m = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
-    X += row0 * D
+    Q += row0 * D
     Y += row0 * D
     V += row0 * DV
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     offs_m = i_m * BM + tl.arange(0, BM)
-    x = _load(X, offs_m, N, D, BD)
+    x = _load_ball(Q, offs_m, N, c, min_norm, D, BD)
+    _store(XO + row0 * D, offs_m, N, x, D, BD)
     xf, a, rho = _norms(x, c)  # no name is reassigned in the key loop (it would be loop-carried)
     rc = c * rho
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
@@ -607,19 +621,22 @@ def _add_side_buffers(dx, side, first):
         dx[:, start : min(n, start + rows)] += side[:, full, : n - start]
 
 
-def _launch_fwd(x, y, v, c32, s32, window, block_m, block_n):
-    """x, y: (B, H, N, D) ball points; v: (B, H, N, DV); c32, s32: (H,) float32 (all contiguous)
-    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32."""
-    Bsz, H, n, d = x.shape
+def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
+    """q, k: (B, H, N, D) tangent vectors (one dtype); v: (B, H, N, DV); c32, s32: (H,) float32 (all contiguous)
+    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, the ball points x = exp0(q), y = exp0(k) like q:
+    the row map's kernel maps k, the attention kernel q."""
+    Bsz, H, n, d = q.shape
     dv = v.shape[-1]
-    BD, BDV, bm, bn, prec = _cfg(d, dv, x.dtype, window, block_m, block_n)
+    BD, BDV, bm, bn, prec = _cfg(d, dv, q.dtype, window, block_m, block_n)
+    y = _rowmap_fwd(_rows(k), _head_rows(c32, k), False, 0.0).view(k.shape)
     o = torch.empty(Bsz, H, n, dv, device=v.device, dtype=v.dtype)
     lse = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
+    x = torch.empty_like(q)
     _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](
-        x, y, v, c32, s32, o, lse, n, H, window, 1.0 - BALL_EPS, D=d, DV=dv, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec,
-        **_fwd_launch(BD, BDV),
+        q, y, v, c32, s32, x, o, lse, n, H, window, 1.0 - BALL_EPS, MIN_NORM, D=d, DV=dv, BM=bm, BN=bn, BD=BD,
+        BDV=BDV, PREC=prec, **_fwd_launch(BD, BDV),
     )  # fmt: skip
-    return o, lse
+    return o, lse, x, y
 
 
 def _split_tiles(BD, BDV, fp32):
@@ -731,11 +748,9 @@ def window_hyp_attn_fwd(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, k: (B, H, N, D) tangent vectors (one dtype); v: (B, H, N, DV); c, scale: (H,) float32; all contiguous
     -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, and the ball points x = exp0(q), y = exp0(k)
-    that the backward reads (two launches of kernels.poincare's row map, then the attention's). backward only
-    picks the autograd formula's kernels."""
-    rows = _head_rows(c, q)
-    x, y = (_rowmap_fwd(_rows(t), rows, False, 0.0).view(t.shape) for t in (q, k))
-    return (*_launch_fwd(x, y, v, c, scale, window, block_m, block_n), x, y)
+    that the backward reads (two launches: kernels.poincare's row map for k, the attention's, which maps q).
+    backward only picks the autograd formula's kernels."""
+    return _launch_fwd(q, k, v, c, scale, window, block_m, block_n)
 
 
 @torch.library.custom_op("phasebench::window_hyp_attn_bwd", mutates_args=())

@@ -100,22 +100,41 @@ def _report(outcome: api.BatchOutcome, rows: list[dict[str, Any]], as_json: bool
     click.echo(f"batch {outcome.batch_id}: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items())))
 
 
+_PLAN_COLUMNS = (
+    ("#", "index", str),
+    ("hash", "hash", str),
+    ("model", "model", str),
+    ("mode", "mode", str),
+    ("device", "device", str),
+    ("d_model", "d_model", str),
+    ("layers", "n_layers", str),
+    ("batch", "batch_size", str),
+    ("seq", "seq_len", str),
+    ("precision", "precision", str),
+    ("execution", "execution", str),
+)
+
+
 def _plan_table(name: str, records: list[dict[str, Any]]) -> str:
+    """The columns above, then every other config field that takes two values or more within one model (a
+    grid's `kernels: [triton, torch]`, say), so that no two rows read alike but for their hash; then the
+    parameters. A field one model has and another lacks, or sets otherwise, goes with the model column."""
+    shown = {key for _, key, _ in _PLAN_COLUMNS} | {"params"}
+    fields = dict.fromkeys(key for r in records for key in r if key not in shown)
     columns = (
-        ("#", "index", str),
-        ("hash", "hash", str),
-        ("model", "model", str),
-        ("mode", "mode", str),
-        ("device", "device", str),
-        ("d_model", "d_model", str),
-        ("layers", "n_layers", str),
-        ("batch", "batch_size", str),
-        ("seq", "seq_len", str),
-        ("precision", "precision", str),
-        ("execution", "execution", str),
+        *_PLAN_COLUMNS,
+        *((key, key, str) for key in fields if _varies_within_a_model(key, records)),
         ("params", "params", lambda v: f"{v:,}"),
     )
     return f"{name}: {len(records)} configs\n" + text_table(records, columns)
+
+
+def _varies_within_a_model(key: str, records: list[dict[str, Any]]) -> bool:
+    values: dict[Any, set[str]] = {}
+    for r in records:
+        if key in r:
+            values.setdefault(r.get("model"), set()).add(json.dumps(r[key], sort_keys=True, default=str))
+    return any(len(v) > 1 for v in values.values())
 
 
 class _Progress:

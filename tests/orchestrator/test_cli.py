@@ -51,6 +51,22 @@ def test_entry_point_dry_run_json(tmp_path):
     assert not (tmp_path / "phasebench.db").exists()
 
 
+def test_dry_run_table_shows_the_fields_that_tell_configs_apart(tmp_path):
+    # within each model the grid's kernels and window vary; steps is the same everywhere; the fields phase8
+    # alone has (linear_attn, ...) and model_version (1 for phase7, 2 for phase8) go with the model column
+    grid = {"model": ["phase7", "phase8"], "kernels": ["triton", "torch"], "window": [8, 16]}
+    spec = write_spec(tmp_path, {"name": "x", "defaults": TINY, "grid": grid})
+    code, out, err = run_cli("run", spec, "--dry-run", "--db", f"sqlite:///{tmp_path}/pb.db")
+    assert code == 0, err
+    header, _, *rows = out.splitlines()[1:]
+    assert header.split()[-3:] == ["kernels", "window", "params"]
+    assert not {"steps", "model_version", "linear_attn"} & set(header.split())
+    seen = [row.split()[2:3] + row.split()[-3:-1] for row in rows]
+    expected = [[m, k, w] for m in ("phase7", "phase8") for k in ("triton", "torch") for w in ("8", "16")]
+    assert sorted(seen) == sorted(expected)
+    assert not (tmp_path / "pb.db").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

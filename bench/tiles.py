@@ -55,9 +55,9 @@ LA_TILES = {
 }
 LA_CHUNKS = [32, 64]
 #: the one-pass BK-Core's (rows a program, predecessors a look-back round), forward and adjoint kernels; the first
-#: of each is lookback.py's (SEG_FWD or SEG_BWD, LOOK), look 1 is one predecessor a round (before the tenth session)
-BK_FWD = [(64, 4), (64, 1), (32, 4), (32, 1)]
-BK_BWD = [(32, 4), (32, 1), (16, 4), (16, 1)]
+#: of each is lookback.py's (SEG_FWD or SEG_BWD, LOOK)
+BK_FWD = [(64, 1), (64, 4), (32, 1), (32, 4)]
+BK_BWD = [(32, 1), (32, 4), (16, 1), (16, 4)]
 
 
 def _graph_ms(fn) -> dict:

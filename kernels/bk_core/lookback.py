@@ -12,9 +12,9 @@ It loads its segment once into registers, computes its aggregate (P_s, or (Cc, D
 back over the segments before it (right of it for the adjoint), LOOK of them a round: one acquire atomic per
 segment reads their flags together, the aggregates of those that lead with an aggregate only are loaded
 together and combined in order, and a predecessor's inclusive value (g leaving it, mu entering it) ends the
-walk; a predecessor that has published nothing yet starts the next round (spun on). One segment a round
-paid an L2 round trip (atomic, then loads) per predecessor: a walk over k aggregates took k of them, now
-about k / LOOK. It publishes its own inclusive value (its aggregate applied to the carry) and sweeps its rows
+walk; a predecessor that has published nothing yet starts the next round (spun on). A walk over k aggregates
+takes about k / LOOK L2 round trips (atomics, then loads); reading four at once did not pay on the H200 (LOOK
+below). It publishes its own inclusive value (its aggregate applied to the carry) and sweeps its rows
 from the carry, still in registers, writing g (or dv and per-segment sums as `_adj_sweep_kernel` does).
 
 Segment order comes from a ticket (an atomic counter per (batch row, channel block)), not from
@@ -33,9 +33,9 @@ C % 16 == 0 Triton would vectorize the tile loads along C and spread a tile's ro
 per row taken, the sweep run 4 times over). The recurrences run unmasked (stores are): rows past N lie at the
 logical end of the last segment, whose product and inclusive value no program reads, and the adjoint loads
 them as g = dg = 0, exact no-ops (mu stays 0, the sums gain 0). Store masks are recomputed and store addresses
-stepped row by row, not kept from the loads across the look-back. sm_90, triton 3.9: forward 188 registers, no
-spill; backward 255 and 8 bytes of spill (tests/kernels/shared_memory_probe.py --bk-core; 168 and 254, no
-spill, with one segment a round).
+stepped row by row, not kept from the loads across the look-back. sm_90, triton 3.9, LOOK = 1: forward 168
+registers, backward 254, no spill (tests/kernels/shared_memory_probe.py --bk-core; 188 and 255 with 8 bytes of
+spill at LOOK = 4).
 
 Bytes per element, causal: forward reads v (4), writes g_re, g_im (8); backward reads g, dg (16), writes dv
 (4): 32 in all (the two-pass kernels move 52). Scratch, per segment and channel when the walk stops at the
@@ -71,7 +71,9 @@ SEG_BWD = 32  # backward rows per program: g, dg as 4 x 32 registers a thread
 BLOCK_C = 32  # channels per program, one a thread
 FWD_PART = 10  # forward scratch rows per (segment, channel): P_s (8), g leaving the segment (2)
 BWD_PART = 6  # backward scratch rows: (Cc, Dc) (4), mu entering the segment from the right (2)
-LOOK = 4  # predecessors a look-back round reads at once
+#: predecessors a look-back round reads at once. On the H200 (run 12b, (16, 16384, 64)) 1 is the fastest: forward
+#: 0.108 ms against 0.167 with 4 (its 188 registers against 168), adjoint 0.178 ms either way
+LOOK = 1
 
 
 # ----------------------------------------------------------------------------------------------- helpers

@@ -23,8 +23,8 @@ from kernels.bk_core import lookback as lb  # noqa: E402
 from kernels.bk_core.lookback import bk_core_lookback  # noqa: E402
 
 N_LONG = 4 * lb.SEG_FWD - 5  # 251: 4 forward segments, 8 backward ones, the last of each ragged
-#: 443: 7 forward segments, 14 backward ones: a doctored walk takes two rounds of lb.LOOK forward, four backward
-N_WALK = (lb.LOOK + 3) * lb.SEG_FWD - 5
+#: 443: 7 forward segments, 14 backward ones: a doctored walk crosses 5 and 12 aggregates, several rounds of up to 4
+N_WALK = 7 * lb.SEG_FWD - 5
 
 
 class TestInterpreted:
@@ -44,9 +44,9 @@ class TestInterpreted:
         check_against(two_pass, make_inputs(1, 130, 3, seed=4), False, tol=2e-5, fn=bk_core_lookback)
 
     def test_other_segment_lengths_and_rounds(self, monkeypatch):
-        # a plan bench/tiles.py --op bk_core times (one predecessor a round: tiles of one row); N = 130 is 5
-        # forward segments and 9 backward ones here
-        for name, value in (("SEG_FWD", 32), ("SEG_BWD", 16), ("LOOK", 1)):
+        # a plan bench/tiles.py --op bk_core times (four predecessors a round); N = 130 is 5 forward segments
+        # and 9 backward ones here
+        for name, value in (("SEG_FWD", 32), ("SEG_BWD", 16), ("LOOK", 4)):
             monkeypatch.setattr(lb, name, value)
         check_against(bk_core_sequential, in_band(1, 130, 3, seed=6), True, tol=2e-5, fn=bk_core_lookback)
 
@@ -129,13 +129,13 @@ ROUNDS = [
 
 @pytest.mark.parametrize("flags, expected", ROUNDS)
 def test_a_look_back_round_stops_at_the_first_segment_without_an_aggregate(flags, expected):
-    assert lb.LOOK == len(flags)
+    # a round of four (bench/tiles.py --op bk_core times it; lb.LOOK is 1)
     state = torch.zeros(1, 1 + len(flags), dtype=torch.int32)  # ticket, then the flags of segments 0, 1, ...
     segs = torch.arange(len(flags) - 1, -1, -1, dtype=torch.int32)
     state[0, 1 + segs.long()] = torch.tensor([f or 0 for f in flags], dtype=torch.int32)
     valid = torch.tensor([f is not None for f in flags], dtype=torch.int32)
     out = torch.empty(2, dtype=torch.int32)
-    _round_kernel[(1,)](state, segs, valid, out, lb.LOOK)
+    _round_kernel[(1,)](state, segs, valid, out, len(flags))
     assert tuple(out.tolist()) == expected
 
 

@@ -76,19 +76,22 @@ def test_scan_fwd_bwd_replays_from_a_cuda_graph_at_the_benchs_shape(n):
     dh = torch.randn(8, 1536, n, device="cuda")
 
     def step():
+        a.grad = b.grad = None
         h = diag_scan_triton(a, b)
-        return (h, *torch.autograd.grad(h, (a, b), dh))
+        h.backward(dh)
+        return h, a.grad, b.grad
 
-    eager = step()
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
+    eager = [t.clone() for t in step()]
+    # PyTorch's whole-network capture: warm up on a side stream, then capture (torch.cuda.graph takes a stream
+    # of its own) with the grads set to None, so that the captured backward allocates them from the graph's pool
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
-        step()  # warm-up on the capture stream, as torch.cuda.graphs asks
-        with torch.cuda.graph(graph):
-            captured = step()
+        step()
     torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = step()
     graph.replay()
     torch.cuda.synchronize()
     for got, want in zip(captured, eager, strict=True):

@@ -98,13 +98,13 @@ def _rowmap_fwd_kernel(
     offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
     x = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
     c = tl.load(C + rows, mask=rm, other=1.0)
-    n = tl.sqrt(tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm))
-    u = tl.sqrt(c) * n
     if LOG:
-        r, _ = _artanh_ratio(u, umax, at_max)
+        n = tl.sqrt(tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm))
+        r, _ = _artanh_ratio(tl.sqrt(c) * n, umax, at_max)
+        y = r[:, None] * x
     else:
-        r, _ = _tanh_ratio(u)
-    tl.store(Y + offs, (r[:, None] * x).to(Y.dtype.element_ty), mask=m)
+        y = _exp0_rows(x, c, min_norm)
+    tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=m)
 
 
 @triton.jit

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -397,6 +398,10 @@ def _median_of_repeats(ms):
 STARTED = time.perf_counter()
 
 
+#: a line `progress` prints (not c10's "[W... ] Warning: ..." lines, which also start with a bracket)
+PROGRESS_LINE = re.compile(r"\[ *\d+\.\d s\] (.*)")
+
+
 def progress(message: str) -> None:
     """One line on stderr with the seconds since start, before each step that may take long (an anchor's
     compile or autotuning, a timing): a run stopped by its time limit shows where its time went."""
@@ -521,8 +526,8 @@ def run_case_in_child(op, n, args):
 def _child_failure(proc) -> str:
     """How a child case ended: its exit code, the last step its progress lines named (which implementation
     was running) and the end of its stderr."""
-    steps = [line for line in proc.stderr.splitlines() if line.startswith("[")]
-    during = f" during {steps[-1].split('] ', 1)[-1]!r}" if steps else ""
+    steps = [m[1] for m in map(PROGRESS_LINE.match, proc.stderr.splitlines()) if m]
+    during = f" during {steps[-1]!r}" if steps else ""
     return f"child exited {proc.returncode}{during}: {proc.stderr.strip()[-300:]}"
 
 

@@ -140,6 +140,7 @@ def test_a_failed_child_case_names_the_implementation_it_was_running():
         "import sys\n"
         "print('[   1.0 s] scan N=1024: inputs and anchors', file=sys.stderr)\n"
         "print('[   2.0 s] scan N=1024: triton (repetition 1 of 3)', file=sys.stderr)\n"
+        "print('[W1205 03:04:11.5 CUDAEvent.h:93] Warning: CUDA warning: an illegal memory access', file=sys.stderr)\n"
         "sys.exit('RuntimeError: an illegal memory access was encountered')\n"
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

@@ -16,7 +16,8 @@ linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chu
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
 
 bk_core, (16, N, 64) float32: the one-pass look-back's forward and adjoint kernels, each under its rows a
-program and predecessors a look-back round (kernels/bk_core/lookback.py: `SEG_FWD`, `SEG_BWD`, `LOOK`).
+program, predecessors a look-back round, rows held in registers or streamed, and channels a program
+(kernels/bk_core/lookback.py: `SEG_FWD`, `SEG_BWD`, `LOOK`, `HOLD`, `BLOCK_C`).
 
 A choice that fails to compile or launch (shared memory) is recorded with its error. Prints a table per N
 and kind, fastest first; writes OUT.json (rows, environment, command) after every choice, so a run stopped
@@ -54,10 +55,11 @@ LA_TILES = {
     "_la_bwd_chunk_dv_kernel": [{"BK": bk, "BV": bv} for bk, bv in ((128, 64), (128, 32), (64, 64), (64, 32))],
 }
 LA_CHUNKS = [32, 64]
-#: the one-pass BK-Core's (rows a program, predecessors a look-back round), forward and adjoint kernels; the first
-#: of each is lookback.py's (SEG_FWD or SEG_BWD, LOOK)
-BK_FWD = [(64, 1), (64, 4), (32, 1), (32, 4)]
-BK_BWD = [(32, 1), (32, 4), (16, 1), (16, 4)]
+#: the one-pass BK-Core's (rows a program, predecessors a look-back round, rows held in registers, channels a
+#: program), forward and adjoint kernels; the first of each is lookback.py's (SEG_FWD or SEG_BWD, LOOK, HOLD,
+#: BLOCK_C). The held 64-row forward compiles ~85 s on the H200 (run 10): last
+BK_FWD = [(64, 1, False, 32), (64, 1, False, 64), (128, 1, False, 64), (32, 1, False, 64), (64, 1, True, 32)]
+BK_BWD = [(32, 1, False, 32), (32, 1, False, 64), (64, 1, False, 64), (16, 1, False, 64), (32, 1, True, 32)]
 
 
 def _graph_ms(fn) -> dict:
@@ -180,8 +182,8 @@ def linear_attn_choices(n, device="cuda", B=8, H=16):
 # ------------------------------------------------------------------------------------------ BK-Core look-back
 def bk_core_choices(n, device="cuda", B=16, H=2):
     """(kind, choice, fn) for the one-pass BK-Core (kernels/bk_core/lookback.py) at (B, n, 32 H) float32: one
-    causal sweep ("fwd") and its adjoint ("bwd") under each segment length and look-back width (BK_FWD, BK_BWD).
-    Each forward length compiles a kernel of its own (~85 s at 64 rows on the H200, run 10)."""
+    causal sweep ("fwd") and its adjoint ("bwd") under each plan of BK_FWD, BK_BWD (segment length, look-back
+    width, rows held or streamed, channels a program)."""
     from kernels.bk_core import lookback as lb
 
     C = 32 * H
@@ -193,19 +195,29 @@ def bk_core_choices(n, device="cuda", B=16, H=2):
     g_re, g_im = lb.bk_core_lookback_fwd(v, h0, beta, z_re, z_im, False)
     dg_re, dg_im = torch.randn(2, B, n, C, device=device, generator=g)
 
-    def with_plan(seg_name, seg, look, call):
+    def with_plan(seg_name, plan, call):
+        seg, look, hold, block_c = plan
+
         def fn():
-            with swapped(lb, seg_name, seg), swapped(lb, "LOOK", look):
+            with (
+                swapped(lb, seg_name, seg),
+                swapped(lb, "LOOK", look),
+                swapped(lb, "HOLD", hold),
+                swapped(lb, "BLOCK_C", block_c),
+            ):
                 return call()
 
         return fn
 
-    for seg, look in BK_FWD:
+    def choice(plan):
+        return dict(zip(("rows", "look", "hold", "channels"), plan, strict=True))
+
+    for plan in BK_FWD:
         call = lambda: lb.bk_core_lookback_fwd(v, h0, beta, z_re, z_im, False)  # noqa: E731
-        yield "fwd", {"rows": seg, "look": look}, with_plan("SEG_FWD", seg, look, call)
-    for seg, look in BK_BWD:
+        yield "fwd", choice(plan), with_plan("SEG_FWD", plan, call)
+    for plan in BK_BWD:
         call = lambda: lb.bk_core_lookback_bwd(g_re, g_im, dg_re, dg_im, beta, False)  # noqa: E731
-        yield "bwd", {"rows": seg, "look": look}, with_plan("SEG_BWD", seg, look, call)
+        yield "bwd", choice(plan), with_plan("SEG_BWD", plan, call)
 
 
 CHOICES = {"window_attn": window_choices, "linear_attn": linear_attn_choices, "bk_core": bk_core_choices}

@@ -160,20 +160,12 @@ def _channel_params(H0, BETA, ZRE, ZIM, cols, cmask):
 
 # ----------------------------------------------------------------------------------------------- kernels
 @triton.jit
-def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
-    """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im."""
-    pid = tl.program_id(0)
-    s = tl.program_id(1)
-    b = pid // n_cblk
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
-    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
-    vb = V + b.to(tl.int64) * N * C + cols
+def _segment_product(vb, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """P = M_last ... M_first over the logical rows start .. end-1 of vb (+ row C), 4 rows a step (loads first),
+    rescaled every step -> its 8 entries (p00, p01, p10, p11 re/im), (BLOCK_C,) each."""
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
-    start = s.to(tl.int64) * L
-    end = tl.minimum(start + L, N)
     for j in range(0, L, 4):
         i = start + j
         k0 = _vmask(cmask, i, end)
@@ -199,6 +191,65 @@ def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.c
         sc = 1.0 / _max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
         p00r, p00i, p01r, p01i = p00r * sc, p00i * sc, p01r * sc, p01i * sc
         p10r, p10i, p11r, p11i = p10r * sc, p10i * sc, p11r * sc, p11i * sc
+    return p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i
+
+
+@triton.jit
+def _sweep_rows(vb, grb, gib, gr, gi, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.constexpr):
+    """g over the logical rows start .. end-1 from the carry (gr, gi), written to grb, gib (+ row C), 4 rows a
+    step (loads first)."""
+    for j in range(0, L, 4):
+        i = start + j
+        k0 = _vmask(cmask, i, end)
+        k1 = _vmask(cmask, i + 1, end)
+        k2 = _vmask(cmask, i + 2, end)
+        k3 = _vmask(cmask, i + 3, end)
+        o0 = _row(i, N, REVERSE) * C
+        o1 = _row(i + 1, N, REVERSE) * C
+        o2 = _row(i + 2, N, REVERSE) * C
+        o3 = _row(i + 3, N, REVERSE) * C
+        x0 = tl.load(vb + o0, mask=k0, other=0.0)
+        x1 = tl.load(vb + o1, mask=k1, other=0.0)
+        x2 = tl.load(vb + o2, mask=k2, other=0.0)
+        x3 = tl.load(vb + o3, mask=k3, other=0.0)
+        gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2)
+        gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2)
+        gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2)
+        gr, gi = _cf_step(gr2, gi2, x3, k3, ar0, ai, b2)
+        tl.store(grb + o0, gr0, mask=k0)
+        tl.store(gib + o0, gi0, mask=k0)
+        tl.store(grb + o1, gr1, mask=k1)
+        tl.store(gib + o1, gi1, mask=k1)
+        tl.store(grb + o2, gr2, mask=k2)
+        tl.store(gib + o2, gi2, mask=k2)
+        tl.store(grb + o3, gr, mask=k3)
+        tl.store(gib + o3, gi, mask=k3)
+
+
+@triton.jit
+def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im."""
+    pid = tl.program_id(0)
+    s = tl.program_id(1)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    start = s.to(tl.int64) * L
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
+        V + b.to(tl.int64) * N * C + cols,
+        start,
+        tl.minimum(start + L, N),
+        cmask,
+        ar0,
+        ai,
+        b2,
+        N,
+        C,
+        L,
+        REVERSE,
+        BLOCK_C,
+    )
     out = PM + (b.to(tl.int64) * S + s) * 8 * C + cols
     _store_mat(out, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
 
@@ -243,59 +294,23 @@ def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk, REVERSE:
     cmask = cols < C
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     boff = b.to(tl.int64) * N * C + cols
-    vb = V + boff
-    grb = GR + boff
-    gib = GI + boff
     w = W + (b.to(tl.int64) * S + s) * 2 * C + cols
     gr = tl.load(w, mask=cmask, other=0.0)
     gi = tl.load(w + C, mask=cmask, other=0.0)
     start = s.to(tl.int64) * L
-    end = tl.minimum(start + L, N)
-    for j in range(0, L, 4):
-        i = start + j
-        k0 = _vmask(cmask, i, end)
-        k1 = _vmask(cmask, i + 1, end)
-        k2 = _vmask(cmask, i + 2, end)
-        k3 = _vmask(cmask, i + 3, end)
-        o0 = _row(i, N, REVERSE) * C
-        o1 = _row(i + 1, N, REVERSE) * C
-        o2 = _row(i + 2, N, REVERSE) * C
-        o3 = _row(i + 3, N, REVERSE) * C
-        x0 = tl.load(vb + o0, mask=k0, other=0.0)
-        x1 = tl.load(vb + o1, mask=k1, other=0.0)
-        x2 = tl.load(vb + o2, mask=k2, other=0.0)
-        x3 = tl.load(vb + o3, mask=k3, other=0.0)
-        gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2)
-        gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2)
-        gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2)
-        gr, gi = _cf_step(gr2, gi2, x3, k3, ar0, ai, b2)
-        tl.store(grb + o0, gr0, mask=k0)
-        tl.store(gib + o0, gi0, mask=k0)
-        tl.store(grb + o1, gr1, mask=k1)
-        tl.store(gib + o1, gi1, mask=k1)
-        tl.store(grb + o2, gr2, mask=k2)
-        tl.store(gib + o2, gi2, mask=k2)
-        tl.store(grb + o3, gr, mask=k3)
-        tl.store(gib + o3, gi, mask=k3)
+    _sweep_rows(
+        V + boff, GR + boff, GI + boff, gr, gi, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, N, C, L, REVERSE
+    )
 
 
 @triton.jit
-def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
-    """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc."""
-    pid = tl.program_id(0)
-    s = tl.program_id(1) + 1
-    b = pid // n_cblk
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
-    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
-    b2 = beta * beta
-    boff = b.to(tl.int64) * N * C + cols
+def _adj_segment(GR, GI, DGR, DGI, boff, start, end, cmask, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The composite mu_first = Pc mu_next + Dc over the logical rows start .. end-1 (rows at boff + row C),
+    accumulated left to right, 4 rows a step (loads first) -> (Pc re, im, Dc re, im), (BLOCK_C,) each."""
     pcr = tl.full([BLOCK_C], 1.0, tl.float32)
     pci = tl.zeros([BLOCK_C], tl.float32)
     dcr = tl.zeros([BLOCK_C], tl.float32)
     dci = tl.zeros([BLOCK_C], tl.float32)
-    start = s.to(tl.int64) * L
-    end = tl.minimum(start + L, N)
     for j in range(0, L, 4):
         i = start + j
         k0 = _vmask(cmask, i, end)
@@ -326,6 +341,23 @@ def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk, REVERSE: tl.
         pcr, pci, dcr, dci = _adj_compose(gr1, gi1, br1, bi1, k1, b2, pcr, pci, dcr, dci)
         pcr, pci, dcr, dci = _adj_compose(gr2, gi2, br2, bi2, k2, b2, pcr, pci, dcr, dci)
         pcr, pci, dcr, dci = _adj_compose(gr3, gi3, br3, bi3, k3, b2, pcr, pci, dcr, dci)
+    return pcr, pci, dcr, dci
+
+
+@triton.jit
+def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc."""
+    pid = tl.program_id(0)
+    s = tl.program_id(1) + 1
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
+    start = s.to(tl.int64) * L
+    pcr, pci, dcr, dci = _adj_segment(
+        GR, GI, DGR, DGI, b.to(tl.int64) * N * C + cols, start, tl.minimum(start + L, N), cmask, beta * beta, N, C, L,
+        REVERSE, BLOCK_C,
+    )  # fmt: skip
     out = AM + (b.to(tl.int64) * S + s) * 4 * C + cols
     tl.store(out, pcr, mask=cmask)
     tl.store(out + C, pci, mask=cmask)
@@ -356,26 +388,14 @@ def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.c
 
 
 @triton.jit
-def _adj_sweep_kernel(
-    GR, GI, DGR, DGI, BETA, MU, DV, RED, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
+def _adj_sweep_rows(
+    GR, GI, DGR, DGI, DV, boff, mr, mi, start, end, cmask, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
 ):
-    """DV (B, N, C) = -Re mu; RED (B, S, 3, C) = per-segment sums of Re mu, Im mu, Re(conj(g_{i-1}) mu_i)."""
-    pid = tl.program_id(0)
-    s = tl.program_id(1)
-    b = pid // n_cblk
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
-    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
-    b2 = beta * beta
-    boff = b.to(tl.int64) * N * C + cols
-    mu = MU + (b.to(tl.int64) * S + s) * 2 * C + cols
-    mr = tl.load(mu, mask=cmask, other=0.0)
-    mi = tl.load(mu + C, mask=cmask, other=0.0)
+    """mu over the logical rows end-1 .. start from mu entering on the right (mr, mi), 4 rows a step (loads first);
+    writes DV = -Re mu -> the rows' sums of Re mu, Im mu and Re(conj(g_{i-1}) mu_i), (BLOCK_C,) each."""
     acc_r = tl.zeros([BLOCK_C], tl.float32)
     acc_i = tl.zeros([BLOCK_C], tl.float32)
     acc_b = tl.zeros([BLOCK_C], tl.float32)
-    start = s.to(tl.int64) * L
-    end = tl.minimum(start + L, N)
     top = start + L - 1
     for j in range(0, L, 4):
         i0 = top - j
@@ -411,6 +431,28 @@ def _adj_sweep_kernel(
         tl.store(DV + o1, dv1, mask=k1)
         tl.store(DV + o2, dv2, mask=k2)
         tl.store(DV + o3, dv3, mask=k3)
+    return acc_r, acc_i, acc_b
+
+
+@triton.jit
+def _adj_sweep_kernel(
+    GR, GI, DGR, DGI, BETA, MU, DV, RED, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
+):
+    """DV (B, N, C) = -Re mu; RED (B, S, 3, C) = per-segment sums of Re mu, Im mu, Re(conj(g_{i-1}) mu_i)."""
+    pid = tl.program_id(0)
+    s = tl.program_id(1)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
+    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
+    mu = MU + (b.to(tl.int64) * S + s) * 2 * C + cols
+    mr = tl.load(mu, mask=cmask, other=0.0)
+    mi = tl.load(mu + C, mask=cmask, other=0.0)
+    start = s.to(tl.int64) * L
+    acc_r, acc_i, acc_b = _adj_sweep_rows(
+        GR, GI, DGR, DGI, DV, b.to(tl.int64) * N * C + cols, mr, mi, start, tl.minimum(start + L, N), cmask,
+        beta * beta, N, C, L, REVERSE, BLOCK_C,
+    )  # fmt: skip
     red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
     tl.store(red, acc_r, mask=cmask)
     tl.store(red + C, acc_i, mask=cmask)

@@ -29,7 +29,13 @@ def ends_of_each_kind(choices):
 @pytest.mark.parametrize("op", sorted(tiles.CHOICES))
 def test_each_kinds_choices_launch_and_restore_the_launcher(op):
     launchers = ("_fwd_launch", "_bwd_launch", "_split_tiles", "_dkdv_launch", "_dq_launch")
-    settings = lambda: [getattr(wt, name) for name in launchers] + [la._chunked_cfg, lb.SEG_FWD, lb.SEG_BWD, lb.LOOK]  # noqa: E731
+
+    def settings():
+        return [getattr(wt, name) for name in launchers] + [
+            la._chunked_cfg,
+            *(lb.SEG_FWD, lb.SEG_BWD, lb.LOOK, lb.HOLD, lb.BLOCK_C),
+        ]
+
     defaults = settings()
     ends = ends_of_each_kind(tiles.CHOICES[op](33, "cpu", B=1, H=2))
     assert set(ends) == set(tiles.KINDS[op])

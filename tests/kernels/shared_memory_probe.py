@@ -156,13 +156,13 @@ def poincare_kernels(dtype: str, d: int):
 
 def bk_core_kernels(dtype: str, d: int):
     """(op, kernel, constexprs, launch options) for the one-pass BK-Core sweep and adjoint, left to right, as
-    bk.bk_core_lookback_fwd and _bwd launch them: float32 only, one warp of BLOCK_C channels a program at
+    bk.bk_core_lookback_fwd and _bwd launch them: float32 only, BLOCK_C channels a program (one a thread) at
     every channel count (d plays no part)."""
     if dtype != "fp32":
         return
-    launch = dict(num_warps=1)
+    launch = dict(num_warps=bk.BLOCK_C // 32)
     for fn, seg in ((bk._lookback_fwd_kernel, bk.SEG_FWD), (bk._lookback_bwd_kernel, bk.SEG_BWD)):
-        yield "bk_core", fn, dict(REVERSE=False, L=seg, BLOCK_C=bk.BLOCK_C, LOOK=bk.LOOK), launch
+        yield "bk_core", fn, dict(REVERSE=False, L=seg, BLOCK_C=bk.BLOCK_C, LOOK=bk.LOOK, HOLD=bk.HOLD), launch
 
 
 FAMILIES = {"attention": kernels, "poincare": poincare_kernels, "bk_core": bk_core_kernels}

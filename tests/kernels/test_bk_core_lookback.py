@@ -54,6 +54,18 @@ class TestInterpreted:
         # two batch rows and C = 40: two channel blocks, the second ragged, so four chains of tickets
         check_against(bk_core_sequential, make_inputs(2, 40, 40, seed=5), True, fn=bk_core_lookback)
 
+    def test_streamed_rows(self, monkeypatch):
+        # HOLD = False: the segments streamed through the two-pass loops and read again for the sweep; both
+        # sweeps and both adjoints, the last segment of each ragged
+        monkeypatch.setattr(lb, "HOLD", False)
+        check_against(bk_core_sequential, in_band(1, 130, 3, seed=7), False, tol=2e-5, fn=bk_core_lookback)
+
+    def test_streamed_rows_two_warps(self, monkeypatch):
+        # streamed, 64 channels a program (two warps; C = 40 masks 24 of them), shorter segments, two batch rows
+        for name, value in (("HOLD", False), ("BLOCK_C", 64), ("SEG_FWD", 32), ("SEG_BWD", 16)):
+            monkeypatch.setattr(lb, name, value)
+        check_against(bk_core_sequential, make_inputs(2, 67, 40, seed=8), True, fn=bk_core_lookback)
+
 
 @pytest.fixture(scope="module", params=[N_LONG, N_WALK])
 def swept(request):

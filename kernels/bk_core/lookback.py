@@ -7,16 +7,16 @@ Same math as kernels/bk_core/triton.py (see there), in one launch each instead o
   backward mu_i = conj(g_i^2)(gbar_i + b2 mu_{i+1}) right to left; segment s carries the affine composite
            mu_first = Cc mu_next + Dc, and mu entering it from the right is the composite of the segments
            to its right applied to 0.
-A program owns BLOCK_C channels of one batch row (one channel a thread) and one segment of L rows. It loads
-its segment into registers once (or streams it: HOLD below), computes its aggregate (P_s, or (Cc, Dc)) and
-publishes it, looks back over the segments before it (right of it for the adjoint), LOOK of them a round: one
-acquire atomic per segment reads their flags together, the aggregates of those that lead with an aggregate only
-are loaded together and combined in order, and a predecessor's inclusive value (g leaving it, mu entering it)
-ends the walk; a predecessor that has published nothing yet starts the next round (spun on). A walk over k
-aggregates takes about k / LOOK L2 round trips (atomics, then loads); reading four at once did not pay on the
-H200 (LOOK below). It publishes its own inclusive value (its aggregate applied to the carry) and sweeps its rows
-from the carry (still in registers, or read again), writing g (or dv and per-segment sums as
-`_adj_sweep_kernel` does).
+A program owns BLOCK_C channels of one batch row (one channel a thread) and one segment of L rows. It streams
+its segment 4 rows a step through the two-pass kernels' loops (_segment_product, _adj_segment) to its aggregate
+(P_s, or (Cc, Dc)) and publishes it, looks back over the segments before it (right of it for the adjoint),
+LOOK of them a round: one acquire atomic per segment reads their flags together, the aggregates of those that
+lead with an aggregate only are loaded together and combined in order, and a predecessor's inclusive value
+(g leaving it, mu entering it) ends the walk; a predecessor that has published nothing yet starts the next
+round (spun on). A walk over k aggregates takes about k / LOOK L2 round trips (atomics, then loads); reading
+four at once did not pay on the H200 (LOOK below). It publishes its own inclusive value (its aggregate applied
+to the carry) and sweeps its rows again from the carry (_sweep_rows, _adj_sweep_rows), reading them a second
+time from L2, writing g (or dv and per-segment sums as `_adj_sweep_kernel` does).
 
 Segment order comes from a ticket (an atomic counter per (batch row, channel block)), not from
 tl.program_id: the GPU does not start programs in index order, and a program spinning on a predecessor that
@@ -29,19 +29,16 @@ loads the values (from L2, never a stale L1 line). Under TRITON_INTERPRET=1 prog
 so the look-back always stops at its first predecessor there; tests walk longer chains by doctoring STATE.
 Results are not bitwise reproducible on a GPU: where a walk stops depends on timing.
 
-Registers: a thread holds whole columns of its tiles, so taking a row is free. C is not specialized: with
-C % 16 == 0 Triton would vectorize the tile loads along C and spread a tile's rows over 4 threads (a shuffle
-per row taken, the sweep run 4 times over). The recurrences run unmasked (stores are): rows past N lie at the
-logical end of the last segment, whose product and inclusive value no program reads, and the adjoint loads
-them as g = dg = 0, exact no-ops (mu stays 0, the sums gain 0). Store masks are recomputed and store addresses
-stepped row by row, not kept from the loads across the look-back. sm_90, triton 3.9, LOOK = 1: forward 168
-registers, backward 254, no spill (tests/kernels/shared_memory_probe.py --bk-core; 188 and 255 with 8 bytes of
-spill at LOOK = 4).
+Held rows, timed against streamed ones on the H200 (run 14, (16, 16384, 64)): a program that kept its segment in
+registers from the aggregate to the sweep (168 / 254 registers, rows unrolled) ran the forward in 0.107 ms and
+the adjoint in 0.177, streamed ones (62 / 50 registers at one warp) 0.104 and 0.182; the held forward took
+47-85 s to compile, the streamed kernels take ~1.5 s. Only the streamed kernels are kept.
 
 Bytes per element, causal: forward reads v (4), writes g_re, g_im (8); backward reads g, dg (16), writes dv
 (4): 32 in all (the two-pass kernels move 52). Scratch, per segment and channel when the walk stops at the
-first predecessor: forward 40 written, 8 read per 64 rows; backward 24 + 12 (sums) written, 8 read per 32
-rows: ~2.1 bytes per element more.
+first predecessor: forward 40 written, 8 read per segment; backward 24 + 12 (sums) written, 8 read per
+segment: ~1 byte per element more at the segments below. The second read of a segment comes from L2 (a segment
+in flight is 32-64 KB, ~1,000 of them in flight ~50 MB at most; not measured).
 """
 
 from __future__ import annotations
@@ -51,57 +48,37 @@ import triton
 import triton.language as tl
 
 from kernels.bk_core.triton import (
-    _adj_compose,
     _adj_segment,
-    _adj_step,
     _adj_sweep_rows,
     _affine_combine,
     _bidirectional,
-    _cf_step,
     _channel_params,
     _channel_sums,
     _input_grads,
     _mat_combine,
-    _mat_step,
-    _max8,
-    _row,
     _segment_product,
     _store_mat,
     _sweep_rows,
-    _vmask,
 )
 
-SEG_FWD = 64  # forward rows per program: v as 64 registers a thread
-SEG_BWD = 32  # backward rows per program: g, dg as 4 x 32 registers a thread
-BLOCK_C = 32  # channels per program, one a thread: BLOCK_C // 32 warps
+#: rows a program, forward and adjoint, and channels a program (one a thread: BLOCK_C // 32 warps). On the H200
+#: (run 14, (16, 16384, 64), bench/tiles.py --op bk_core) the fastest: forward 128 rows 0.1035 ms (64: 0.1056,
+#: 32: 0.1108), adjoint 64 rows 0.1817 (32: 0.1878, 16: 0.2105), 64 channels (32: 0.1077 / 0.1885)
+SEG_FWD = 128
+SEG_BWD = 64
+BLOCK_C = 64
 FWD_PART = 10  # forward scratch rows per (segment, channel): P_s (8), g leaving the segment (2)
 BWD_PART = 6  # backward scratch rows: (Cc, Dc) (4), mu entering the segment from the right (2)
 #: predecessors a look-back round reads at once. On the H200 (run 12b, (16, 16384, 64)) 1 is the fastest: forward
 #: 0.108 ms against 0.167 with 4 (its 188 registers against 168), adjoint 0.178 ms either way
 LOOK = 1
-#: True: a program holds its segment's rows in registers from the aggregate to the sweep (the tiles above: 168 /
-#: 254 registers, so 12 / 8 warps an SM). False: it streams them 4 at a time through the two-pass kernels' loops
-#: (_segment_product, _sweep_rows, _adj_segment, _adj_sweep_rows) and reads them again for the sweep, from L2
-#: (a segment in flight is ~8 KB): the same DRAM bytes, far fewer registers and no unrolled rows to compile
-#: (sm_90, triton 3.9: forward 62 registers, adjoint 50, no spill; compiled in 1.5 s where the held forward takes
-#: 47 s). Not yet timed on a GPU
-HOLD = False
 
 
 # ----------------------------------------------------------------------------------------------- helpers
 @triton.jit
 def _take(tile, idx, j: tl.constexpr):
-    """Row j of a register tile (L, BLOCK_C); Triton gives each thread whole columns, so the select folds away."""
+    """Row j of a register tile (LOOK, BLOCK_C): a select and a sum over the rows."""
     return tl.sum(tl.where(idx[:, None] == j, tile, 0.0), axis=0)
-
-
-@triton.jit
-def _step(C, REVERSE: tl.constexpr):
-    """Offset from a row to the next logical one."""
-    if REVERSE:
-        return -C
-    else:
-        return C
 
 
 @triton.jit
@@ -150,7 +127,7 @@ def _publish(flag_ptr, value: tl.constexpr):
 
 
 # ----------------------------------------------------------------------------------------------- kernels
-@triton.jit(do_not_specialize=["C"])  # see "Registers" above
+@triton.jit(do_not_specialize=["C"])  # as timed (run 14)
 def _lookback_fwd_kernel(
     V,
     H0,
@@ -168,7 +145,6 @@ def _lookback_fwd_kernel(
     L: tl.constexpr,
     BLOCK_C: tl.constexpr,
     LOOK: tl.constexpr,
-    HOLD: tl.constexpr,
 ):
     """GR, GI (B, N, C); STATE (B * n_cblk, 1 + S) int32: ticket, flag of each segment; PART (B, S, 10, C)."""
     b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
@@ -178,23 +154,10 @@ def _lookback_fwd_kernel(
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
     start = s.to(tl.int64) * L
-    if HOLD:  # the segment's v stays in registers for the sweep
-        idx = tl.arange(0, L)
-        tmask = (start + idx < N)[:, None] & cmask[None, :]
-        vt = tl.load(V + boff[None, :] + _row(start + idx, N, REVERSE)[:, None] * C, mask=tmask, other=0.0)
-        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
-        for j in tl.static_range(L):
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
-                p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, _take(vt, idx, j), True, ar0, ai, b2
-            )
-            if j % 4 == 3:
-                sc = 1.0 / _max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
-                p00r, p00i, p01r, p01i = p00r * sc, p00i * sc, p01r * sc, p01i * sc
-                p10r, p10i, p11r, p11i = p10r * sc, p10i * sc, p11r * sc, p11i * sc
-    else:  # streamed, and streamed again for the sweep (from L2)
-        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
-            V + boff, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, N, C, L, REVERSE, BLOCK_C
-        )
+    end = tl.minimum(start + L, N)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
+        V + boff, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE, BLOCK_C
+    )
     part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
     if s > 0:
         _store_mat(part, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
@@ -231,18 +194,7 @@ def _lookback_fwd_kernel(
     tl.store(part + 8 * C, er, mask=cmask)
     tl.store(part + 9 * C, ei, mask=cmask)
     _publish(chain + 1 + s, 2)
-    if HOLD:
-        gr, gi = wr, wi
-        o = boff + _row(start, N, REVERSE) * C
-        for j in tl.static_range(L):
-            gr, gi = _cf_step(gr, gi, _take(vt, idx, j), True, ar0, ai, b2)
-            k = _vmask(cmask, j, N - start)
-            tl.store(GR + o, gr, mask=k)
-            tl.store(GI + o, gi, mask=k)
-            o += _step(C, REVERSE)
-    else:
-        end = tl.minimum(start + L, N)
-        _sweep_rows(V + boff, GR + boff, GI + boff, wr, wi, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE)
+    _sweep_rows(V + boff, GR + boff, GI + boff, wr, wi, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE)
 
 
 @triton.jit(do_not_specialize=["C"])
@@ -263,7 +215,6 @@ def _lookback_bwd_kernel(
     L: tl.constexpr,
     BLOCK_C: tl.constexpr,
     LOOK: tl.constexpr,
-    HOLD: tl.constexpr,
 ):
     """DV (B, N, C) = -Re mu; RED (B, S, 3, C) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
     last segment); PART (B, S, 6, C)."""
@@ -275,21 +226,7 @@ def _lookback_bwd_kernel(
     start = s.to(tl.int64) * L
     end = tl.minimum(start + L, N)
     zero = tl.zeros([BLOCK_C], tl.float32)
-    if HOLD:  # the segment's g and dg stay in registers for the sweep
-        idx = tl.arange(0, L)
-        tmask = (start + idx < N)[:, None] & cmask[None, :]
-        offs = boff[None, :] + _row(start + idx, N, REVERSE)[:, None] * C
-        grt = tl.load(GR + offs, mask=tmask, other=0.0)
-        git = tl.load(GI + offs, mask=tmask, other=0.0)
-        brt = tl.load(DGR + offs, mask=tmask, other=0.0)
-        bit = tl.load(DGI + offs, mask=tmask, other=0.0)
-        pcr = tl.full([BLOCK_C], 1.0, tl.float32)
-        pci, dcr, dci = zero, zero, zero
-        for j in tl.static_range(L):
-            gr, gi, br, bi = _take(grt, idx, j), _take(git, idx, j), _take(brt, idx, j), _take(bit, idx, j)
-            pcr, pci, dcr, dci = _adj_compose(gr, gi, br, bi, True, b2, pcr, pci, dcr, dci)
-    else:  # streamed, and streamed again for the sweep (from L2)
-        pcr, pci, dcr, dci = _adj_segment(GR, GI, DGR, DGI, boff, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C)
+    pcr, pci, dcr, dci = _adj_segment(GR, GI, DGR, DGI, boff, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C)
     part = PART + (b.to(tl.int64) * S + s) * 6 * C + cols
     if s < S - 1:
         tl.store(part, pcr, mask=cmask)
@@ -326,19 +263,9 @@ def _lookback_bwd_kernel(
     tl.store(part + 4 * C, pcr * mr - pci * mi + dcr, mask=cmask)
     tl.store(part + 5 * C, pcr * mi + pci * mr + dci, mask=cmask)
     _publish(chain + 1 + s, 2)
-    if HOLD:
-        acc_r, acc_i, acc_b = zero, zero, zero
-        o = boff + _row(start + L - 1, N, REVERSE) * C
-        for jj in tl.static_range(L):
-            j = L - 1 - jj
-            gr, gi, br, bi = _take(grt, idx, j), _take(git, idx, j), _take(brt, idx, j), _take(bit, idx, j)
-            mr, mi, acc_r, acc_i, acc_b, dv = _adj_step(gr, gi, br, bi, True, mr, mi, b2, acc_r, acc_i, acc_b)
-            tl.store(DV + o, dv, mask=_vmask(cmask, j, N - start))
-            o -= _step(C, REVERSE)
-    else:
-        acc_r, acc_i, acc_b = _adj_sweep_rows(
-            GR, GI, DGR, DGI, DV, boff, mr, mi, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C
-        )
+    acc_r, acc_i, acc_b = _adj_sweep_rows(
+        GR, GI, DGR, DGI, DV, boff, mr, mi, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C
+    )
     red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
     tl.store(red, acc_r, mask=cmask)
     tl.store(red + C, acc_i, mask=cmask)
@@ -377,7 +304,6 @@ def _fwd(v, h0, beta, z_re, z_im, reverse: bool, state, part, programs: int):
         SEG_FWD,
         BLOCK_C,
         LOOK,
-        HOLD,
         num_warps=BLOCK_C // 32,
     )
     return g_re, g_im
@@ -406,7 +332,6 @@ def _bwd(g_re, g_im, dg_re, dg_im, beta, reverse: bool, state, part, programs: i
         SEG_BWD,
         BLOCK_C,
         LOOK,
-        HOLD,
         num_warps=BLOCK_C // 32,
     )
     return dv, red

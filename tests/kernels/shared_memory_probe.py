@@ -162,7 +162,7 @@ def bk_core_kernels(dtype: str, d: int):
         return
     launch = dict(num_warps=bk.BLOCK_C // 32)
     for fn, seg in ((bk._lookback_fwd_kernel, bk.SEG_FWD), (bk._lookback_bwd_kernel, bk.SEG_BWD)):
-        yield "bk_core", fn, dict(REVERSE=False, L=seg, BLOCK_C=bk.BLOCK_C, LOOK=bk.LOOK, HOLD=bk.HOLD), launch
+        yield "bk_core", fn, dict(REVERSE=False, L=seg, BLOCK_C=bk.BLOCK_C, LOOK=bk.LOOK), launch
 
 
 FAMILIES = {"attention": kernels, "poincare": poincare_kernels, "bk_core": bk_core_kernels}

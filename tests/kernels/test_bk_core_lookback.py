@@ -22,9 +22,21 @@ from kernels.bk_core import bk_core_sequential  # noqa: E402
 from kernels.bk_core import lookback as lb  # noqa: E402
 from kernels.bk_core.lookback import bk_core_lookback  # noqa: E402
 
-N_LONG = 4 * lb.SEG_FWD - 5  # 251: 4 forward segments, 8 backward ones, the last of each ragged
-#: 443: 7 forward segments, 14 backward ones: a doctored walk crosses 5 and 12 aggregates, several rounds of up to 4
-N_WALK = 7 * lb.SEG_FWD - 5
+#: the plan the shapes below are written for, shorter than the module's own (DEFAULTS; test_default_plan) so that
+#: they cross several segments at the interpreter's speed
+PLAN = {"SEG_FWD": 64, "SEG_BWD": 32, "BLOCK_C": 32}
+DEFAULTS = {name: getattr(lb, name) for name in PLAN}
+N_LONG = 4 * 64 - 5  # 251: 4 forward segments, 8 backward ones, the last of each ragged
+#: 443: 7 forward segments, 14 backward ones: a doctored walk crosses 5 and 12 aggregates
+N_WALK = 7 * 64 - 5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plan():
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in PLAN.items():
+            mp.setattr(lb, name, value)
+        yield
 
 
 class TestInterpreted:
@@ -54,15 +66,16 @@ class TestInterpreted:
         # two batch rows and C = 40: two channel blocks, the second ragged, so four chains of tickets
         check_against(bk_core_sequential, make_inputs(2, 40, 40, seed=5), True, fn=bk_core_lookback)
 
-    def test_streamed_rows(self, monkeypatch):
-        # HOLD = False: the segments streamed through the two-pass loops and read again for the sweep; both
-        # sweeps and both adjoints, the last segment of each ragged
-        monkeypatch.setattr(lb, "HOLD", False)
-        check_against(bk_core_sequential, in_band(1, 130, 3, seed=7), False, tol=2e-5, fn=bk_core_lookback)
+    def test_default_plan(self, monkeypatch):
+        # the module's own plan (128 / 64 rows, 64 channels a program: two warps, C = 3 masks 61 of them);
+        # N = 300: 3 forward segments and 5 backward ones, both sweeps and both adjoints
+        for name, value in DEFAULTS.items():
+            monkeypatch.setattr(lb, name, value)
+        check_against(bk_core_sequential, in_band(1, 300, 3, seed=7), False, tol=2e-5, fn=bk_core_lookback)
 
-    def test_streamed_rows_two_warps(self, monkeypatch):
-        # streamed, 64 channels a program (two warps; C = 40 masks 24 of them), shorter segments, two batch rows
-        for name, value in (("HOLD", False), ("BLOCK_C", 64), ("SEG_FWD", 32), ("SEG_BWD", 16)):
+    def test_two_warps_short_segments(self, monkeypatch):
+        # 64 channels a program (C = 40 masks 24 of them), 32 / 16 rows, two batch rows
+        for name, value in (("BLOCK_C", 64), ("SEG_FWD", 32), ("SEG_BWD", 16)):
             monkeypatch.setattr(lb, name, value)
         check_against(bk_core_sequential, make_inputs(2, 67, 40, seed=8), True, fn=bk_core_lookback)
 

@@ -87,7 +87,7 @@ def resources(
     """The kernel compiled for sm_`arch` with the launch options `launch` (num_warps, num_stages; Triton's
     defaults for those absent) and argument `types` beside the naming rules: its shared memory (bytes per
     block), registers per thread and the bytes per thread ptxas spilled to the stack (local memory), from
-    cuobjdump -res-usage of the cubin."""
+    cuobjdump -res-usage of the cubin, and the libdevice functions inlined into its PTX (their exit labels)."""
     scalars = INTS | dict.fromkeys(FLOATS, floats) | (types or {})
     signature = {
         name: "constexpr"
@@ -117,6 +117,7 @@ def resources(
         shared=compiled.metadata.shared,
         registers=int(fields["REG"]),
         spill=int(fields["STACK"]),
+        libdevice=sorted(set(re.findall(r"%(__nv_\w+?)\.exit", compiled.asm["ptx"]))),
     )
 
 

@@ -64,8 +64,9 @@ from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 b
 BWD_PROGRAMS = 2048
 #: strips per batch * head row, where set (tests: strip edges on short sequences)
 BWD_STRIPS: int | None = None
-#: the backwards: "strips" (_window_bwd_kernel, the default) or "split" (_window_bwd_dkdv_kernel, then
-#: _window_bwd_dq_kernel)
+#: the backwards: "split" (_window_bwd_dkdv_kernel, then _window_bwd_dq_kernel; the default: on the H200, run 15 of
+#: results/kernels/README.md, 4.68 / 0.626 ms fwd+bwd at (8, 16, 16384 / 2048, 64) bf16 against the strips' 4.81 /
+#: 0.679) or "strips" (_window_bwd_kernel)
 BACKWARDS = ("strips", "split")
 #: the interpreter has no libdevice: _log2 takes tl.math.log2 there
 INTERPRETED: tl.constexpr = tl.constexpr(triton_interpreted())
@@ -685,7 +686,7 @@ def _split_plan(d, dv, dtype, block_m=None, block_n=None):
         yield fn, dict(D=d, DV=dv, BQ=block_m or bq, BK=block_n or bk, BD=BD, BDV=BDV, PREC=prec), launch
 
 
-def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n, backward="strips"):
+def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n, backward="split"):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
     dk: like k, dv: like v, dc, dscale: (H,) float32; by the backward named (BACKWARDS), exp0's backward
     included."""
@@ -829,7 +830,7 @@ def window_hyp_attn_triton(
     window: int = 64,
     block_m: int | None = None,
     block_n: int | None = None,
-    backward: str = "strips",
+    backward: str = "split",
 ) -> torch.Tensor:
     """q, k, v: (B, H, N, D) tangent vectors; c, scale: (H,) > 0 -> o: (B, H, N, D) in v's dtype. backward: one
     of BACKWARDS."""

@@ -6,11 +6,9 @@ behind its launcher's choices.
     python bench/tiles.py --op bk_core --sizes 2048,16384 --out results/kernels/bk_core_tiles_h200
 
 window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x BM keys, warps, stages) times
-the forward launch alone and every backward choice (BQ queries x BK keys, warps, stages) the strip backward
-(kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`, `_bwd_launch`); the kinds split_dkdv and split_dq
-time the split backward (`backward="split"`, both kernels) with one kernel's tiles and launch varied
-(`_split_tiles`, `_dkdv_launch`, `_dq_launch`). A backward includes exp0's backward (the strips launch it
-after theirs, the split kernels run it in their epilogues), so the two kinds compare whole backwards.
+the forward launch alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`); the kinds split_dkdv and
+split_dq time the whole backward (both kernels, exp0's backward in their epilogues) with one kernel's tiles and
+launch varied (`_split_tiles`, `_dkdv_launch`, `_dq_launch`).
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
@@ -43,8 +41,7 @@ import torch  # noqa: E402
 
 LAUNCHES = [(4, 1), (4, 2), (8, 1), (8, 2)]
 WINDOW_FWD_TILES = [(64, 64), (128, 64), (64, 32), (128, 128)]
-WINDOW_BWD_TILES = [(16, 32), (32, 32), (16, 64), (32, 64), (64, 64)]
-#: the split backward's kernels (BQ queries x BK keys), each varied with the other at _split_tiles' choice
+#: the backward's kernels (BQ queries x BK keys), each varied with the other at _split_tiles' choice
 WINDOW_SPLIT_TILES = [(32, 32), (32, 64), (64, 32), (64, 64), (16, 64)]
 WINDOW_SPLIT_KERNELS = {"split_dkdv": (0, "_dkdv_launch"), "split_dq": (1, "_dq_launch")}
 #: linear attention's chunked backward, per kernel: the tile constexprs each choice sets
@@ -112,20 +109,16 @@ def window_choices(n, device="cuda", B=8, H=16):
         for launch in LAUNCHES:
             call = lambda t=tiles: wt._launch_fwd(q, k, v, c, s, 64, *t)  # noqa: E731
             yield "fwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_fwd_launch", launch, call)
-    for tiles in WINDOW_BWD_TILES:
-        for launch in LAUNCHES:
-            call = lambda t=tiles: wt._launch_bwd(do, o, q, k, x, y, v, c, s, lse, 64, *t, "strips")  # noqa: E731
-            yield "bwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_bwd_launch", launch, call)
 
     def split(kernel, tiles, launch):
-        """The whole split backward with one of its kernels' tiles and launch replaced."""
+        """The whole backward with one of its kernels' tiles and launch replaced."""
         index, launcher = WINDOW_SPLIT_KERNELS[kernel]
         default = wt._split_tiles
 
         def with_tiles(BD, BDV, fp32):
             return tuple(tiles if i == index else t for i, t in enumerate(default(BD, BDV, fp32)))
 
-        call = lambda: wt._launch_bwd(do, o, q, k, x, y, v, c, s, lse, 64, None, None, "split")  # noqa: E731
+        call = lambda: wt._launch_bwd(do, o, q, k, x, y, v, c, s, lse, 64, None, None)  # noqa: E731
         fn = patched(launcher, launch, call)
 
         def run():
@@ -217,7 +210,7 @@ def bk_core_choices(n, device="cuda", B=16, H=2):
 CHOICES = {"window_attn": window_choices, "linear_attn": linear_attn_choices, "bk_core": bk_core_choices}
 #: the kinds each op's choices come in (what --kinds may name)
 KINDS = {
-    "window_attn": ("fwd", "bwd", *WINDOW_SPLIT_KERNELS),
+    "window_attn": ("fwd", *WINDOW_SPLIT_KERNELS),
     "linear_attn": ("chunk", *LA_TILES),
     "bk_core": ("fwd", "bwd"),
 }

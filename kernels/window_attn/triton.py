@@ -3,8 +3,7 @@
 q and k enter the ball by exp0 (per-head c): k by kernels.poincare's row map, q inside the forward kernel as it
 loads its query block (once a program, outside the key loop: mapping each key block there too would cost ~40
 registers a thread in the loop), which stores x = exp0(q) for the backward. The backward kernels read the ball
-points x, y (in q's dtype). exp0's backward takes the float32 dx and dy: the strips run it as the row map's
-kernel after theirs, the split kernels in their epilogues.
+points x, y (in q's dtype). exp0's backward takes the float32 dx and dy in the backward kernels' epilogues.
 With a = |x|^2, b = |y|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored at
 1e-15), for s in (t - W, t]:
 
@@ -16,23 +15,15 @@ This is naive.pair_dist with its clamps: den = c num2 + (1 - c a)(1 - c b), so z
 (tau needs no division per pair; the softmax runs in base 2). Only tiles of the Gram matrix exist (online
 softmax, no N x N tensor); the forward stores the row log-sum-exp.
 
-Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o), then one
-of two (`backward=`, as linear attention's), both recomputing p from the log-sum-exp.
-
-"strips", one kernel, one program per (strip of consecutive key blocks of BK, batch * head). It walks its
-key blocks in order and, for each, the query blocks of BQ whose windows reach it: each (query, key) pair in
-the window is scored once. A key block's dk and dv are complete in registers after its last tile. A query
-block's dx is summed in place in dx over the key blocks that reach it (read-add-write by the one program that
-owns those rows; no atomics); the rows past the strip that its keys reach (cdiv(W - 1, BQ) blocks) go to a
-side buffer that the launcher adds into the next strip's rows (one add over a strided view of dx:
-deterministic).
-
-"split", two kernels, as FlashAttention-2: one program per (key block of BK, batch * head) walks the query
-blocks that reach it and stores dy and dv once; one program per (query block of BQ, batch * head) walks the
-key blocks in its window (as the forward) and stores dx once. Each pair is scored twice (once per kernel), but
-no dx is read back: no side buffers, no atomics, deterministic. A program holds whole rows of dx (dy) when it
-stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their dtype through exp0's backward:
-no float32 dx goes to memory.
+Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o), then two
+kernels, as FlashAttention-2's, both recomputing p from the log-sum-exp: one program per (key block of BK,
+batch * head) walks the query blocks that reach it and stores dy and dv once; one program per (query block of
+BQ, batch * head) walks the key blocks in its window (as the forward) and stores dx once. Each pair is scored
+twice (once per kernel), but no dx is read back: no atomics, deterministic. A program holds whole rows of dx
+(dy) when it stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their dtype through
+exp0's backward: no float32 dx goes to memory. (A one-kernel backward that scored each pair once and summed dx
+in place over strips of key blocks, side buffers between strips, ran 3-8 % slower on the H200 at 253-255
+registers: run 15 of results/kernels/README.md. It is gone since.)
 
 With g = ds / sqrt(tau (1 + tau)) (0 where tau is clamped) and kappa = -2 scale sqrt c:
 
@@ -41,9 +32,8 @@ With g = ds / sqrt(tau (1 + tau)) (0 where tau is clamped) and kappa = -2 scale 
     dscale = -sum ds d,  dc = (sum_t x_t . dx_t + sum_s y_s . dy_s - scale dscale) / (2c)
 
 (dc because d is c^(-1/2) times a function of c a, c b and c <x,y> alone). Each program stores its partial
-sums of dscale and dc (split: the query programs dscale and the x . dx part of dc, the key programs the y . dy
-part, each with its rows' dc of exp0), which the launcher sums. The strips store dy in the inputs' dtype and
-dx in float32.
+sums of dscale and dc (the query programs dscale and the x . dx part of dc, the key programs the y . dy part,
+each with its rows' dc of exp0), which the launcher sums.
 """
 
 from __future__ import annotations
@@ -55,19 +45,10 @@ from triton.language.extra import libdevice
 
 from kernels.backend import triton_interpreted
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
-from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _exp0_rows, _rowmap_bwd, _rowmap_fwd
+from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _exp0_rows, _rowmap_fwd
 from kernels.row_dot import row_dot
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
-#: programs the backward aims for: strips per batch * head row = cdiv(BWD_PROGRAMS, B * H), fewer where a
-#: strip would be shorter than its side buffer
-BWD_PROGRAMS = 2048
-#: strips per batch * head row, where set (tests: strip edges on short sequences)
-BWD_STRIPS: int | None = None
-#: the backwards: "split" (_window_bwd_dkdv_kernel, then _window_bwd_dq_kernel; the default: on the H200, run 15 of
-#: results/kernels/README.md, 4.68 / 0.626 ms fwd+bwd at (8, 16, 16384 / 2048, 64) bf16 against the strips' 4.81 /
-#: 0.679) or "strips" (_window_bwd_kernel)
-BACKWARDS = ("strips", "split")
 #: the interpreter has no libdevice: _log2 takes tl.math.log2 there
 INTERPRETED: tl.constexpr = tl.constexpr(triton_interpreted())
 
@@ -334,133 +315,6 @@ def _partials(DSC, DC, gvec, t, c, sc, tmap):
 
 
 @triton.jit
-def _bwd_tile(
-    i,
-    X,
-    DO,
-    LSE,
-    DELTA,
-    N,
-    WINDOW,
-    c,
-    kk,
-    kappa,
-    tmax,
-    y,
-    yf,
-    b,
-    sg,
-    vb,
-    offs_n,
-    dk,
-    dv,
-    rk,
-    gvec,
-    tvec,
-    D: tl.constexpr,
-    DV: tl.constexpr,
-    BQ: tl.constexpr,
-    BD: tl.constexpr,
-    BDV: tl.constexpr,
-    PREC: tl.constexpr,
-):
-    """_dkdv_tile, then the column sums of ds log2(...) (gvec) and of x . dx (tvec); returns the tile's part of
-    query block i's dx too."""
-    dk, dv, rk, dsl, g, h, xf, rho = _dkdv_tile(
-        i, X, DO, LSE, DELTA, N, WINDOW, c, kk, tmax, y, b, sg, vb, offs_n, dk, dv, rk, D, DV, BQ, BD, BDV, PREC
-    )
-    gvec += tl.sum(dsl, axis=0)
-    gs = g * sg[:, None]
-    # float32 operands for dq (tf32 for 16-bit inputs), as in the dk dot of the two-kernel backward it replaced
-    dq = tl.dot(tl.trans(gs), yf, input_precision=PREC)
-    out = (kappa * rho)[:, None] * (xf * tl.sum(gs + h, axis=0)[:, None] - dq)
-    tvec += tl.sum(xf * out, axis=1)
-    return out, dk, dv, rk, gvec, tvec
-
-
-@triton.jit
-def _window_bwd_kernel(
-    X,
-    Y,
-    V,
-    C,
-    S,
-    DO,
-    LSE,
-    DELTA,
-    DX,
-    DY,
-    DVo,
-    DXS,
-    DSC,
-    DC,
-    N,
-    H,
-    WINDOW,
-    umax,
-    D: tl.constexpr,
-    DV: tl.constexpr,
-    BQ: tl.constexpr,
-    BK: tl.constexpr,
-    BD: tl.constexpr,
-    BDV: tl.constexpr,
-    PREC: tl.constexpr,
-):
-    """Strips. DX: (BH, N, D) float32; DY: (BH, N, D) in the inputs' dtype; DVo: (BH, N, DV); DXS: (BH, strips,
-    cdiv(W - 1, BQ) * BQ, D) float32 side buffer; DSC, DC: (BH, strips) partial sums. Grid (strips, BH); a strip
-    is cdiv(cdiv(N, BK), strips) key blocks."""
-    i_s = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    n_s = tl.num_programs(0)
-    row0 = i_bh.to(tl.int64) * N
-    X += row0 * D
-    Y += row0 * D
-    DX += row0 * D
-    DY += row0 * D
-    V += row0 * DV
-    DO += row0 * DV
-    DVo += row0 * DV
-    LSE += row0
-    DELTA += row0
-    c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
-    kappa = -2.0 * sc * tl.sqrt(c)
-    w = tl.minimum(WINDOW, N)
-    strip = tl.cdiv(tl.cdiv(N, BK), n_s)
-    j0 = i_s * strip
-    j1 = tl.minimum(j0 + strip, tl.cdiv(N, BK))
-    q1 = j1 * (BK // BQ)  # the next strip's first query block
-    DXS += (i_bh * n_s + i_s).to(tl.int64) * (tl.cdiv(w - 1, BQ) * BQ * D)
-    offs = tl.arange(0, BQ)
-    gvec = tl.zeros([BQ], dtype=tl.float32)
-    tvec = tl.zeros([BQ], dtype=tl.float32)  # x . dx (query rows)
-    tkey = tl.zeros([BK], dtype=tl.float32)  # y . dy (key rows)
-    for j in range(j0, j1):
-        offs_n = j * BK + tl.arange(0, BK)
-        y, yf, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
-        dk = tl.zeros([BK, BD], dtype=tl.float32)
-        dv = tl.zeros([BK, BDV], dtype=tl.float32)
-        rk = tl.zeros([BK], dtype=tl.float32)
-        tl.debug_barrier()  # the partial dx rows the previous step stored (other threads) are visible
-        i0, i1 = _queries_reaching(j, N, WINDOW, BQ, BK)
-        for i in range(i0, i1):
-            out, dk, dv, rk, gvec, tvec = _bwd_tile(
-                i, X, DO, LSE, DELTA, N, WINDOW, c, kk, kappa, tmax, y, yf, b, sg, vb, offs_n, dk, dv, rk, gvec,
-                tvec, D, DV, BQ, BD, BDV, PREC,
-            )  # fmt: skip
-            if i < q1:  # this strip's rows of dx
-                ptrs, mask = _tile(DX, i * BQ + offs, N, D, BD)
-            else:  # the next strip's: the side buffer
-                ptrs, mask = _tile(DXS, (i - q1) * BQ + offs, N - q1 * BQ, D, BD)
-            # the first key block that reaches query block i, here
-            if j > tl.maximum((i * BQ - w + 1) // BK, j0):
-                out += tl.load(ptrs, mask=mask, other=0.0)
-            tl.store(ptrs, out, mask=mask)
-        tkey += _key_out(DY, DVo, offs_n, N, yf, kappa, sg, dk, dv, rk, D, DV, BD, BDV)
-    t = tl.sum(tvec, axis=0) + tl.sum(tkey, axis=0)
-    _partials(DSC + i_bh * n_s + i_s, DC + i_bh * n_s + i_s, gvec, t, c, sc, 0.0)
-
-
-@triton.jit
 def _window_bwd_dkdv_kernel(
     X,
     Y,
@@ -487,7 +341,7 @@ def _window_bwd_dkdv_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """Split, keys. K: (BH, N, D) the tangent keys (y = exp0(K)); DKo: their gradient, like K, through exp0's
+    """Keys. K: (BH, N, D) the tangent keys (y = exp0(K)); DKo: their gradient, like K, through exp0's
     backward here; DVo: (BH, N, DV); DC: (BH, cdiv(N, BK)) partial sums of y . dy / 2c and of exp0's dc. Grid
     (cdiv(N, BK), BH): key block j of BK against the query blocks of BQ that reach it."""
     j = tl.program_id(0)
@@ -544,7 +398,7 @@ def _window_bwd_dq_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    """Split, queries. Q: (BH, N, D) the tangent queries (x = exp0(Q)); DQo: their gradient, like Q, stored once,
+    """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q)); DQo: their gradient, like Q, stored once,
     through exp0's backward here; DSC, DC: (BH, cdiv(N, BQ)) partial sums of dscale and of
     (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the key
     blocks of BK in its window, as the forward."""
@@ -574,7 +428,7 @@ def _window_bwd_dq_kernel(
         gvec += tl.sum(dsl, axis=1)
         gs = g * sg[None, :]
         rq += tl.sum(gs + h, axis=1)
-        acc = tl.dot(gs, yf, acc, input_precision=PREC)  # float32 operands, as the strips' dq
+        acc = tl.dot(gs, yf, acc, input_precision=PREC)  # float32 operands (tf32 for 16-bit inputs)
     kappa = -2.0 * sc * tl.sqrt(c)
     xf = _reload(X + row0 * D, offs_m, N, D, BD)
     dx = (kappa * rho)[:, None] * (xf * rq[:, None] - acc)
@@ -585,16 +439,13 @@ def _window_bwd_dq_kernel(
     _partials(DSC + i_p, DC + i_p, gvec, t, c, sc, tl.sum(dcq, axis=0))
 
 
-def _cfg(d, dv, dtype, window, block_m, block_n, backward=False):
-    """Tiles, per program: the forward's BM x BN; the backward's BQ queries x BK keys (block_m, block_n; BK a
-    multiple of BQ). Chosen by bench/tiles.py on the H200 (results/kernels/README.md, run 10)."""
+def _cfg(d, dv, dtype, window, block_m, block_n):
+    """The forward's tiles, per program: BM x BN (block_m, block_n where given). Chosen by bench/tiles.py on the
+    H200 (results/kernels/README.md, run 10)."""
     BD = max(16, triton.next_power_of_2(d))
     BDV = max(16, triton.next_power_of_2(dv))
     wide = max(BD, BDV) > 64
     prec = "ieee" if dtype == torch.float32 else "tf32"
-    if backward:
-        bk = block_n or (16 if wide else 32)
-        return BD, BDV, min(block_m or bk, bk), bk, prec
     bm = block_m or (32 if wide else 64)
     return BD, BDV, bm, block_n or bm, prec
 
@@ -603,39 +454,6 @@ def _fwd_launch(BD, BDV):
     """num_warps and num_stages of the forward. H200, (8, 16, N, 64) bf16, 64 x 64 tiles: 2 stages 0.767 ms at
     16K, 1 stage 0.796, 8 warps ~2x slower (bench/tiles.py)."""
     return dict(num_warps=4, num_stages=2)
-
-
-def _bwd_launch(BD, BDV):
-    """num_warps and num_stages of the backward. At head dim 64 (32 x 32 tiles), H200, bf16: 4 warps and one
-    stage took 3.13 ms at (8, 16, 16384, 64), 16 x 32 tiles 5.09 ms, every 8-warp choice 5.7 ms or more
-    (bench/tiles.py); ptxas spills 80 bytes a thread there (sm_90, shared_memory_probe.py), which the
-    32 x 32 tiles pay for. At 128 (16 x 16) 4 warps spilled 40 bytes with one stage, 8 warps and 3 stages hold
-    218 registers."""
-    return dict(num_warps=8, num_stages=3) if max(BD, BDV) > 64 else dict(num_warps=4, num_stages=1)
-
-
-def _bwd_plan(n, bh, window, bq, bk):
-    """Side-buffer rows per strip (the rows past a strip that its keys reach) and strips per batch * head row:
-    a strip holds those rows' key blocks, so its side buffer reaches only into the next strip."""
-    nb = triton.cdiv(n, bk)
-    side = triton.cdiv(min(window, n) - 1, bq) * bq
-    strips = BWD_STRIPS or triton.cdiv(BWD_PROGRAMS, bh)
-    return side, max(1, min(strips, nb // max(triton.cdiv(side, bk), 1)))
-
-
-def _add_side_buffers(dx, side, first):
-    """dx: (BH, n, D) float32, contiguous; side: (BH, strips, rows, D), strip p's partial dx of rows
-    (p + 1) * first + r, r < rows <= first. Adds the rows below n into dx in place, through strided views of
-    it: strips whose rows all lie below n in one add, then the one that ends past n, in part."""
-    bh, n, d = dx.shape
-    strips, rows = side.shape[1], side.shape[2]
-    full = min(max((n - rows) // first, 0), strips - 1)
-    if full:  # rows (p + 1) * first + r of dx, p < full: a view strided by `first` rows
-        stride = (n * d, first * d, d, 1)
-        dx.as_strided((bh, full, rows, d), stride, dx.storage_offset() + first * d).add_(side[:, :full])
-    start = (full + 1) * first
-    if full < strips - 1 and start < n:
-        dx[:, start : min(n, start + rows)] += side[:, full, : n - start]
 
 
 def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
@@ -678,7 +496,7 @@ def _dq_launch(BD, BDV):
 
 def _split_plan(d, dv, dtype, block_m=None, block_n=None):
     """(kernel, constexprs, launch options) of the split backward's dk/dv kernel, then its dq kernel, as
-    _launch_bwd_split launches them: each with _split_tiles' BQ x BK, or block_m queries x block_n keys where
+    _launch_bwd launches them: each with _split_tiles' BQ x BK, or block_m queries x block_n keys where
     given."""
     BD, BDV, *_, prec = _cfg(d, dv, dtype, 0, None, None)
     tiles, launches = _split_tiles(BD, BDV, dtype == torch.float32), (_dkdv_launch(BD, BDV), _dq_launch(BD, BDV))
@@ -686,17 +504,10 @@ def _split_plan(d, dv, dtype, block_m=None, block_n=None):
         yield fn, dict(D=d, DV=dv, BQ=block_m or bq, BK=block_n or bk, BD=BD, BDV=BDV, PREC=prec), launch
 
 
-def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n, backward="split"):
+def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
-    dk: like k, dv: like v, dc, dscale: (H,) float32; by the backward named (BACKWARDS), exp0's backward
-    included."""
-    launch = {"strips": _launch_bwd_strips, "split": _launch_bwd_split}[backward]
-    return launch(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n)
-
-
-def _launch_bwd_split(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
-    """_launch_bwd by two kernels: dk and dv per key block, then dq per query block (each stored once, exp0's
-    backward in the kernels' epilogues, where each row's dy or dx is complete: no float32 dx round trip)."""
+    dk: like k, dv: like v, dc, dscale: (H,) float32. Two kernels: dk and dv per key block, then dq per query
+    block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete)."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
     (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, block_m, block_n)
@@ -710,33 +521,6 @@ def _launch_bwd_split(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, bloc
     dq_kernel[(nq, bh)](*ins, q, dq, dsc, dcq, n, H, window, 1.0 - BALL_EPS, MIN_NORM, **qc, **ql)
     heads = lambda t: t.view(Bsz, H, -1).sum((0, 2))  # noqa: E731
     return dq, dk, dv, heads(dcq) + heads(dck), heads(dsc)
-
-
-def _launch_bwd_strips(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
-    """_launch_bwd by the strip kernel (dx summed over key blocks in place; its rows are complete only after the
-    side-buffer add), then exp0's backward on the float32 dx and on dy (kernels.poincare's row map)."""
-    Bsz, H, n, d = x.shape
-    dv_ = v.shape[-1]
-    BD, BDV, bq, bk, prec = _cfg(d, dv_, x.dtype, window, block_m, block_n, backward=True)
-    side_rows, strips = _bwd_plan(n, Bsz * H, window, bq, bk)
-    delta = row_dot(do, o)
-    dx = torch.empty(Bsz, H, n, d, device=x.device, dtype=torch.float32)
-    dy = torch.empty_like(y)
-    dv = torch.empty_like(v)
-    side = torch.empty(Bsz * H, strips, side_rows, d, device=x.device, dtype=torch.float32)
-    dsc = torch.empty(Bsz * H, strips, device=x.device, dtype=torch.float32)
-    dc = torch.empty_like(dsc)
-    _window_bwd_kernel[(strips, Bsz * H)](
-        x, y, v, c32, s32, do, lse, delta, dx, dy, dv, side, dsc, dc, n, H, window, 1.0 - BALL_EPS,
-        D=d, DV=dv_, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, **_bwd_launch(BD, BDV),
-    )  # fmt: skip
-    if strips > 1 and side_rows > 0:
-        _add_side_buffers(dx.view(Bsz * H, n, d), side, triton.cdiv(triton.cdiv(n, bk), strips) * bk)
-    rows = _head_rows(c32, q)
-    dq, dc_q = _rowmap_bwd(_rows(q), rows, _rows(dx), False, 0.0)
-    dk, dc_k = _rowmap_bwd(_rows(k), rows, _rows(dy), False, 0.0)
-    dc = dc.view(Bsz, H, strips).sum((0, 2)) + (dc_q + dc_k).view(q.shape[:-1]).sum((0, 2))
-    return dq.view(q.shape), dk.view(k.shape), dv, dc, dsc.view(Bsz, H, strips).sum((0, 2))
 
 
 # Custom ops: dynamo and AOT autograd see each op as opaque (fake tensors give the shapes).
@@ -761,12 +545,10 @@ def window_hyp_attn_fwd(
     window: int,
     block_m: int | None,
     block_n: int | None,
-    backward: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, k: (B, H, N, D) tangent vectors (one dtype); v: (B, H, N, DV); c, scale: (H,) float32; all contiguous
     -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, and the ball points x = exp0(q), y = exp0(k)
-    that the backward reads (two launches: kernels.poincare's row map for k, the attention's, which maps q).
-    backward only picks the autograd formula's kernels."""
+    that the backward reads (two launches: kernels.poincare's row map for k, the attention's, which maps q)."""
     return _launch_fwd(q, k, v, c, scale, window, block_m, block_n)
 
 
@@ -785,37 +567,36 @@ def window_hyp_attn_bwd(
     window: int,
     block_m: int | None,
     block_n: int | None,
-    backward: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """do, o: (B, H, N, DV) in v's dtype; the rest as window_hyp_attn_fwd's inputs and outputs, all contiguous
     -> dq: like q, dk: like k, dv: like v, dc, dscale: (H,) float32. The attention's dx reaches exp0's
-    backward in float32, as the kernels sum it (no cast in between)."""
-    return _launch_bwd(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n, backward)
+    backward in float32, in the dq kernel's epilogue (no cast in between)."""
+    return _launch_bwd(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n)
 
 
 @window_hyp_attn_fwd.register_fake
-def _(q, k, v, c, scale, window, block_m, block_n, backward):
+def _(q, k, v, c, scale, window, block_m, block_n):
     o = v.new_empty((*q.shape[:-1], v.shape[-1]))
     return o, q.new_empty(q.shape[:-1], dtype=torch.float32), torch.empty_like(q), torch.empty_like(k)
 
 
 @window_hyp_attn_bwd.register_fake
-def _(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n, backward):
+def _(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(c), torch.empty_like(scale)
 
 
 def _fwd_setup_context(ctx, inputs, output):
-    q, k, v, c, scale, window, block_m, block_n, backward = inputs
+    q, k, v, c, scale, window, block_m, block_n = inputs
     o, lse, x, y = output
     ctx.mark_non_differentiable(lse, x, y)
     ctx.save_for_backward(q, k, x, y, v, c, scale, o, lse)
-    ctx.meta = (window, block_m, block_n, backward)
+    ctx.meta = (window, block_m, block_n)
 
 
 def _fwd_backward(ctx, do, _dlse, _dx, _dy):
     q, k, x, y, v, c, scale, o, lse = ctx.saved_tensors
     do = do.to(v.dtype).contiguous()
-    return *window_hyp_attn_bwd(do, o, q, k, x, y, v, c, scale, lse, *ctx.meta), None, None, None, None
+    return *window_hyp_attn_bwd(do, o, q, k, x, y, v, c, scale, lse, *ctx.meta), None, None, None
 
 
 window_hyp_attn_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
@@ -830,15 +611,12 @@ def window_hyp_attn_triton(
     window: int = 64,
     block_m: int | None = None,
     block_n: int | None = None,
-    backward: str = "split",
 ) -> torch.Tensor:
-    """q, k, v: (B, H, N, D) tangent vectors; c, scale: (H,) > 0 -> o: (B, H, N, D) in v's dtype. backward: one
-    of BACKWARDS."""
-    if backward not in BACKWARDS:
-        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
+    """q, k, v: (B, H, N, D) tangent vectors; c, scale: (H,) > 0 -> o: (B, H, N, D) in v's dtype. block_m x block_n:
+    the forward's tiles, and both backward kernels' (queries x keys), where given."""
     if q.shape[-2] == 0:
         return v.clone()
     # the float32 casts carry the grads of c and scale back to their own dtype
     c32, s32 = c.float().contiguous(), scale.float().contiguous()
     q, k = q.contiguous(), k.to(q.dtype).contiguous()
-    return window_hyp_attn_fwd(q, k, v.contiguous(), c32, s32, int(window), block_m, block_n, backward)[0]
+    return window_hyp_attn_fwd(q, k, v.contiguous(), c32, s32, int(window), block_m, block_n)[0]

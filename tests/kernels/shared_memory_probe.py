@@ -127,20 +127,15 @@ def resources(
 
 def kernels(dtype: str, d: int):
     """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
-    linear attention by its launch plan (la._launch_plan); window attention by its _cfg tiles, the forward with
-    wa._fwd_launch's num_warps and num_stages, the strip backward with wa._bwd_launch's, and both kernels of the
-    split backward by wa._split_plan."""
+    linear attention by its launch plan (la._launch_plan); window attention's forward by its _cfg tiles with
+    wa._fwd_launch's num_warps and num_stages, and both kernels of its backward by wa._split_plan (its delta is
+    kernels/row_dot.py's kernel, probed once: with linear attention's plan)."""
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
     for fn, consts, launch in la._launch_plan(q, q, 64):
         yield "linear_attn", fn, consts, launch
     BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None)
     consts = dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec)
     yield "window_attn", wa._window_fwd_kernel, consts, wa._fwd_launch(BD, BDV)
-    BD, BDV, bq, bk, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None, backward=True)
-    # the window backward's delta is kernels/row_dot.py's kernel, probed once: with linear attention's plan
-    consts = dict(D=d, DV=d, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)
-    yield "window_attn", wa._window_bwd_kernel, consts, wa._bwd_launch(BD, BDV)
-    # the split backward (backward="split"): its dk/dv kernel, then its dq kernel
     for fn, consts, launch in wa._split_plan(d, d, DTYPES[dtype]):
         yield "window_attn", fn, consts, launch
 

@@ -19,12 +19,6 @@ from kernels.window_attn import window_hyp_attn, window_hyp_attn_ref  # noqa: E4
 from kernels.window_attn.triton import window_hyp_attn_triton  # noqa: E402
 
 
-@pytest.fixture(params=wa_triton.BACKWARDS)
-def scheme(request):
-    """Each backward in turn (window_hyp_attn_triton's backward=)."""
-    return request.param
-
-
 def _inputs(n, d=6, h=2, seed=0, scale=0.3):
     # tangent norms ~0.7/sqrt(c): away from the boundary, where float32 itself (the PyTorch reference
     # included) loses digits of 1 - c|x|^2
@@ -36,7 +30,7 @@ def _inputs(n, d=6, h=2, seed=0, scale=0.3):
 
 
 def _check(inputs, window, tol=1e-4, **kw):
-    """The kernel (kw: block_m, block_n, backward) against the float64 reference: output and every gradient."""
+    """The kernel (kw: block_m, block_n) against the float64 reference: output and every gradient."""
     ins = [t.clone().requires_grad_() for t in inputs]
     ins64 = [t.detach().double().requires_grad_() for t in inputs]
     o = window_hyp_attn_triton(*ins, window=window, **kw)
@@ -51,80 +45,43 @@ def _check(inputs, window, tol=1e-4, **kw):
         assert err <= tol * max(1.0, b.abs().max().item()), (name, err)
 
 
-#: (backward, n, window, block_m, block_n): every case for the strips; for the split (no strips, no side
-#: buffers) the tiles with more queries than keys and fewer, without n = 63 (a suite near its time limit)
-REFERENCE_CASES = [
-    (scheme, n, window, bm, bn)
-    for scheme in ("strips", "split")
-    for n in (1, 7, 63, 130)
-    for window in (1, 4, 64)
-    for bm, bn in ((16, 16), (32, 16), (16, 32))
-    if scheme == "strips" or ((bm, bn) != (16, 16) and n != 63)
-]
-
-
-@pytest.mark.parametrize("scheme, n, window, block_m, block_n", REFERENCE_CASES, indirect=["scheme"])
-def test_triton_matches_reference(scheme, n, window, block_m, block_n):
-    # backward tiles: block_m queries x block_n keys. The strips: block_m at most block_n, as many strips as
-    # fit (BWD_PROGRAMS over 4 rows of batch * head), so the side buffers are in play from n = 63 on. The
-    # split: both kernels take block_m x block_n
-    _check(_inputs(n, seed=n + window), window, block_m=block_m, block_n=block_n, backward=scheme)
+@pytest.mark.parametrize("block_m, block_n", [(16, 16), (32, 16), (16, 32)])
+@pytest.mark.parametrize("window", [1, 4, 64])
+@pytest.mark.parametrize("n", [1, 7, 63, 130])
+def test_triton_matches_reference(n, window, block_m, block_n):
+    # tiles: block_m queries x block_n keys, the forward's and both backward kernels'; more queries than keys,
+    # fewer, as many
+    _check(_inputs(n, seed=n + window), window, block_m=block_m, block_n=block_n)
 
 
 @pytest.mark.parametrize("n, window", [(7, 4), (130, 64), (130, 33), (200, 100)])
-def test_the_launchers_tiles_match_reference(scheme, n, window):
-    # the forward's 64 x 64 and the backward's at head dim 16: the strips' 32 x 32, two strips at n = 130; the
-    # split's 32 x 32 (float32), windows across several blocks
-    _check(_inputs(n, seed=n + window + 2), window, backward=scheme)
+def test_the_launchers_tiles_match_reference(n, window):
+    # the forward's 64 x 64 and the backward's at head dim 16: 32 x 32 (float32), windows across several blocks
+    _check(_inputs(n, seed=n + window + 2), window)
 
 
 @pytest.mark.parametrize("n, window", [(130, 33), (200, 100)])
-def test_the_split_backwards_16_bit_tiles_match_reference(monkeypatch, n, window):
+def test_the_backwards_16_bit_tiles_match_reference(monkeypatch, n, window):
     # its tiles for 16-bit inputs, here on float32 ones: 32 queries x 64 keys (dk, dv), 64 x 32 (dx)
     tiles = wa_triton._split_tiles
     monkeypatch.setattr(wa_triton, "_split_tiles", lambda BD, BDV, fp32: tiles(BD, BDV, False))
     plan = list(wa_triton._split_plan(6, 6, torch.float32))
     assert [(consts["BQ"], consts["BK"]) for _, consts, _ in plan] == [(32, 64), (64, 32)]
-    _check(_inputs(n, seed=n + window + 3), window, backward="split")
+    _check(_inputs(n, seed=n + window + 3), window)
 
 
-@pytest.mark.parametrize(
-    "n, window, block_m, block_n, strips, planned",
-    [
-        (130, 4, 16, 16, None, 9),  # one key block per strip: every query block but the first has a side part
-        (130, 64, 16, 32, None, 2),  # side buffer of 4 query blocks, 2 key blocks
-        (200, 33, 16, 16, 5, 5),  # 13 key blocks in strips of 3, the last one of 1
-        (100, 17, 16, 32, 3, 3),  # 4 key blocks in strips of 2: the third strip is empty
-        (130, 64, 16, 16, 1, 1),  # one strip: no side buffer
-        (40, 200, 16, 16, None, 1),  # the window is the causal prefix, longer than a strip can be
-    ],
-)
-def test_backward_strip_edges(monkeypatch, n, window, block_m, block_n, strips, planned):
-    """The backward's strips: dx rows summed across a strip edge (side buffer), strips of unequal length."""
-    monkeypatch.setattr(wa_triton, "BWD_STRIPS", strips)
-    bq, bk = wa_triton._cfg(6, 6, torch.float32, window, block_m, block_n, backward=True)[2:4]
-    assert wa_triton._bwd_plan(n, 4, window, bq, bk)[1] == planned
-    _check(_inputs(n, seed=n + window + 1), window, block_m=block_m, block_n=block_n)
-
-
-def test_backward_is_deterministic(scheme):
-    # strips: each dx row is summed by one program, in key-block order, then once with its side part (n = 130:
-    # several strips); split: each is stored once. No atomics
-    ins = [t.requires_grad_() for t in _inputs(130 if scheme == "strips" else 70, seed=9)]
-    kw = dict(window=64, block_m=16, block_n=16, backward=scheme)
+def test_backward_is_deterministic():
+    # each dx and dy row is stored once, by the program that owns it; no atomics
+    ins = [t.requires_grad_() for t in _inputs(70, seed=9)]
+    kw = dict(window=64, block_m=16, block_n=16)
     runs = [torch.autograd.grad(window_hyp_attn_triton(*ins, **kw).sum(), ins) for _ in range(2)]
     assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
 
-def test_window_longer_than_sequence_and_odd_dims(scheme):
+def test_window_longer_than_sequence_and_odd_dims():
     inputs = _inputs(40, d=5, seed=3)
     inputs[2] = torch.randn(2, 2, 40, 3)  # value dim != qk dim
-    _check(inputs, 200, block_m=16, block_n=32, backward=scheme)
-
-
-def test_an_unknown_backward_is_refused():
-    with pytest.raises(ValueError, match="backward must be one of"):
-        window_hyp_attn_triton(*_inputs(8), window=4, backward="atomic")
+    _check(inputs, 200, block_m=16, block_n=32)
 
 
 def test_dispatch_and_near_boundary_inputs():
@@ -139,11 +96,11 @@ def test_dispatch_and_near_boundary_inputs():
     assert (o.double() - o64).abs().max().item() <= 3 * err32 + 1e-4
 
 
-def test_coincident_query_key_gradients_finite(scheme):
+def test_coincident_query_key_gradients_finite():
     q, k, v, c, s = _inputs(20, seed=5)
     k = q.clone()  # d(q_t, k_t) = 0 on the diagonal: the cone point of the distance
     ins = [t.requires_grad_() for t in (q, k, v, c, s)]
-    o = window_hyp_attn_triton(*ins, window=8, block_m=16, block_n=16, backward=scheme)
+    o = window_hyp_attn_triton(*ins, window=8, block_m=16, block_n=16)
     grads = torch.autograd.grad(o.square().sum(), ins)
     assert torch.isfinite(o).all() and all(torch.isfinite(g).all() for g in grads)
 
@@ -170,29 +127,29 @@ def _op_inputs(n=20, d=4, dv=3, h=2, seed=11):
 def test_opcheck_forward_op():
     # window 6 < N = 20, three key blocks of 8: the banded loop and the masked tail are both in play
     ins = [t.requires_grad_() for t in _op_inputs()]
-    torch.library.opcheck(torch.ops.phasebench.window_hyp_attn_fwd.default, (*ins, 6, 16, 8, "strips"))
+    torch.library.opcheck(torch.ops.phasebench.window_hyp_attn_fwd.default, (*ins, 6, 16, 8))
 
 
-def test_opcheck_backward_op(scheme):
+def test_opcheck_backward_op():
     q, k, v, c, s = _op_inputs()
-    o, lse, x, y = wa_triton.window_hyp_attn_fwd(q, k, v, c, s, 6, 16, 8, scheme)
+    o, lse, x, y = wa_triton.window_hyp_attn_fwd(q, k, v, c, s, 6, 16, 8)
     ch = c.reshape(1, 2, 1, 1)
     torch.testing.assert_close(x, exp0(q, ch))
     torch.testing.assert_close(y, exp0(k, ch))
     do = torch.randn(o.shape, generator=torch.Generator().manual_seed(2))
     # not differentiable (no double backward): its inputs do not require grad
-    args = (do, o, q, k, x, y, v, c, s, lse, 6, 16, 8, scheme)
+    args = (do, o, q, k, x, y, v, c, s, lse, 6, 16, 8)
     torch.library.opcheck(torch.ops.phasebench.window_hyp_attn_bwd.default, args)
 
 
-def test_compiled_fullgraph_matches_eager(scheme):
+def test_compiled_fullgraph_matches_eager():
     # N = 40 > window 6 and > one key block (8): several query and key blocks, the band crosses block edges
     inputs = _inputs(40, seed=12)
     w = torch.randn(2, 2, 40, 6, generator=torch.Generator().manual_seed(3))
 
     def run(fn):
         ins = [t.clone().requires_grad_() for t in inputs]
-        o = fn(*ins, window=6, block_m=16, block_n=8, backward=scheme)
+        o = fn(*ins, window=6, block_m=16, block_n=8)
         return o, torch.autograd.grad((o * w).sum(), ins)
 
     torch._dynamo.reset()

@@ -160,6 +160,50 @@ def _channel_params(H0, BETA, ZRE, ZIM, cols, cmask):
 
 # ----------------------------------------------------------------------------------------------- kernels
 @triton.jit
+def _quad(i, end, cmask, N, C, REVERSE: tl.constexpr, base):
+    """The 4 logical rows i .. i+3 of a 4-row step: their masks (cmask where the row is below end) and offsets
+    (base + row * C) -> k0, k1, k2, k3, o0, o1, o2, o3."""
+    k0 = _vmask(cmask, i, end)
+    k1 = _vmask(cmask, i + 1, end)
+    k2 = _vmask(cmask, i + 2, end)
+    k3 = _vmask(cmask, i + 3, end)
+    o0 = base + _row(i, N, REVERSE) * C
+    o1 = base + _row(i + 1, N, REVERSE) * C
+    o2 = base + _row(i + 2, N, REVERSE) * C
+    o3 = base + _row(i + 3, N, REVERSE) * C
+    return k0, k1, k2, k3, o0, o1, o2, o3
+
+
+@triton.jit
+def _program(C, n_cblk, BLOCK_C: tl.constexpr):
+    """A segment program's segment s (grid axis 1), batch row b and channels (BLOCK_C,) with their mask (axis 0
+    runs over batch rows x channel blocks)."""
+    pid = tl.program_id(0)
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    return tl.program_id(1), pid // n_cblk, cols, cols < C
+
+
+@triton.jit
+def _load4(P, k0, k1, k2, k3, o0, o1, o2, o3):
+    """P at a 4-row step's offsets, 0 where masked (_quad) -> x0, x1, x2, x3."""
+    x0 = tl.load(P + o0, mask=k0, other=0.0)
+    x1 = tl.load(P + o1, mask=k1, other=0.0)
+    x2 = tl.load(P + o2, mask=k2, other=0.0)
+    x3 = tl.load(P + o3, mask=k3, other=0.0)
+    return x0, x1, x2, x3
+
+
+@triton.jit
+def _adj_row(GR, GI, DGR, DGI, o, k):
+    """One row of the adjoint's inputs, 0 where masked -> g re, im, dg re, im."""
+    gr = tl.load(GR + o, mask=k, other=0.0)
+    gi = tl.load(GI + o, mask=k, other=0.0)
+    br = tl.load(DGR + o, mask=k, other=0.0)
+    bi = tl.load(DGI + o, mask=k, other=0.0)
+    return gr, gi, br, bi
+
+
+@triton.jit
 def _segment_product(vb, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """P = M_last ... M_first over the logical rows start .. end-1 of vb (+ row C), 4 rows a step (loads first),
     rescaled every step -> its 8 entries (p00, p01, p10, p11 re/im), (BLOCK_C,) each."""
@@ -167,15 +211,8 @@ def _segment_product(vb, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.co
     zero = tl.zeros([BLOCK_C], tl.float32)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
     for j in range(0, L, 4):
-        i = start + j
-        k0 = _vmask(cmask, i, end)
-        k1 = _vmask(cmask, i + 1, end)
-        k2 = _vmask(cmask, i + 2, end)
-        k3 = _vmask(cmask, i + 3, end)
-        x0 = tl.load(vb + _row(i, N, REVERSE) * C, mask=k0, other=0.0)
-        x1 = tl.load(vb + _row(i + 1, N, REVERSE) * C, mask=k1, other=0.0)
-        x2 = tl.load(vb + _row(i + 2, N, REVERSE) * C, mask=k2, other=0.0)
-        x3 = tl.load(vb + _row(i + 3, N, REVERSE) * C, mask=k3, other=0.0)
+        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, 0)
+        x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
         p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
             p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2
         )
@@ -199,19 +236,8 @@ def _sweep_rows(vb, grb, gib, gr, gi, start, end, cmask, ar0, ai, b2, N, C, L, R
     """g over the logical rows start .. end-1 from the carry (gr, gi), written to grb, gib (+ row C), 4 rows a
     step (loads first)."""
     for j in range(0, L, 4):
-        i = start + j
-        k0 = _vmask(cmask, i, end)
-        k1 = _vmask(cmask, i + 1, end)
-        k2 = _vmask(cmask, i + 2, end)
-        k3 = _vmask(cmask, i + 3, end)
-        o0 = _row(i, N, REVERSE) * C
-        o1 = _row(i + 1, N, REVERSE) * C
-        o2 = _row(i + 2, N, REVERSE) * C
-        o3 = _row(i + 3, N, REVERSE) * C
-        x0 = tl.load(vb + o0, mask=k0, other=0.0)
-        x1 = tl.load(vb + o1, mask=k1, other=0.0)
-        x2 = tl.load(vb + o2, mask=k2, other=0.0)
-        x3 = tl.load(vb + o3, mask=k3, other=0.0)
+        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, 0)
+        x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
         gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2)
         gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2)
         gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2)
@@ -229,11 +255,7 @@ def _sweep_rows(vb, grb, gib, gr, gi, start, end, cmask, ar0, ai, b2, N, C, L, R
 @triton.jit
 def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im."""
-    pid = tl.program_id(0)
-    s = tl.program_id(1)
-    b = pid // n_cblk
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
+    s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     start = s.to(tl.int64) * L
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
@@ -287,11 +309,7 @@ def _seg_carry_kernel(PM, W, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.co
 @triton.jit
 def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """GR, GI (B, N, C): the continued fraction, each segment started from its carry in W."""
-    pid = tl.program_id(0)
-    s = tl.program_id(1)
-    b = pid // n_cblk
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
+    s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     boff = b.to(tl.int64) * N * C + cols
     w = W + (b.to(tl.int64) * S + s) * 2 * C + cols
@@ -312,31 +330,11 @@ def _adj_segment(GR, GI, DGR, DGI, boff, start, end, cmask, b2, N, C, L, REVERSE
     dcr = tl.zeros([BLOCK_C], tl.float32)
     dci = tl.zeros([BLOCK_C], tl.float32)
     for j in range(0, L, 4):
-        i = start + j
-        k0 = _vmask(cmask, i, end)
-        k1 = _vmask(cmask, i + 1, end)
-        k2 = _vmask(cmask, i + 2, end)
-        k3 = _vmask(cmask, i + 3, end)
-        o0 = boff + _row(i, N, REVERSE) * C
-        o1 = boff + _row(i + 1, N, REVERSE) * C
-        o2 = boff + _row(i + 2, N, REVERSE) * C
-        o3 = boff + _row(i + 3, N, REVERSE) * C
-        gr0 = tl.load(GR + o0, mask=k0, other=0.0)
-        gi0 = tl.load(GI + o0, mask=k0, other=0.0)
-        br0 = tl.load(DGR + o0, mask=k0, other=0.0)
-        bi0 = tl.load(DGI + o0, mask=k0, other=0.0)
-        gr1 = tl.load(GR + o1, mask=k1, other=0.0)
-        gi1 = tl.load(GI + o1, mask=k1, other=0.0)
-        br1 = tl.load(DGR + o1, mask=k1, other=0.0)
-        bi1 = tl.load(DGI + o1, mask=k1, other=0.0)
-        gr2 = tl.load(GR + o2, mask=k2, other=0.0)
-        gi2 = tl.load(GI + o2, mask=k2, other=0.0)
-        br2 = tl.load(DGR + o2, mask=k2, other=0.0)
-        bi2 = tl.load(DGI + o2, mask=k2, other=0.0)
-        gr3 = tl.load(GR + o3, mask=k3, other=0.0)
-        gi3 = tl.load(GI + o3, mask=k3, other=0.0)
-        br3 = tl.load(DGR + o3, mask=k3, other=0.0)
-        bi3 = tl.load(DGI + o3, mask=k3, other=0.0)
+        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, boff)
+        gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
+        gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
+        gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
+        gr3, gi3, br3, bi3 = _adj_row(GR, GI, DGR, DGI, o3, k3)
         pcr, pci, dcr, dci = _adj_compose(gr0, gi0, br0, bi0, k0, b2, pcr, pci, dcr, dci)
         pcr, pci, dcr, dci = _adj_compose(gr1, gi1, br1, bi1, k1, b2, pcr, pci, dcr, dci)
         pcr, pci, dcr, dci = _adj_compose(gr2, gi2, br2, bi2, k2, b2, pcr, pci, dcr, dci)
@@ -347,11 +345,8 @@ def _adj_segment(GR, GI, DGR, DGI, boff, start, end, cmask, b2, N, C, L, REVERSE
 @triton.jit
 def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc."""
-    pid = tl.program_id(0)
-    s = tl.program_id(1) + 1
-    b = pid // n_cblk
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
+    s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
+    s += 1
     beta = tl.load(BETA + cols, mask=cmask, other=0.0)
     start = s.to(tl.int64) * L
     pcr, pci, dcr, dci = _adj_segment(
@@ -397,7 +392,7 @@ def _adj_sweep_rows(
     acc_i = tl.zeros([BLOCK_C], tl.float32)
     acc_b = tl.zeros([BLOCK_C], tl.float32)
     top = start + L - 1
-    for j in range(0, L, 4):
+    for j in range(0, L, 4):  # right to left: rows top - j - 3 .. top - j, the highest first
         i0 = top - j
         k0 = _vmask(cmask, i0, end)
         k1 = _vmask(cmask, i0 - 1, end)
@@ -407,22 +402,10 @@ def _adj_sweep_rows(
         o1 = boff + _row(i0 - 1, N, REVERSE) * C
         o2 = boff + _row(i0 - 2, N, REVERSE) * C
         o3 = boff + _row(i0 - 3, N, REVERSE) * C
-        gr0 = tl.load(GR + o0, mask=k0, other=0.0)
-        gi0 = tl.load(GI + o0, mask=k0, other=0.0)
-        br0 = tl.load(DGR + o0, mask=k0, other=0.0)
-        bi0 = tl.load(DGI + o0, mask=k0, other=0.0)
-        gr1 = tl.load(GR + o1, mask=k1, other=0.0)
-        gi1 = tl.load(GI + o1, mask=k1, other=0.0)
-        br1 = tl.load(DGR + o1, mask=k1, other=0.0)
-        bi1 = tl.load(DGI + o1, mask=k1, other=0.0)
-        gr2 = tl.load(GR + o2, mask=k2, other=0.0)
-        gi2 = tl.load(GI + o2, mask=k2, other=0.0)
-        br2 = tl.load(DGR + o2, mask=k2, other=0.0)
-        bi2 = tl.load(DGI + o2, mask=k2, other=0.0)
-        gr3 = tl.load(GR + o3, mask=k3, other=0.0)
-        gi3 = tl.load(GI + o3, mask=k3, other=0.0)
-        br3 = tl.load(DGR + o3, mask=k3, other=0.0)
-        bi3 = tl.load(DGI + o3, mask=k3, other=0.0)
+        gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
+        gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
+        gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
+        gr3, gi3, br3, bi3 = _adj_row(GR, GI, DGR, DGI, o3, k3)
         mr, mi, acc_r, acc_i, acc_b, dv0 = _adj_step(gr0, gi0, br0, bi0, k0, mr, mi, b2, acc_r, acc_i, acc_b)
         mr, mi, acc_r, acc_i, acc_b, dv1 = _adj_step(gr1, gi1, br1, bi1, k1, mr, mi, b2, acc_r, acc_i, acc_b)
         mr, mi, acc_r, acc_i, acc_b, dv2 = _adj_step(gr2, gi2, br2, bi2, k2, mr, mi, b2, acc_r, acc_i, acc_b)
@@ -439,11 +422,7 @@ def _adj_sweep_kernel(
     GR, GI, DGR, DGI, BETA, MU, DV, RED, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
 ):
     """DV (B, N, C) = -Re mu; RED (B, S, 3, C) = per-segment sums of Re mu, Im mu, Re(conj(g_{i-1}) mu_i)."""
-    pid = tl.program_id(0)
-    s = tl.program_id(1)
-    b = pid // n_cblk
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    cmask = cols < C
+    s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     beta = tl.load(BETA + cols, mask=cmask, other=0.0)
     mu = MU + (b.to(tl.int64) * S + s) * 2 * C + cols
     mr = tl.load(mu, mask=cmask, other=0.0)

@@ -74,7 +74,7 @@ def _load(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
 @triton.jit
 def _reload(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
     """_load as float32, for a tile read again after a loop rather than held through it in registers (ptxas
-    held a (64, 64) float32 tile through the split kernels' loops: 60-70 registers); volatile, or the compiler
+    held a (64, 64) float32 tile through the backward kernels' loops: 60-70 registers); volatile, or the compiler
     merges it with the first load."""
     ptrs, mask = _tile(P, rows, N, W, BW)
     return tl.load(ptrs, mask=mask, other=0.0, volatile=True).to(tl.float32)
@@ -137,7 +137,7 @@ def _head_consts(C, S, h, umax):
 @triton.jit
 def _keys_in_window(i, N, WINDOW, BQ: tl.constexpr, BK: tl.constexpr):
     """Query block i of BQ -> the first row of the first key block of BK in its windows and the end of its keys
-    (the forward's and the split dq kernel's loop bounds, stepped by BK)."""
+    (the forward's and the dq kernel's loop bounds, stepped by BK)."""
     lo = tl.maximum(i * BQ - WINDOW + 1, 0)
     return (lo // BK) * BK, tl.minimum((i + 1) * BQ, N)
 
@@ -475,27 +475,28 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
 
 
 def _split_tiles(BD, BDV, fp32):
-    """(BQ queries, BK keys) of the split backward's dk/dv kernel and of its dq kernel. Not timed yet: a key
-    block of 64 against query blocks of 32 (the dk, dv accumulators are the registers that grow with BK), a
-    query block of 64 against key blocks of 32 (dx's); 32 x 32 at head dims above 64 and for float32 inputs.
-    With _dkdv_launch and _dq_launch, sm_90: 165-168 registers and no spill at head dims 64 and 128 in bf16,
-    compiled as a launch at the benchmark's shapes (shared_memory_probe.py --aligned); 64 x 64 tiles spill at
-    64, with 4 or 8 warps, and so do the 16-bit tiles in float32 (the dk/dv kernel 6 KB a thread)."""
+    """(BQ queries, BK keys) of the backward's dk/dv kernel and of its dq kernel. Not swept yet (the whole backward
+    is timed in runs 12 and 15 of results/kernels/README.md; bench/tiles.py sweeps them): a key block of 64
+    against query blocks of 32 (the dk, dv accumulators are the registers that grow with BK), a query block of
+    64 against key blocks of 32 (dx's); 32 x 32 at head dims above 64 and for float32 inputs. With _dkdv_launch
+    and _dq_launch, sm_90: 165-168 registers and no spill at head dims 64 and 128 in bf16, compiled as a launch
+    at the benchmark's shapes (shared_memory_probe.py --aligned); 64 x 64 tiles spill at 64, with 4 or 8 warps,
+    and so do the 16-bit tiles in float32 (the dk/dv kernel 6 KB a thread)."""
     return ((32, 32), (32, 32)) if max(BD, BDV) > 64 or fp32 else ((32, 64), (64, 32))
 
 
 def _dkdv_launch(BD, BDV):
-    """num_warps and num_stages of the split backward's dk/dv kernel (not timed yet)."""
+    """num_warps and num_stages of the backward's dk/dv kernel (not swept yet)."""
     return dict(num_warps=8 if max(BD, BDV) > 64 else 4, num_stages=2)
 
 
 def _dq_launch(BD, BDV):
-    """num_warps and num_stages of the split backward's dq kernel (not timed yet)."""
+    """num_warps and num_stages of the backward's dq kernel (not swept yet)."""
     return dict(num_warps=8 if max(BD, BDV) > 64 else 4, num_stages=2)
 
 
 def _split_plan(d, dv, dtype, block_m=None, block_n=None):
-    """(kernel, constexprs, launch options) of the split backward's dk/dv kernel, then its dq kernel, as
+    """(kernel, constexprs, launch options) of the backward's dk/dv kernel, then its dq kernel, as
     _launch_bwd launches them: each with _split_tiles' BQ x BK, or block_m queries x block_n keys where
     given."""
     BD, BDV, *_, prec = _cfg(d, dv, dtype, 0, None, None)

@@ -16,7 +16,7 @@ lead with an aggregate only are loaded together and combined in order, and a pre
 round (spun on). A walk over k aggregates takes about k / LOOK L2 round trips (atomics, then loads); reading
 four at once did not pay on the H200 (LOOK below). It publishes its own inclusive value (its aggregate applied
 to the carry) and sweeps its rows again from the carry (_sweep_rows, _adj_sweep_rows), reading them a second
-time from L2, writing g (or dv and per-segment sums as `_adj_sweep_kernel` does).
+time, writing g (or dv and per-segment sums as `_adj_sweep_kernel` does).
 
 Segment order comes from a ticket (an atomic counter per (batch row, channel block)), not from
 tl.program_id: the GPU does not start programs in index order, and a program spinning on a predecessor that
@@ -37,8 +37,10 @@ the adjoint in 0.177, streamed ones (62 / 50 registers at one warp) 0.104 and 0.
 Bytes per element, causal: forward reads v (4), writes g_re, g_im (8); backward reads g, dg (16), writes dv
 (4): 32 in all (the two-pass kernels move 52). Scratch, per segment and channel when the walk stops at the
 first predecessor: forward 40 written, 8 read per segment; backward 24 + 12 (sums) written, 8 read per
-segment: ~1 byte per element more at the segments below. The second read of a segment comes from L2 (a segment
-in flight is 32-64 KB, ~1,000 of them in flight ~50 MB at most; not measured).
+segment: ~1 byte per element more at the segments below. The sweep's second read of a segment stays in L2
+only while the segments in flight fit there; at the plan below they do not (~89 MB forward, ~177 MB adjoint
+against 50 MB, estimated from the launch shapes in run 14), so at (16, 16384, 64) the kernels move about what
+the two-pass ones do.
 """
 
 from __future__ import annotations
@@ -288,24 +290,9 @@ def _fwd(v, h0, beta, z_re, z_im, reverse: bool, state, part, programs: int):
     g_re, g_im = torch.empty_like(v), torch.empty_like(v)
     S = part.shape[1]
     _lookback_fwd_kernel[(state.shape[0], programs)](
-        v,
-        h0,
-        beta,
-        z_re,
-        z_im,
-        state,
-        part,
-        g_re,
-        g_im,
-        N,
-        C,
-        S,
-        reverse,
-        SEG_FWD,
-        BLOCK_C,
-        LOOK,
+        v, h0, beta, z_re, z_im, state, part, g_re, g_im, N, C, S, reverse, SEG_FWD, BLOCK_C, LOOK,
         num_warps=BLOCK_C // 32,
-    )
+    )  # fmt: skip
     return g_re, g_im
 
 
@@ -316,24 +303,9 @@ def _bwd(g_re, g_im, dg_re, dg_im, beta, reverse: bool, state, part, programs: i
     dv = torch.empty_like(g_re)
     red = torch.empty(B, S, 3, C, device=g_re.device, dtype=torch.float32)
     _lookback_bwd_kernel[(state.shape[0], programs)](
-        g_re,
-        g_im,
-        dg_re,
-        dg_im,
-        beta,
-        state,
-        part,
-        dv,
-        red,
-        N,
-        C,
-        S,
-        reverse,
-        SEG_BWD,
-        BLOCK_C,
-        LOOK,
+        g_re, g_im, dg_re, dg_im, beta, state, part, dv, red, N, C, S, reverse, SEG_BWD, BLOCK_C, LOOK,
         num_warps=BLOCK_C // 32,
-    )
+    )  # fmt: skip
     return dv, red
 
 

@@ -90,7 +90,12 @@ def main(argv=None) -> int:
     unknown = sorted(set(impls) - set(IMPLS))
     if unknown:
         p.error(f"--impls: unknown {unknown}; choose from {IMPLS}")
-    sizes = [int(s) for s in args.sizes.split(",")]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        p.error(f"--sizes: a comma list of positive integers (got {args.sizes!r})")
+    if min(sizes) < 1:
+        p.error(f"--sizes: a comma list of positive integers (got {args.sizes!r})")
     result = {"environment": environment(argv if argv is not None else sys.argv[1:], args.device), "cases": []}
     for n in sizes:
         for impl in impls:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "scan_fault.py"
 
@@ -35,9 +37,20 @@ def test_each_case_runs_alone_and_a_failing_one_is_named(tmp_path):
     assert "N=67     accelerated_scan.triton  eager  KeyError" in proc.stdout
 
 
-def test_an_unknown_implementation_exits_2_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ("--impls", "triton,nope"),
+            "--impls: unknown ['nope']; choose from ['triton', 'triton_fixed', 'torch_ref', 'accelerated_scan.triton']",
+        ),
+        (("--sizes", "1024,x"), "--sizes: a comma list of positive integers (got '1024,x')"),
+        (("--sizes", "0"), "--sizes: a comma list of positive integers (got '0')"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_field_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "fault"
-    proc = run("--device", "cpu", "--impls", "triton,nope", "--out", str(out))
+    proc = run("--device", "cpu", *args, "--out", str(out))
     assert proc.returncode == 2
-    assert "--impls: unknown ['nope']" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith(message)
     assert not out.with_suffix(".json").exists()

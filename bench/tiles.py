@@ -40,9 +40,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 LAUNCHES = [(4, 1), (4, 2), (8, 1), (8, 2)]
-WINDOW_FWD_TILES = [(64, 64), (128, 64), (64, 32), (128, 128)]
+#: the folded kernels work best with the fold's side tile no wider than the other and both within the window:
+#: forward BN <= BM, dq BK <= BQ, dk/dv BQ <= BK (kernels/window_attn/triton.py: `_fold`)
+WINDOW_FWD_TILES = [(64, 64), (64, 32), (32, 32), (64, 16), (32, 16)]
 #: the backward's kernels (BQ queries x BK keys), each varied with the other at _split_tiles' choice
-WINDOW_SPLIT_TILES = [(32, 32), (32, 64), (64, 32), (64, 64), (16, 64)]
+WINDOW_SPLIT_TILES = {
+    "split_dkdv": [(32, 32), (16, 64), (16, 32), (32, 64)],
+    "split_dq": [(32, 32), (64, 16), (64, 32), (32, 16)],
+}
 WINDOW_SPLIT_KERNELS = {"split_dkdv": (0, "_dkdv_launch"), "split_dq": (1, "_dq_launch")}
 #: linear attention's chunked backward, per kernel: the tile constexprs each choice sets
 LA_TILES = {
@@ -100,7 +105,7 @@ def window_choices(n, device="cuda", B=8, H=16):
 
     def patched(name, launch, call):
         def fn():
-            with swapped(wt, name, lambda BD, BDV: dict(num_warps=launch[0], num_stages=launch[1])):
+            with swapped(wt, name, lambda *_: dict(num_warps=launch[0], num_stages=launch[1])):
                 return call()
 
         return fn
@@ -128,7 +133,7 @@ def window_choices(n, device="cuda", B=8, H=16):
         return run
 
     for kernel in WINDOW_SPLIT_KERNELS:
-        for tiles in WINDOW_SPLIT_TILES:
+        for tiles in WINDOW_SPLIT_TILES[kernel]:
             for launch in LAUNCHES:
                 yield kernel, {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, split(kernel, tiles, launch)
 

@@ -15,14 +15,24 @@ This is naive.pair_dist with its clamps: den = c num2 + (1 - c a)(1 - c b), so z
 (tau needs no division per pair; the softmax runs in base 2). Only tiles of the Gram matrix exist (online
 softmax, no N x N tensor); the forward stores the row log-sum-exp.
 
+Tiles are folded. A query block [t0, t0 + BM) sees the keys (t0 - W, t0 + BM). Those in [t0 + BM - W, t0) are
+in every row's window (the band: no mask but the block's end). The rest, the diagonal keys [t0, t0 + BM) and
+the W keys before each, pair up: entry (t, s) of a diagonal tile stands for the key s where s <= t and for the
+key s - W where s > t: at most one of the two is in t's window, and each key of that window outside the band
+is one of them. So each pair of the window's two triangles is scored once (with BM <= W no entry is wasted),
+where square tiles of the diagonal block and of the one W earlier score twice as many entries, half of them
+masked: the per-pair chain (rsqrt, log2, exp2 and ~30 more operations) runs on half the entries. The matrix
+products still run on both blocks (s and p v once a block, the operands selected or masked by the fold). The
+dk/dv kernel folds the same way key-major: a key block's diagonal queries with the queries W later (_fold).
+
 Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o), then two
 kernels, as FlashAttention-2's, both recomputing p from the log-sum-exp: one program per (key block of BK,
-batch * head) walks the query blocks that reach it and stores dy and dv once; one program per (query block of
-BQ, batch * head) walks the key blocks in its window (as the forward) and stores dx once. Each pair is scored
-twice (once per kernel), but no dx is read back: no atomics, deterministic. A program holds whole rows of dx
-(dy) when it stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their dtype through
-exp0's backward: no float32 dx goes to memory. (A one-kernel backward that scored each pair once and summed dx
-in place over strips of key blocks, side buffers between strips, ran 3-8 % slower on the H200 at 253-255
+batch * head) walks the queries that reach it and stores dy and dv once; one program per (query block of BQ,
+batch * head) walks the keys in its window (as the forward) and stores dx once. Each pair is scored twice
+(once per kernel), but no dx is read back: no atomics, deterministic. A program holds whole rows of dx (dy)
+when it stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their dtype through exp0's
+backward: no float32 dx goes to memory. (A one-kernel backward that scored each pair once and summed dx in
+place over strips of key blocks, side buffers between strips, ran 3-8 % slower on the H200 at 253-255
 registers: run 15 of results/kernels/README.md. It is gone since.)
 
 With g = ds / sqrt(tau (1 + tau)) (0 where tau is clamped) and kappa = -2 scale sqrt c:
@@ -55,13 +65,14 @@ INTERPRETED: tl.constexpr = tl.constexpr(triton_interpreted())
 
 @triton.jit
 def _tile(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
-    """Pointers to rows `rows` (below N) of a (N, W) row-major matrix at P, and their mask (columns padded to BW)."""
+    """Pointers to rows `rows` (in [0, N)) of a (N, W) row-major matrix at P, and their mask (columns padded to
+    BW)."""
     cols = tl.arange(0, BW)
     ptrs = P + rows[:, None] * W + cols[None, :]
     if W == BW:
-        mask = (rows < N)[:, None]
+        mask = ((rows >= 0) & (rows < N))[:, None]
     else:
-        mask = (rows < N)[:, None] & (cols < W)[None, :]
+        mask = ((rows >= 0) & (rows < N))[:, None] & (cols < W)[None, :]
     return ptrs, mask
 
 
@@ -115,9 +126,9 @@ def _log2(x, FAST: tl.constexpr):
 
 @triton.jit
 def _tau_log(s, a, rc, b, sg, tmax, FAST: tl.constexpr):
-    """Gram tile s = <x,y>, rows a = |x|^2, rc = c rho, columns b = |y|^2, sg = sigma -> tau, its clamp tc,
-    1/sqrt(tc (1 + tc)) and log2(1 + 2 tc + 2 sqrt(tc (1 + tc))) = sqrt(c) d / ln 2."""
-    tau = (rc[:, None] * (b[None, :] - 2.0 * s) + (rc * a)[:, None]) * sg[None, :]
+    """Gram tile s = <x,y>; a = |x|^2, rc = c rho, b = |y|^2, sg = sigma, each broadcast along the tile or a tile
+    itself -> tau, its clamp tc, 1/sqrt(tc (1 + tc)) and log2(1 + 2 tc + 2 sqrt(tc (1 + tc))) = sqrt(c) d / ln 2."""
+    tau = (rc * (b - 2.0 * s) + rc * a) * sg
     tc = tl.minimum(tl.maximum(tau, 1e-12), tmax)
     t = tc * tc + tc
     rq = tl.math.rsqrt(t)
@@ -135,17 +146,63 @@ def _head_consts(C, S, h, umax):
 
 
 @triton.jit
-def _keys_in_window(i, N, WINDOW, BQ: tl.constexpr, BK: tl.constexpr):
-    """Query block i of BQ -> the first row of the first key block of BK in its windows and the end of its keys
-    (the forward's and the dq kernel's loop bounds, stepped by BK)."""
-    lo = tl.maximum(i * BQ - WINDOW + 1, 0)
-    return (lo // BK) * BK, tl.minimum((i + 1) * BQ, N)
+def _fold(e, WINDOW, near_ok, far_ok):
+    """A folded tile: e = t - s for the query t and the near key s of each entry (the diagonal blocks), whose far
+    partner is the key W earlier (the query W later in a key-major tile); near_ok, far_ok where each belongs to
+    this tile -> near (the entry is the pair (t, s), else its partner's), valid (that pair is in the window).
+    With W >= the tile's side every pair of the diagonal blocks' windows is exactly one entry."""
+    near = e >= 0
+    return near, tl.where(near, (e < WINDOW) & near_ok, (e + WINDOW >= 0) & far_ok)
 
 
 @triton.jit
-def _queries_reaching(j, N, WINDOW, BQ: tl.constexpr, BK: tl.constexpr):
-    """Key block j of BK -> the first and one past the last query block of BQ whose windows reach it."""
-    return (j * BK) // BQ, tl.minimum(((j + 1) * BK + tl.minimum(WINDOW, N) - 2) // BQ + 1, tl.cdiv(N, BQ))
+def _online(score, m_i, l_i, acc):
+    """Online softmax in base 2: a score tile (-inf outside the window), the running row max, sum and output
+    -> p, and the max, sum and output rescaled to p's max."""
+    m_new = tl.maximum(m_i, tl.max(score, axis=1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.math.exp2(m_i - m_safe)
+    p = tl.math.exp2(score - m_safe[:, None])
+    return p, m_new, l_i * alpha + tl.sum(p, axis=1), acc * alpha[:, None]
+
+
+@triton.jit
+def _fwd_band(x, ra, rc, Y, V, offs_n, t0, N, c, kk, tmax, m_i, l_i, acc, D: tl.constexpr, DV: tl.constexpr,
+              BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """Keys offs_n in the window of every query of the block at t0 (those from t0 on are the diagonal's)."""
+    y = _load(Y, offs_n, N, D, BD)
+    _y32, b, sg = _norms(y, c)
+    s = tl.dot(x, tl.trans(y), input_precision=PREC)
+    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b[None, :], sg[None, :], tmax, False)
+    p, m_i, l_i, acc = _online(tl.where((offs_n < t0)[None, :], kk * lg, float("-inf")), m_i, l_i, acc)
+    vb = _load(V, offs_n, N, DV, BDV)
+    return m_i, l_i, tl.dot(p.to(vb.dtype), vb, acc, input_precision=PREC)
+
+
+@triton.jit
+def _fwd_fold(x, ra, rc, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, m_i, l_i, acc, D: tl.constexpr,
+              DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """The diagonal keys offs_n of the query block [t0, t_end), folded with the keys W earlier (before t0: those
+    from t0 on are near keys of their own; from near keys before t_end: those after are the band's); near keys
+    past N have far partners below it."""
+    far = offs_n - WINDOW
+    y_n = _load(Y, offs_n, N, D, BD)
+    y_f = _load(Y, far, N, D, BD)
+    _y32, b_n, sg_n = _norms(y_n, c)
+    _y32, b_f, sg_f = _norms(y_f, c)
+    inb = offs_n < t_end
+    near, valid = _fold(
+        offs_m[:, None] - offs_n[None, :], WINDOW, inb[None, :], (inb & (far >= 0) & (far < t0))[None, :]
+    )
+    s_n = tl.dot(x, tl.trans(y_n), input_precision=PREC)
+    s = tl.where(near, s_n, tl.dot(x, tl.trans(y_f), input_precision=PREC))
+    b = tl.where(near, b_n[None, :], b_f[None, :])
+    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b, tl.where(near, sg_n[None, :], sg_f[None, :]), tmax, False)
+    p, m_i, l_i, acc = _online(tl.where(valid, kk * lg, float("-inf")), m_i, l_i, acc)
+    v_n = _load(V, offs_n, N, DV, BDV)
+    acc = tl.dot(tl.where(near, p, 0.0).to(v_n.dtype), v_n, acc, input_precision=PREC)
+    v_f = _load(V, far, N, DV, BDV)
+    return m_i, l_i, tl.dot(tl.where(near, 0.0, p).to(v_f.dtype), v_f, acc, input_precision=PREC)
 
 
 @triton.jit
@@ -181,32 +238,25 @@ def _window_fwd_kernel(
     Y += row0 * D
     V += row0 * DV
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
-    offs_m = i_m * BM + tl.arange(0, BM)
+    t0 = i_m * BM
+    offs_m = t0 + tl.arange(0, BM)
     x = _load_ball(Q, offs_m, N, c, min_norm, D, BD)
     _store(XO + row0 * D, offs_m, N, x, D, BD)
-    xf, a, rho = _norms(x, c)  # no name is reassigned in the key loop (it would be loop-carried)
-    rc = c * rho
+    _x32, a, rho = _norms(x, c)
+    ra = a[:, None]
+    rc = (c * rho)[:, None]
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BM], dtype=tl.float32)
     acc = tl.zeros([BM, BDV], dtype=tl.float32)
-    lo, hi = _keys_in_window(i_m, N, WINDOW, BM, BN)
-    for start in range(lo, hi, BN):
-        offs_n = start + tl.arange(0, BN)
-        y = _load(Y, offs_n, N, D, BD)
-        vb = _load(V, offs_n, N, DV, BDV)
-        yf, b, sg = _norms(y, c)
-        s = tl.dot(x, tl.trans(y), input_precision=PREC)
-        tau, tc, rq, lg = _tau_log(s, a, rc, b, sg, tmax, False)
-        # keys past N meet only rows past N (s <= t), which are not stored
-        diff = offs_m[:, None] - offs_n[None, :]
-        score = tl.where((diff >= 0) & (diff < WINDOW), kk * lg, float("-inf"))  # log2 units
-        m_new = tl.maximum(m_i, tl.max(score, axis=1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.math.exp2(m_i - m_safe)
-        p = tl.math.exp2(score - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(vb.dtype), vb, input_precision=PREC)
-        m_i = m_new
+    for start in range(tl.maximum(t0 + BM - WINDOW, 0), t0, BN):
+        m_i, l_i, acc = _fwd_band(
+            x, ra, rc, Y, V, start + tl.arange(0, BN), t0, N, c, kk, tmax, m_i, l_i, acc, D, DV, BD, BDV, PREC
+        )
+    for start in range(t0, t0 + BM, BN):
+        m_i, l_i, acc = _fwd_fold(
+            x, ra, rc, Y, V, offs_m, start + tl.arange(0, BN), t0, t0 + BM, N, WINDOW, c, kk, tmax, m_i, l_i, acc, D,
+            DV, BD, BDV, PREC,
+        )  # fmt: skip
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     _store(OUT + row0 * DV, offs_m, N, acc / l_safe[:, None], DV, BDV)
     tl.store(LSE + row0 + offs_m, (m_i + tl.math.log2(l_safe)) * 0.6931471805599453, mask=offs_m < N)
@@ -222,22 +272,22 @@ def _keys(Y, V, offs_n, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexp
 
 @triton.jit
 def _queries(X, DO, LSE, DELTA, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
-    """Query block at rows offs_m -> x, float32 x, |x|^2, rho, do, the log-sum-exp in base 2, delta (rows past N:
+    """Query block at rows offs_m -> x, |x|^2, rho, do, the log-sum-exp in base 2, delta (rows outside [0, N):
     do = delta = 0, so their ds = 0, and p is finite)."""
-    mm = offs_m < N
+    mm = (offs_m >= 0) & (offs_m < N)
     x = _load(X, offs_m, N, D, BD)
-    xf, a, rho = _norms(x, c)
+    _x32, a, rho = _norms(x, c)
     do = _load(DO, offs_m, N, DV, BDV)
     lse2 = tl.load(LSE + offs_m, mask=mm, other=0.0) * 1.4426950408889634
-    return x, xf, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=mm, other=0.0)
+    return x, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=mm, other=0.0)
 
 
 @triton.jit
 def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax):
     """A backward tile, either way round: the Gram tile s and do . v tile dp (both dots come first: no tile of
     the chain below is held through a dot), _tau_log's rows and columns, the query's lse2 and delta broadcast
-    along the tile, valid the window -> p, ds log2(...), g = ds / sqrt(tc (1 + tc)) (0 where tau is clamped: no
-    gradient through the clamps), g tc."""
+    along the tile (or tiles), valid the window -> p, ds log2(...), g = ds / sqrt(tc (1 + tc)) (0 where tau is
+    clamped: no gradient through the clamps), g tc."""
     tau, tc, rs, lg = _tau_log(s, a, rc, b, sg, tmax, True)
     p = tl.where(valid, tl.math.exp2(kk * lg - lse2), 0.0)
     ds = p * (dp - delta)
@@ -246,63 +296,49 @@ def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax):
 
 
 @triton.jit
-def _dkdv_tile(
-    i,
-    X,
-    DO,
-    LSE,
-    DELTA,
-    N,
-    WINDOW,
-    c,
-    kk,
-    tmax,
-    y,
-    b,
-    sg,
-    vb,
-    offs_n,
-    dk,
-    dv,
-    rk,
-    D: tl.constexpr,
-    DV: tl.constexpr,
-    BQ: tl.constexpr,
-    BD: tl.constexpr,
-    BDV: tl.constexpr,
-    PREC: tl.constexpr,
-):
-    """Tile (query block i, the key block y at offs_n), held transposed (keys x queries). Accumulates for the
-    key block sum_t g rho_t x_t (dk), dv and sum_t g (rho_t + tau) (rk); returns them and, for a dx, ds log2(...),
-    g, g tau, float32 x and rho."""
-    offs_m = i * BQ + tl.arange(0, BQ)
-    x, xf, a, rho, do, lse2, delta = _queries(X, DO, LSE, DELTA, offs_m, N, c, D, DV, BD, BDV)
+def _dkdv_band(y, vb, kb, kc, X, DO, LSE, DELTA, offs_t, t_end, N, c, kk, tmax, dk, dv, rk, D: tl.constexpr,
+               DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """Queries offs_t whose windows hold every key of the block y (those from t_end on are the diagonal's
+    partners), held key-major. Accumulates sum_t g rho_t x_t (dk), dv and sum_t g (rho_t + tau) (rk)."""
+    x, a, rho, do, lse2, delta = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
     s = tl.dot(y, tl.trans(x), input_precision=PREC)
     dp = tl.dot(vb, tl.trans(do), input_precision=PREC)
-    diff = offs_m[None, :] - offs_n[:, None]
-    valid = (diff >= 0) & (diff < WINDOW)
-    p, dsl, g, h = _ds(s, dp, b, c * sg, a, rho, lse2[None, :], delta[None, :], valid, kk, tmax)
+    valid = (offs_t < t_end)[None, :]
+    p, _dsl, g, h = _ds(s, dp, kb, kc, a[None, :], rho[None, :], lse2[None, :], delta[None, :], valid, kk, tmax)
     gr = g * rho[None, :]
-    rk += tl.sum(gr + h, axis=1)
-    dv = tl.dot(p.to(do.dtype), do, dv, input_precision=PREC)
     dk = tl.dot(gr.to(x.dtype), x, dk, input_precision=PREC)
-    return dk, dv, rk, dsl, g, h, xf, rho
+    return dk, tl.dot(p.to(do.dtype), do, dv, input_precision=PREC), rk + tl.sum(gr + h, axis=1)
+
+
+@triton.jit
+def _dkdv_fold(y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDOW, c, kk, tmax, dk, dv, rk,
+               D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """The diagonal queries offs_t of the key block y at offs_n (ending at k_end), folded with the queries W later
+    (from k_end on: those before it are near queries of their own); accumulates as _dkdv_band."""
+    far = offs_t + WINDOW
+    x_n, a_n, rho_n, do_n, lse_n, del_n = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
+    x_f, a_f, rho_f, do_f, lse_f, del_f = _queries(X, DO, LSE, DELTA, far, N, c, D, DV, BD, BDV)
+    near, valid = _fold(offs_t[None, :] - offs_n[:, None], WINDOW, (offs_t < k_end)[None, :], (far >= k_end)[None, :])
+    s_n = tl.dot(y, tl.trans(x_n), input_precision=PREC)
+    s = tl.where(near, s_n, tl.dot(y, tl.trans(x_f), input_precision=PREC))
+    dp_n = tl.dot(vb, tl.trans(do_n), input_precision=PREC)
+    dp = tl.where(near, dp_n, tl.dot(vb, tl.trans(do_f), input_precision=PREC))
+    rho = tl.where(near, rho_n[None, :], rho_f[None, :])
+    a = tl.where(near, a_n[None, :], a_f[None, :])
+    lse2 = tl.where(near, lse_n[None, :], lse_f[None, :])
+    p, _dsl, g, h = _ds(s, dp, kb, kc, a, rho, lse2, tl.where(near, del_n[None, :], del_f[None, :]), valid, kk, tmax)
+    gr = g * rho
+    dk = tl.dot(tl.where(near, gr, 0.0).to(x_n.dtype), x_n, dk, input_precision=PREC)
+    dk = tl.dot(tl.where(near, 0.0, gr).to(x_f.dtype), x_f, dk, input_precision=PREC)
+    dv = tl.dot(tl.where(near, p, 0.0).to(do_n.dtype), do_n, dv, input_precision=PREC)
+    dv = tl.dot(tl.where(near, 0.0, p).to(do_f.dtype), do_f, dv, input_precision=PREC)
+    return dk, dv, rk + tl.sum(gr + h, axis=1)
 
 
 @triton.jit
 def _key_grad(yf, kappa, sg, dk, rk):
     """A key block's dy, float32, from float32 y and its accumulators dk (sum_t g rho_t x_t) and rk."""
     return (kappa * sg)[:, None] * (yf * rk[:, None] - dk)
-
-
-@triton.jit
-def _key_out(DY, DVo, offs_n, N, yf, kappa, sg, dk, dv, rk, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr,
-             BDV: tl.constexpr):  # fmt: skip
-    """Store a key block's dy (from float32 y, dk, rk) and dv; returns y . dy per key."""
-    dkf = _key_grad(yf, kappa, sg, dk, rk)
-    _store(DY, offs_n, N, dkf, D, BD)
-    _store(DVo, offs_n, N, dv, DV, BDV)
-    return tl.sum(yf * dkf, axis=1)
 
 
 @triton.jit
@@ -343,7 +379,7 @@ def _window_bwd_dkdv_kernel(
 ):
     """Keys. K: (BH, N, D) the tangent keys (y = exp0(K)); DKo: their gradient, like K, through exp0's
     backward here; DVo: (BH, N, DV); DC: (BH, cdiv(N, BK)) partial sums of y . dy / 2c and of exp0's dc. Grid
-    (cdiv(N, BK), BH): key block j of BK against the query blocks of BQ that reach it."""
+    (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ, whose windows reach it."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -352,16 +388,24 @@ def _window_bwd_dkdv_kernel(
     LSE += row0
     DELTA += row0
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
-    offs_n = j * BK + tl.arange(0, BK)
-    y, _yf, b, sg, vb = _keys(Y + row0 * D, V + row0 * DV, offs_n, N, c, D, DV, BD, BDV)
+    k0 = j * BK
+    offs_n = k0 + tl.arange(0, BK)
+    y, _y32, b, sg, vb = _keys(Y + row0 * D, V + row0 * DV, offs_n, N, c, D, DV, BD, BDV)
+    kb = b[:, None]
+    kc = (c * sg)[:, None]
     dk = tl.zeros([BK, BD], dtype=tl.float32)
     dv = tl.zeros([BK, BDV], dtype=tl.float32)
     rk = tl.zeros([BK], dtype=tl.float32)
-    i0, i1 = _queries_reaching(j, N, WINDOW, BQ, BK)
-    for i in range(i0, i1):
-        dk, dv, rk, _dsl, _g, _h, _xf, _rho = _dkdv_tile(
-            i, X, DO, LSE, DELTA, N, WINDOW, c, kk, tmax, y, b, sg, vb, offs_n, dk, dv, rk, D, DV, BQ, BD, BDV, PREC
-        )
+    for start in range(k0 + BK, tl.minimum(k0 + WINDOW, N), BQ):
+        dk, dv, rk = _dkdv_band(
+            y, vb, kb, kc, X, DO, LSE, DELTA, start + tl.arange(0, BQ), k0 + WINDOW, N, c, kk, tmax, dk, dv, rk, D,
+            DV, BD, BDV, PREC,
+        )  # fmt: skip
+    for start in range(k0, tl.minimum(k0 + BK, N), BQ):
+        dk, dv, rk = _dkdv_fold(
+            y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, start + tl.arange(0, BQ), k0 + BK, N, WINDOW, c, kk, tmax, dk,
+            dv, rk, D, DV, BD, BDV, PREC,
+        )  # fmt: skip
     _store(DVo + row0 * DV, offs_n, N, dv, DV, BDV)
     yf = _reload(Y + row0 * D, offs_n, N, D, BD)
     dy = _key_grad(yf, -2.0 * sc * tl.sqrt(c), sg, dk, rk)
@@ -369,6 +413,45 @@ def _window_bwd_dkdv_kernel(
     dkt, dck = _exp0_bwd_rows(_reload(K + row0 * D, offs_n, N, D, BD), dy, c, min_norm)
     _store(DKo + row0 * D, offs_n, N, dkt, D, BD)
     tl.store(DC + i_bh * tl.num_programs(0) + j, tkey / (2.0 * c) + tl.sum(dck, axis=0))
+
+
+@triton.jit
+def _dq_band(x, do, ra, rc, lse2, delta, Y, V, offs_n, t0, N, c, kk, tmax, gvec, rq, acc, D: tl.constexpr,
+             DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """Keys offs_n in the window of every query of the block at t0, as _fwd_band. Accumulates sum_s ds log2(...)
+    (gvec), sum_s g (sigma_s + tau) (rq) and sum_s g sigma_s y_s (acc)."""
+    y, y32, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
+    s = tl.dot(x, tl.trans(y), input_precision=PREC)
+    dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
+    valid = (offs_n < t0)[None, :]
+    p, dsl, g, h = _ds(s, dp, ra, rc, b[None, :], sg[None, :], lse2, delta, valid, kk, tmax)
+    gs = g * sg[None, :]
+    acc = tl.dot(gs, y32, acc, input_precision=PREC)  # float32 operands (tf32 for 16-bit inputs)
+    return gvec + tl.sum(dsl, axis=1), rq + tl.sum(gs + h, axis=1), acc
+
+
+@triton.jit
+def _dq_fold(x, do, ra, rc, lse2, delta, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, gvec, rq, acc,
+             D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """The diagonal keys offs_n of the query block [t0, t_end), folded as _fwd_fold; accumulates as _dq_band."""
+    far = offs_n - WINDOW
+    y_n, y32_n, b_n, sg_n, v_n = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
+    y_f, y32_f, b_f, sg_f, v_f = _keys(Y, V, far, N, c, D, DV, BD, BDV)
+    inb = offs_n < t_end
+    near, valid = _fold(
+        offs_m[:, None] - offs_n[None, :], WINDOW, inb[None, :], (inb & (far >= 0) & (far < t0))[None, :]
+    )
+    s_n = tl.dot(x, tl.trans(y_n), input_precision=PREC)
+    s = tl.where(near, s_n, tl.dot(x, tl.trans(y_f), input_precision=PREC))
+    dp_n = tl.dot(do, tl.trans(v_n), input_precision=PREC)
+    dp = tl.where(near, dp_n, tl.dot(do, tl.trans(v_f), input_precision=PREC))
+    sg = tl.where(near, sg_n[None, :], sg_f[None, :])
+    b = tl.where(near, b_n[None, :], b_f[None, :])
+    p, dsl, g, h = _ds(s, dp, ra, rc, b, sg, lse2, delta, valid, kk, tmax)
+    gs = g * sg
+    acc = tl.dot(tl.where(near, gs, 0.0), y32_n, acc, input_precision=PREC)
+    acc = tl.dot(tl.where(near, 0.0, gs), y32_f, acc, input_precision=PREC)
+    return gvec + tl.sum(dsl, axis=1), rq + tl.sum(gs + h, axis=1), acc
 
 
 @triton.jit
@@ -400,35 +483,36 @@ def _window_bwd_dq_kernel(
 ):
     """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q)); DQo: their gradient, like Q, stored once,
     through exp0's backward here; DSC, DC: (BH, cdiv(N, BQ)) partial sums of dscale and of
-    (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the key
-    blocks of BK in its window, as the forward."""
+    (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the keys,
+    in blocks of BK, of its window, as the forward."""
     i = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
     Y += row0 * D
     V += row0 * DV
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
-    offs_m = i * BQ + tl.arange(0, BQ)
-    x, _xf, a, rho, do, lse2, delta = _queries(
+    t0 = i * BQ
+    offs_m = t0 + tl.arange(0, BQ)
+    x, a, rho, do, lse2, delta = _queries(
         X + row0 * D, DO + row0 * DV, LSE + row0, DELTA + row0, offs_m, N, c, D, DV, BD, BDV
     )
-    rc = c * rho
+    ra = a[:, None]
+    rc = (c * rho)[:, None]
+    lse2 = lse2[:, None]
+    delta = delta[:, None]
     gvec = tl.zeros([BQ], dtype=tl.float32)
     rq = tl.zeros([BQ], dtype=tl.float32)  # sum_s g (sigma_s + tau)
     acc = tl.zeros([BQ, BD], dtype=tl.float32)  # sum_s g sigma_s y_s
-    lo, hi = _keys_in_window(i, N, WINDOW, BQ, BK)
-    for start in range(lo, hi, BK):
-        offs_n = start + tl.arange(0, BK)
-        y, yf, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
-        s = tl.dot(x, tl.trans(y), input_precision=PREC)
-        dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
-        diff = offs_m[:, None] - offs_n[None, :]
-        valid = (diff >= 0) & (diff < WINDOW)
-        p, dsl, g, h = _ds(s, dp, a, rc, b, sg, lse2[:, None], delta[:, None], valid, kk, tmax)
-        gvec += tl.sum(dsl, axis=1)
-        gs = g * sg[None, :]
-        rq += tl.sum(gs + h, axis=1)
-        acc = tl.dot(gs, yf, acc, input_precision=PREC)  # float32 operands (tf32 for 16-bit inputs)
+    for start in range(tl.maximum(t0 + BQ - WINDOW, 0), t0, BK):
+        gvec, rq, acc = _dq_band(
+            x, do, ra, rc, lse2, delta, Y, V, start + tl.arange(0, BK), t0, N, c, kk, tmax, gvec, rq, acc, D, DV, BD,
+            BDV, PREC,
+        )  # fmt: skip
+    for start in range(t0, t0 + BQ, BK):
+        gvec, rq, acc = _dq_fold(
+            x, do, ra, rc, lse2, delta, Y, V, offs_m, start + tl.arange(0, BK), t0, t0 + BQ, N, WINDOW, c, kk, tmax,
+            gvec, rq, acc, D, DV, BD, BDV, PREC,
+        )  # fmt: skip
     kappa = -2.0 * sc * tl.sqrt(c)
     xf = _reload(X + row0 * D, offs_m, N, D, BD)
     dx = (kappa * rho)[:, None] * (xf * rq[:, None] - acc)
@@ -440,20 +524,24 @@ def _window_bwd_dq_kernel(
 
 
 def _cfg(d, dv, dtype, window, block_m, block_n):
-    """The forward's tiles, per program: BM x BN (block_m, block_n where given). Chosen by bench/tiles.py on the
-    H200 (results/kernels/README.md, run 10)."""
+    """The forward's tiles, per program: BM x BN (block_m, block_n where given). 16-bit inputs at head dims up to
+    64: 64 x 32, chosen by bench/tiles.py on the H200; else 32 x 32 (sm_90, --aligned: at head dim 128 in bf16
+    and 64 in float32 the folded 64-row tiles spill or take all 255 registers)."""
     BD = max(16, triton.next_power_of_2(d))
     BDV = max(16, triton.next_power_of_2(dv))
-    wide = max(BD, BDV) > 64
-    prec = "ieee" if dtype == torch.float32 else "tf32"
-    bm = block_m or (32 if wide else 64)
-    return BD, BDV, bm, block_n or bm, prec
+    fp32 = dtype == torch.float32
+    bm = block_m or (32 if _big(BD, BDV, fp32) else 64)
+    return BD, BDV, bm, block_n or 32, "ieee" if fp32 else "tf32"
 
 
-def _fwd_launch(BD, BDV):
-    """num_warps and num_stages of the forward. H200, (8, 16, N, 64) bf16, 64 x 64 tiles: 2 stages 0.767 ms at
-    16K, 1 stage 0.796, 8 warps ~2x slower (bench/tiles.py)."""
-    return dict(num_warps=4, num_stages=2)
+def _big(BD, BDV, fp32):
+    """Whether the tiles hold float32 or a head dim above 64: the launchers' smaller tiles, with 8 warps."""
+    return fp32 or max(BD, BDV) > 64
+
+
+def _fwd_launch(BD, BDV, fp32):
+    """num_warps and num_stages of the forward."""
+    return dict(num_warps=8 if _big(BD, BDV, fp32) else 4, num_stages=2)
 
 
 def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
@@ -469,30 +557,28 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
     x = torch.empty_like(q)
     _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](
         q, y, v, c32, s32, x, o, lse, n, H, window, 1.0 - BALL_EPS, MIN_NORM, D=d, DV=dv, BM=bm, BN=bn, BD=BD,
-        BDV=BDV, PREC=prec, **_fwd_launch(BD, BDV),
+        BDV=BDV, PREC=prec, **_fwd_launch(BD, BDV, q.dtype == torch.float32),
     )  # fmt: skip
     return o, lse, x, y
 
 
 def _split_tiles(BD, BDV, fp32):
-    """(BQ queries, BK keys) of the backward's dk/dv kernel and of its dq kernel. Not swept yet (the whole backward
-    is timed in runs 12 and 15 of results/kernels/README.md; bench/tiles.py sweeps them): a key block of 64
-    against query blocks of 32 (the dk, dv accumulators are the registers that grow with BK), a query block of
-    64 against key blocks of 32 (dx's); 32 x 32 at head dims above 64 and for float32 inputs. With _dkdv_launch
-    and _dq_launch, sm_90: 165-168 registers and no spill at head dims 64 and 128 in bf16, compiled as a launch
-    at the benchmark's shapes (shared_memory_probe.py --aligned); 64 x 64 tiles spill at 64, with 4 or 8 warps,
-    and so do the 16-bit tiles in float32 (the dk/dv kernel 6 KB a thread)."""
-    return ((32, 32), (32, 32)) if max(BD, BDV) > 64 or fp32 else ((32, 64), (64, 32))
+    """(BQ queries, BK keys) of the backward's dk/dv kernel and of its dq kernel. The folds want the folded side
+    no wider than the other (dk/dv BQ <= BK, dq BK <= BQ). Float32 above head dim 64 folds 16 rows against 32:
+    32 x 32 takes 102,400-102,912 bytes of shared memory at 128, above sm_89's 101,376."""
+    if fp32 and max(BD, BDV) > 64:
+        return ((16, 32), (32, 16))
+    return ((32, 32), (32, 32))
 
 
-def _dkdv_launch(BD, BDV):
-    """num_warps and num_stages of the backward's dk/dv kernel (not swept yet)."""
-    return dict(num_warps=8 if max(BD, BDV) > 64 else 4, num_stages=2)
+def _dkdv_launch(BD, BDV, fp32):
+    """num_warps and num_stages of the backward's dk/dv kernel."""
+    return dict(num_warps=8 if _big(BD, BDV, fp32) else 4, num_stages=2)
 
 
-def _dq_launch(BD, BDV):
-    """num_warps and num_stages of the backward's dq kernel (not swept yet)."""
-    return dict(num_warps=8 if max(BD, BDV) > 64 else 4, num_stages=2)
+def _dq_launch(BD, BDV, fp32):
+    """num_warps and num_stages of the backward's dq kernel."""
+    return _dkdv_launch(BD, BDV, fp32)
 
 
 def _split_plan(d, dv, dtype, block_m=None, block_n=None):
@@ -500,7 +586,9 @@ def _split_plan(d, dv, dtype, block_m=None, block_n=None):
     _launch_bwd launches them: each with _split_tiles' BQ x BK, or block_m queries x block_n keys where
     given."""
     BD, BDV, *_, prec = _cfg(d, dv, dtype, 0, None, None)
-    tiles, launches = _split_tiles(BD, BDV, dtype == torch.float32), (_dkdv_launch(BD, BDV), _dq_launch(BD, BDV))
+    fp32 = dtype == torch.float32
+    tiles = _split_tiles(BD, BDV, fp32)
+    launches = _dkdv_launch(BD, BDV, fp32), _dq_launch(BD, BDV, fp32)
     for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         yield fn, dict(D=d, DV=dv, BQ=block_m or bq, BK=block_n or bk, BD=BD, BDV=BDV, PREC=prec), launch
 

@@ -61,12 +61,14 @@ def test_the_launchers_tiles_match_reference(n, window):
 
 
 @pytest.mark.parametrize("n, window", [(130, 33), (200, 100)])
-def test_the_backwards_16_bit_tiles_match_reference(monkeypatch, n, window):
-    # its tiles for 16-bit inputs, here on float32 ones: 32 queries x 64 keys (dk, dv), 64 x 32 (dx)
-    tiles = wa_triton._split_tiles
-    monkeypatch.setattr(wa_triton, "_split_tiles", lambda BD, BDV, fp32: tiles(BD, BDV, False))
+@pytest.mark.parametrize("head_dim, fp32", [(64, False), (128, True)])
+def test_the_backwards_other_tiles_match_reference(monkeypatch, n, window, head_dim, fp32):
+    # the tiles the launcher takes for bf16 at head dim 64 and for float32 above 64 (16 x 32, 32 x 16: folds of
+    # unequal sides), here at head dim 6 in float32
+    tiles = wa_triton._split_tiles(head_dim, head_dim, fp32)
+    monkeypatch.setattr(wa_triton, "_split_tiles", lambda BD, BDV, fp32: tiles)
     plan = list(wa_triton._split_plan(6, 6, torch.float32))
-    assert [(consts["BQ"], consts["BK"]) for _, consts, _ in plan] == [(32, 64), (64, 32)]
+    assert tuple((consts["BQ"], consts["BK"]) for _, consts, _ in plan) == tiles
     _check(_inputs(n, seed=n + window + 3), window)
 
 

@@ -56,6 +56,7 @@ from kernels.bk_core.triton import (
     _bidirectional,
     _channel_params,
     _channel_sums,
+    _check_rows,
     _input_grads,
     _mat_combine,
     _segment_product,
@@ -152,13 +153,13 @@ def _lookback_fwd_kernel(
     b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
     s = tl.atomic_add(chain, 1)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
-    boff = b.to(tl.int64) * N * C + cols
+    bn = b.to(tl.int64) * N * C
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
-    start = s.to(tl.int64) * L
+    start = s * L
     end = tl.minimum(start + L, N)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
-        V + boff, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE, BLOCK_C
+        V + bn, cols, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE, BLOCK_C
     )
     part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
     if s > 0:
@@ -196,7 +197,7 @@ def _lookback_fwd_kernel(
     tl.store(part + 8 * C, er, mask=cmask)
     tl.store(part + 9 * C, ei, mask=cmask)
     _publish(chain + 1 + s, 2)
-    _sweep_rows(V + boff, GR + boff, GI + boff, wr, wi, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE)
+    _sweep_rows(V + bn, GR + bn, GI + bn, cols, wr, wi, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE)
 
 
 @triton.jit(do_not_specialize=["C"])
@@ -224,11 +225,16 @@ def _lookback_bwd_kernel(
     s = S - 1 - tl.atomic_add(chain, 1)
     beta = tl.load(BETA + cols, mask=cmask, other=0.0)
     b2 = beta * beta
-    boff = b.to(tl.int64) * N * C + cols
-    start = s.to(tl.int64) * L
+    bn = b.to(tl.int64) * N * C
+    GR += bn
+    GI += bn
+    DGR += bn
+    DGI += bn
+    DV += bn
+    start = s * L
     end = tl.minimum(start + L, N)
     zero = tl.zeros([BLOCK_C], tl.float32)
-    pcr, pci, dcr, dci = _adj_segment(GR, GI, DGR, DGI, boff, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C)
+    pcr, pci, dcr, dci = _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C)
     part = PART + (b.to(tl.int64) * S + s) * 6 * C + cols
     if s < S - 1:
         tl.store(part, pcr, mask=cmask)
@@ -266,7 +272,7 @@ def _lookback_bwd_kernel(
     tl.store(part + 5 * C, pcr * mi + pci * mr + dci, mask=cmask)
     _publish(chain + 1 + s, 2)
     acc_r, acc_i, acc_b = _adj_sweep_rows(
-        GR, GI, DGR, DGI, DV, boff, mr, mi, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C
+        GR, GI, DGR, DGI, DV, cols, mr, mi, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C
     )
     red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
     tl.store(red, acc_r, mask=cmask)
@@ -278,6 +284,7 @@ def _lookback_bwd_kernel(
 def _scratch(x: torch.Tensor, seg: int, rows: int):
     """STATE (B * n_cblk, 1 + S) int32 zeros (tickets, flags) and PART (B, S, rows, C) for x (B, N, C)."""
     B, N, C = x.shape
+    _check_rows(N, C)
     S = max(1, triton.cdiv(N, seg))
     state = torch.zeros(B * triton.cdiv(C, BLOCK_C), 1 + S, device=x.device, dtype=torch.int32)
     return state, torch.empty(B, S, rows, C, device=x.device, dtype=torch.float32)

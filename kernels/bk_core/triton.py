@@ -28,6 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.fastmath import rcp_approx
+
 UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
 
 
@@ -37,7 +39,7 @@ def _cf_step(gr, gi, x, valid, ar0, ai, b2):
     """g <- 1/(ar0 + x - i*ai - b2 g) where valid, else g unchanged."""
     dr = ar0 + x - b2 * gr
     di = -ai - b2 * gi
-    inv = 1.0 / (dr * dr + di * di)
+    inv = rcp_approx(dr * dr + di * di)
     return tl.where(valid, dr * inv, gr), tl.where(valid, -di * inv, gi)
 
 
@@ -138,7 +140,7 @@ def _adj_step(gr, gi, gbr, gbi, valid, mr, mi, b2, acc_r, acc_i, acc_b):
 @triton.jit
 def _vmask(cmask, i, end):
     """cmask & (i < end) as a vector (a scalar-vector `&` is mistyped by the interpreter)."""
-    return cmask & ((cmask.to(tl.int64) * 0 + i) < end)
+    return cmask & ((cmask.to(tl.int32) * 0 + i) < end)
 
 
 @triton.jit
@@ -160,17 +162,17 @@ def _channel_params(H0, BETA, ZRE, ZIM, cols, cmask):
 
 # ----------------------------------------------------------------------------------------------- kernels
 @triton.jit
-def _quad(i, end, cmask, N, C, REVERSE: tl.constexpr, base):
+def _quad(i, end, cmask, N, C, REVERSE: tl.constexpr, cols):
     """The 4 logical rows i .. i+3 of a 4-row step: their masks (cmask where the row is below end) and offsets
-    (base + row * C) -> k0, k1, k2, k3, o0, o1, o2, o3."""
+    in the batch row (cols + row * C, int32) -> k0, k1, k2, k3, o0, o1, o2, o3."""
     k0 = _vmask(cmask, i, end)
     k1 = _vmask(cmask, i + 1, end)
     k2 = _vmask(cmask, i + 2, end)
     k3 = _vmask(cmask, i + 3, end)
-    o0 = base + _row(i, N, REVERSE) * C
-    o1 = base + _row(i + 1, N, REVERSE) * C
-    o2 = base + _row(i + 2, N, REVERSE) * C
-    o3 = base + _row(i + 3, N, REVERSE) * C
+    o0 = cols + _row(i, N, REVERSE) * C
+    o1 = cols + _row(i + 1, N, REVERSE) * C
+    o2 = cols + _row(i + 2, N, REVERSE) * C
+    o3 = cols + _row(i + 3, N, REVERSE) * C
     return k0, k1, k2, k3, o0, o1, o2, o3
 
 
@@ -204,14 +206,15 @@ def _adj_row(GR, GI, DGR, DGI, o, k):
 
 
 @triton.jit
-def _segment_product(vb, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
-    """P = M_last ... M_first over the logical rows start .. end-1 of vb (+ row C), 4 rows a step (loads first),
+def _segment_product(vb, cols, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """P = M_last ... M_first over the logical rows start .. end-1 of the batch row vb (at cols + row C), 4 rows a
+    step (loads first),
     rescaled every step -> its 8 entries (p00, p01, p10, p11 re/im), (BLOCK_C,) each."""
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
     for j in range(0, L, 4):
-        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, 0)
+        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, cols)
         x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
         p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
             p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2
@@ -225,18 +228,18 @@ def _segment_product(vb, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.co
         p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
             p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x3, k3, ar0, ai, b2
         )
-        sc = 1.0 / _max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
+        sc = rcp_approx(_max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i))
         p00r, p00i, p01r, p01i = p00r * sc, p00i * sc, p01r * sc, p01i * sc
         p10r, p10i, p11r, p11i = p10r * sc, p10i * sc, p11r * sc, p11i * sc
     return p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i
 
 
 @triton.jit
-def _sweep_rows(vb, grb, gib, gr, gi, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.constexpr):
-    """g over the logical rows start .. end-1 from the carry (gr, gi), written to grb, gib (+ row C), 4 rows a
-    step (loads first)."""
+def _sweep_rows(vb, grb, gib, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.constexpr):
+    """g over the logical rows start .. end-1 of the batch rows vb, grb, gib (at cols + row C) from the carry
+    (gr, gi), written to grb, gib, 4 rows a step (loads first)."""
     for j in range(0, L, 4):
-        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, 0)
+        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, cols)
         x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
         gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2)
         gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2)
@@ -257,9 +260,10 @@ def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.c
     """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im."""
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
-    start = s.to(tl.int64) * L
+    start = s * L
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
-        V + b.to(tl.int64) * N * C + cols,
+        V + b.to(tl.int64) * N * C,
+        cols,
         start,
         tl.minimum(start + L, N),
         cmask,
@@ -311,26 +315,27 @@ def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk, REVERSE:
     """GR, GI (B, N, C): the continued fraction, each segment started from its carry in W."""
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
-    boff = b.to(tl.int64) * N * C + cols
+    bn = b.to(tl.int64) * N * C
     w = W + (b.to(tl.int64) * S + s) * 2 * C + cols
     gr = tl.load(w, mask=cmask, other=0.0)
     gi = tl.load(w + C, mask=cmask, other=0.0)
-    start = s.to(tl.int64) * L
+    start = s * L
     _sweep_rows(
-        V + boff, GR + boff, GI + boff, gr, gi, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, N, C, L, REVERSE
+        V + bn, GR + bn, GI + bn, cols, gr, gi, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, N, C, L, REVERSE
     )
 
 
 @triton.jit
-def _adj_segment(GR, GI, DGR, DGI, boff, start, end, cmask, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
-    """The composite mu_first = Pc mu_next + Dc over the logical rows start .. end-1 (rows at boff + row C),
+def _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The composite mu_first = Pc mu_next + Dc over the logical rows start .. end-1 of the batch rows GR, GI, DGR,
+    DGI (at cols + row C),
     accumulated left to right, 4 rows a step (loads first) -> (Pc re, im, Dc re, im), (BLOCK_C,) each."""
     pcr = tl.full([BLOCK_C], 1.0, tl.float32)
     pci = tl.zeros([BLOCK_C], tl.float32)
     dcr = tl.zeros([BLOCK_C], tl.float32)
     dci = tl.zeros([BLOCK_C], tl.float32)
     for j in range(0, L, 4):
-        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, boff)
+        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, cols)
         gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
         gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
         gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
@@ -348,9 +353,10 @@ def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk, REVERSE: tl.
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     s += 1
     beta = tl.load(BETA + cols, mask=cmask, other=0.0)
-    start = s.to(tl.int64) * L
+    start = s * L
+    bn = b.to(tl.int64) * N * C
     pcr, pci, dcr, dci = _adj_segment(
-        GR, GI, DGR, DGI, b.to(tl.int64) * N * C + cols, start, tl.minimum(start + L, N), cmask, beta * beta, N, C, L,
+        GR + bn, GI + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, beta * beta, N, C, L,
         REVERSE, BLOCK_C,
     )  # fmt: skip
     out = AM + (b.to(tl.int64) * S + s) * 4 * C + cols
@@ -384,9 +390,10 @@ def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.c
 
 @triton.jit
 def _adj_sweep_rows(
-    GR, GI, DGR, DGI, DV, boff, mr, mi, start, end, cmask, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
+    GR, GI, DGR, DGI, DV, cols, mr, mi, start, end, cmask, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
 ):
-    """mu over the logical rows end-1 .. start from mu entering on the right (mr, mi), 4 rows a step (loads first);
+    """mu over the logical rows end-1 .. start of the batch rows GR, GI, DGR, DGI, DV (at cols + row C) from mu
+    entering on the right (mr, mi), 4 rows a step (loads first);
     writes DV = -Re mu -> the rows' sums of Re mu, Im mu and Re(conj(g_{i-1}) mu_i), (BLOCK_C,) each."""
     acc_r = tl.zeros([BLOCK_C], tl.float32)
     acc_i = tl.zeros([BLOCK_C], tl.float32)
@@ -398,10 +405,10 @@ def _adj_sweep_rows(
         k1 = _vmask(cmask, i0 - 1, end)
         k2 = _vmask(cmask, i0 - 2, end)
         k3 = _vmask(cmask, i0 - 3, end)
-        o0 = boff + _row(i0, N, REVERSE) * C
-        o1 = boff + _row(i0 - 1, N, REVERSE) * C
-        o2 = boff + _row(i0 - 2, N, REVERSE) * C
-        o3 = boff + _row(i0 - 3, N, REVERSE) * C
+        o0 = cols + _row(i0, N, REVERSE) * C
+        o1 = cols + _row(i0 - 1, N, REVERSE) * C
+        o2 = cols + _row(i0 - 2, N, REVERSE) * C
+        o3 = cols + _row(i0 - 3, N, REVERSE) * C
         gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
         gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
         gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
@@ -427,9 +434,10 @@ def _adj_sweep_kernel(
     mu = MU + (b.to(tl.int64) * S + s) * 2 * C + cols
     mr = tl.load(mu, mask=cmask, other=0.0)
     mi = tl.load(mu + C, mask=cmask, other=0.0)
-    start = s.to(tl.int64) * L
+    start = s * L
+    bn = b.to(tl.int64) * N * C
     acc_r, acc_i, acc_b = _adj_sweep_rows(
-        GR, GI, DGR, DGI, DV, b.to(tl.int64) * N * C + cols, mr, mi, start, tl.minimum(start + L, N), cmask,
+        GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, cols, mr, mi, start, tl.minimum(start + L, N), cmask,
         beta * beta, N, C, L, REVERSE, BLOCK_C,
     )  # fmt: skip
     red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
@@ -439,8 +447,15 @@ def _adj_sweep_kernel(
 
 
 # ----------------------------------------------------------------------------------------------- launchers
+def _check_rows(N: int, C: int) -> None:
+    """The kernels address a batch row's elements by int32 offsets (row * C + channel)."""
+    if N * C >= 2**31:
+        raise ValueError(f"bk_core_triton: N * C = {N * C} elements a batch row; at most 2^31 - 1 (int32 offsets)")
+
+
 def _plan(B: int, N: int, C: int, chunk: int | None):
     """Channel block, segment length L (multiple of UNROLL) and count S."""
+    _check_rows(N, C)
     block_c = min(64, max(16, triton.next_power_of_2(C)))
     n_cblk = triton.cdiv(C, block_c)
     if chunk is None:

@@ -51,16 +51,12 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra import libdevice
 
-from kernels.backend import triton_interpreted
+from kernels.fastmath import log2_approx
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
 from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _exp0_rows, _rowmap_fwd
 from kernels.row_dot import row_dot
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
-
-#: the interpreter has no libdevice: _log2 takes tl.math.log2 there
-INTERPRETED: tl.constexpr = tl.constexpr(triton_interpreted())
 
 
 @triton.jit
@@ -114,12 +110,11 @@ def _norms(t, c):
 
 @triton.jit
 def _log2(x, FAST: tl.constexpr):
-    """FAST: log2 by the hardware's approximation (lg2.approx, one MUFU op, ~2^-22 absolute error on [1, 2)), where
-    float32 tl.math.log2 inlines libdevice's exact __nv_log2f: ~30 instructions with a branch, once per pair. The
-    backward kernels take it. The forward does not: with it, sm_90 gives the bf16 forward at head dim 64 164
-    registers instead of 127 (3 programs an SM instead of 4) and the float32 one 6.6 KB of spill."""
-    if FAST and not INTERPRETED:
-        return libdevice.fast_log2f(x)
+    """FAST: log2 by the hardware's approximation (kernels/fastmath.py), once per pair. The backward kernels take
+    it. The forward does not: with it, sm_90 gave the bf16 forward at head dim 64 164 registers instead of 127
+    (3 programs an SM instead of 4) and the float32 one 6.6 KB of spill (before the tiles were folded)."""
+    if FAST:
+        return log2_approx(x)
     else:
         return tl.math.log2(x)
 

@@ -51,6 +51,16 @@ class TestInterpreted:
         with pytest.raises(ValueError, match="multiple of 4"):
             bk_core_triton(*x, chunk=6)
 
+    def test_a_batch_row_past_int32_offsets_is_refused(self):
+        # the row loops address a batch row by int32 offsets (row * C + channel), in both scans
+        from kernels.bk_core import lookback
+
+        assert bk_triton._plan(1, 2**15, 2**16 - 1, None)[2] > 0
+        with pytest.raises(ValueError, match="N \\* C = 2147483648"):
+            bk_triton._plan(1, 2**15, 2**16, None)
+        with pytest.raises(ValueError, match="int32"):
+            lookback._scratch(torch.empty(1, 2**15, 2**16, device="meta"), lookback.SEG_FWD, lookback.FWD_PART)
+
 
 class TestCustomOps:
     """phasebench::bk_core_fwd / bk_core_bwd: schema, fake, autograd registration; torch.compile through them."""

@@ -159,7 +159,7 @@ def _lookback_fwd_kernel(
     start = s * L
     end = tl.minimum(start + L, N)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
-        V + bn, cols, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE, BLOCK_C
+        V + bn, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
     )
     part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
     if s > 0:
@@ -197,7 +197,7 @@ def _lookback_fwd_kernel(
     tl.store(part + 8 * C, er, mask=cmask)
     tl.store(part + 9 * C, ei, mask=cmask)
     _publish(chain + 1 + s, 2)
-    _sweep_rows(V + bn, GR + bn, GI + bn, cols, wr, wi, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE)
+    _sweep_rows(V + bn, GR + bn, GI + bn, cols, wr, wi, start, end, cmask, ar0, ai, b2, N, C, REVERSE)
 
 
 @triton.jit(do_not_specialize=["C"])
@@ -234,7 +234,7 @@ def _lookback_bwd_kernel(
     start = s * L
     end = tl.minimum(start + L, N)
     zero = tl.zeros([BLOCK_C], tl.float32)
-    pcr, pci, dcr, dci = _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C)
+    pcr, pci, dcr, dci = _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, REVERSE, BLOCK_C)
     part = PART + (b.to(tl.int64) * S + s) * 6 * C + cols
     if s < S - 1:
         tl.store(part, pcr, mask=cmask)
@@ -272,7 +272,7 @@ def _lookback_bwd_kernel(
     tl.store(part + 5 * C, pcr * mi + pci * mr + dci, mask=cmask)
     _publish(chain + 1 + s, 2)
     acc_r, acc_i, acc_b = _adj_sweep_rows(
-        GR, GI, DGR, DGI, DV, cols, mr, mi, start, end, cmask, b2, N, C, L, REVERSE, BLOCK_C
+        GR, GI, DGR, DGI, DV, cols, mr, mi, start, end, cmask, b2, N, C, REVERSE, BLOCK_C
     )
     red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
     tl.store(red, acc_r, mask=cmask)

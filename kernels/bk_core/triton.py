@@ -1,7 +1,9 @@
 """Triton BK-Core (float32, real and imaginary parts carried separately) on (B, N, C) tensors.
 
 One program owns BLOCK_C channels of one batch row (loads coalesced along C) and one segment of L
-positions; inside a segment the recurrence runs sequentially, 4 rows per unrolled step (loads first).
+positions; inside a segment the recurrence runs sequentially, 4 rows per unrolled step (loads first), without
+row masks but in the segment's last step when its length is not a multiple of 4. Offsets within a batch row
+are int32 (N * C < 2^31), and 1/x takes the hardware's reciprocal (kernels/fastmath.py).
 A direction flag REVERSE maps logical index i to row N-1-i, so the right-to-left sweep of the
 bidirectional core is the same kernel.
 
@@ -35,16 +37,26 @@ UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
 
 # ----------------------------------------------------------------------------------------------- helpers
 @triton.jit
-def _cf_step(gr, gi, x, valid, ar0, ai, b2):
+def _keep(valid, new, old, MASKED: tl.constexpr):
+    """A row step's update: new where its row is valid, old elsewhere; new alone in a bulk step (MASKED False:
+    every row valid, channels past C compute what is never stored)."""
+    if MASKED:
+        return tl.where(valid, new, old)
+    else:
+        return new
+
+
+@triton.jit
+def _cf_step(gr, gi, x, valid, ar0, ai, b2, MASKED: tl.constexpr):
     """g <- 1/(ar0 + x - i*ai - b2 g) where valid, else g unchanged."""
     dr = ar0 + x - b2 * gr
     di = -ai - b2 * gi
     inv = rcp_approx(dr * dr + di * di)
-    return tl.where(valid, dr * inv, gr), tl.where(valid, -di * inv, gi)
+    return _keep(valid, dr * inv, gr, MASKED), _keep(valid, -di * inv, gi, MASKED)
 
 
 @triton.jit
-def _mat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x, valid, ar0, ai, b2):
+def _mat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x, valid, ar0, ai, b2, MASKED: tl.constexpr):
     """P <- M P with M = [[0, 1], [-b2, a]], a = ar0 + x - i*ai; P unchanged where not valid."""
     ar = ar0 + x
     ai_ = -ai
@@ -53,14 +65,14 @@ def _mat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x, valid, ar0, ai,
     n11r = -b2 * p01r + ar * p11r - ai_ * p11i
     n11i = -b2 * p01i + ar * p11i + ai_ * p11r
     return (
-        tl.where(valid, p10r, p00r),
-        tl.where(valid, p10i, p00i),
-        tl.where(valid, p11r, p01r),
-        tl.where(valid, p11i, p01i),
-        tl.where(valid, n10r, p10r),
-        tl.where(valid, n10i, p10i),
-        tl.where(valid, n11r, p11r),
-        tl.where(valid, n11i, p11i),
+        _keep(valid, p10r, p00r, MASKED),
+        _keep(valid, p10i, p00i, MASKED),
+        _keep(valid, p11r, p01r, MASKED),
+        _keep(valid, p11i, p01i, MASKED),
+        _keep(valid, n10r, p10r, MASKED),
+        _keep(valid, n10i, p10i, MASKED),
+        _keep(valid, n11r, p11r, MASKED),
+        _keep(valid, n11i, p11i, MASKED),
     )
 
 
@@ -106,7 +118,7 @@ def _affine_combine(c1r, c1i, d1r, d1i, c2r, c2i, d2r, d2i):
 
 
 @triton.jit
-def _adj_compose(gr, gi, gbr, gbi, valid, b2, pcr, pci, dcr, dci):
+def _adj_compose(gr, gi, gbr, gbi, valid, b2, pcr, pci, dcr, dci, MASKED: tl.constexpr):
     """Append step i to the composite mu_first = Pc mu_i + Dc: Dc += Pc d_i, Pc *= c_i, where
     c_i = b2 conj(g_i^2), d_i = conj(g_i^2) gbar_i; no-op where not valid."""
     sr = gr * gr - gi * gi
@@ -119,22 +131,27 @@ def _adj_compose(gr, gi, gbr, gbi, valid, b2, pcr, pci, dcr, dci):
     ndi = dci + pcr * di + pci * dr
     npr = pcr * cr - pci * ci
     npi = pcr * ci + pci * cr
-    return (tl.where(valid, npr, pcr), tl.where(valid, npi, pci), tl.where(valid, ndr, dcr), tl.where(valid, ndi, dci))
+    return (
+        _keep(valid, npr, pcr, MASKED),
+        _keep(valid, npi, pci, MASKED),
+        _keep(valid, ndr, dcr, MASKED),
+        _keep(valid, ndi, dci, MASKED),
+    )
 
 
 @triton.jit
-def _adj_step(gr, gi, gbr, gbi, valid, mr, mi, b2, acc_r, acc_i, acc_b):
+def _adj_step(gr, gi, gbr, gbi, valid, mr, mi, b2, acc_r, acc_i, acc_b, MASKED: tl.constexpr):
     """mu_i = conj(g_i^2)(gbar_i + b2 mu_{i+1}); b2-gradient term Re(conj(g_i) mu_{i+1}) (belongs to i+1)."""
-    acc_b += tl.where(valid, gr * mr + gi * mi, 0.0)
+    acc_b += _keep(valid, gr * mr + gi * mi, 0.0, MASKED)
     lr = gbr + b2 * mr
     li = gbi + b2 * mi
     sr = gr * gr - gi * gi
     si = -2.0 * gr * gi
     nr = sr * lr - si * li
     ni = sr * li + si * lr
-    acc_r += tl.where(valid, nr, 0.0)
-    acc_i += tl.where(valid, ni, 0.0)
-    return tl.where(valid, nr, mr), tl.where(valid, ni, mi), acc_r, acc_i, acc_b, -nr
+    acc_r += _keep(valid, nr, 0.0, MASKED)
+    acc_i += _keep(valid, ni, 0.0, MASKED)
+    return _keep(valid, nr, mr, MASKED), _keep(valid, ni, mi, MASKED), acc_r, acc_i, acc_b, -nr
 
 
 @triton.jit
@@ -162,13 +179,16 @@ def _channel_params(H0, BETA, ZRE, ZIM, cols, cmask):
 
 # ----------------------------------------------------------------------------------------------- kernels
 @triton.jit
-def _quad(i, end, cmask, N, C, REVERSE: tl.constexpr, cols):
-    """The 4 logical rows i .. i+3 of a 4-row step: their masks (cmask where the row is below end) and offsets
-    in the batch row (cols + row * C, int32) -> k0, k1, k2, k3, o0, o1, o2, o3."""
-    k0 = _vmask(cmask, i, end)
-    k1 = _vmask(cmask, i + 1, end)
-    k2 = _vmask(cmask, i + 2, end)
-    k3 = _vmask(cmask, i + 3, end)
+def _quad(i, end, cmask, N, C, REVERSE: tl.constexpr, cols, MASKED: tl.constexpr):
+    """The 4 logical rows i .. i+3 of a 4-row step: their masks (cmask where the row is below end; cmask alone
+    in a bulk step) and offsets in the batch row (cols + row * C, int32) -> k0, k1, k2, k3, o0, o1, o2, o3."""
+    if MASKED:
+        k0 = _vmask(cmask, i, end)
+        k1 = _vmask(cmask, i + 1, end)
+        k2 = _vmask(cmask, i + 2, end)
+        k3 = _vmask(cmask, i + 3, end)
+    else:
+        k0, k1, k2, k3 = cmask, cmask, cmask, cmask
     o0 = cols + _row(i, N, REVERSE) * C
     o1 = cols + _row(i + 1, N, REVERSE) * C
     o2 = cols + _row(i + 2, N, REVERSE) * C
@@ -206,53 +226,79 @@ def _adj_row(GR, GI, DGR, DGI, o, k):
 
 
 @triton.jit
-def _segment_product(vb, cols, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+def _product_step(vb, cols, i, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N, C,
+                  REVERSE: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    """P <- M_{i+3} ... M_i P (loads first), rescaled -> its 8 entries."""
+    k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
+    x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2, MASKED
+    )
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x1, k1, ar0, ai, b2, MASKED
+    )
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x2, k2, ar0, ai, b2, MASKED
+    )
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x3, k3, ar0, ai, b2, MASKED
+    )
+    sc = rcp_approx(_max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i))
+    return p00r * sc, p00i * sc, p01r * sc, p01i * sc, p10r * sc, p10i * sc, p11r * sc, p11i * sc
+
+
+@triton.jit
+def _segment_product(vb, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """P = M_last ... M_first over the logical rows start .. end-1 of the batch row vb (at cols + row C), 4 rows a
-    step (loads first),
-    rescaled every step -> its 8 entries (p00, p01, p10, p11 re/im), (BLOCK_C,) each."""
+    step (loads first), rescaled every step -> its 8 entries (p00, p01, p10, p11 re/im), (BLOCK_C,) each. The
+    steps whose rows are all below end run without row masks; the rest, at most one, with them."""
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
-    for j in range(0, L, 4):
-        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, cols)
-        x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
-        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2
-        )
-        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x1, k1, ar0, ai, b2
-        )
-        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x2, k2, ar0, ai, b2
-        )
-        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x3, k3, ar0, ai, b2
-        )
-        sc = rcp_approx(_max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i))
-        p00r, p00i, p01r, p01i = p00r * sc, p00i * sc, p01r * sc, p01i * sc
-        p10r, p10i, p11r, p11i = p10r * sc, p10i * sc, p11r * sc, p11i * sc
+    bulk = (end - start) // 4 * 4
+    for j in range(0, bulk, 4):
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
+            vb, cols, start + j, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N, C,
+            REVERSE, False,
+        )  # fmt: skip
+    for j in range(bulk, end - start, 4):
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
+            vb, cols, start + j, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N, C,
+            REVERSE, True,
+        )  # fmt: skip
     return p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i
 
 
 @triton.jit
-def _sweep_rows(vb, grb, gib, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C, L, REVERSE: tl.constexpr):
+def _sweep_step(vb, grb, gib, cols, gr, gi, i, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr,
+                MASKED: tl.constexpr):  # fmt: skip
+    """g over the rows i .. i+3 from (gr, gi), written (loads first) -> g of row i+3."""
+    k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
+    x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
+    gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2, MASKED)
+    gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2, MASKED)
+    gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2, MASKED)
+    gr, gi = _cf_step(gr2, gi2, x3, k3, ar0, ai, b2, MASKED)
+    tl.store(grb + o0, gr0, mask=k0)
+    tl.store(gib + o0, gi0, mask=k0)
+    tl.store(grb + o1, gr1, mask=k1)
+    tl.store(gib + o1, gi1, mask=k1)
+    tl.store(grb + o2, gr2, mask=k2)
+    tl.store(gib + o2, gi2, mask=k2)
+    tl.store(grb + o3, gr, mask=k3)
+    tl.store(gib + o3, gi, mask=k3)
+    return gr, gi
+
+
+@triton.jit
+def _sweep_rows(vb, grb, gib, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr):
     """g over the logical rows start .. end-1 of the batch rows vb, grb, gib (at cols + row C) from the carry
-    (gr, gi), written to grb, gib, 4 rows a step (loads first)."""
-    for j in range(0, L, 4):
-        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, cols)
-        x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
-        gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2)
-        gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2)
-        gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2)
-        gr, gi = _cf_step(gr2, gi2, x3, k3, ar0, ai, b2)
-        tl.store(grb + o0, gr0, mask=k0)
-        tl.store(gib + o0, gi0, mask=k0)
-        tl.store(grb + o1, gr1, mask=k1)
-        tl.store(gib + o1, gi1, mask=k1)
-        tl.store(grb + o2, gr2, mask=k2)
-        tl.store(gib + o2, gi2, mask=k2)
-        tl.store(grb + o3, gr, mask=k3)
-        tl.store(gib + o3, gi, mask=k3)
+    (gr, gi), written to grb, gib, 4 rows a step (loads first; row masks as _segment_product's)."""
+    bulk = (end - start) // 4 * 4
+    for j in range(0, bulk, 4):
+        gr, gi = _sweep_step(vb, grb, gib, cols, gr, gi, start + j, end, cmask, ar0, ai, b2, N, C, REVERSE, False)
+    for j in range(bulk, end - start, 4):
+        gr, gi = _sweep_step(vb, grb, gib, cols, gr, gi, start + j, end, cmask, ar0, ai, b2, N, C, REVERSE, True)
 
 
 @triton.jit
@@ -272,7 +318,6 @@ def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.c
         b2,
         N,
         C,
-        L,
         REVERSE,
         BLOCK_C,
     )
@@ -321,29 +366,43 @@ def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk, REVERSE:
     gi = tl.load(w + C, mask=cmask, other=0.0)
     start = s * L
     _sweep_rows(
-        V + bn, GR + bn, GI + bn, cols, gr, gi, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, N, C, L, REVERSE
+        V + bn, GR + bn, GI + bn, cols, gr, gi, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, N, C, REVERSE
     )
 
 
 @triton.jit
-def _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+def _adj_seg_step(GR, GI, DGR, DGI, cols, i, end, cmask, b2, pcr, pci, dcr, dci, N, C, REVERSE: tl.constexpr,
+                  MASKED: tl.constexpr):  # fmt: skip
+    """The composite (Pc, Dc) with the rows i .. i+3 appended (loads first)."""
+    k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
+    gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
+    gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
+    gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
+    gr3, gi3, br3, bi3 = _adj_row(GR, GI, DGR, DGI, o3, k3)
+    pcr, pci, dcr, dci = _adj_compose(gr0, gi0, br0, bi0, k0, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(gr1, gi1, br1, bi1, k1, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(gr2, gi2, br2, bi2, k2, b2, pcr, pci, dcr, dci, MASKED)
+    return _adj_compose(gr3, gi3, br3, bi3, k3, b2, pcr, pci, dcr, dci, MASKED)
+
+
+@triton.jit
+def _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """The composite mu_first = Pc mu_next + Dc over the logical rows start .. end-1 of the batch rows GR, GI, DGR,
-    DGI (at cols + row C),
-    accumulated left to right, 4 rows a step (loads first) -> (Pc re, im, Dc re, im), (BLOCK_C,) each."""
+    DGI (at cols + row C), accumulated left to right, 4 rows a step (loads first; row masks as
+    _segment_product's) -> (Pc re, im, Dc re, im), (BLOCK_C,) each."""
     pcr = tl.full([BLOCK_C], 1.0, tl.float32)
     pci = tl.zeros([BLOCK_C], tl.float32)
     dcr = tl.zeros([BLOCK_C], tl.float32)
     dci = tl.zeros([BLOCK_C], tl.float32)
-    for j in range(0, L, 4):
-        k0, k1, k2, k3, o0, o1, o2, o3 = _quad(start + j, end, cmask, N, C, REVERSE, cols)
-        gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
-        gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
-        gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
-        gr3, gi3, br3, bi3 = _adj_row(GR, GI, DGR, DGI, o3, k3)
-        pcr, pci, dcr, dci = _adj_compose(gr0, gi0, br0, bi0, k0, b2, pcr, pci, dcr, dci)
-        pcr, pci, dcr, dci = _adj_compose(gr1, gi1, br1, bi1, k1, b2, pcr, pci, dcr, dci)
-        pcr, pci, dcr, dci = _adj_compose(gr2, gi2, br2, bi2, k2, b2, pcr, pci, dcr, dci)
-        pcr, pci, dcr, dci = _adj_compose(gr3, gi3, br3, bi3, k3, b2, pcr, pci, dcr, dci)
+    bulk = (end - start) // 4 * 4
+    for j in range(0, bulk, 4):
+        pcr, pci, dcr, dci = _adj_seg_step(
+            GR, GI, DGR, DGI, cols, start + j, end, cmask, b2, pcr, pci, dcr, dci, N, C, REVERSE, False
+        )
+    for j in range(bulk, end - start, 4):
+        pcr, pci, dcr, dci = _adj_seg_step(
+            GR, GI, DGR, DGI, cols, start + j, end, cmask, b2, pcr, pci, dcr, dci, N, C, REVERSE, True
+        )
     return pcr, pci, dcr, dci
 
 
@@ -356,7 +415,7 @@ def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk, REVERSE: tl.
     start = s * L
     bn = b.to(tl.int64) * N * C
     pcr, pci, dcr, dci = _adj_segment(
-        GR + bn, GI + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, beta * beta, N, C, L,
+        GR + bn, GI + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, beta * beta, N, C,
         REVERSE, BLOCK_C,
     )  # fmt: skip
     out = AM + (b.to(tl.int64) * S + s) * 4 * C + cols
@@ -389,38 +448,47 @@ def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.c
 
 
 @triton.jit
+def _adj_sweep_step(GR, GI, DGR, DGI, DV, cols, i0, end, cmask, mr, mi, b2, acc_r, acc_i, acc_b, N, C,
+                    REVERSE: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    """mu over the rows i0, i0-1, i0-2, i0-3 (right to left; loads first), DV written -> mu of row i0-3 and the
+    sums."""
+    k3, k2, k1, k0, o3, o2, o1, o0 = _quad(i0 - 3, end, cmask, N, C, REVERSE, cols, MASKED)
+    gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
+    gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
+    gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
+    gr3, gi3, br3, bi3 = _adj_row(GR, GI, DGR, DGI, o3, k3)
+    mr, mi, acc_r, acc_i, acc_b, dv0 = _adj_step(gr0, gi0, br0, bi0, k0, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
+    mr, mi, acc_r, acc_i, acc_b, dv1 = _adj_step(gr1, gi1, br1, bi1, k1, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
+    mr, mi, acc_r, acc_i, acc_b, dv2 = _adj_step(gr2, gi2, br2, bi2, k2, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
+    mr, mi, acc_r, acc_i, acc_b, dv3 = _adj_step(gr3, gi3, br3, bi3, k3, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
+    tl.store(DV + o0, dv0, mask=k0)
+    tl.store(DV + o1, dv1, mask=k1)
+    tl.store(DV + o2, dv2, mask=k2)
+    tl.store(DV + o3, dv3, mask=k3)
+    return mr, mi, acc_r, acc_i, acc_b
+
+
+@triton.jit
 def _adj_sweep_rows(
-    GR, GI, DGR, DGI, DV, cols, mr, mi, start, end, cmask, b2, N, C, L, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
+    GR, GI, DGR, DGI, DV, cols, mr, mi, start, end, cmask, b2, N, C, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
 ):
     """mu over the logical rows end-1 .. start of the batch rows GR, GI, DGR, DGI, DV (at cols + row C) from mu
-    entering on the right (mr, mi), 4 rows a step (loads first);
-    writes DV = -Re mu -> the rows' sums of Re mu, Im mu and Re(conj(g_{i-1}) mu_i), (BLOCK_C,) each."""
+    entering on the right (mr, mi), 4 rows a step (loads first): first, with row masks, the rows past the last
+    multiple of 4 (if any), then the rest without; writes DV = -Re mu -> the rows' sums of Re mu, Im mu and
+    Re(conj(g_{i-1}) mu_i), (BLOCK_C,) each."""
     acc_r = tl.zeros([BLOCK_C], tl.float32)
     acc_i = tl.zeros([BLOCK_C], tl.float32)
     acc_b = tl.zeros([BLOCK_C], tl.float32)
-    top = start + L - 1
-    for j in range(0, L, 4):  # right to left: rows top - j - 3 .. top - j, the highest first
-        i0 = top - j
-        k0 = _vmask(cmask, i0, end)
-        k1 = _vmask(cmask, i0 - 1, end)
-        k2 = _vmask(cmask, i0 - 2, end)
-        k3 = _vmask(cmask, i0 - 3, end)
-        o0 = cols + _row(i0, N, REVERSE) * C
-        o1 = cols + _row(i0 - 1, N, REVERSE) * C
-        o2 = cols + _row(i0 - 2, N, REVERSE) * C
-        o3 = cols + _row(i0 - 3, N, REVERSE) * C
-        gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
-        gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
-        gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
-        gr3, gi3, br3, bi3 = _adj_row(GR, GI, DGR, DGI, o3, k3)
-        mr, mi, acc_r, acc_i, acc_b, dv0 = _adj_step(gr0, gi0, br0, bi0, k0, mr, mi, b2, acc_r, acc_i, acc_b)
-        mr, mi, acc_r, acc_i, acc_b, dv1 = _adj_step(gr1, gi1, br1, bi1, k1, mr, mi, b2, acc_r, acc_i, acc_b)
-        mr, mi, acc_r, acc_i, acc_b, dv2 = _adj_step(gr2, gi2, br2, bi2, k2, mr, mi, b2, acc_r, acc_i, acc_b)
-        mr, mi, acc_r, acc_i, acc_b, dv3 = _adj_step(gr3, gi3, br3, bi3, k3, mr, mi, b2, acc_r, acc_i, acc_b)
-        tl.store(DV + o0, dv0, mask=k0)
-        tl.store(DV + o1, dv1, mask=k1)
-        tl.store(DV + o2, dv2, mask=k2)
-        tl.store(DV + o3, dv3, mask=k3)
+    bulk = (end - start) // 4 * 4
+    for j in range(bulk, end - start, 4):
+        mr, mi, acc_r, acc_i, acc_b = _adj_sweep_step(
+            GR, GI, DGR, DGI, DV, cols, start + j + 3, end, cmask, mr, mi, b2, acc_r, acc_i, acc_b, N, C, REVERSE, True
+        )
+    for j in range(0, bulk, 4):  # right to left: rows i0 - 3 .. i0, the highest first
+        mr, mi, acc_r, acc_i, acc_b = _adj_sweep_step(
+            GR, GI, DGR, DGI, DV, cols, start + bulk - 1 - j, end, cmask, mr, mi, b2, acc_r, acc_i, acc_b, N, C,
+            REVERSE, False,
+        )  # fmt: skip
     return acc_r, acc_i, acc_b
 
 
@@ -438,7 +506,7 @@ def _adj_sweep_kernel(
     bn = b.to(tl.int64) * N * C
     acc_r, acc_i, acc_b = _adj_sweep_rows(
         GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, cols, mr, mi, start, tl.minimum(start + L, N), cmask,
-        beta * beta, N, C, L, REVERSE, BLOCK_C,
+        beta * beta, N, C, REVERSE, BLOCK_C,
     )  # fmt: skip
     red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
     tl.store(red, acc_r, mask=cmask)

@@ -109,25 +109,17 @@ def _norms(t, c):
 
 
 @triton.jit
-def _log2(x, FAST: tl.constexpr):
-    """FAST: log2 by the hardware's approximation (kernels/fastmath.py), once per pair. The backward kernels take
-    it. The forward does not: with it, sm_90 gave the bf16 forward at head dim 64 164 registers instead of 127
-    (3 programs an SM instead of 4) and the float32 one 6.6 KB of spill (before the tiles were folded)."""
-    if FAST:
-        return log2_approx(x)
-    else:
-        return tl.math.log2(x)
-
-
-@triton.jit
-def _tau_log(s, a, rc, b, sg, tmax, FAST: tl.constexpr):
+def _tau_log(s, a, rc, b, sg, tmax):
     """Gram tile s = <x,y>; a = |x|^2, rc = c rho, b = |y|^2, sg = sigma, each broadcast along the tile or a tile
-    itself -> tau, its clamp tc, 1/sqrt(tc (1 + tc)) and log2(1 + 2 tc + 2 sqrt(tc (1 + tc))) = sqrt(c) d / ln 2."""
+    itself -> tau, its clamp tc, 1/sqrt(tc (1 + tc)) and log2(1 + 2 tc + 2 sqrt(tc (1 + tc))) = sqrt(c) d / ln 2,
+    by the hardware's log2 (kernels/fastmath.py): float32 tl.math.log2 inlines libdevice's exact __nv_log2f, ~30
+    instructions with a branch a pair (with the folded tiles it costs the forward no registers: 153 against 155
+    at head dim 64, sm_90, and no spill in float32)."""
     tau = (rc * (b - 2.0 * s) + rc * a) * sg
     tc = tl.minimum(tl.maximum(tau, 1e-12), tmax)
     t = tc * tc + tc
     rq = tl.math.rsqrt(t)
-    return tau, tc, rq, _log2(1.0 + 2.0 * (tc + t * rq), FAST)
+    return tau, tc, rq, log2_approx(1.0 + 2.0 * (tc + t * rq))
 
 
 @triton.jit
@@ -151,6 +143,25 @@ def _fold(e, WINDOW, near_ok, far_ok):
 
 
 @triton.jit
+def _fold_keys(offs_m, offs_n, t0, t_end, WINDOW):
+    """_fold for the query block [t0, t_end) (rows offs_m) and its diagonal keys offs_n -> near, valid (the far
+    keys offs_n - W count where they are before t0, from near keys before t_end)."""
+    far = offs_n - WINDOW
+    inb = offs_n < t_end
+    near, valid = _fold(
+        offs_m[:, None] - offs_n[None, :], WINDOW, inb[None, :], (inb & (far >= 0) & (far < t0))[None, :]
+    )
+    return near, valid
+
+
+@triton.jit
+def _pick_dot(near, a, b_n, b_f, PREC: tl.constexpr):
+    """a b_n^T where near, a b_f^T elsewhere: a folded tile's Gram (or do . v) entries."""
+    s_n = tl.dot(a, tl.trans(b_n), input_precision=PREC)
+    return tl.where(near, s_n, tl.dot(a, tl.trans(b_f), input_precision=PREC))
+
+
+@triton.jit
 def _online(score, m_i, l_i, acc):
     """Online softmax in base 2: a score tile (-inf outside the window), the running row max, sum and output
     -> p, and the max, sum and output rescaled to p's max."""
@@ -168,7 +179,7 @@ def _fwd_band(x, ra, rc, Y, V, offs_n, t0, N, c, kk, tmax, m_i, l_i, acc, D: tl.
     y = _load(Y, offs_n, N, D, BD)
     _y32, b, sg = _norms(y, c)
     s = tl.dot(x, tl.trans(y), input_precision=PREC)
-    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b[None, :], sg[None, :], tmax, False)
+    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b[None, :], sg[None, :], tmax)
     p, m_i, l_i, acc = _online(tl.where((offs_n < t0)[None, :], kk * lg, float("-inf")), m_i, l_i, acc)
     vb = _load(V, offs_n, N, DV, BDV)
     return m_i, l_i, tl.dot(p.to(vb.dtype), vb, acc, input_precision=PREC)
@@ -185,14 +196,10 @@ def _fwd_fold(x, ra, rc, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax
     y_f = _load(Y, far, N, D, BD)
     _y32, b_n, sg_n = _norms(y_n, c)
     _y32, b_f, sg_f = _norms(y_f, c)
-    inb = offs_n < t_end
-    near, valid = _fold(
-        offs_m[:, None] - offs_n[None, :], WINDOW, inb[None, :], (inb & (far >= 0) & (far < t0))[None, :]
-    )
-    s_n = tl.dot(x, tl.trans(y_n), input_precision=PREC)
-    s = tl.where(near, s_n, tl.dot(x, tl.trans(y_f), input_precision=PREC))
+    near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW)
+    s = _pick_dot(near, x, y_n, y_f, PREC)
     b = tl.where(near, b_n[None, :], b_f[None, :])
-    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b, tl.where(near, sg_n[None, :], sg_f[None, :]), tmax, False)
+    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b, tl.where(near, sg_n[None, :], sg_f[None, :]), tmax)
     p, m_i, l_i, acc = _online(tl.where(valid, kk * lg, float("-inf")), m_i, l_i, acc)
     v_n = _load(V, offs_n, N, DV, BDV)
     acc = tl.dot(tl.where(near, p, 0.0).to(v_n.dtype), v_n, acc, input_precision=PREC)
@@ -254,7 +261,7 @@ def _window_fwd_kernel(
         )  # fmt: skip
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     _store(OUT + row0 * DV, offs_m, N, acc / l_safe[:, None], DV, BDV)
-    tl.store(LSE + row0 + offs_m, (m_i + tl.math.log2(l_safe)) * 0.6931471805599453, mask=offs_m < N)
+    tl.store(LSE + row0 + offs_m, (m_i + log2_approx(l_safe)) * 0.6931471805599453, mask=offs_m < N)
 
 
 @triton.jit
@@ -283,7 +290,7 @@ def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax):
     the chain below is held through a dot), _tau_log's rows and columns, the query's lse2 and delta broadcast
     along the tile (or tiles), valid the window -> p, ds log2(...), g = ds / sqrt(tc (1 + tc)) (0 where tau is
     clamped: no gradient through the clamps), g tc."""
-    tau, tc, rs, lg = _tau_log(s, a, rc, b, sg, tmax, True)
+    tau, tc, rs, lg = _tau_log(s, a, rc, b, sg, tmax)
     p = tl.where(valid, tl.math.exp2(kk * lg - lse2), 0.0)
     ds = p * (dp - delta)
     g = ds * tl.where(tau == tc, rs, 0.0)
@@ -314,10 +321,8 @@ def _dkdv_fold(y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDO
     x_n, a_n, rho_n, do_n, lse_n, del_n = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
     x_f, a_f, rho_f, do_f, lse_f, del_f = _queries(X, DO, LSE, DELTA, far, N, c, D, DV, BD, BDV)
     near, valid = _fold(offs_t[None, :] - offs_n[:, None], WINDOW, (offs_t < k_end)[None, :], (far >= k_end)[None, :])
-    s_n = tl.dot(y, tl.trans(x_n), input_precision=PREC)
-    s = tl.where(near, s_n, tl.dot(y, tl.trans(x_f), input_precision=PREC))
-    dp_n = tl.dot(vb, tl.trans(do_n), input_precision=PREC)
-    dp = tl.where(near, dp_n, tl.dot(vb, tl.trans(do_f), input_precision=PREC))
+    s = _pick_dot(near, y, x_n, x_f, PREC)
+    dp = _pick_dot(near, vb, do_n, do_f, PREC)
     rho = tl.where(near, rho_n[None, :], rho_f[None, :])
     a = tl.where(near, a_n[None, :], a_f[None, :])
     lse2 = tl.where(near, lse_n[None, :], lse_f[None, :])
@@ -429,17 +434,11 @@ def _dq_band(x, do, ra, rc, lse2, delta, Y, V, offs_n, t0, N, c, kk, tmax, gvec,
 def _dq_fold(x, do, ra, rc, lse2, delta, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, gvec, rq, acc,
              D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
     """The diagonal keys offs_n of the query block [t0, t_end), folded as _fwd_fold; accumulates as _dq_band."""
-    far = offs_n - WINDOW
     y_n, y32_n, b_n, sg_n, v_n = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
-    y_f, y32_f, b_f, sg_f, v_f = _keys(Y, V, far, N, c, D, DV, BD, BDV)
-    inb = offs_n < t_end
-    near, valid = _fold(
-        offs_m[:, None] - offs_n[None, :], WINDOW, inb[None, :], (inb & (far >= 0) & (far < t0))[None, :]
-    )
-    s_n = tl.dot(x, tl.trans(y_n), input_precision=PREC)
-    s = tl.where(near, s_n, tl.dot(x, tl.trans(y_f), input_precision=PREC))
-    dp_n = tl.dot(do, tl.trans(v_n), input_precision=PREC)
-    dp = tl.where(near, dp_n, tl.dot(do, tl.trans(v_f), input_precision=PREC))
+    y_f, y32_f, b_f, sg_f, v_f = _keys(Y, V, offs_n - WINDOW, N, c, D, DV, BD, BDV)
+    near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW)
+    s = _pick_dot(near, x, y_n, y_f, PREC)
+    dp = _pick_dot(near, do, v_n, v_f, PREC)
     sg = tl.where(near, sg_n[None, :], sg_f[None, :])
     b = tl.where(near, b_n[None, :], b_f[None, :])
     p, dsl, g, h = _ds(s, dp, ra, rc, b, sg, lse2, delta, valid, kk, tmax)

@@ -31,28 +31,19 @@ import triton
 import triton.language as tl
 
 from kernels.fastmath import rcp_approx
+from kernels.masking import keep
 
 UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
 
 
 # ----------------------------------------------------------------------------------------------- helpers
 @triton.jit
-def _keep(valid, new, old, MASKED: tl.constexpr):
-    """A row step's update: new where its row is valid, old elsewhere; new alone in a bulk step (MASKED False:
-    every row valid, channels past C compute what is never stored)."""
-    if MASKED:
-        return tl.where(valid, new, old)
-    else:
-        return new
-
-
-@triton.jit
 def _cf_step(gr, gi, x, valid, ar0, ai, b2, MASKED: tl.constexpr):
     """g <- 1/(ar0 + x - i*ai - b2 g) where valid, else g unchanged."""
     dr = ar0 + x - b2 * gr
     di = -ai - b2 * gi
     inv = rcp_approx(dr * dr + di * di)
-    return _keep(valid, dr * inv, gr, MASKED), _keep(valid, -di * inv, gi, MASKED)
+    return keep(valid, dr * inv, gr, MASKED), keep(valid, -di * inv, gi, MASKED)
 
 
 @triton.jit
@@ -65,14 +56,14 @@ def _mat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x, valid, ar0, ai,
     n11r = -b2 * p01r + ar * p11r - ai_ * p11i
     n11i = -b2 * p01i + ar * p11i + ai_ * p11r
     return (
-        _keep(valid, p10r, p00r, MASKED),
-        _keep(valid, p10i, p00i, MASKED),
-        _keep(valid, p11r, p01r, MASKED),
-        _keep(valid, p11i, p01i, MASKED),
-        _keep(valid, n10r, p10r, MASKED),
-        _keep(valid, n10i, p10i, MASKED),
-        _keep(valid, n11r, p11r, MASKED),
-        _keep(valid, n11i, p11i, MASKED),
+        keep(valid, p10r, p00r, MASKED),
+        keep(valid, p10i, p00i, MASKED),
+        keep(valid, p11r, p01r, MASKED),
+        keep(valid, p11i, p01i, MASKED),
+        keep(valid, n10r, p10r, MASKED),
+        keep(valid, n10i, p10i, MASKED),
+        keep(valid, n11r, p11r, MASKED),
+        keep(valid, n11i, p11i, MASKED),
     )
 
 
@@ -132,26 +123,26 @@ def _adj_compose(gr, gi, gbr, gbi, valid, b2, pcr, pci, dcr, dci, MASKED: tl.con
     npr = pcr * cr - pci * ci
     npi = pcr * ci + pci * cr
     return (
-        _keep(valid, npr, pcr, MASKED),
-        _keep(valid, npi, pci, MASKED),
-        _keep(valid, ndr, dcr, MASKED),
-        _keep(valid, ndi, dci, MASKED),
+        keep(valid, npr, pcr, MASKED),
+        keep(valid, npi, pci, MASKED),
+        keep(valid, ndr, dcr, MASKED),
+        keep(valid, ndi, dci, MASKED),
     )
 
 
 @triton.jit
 def _adj_step(gr, gi, gbr, gbi, valid, mr, mi, b2, acc_r, acc_i, acc_b, MASKED: tl.constexpr):
     """mu_i = conj(g_i^2)(gbar_i + b2 mu_{i+1}); b2-gradient term Re(conj(g_i) mu_{i+1}) (belongs to i+1)."""
-    acc_b += _keep(valid, gr * mr + gi * mi, 0.0, MASKED)
+    acc_b += keep(valid, gr * mr + gi * mi, 0.0, MASKED)
     lr = gbr + b2 * mr
     li = gbi + b2 * mi
     sr = gr * gr - gi * gi
     si = -2.0 * gr * gi
     nr = sr * lr - si * li
     ni = sr * li + si * lr
-    acc_r += _keep(valid, nr, 0.0, MASKED)
-    acc_i += _keep(valid, ni, 0.0, MASKED)
-    return _keep(valid, nr, mr, MASKED), _keep(valid, ni, mi, MASKED), acc_r, acc_i, acc_b, -nr
+    acc_r += keep(valid, nr, 0.0, MASKED)
+    acc_i += keep(valid, ni, 0.0, MASKED)
+    return keep(valid, nr, mr, MASKED), keep(valid, ni, mi, MASKED), acc_r, acc_i, acc_b, -nr
 
 
 @triton.jit

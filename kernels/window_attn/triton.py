@@ -24,6 +24,7 @@ where square tiles of the diagonal block and of the one W earlier score twice as
 masked: the per-pair chain (rsqrt, log2, exp2 and ~30 more operations) runs on half the entries. The matrix
 products still run on both blocks (s and p v once a block, the operands selected or masked by the fold). The
 dk/dv kernel folds the same way key-major: a key block's diagonal queries with the queries W later (_fold).
+Where the window spans a block (WIDE, the launch's choice) the folds need no per-entry window test.
 
 Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o), then two
 kernels, as FlashAttention-2's, both recomputing p from the log-sum-exp: one program per (key block of BK,
@@ -53,6 +54,7 @@ import triton
 import triton.language as tl
 
 from kernels.fastmath import log2_approx
+from kernels.masking import keep
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
 from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _exp0_rows, _rowmap_fwd
 from kernels.row_dot import row_dot
@@ -143,15 +145,19 @@ def _fold(e, WINDOW, near_ok, far_ok):
 
 
 @triton.jit
-def _fold_keys(offs_m, offs_n, t0, t_end, WINDOW):
+def _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE: tl.constexpr):
     """_fold for the query block [t0, t_end) (rows offs_m) and its diagonal keys offs_n -> near, valid (the far
-    keys offs_n - W count where they are before t0, from near keys before t_end)."""
+    keys offs_n - W count where they are before t0, from near keys before t_end). WIDE (_wide: the block within
+    the window, the key tiles no wider than it): every near entry is in the window, and every far one whose key
+    exists, so valid is near or a key >= 0, two operations an entry where _fold takes about ten."""
+    e = offs_m[:, None] - offs_n[None, :]
     far = offs_n - WINDOW
-    inb = offs_n < t_end
-    near, valid = _fold(
-        offs_m[:, None] - offs_n[None, :], WINDOW, inb[None, :], (inb & (far >= 0) & (far < t0))[None, :]
-    )
-    return near, valid
+    if WIDE:
+        near = e >= 0
+        return near, near | (far >= 0)[None, :]
+    else:
+        inb = offs_n < t_end
+        return _fold(e, WINDOW, inb[None, :], (inb & (far >= 0) & (far < t0))[None, :])
 
 
 @triton.jit
@@ -187,7 +193,8 @@ def _fwd_band(x, ra, rc, Y, V, offs_n, t0, N, c, kk, tmax, m_i, l_i, acc, D: tl.
 
 @triton.jit
 def _fwd_fold(x, ra, rc, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, m_i, l_i, acc, D: tl.constexpr,
-              DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+              DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
+              WIDE: tl.constexpr):  # fmt: skip
     """The diagonal keys offs_n of the query block [t0, t_end), folded with the keys W earlier (before t0: those
     from t0 on are near keys of their own; from near keys before t_end: those after are the band's); near keys
     past N have far partners below it."""
@@ -196,7 +203,7 @@ def _fwd_fold(x, ra, rc, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax
     y_f = _load(Y, far, N, D, BD)
     _y32, b_n, sg_n = _norms(y_n, c)
     _y32, b_f, sg_f = _norms(y_f, c)
-    near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW)
+    near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE)
     s = _pick_dot(near, x, y_n, y_f, PREC)
     b = tl.where(near, b_n[None, :], b_f[None, :])
     _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b, tl.where(near, sg_n[None, :], sg_f[None, :]), tmax)
@@ -229,6 +236,7 @@ def _window_fwd_kernel(
     BD: tl.constexpr,
     BDV: tl.constexpr,
     PREC: tl.constexpr,
+    WIDE: tl.constexpr,
 ):
     """Q: (BH, N, D) tangent queries, mapped by exp0 as they load, XO their ball points (stored for the backward);
     Y: (BH, N, D) ball points of the keys; V, OUT: (BH, N, DV); C, S: (H,) float32; LSE: (BH, N). Grid
@@ -257,7 +265,7 @@ def _window_fwd_kernel(
     for start in range(t0, t0 + BM, BN):
         m_i, l_i, acc = _fwd_fold(
             x, ra, rc, Y, V, offs_m, start + tl.arange(0, BN), t0, t0 + BM, N, WINDOW, c, kk, tmax, m_i, l_i, acc, D,
-            DV, BD, BDV, PREC,
+            DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     _store(OUT + row0 * DV, offs_m, N, acc / l_safe[:, None], DV, BDV)
@@ -285,13 +293,13 @@ def _queries(X, DO, LSE, DELTA, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr,
 
 
 @triton.jit
-def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax):
+def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax, MASKED: tl.constexpr):
     """A backward tile, either way round: the Gram tile s and do . v tile dp (both dots come first: no tile of
     the chain below is held through a dot), _tau_log's rows and columns, the query's lse2 and delta broadcast
     along the tile (or tiles), valid the window -> p, ds log2(...), g = ds / sqrt(tc (1 + tc)) (0 where tau is
     clamped: no gradient through the clamps), g tc."""
     tau, tc, rs, lg = _tau_log(s, a, rc, b, sg, tmax)
-    p = tl.where(valid, tl.math.exp2(kk * lg - lse2), 0.0)
+    p = keep(valid, tl.math.exp2(kk * lg - lse2), 0.0, MASKED)
     ds = p * (dp - delta)
     g = ds * tl.where(tau == tc, rs, 0.0)
     return p, ds * lg, g, g * tc
@@ -306,7 +314,7 @@ def _dkdv_band(y, vb, kb, kc, X, DO, LSE, DELTA, offs_t, t_end, N, c, kk, tmax, 
     s = tl.dot(y, tl.trans(x), input_precision=PREC)
     dp = tl.dot(vb, tl.trans(do), input_precision=PREC)
     valid = (offs_t < t_end)[None, :]
-    p, _dsl, g, h = _ds(s, dp, kb, kc, a[None, :], rho[None, :], lse2[None, :], delta[None, :], valid, kk, tmax)
+    p, _dsl, g, h = _ds(s, dp, kb, kc, a[None, :], rho[None, :], lse2[None, :], delta[None, :], valid, kk, tmax, True)
     gr = g * rho[None, :]
     dk = tl.dot(gr.to(x.dtype), x, dk, input_precision=PREC)
     return dk, tl.dot(p.to(do.dtype), do, dv, input_precision=PREC), rk + tl.sum(gr + h, axis=1)
@@ -314,19 +322,24 @@ def _dkdv_band(y, vb, kb, kc, X, DO, LSE, DELTA, offs_t, t_end, N, c, kk, tmax, 
 
 @triton.jit
 def _dkdv_fold(y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDOW, c, kk, tmax, dk, dv, rk,
-               D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+               D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
+               WIDE: tl.constexpr):  # fmt: skip
     """The diagonal queries offs_t of the key block y at offs_n (ending at k_end), folded with the queries W later
-    (from k_end on: those before it are near queries of their own); accumulates as _dkdv_band."""
+    (from k_end on: those before it are near queries of their own); accumulates as _dkdv_band. WIDE (_wide: the
+    key block within the window, the query tiles no wider): every entry is a pair of the window (queries past N
+    load zeros, which give ds = 0), so no entry is masked."""
     far = offs_t + WINDOW
     x_n, a_n, rho_n, do_n, lse_n, del_n = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
     x_f, a_f, rho_f, do_f, lse_f, del_f = _queries(X, DO, LSE, DELTA, far, N, c, D, DV, BD, BDV)
-    near, valid = _fold(offs_t[None, :] - offs_n[:, None], WINDOW, (offs_t < k_end)[None, :], (far >= k_end)[None, :])
+    e = offs_t[None, :] - offs_n[:, None]
+    near, valid = _fold(e, WINDOW, (offs_t < k_end)[None, :], (far >= k_end)[None, :])
     s = _pick_dot(near, y, x_n, x_f, PREC)
     dp = _pick_dot(near, vb, do_n, do_f, PREC)
     rho = tl.where(near, rho_n[None, :], rho_f[None, :])
     a = tl.where(near, a_n[None, :], a_f[None, :])
     lse2 = tl.where(near, lse_n[None, :], lse_f[None, :])
-    p, _dsl, g, h = _ds(s, dp, kb, kc, a, rho, lse2, tl.where(near, del_n[None, :], del_f[None, :]), valid, kk, tmax)
+    delta = tl.where(near, del_n[None, :], del_f[None, :])
+    p, _dsl, g, h = _ds(s, dp, kb, kc, a, rho, lse2, delta, valid, kk, tmax, not WIDE)
     gr = g * rho
     dk = tl.dot(tl.where(near, gr, 0.0).to(x_n.dtype), x_n, dk, input_precision=PREC)
     dk = tl.dot(tl.where(near, 0.0, gr).to(x_f.dtype), x_f, dk, input_precision=PREC)
@@ -376,6 +389,7 @@ def _window_bwd_dkdv_kernel(
     BD: tl.constexpr,
     BDV: tl.constexpr,
     PREC: tl.constexpr,
+    WIDE: tl.constexpr,
 ):
     """Keys. K: (BH, N, D) the tangent keys (y = exp0(K)); DKo: their gradient, like K, through exp0's
     backward here; DVo: (BH, N, DV); DC: (BH, cdiv(N, BK)) partial sums of y . dy / 2c and of exp0's dc. Grid
@@ -404,7 +418,7 @@ def _window_bwd_dkdv_kernel(
     for start in range(k0, tl.minimum(k0 + BK, N), BQ):
         dk, dv, rk = _dkdv_fold(
             y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, start + tl.arange(0, BQ), k0 + BK, N, WINDOW, c, kk, tmax, dk,
-            dv, rk, D, DV, BD, BDV, PREC,
+            dv, rk, D, DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     _store(DVo + row0 * DV, offs_n, N, dv, DV, BDV)
     yf = _reload(Y + row0 * D, offs_n, N, D, BD)
@@ -424,7 +438,7 @@ def _dq_band(x, do, ra, rc, lse2, delta, Y, V, offs_n, t0, N, c, kk, tmax, gvec,
     s = tl.dot(x, tl.trans(y), input_precision=PREC)
     dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
     valid = (offs_n < t0)[None, :]
-    p, dsl, g, h = _ds(s, dp, ra, rc, b[None, :], sg[None, :], lse2, delta, valid, kk, tmax)
+    p, dsl, g, h = _ds(s, dp, ra, rc, b[None, :], sg[None, :], lse2, delta, valid, kk, tmax, True)
     gs = g * sg[None, :]
     acc = tl.dot(gs, y32, acc, input_precision=PREC)  # float32 operands (tf32 for 16-bit inputs)
     return gvec + tl.sum(dsl, axis=1), rq + tl.sum(gs + h, axis=1), acc
@@ -432,16 +446,17 @@ def _dq_band(x, do, ra, rc, lse2, delta, Y, V, offs_n, t0, N, c, kk, tmax, gvec,
 
 @triton.jit
 def _dq_fold(x, do, ra, rc, lse2, delta, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, gvec, rq, acc,
-             D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+             D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
+             WIDE: tl.constexpr):  # fmt: skip
     """The diagonal keys offs_n of the query block [t0, t_end), folded as _fwd_fold; accumulates as _dq_band."""
     y_n, y32_n, b_n, sg_n, v_n = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
     y_f, y32_f, b_f, sg_f, v_f = _keys(Y, V, offs_n - WINDOW, N, c, D, DV, BD, BDV)
-    near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW)
+    near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE)
     s = _pick_dot(near, x, y_n, y_f, PREC)
     dp = _pick_dot(near, do, v_n, v_f, PREC)
     sg = tl.where(near, sg_n[None, :], sg_f[None, :])
     b = tl.where(near, b_n[None, :], b_f[None, :])
-    p, dsl, g, h = _ds(s, dp, ra, rc, b, sg, lse2, delta, valid, kk, tmax)
+    p, dsl, g, h = _ds(s, dp, ra, rc, b, sg, lse2, delta, valid, kk, tmax, True)
     gs = g * sg
     acc = tl.dot(tl.where(near, gs, 0.0), y32_n, acc, input_precision=PREC)
     acc = tl.dot(tl.where(near, 0.0, gs), y32_f, acc, input_precision=PREC)
@@ -474,6 +489,7 @@ def _window_bwd_dq_kernel(
     BD: tl.constexpr,
     BDV: tl.constexpr,
     PREC: tl.constexpr,
+    WIDE: tl.constexpr,
 ):
     """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q)); DQo: their gradient, like Q, stored once,
     through exp0's backward here; DSC, DC: (BH, cdiv(N, BQ)) partial sums of dscale and of
@@ -505,7 +521,7 @@ def _window_bwd_dq_kernel(
     for start in range(t0, t0 + BQ, BK):
         gvec, rq, acc = _dq_fold(
             x, do, ra, rc, lse2, delta, Y, V, offs_m, start + tl.arange(0, BK), t0, t0 + BQ, N, WINDOW, c, kk, tmax,
-            gvec, rq, acc, D, DV, BD, BDV, PREC,
+            gvec, rq, acc, D, DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     kappa = -2.0 * sc * tl.sqrt(c)
     xf = _reload(X + row0 * D, offs_m, N, D, BD)
@@ -526,6 +542,12 @@ def _cfg(d, dv, dtype, window, block_m, block_n):
     fp32 = dtype == torch.float32
     bm = block_m or (32 if _big(BD, BDV, fp32) else 64)
     return BD, BDV, bm, block_n or 32, "ieee" if fp32 else "tf32"
+
+
+def _wide(window, side, folded):
+    """Whether a kernel's folded tiles need no per-entry window test (_fold_keys, _dkdv_fold): its block's side
+    within the window and the folded side no wider (one variant of each kernel a window regime)."""
+    return window >= side and folded <= side
 
 
 def _big(BD, BDV, fp32):
@@ -551,7 +573,7 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
     x = torch.empty_like(q)
     _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](
         q, y, v, c32, s32, x, o, lse, n, H, window, 1.0 - BALL_EPS, MIN_NORM, D=d, DV=dv, BM=bm, BN=bn, BD=BD,
-        BDV=BDV, PREC=prec, **_fwd_launch(BD, BDV, q.dtype == torch.float32),
+        BDV=BDV, PREC=prec, WIDE=_wide(window, bm, bn), **_fwd_launch(BD, BDV, q.dtype == torch.float32),
     )  # fmt: skip
     return o, lse, x, y
 
@@ -575,16 +597,18 @@ def _dq_launch(BD, BDV, fp32):
     return _dkdv_launch(BD, BDV, fp32)
 
 
-def _split_plan(d, dv, dtype, block_m=None, block_n=None):
+def _split_plan(d, dv, dtype, window, block_m=None, block_n=None):
     """(kernel, constexprs, launch options) of the backward's dk/dv kernel, then its dq kernel, as
-    _launch_bwd launches them: each with _split_tiles' BQ x BK, or block_m queries x block_n keys where
-    given."""
+    _launch_bwd launches them for `window`: each with _split_tiles' BQ x BK, or block_m queries x block_n keys
+    where given."""
     BD, BDV, *_, prec = _cfg(d, dv, dtype, 0, None, None)
     fp32 = dtype == torch.float32
     tiles = _split_tiles(BD, BDV, fp32)
     launches = _dkdv_launch(BD, BDV, fp32), _dq_launch(BD, BDV, fp32)
     for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
-        yield fn, dict(D=d, DV=dv, BQ=block_m or bq, BK=block_n or bk, BD=BD, BDV=BDV, PREC=prec), launch
+        bq, bk = block_m or bq, block_n or bk
+        wide = _wide(window, bk, bq) if fn is _window_bwd_dkdv_kernel else _wide(window, bq, bk)
+        yield fn, dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, WIDE=wide), launch
 
 
 def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
@@ -593,7 +617,7 @@ def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
     block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete)."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
-    (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, block_m, block_n)
+    (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n)
     nk, nq = triton.cdiv(n, kc["BK"]), triton.cdiv(n, qc["BQ"])
     delta = row_dot(do, o)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)

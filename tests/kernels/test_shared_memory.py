@@ -127,12 +127,13 @@ def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them
 
 
 #: register spill (bytes a thread) each window backward kernel may have on the H200, by head dim, as the probe
-#: compiles it: for pointers and sizes of unknown divisibility, so 16 (dk/dv) and 40 (dq) bytes at 64, 96 and
-#: 64 at 128 (triton 3.9, folded tiles). Compiled as a launch at the benchmark's shapes specialises them
-#: (shared_memory_probe.py --aligned): neither spills at 64 or 128 (186-255 registers).
+#: compiles it: for pointers and sizes of unknown divisibility, so 16 (dk/dv) and 24 (dq) bytes at 64, 104 and
+#: 96 at 128 (triton 3.9, folded tiles without per-entry window tests at window 64). Compiled as a launch at the
+#: benchmark's shapes specialises them (shared_memory_probe.py --aligned): neither spills at 64 or 128 (178-241
+#: registers).
 WINDOW_BWD_SPILL = {
-    "_window_bwd_dkdv_kernel": {64: 32, 128: 96},
-    "_window_bwd_dq_kernel": {64: 48, 128: 64},
+    "_window_bwd_dkdv_kernel": {64: 32, 128: 112},
+    "_window_bwd_dq_kernel": {64: 32, 128: 104},
 }
 
 

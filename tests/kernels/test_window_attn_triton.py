@@ -19,11 +19,11 @@ from kernels.window_attn import window_hyp_attn, window_hyp_attn_ref  # noqa: E4
 from kernels.window_attn.triton import window_hyp_attn_triton  # noqa: E402
 
 
-def _inputs(n, d=6, h=2, seed=0, scale=0.3):
+def _inputs(n, d=6, h=2, seed=0, scale=0.3, b=2):
     # tangent norms ~0.7/sqrt(c): away from the boundary, where float32 itself (the PyTorch reference
     # included) loses digits of 1 - c|x|^2
     g = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(2, h, n, d, generator=g) * s for s in (scale, scale, 1.0))
+    q, k, v = (torch.randn(b, h, n, d, generator=g) * s for s in (scale, scale, 1.0))
     c = torch.rand(h, generator=g) + 0.2
     s = torch.rand(h, generator=g) * 2 + 0.5
     return [q, k, v, c, s]
@@ -50,8 +50,9 @@ def _check(inputs, window, tol=1e-4, **kw):
 @pytest.mark.parametrize("n", [1, 7, 63, 130])
 def test_triton_matches_reference(n, window, block_m, block_n):
     # tiles: block_m queries x block_n keys, the forward's and both backward kernels'; more queries than keys,
-    # fewer, as many
-    _check(_inputs(n, seed=n + window), window, block_m=block_m, block_n=block_n)
+    # fewer, as many. One batch row (the interpreter's time goes with the programs): the batch index is checked
+    # by the launchers' tiles below
+    _check(_inputs(n, seed=n + window, b=1), window, block_m=block_m, block_n=block_n)
 
 
 @pytest.mark.parametrize("n, window", [(7, 4), (130, 64), (130, 33), (200, 100)])
@@ -60,14 +61,13 @@ def test_the_launchers_tiles_match_reference(n, window):
     _check(_inputs(n, seed=n + window + 2), window)
 
 
-@pytest.mark.parametrize("n, window", [(130, 33), (200, 100)])
-@pytest.mark.parametrize("head_dim, fp32", [(64, False), (128, True)])
-def test_the_backwards_other_tiles_match_reference(monkeypatch, n, window, head_dim, fp32):
+@pytest.mark.parametrize("head_dim, fp32, n, window", [(64, False, 130, 33), (128, True, 200, 100)])
+def test_the_backwards_other_tiles_match_reference(monkeypatch, head_dim, fp32, n, window):
     # the tiles the launcher takes for bf16 at head dim 64 and for float32 above 64 (16 x 32, 32 x 16: folds of
     # unequal sides), here at head dim 6 in float32
     tiles = wa_triton._split_tiles(head_dim, head_dim, fp32)
     monkeypatch.setattr(wa_triton, "_split_tiles", lambda BD, BDV, fp32: tiles)
-    plan = list(wa_triton._split_plan(6, 6, torch.float32))
+    plan = list(wa_triton._split_plan(6, 6, torch.float32, window))
     assert tuple((consts["BQ"], consts["BK"]) for _, consts, _ in plan) == tiles
     _check(_inputs(n, seed=n + window + 3), window)
 
@@ -165,3 +165,12 @@ def test_compiled_fullgraph_matches_eager():
     torch.testing.assert_close(o, o_ref, rtol=1e-4, atol=1e-4)
     for name, a, b in zip("q k v c scale".split(), grads, grads_ref, strict=False):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("window, wide", [(64, True), (200, True), (16, False)])
+def test_the_launchers_take_the_unmasked_folds_where_the_window_spans_a_block(window, wide):
+    # the models' window (64) and wider ones run every kernel's folded tiles without per-entry window tests
+    # (WIDE); a window narrower than a block needs them. Both regimes are checked against the reference above.
+    plan = list(wa_triton._split_plan(64, 64, torch.bfloat16, window))
+    BD, BDV, bm, bn, _ = wa_triton._cfg(64, 64, torch.bfloat16, window, None, None)
+    assert [consts["WIDE"] for _, consts, _ in plan] + [wa_triton._wide(window, bm, bn)] == [wide] * 3

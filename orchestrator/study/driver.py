@@ -19,7 +19,7 @@ from ..store.engine import database_url
 from ..store.repository import Store
 from ..store.schema import FINISHED
 from ..worker import isolation_scheme
-from .drivers import DriverLease, abandoned
+from .drivers import DRIVER_ATTR, DriverLease, abandoned
 from .spec import (
     BATCH_ATTR,
     GIB,
@@ -229,8 +229,13 @@ class StudyDriver:
         self._conclude_stored()
         # in flight, held, waiting on a shared run, or half-asked when the interrupt came: all of this
         # driver's trials that are still RUNNING
-        # a Ctrl-C inside study.ask() leaves a RUNNING trial this driver never saw: number >= first_number
-        mine = self.asked | {t.number for t in self.study.get_trials(deepcopy=False) if t.number >= self.first_number}
+        # a Ctrl-C inside study.ask() leaves a RUNNING trial this driver never saw and never tagged: number >=
+        # first_number; one tagged by another driver is that driver's (several may run the study)
+        mine = self.asked | {
+            t.number
+            for t in self.study.get_trials(deepcopy=False)
+            if t.number >= self.first_number and t.user_attrs.get(DRIVER_ATTR, self.lease.me) == self.lease.me
+        }
         failed = _fail_unfinished(self.store, self.storage, self.study, message, numbers=mine)
         if failed:
             self.counts["FAIL"] = self.counts.get("FAIL", 0) + failed
@@ -327,11 +332,23 @@ def _fail_unfinished(store, storage, study, message: str, numbers: set[int] | No
         stale = [t.number for t in running if abandoned(t, leases)]
     else:
         stale = [t.number for t in running if t.number in numbers]
-    for number in stale:
+    failed = [number for number in stale if _fail_trial(storage, study, number, message)]
+    store.fail_unfinished_trial_runs(study.study_name, failed, message)
+    return len(failed)
+
+
+def _fail_trial(storage, study, number: int, message: str) -> bool:
+    """Tell a RUNNING trial FAIL with its error; False when it finished meanwhile (its result came in, or
+    another driver failed it): a trial's end is told once, by whoever comes first."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    try:
         running_trial(storage, study, number).set_user_attr("error", message)
-        study.tell(number, state=TrialState.FAIL)
-    store.fail_unfinished_trial_runs(study.study_name, stale, message)
-    return len(stale)
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    except UpdateFinishedTrialError:
+        return False
+    return True
 
 
 def run_study(

@@ -492,6 +492,29 @@ def test_an_interrupt_inside_ask_leaves_no_running_trial(local_ray, db_url, monk
     assert trial.state == TrialState.FAIL and "Ctrl-C" in trial.user_attrs["error"]
 
 
+def test_failing_unfinished_trials_leaves_one_that_ended_meanwhile(db_url, monkeypatch):
+    """A trial listed as RUNNING may end before a stopping driver fails it (its result came in, or another
+    driver of the study failed it first): it keeps its end, the driver does not crash, the rest still fail."""
+    from orchestrator.study.driver import _fail_unfinished
+    from orchestrator.study.storage import close_storage, load_study, open_storage
+
+    studies.create_study(make("endrace", {"d_model": {"choices": [16, 32]}}, ["maximize params"]), db=db_url)
+    storage = open_storage(db_url, create=False)
+    try:
+        study = load_study(storage, "endrace")
+        first, second = study.ask(), study.ask()
+        listed = study.get_trials(deepcopy=True, states=[TrialState.RUNNING])  # both, before the first ends
+        study.tell(first, 1.0)
+        monkeypatch.setattr(study, "get_trials", lambda **_: listed)
+        failed = _fail_unfinished(Store(db_url, create=False), storage, study, "stopped", {first.number, second.number})
+    finally:
+        close_storage(storage)
+    assert failed == 1
+    trials = optuna.load_study(study_name="endrace", storage=db_url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert "error" not in trials[0].user_attrs and trials[1].user_attrs["error"] == "stopped"
+
+
 def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(3000)))

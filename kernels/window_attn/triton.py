@@ -535,8 +535,9 @@ def _window_bwd_dq_kernel(
 
 def _cfg(d, dv, dtype, window, block_m, block_n):
     """The forward's tiles, per program: BM x BN (block_m, block_n where given). 16-bit inputs at head dims up to
-    64: 64 x 32, chosen by bench/tiles.py on the H200; else 32 x 32 (sm_90, --aligned: at head dim 128 in bf16
-    and 64 in float32 the folded 64-row tiles spill or take all 255 registers)."""
+    64: 64 x 32, else 32 x 32. A first choice for the folded kernel from its registers (sm_90, --aligned: 145 at
+    bf16 head 64, where 64 x 64 takes 205), not yet timed: bench/tiles.py sweeps it (results/kernels/README.md,
+    the twelfth session)."""
     BD = max(16, triton.next_power_of_2(d))
     BDV = max(16, triton.next_power_of_2(dv))
     fp32 = dtype == torch.float32
@@ -580,8 +581,9 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
 
 def _split_tiles(BD, BDV, fp32):
     """(BQ queries, BK keys) of the backward's dk/dv kernel and of its dq kernel. The folds want the folded side
-    no wider than the other (dk/dv BQ <= BK, dq BK <= BQ). Float32 above head dim 64 folds 16 rows against 32:
-    32 x 32 takes 102,400-102,912 bytes of shared memory at 128, above sm_89's 101,376."""
+    no wider than the other (dk/dv BQ <= BK, dq BK <= BQ). 32 x 32 is a first choice from the registers, not yet
+    timed (as _cfg's). Float32 above head dim 64 folds 16 rows against 32: 32 x 32 takes 102,400-102,912 bytes
+    of shared memory at 128, above sm_89's 101,376."""
     if fp32 and max(BD, BDV) > 64:
         return ((16, 32), (32, 16))
     return ((32, 32), (32, 32))

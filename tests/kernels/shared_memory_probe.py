@@ -74,6 +74,37 @@ CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.
 CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"  # shipped with triton
 
 
+def compile_for(
+    fn,
+    dtype: str,
+    constexprs: dict,
+    launch: dict,
+    floats: str,
+    arch: int = 90,
+    types: dict | None = None,
+    aligned: bool = False,
+):
+    """The kernel compiled for sm_`arch` with the launch options `launch` (num_warps, num_stages; Triton's
+    defaults for those absent), its arguments typed by the naming rules above and `types`, float buffers in
+    `dtype` unless FP32_BUFFERS names them; `aligned`: as the JIT specialises 16-byte aligned pointers and ints
+    that are multiples of 16."""
+    scalars = INTS | dict.fromkeys(FLOATS, floats) | (types or {})
+    signature = {
+        name: "constexpr"
+        if name in constexprs
+        else scalars.get(name) or ("*fp32" if name in FP32_BUFFERS else f"*{dtype}")
+        for name in fn.arg_names
+    }
+    attrs = {
+        (i,): [["tt.divisibility", 16]]
+        for i, t in enumerate(signature.values())
+        if aligned and (t.startswith("*") or t == "i32")
+    }
+    consts = {(fn.arg_names.index(k),): v for k, v in constexprs.items()}
+    src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(launch))
+
+
 def resources(
     fn,
     dtype: str,
@@ -84,26 +115,10 @@ def resources(
     types: dict | None = None,
     aligned: bool = False,
 ) -> dict:
-    """The kernel compiled for sm_`arch` with the launch options `launch` (num_warps, num_stages; Triton's
-    defaults for those absent) and argument `types` beside the naming rules: its shared memory (bytes per
-    block), registers per thread and the bytes per thread ptxas spilled to the stack (local memory), from
-    cuobjdump -res-usage of the cubin, and the libdevice functions inlined into its PTX (their exit labels)."""
-    scalars = INTS | dict.fromkeys(FLOATS, floats) | (types or {})
-    signature = {
-        name: "constexpr"
-        if name in constexprs
-        else scalars.get(name) or ("*fp32" if name in FP32_BUFFERS else f"*{dtype}")
-        for name in fn.arg_names
-    }
-    # what the JIT passes for a 16-byte aligned pointer or an int that is a multiple of 16
-    attrs = {
-        (i,): [["tt.divisibility", 16]]
-        for i, t in enumerate(signature.values())
-        if aligned and (t.startswith("*") or t == "i32")
-    }
-    consts = {(fn.arg_names.index(k),): v for k, v in constexprs.items()}
-    src = ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
-    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(launch))
+    """The kernel compiled as compile_for does: its shared memory (bytes per block), registers per thread and
+    the bytes per thread ptxas spilled to the stack (local memory), from cuobjdump -res-usage of the cubin, and
+    the libdevice functions inlined into its PTX (their exit labels)."""
+    compiled = compile_for(fn, dtype, constexprs, launch, floats, arch, types, aligned)
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "kernel.cubin"
         cubin.write_bytes(compiled.asm["cubin"])

@@ -105,27 +105,19 @@ def compile_for(
     return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(launch))
 
 
-def resources(
-    fn,
-    dtype: str,
-    constexprs: dict,
-    launch: dict,
-    floats: str,
-    arch: int = 90,
-    types: dict | None = None,
-    aligned: bool = False,
-) -> dict:
-    """The kernel compiled as compile_for does: its shared memory (bytes per block), registers per thread and
-    the bytes per thread ptxas spilled to the stack (local memory), from cuobjdump -res-usage of the cubin, and
-    the libdevice functions inlined into its PTX (their exit labels)."""
-    compiled = compile_for(fn, dtype, constexprs, launch, floats, arch, types, aligned)
+def cuobjdump(compiled, flag: str) -> str:
+    """cuobjdump `flag` (-res-usage, -sass) of a compiled kernel's cubin."""
     with tempfile.TemporaryDirectory() as tmp:
         cubin = Path(tmp) / "kernel.cubin"
         cubin.write_bytes(compiled.asm["cubin"])
-        usage = subprocess.run(
-            [str(CUOBJDUMP), "-res-usage", str(cubin)], capture_output=True, text=True, check=True
-        ).stdout
-    fields = dict(re.findall(r"(REG|STACK):(\d+)", usage))
+        return subprocess.run([str(CUOBJDUMP), flag, str(cubin)], capture_output=True, text=True, check=True).stdout
+
+
+def resources(compiled) -> dict:
+    """A kernel compiled by compile_for -> its shared memory (bytes per block), registers per thread and the bytes
+    per thread ptxas spilled to the stack (local memory), from cuobjdump -res-usage of the cubin, and the
+    libdevice functions inlined into its PTX (their exit labels)."""
+    fields = dict(re.findall(r"(REG|STACK):(\d+)", cuobjdump(compiled, "-res-usage")))
     return dict(
         num_warps=compiled.metadata.num_warps,
         num_stages=compiled.metadata.num_stages,
@@ -190,7 +182,7 @@ def probe_one(task: tuple) -> dict:
     arch, d, dtype, family, index, floats, aligned = task
     warnings.simplefilter("ignore")
     op, fn, consts, launch = list(FAMILIES[family](dtype, d))[index]
-    need = resources(fn, dtype, consts, launch, floats, arch, ARG_TYPES.get(op), aligned)
+    need = resources(compile_for(fn, dtype, consts, launch, floats, arch, ARG_TYPES.get(op), aligned))
     limit = SHARED_MEMORY_PER_BLOCK_OPTIN[arch]
     return dict(
         op=op,

@@ -18,7 +18,6 @@ import json
 import re
 import subprocess
 import sys
-import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -47,11 +46,7 @@ probe = _load_tool()
 
 def sass(fn, constexprs: dict, launch: dict, dtype: str, types: dict | None = None) -> list[tuple[int, str]]:
     """(address, instruction) of fn compiled for sm_90 as the probe compiles a launch (--aligned)."""
-    compiled = probe.compile_for(fn, dtype, constexprs, launch, "fp32", 90, types, aligned=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cubin = Path(tmp) / "k.cubin"
-        cubin.write_bytes(compiled.asm["cubin"])
-        text = subprocess.run([str(probe.CUOBJDUMP), "-sass", str(cubin)], capture_output=True, text=True).stdout
+    text = probe.cuobjdump(probe.compile_for(fn, dtype, constexprs, launch, "fp32", 90, types, aligned=True), "-sass")
     return [(int(m[1], 16), m[2].strip()) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", text)]
 
 

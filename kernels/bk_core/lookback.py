@@ -55,12 +55,11 @@ from kernels.bk_core.triton import (
     _affine_combine,
     _bidirectional,
     _channel_params,
-    _channel_sums,
     _check_rows,
-    _input_grads,
     _mat_combine,
     _segment_product,
     _store_mat,
+    _store_param_grads,
     _sweep_rows,
 )
 
@@ -219,7 +218,7 @@ def _lookback_bwd_kernel(
     BLOCK_C: tl.constexpr,
     LOOK: tl.constexpr,
 ):
-    """DV (B, N, C) = -Re mu; RED (B, S, 3, C) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
+    """DV (B, N, C) = -Re mu; RED (B, S, 4, C) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
     last segment); PART (B, S, 6, C)."""
     b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
     s = S - 1 - tl.atomic_add(chain, 1)
@@ -274,10 +273,7 @@ def _lookback_bwd_kernel(
     acc_r, acc_i, acc_b = _adj_sweep_rows(
         GR, GI, DGR, DGI, DV, cols, mr, mi, start, end, cmask, b2, N, C, REVERSE, BLOCK_C
     )
-    red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
-    tl.store(red, acc_r, mask=cmask)
-    tl.store(red + C, acc_i, mask=cmask)
-    tl.store(red + 2 * C, acc_b, mask=cmask)
+    _store_param_grads(RED + (b.to(tl.int64) * S + s) * 4 * C + cols, C, cmask, beta, acc_r, acc_i, acc_b)
 
 
 # ----------------------------------------------------------------------------------------------- launchers
@@ -304,11 +300,11 @@ def _fwd(v, h0, beta, z_re, z_im, reverse: bool, state, part, programs: int):
 
 
 def _bwd(g_re, g_im, dg_re, dg_im, beta, reverse: bool, state, part, programs: int):
-    """The adjoint's programs as _fwd's. Returns dv (B, N, C) and RED (B, S, 3, C) (segments taken only)."""
+    """The adjoint's programs as _fwd's. Returns dv (B, N, C) and RED (B, S, 4, C) (segments taken only)."""
     B, N, C = g_re.shape
     S = part.shape[1]
     dv = torch.empty_like(g_re)
-    red = torch.empty(B, S, 3, C, device=g_re.device, dtype=torch.float32)
+    red = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
     _lookback_bwd_kernel[(state.shape[0], programs)](
         g_re, g_im, dg_re, dg_im, beta, state, part, dv, red, N, C, S, reverse, SEG_BWD, BLOCK_C, LOOK,
         num_warps=BLOCK_C // 32,
@@ -330,10 +326,11 @@ def bk_core_lookback_fwd(
 def bk_core_lookback_bwd(
     g_re: torch.Tensor, g_im: torch.Tensor, dg_re: torch.Tensor, dg_im: torch.Tensor, beta: torch.Tensor, reverse: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adjoint of bk_core_lookback_fwd: g, dg (B, N, C), beta (C,) -> dv (B, N, C), sums (3, C) (_channel_sums)."""
+    """Adjoint of bk_core_lookback_fwd: g, dg (B, N, C), beta (C,) -> dv (B, N, C), grads (4, C) of h0, beta,
+    z_re, z_im."""
     state, part = _scratch(g_re, SEG_BWD, BWD_PART)
     dv, red = _bwd(g_re, g_im, dg_re, dg_im, beta, reverse, state, part, part.shape[1])
-    return dv, _channel_sums(red)
+    return dv, red.sum(dim=(0, 1))
 
 
 @bk_core_lookback_fwd.register_fake
@@ -343,7 +340,7 @@ def _bk_core_lookback_fwd_fake(v, h0, beta, z_re, z_im, reverse):
 
 @bk_core_lookback_bwd.register_fake
 def _bk_core_lookback_bwd_fake(g_re, g_im, dg_re, dg_im, beta, reverse):
-    return torch.empty_like(g_re), g_re.new_empty(3, g_re.shape[2])
+    return torch.empty_like(g_re), g_re.new_empty(4, g_re.shape[2])
 
 
 def _bk_core_lookback_fwd_setup_context(ctx, inputs, output):
@@ -353,10 +350,10 @@ def _bk_core_lookback_fwd_setup_context(ctx, inputs, output):
 
 def _bk_core_lookback_fwd_backward(ctx, dg_re, dg_im):
     beta, g_re, g_im = ctx.saved_tensors
-    dv, sums = bk_core_lookback_bwd(
+    dv, grads = bk_core_lookback_bwd(
         g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta, ctx.reverse
     )
-    return *_input_grads(dv, sums, beta), None
+    return dv, *grads.unbind(), None
 
 
 bk_core_lookback_fwd.register_autograd(

@@ -484,10 +484,22 @@ def _adj_sweep_rows(
 
 
 @triton.jit
+def _store_param_grads(red, C, cmask, beta, acc_r, acc_i, acc_b):
+    """A segment's rows' sums of Re mu, Im mu and Re(conj(g_{i-1}) mu_i) -> its share of the gradients of h0,
+    beta, z_re, z_im (a = h0 + v - z, b2 = beta^2: dL/dh0 = -sum Re mu, dL/dz = sum mu, dL/dbeta = 2 beta
+    sum Re(conj(g_{i-1}) mu_i)), stored at red, red + C, red + 2C, red + 3C."""
+    tl.store(red, -acc_r, mask=cmask)
+    tl.store(red + C, 2.0 * beta * acc_b, mask=cmask)
+    tl.store(red + 2 * C, acc_r, mask=cmask)
+    tl.store(red + 3 * C, acc_i, mask=cmask)
+
+
+@triton.jit
 def _adj_sweep_kernel(
     GR, GI, DGR, DGI, BETA, MU, DV, RED, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
 ):
-    """DV (B, N, C) = -Re mu; RED (B, S, 3, C) = per-segment sums of Re mu, Im mu, Re(conj(g_{i-1}) mu_i)."""
+    """DV (B, N, C) = -Re mu; RED (B, S, 4, C): each segment's share of the gradients of h0, beta, z_re, z_im
+    (_store_param_grads)."""
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     beta = tl.load(BETA + cols, mask=cmask, other=0.0)
     mu = MU + (b.to(tl.int64) * S + s) * 2 * C + cols
@@ -499,10 +511,7 @@ def _adj_sweep_kernel(
         GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, cols, mr, mi, start, tl.minimum(start + L, N), cmask,
         beta * beta, N, C, REVERSE, BLOCK_C,
     )  # fmt: skip
-    red = RED + (b.to(tl.int64) * S + s) * 3 * C + cols
-    tl.store(red, acc_r, mask=cmask)
-    tl.store(red + C, acc_i, mask=cmask)
-    tl.store(red + 2 * C, acc_b, mask=cmask)
+    _store_param_grads(RED + (b.to(tl.int64) * S + s) * 4 * C + cols, C, cmask, beta, acc_r, acc_i, acc_b)
 
 
 # ----------------------------------------------------------------------------------------------- launchers
@@ -562,8 +571,8 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
 
 
 def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
-    """Adjoint of one causal sweep. Returns dv = dL/dv (B, N, C) and sums (3, C): rows sum Re(dL/da),
-    sum Im(dL/da), dL/db2."""
+    """Adjoint of one causal sweep. Returns dv = dL/dv (B, N, C) and grads (4, C): the gradients of h0, beta,
+    z_re, z_im (one reduction of the kernel's per-segment shares)."""
     B, N, C = g_re.shape
     block_c, n_cblk, L, S = _plan(B, N, C, chunk)
     nw = max(1, block_c // 32)
@@ -580,19 +589,11 @@ def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
     else:
         mu.zero_()
     dv = torch.empty_like(g_re)
-    red = torch.empty(B, S, 3, C, device=g_re.device, dtype=torch.float32)
+    red = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
     _adj_sweep_kernel[(B * n_cblk, S)](
         g_re, g_im, dg_re, dg_im, beta, mu, dv, red, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
     )
-    return dv, _channel_sums(red)
-
-
-def _channel_sums(red: torch.Tensor) -> torch.Tensor:
-    """Per-segment sums RED (B, S, 3, C) of Re mu, Im mu, Re(conj(g_{i-1}) mu_i) -> (3, C): sum Re(dL/da),
-    sum Im(dL/da), dL/db2."""
-    red = red.sum(dim=(0, 1))
-    red[:2].neg_()
-    return red
+    return dv, red.sum(dim=(0, 1))
 
 
 # ----------------------------------------------------------------------------------------------- custom ops
@@ -620,7 +621,7 @@ def bk_core_bwd(
     reverse: bool,
     chunk: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adjoint of bk_core_fwd: g, dg (B, N, C), beta (C,) -> dv (B, N, C), sums (3, C) (see _adjoint)."""
+    """Adjoint of bk_core_fwd: g, dg (B, N, C), beta (C,) -> dv (B, N, C), grads (4, C) of h0, beta, z_re, z_im."""
     return _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse, chunk)
 
 
@@ -631,7 +632,7 @@ def _bk_core_fwd_fake(v, h0, beta, z_re, z_im, reverse, chunk):
 
 @bk_core_bwd.register_fake
 def _bk_core_bwd_fake(g_re, g_im, dg_re, dg_im, beta, reverse, chunk):
-    return torch.empty_like(g_re), g_re.new_empty(3, g_re.shape[2])
+    return torch.empty_like(g_re), g_re.new_empty(4, g_re.shape[2])
 
 
 def _bk_core_fwd_setup_context(ctx, inputs, output):
@@ -641,15 +642,10 @@ def _bk_core_fwd_setup_context(ctx, inputs, output):
 
 def _bk_core_fwd_backward(ctx, dg_re, dg_im):
     beta, g_re, g_im = ctx.saved_tensors
-    dv, red = bk_core_bwd(
+    dv, grads = bk_core_bwd(
         g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta, ctx.reverse, ctx.chunk
     )
-    return *_input_grads(dv, red, beta), None, None
-
-
-def _input_grads(dv, sums, beta):
-    """dv (B, N, C) and the adjoint's sums (3, C) -> gradients of (v, h0, beta, z_re, z_im)."""
-    return dv, sums[0], 2.0 * beta * sums[2], -sums[0], -sums[1]
+    return dv, *grads.unbind(), None, None
 
 
 bk_core_fwd.register_autograd(_bk_core_fwd_backward, setup_context=_bk_core_fwd_setup_context)

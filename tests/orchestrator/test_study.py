@@ -520,12 +520,11 @@ def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
     text.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(3000)))
     data = make(
         "prune",
-        {"lr": {"choices": [0.01, 1e-7]}},
+        {"lr": {"choices": [0.01, 1e-7]}, "steps": {"choices": [400, 40000]}},
         ["minimize val_loss"],
         defaults={
             "job": "train",
             "d_model": 32,
-            "steps": 400,
             "eval_every": 10,
             "eval_tokens": 64,
             "lr_warmup_steps": 0,
@@ -538,8 +537,10 @@ def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
     )
     studies.create_study(data, db=db_url)
     study = optuna.load_study(study_name="prune", storage=db_url)
-    study.enqueue_trial({"lr": 0.01})  # a good run first, then one that barely learns
-    study.enqueue_trial({"lr": 1e-7})
+    # a good run first, then one that barely learns, long enough that only the pruner can stop it in time (at
+    # 400 steps it could end before the driver saw its first evaluation)
+    study.enqueue_trial({"lr": 0.01, "steps": 400})
+    study.enqueue_trial({"lr": 1e-7, "steps": 40000})
     outcome = studies.run_study("prune", trials=2, parallel=1, db=db_url)
     assert outcome.counts == {"COMPLETE": 1, "PRUNED": 1}
     good, bad = optuna.load_study(study_name="prune", storage=db_url).trials
@@ -548,7 +549,7 @@ def test_median_pruner_stops_a_bad_training_run(local_ray, db_url, tmp_path):
     assert bad.state == TrialState.PRUNED and "pruned by the median pruner" in bad.user_attrs["error"]
     assert bad.intermediate_values and max(bad.intermediate_values) < 400
     steps = dict(query(db_url, "SELECT run_id, max(step) FROM pb_train_metrics WHERE kind = 'train' GROUP BY run_id"))
-    assert steps[good.user_attrs["run_id"]] == 400 and steps[bad.user_attrs["run_id"]] < 400
+    assert steps[good.user_attrs["run_id"]] == 400 and steps[bad.user_attrs["run_id"]] < 40000
     assert (
         query(db_url, "SELECT status, error FROM pb_results WHERE run_id = :r", r=bad.user_attrs["run_id"])[0][0]
         == "failed"

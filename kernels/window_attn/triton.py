@@ -355,6 +355,13 @@ def _key_grad(yf, kappa, sg, dk, rk):
 
 
 @triton.jit
+def _slot(i_bh, block, PARTS):
+    """Where a program stores its partial sums of dc and dscale: row i_bh of (BH, PARTS), PARTS the dk/dv
+    kernel's key blocks, first, and the dq kernel's query blocks (one reduction sums both)."""
+    return i_bh * PARTS + block
+
+
+@triton.jit
 def _partials(DSC, DC, gvec, t, c, sc, tmap):
     """Store a program's partial sums: of dscale, -(ln 2 / sqrt c) sum gvec, and of dc, (t - scale dscale) / 2c
     + tmap (t: its sum of x . dx and y . dy; tmap: the dc of the exp0 backward it ran, 0 if none)."""
@@ -377,9 +384,11 @@ def _window_bwd_dkdv_kernel(
     DKo,
     DVo,
     DC,
+    DSC,
     N,
     H,
     WINDOW,
+    PARTS,
     umax,
     min_norm,
     D: tl.constexpr,
@@ -392,7 +401,8 @@ def _window_bwd_dkdv_kernel(
     WIDE: tl.constexpr,
 ):
     """Keys. K: (BH, N, D) the tangent keys (y = exp0(K)); DKo: their gradient, like K, through exp0's
-    backward here; DVo: (BH, N, DV); DC: (BH, cdiv(N, BK)) partial sums of y . dy / 2c and of exp0's dc. Grid
+    backward here; DVo: (BH, N, DV); DC, DSC: (BH, PARTS) partial sums shared with the dq kernel
+    (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0 (dscale is the dq kernel's). Grid
     (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ, whose windows reach it."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
@@ -426,7 +436,9 @@ def _window_bwd_dkdv_kernel(
     tkey = tl.sum(tl.sum(yf * dy, axis=1), axis=0)
     dkt, dck = _exp0_bwd_rows(_reload(K + row0 * D, offs_n, N, D, BD), dy, c, min_norm)
     _store(DKo + row0 * D, offs_n, N, dkt, D, BD)
-    tl.store(DC + i_bh * tl.num_programs(0) + j, tkey / (2.0 * c) + tl.sum(dck, axis=0))
+    slot = _slot(i_bh, j, PARTS)
+    tl.store(DC + slot, tkey / (2.0 * c) + tl.sum(dck, axis=0))
+    tl.store(DSC + slot, 0.0)
 
 
 @triton.jit
@@ -480,6 +492,7 @@ def _window_bwd_dq_kernel(
     N,
     H,
     WINDOW,
+    PARTS,
     umax,
     min_norm,
     D: tl.constexpr,
@@ -492,9 +505,9 @@ def _window_bwd_dq_kernel(
     WIDE: tl.constexpr,
 ):
     """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q)); DQo: their gradient, like Q, stored once,
-    through exp0's backward here; DSC, DC: (BH, cdiv(N, BQ)) partial sums of dscale and of
-    (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the keys,
-    in blocks of BK, of its window, as the forward."""
+    through exp0's backward here; DSC, DC: the dk/dv kernel's partial sums (_slot), which this kernel's blocks
+    continue: dscale and (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of
+    BQ against the keys, in blocks of BK, of its window, as the forward."""
     i = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -529,8 +542,8 @@ def _window_bwd_dq_kernel(
     t = tl.sum(tl.sum(xf * dx, axis=1), axis=0)
     dq, dcq = _exp0_bwd_rows(_reload(Q + row0 * D, offs_m, N, D, BD), dx, c, min_norm)
     _store(DQo + row0 * D, offs_m, N, dq, D, BD)
-    i_p = i_bh * tl.num_programs(0) + i
-    _partials(DSC + i_p, DC + i_p, gvec, t, c, sc, tl.sum(dcq, axis=0))
+    slot = _slot(i_bh, PARTS - tl.num_programs(0) + i, PARTS)
+    _partials(DSC + slot, DC + slot, gvec, t, c, sc, tl.sum(dcq, axis=0))
 
 
 def _cfg(d, dv, dtype, window, block_m, block_n):
@@ -615,21 +628,21 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None):
 
 def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
-    dk: like k, dv: like v, dc, dscale: (H,) float32. Two kernels: dk and dv per key block, then dq per query
-    block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete)."""
+    dk: like k, dv: like v, (dc, dscale): (2, H) float32. Two kernels: dk and dv per key block, then dq per query
+    block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete);
+    their partial sums of dc and dscale share one buffer and one reduction."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
     (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n)
     nk, nq = triton.cdiv(n, kc["BK"]), triton.cdiv(n, qc["BQ"])
     delta = row_dot(do, o)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dck = torch.empty(bh, nk, device=x.device, dtype=torch.float32)
-    dsc, dcq = torch.empty(2, bh, nq, device=x.device, dtype=torch.float32)
+    parts = torch.empty(2, bh, nk + nq, device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
+    dc, dsc = parts
     ins = (x, y, v, c32, s32, do, lse, delta)
-    dkdv[(nk, bh)](*ins, k, dk, dv, dck, n, H, window, 1.0 - BALL_EPS, MIN_NORM, **kc, **kl)
-    dq_kernel[(nq, bh)](*ins, q, dq, dsc, dcq, n, H, window, 1.0 - BALL_EPS, MIN_NORM, **qc, **ql)
-    heads = lambda t: t.view(Bsz, H, -1).sum((0, 2))  # noqa: E731
-    return dq, dk, dv, heads(dcq) + heads(dck), heads(dsc)
+    dkdv[(nk, bh)](*ins, k, dk, dv, dc, dsc, n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM, **kc, **kl)
+    dq_kernel[(nq, bh)](*ins, q, dq, dsc, dc, n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM, **qc, **ql)
+    return dq, dk, dv, parts.view(2, Bsz, H, -1).sum((1, 3))
 
 
 # Custom ops: dynamo and AOT autograd see each op as opaque (fake tensors give the shapes).
@@ -676,9 +689,9 @@ def window_hyp_attn_bwd(
     window: int,
     block_m: int | None,
     block_n: int | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """do, o: (B, H, N, DV) in v's dtype; the rest as window_hyp_attn_fwd's inputs and outputs, all contiguous
-    -> dq: like q, dk: like k, dv: like v, dc, dscale: (H,) float32. The attention's dx reaches exp0's
+    -> dq: like q, dk: like k, dv: like v, (dc, dscale): (2, H) float32. The attention's dx reaches exp0's
     backward in float32, in the dq kernel's epilogue (no cast in between)."""
     return _launch_bwd(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n)
 
@@ -691,7 +704,7 @@ def _(q, k, v, c, scale, window, block_m, block_n):
 
 @window_hyp_attn_bwd.register_fake
 def _(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n):
-    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), torch.empty_like(c), torch.empty_like(scale)
+    return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), c.new_empty(2, c.shape[0])
 
 
 def _fwd_setup_context(ctx, inputs, output):
@@ -705,7 +718,8 @@ def _fwd_setup_context(ctx, inputs, output):
 def _fwd_backward(ctx, do, _dlse, _dx, _dy):
     q, k, x, y, v, c, scale, o, lse = ctx.saved_tensors
     do = do.to(v.dtype).contiguous()
-    return *window_hyp_attn_bwd(do, o, q, k, x, y, v, c, scale, lse, *ctx.meta), None, None, None
+    dq, dk, dv, dcs = window_hyp_attn_bwd(do, o, q, k, x, y, v, c, scale, lse, *ctx.meta)
+    return dq, dk, dv, *dcs.unbind(), None, None, None
 
 
 window_hyp_attn_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)

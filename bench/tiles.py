@@ -150,7 +150,7 @@ def linear_attn_choices(n, device="cuda", B=8, H=16):
     q, k, v = (_randn(B, H, n, D, g=g) for _ in range(3))
     o, den = la._launch_fwd(q, k, v, 1e-6, 64)
     do = torch.randn_like(o)
-    dden = -row_dot(do, o) / den
+    dden = row_dot(do, o, den)
     default_cfg = la._chunked_cfg
 
     def with_cfg(chunk, kernel=None, consts=None, launch=None):

@@ -511,7 +511,7 @@ def _launch_plan(q, v, chunk_size):
     consts = dict(DK=q.shape[-1], DV=v.shape[-1], BT=BT, BK=BK, BV=BV, PREC=prec)
     for fn in (_la_fwd_kernel, _la_bwd_dq_kernel, _la_bwd_dkv_kernel):
         yield fn, consts, dict(num_warps=warps, num_stages=2)
-    yield _row_dot_kernel, row_dot_consts(v.shape[-1]), {}
+    yield _row_dot_kernel, row_dot_consts(v.shape[-1], den=True), {}
     tiles = _chunked_cfg(q, v, chunk_size)
     for fn in (_la_bwd_states_kernel, _la_bwd_chunk_kernel, _la_bwd_chunk_dv_kernel):
         yield fn, *tiles[fn.__name__]
@@ -537,7 +537,7 @@ def _launch_fwd(q, k, v, eps, chunk_size):
 def _launch_bwd(q, k, v, do, o, den, chunk_size, backward):
     """q, k, v, o as in the forward, do in v's dtype, den: (B, H, N) float32, all contiguous -> dq, dk, dv in v's
     dtype, shaped as q, k, v."""
-    dden = -row_dot(do, o) / den
+    dden = row_dot(do, o, den)  # -(do . o) / den
     if backward == "chunked":
         return _launch_bwd_chunked(q, k, v, do, den, dden, chunk_size)
     Bsz, H, n, dk = q.shape
@@ -622,6 +622,7 @@ def _la_setup_context(ctx, inputs, output):
     ctx.save_for_backward(q, k, v, o, den)
     ctx.opts = (chunk_size, backward)
     ctx.mark_non_differentiable(den)
+    ctx.set_materialize_grads(False)  # den's gradient stays None: no zeros kernel in backward
 
 
 def _la_backward(ctx, do, _):

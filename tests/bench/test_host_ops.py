@@ -1,0 +1,53 @@
+"""bench/host_ops.py on CPU (Triton interpreted): the glue around the kernels, counted. The backward of BK-Core
+and of window attention runs one torch op beside its Triton launches (the reduction of the parameter
+gradients' partial sums), and the window backward materialises no zero gradients for its non-differentiable
+outputs; views, allocations and a `to` that changes nothing are not counted, an in-place op and a copy are."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench.host_ops import does_work  # noqa: E402
+
+
+def test_the_backward_glue_is_one_reduction(tmp_path):
+    out = tmp_path / "host-ops.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "host_ops.py"), "--ops", "bk_core,window_attn", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"TRITON_INTERPRET": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["environment"]["command"].endswith("--ops bk_core,window_attn --out " + str(out))
+    rows = {(r["op"], r["impl"]): r for r in report["rows"]}
+    assert set(rows) == {("bk_core", "triton"), ("bk_core", "triton_lookback"), ("window_attn", "triton")}
+    two_pass, window = rows["bk_core", "triton"], rows["window_attn", "triton"]
+    assert two_pass["forward"] == {"triton_launches": 3, "torch_ops": 0, "ops": {}}  # segments, carries, sweep
+    assert two_pass["backward"] == {"triton_launches": 3, "torch_ops": 1, "ops": {"sum": 1}}
+    assert rows["bk_core", "triton_lookback"]["backward"]["ops"] == {"sum": 1, "zeros": 1}  # its tickets
+    assert window["backward"] == {"triton_launches": 3, "torch_ops": 1, "ops": {"sum": 1}}  # delta, dk/dv, dq
+    assert window["forward"]["triton_launches"] == 2
+    assert "window_attn" in proc.stdout and "bk_core" in proc.stdout
+
+
+def test_views_allocations_and_unchanged_casts_do_no_work():
+    x = torch.randn(4, 3)
+    assert not does_work("view", (x,), x.view(12))
+    assert not does_work("empty_like", (x,), torch.empty_like(x))
+    assert not does_work("to", (x,), x.to(torch.float32))  # the same tensor back
+    assert not does_work("promote_types", (torch.float32, torch.float16), torch.float32)
+    assert does_work("to", (x,), x.to(torch.float64))
+    assert does_work("clone", (x,), x.clone())
+    assert does_work("zero_", (x,), x.zero_())  # in place: the output is its input, and it wrote it

@@ -7,9 +7,10 @@ For each op of `bench/kernels.py` (its cases, at their quick shapes: the counts 
 once a scan has several segments) and each Triton implementation of it, one forward and one backward (with
 fixed random cotangents, after a warm-up call) are counted: the Triton launches, and the torch ops
 dispatched outside them that do device work (not allocations, views or other aliases: does_work), by name,
-the custom ops' insides included. On a GPU each counted op is at least one kernel launch and each launch is host
-work that a CUDA graph removes: these are the eager path's glue, which `bench/kernels.py` times. The torch
-ops of the autograd engine itself (a grad accumulated by a copy, say) count too.
+the custom ops' insides included. On a GPU each counted op is at least one kernel launch and each launch is
+host work that a CUDA graph removes: these are the eager path's glue, which `bench/kernels.py` times. The
+torch ops of the autograd engine itself (a grad accumulated by a copy, say) count too. `glue us`: the median
+host time of a forward and backward with the Triton launches skipped (glue_us), on this machine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import argparse
 import collections
 import json
 import os
+import statistics
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,33 +80,57 @@ class HostOps(TorchDispatchMode):
 
     @contextmanager
     def launches_counted(self):
-        """Patch Triton's `kernel[grid]` (KernelInterface.__getitem__, which an autotuner inherits) to count."""
-        from triton.runtime.jit import KernelInterface
+        """Active, with every Triton launch counted."""
 
-        original = KernelInterface.__getitem__
+        def counted(launch, *args, **kwargs):
+            self.launches += 1
+            self._inside += 1
+            try:
+                return launch(*args, **kwargs)
+            finally:
+                self._inside -= 1
 
-        def getitem(kernel, grid):
-            launch = original(kernel, grid)
-
-            def counted(*args, **kwargs):
-                self.launches += 1
-                self._inside += 1
-                try:
-                    return launch(*args, **kwargs)
-                finally:
-                    self._inside -= 1
-
-            return counted
-
-        KernelInterface.__getitem__ = getitem
-        try:
-            with self:
-                yield self
-        finally:
-            KernelInterface.__getitem__ = original
+        with launches_through(counted), self:
+            yield self
 
     def summary(self) -> dict:
         return {"triton_launches": self.launches, "torch_ops": sum(self.ops.values()), "ops": dict(self.ops)}
+
+
+@contextmanager
+def launches_through(wrap):
+    """Every Triton launch `kernel[grid](*args, **kwargs)` becomes `wrap(launch, *args, **kwargs)` (patched on
+    KernelInterface.__getitem__, which an autotuner inherits)."""
+    from triton.runtime.jit import KernelInterface
+
+    original = KernelInterface.__getitem__
+
+    def getitem(kernel, grid):
+        launch = original(kernel, grid)
+        return lambda *args, **kwargs: wrap(launch, *args, **kwargs)
+
+    KernelInterface.__getitem__ = getitem
+    try:
+        yield
+    finally:
+        KernelInterface.__getitem__ = original
+
+
+def glue_us(fn, inputs, grads, calls: int = 50, rounds: int = 7) -> float:
+    """Median microseconds of one forward and backward of fn with every Triton launch skipped: the host's
+    Python, dispatch, autograd and torch-op work around the kernels on this machine, without the launches'
+    own cost (outputs are uninitialised: only the time means anything)."""
+    times = []
+    with launches_through(lambda launch, *args, **kwargs: None):
+        for _ in range(rounds):
+            start = time.perf_counter()
+            for _ in range(calls):
+                outs = fn()
+                torch.autograd.backward(outs if isinstance(outs, tuple) else (outs,), grads)
+                for t in inputs:
+                    t.grad = None
+            times.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(times)
 
 
 def count(fn, inputs) -> dict:
@@ -119,7 +146,9 @@ def count(fn, inputs) -> dict:
     outs = outs if isinstance(outs, tuple) else (outs,)
     with HostOps().launches_counted() as bwd:
         torch.autograd.backward(outs, grads)
-    return {"forward": fwd.summary(), "backward": bwd.summary()}
+    for t in inputs:
+        t.grad = None
+    return {"forward": fwd.summary(), "backward": bwd.summary(), "glue_us": glue_us(fn, inputs, grads)}
 
 
 def rows(ops: list[str], device: str) -> list[dict]:
@@ -134,6 +163,7 @@ def rows(ops: list[str], device: str) -> list[dict]:
 
 def render(table: list[dict]) -> str:
     head = f"{'op':20} {'impl':22} {'fwd launches':>12} {'fwd ops':>7} {'bwd launches':>12} {'bwd ops':>7}"
+    head += f" {'glue us':>7}"
     lines = [head + "  torch ops (fwd | bwd)"]
     lines.append("-" * len(lines[0]))
     for r in table:
@@ -143,7 +173,7 @@ def render(table: list[dict]) -> str:
         )
         lines.append(
             f"{r['op']:20} {r['impl']:22} {f['triton_launches']:>12} {f['torch_ops']:>7} "
-            f"{b['triton_launches']:>12} {b['torch_ops']:>7}  {names}"
+            f"{b['triton_launches']:>12} {b['torch_ops']:>7} {r['glue_us']:>7.0f}  {names}"
         )
     return "\n".join(lines)
 

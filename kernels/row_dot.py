@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.grid import cdiv, next_power_of_2
+
 #: rows per program
 ROWS = 64
 
@@ -35,7 +37,7 @@ def _row_dot_kernel(A, B, DEN, OUT, R, D: tl.constexpr, BR: tl.constexpr, BD: tl
 
 def row_dot_consts(d: int, den: bool = False) -> dict:
     """The constexprs _row_dot_kernel is launched with for rows of width d (den: with a divisor)."""
-    return dict(D=d, BR=ROWS, BD=max(16, triton.next_power_of_2(d)), HAS_DEN=den)
+    return dict(D=d, BR=ROWS, BD=max(16, next_power_of_2(d)), HAS_DEN=den)
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor, den: torch.Tensor | None = None) -> torch.Tensor:
@@ -44,7 +46,7 @@ def row_dot(a: torch.Tensor, b: torch.Tensor, den: torch.Tensor | None = None) -
     out = torch.empty(a.shape[:-1], device=a.device, dtype=torch.float32)
     rows = out.numel()
     consts = row_dot_consts(a.shape[-1], den is not None)
-    _row_dot_kernel[(triton.cdiv(rows, ROWS),)](a, b, out if den is None else den, out, rows, **consts)
+    _row_dot_kernel[(cdiv(rows, ROWS),)](a, b, out if den is None else den, out, rows, **consts)
     return out
 
 

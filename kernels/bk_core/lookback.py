@@ -62,6 +62,7 @@ from kernels.bk_core.triton import (
     _store_param_grads,
     _sweep_rows,
 )
+from kernels.grid import cdiv
 
 #: rows a program, forward and adjoint, and channels a program (one a thread: BLOCK_C // 32 warps). On the H200
 #: (run 14, (16, 16384, 64), bench/tiles.py --op bk_core) the fastest: forward 128 rows 0.1035 ms (64: 0.1056,
@@ -281,8 +282,8 @@ def _scratch(x: torch.Tensor, seg: int, rows: int):
     """STATE (B * n_cblk, 1 + S) int32 zeros (tickets, flags) and PART (B, S, rows, C) for x (B, N, C)."""
     B, N, C = x.shape
     _check_rows(N, C)
-    S = max(1, triton.cdiv(N, seg))
-    state = torch.zeros(B * triton.cdiv(C, BLOCK_C), 1 + S, device=x.device, dtype=torch.int32)
+    S = max(1, cdiv(N, seg))
+    state = torch.zeros(B * cdiv(C, BLOCK_C), 1 + S, device=x.device, dtype=torch.int32)
     return state, torch.empty(B, S, rows, C, device=x.device, dtype=torch.float32)
 
 

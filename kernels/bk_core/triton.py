@@ -31,6 +31,7 @@ import triton
 import triton.language as tl
 
 from kernels.fastmath import rcp_approx
+from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
 
 UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
@@ -524,15 +525,15 @@ def _check_rows(N: int, C: int) -> None:
 def _plan(B: int, N: int, C: int, chunk: int | None):
     """Channel block, segment length L (multiple of UNROLL) and count S."""
     _check_rows(N, C)
-    block_c = min(64, max(16, triton.next_power_of_2(C)))
-    n_cblk = triton.cdiv(C, block_c)
+    block_c = min(64, max(16, next_power_of_2(C)))
+    n_cblk = cdiv(C, block_c)
     if chunk is None:
         target = max(1, (1 << 18) // (B * n_cblk * block_c))  # ~256K threads: enough loads in flight
-        chunk = max(32, triton.cdiv(triton.cdiv(N, target), UNROLL) * UNROLL)
-        chunk = max(chunk, triton.cdiv(triton.cdiv(N, 1024), UNROLL) * UNROLL)
+        chunk = max(32, cdiv(cdiv(N, target), UNROLL) * UNROLL)
+        chunk = max(chunk, cdiv(cdiv(N, 1024), UNROLL) * UNROLL)
     elif chunk <= 0 or chunk % UNROLL:
         raise ValueError(f"bk_core_triton: chunk must be a positive multiple of {UNROLL}, got {chunk}")
-    S = max(1, triton.cdiv(N, chunk))
+    S = max(1, cdiv(N, chunk))
     if S > 4096:
         raise ValueError(f"bk_core_triton: chunk {chunk} gives {S} segments for N={N}; at most 4096")
     return block_c, n_cblk, chunk, S
@@ -540,7 +541,7 @@ def _plan(B: int, N: int, C: int, chunk: int | None):
 
 def _carry_blocks(S: int, block_c: int):
     """Segment-scan tile (BLOCK_S, cb): at most 1024 elements per 4 warps."""
-    block_s = max(2, triton.next_power_of_2(S))
+    block_s = max(2, next_power_of_2(S))
     cb = max(1, min(block_c, 1024 // block_s))
     return block_s, cb, max(4, block_s * cb // 256)
 
@@ -557,9 +558,7 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
             v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
         )
         block_s, cb, cw = _carry_blocks(S, block_c)
-        _seg_carry_kernel[(B * triton.cdiv(C, cb),)](
-            pm, w, C, S, triton.cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw
-        )
+        _seg_carry_kernel[(B * cdiv(C, cb),)](pm, w, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
     else:
         w.zero_()
     g_re = torch.empty_like(v)
@@ -583,9 +582,7 @@ def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
             g_re, g_im, dg_re, dg_im, beta, am, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
         )
         block_s, cb, cw = _carry_blocks(S, block_c)
-        _adj_carry_kernel[(B * triton.cdiv(C, cb),)](
-            am, mu, C, S, triton.cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw
-        )
+        _adj_carry_kernel[(B * cdiv(C, cb),)](am, mu, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
     else:
         mu.zero_()
     dv = torch.empty_like(g_re)

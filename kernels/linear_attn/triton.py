@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.grid import cdiv, next_power_of_2
 from kernels.row_dot import _row_dot_kernel, row_dot, row_dot_consts
 
 
@@ -467,9 +468,9 @@ def _cfg(q, v, chunk_size):
     memory than an sm_89 has (99 KB; 197 KB at 64-wide tiles, tests/kernels/test_shared_memory.py)."""
     dk, dv = q.shape[-1], v.shape[-1]
     wide = v.dtype != torch.float32
-    BK = max(16, triton.next_power_of_2(dk))
-    BV = min(64 if wide else 32, max(16, triton.next_power_of_2(dv)))
-    BT = max(16, triton.next_power_of_2(int(chunk_size)))
+    BK = max(16, next_power_of_2(dk))
+    BV = min(64 if wide else 32, max(16, next_power_of_2(dv)))
+    BT = max(16, next_power_of_2(int(chunk_size)))
     BT = BT if wide else min(BT, 32)
     prec = "ieee" if v.dtype == torch.float32 else "tf32"
     warps = 4 if BK * BV <= 64 * 64 else 8
@@ -489,9 +490,9 @@ def _chunked_cfg(q, v, chunk_size):
     spill). 4-warp dq/dk tiles of 64 keys were up to 3 % faster there but spill 104-560 bytes a thread.
     """
     dk, dv = q.shape[-1], v.shape[-1]
-    BT = min(64, max(16, triton.next_power_of_2(int(chunk_size))))
+    BT = min(64, max(16, next_power_of_2(int(chunk_size))))
     prec = "ieee" if v.dtype == torch.float32 else "tf32"
-    pk, pv = max(16, triton.next_power_of_2(dk)), max(16, triton.next_power_of_2(dv))
+    pk, pv = max(16, next_power_of_2(dk)), max(16, next_power_of_2(dv))
     # float32 states of 128 x 128 would need 131 KB of shared memory, above an sm_89's 99 KB
     states = dict(DK=dk, DV=dv, BT=BT, BK=pk, BV=min(64 if v.dtype == torch.float32 else 128, pv), PREC=prec)
     dqk = dict(DK=dk, DV=dv, BT=BT, BK=min(32, pk), BV=min(32, pv), PREC=prec)
@@ -527,7 +528,7 @@ def _launch_fwd(q, k, v, eps, chunk_size):
     BK, BV, BT, prec, warps = _cfg(q, v, chunk_size)
     o = torch.empty_like(v)
     den = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
-    grid = (triton.cdiv(dv, BV), Bsz * H)
+    grid = (cdiv(dv, BV), Bsz * H)
     _la_fwd_kernel[grid](
         q, k, v, o, den, n, float(eps), DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2
     )
@@ -543,7 +544,7 @@ def _launch_bwd(q, k, v, do, o, den, chunk_size, backward):
     Bsz, H, n, dk = q.shape
     dv = v.shape[-1]
     BK, BV, BT, prec, warps = _cfg(q, v, chunk_size)
-    nv = triton.cdiv(dv, BV)
+    nv = cdiv(dv, BV)
     dq = torch.empty(nv, Bsz, H, n, dk, device=q.device, dtype=torch.float32)
     dk_ = torch.empty_like(dq)
     dv_ = torch.empty_like(v)
@@ -567,15 +568,13 @@ def _launch_bwd_chunked(q, k, v, do, den, dden, chunk_size):
     qk, qk_opts = tiles["_la_bwd_chunk_kernel"]
     vv, vv_opts = tiles["_la_bwd_chunk_dv_kernel"]
     assert st["BT"] == qk["BT"] == vv["BT"], "the three kernels index the same chunk states"
-    nc = triton.cdiv(n, st["BT"])
+    nc = cdiv(n, st["BT"])
     states = torch.empty(2, bh, nc, dk, dv, device=v.device, dtype=v.dtype)
     zs = torch.empty(2, bh, nc, dk, device=v.device, dtype=torch.float32)
     dq, dk_, dv_ = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    _la_bwd_states_kernel[(triton.cdiv(dv, st["BV"]), bh, 2)](q, k, v, do, den, dden, states, zs, n, **st, **st_opts)
-    _la_bwd_chunk_kernel[(triton.cdiv(dk, qk["BK"]), nc, bh)](
-        q, k, v, do, den, dden, states, zs, dq, dk_, n, **qk, **qk_opts
-    )
-    _la_bwd_chunk_dv_kernel[(triton.cdiv(dv, vv["BV"]), nc, bh)](q, k, do, den, states, dv_, n, **vv, **vv_opts)
+    _la_bwd_states_kernel[(cdiv(dv, st["BV"]), bh, 2)](q, k, v, do, den, dden, states, zs, n, **st, **st_opts)
+    _la_bwd_chunk_kernel[(cdiv(dk, qk["BK"]), nc, bh)](q, k, v, do, den, dden, states, zs, dq, dk_, n, **qk, **qk_opts)
+    _la_bwd_chunk_dv_kernel[(cdiv(dv, vv["BV"]), nc, bh)](q, k, do, den, states, dv_, n, **vv, **vv_opts)
     return dq, dk_, dv_
 
 

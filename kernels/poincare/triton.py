@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.grid import cdiv, next_power_of_2
 from kernels.poincare.naive import BALL_EPS, DEN_MIN, MIN_NORM
 
 
@@ -197,7 +198,7 @@ def _mobius_bwd_kernel(X, Yv, C, G, DX, DY, DC, R, D, den_min, BLOCK_R: tl.const
 
 
 def _blocks(d: int) -> tuple[int, int, int]:
-    bd = triton.next_power_of_2(max(d, 1))
+    bd = next_power_of_2(max(d, 1))
     br = max(1, min(64, 4096 // bd))
     warps = 4 if bd * br <= 4096 else 8
     return br, bd, warps
@@ -209,7 +210,7 @@ def _rowmap_fwd(x: torch.Tensor, c: torch.Tensor, log: bool, eps: float) -> torc
     y = torch.empty_like(x)
     br, bd, warps = _blocks(d)
     umax = 1.0 - eps
-    _rowmap_fwd_kernel[(triton.cdiv(r, br),)](
+    _rowmap_fwd_kernel[(cdiv(r, br),)](
         x,
         c,
         y,
@@ -235,7 +236,7 @@ def _rowmap_bwd(
     dc = torch.empty(r, device=x.device, dtype=torch.float32)
     br, bd, warps = _blocks(d)
     umax = 1.0 - eps
-    _rowmap_bwd_kernel[(triton.cdiv(r, br),)](
+    _rowmap_bwd_kernel[(cdiv(r, br),)](
         x,
         c,
         g,
@@ -259,7 +260,7 @@ def _mobius_fwd(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.Tens
     r, d = x.shape
     out = torch.empty_like(x)
     br, bd, warps = _blocks(d)
-    _mobius_fwd_kernel[(triton.cdiv(r, br),)](x, y, c, out, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    _mobius_fwd_kernel[(cdiv(r, br),)](x, y, c, out, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
     return out
 
 
@@ -272,9 +273,7 @@ def _mobius_bwd(
     dy = torch.empty_like(y)
     dc = torch.empty(r, device=x.device, dtype=torch.float32)
     br, bd, warps = _blocks(d)
-    _mobius_bwd_kernel[(triton.cdiv(r, br),)](
-        x, y, c, g, dx, dy, dc, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps
-    )
+    _mobius_bwd_kernel[(cdiv(r, br),)](x, y, c, g, dx, dy, dc, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
     return dx, dy, dc
 
 

@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.grid import cdiv, next_power_of_2
+
 
 @triton.jit
 def _rms_fwd_kernel(X, W, Y, RSTD, R, D, eps, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -62,7 +64,7 @@ def _rms_bwd_kernel(X, W, RSTD, DY, DX, DWP, R, D, BLOCK_R: tl.constexpr, BLOCK_
 
 def _blocks(d: int) -> tuple[int, int, int]:
     """Row width d -> (BLOCK_R, BLOCK_D, num_warps): tiles of ~4096 elements, wider rows one per tile."""
-    bd = triton.next_power_of_2(max(d, 1))
+    bd = next_power_of_2(max(d, 1))
     br = max(1, min(16, 4096 // bd))
     warps = max(1, min(16, br * bd // 512))
     return br, bd, warps
@@ -86,7 +88,7 @@ def _rms_norm_fwd(
         return y, rstd
     br, bd, warps = _blocks(d)
     br = block_r or br
-    _rms_fwd_kernel[(triton.cdiv(r, br),)](x, weight, y, rstd, r, d, eps, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    _rms_fwd_kernel[(cdiv(r, br),)](x, weight, y, rstd, r, d, eps, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
     return y, rstd
 
 
@@ -106,7 +108,7 @@ def _rms_norm_bwd(
         return dx, torch.zeros_like(weight)
     br, bd, warps = _blocks(d)
     br = block_r or br
-    tiles = triton.cdiv(r, br)
+    tiles = cdiv(r, br)
     p = min(programs or _bwd_programs(x, tiles), tiles)
     partial = torch.empty(p, d, device=x.device, dtype=torch.float32)
     _rms_bwd_kernel[(p,)](x, weight, rstd, dy, dx, partial, r, d, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)

@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from kernels.backend import triton_interpreted
+from kernels.grid import cdiv, next_power_of_2
 
 
 @triton.jit
@@ -119,12 +120,12 @@ _scan_bwd_tuned = None if triton_interpreted() else _autotune(_scan_bwd_kernel)
 
 
 def _blocks(n: int, block_t: int | None, block_r: int | None) -> tuple[int, int]:
-    bt = block_t or min(256, triton.next_power_of_2(max(n, 1)))
+    bt = block_t or min(256, next_power_of_2(max(n, 1)))
     return bt, block_r or 4
 
 
 def _tuned_grid(n_rows: int):
-    return lambda meta: (triton.cdiv(n_rows, meta["BLOCK_R"]),)
+    return lambda meta: (cdiv(n_rows, meta["BLOCK_R"]),)
 
 
 def _launch_fwd(a, b, reverse, block_t=None, block_r=None):
@@ -134,7 +135,7 @@ def _launch_fwd(a, b, reverse, block_t=None, block_r=None):
         _scan_fwd_tuned[_tuned_grid(n_rows)](a, b, h, n, n_rows, REVERSE=reverse)
     else:
         bt, br = _blocks(n, block_t, block_r)
-        _scan_fwd_kernel[(triton.cdiv(n_rows, br),)](a, b, h, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
+        _scan_fwd_kernel[(cdiv(n_rows, br),)](a, b, h, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
     return h
 
 
@@ -146,7 +147,7 @@ def _launch_bwd(a, h, dh, reverse, block_t=None, block_r=None):
         _scan_bwd_tuned[_tuned_grid(n_rows)](a, h, dh, da, db, n, n_rows, REVERSE=reverse)
     else:
         bt, br = _blocks(n, block_t, block_r)
-        grid = (triton.cdiv(n_rows, br),)
+        grid = (cdiv(n_rows, br),)
         _scan_bwd_kernel[grid](a, h, dh, da, db, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
     return da, db
 

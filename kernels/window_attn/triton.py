@@ -54,6 +54,7 @@ import triton
 import triton.language as tl
 
 from kernels.fastmath import log2_approx
+from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
 from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _exp0_rows, _rowmap_fwd
@@ -551,8 +552,8 @@ def _cfg(d, dv, dtype, window, block_m, block_n):
     64: 64 x 32, else 32 x 32. A first choice for the folded kernel from its registers (sm_90, --aligned: 145 at
     bf16 head 64, where 64 x 64 takes 205), not yet timed: bench/tiles.py sweeps it (results/kernels/README.md,
     the twelfth session)."""
-    BD = max(16, triton.next_power_of_2(d))
-    BDV = max(16, triton.next_power_of_2(dv))
+    BD = max(16, next_power_of_2(d))
+    BDV = max(16, next_power_of_2(dv))
     fp32 = dtype == torch.float32
     bm = block_m or (32 if _big(BD, BDV, fp32) else 64)
     return BD, BDV, bm, block_n or 32, "ieee" if fp32 else "tf32"
@@ -585,7 +586,7 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
     o = torch.empty(Bsz, H, n, dv, device=v.device, dtype=v.dtype)
     lse = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
     x = torch.empty_like(q)
-    _window_fwd_kernel[(triton.cdiv(n, bm), Bsz * H)](
+    _window_fwd_kernel[(cdiv(n, bm), Bsz * H)](
         q, y, v, c32, s32, x, o, lse, n, H, window, 1.0 - BALL_EPS, MIN_NORM, D=d, DV=dv, BM=bm, BN=bn, BD=BD,
         BDV=BDV, PREC=prec, WIDE=_wide(window, bm, bn), **_fwd_launch(BD, BDV, q.dtype == torch.float32),
     )  # fmt: skip
@@ -634,7 +635,7 @@ def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
     Bsz, H, n, d = x.shape
     bh = Bsz * H
     (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n)
-    nk, nq = triton.cdiv(n, kc["BK"]), triton.cdiv(n, qc["BQ"])
+    nk, nq = cdiv(n, kc["BK"]), cdiv(n, qc["BQ"])
     delta = row_dot(do, o)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     parts = torch.empty(2, bh, nk + nq, device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)

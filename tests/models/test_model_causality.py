@@ -1,8 +1,9 @@
 """Exact causality: changing token s > t, by any amount, leaves every output at positions <= t bit-identical.
 
 Lengths cross the chunk edges of the scans and the linear attention (64 tokens) and are odd. Models: every
-family and every mixer knob, float64 on the PyTorch reference path and float32 on the Triton kernels (under
-the interpreter on CPU). Mixers: each sequence mixer alone, its input perturbed by up to 1e6.
+family and every mixer knob, float64 on the PyTorch reference path, and float32 on the Triton kernels (under
+the interpreter on CPU) wherever a knob changes which kernels run. Mixers: each sequence mixer alone, its
+input perturbed by up to 1e6.
 """
 
 from __future__ import annotations
@@ -62,8 +63,13 @@ def test_model_causal(name, knobs):
         _check_model(model)
 
 
+#: the models on the Triton kernels: all but lin_attn_mode="auto", which at its initial curvature (1.0, under the
+#: threshold 5.0) runs the linear attention's kernels as the phase8 rows before it do (test_model_causal runs it)
+TRITON_MODELS = [m for m in MODELS if m[1].get("lin_attn_mode") != "auto"]
+
+
 @pytest.mark.skipif(not triton_interpreted(), reason="the Triton path on CPU needs TRITON_INTERPRET=1 at import")
-@pytest.mark.parametrize("name, knobs", MODELS)
+@pytest.mark.parametrize("name, knobs", TRITON_MODELS)
 def test_model_causal_on_the_triton_kernels(name, knobs):
     model, _ = build(name, torch.float32, d_model=16, n_layers=1, n_heads=2, **knobs)
     model.eval()

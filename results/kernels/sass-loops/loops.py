@@ -44,10 +44,23 @@ def _load_tool():
 probe = _load_tool()
 
 
+def compiled_sass(compiled) -> list[tuple[int, str]]:
+    """(address, instruction) of a kernel compiled by the probe's compile_for."""
+    text = probe.cuobjdump(compiled, "-sass")
+    return [(int(m[1], 16), m[2].strip()) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", text)]
+
+
 def sass(fn, constexprs: dict, launch: dict, dtype: str, types: dict | None = None) -> list[tuple[int, str]]:
     """(address, instruction) of fn compiled for sm_90 as the probe compiles a launch (--aligned)."""
-    text = probe.cuobjdump(probe.compile_for(fn, dtype, constexprs, launch, "fp32", 90, types, aligned=True), "-sass")
-    return [(int(m[1], 16), m[2].strip()) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", text)]
+    return compiled_sass(probe.compile_for(fn, dtype, constexprs, launch, "fp32", 90, types, aligned=True))
+
+
+def per_tile_entry(found: list[dict], side: int, num_warps: int) -> list[dict]:
+    """The loops, each with its body's instructions per tile entry (body / entries a thread holds)."""
+    held = side / (num_warps * 32)
+    for loop in found:
+        loop["per_tile_entry"] = round(loop["instructions"] / held, 1)
+    return found
 
 
 def loops(ins: list[tuple[int, str]]) -> list[dict]:
@@ -85,10 +98,7 @@ def window_rows() -> list[dict]:
         if op != "window_attn":
             continue
         side = consts.get("BM", consts.get("BQ")) * consts.get("BN", consts.get("BK"))
-        held = side / (launch["num_warps"] * 32)
-        found = loops(sass(fn, consts, launch, "bf16"))
-        for loop in found:
-            loop["per_tile_entry"] = round(loop["instructions"] / held, 1)
+        found = per_tile_entry(loops(sass(fn, consts, launch, "bf16")), side, launch["num_warps"])
         tiles = {k: v for k, v in consts.items() if k in ("BM", "BN", "BQ", "BK", "WIDE")}
         rows.append({"op": "window_attn", "kernel": fn.__name__, **tiles, **launch, "loops": found})
     return rows

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -34,12 +33,8 @@ def row(fn, bq: int, bk: int, warps: int) -> dict:
     consts = dict(D=64, DV=64, BQ=bq, BK=bk, BD=64, BDV=64, PREC="tf32", WIDE=wa._wide(WINDOW, side, folded))
     compiled = loops.probe.compile_for(fn, "bf16", consts, dict(num_warps=warps, num_stages=2), "fp32", 90,
                                        aligned=True)  # fmt: skip
-    text = loops.probe.cuobjdump(compiled, "-sass")
-    ins = [(int(m[1], 16), m[2].strip()) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", text)]
-    held = bq * bk / (warps * 32)
-    found = loops.loops(ins)
-    for loop in found:
-        loop["per_tile_entry"] = round(loop["instructions"] / held, 1)
+    ins = loops.compiled_sass(compiled)
+    found = loops.per_tile_entry(loops.loops(ins), bq * bk, warps)
     mma = Counter(t.split()[0].split(".")[0] for _, t in ins if "MMA" in t.split()[0])
     return {"kernel": fn.__name__, "BQ": bq, "BK": bk, "num_warps": warps, **loops.probe.resources(compiled),
             "mma": dict(mma), "loops": found}  # fmt: skip

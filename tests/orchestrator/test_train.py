@@ -68,7 +68,7 @@ def test_tiny_models_learn_and_metrics_stream_while_running(local_ray, sqlite_ur
     watcher = MetricsWatcher(sqlite_url)
     watcher.start()
     outcome = api.run(
-        spec("learn", [{"model": "transformer"}, {"model": "phase8"}], steps=200, eval_every=50),
+        spec("learn", [{"model": "transformer"}, {"model": "phase8"}], steps=100, eval_every=25),
         db=sqlite_url,
         max_parallel=1,
     )
@@ -89,9 +89,9 @@ def test_tiny_models_learn_and_metrics_stream_while_running(local_ray, sqlite_ur
         curve = store.metrics(row["run_id"])
         train = [m for m in curve if m["kind"] == "train"]
         evals = [m for m in curve if m["kind"] == "eval"]
-        assert [m["step"] for m in train] == list(range(1, 201))
-        assert [m["step"] for m in evals] == [50, 100, 150, 200]
-        assert train[-1]["tokens"] == 200 * 16 * 64 and train[0]["lr"] < train[25]["lr"]
+        assert [m["step"] for m in train] == list(range(1, 101))
+        assert [m["step"] for m in evals] == [25, 50, 75, 100]
+        assert train[-1]["tokens"] == 100 * 16 * 64 and train[0]["lr"] < train[25]["lr"]
         assert evals[-1]["val_loss"] < evals[0]["val_loss"]
         assert row["tokens_per_s"] > 0 and row["flops_per_token"] > 0
     store.close()

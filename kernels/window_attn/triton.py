@@ -549,9 +549,8 @@ def _window_bwd_dq_kernel(
 
 def _cfg(d, dv, dtype, window, block_m, block_n):
     """The forward's tiles, per program: BM x BN (block_m, block_n where given). 16-bit inputs at head dims up to
-    64: 64 x 32, else 32 x 32. A first choice for the folded kernel from its registers (sm_90, --aligned: 145 at
-    bf16 head 64, where 64 x 64 takes 205), not yet timed: bench/tiles.py sweeps it (results/kernels/README.md,
-    the twelfth session)."""
+    64: 64 x 32, the fastest of bench/tiles.py's 20 choices on the H100 (0.863 ms at 16K, 4 warps, 2 stages; 64 x
+    16 0.888, 64 x 64 1.01: run 16c of results/kernels/README.md), else 32 x 32 (from the registers, not timed)."""
     BD = max(16, next_power_of_2(d))
     BDV = max(16, next_power_of_2(dv))
     fp32 = dtype == torch.float32
@@ -595,22 +594,28 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
 
 def _split_tiles(BD, BDV, fp32):
     """(BQ queries, BK keys) of the backward's dk/dv kernel and of its dq kernel. The folds want the folded side
-    no wider than the other (dk/dv BQ <= BK, dq BK <= BQ). 32 x 32 is a first choice from the registers, not yet
-    timed (as _cfg's). Float32 above head dim 64 folds 16 rows against 32: 32 x 32 takes 102,400-102,912 bytes
-    of shared memory at 128, above sm_89's 101,376."""
+    no wider than the other (dk/dv BQ <= BK, dq BK <= BQ). 16-bit inputs at head dims up to 64: query blocks of
+    32 against key blocks of 64 (dk/dv), 64 against 32 (dq), the fastest of bench/tiles.py's sweep on the H100
+    (run 16c of results/kernels/README.md: the backward 3.78 / 4.10 ms at 16K with one kernel so, 4.84 with both
+    at 32 x 32). Otherwise 32 x 32, from the registers (not timed). Float32 above head dim 64 folds 16 rows
+    against 32: 32 x 32 takes 102,400-102,912 bytes of shared memory at 128, above sm_89's 101,376."""
     if fp32 and max(BD, BDV) > 64:
         return ((16, 32), (32, 16))
-    return ((32, 32), (32, 32))
+    if _big(BD, BDV, fp32):
+        return ((32, 32), (32, 32))
+    return ((32, 64), (64, 32))
 
 
 def _dkdv_launch(BD, BDV, fp32):
-    """num_warps and num_stages of the backward's dk/dv kernel."""
-    return dict(num_warps=8 if _big(BD, BDV, fp32) else 4, num_stages=2)
+    """num_warps and num_stages of the backward's dk/dv kernel: one stage at 4 warps (run 16c: 5 % faster than
+    two with 32 x 64 tiles; 8 warps took twice as long)."""
+    big = _big(BD, BDV, fp32)
+    return dict(num_warps=8 if big else 4, num_stages=2 if big else 1)
 
 
 def _dq_launch(BD, BDV, fp32):
-    """num_warps and num_stages of the backward's dq kernel."""
-    return _dkdv_launch(BD, BDV, fp32)
+    """num_warps and num_stages of the backward's dq kernel (run 16c: two stages 4 % faster than one)."""
+    return dict(num_warps=8 if _big(BD, BDV, fp32) else 4, num_stages=2)
 
 
 def _split_plan(d, dv, dtype, window, block_m=None, block_n=None):

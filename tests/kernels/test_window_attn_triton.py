@@ -57,14 +57,16 @@ def test_triton_matches_reference(n, window, block_m, block_n):
 
 @pytest.mark.parametrize("n, window", [(7, 4), (130, 64), (130, 33), (200, 100)])
 def test_the_launchers_tiles_match_reference(n, window):
-    # the forward's 64 x 64 and the backward's at head dim 16: 32 x 32 (float32), windows across several blocks
+    # the launchers' own tiles for float32 at head dim 16 (32 x 32 everywhere), windows across several blocks
     _check(_inputs(n, seed=n + window + 2), window)
 
 
-@pytest.mark.parametrize("head_dim, fp32, n, window", [(64, False, 130, 33), (128, True, 200, 100)])
+@pytest.mark.parametrize(
+    "head_dim, fp32, n, window", [(64, False, 130, 33), (64, False, 200, 64), (128, True, 200, 100)]
+)
 def test_the_backwards_other_tiles_match_reference(monkeypatch, head_dim, fp32, n, window):
-    # the tiles the launcher takes for bf16 at head dim 64 and for float32 above 64 (16 x 32, 32 x 16: folds of
-    # unequal sides), here at head dim 6 in float32
+    # the tiles the launcher takes for bf16 at head dim 64 (32 x 64, 64 x 32; window 64: the WIDE folds) and for
+    # float32 above 64 (16 x 32, 32 x 16): folds of unequal sides, here at head dim 6 in float32
     tiles = wa_triton._split_tiles(head_dim, head_dim, fp32)
     monkeypatch.setattr(wa_triton, "_split_tiles", lambda BD, BDV, fp32: tiles)
     plan = list(wa_triton._split_plan(6, 6, torch.float32, window))

@@ -3,9 +3,9 @@
 q and k enter the ball by exp0 (per-head c): k by kernels.poincare's row map, q inside the forward kernel as it
 loads its query block (once a program, outside the key loop: mapping each key block there too would cost ~40
 registers a thread in the loop), which stores x = exp0(q) for the backward. The backward kernels read the ball
-points x, y (in q's dtype). exp0's backward takes the float32 dx and dy in the backward kernels' epilogues.
-With a = |x|^2, b = |y|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored at
-1e-15), for s in (t - W, t]:
+points x, y (in q's dtype); with MAP (`_bwd_maps`) each maps its own block's from q or k instead. exp0's
+backward takes the float32 dx and dy in the backward kernels' epilogues. With a = |x|^2, b = |y|^2,
+rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored at 1e-15), for s in (t - W, t]:
 
     tau = c (a + b - 2<x,y>) rho sigma, clamped to [Z2_MIN, umax^2/(1 - umax^2)]
     d_ts = (2/sqrt c) asinh(sqrt tau) = (1/sqrt c) ln(1 + 2 tau + 2 sqrt(tau (1 + tau)))
@@ -26,10 +26,11 @@ products still run on both blocks (s and p v once a block, the operands selected
 dk/dv kernel folds the same way key-major: a key block's diagonal queries with the queries W later (_fold).
 Where the window spans a block (WIDE, the launch's choice) the folds need no per-entry window test.
 
-Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o), then two
-kernels, as FlashAttention-2's, both recomputing p from the log-sum-exp: one program per (key block of BK,
-batch * head) walks the queries that reach it and stores dy and dv once; one program per (query block of BQ,
-batch * head) walks the keys in its window (as the forward) and stores dx once. Each pair is scored twice
+Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o; or, with
+FUSED_DELTA, in the dq kernel, launched first: `_bwd_fuses_delta`), then two kernels, as FlashAttention-2's,
+both recomputing p from the log-sum-exp: one program per (key block of BK, batch * head) walks the queries that
+reach it and stores dy and dv once; one program per (query block of BQ, batch * head) walks the keys in its
+window (as the forward) and stores dx once. Each pair is scored twice
 (once per kernel), but no dx is read back: no atomics, deterministic. A program holds whole rows of dx (dy)
 when it stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their dtype through exp0's
 backward: no float32 dx goes to memory. (A one-kernel backward that scored each pair once and summed dx in
@@ -101,6 +102,26 @@ def _load_ball(P, rows, N, c, min_norm, W: tl.constexpr, BW: tl.constexpr):
     """Tangent rows at P -> their ball points by exp0, in float32 math, rounded to P's dtype (as stored)."""
     t = _load(P, rows, N, W, BW)
     return _exp0_rows(t.to(tl.float32), c, min_norm).to(P.dtype.element_ty)
+
+
+@triton.jit
+def _own_rows(B, T, rows, N, c, min_norm, W: tl.constexpr, BW: tl.constexpr, MAP: tl.constexpr):
+    """A backward program's own block of ball points: MAP, mapped by exp0 from the tangent rows at T as the forward
+    maps them (one read of T, which the epilogue reads again from L2), else read from B where the forward stored
+    them (a read of B and one of T)."""
+    if MAP:
+        return _load_ball(T, rows, N, c, min_norm, W, BW)
+    else:
+        return _load(B, rows, N, W, BW)
+
+
+@triton.jit
+def _own_rows_again(B, T, rows, N, c, min_norm, W: tl.constexpr, BW: tl.constexpr, MAP: tl.constexpr):
+    """_own_rows read again in the epilogue (_reload), float32."""
+    if MAP:
+        return _exp0_rows(_reload(T, rows, N, W, BW), c, min_norm).to(T.dtype.element_ty).to(tl.float32)
+    else:
+        return _reload(B, rows, N, W, BW)
 
 
 @triton.jit
@@ -274,23 +295,41 @@ def _window_fwd_kernel(
 
 
 @triton.jit
-def _keys(Y, V, offs_n, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
-    """Key block at rows offs_n -> y, float32 y, |y|^2, sigma, its values."""
-    y = _load(Y, offs_n, N, D, BD)
+def _keys(y, V, offs_n, N, c, DV: tl.constexpr, BDV: tl.constexpr):
+    """Key block y at rows offs_n -> y, float32 y, |y|^2, sigma, its values."""
     yf, b, sg = _norms(y, c)
     return y, yf, b, sg, _load(V, offs_n, N, DV, BDV)
 
 
 @triton.jit
-def _queries(X, DO, LSE, DELTA, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
-    """Query block at rows offs_m -> x, |x|^2, rho, do, the log-sum-exp in base 2, delta (rows outside [0, N):
-    do = delta = 0, so their ds = 0, and p is finite)."""
-    mm = (offs_m >= 0) & (offs_m < N)
-    x = _load(X, offs_m, N, D, BD)
+def _query_rows(x, DO, LSE, offs_m, N, c, DV: tl.constexpr, BDV: tl.constexpr):
+    """Query block x at rows offs_m -> x, |x|^2, rho, do, the log-sum-exp in base 2 (rows outside [0, N): do = 0,
+    and p is finite)."""
     _x32, a, rho = _norms(x, c)
     do = _load(DO, offs_m, N, DV, BDV)
-    lse2 = tl.load(LSE + offs_m, mask=mm, other=0.0) * 1.4426950408889634
-    return x, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=mm, other=0.0)
+    lse2 = tl.load(LSE + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0) * 1.4426950408889634
+    return x, a, rho, do, lse2
+
+
+@triton.jit
+def _queries(x, DO, LSE, DELTA, offs_m, N, c, DV: tl.constexpr, BDV: tl.constexpr):
+    """_query_rows and delta (0 outside [0, N), so those rows' ds = 0)."""
+    x, a, rho, do, lse2 = _query_rows(x, DO, LSE, offs_m, N, c, DV, BDV)
+    return x, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0)
+
+
+@triton.jit
+def _dq_delta(DELTA, OUT, do, offs_m, N, DV: tl.constexpr, BDV: tl.constexpr, FUSED_DELTA: tl.constexpr):
+    """The dq kernel's delta = sum(do * o, -1) for its rows: FUSED_DELTA, from do and the rows of o (float32
+    products, as kernels/row_dot.py), stored for the dk/dv kernel that runs after it; else read, as row_dot
+    stored it."""
+    mm = (offs_m >= 0) & (offs_m < N)
+    if FUSED_DELTA:
+        delta = tl.sum(do.to(tl.float32) * _load(OUT, offs_m, N, DV, BDV).to(tl.float32), axis=1)
+        tl.store(DELTA + offs_m, delta, mask=mm)
+        return delta
+    else:
+        return tl.load(DELTA + offs_m, mask=mm, other=0.0)
 
 
 @triton.jit
@@ -311,7 +350,7 @@ def _dkdv_band(y, vb, kb, kc, X, DO, LSE, DELTA, offs_t, t_end, N, c, kk, tmax, 
                DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
     """Queries offs_t whose windows hold every key of the block y (those from t_end on are the diagonal's
     partners), held key-major. Accumulates sum_t g rho_t x_t (dk), dv and sum_t g (rho_t + tau) (rk)."""
-    x, a, rho, do, lse2, delta = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
+    x, a, rho, do, lse2, delta = _queries(_load(X, offs_t, N, D, BD), DO, LSE, DELTA, offs_t, N, c, DV, BDV)
     s = tl.dot(y, tl.trans(x), input_precision=PREC)
     dp = tl.dot(vb, tl.trans(do), input_precision=PREC)
     valid = (offs_t < t_end)[None, :]
@@ -330,8 +369,8 @@ def _dkdv_fold(y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDO
     key block within the window, the query tiles no wider): every entry is a pair of the window (queries past N
     load zeros, which give ds = 0), so no entry is masked."""
     far = offs_t + WINDOW
-    x_n, a_n, rho_n, do_n, lse_n, del_n = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
-    x_f, a_f, rho_f, do_f, lse_f, del_f = _queries(X, DO, LSE, DELTA, far, N, c, D, DV, BD, BDV)
+    x_n, a_n, rho_n, do_n, lse_n, del_n = _queries(_load(X, offs_t, N, D, BD), DO, LSE, DELTA, offs_t, N, c, DV, BDV)
+    x_f, a_f, rho_f, do_f, lse_f, del_f = _queries(_load(X, far, N, D, BD), DO, LSE, DELTA, far, N, c, DV, BDV)
     e = offs_t[None, :] - offs_n[:, None]
     near, valid = _fold(e, WINDOW, (offs_t < k_end)[None, :], (far >= k_end)[None, :])
     s = _pick_dot(near, y, x_n, x_f, PREC)
@@ -400,11 +439,13 @@ def _window_bwd_dkdv_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
+    MAP: tl.constexpr,
 ):
-    """Keys. K: (BH, N, D) the tangent keys (y = exp0(K)); DKo: their gradient, like K, through exp0's
-    backward here; DVo: (BH, N, DV); DC, DSC: (BH, PARTS) partial sums shared with the dq kernel
-    (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0 (dscale is the dq kernel's). Grid
-    (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ, whose windows reach it."""
+    """Keys. K: (BH, N, D) the tangent keys (y = exp0(K); MAP: the block's own y mapped from K, else read from Y,
+    _own_rows); DKo: their gradient, like K, through exp0's backward here; DVo: (BH, N, DV); DC, DSC: (BH, PARTS)
+    partial sums shared with the dq kernel (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0 (dscale is
+    the dq kernel's). Grid (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ, whose
+    windows reach it."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -415,7 +456,8 @@ def _window_bwd_dkdv_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     k0 = j * BK
     offs_n = k0 + tl.arange(0, BK)
-    y, _y32, b, sg, vb = _keys(Y + row0 * D, V + row0 * DV, offs_n, N, c, D, DV, BD, BDV)
+    y = _own_rows(Y + row0 * D, K + row0 * D, offs_n, N, c, min_norm, D, BD, MAP)
+    y, _y32, b, sg, vb = _keys(y, V + row0 * DV, offs_n, N, c, DV, BDV)
     kb = b[:, None]
     kc = (c * sg)[:, None]
     dk = tl.zeros([BK, BD], dtype=tl.float32)
@@ -432,7 +474,7 @@ def _window_bwd_dkdv_kernel(
             dv, rk, D, DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     _store(DVo + row0 * DV, offs_n, N, dv, DV, BDV)
-    yf = _reload(Y + row0 * D, offs_n, N, D, BD)
+    yf = _own_rows_again(Y + row0 * D, K + row0 * D, offs_n, N, c, min_norm, D, BD, MAP)
     dy = _key_grad(yf, -2.0 * sc * tl.sqrt(c), sg, dk, rk)
     tkey = tl.sum(tl.sum(yf * dy, axis=1), axis=0)
     dkt, dck = _exp0_bwd_rows(_reload(K + row0 * D, offs_n, N, D, BD), dy, c, min_norm)
@@ -447,7 +489,7 @@ def _dq_band(x, do, ra, rc, lse2, delta, Y, V, offs_n, t0, N, c, kk, tmax, gvec,
              DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
     """Keys offs_n in the window of every query of the block at t0, as _fwd_band. Accumulates sum_s ds log2(...)
     (gvec), sum_s g (sigma_s + tau) (rq) and sum_s g sigma_s y_s (acc)."""
-    y, y32, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
+    y, y32, b, sg, vb = _keys(_load(Y, offs_n, N, D, BD), V, offs_n, N, c, DV, BDV)
     s = tl.dot(x, tl.trans(y), input_precision=PREC)
     dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
     valid = (offs_n < t0)[None, :]
@@ -462,8 +504,9 @@ def _dq_fold(x, do, ra, rc, lse2, delta, Y, V, offs_m, offs_n, t0, t_end, N, WIN
              D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
              WIDE: tl.constexpr):  # fmt: skip
     """The diagonal keys offs_n of the query block [t0, t_end), folded as _fwd_fold; accumulates as _dq_band."""
-    y_n, y32_n, b_n, sg_n, v_n = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
-    y_f, y32_f, b_f, sg_f, v_f = _keys(Y, V, offs_n - WINDOW, N, c, D, DV, BD, BDV)
+    far = offs_n - WINDOW
+    y_n, y32_n, b_n, sg_n, v_n = _keys(_load(Y, offs_n, N, D, BD), V, offs_n, N, c, DV, BDV)
+    y_f, y32_f, b_f, sg_f, v_f = _keys(_load(Y, far, N, D, BD), V, far, N, c, DV, BDV)
     near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE)
     s = _pick_dot(near, x, y_n, y_f, PREC)
     dp = _pick_dot(near, do, v_n, v_f, PREC)
@@ -488,6 +531,7 @@ def _window_bwd_dq_kernel(
     DELTA,
     Q,
     DQo,
+    OUT,
     DSC,
     DC,
     N,
@@ -504,11 +548,15 @@ def _window_bwd_dq_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
+    MAP: tl.constexpr,
+    FUSED_DELTA: tl.constexpr,
 ):
-    """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q)); DQo: their gradient, like Q, stored once,
-    through exp0's backward here; DSC, DC: the dk/dv kernel's partial sums (_slot), which this kernel's blocks
-    continue: dscale and (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of
-    BQ against the keys, in blocks of BK, of its window, as the forward."""
+    """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q); MAP: the block's x mapped from Q, else read from
+    X, _own_rows); DQo: their gradient, like Q, stored once, through exp0's backward here; OUT: (BH, N, DV) the
+    forward's output, read where FUSED_DELTA (_dq_delta) makes this kernel delta's writer, launched before the
+    dk/dv kernel; DSC, DC: the dk/dv kernel's partial sums (_slot), which this kernel's blocks continue: dscale
+    and (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the
+    keys, in blocks of BK, of its window, as the forward."""
     i = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -517,9 +565,9 @@ def _window_bwd_dq_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     t0 = i * BQ
     offs_m = t0 + tl.arange(0, BQ)
-    x, a, rho, do, lse2, delta = _queries(
-        X + row0 * D, DO + row0 * DV, LSE + row0, DELTA + row0, offs_m, N, c, D, DV, BD, BDV
-    )
+    x = _own_rows(X + row0 * D, Q + row0 * D, offs_m, N, c, min_norm, D, BD, MAP)
+    x, a, rho, do, lse2 = _query_rows(x, DO + row0 * DV, LSE + row0, offs_m, N, c, DV, BDV)
+    delta = _dq_delta(DELTA + row0, OUT + row0 * DV, do, offs_m, N, DV, BDV, FUSED_DELTA)
     ra = a[:, None]
     rc = (c * rho)[:, None]
     lse2 = lse2[:, None]
@@ -538,7 +586,7 @@ def _window_bwd_dq_kernel(
             gvec, rq, acc, D, DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     kappa = -2.0 * sc * tl.sqrt(c)
-    xf = _reload(X + row0 * D, offs_m, N, D, BD)
+    xf = _own_rows_again(X + row0 * D, Q + row0 * D, offs_m, N, c, min_norm, D, BD, MAP)
     dx = (kappa * rho)[:, None] * (xf * rq[:, None] - acc)
     t = tl.sum(tl.sum(xf * dx, axis=1), axis=0)
     dq, dcq = _exp0_bwd_rows(_reload(Q + row0 * D, offs_m, N, D, BD), dx, c, min_norm)
@@ -618,6 +666,20 @@ def _dq_launch(BD, BDV, fp32):
     return dict(num_warps=8 if _big(BD, BDV, fp32) else 4, num_stages=2)
 
 
+def _bwd_maps():
+    """Whether each backward kernel maps its own block's ball points from the tangent rows (MAP: _own_rows) rather
+    than reading the forward's: at (8, 16, 16384, 64) bf16 that cuts 268 MB from each kernel's ~1.6-1.9 GB of
+    reads. Off until bench/tiles.py (kind bwd) times it."""
+    return False
+
+
+def _bwd_fuses_delta():
+    """Whether the dq kernel computes delta = sum(do * o, -1) itself and runs first (FUSED_DELTA: _dq_delta),
+    rather than row_dot's launch before both kernels: one launch and one read of do fewer (268 MB at
+    (8, 16, 16384, 64) bf16; row_dot took 0.18 ms there, run 16d). Off until bench/tiles.py (kind bwd) times it."""
+    return False
+
+
 def _split_plan(d, dv, dtype, window, block_m=None, block_n=None):
     """(kernel, constexprs, launch options) of the backward's dk/dv kernel, then its dq kernel, as
     _launch_bwd launches them for `window`: each with _split_tiles' BQ x BK, or block_m queries x block_n keys
@@ -629,25 +691,35 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None):
     for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         bq, bk = block_m or bq, block_n or bk
         wide = _wide(window, bk, bq) if fn is _window_bwd_dkdv_kernel else _wide(window, bq, bk)
-        yield fn, dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, WIDE=wide), launch
+        consts = dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, WIDE=wide, MAP=_bwd_maps())
+        if fn is _window_bwd_dq_kernel:
+            consts["FUSED_DELTA"] = _bwd_fuses_delta()
+        yield fn, consts, launch
 
 
 def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
     dk: like k, dv: like v, (dc, dscale): (2, H) float32. Two kernels: dk and dv per key block, then dq per query
     block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete);
-    their partial sums of dc and dscale share one buffer and one reduction."""
+    their partial sums of dc and dscale share one buffer and one reduction. Where the dq kernel computes delta
+    (FUSED_DELTA), it runs first."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
     (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n)
     nk, nq = cdiv(n, kc["BK"]), cdiv(n, qc["BQ"])
-    delta = row_dot(do, o)
+    fused = qc["FUSED_DELTA"]
+    delta = torch.empty(lse.shape, device=x.device, dtype=torch.float32) if fused else row_dot(do, o)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     parts = torch.empty(2, bh, nk + nq, device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
     dc, dsc = parts
     ins = (x, y, v, c32, s32, do, lse, delta)
-    dkdv[(nk, bh)](*ins, k, dk, dv, dc, dsc, n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM, **kc, **kl)
-    dq_kernel[(nq, bh)](*ins, q, dq, dsc, dc, n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM, **qc, **ql)
+    scalars = (n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM)
+    launches = [
+        lambda: dkdv[(nk, bh)](*ins, k, dk, dv, dc, dsc, *scalars, **kc, **kl),
+        lambda: dq_kernel[(nq, bh)](*ins, q, dq, o, dsc, dc, *scalars, **qc, **ql),
+    ]
+    for launch in reversed(launches) if fused else launches:
+        launch()
     return dq, dk, dv, parts.view(2, Bsz, H, -1).sum((1, 3))
 
 

@@ -47,7 +47,7 @@ def _check(inputs, window, tol=1e-4, **kw):
 
 @pytest.mark.parametrize("block_m, block_n", [(16, 16), (32, 16), (16, 32)])
 @pytest.mark.parametrize("window", [1, 4, 64])
-@pytest.mark.parametrize("n", [1, 7, 63, 130])
+@pytest.mark.parametrize("n", [1, 7, 130])
 def test_triton_matches_reference(n, window, block_m, block_n):
     # tiles: block_m queries x block_n keys, the forward's and both backward kernels'; more queries than keys,
     # fewer, as many. One batch row (the interpreter's time goes with the programs): the batch index is checked
@@ -74,8 +74,15 @@ def test_the_backwards_other_tiles_match_reference(monkeypatch, head_dim, fp32, 
     _check(_inputs(n, seed=n + window + 3), window)
 
 
-@pytest.mark.parametrize("maps, fused_delta", [(True, False), (False, True), (True, True)])
-@pytest.mark.parametrize("n, window, tiles", [(7, 4, None), (130, 33, None), (200, 64, (32, 64, 64, 32))])
+@pytest.mark.parametrize(
+    "n, window, tiles, maps, fused_delta",
+    [
+        (7, 4, None, True, True),
+        (130, 33, None, True, False),
+        (130, 33, None, False, True),
+        (200, 64, (32, 64, 64, 32), True, True),
+    ],
+)
 def test_the_backwards_options_match_reference(monkeypatch, n, window, tiles, maps, fused_delta):
     # MAP: each backward kernel maps its own block's ball points from q (k) instead of reading the forward's;
     # FUSED_DELTA: the dq kernel computes delta and runs first. Windows inside a block, across blocks, and 64

@@ -312,10 +312,16 @@ def _query_rows(x, DO, LSE, offs_m, N, c, DV: tl.constexpr, BDV: tl.constexpr):
 
 
 @triton.jit
+def _load_delta(DELTA, offs_m, N):
+    """delta at rows offs_m (0 outside [0, N), so those rows' ds = 0)."""
+    return tl.load(DELTA + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0)
+
+
+@triton.jit
 def _queries(x, DO, LSE, DELTA, offs_m, N, c, DV: tl.constexpr, BDV: tl.constexpr):
-    """_query_rows and delta (0 outside [0, N), so those rows' ds = 0)."""
+    """_query_rows and delta."""
     x, a, rho, do, lse2 = _query_rows(x, DO, LSE, offs_m, N, c, DV, BDV)
-    return x, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0)
+    return x, a, rho, do, lse2, _load_delta(DELTA, offs_m, N)
 
 
 @triton.jit
@@ -323,13 +329,12 @@ def _dq_delta(DELTA, OUT, do, offs_m, N, DV: tl.constexpr, BDV: tl.constexpr, FU
     """The dq kernel's delta = sum(do * o, -1) for its rows: FUSED_DELTA, from do and the rows of o (float32
     products, as kernels/row_dot.py), stored for the dk/dv kernel that runs after it; else read, as row_dot
     stored it."""
-    mm = (offs_m >= 0) & (offs_m < N)
     if FUSED_DELTA:
         delta = tl.sum(do.to(tl.float32) * _load(OUT, offs_m, N, DV, BDV).to(tl.float32), axis=1)
-        tl.store(DELTA + offs_m, delta, mask=mm)
+        tl.store(DELTA + offs_m, delta, mask=(offs_m >= 0) & (offs_m < N))
         return delta
     else:
-        return tl.load(DELTA + offs_m, mask=mm, other=0.0)
+        return _load_delta(DELTA, offs_m, N)
 
 
 @triton.jit

@@ -1,4 +1,7 @@
-"""Shared fixtures: a real SQLite file and a real PostgreSQL database per test, one local Ray."""
+"""Shared fixtures: a real SQLite file and a real PostgreSQL database per test, one local Ray per process.
+
+The README's test command runs the suite in two pytest-xdist processes: nothing here is shared between tests
+but the PostgreSQL server (each test its own database), so they may run side by side."""
 
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def db_url(request) -> str:
 
 @pytest.fixture(scope="session")
 def local_ray():
-    """One local Ray for the whole session (starting Ray costs seconds on 2 cores)."""
+    """One local Ray for the whole session of this process (starting Ray costs seconds on 2 cores)."""
     import ray
 
     from orchestrator.runner import init_ray

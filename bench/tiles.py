@@ -64,8 +64,8 @@ LA_TILES = {
 LA_CHUNKS = [32, 64]
 #: the one-pass BK-Core's (rows a program, predecessors a look-back round, channels a program), forward and
 #: adjoint kernels; the first of each is lookback.py's (SEG_FWD or SEG_BWD, LOOK, BLOCK_C)
-BK_FWD = [(128, 1, 64), (64, 1, 64), (64, 1, 32), (32, 1, 64), (128, 4, 64)]
-BK_BWD = [(64, 1, 64), (32, 1, 64), (32, 1, 32), (16, 1, 64), (64, 4, 64)]
+BK_FWD = [(128, 1, 64), (64, 1, 64), (32, 1, 64), (128, 4, 64), (64, 4, 64), (64, 8, 64), (256, 1, 64), (256, 4, 64)]
+BK_BWD = [(64, 1, 64), (32, 1, 64), (64, 4, 64), (32, 4, 64), (32, 8, 64), (128, 1, 64), (128, 4, 64)]
 
 
 def _graph_ms(fn) -> dict:

@@ -8,9 +8,7 @@ behind its launcher's choices.
 window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x BM keys, warps, stages) times
 the forward launch alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`); the kinds split_dkdv and
 split_dq time the whole backward (both kernels, exp0's backward in their epilogues) with one kernel's tiles and
-launch varied (`_split_tiles`, `_dkdv_launch`, `_dq_launch`); the kind bwd times it under its options: each
-kernel's own ball points read from the forward's or mapped from q and k (`_bwd_maps`), delta from row_dot or
-from the dq kernel (`_bwd_fuses_delta`).
+launch varied (`_split_tiles`, `_dkdv_launch`, `_dq_launch`).
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
@@ -51,9 +49,6 @@ WINDOW_SPLIT_TILES = {
     "split_dq": [(32, 32), (64, 16), (64, 32), (32, 16)],
 }
 WINDOW_SPLIT_KERNELS = {"split_dkdv": (0, "_dkdv_launch"), "split_dq": (1, "_dq_launch")}
-#: kind bwd: the whole backward under its options, (maps, fused_delta): each kernel's own ball points read or
-#: mapped (`_bwd_maps`), delta from row_dot or from the dq kernel (`_bwd_fuses_delta`)
-WINDOW_BWD_OPTIONS = [(False, False), (True, False), (False, True), (True, True)]
 #: linear attention's chunked backward, per kernel: the tile constexprs each choice sets
 LA_TILES = {
     "_la_bwd_states_kernel": [{"BV": bv} for bv in (32, 64, 128)],
@@ -142,16 +137,6 @@ def window_choices(n, device="cuda", B=8, H=16):
             for launch in LAUNCHES:
                 yield kernel, {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, split(kernel, tiles, launch)
 
-    def optioned(maps, fused_delta):
-        def run():
-            with swapped(wt, "_bwd_maps", lambda: maps), swapped(wt, "_bwd_fuses_delta", lambda: fused_delta):
-                return wt._launch_bwd(do, o, q, k, x, y, v, c, s, lse, 64, None, None)
-
-        return run
-
-    for maps, fused_delta in WINDOW_BWD_OPTIONS:
-        yield "bwd", {"maps": maps, "fused_delta": fused_delta}, optioned(maps, fused_delta)
-
 
 # ------------------------------------------------------------------------------------------ linear attention
 def linear_attn_choices(n, device="cuda", B=8, H=16):
@@ -230,7 +215,7 @@ def bk_core_choices(n, device="cuda", B=16, H=2):
 CHOICES = {"window_attn": window_choices, "linear_attn": linear_attn_choices, "bk_core": bk_core_choices}
 #: the kinds each op's choices come in (what --kinds may name)
 KINDS = {
-    "window_attn": ("fwd", *WINDOW_SPLIT_KERNELS, "bwd"),
+    "window_attn": ("fwd", *WINDOW_SPLIT_KERNELS),
     "linear_attn": ("chunk", *LA_TILES),
     "bk_core": ("fwd", "bwd"),
 }

@@ -3,9 +3,10 @@
 q and k enter the ball by exp0 (per-head c): k by kernels.poincare's row map, q inside the forward kernel as it
 loads its query block (once a program, outside the key loop: mapping each key block there too would cost ~40
 registers a thread in the loop), which stores x = exp0(q) for the backward. The backward kernels read the ball
-points x, y (in q's dtype); with MAP (`_bwd_maps`) each maps its own block's from q or k instead. exp0's
-backward takes the float32 dx and dy in the backward kernels' epilogues. With a = |x|^2, b = |y|^2,
-rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored at 1e-15), for s in (t - W, t]:
+points x, y (in q's dtype; mapping their own block's from q or k instead was 5 % slower on the H100, run 17a of
+results/kernels/README.md). exp0's backward takes the float32 dx and dy in the backward kernels' epilogues. With a =
+|x|^2, b = |y|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored at 1e-15), for s
+in (t - W, t]:
 
     tau = c (a + b - 2<x,y>) rho sigma, clamped to [Z2_MIN, umax^2/(1 - umax^2)]
     d_ts = (2/sqrt c) asinh(sqrt tau) = (1/sqrt c) ln(1 + 2 tau + 2 sqrt(tau (1 + tau)))
@@ -26,15 +27,14 @@ products still run on both blocks (s and p v once a block, the operands selected
 dk/dv kernel folds the same way key-major: a key block's diagonal queries with the queries W later (_fold).
 Where the window spans a block (WIDE, the launch's choice) the folds need no per-entry window test.
 
-Backward: delta = sum(do * o, -1) in one pass (kernels/row_dot.py: no float32 copies of do and o; or, with
-FUSED_DELTA, in the dq kernel, launched first: `_bwd_fuses_delta`), then two kernels, as FlashAttention-2's,
-both recomputing p from the log-sum-exp: one program per (key block of BK, batch * head) walks the queries that
-reach it and stores dy and dv once; one program per (query block of BQ, batch * head) walks the keys in its
-window (as the forward) and stores dx once. Each pair is scored twice
-(once per kernel), but no dx is read back: no atomics, deterministic. A program holds whole rows of dx (dy)
-when it stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their dtype through exp0's
-backward: no float32 dx goes to memory. (A one-kernel backward that scored each pair once and summed dx in
-place over strips of key blocks, side buffers between strips, ran 3-8 % slower on the H200 at 253-255
+Backward: two kernels, as FlashAttention-2's, both recomputing p from the log-sum-exp: one program per (key block of
+BK, batch * head) walks the queries that reach it and stores dy and dv once; one program per (query block of BQ,
+batch * head) walks the keys in its window (as the forward) and stores dx once. The dq kernel runs first and stores
+delta = sum(do * o, -1) for its rows as it reads do (no launch of its own: 4 % off the backward on the H100, run
+17a). Each pair is scored twice (once per kernel), but no dx is read back: no atomics, deterministic. A program
+holds whole rows of dx (dy) when it stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their
+dtype through exp0's backward: no float32 dx goes to memory. (A one-kernel backward that scored each pair once and
+summed dx in place over strips of key blocks, side buffers between strips, ran 3-8 % slower on the H200 at 253-255
 registers: run 15 of results/kernels/README.md. It is gone since.)
 
 With g = ds / sqrt(tau (1 + tau)) (0 where tau is clamped) and kappa = -2 scale sqrt c:
@@ -59,7 +59,6 @@ from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
 from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _exp0_rows, _rowmap_fwd
-from kernels.row_dot import row_dot
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
 
@@ -102,26 +101,6 @@ def _load_ball(P, rows, N, c, min_norm, W: tl.constexpr, BW: tl.constexpr):
     """Tangent rows at P -> their ball points by exp0, in float32 math, rounded to P's dtype (as stored)."""
     t = _load(P, rows, N, W, BW)
     return _exp0_rows(t.to(tl.float32), c, min_norm).to(P.dtype.element_ty)
-
-
-@triton.jit
-def _own_rows(B, T, rows, N, c, min_norm, W: tl.constexpr, BW: tl.constexpr, MAP: tl.constexpr):
-    """A backward program's own block of ball points: MAP, mapped by exp0 from the tangent rows at T as the forward
-    maps them (one read of T, which the epilogue reads again from L2), else read from B where the forward stored
-    them (a read of B and one of T)."""
-    if MAP:
-        return _load_ball(T, rows, N, c, min_norm, W, BW)
-    else:
-        return _load(B, rows, N, W, BW)
-
-
-@triton.jit
-def _own_rows_again(B, T, rows, N, c, min_norm, W: tl.constexpr, BW: tl.constexpr, MAP: tl.constexpr):
-    """_own_rows read again in the epilogue (_reload), float32."""
-    if MAP:
-        return _exp0_rows(_reload(T, rows, N, W, BW), c, min_norm).to(T.dtype.element_ty).to(tl.float32)
-    else:
-        return _reload(B, rows, N, W, BW)
 
 
 @triton.jit
@@ -312,29 +291,19 @@ def _query_rows(x, DO, LSE, offs_m, N, c, DV: tl.constexpr, BDV: tl.constexpr):
 
 
 @triton.jit
-def _load_delta(DELTA, offs_m, N):
-    """delta at rows offs_m (0 outside [0, N), so those rows' ds = 0)."""
-    return tl.load(DELTA + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0)
-
-
-@triton.jit
 def _queries(x, DO, LSE, DELTA, offs_m, N, c, DV: tl.constexpr, BDV: tl.constexpr):
-    """_query_rows and delta."""
+    """_query_rows and delta (0 outside [0, N), so those rows' ds = 0)."""
     x, a, rho, do, lse2 = _query_rows(x, DO, LSE, offs_m, N, c, DV, BDV)
-    return x, a, rho, do, lse2, _load_delta(DELTA, offs_m, N)
+    return x, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0)
 
 
 @triton.jit
-def _dq_delta(DELTA, OUT, do, offs_m, N, DV: tl.constexpr, BDV: tl.constexpr, FUSED_DELTA: tl.constexpr):
-    """The dq kernel's delta = sum(do * o, -1) for its rows: FUSED_DELTA, from do and the rows of o (float32
-    products, as kernels/row_dot.py), stored for the dk/dv kernel that runs after it; else read, as row_dot
-    stored it."""
-    if FUSED_DELTA:
-        delta = tl.sum(do.to(tl.float32) * _load(OUT, offs_m, N, DV, BDV).to(tl.float32), axis=1)
-        tl.store(DELTA + offs_m, delta, mask=(offs_m >= 0) & (offs_m < N))
-        return delta
-    else:
-        return _load_delta(DELTA, offs_m, N)
+def _dq_delta(DELTA, OUT, do, offs_m, N, DV: tl.constexpr, BDV: tl.constexpr):
+    """The dq kernel's delta = sum(do * o, -1) for its rows, from do and the rows of o (float32 products, as
+    kernels/row_dot.py), stored for the dk/dv kernel that runs after it."""
+    delta = tl.sum(do.to(tl.float32) * _load(OUT, offs_m, N, DV, BDV).to(tl.float32), axis=1)
+    tl.store(DELTA + offs_m, delta, mask=(offs_m >= 0) & (offs_m < N))
+    return delta
 
 
 @triton.jit
@@ -444,13 +413,11 @@ def _window_bwd_dkdv_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
-    MAP: tl.constexpr,
 ):
-    """Keys. K: (BH, N, D) the tangent keys (y = exp0(K); MAP: the block's own y mapped from K, else read from Y,
-    _own_rows); DKo: their gradient, like K, through exp0's backward here; DVo: (BH, N, DV); DC, DSC: (BH, PARTS)
-    partial sums shared with the dq kernel (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0 (dscale is
-    the dq kernel's). Grid (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ, whose
-    windows reach it."""
+    """Keys. K: (BH, N, D) the tangent keys (y = exp0(K), read from Y); DKo: their gradient, like K, through exp0's
+    backward here; DVo: (BH, N, DV); DC, DSC: (BH, PARTS) partial sums shared with the dq kernel (_slot): the key
+    blocks' y . dy / 2c plus exp0's dc, and 0 (dscale is the dq kernel's). Grid (cdiv(N, BK), BH): key block j of BK
+    against the queries, in blocks of BQ, whose windows reach it."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -461,7 +428,7 @@ def _window_bwd_dkdv_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     k0 = j * BK
     offs_n = k0 + tl.arange(0, BK)
-    y = _own_rows(Y + row0 * D, K + row0 * D, offs_n, N, c, min_norm, D, BD, MAP)
+    y = _load(Y + row0 * D, offs_n, N, D, BD)
     y, _y32, b, sg, vb = _keys(y, V + row0 * DV, offs_n, N, c, DV, BDV)
     kb = b[:, None]
     kc = (c * sg)[:, None]
@@ -479,7 +446,7 @@ def _window_bwd_dkdv_kernel(
             dv, rk, D, DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     _store(DVo + row0 * DV, offs_n, N, dv, DV, BDV)
-    yf = _own_rows_again(Y + row0 * D, K + row0 * D, offs_n, N, c, min_norm, D, BD, MAP)
+    yf = _reload(Y + row0 * D, offs_n, N, D, BD)
     dy = _key_grad(yf, -2.0 * sc * tl.sqrt(c), sg, dk, rk)
     tkey = tl.sum(tl.sum(yf * dy, axis=1), axis=0)
     dkt, dck = _exp0_bwd_rows(_reload(K + row0 * D, offs_n, N, D, BD), dy, c, min_norm)
@@ -553,15 +520,12 @@ def _window_bwd_dq_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
-    MAP: tl.constexpr,
-    FUSED_DELTA: tl.constexpr,
 ):
-    """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q); MAP: the block's x mapped from Q, else read from
-    X, _own_rows); DQo: their gradient, like Q, stored once, through exp0's backward here; OUT: (BH, N, DV) the
-    forward's output, read where FUSED_DELTA (_dq_delta) makes this kernel delta's writer, launched before the
-    dk/dv kernel; DSC, DC: the dk/dv kernel's partial sums (_slot), which this kernel's blocks continue: dscale
-    and (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the
-    keys, in blocks of BK, of its window, as the forward."""
+    """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q), read from X); DQo: their gradient, like Q, stored
+    once, through exp0's backward here; OUT: (BH, N, DV) the forward's output, from which this kernel, launched
+    before the dk/dv kernel, writes DELTA (_dq_delta); DSC, DC: the dk/dv kernel's partial sums (_slot), which this
+    kernel's blocks continue: dscale and (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query
+    block i of BQ against the keys, in blocks of BK, of its window, as the forward."""
     i = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -570,9 +534,9 @@ def _window_bwd_dq_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     t0 = i * BQ
     offs_m = t0 + tl.arange(0, BQ)
-    x = _own_rows(X + row0 * D, Q + row0 * D, offs_m, N, c, min_norm, D, BD, MAP)
+    x = _load(X + row0 * D, offs_m, N, D, BD)
     x, a, rho, do, lse2 = _query_rows(x, DO + row0 * DV, LSE + row0, offs_m, N, c, DV, BDV)
-    delta = _dq_delta(DELTA + row0, OUT + row0 * DV, do, offs_m, N, DV, BDV, FUSED_DELTA)
+    delta = _dq_delta(DELTA + row0, OUT + row0 * DV, do, offs_m, N, DV, BDV)
     ra = a[:, None]
     rc = (c * rho)[:, None]
     lse2 = lse2[:, None]
@@ -591,7 +555,7 @@ def _window_bwd_dq_kernel(
             gvec, rq, acc, D, DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     kappa = -2.0 * sc * tl.sqrt(c)
-    xf = _own_rows_again(X + row0 * D, Q + row0 * D, offs_m, N, c, min_norm, D, BD, MAP)
+    xf = _reload(X + row0 * D, offs_m, N, D, BD)
     dx = (kappa * rho)[:, None] * (xf * rq[:, None] - acc)
     t = tl.sum(tl.sum(xf * dx, axis=1), axis=0)
     dq, dcq = _exp0_bwd_rows(_reload(Q + row0 * D, offs_m, N, D, BD), dx, c, min_norm)
@@ -671,20 +635,6 @@ def _dq_launch(BD, BDV, fp32):
     return dict(num_warps=8 if _big(BD, BDV, fp32) else 4, num_stages=2)
 
 
-def _bwd_maps():
-    """Whether each backward kernel maps its own block's ball points from the tangent rows (MAP: _own_rows) rather
-    than reading the forward's: at (8, 16, 16384, 64) bf16 that cuts 268 MB from each kernel's ~1.6-1.9 GB of
-    reads. Off until bench/tiles.py (kind bwd) times it."""
-    return False
-
-
-def _bwd_fuses_delta():
-    """Whether the dq kernel computes delta = sum(do * o, -1) itself and runs first (FUSED_DELTA: _dq_delta),
-    rather than row_dot's launch before both kernels: one launch and one read of do fewer (268 MB at
-    (8, 16, 16384, 64) bf16; row_dot took 0.18 ms there, run 16d). Off until bench/tiles.py (kind bwd) times it."""
-    return False
-
-
 def _split_plan(d, dv, dtype, window, block_m=None, block_n=None):
     """(kernel, constexprs, launch options) of the backward's dk/dv kernel, then its dq kernel, as
     _launch_bwd launches them for `window`: each with _split_tiles' BQ x BK, or block_m queries x block_n keys
@@ -696,35 +646,27 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None):
     for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         bq, bk = block_m or bq, block_n or bk
         wide = _wide(window, bk, bq) if fn is _window_bwd_dkdv_kernel else _wide(window, bq, bk)
-        consts = dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, WIDE=wide, MAP=_bwd_maps())
-        if fn is _window_bwd_dq_kernel:
-            consts["FUSED_DELTA"] = _bwd_fuses_delta()
-        yield fn, consts, launch
+        yield fn, dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, WIDE=wide), launch
 
 
 def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
     dk: like k, dv: like v, (dc, dscale): (2, H) float32. Two kernels: dk and dv per key block, then dq per query
     block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete);
-    their partial sums of dc and dscale share one buffer and one reduction. Where the dq kernel computes delta
-    (FUSED_DELTA), it runs first."""
+    their partial sums of dc and dscale share one buffer and one reduction. The dq kernel runs first: it computes
+    delta = sum(do * o, -1) for the dk/dv kernel (_dq_delta)."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
     (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n)
     nk, nq = cdiv(n, kc["BK"]), cdiv(n, qc["BQ"])
-    fused = qc["FUSED_DELTA"]
-    delta = torch.empty(lse.shape, device=x.device, dtype=torch.float32) if fused else row_dot(do, o)
+    delta = torch.empty(lse.shape, device=x.device, dtype=torch.float32)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     parts = torch.empty(2, bh, nk + nq, device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
     dc, dsc = parts
     ins = (x, y, v, c32, s32, do, lse, delta)
     scalars = (n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM)
-    launches = [
-        lambda: dkdv[(nk, bh)](*ins, k, dk, dv, dc, dsc, *scalars, **kc, **kl),
-        lambda: dq_kernel[(nq, bh)](*ins, q, dq, o, dsc, dc, *scalars, **qc, **ql),
-    ]
-    for launch in reversed(launches) if fused else launches:
-        launch()
+    dq_kernel[(nq, bh)](*ins, q, dq, o, dsc, dc, *scalars, **qc, **ql)
+    dkdv[(nk, bh)](*ins, k, dk, dv, dc, dsc, *scalars, **kc, **kl)
     return dq, dk, dv, parts.view(2, Bsz, H, -1).sum((1, 3))
 
 

@@ -28,7 +28,7 @@ def ends_of_each_kind(choices):
 
 @pytest.mark.parametrize("op", sorted(tiles.CHOICES))
 def test_each_kinds_choices_launch_and_restore_the_launcher(op):
-    launchers = ("_fwd_launch", "_split_tiles", "_dkdv_launch", "_dq_launch", "_bwd_maps", "_bwd_fuses_delta")
+    launchers = ("_fwd_launch", "_split_tiles", "_dkdv_launch", "_dq_launch")
 
     def settings():
         return [getattr(wt, name) for name in launchers] + [

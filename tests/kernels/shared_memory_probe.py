@@ -135,8 +135,7 @@ def resources(compiled) -> dict:
 def kernels(dtype: str, d: int):
     """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
     linear attention by its launch plan (la._launch_plan); window attention's forward by its _cfg tiles with
-    wa._fwd_launch's num_warps and num_stages, and both kernels of its backward by wa._split_plan (its delta is
-    kernels/row_dot.py's kernel, probed once: with linear attention's plan)."""
+    wa._fwd_launch's num_warps and num_stages, and both kernels of its backward by wa._split_plan."""
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
     for fn, consts, launch in la._launch_plan(q, q, 64):
         yield "linear_attn", fn, consts, launch

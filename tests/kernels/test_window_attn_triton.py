@@ -74,28 +74,6 @@ def test_the_backwards_other_tiles_match_reference(monkeypatch, head_dim, fp32, 
     _check(_inputs(n, seed=n + window + 3), window)
 
 
-@pytest.mark.parametrize(
-    "n, window, tiles, maps, fused_delta",
-    [
-        (7, 4, None, True, True),
-        (130, 33, None, True, False),
-        (130, 33, None, False, True),
-        (200, 64, wa_triton._split_tiles(64, 64, False), True, True),
-    ],
-)
-def test_the_backwards_options_match_reference(monkeypatch, n, window, tiles, maps, fused_delta):
-    # MAP: each backward kernel maps its own block's ball points from q (k) instead of reading the forward's;
-    # FUSED_DELTA: the dq kernel computes delta and runs first. Windows inside a block, across blocks, and 64
-    # with the launcher's bf16 tiles at head dim 64 (the WIDE folds)
-    monkeypatch.setattr(wa_triton, "_bwd_maps", lambda: maps)
-    monkeypatch.setattr(wa_triton, "_bwd_fuses_delta", lambda: fused_delta)
-    if tiles:
-        monkeypatch.setattr(wa_triton, "_split_tiles", lambda BD, BDV, fp32: tiles)
-    (_, kc, _), (_, qc, _) = wa_triton._split_plan(6, 6, torch.float32, window)
-    assert (kc["MAP"], qc["MAP"], qc["FUSED_DELTA"]) == (maps, maps, fused_delta)
-    _check(_inputs(n, seed=n + window + 4), window)
-
-
 def test_backward_is_deterministic():
     # each dx and dy row is stored once, by the program that owns it; no atomics
     ins = [t.requires_grad_() for t in _inputs(70, seed=9)]

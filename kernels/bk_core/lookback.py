@@ -143,15 +143,14 @@ def _publish(flag_ptr, value: tl.constexpr):
 @triton.jit
 def _segment_fwd(V, PART, GR, GI, N, C, S, b, cols, cmask, chain, s, ar0, ai, b2, REVERSE: tl.constexpr,
                  L: tl.constexpr, BLOCK_C: tl.constexpr, LOOK: tl.constexpr):  # fmt: skip
-    """Segment s of the forward's chain: its aggregate P_s published, the look-back to g entering it, its
-    inclusive value published, its rows swept."""
-    bn = b.to(tl.int64) * N * C
+    """Segment s of the forward's chain (V, GR, GI at its batch row): its aggregate P_s published, the look-back
+    to g entering it, its inclusive value published, its rows swept."""
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
     start = s * L
     end = tl.minimum(start + L, N)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
-        V + bn, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
+        V, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
     )
     part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
     if s > 0:
@@ -189,7 +188,7 @@ def _segment_fwd(V, PART, GR, GI, N, C, S, b, cols, cmask, chain, s, ar0, ai, b2
     tl.store(part + 8 * C, er, mask=cmask)
     tl.store(part + 9 * C, ei, mask=cmask)
     _publish(chain + 1 + s, 2)
-    _sweep_rows(V + bn, GR + bn, GI + bn, cols, wr, wi, start, end, cmask, ar0, ai, b2, N, C, REVERSE)
+    _sweep_rows(V, GR, GI, cols, wr, wi, start, end, cmask, ar0, ai, b2, N, C, REVERSE)
 
 
 @triton.jit(do_not_specialize=["C"])  # as timed (run 14)
@@ -215,9 +214,12 @@ def _lookback_fwd_kernel(
     program takes its chain's tickets until they run out (_segment_fwd for each)."""
     b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    bn = b.to(tl.int64) * N * C
     s = tl.atomic_add(chain, 1)
     while s < S:
-        _segment_fwd(V, PART, GR, GI, N, C, S, b, cols, cmask, chain, s, ar0, ai, b2, REVERSE, L, BLOCK_C, LOOK)
+        _segment_fwd(
+            V + bn, PART, GR + bn, GI + bn, N, C, S, b, cols, cmask, chain, s, ar0, ai, b2, REVERSE, L, BLOCK_C, LOOK
+        )
         s = tl.atomic_add(chain, 1)
 
 

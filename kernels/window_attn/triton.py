@@ -274,16 +274,18 @@ def _window_fwd_kernel(
 
 
 @triton.jit
-def _keys(y, V, offs_n, N, c, DV: tl.constexpr, BDV: tl.constexpr):
-    """Key block y at rows offs_n -> y, float32 y, |y|^2, sigma, its values."""
+def _keys(Y, V, offs_n, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
+    """Key block at rows offs_n -> y, float32 y, |y|^2, sigma, its values."""
+    y = _load(Y, offs_n, N, D, BD)
     yf, b, sg = _norms(y, c)
     return y, yf, b, sg, _load(V, offs_n, N, DV, BDV)
 
 
 @triton.jit
-def _query_rows(x, DO, LSE, offs_m, N, c, DV: tl.constexpr, BDV: tl.constexpr):
-    """Query block x at rows offs_m -> x, |x|^2, rho, do, the log-sum-exp in base 2 (rows outside [0, N): do = 0,
+def _query_rows(X, DO, LSE, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
+    """Query block at rows offs_m -> x, |x|^2, rho, do, the log-sum-exp in base 2 (rows outside [0, N): do = 0,
     and p is finite)."""
+    x = _load(X, offs_m, N, D, BD)
     _x32, a, rho = _norms(x, c)
     do = _load(DO, offs_m, N, DV, BDV)
     lse2 = tl.load(LSE + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0) * 1.4426950408889634
@@ -291,9 +293,9 @@ def _query_rows(x, DO, LSE, offs_m, N, c, DV: tl.constexpr, BDV: tl.constexpr):
 
 
 @triton.jit
-def _queries(x, DO, LSE, DELTA, offs_m, N, c, DV: tl.constexpr, BDV: tl.constexpr):
+def _queries(X, DO, LSE, DELTA, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
     """_query_rows and delta (0 outside [0, N), so those rows' ds = 0)."""
-    x, a, rho, do, lse2 = _query_rows(x, DO, LSE, offs_m, N, c, DV, BDV)
+    x, a, rho, do, lse2 = _query_rows(X, DO, LSE, offs_m, N, c, D, DV, BD, BDV)
     return x, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0)
 
 
@@ -324,7 +326,7 @@ def _dkdv_band(y, vb, kb, kc, X, DO, LSE, DELTA, offs_t, t_end, N, c, kk, tmax, 
                DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
     """Queries offs_t whose windows hold every key of the block y (those from t_end on are the diagonal's
     partners), held key-major. Accumulates sum_t g rho_t x_t (dk), dv and sum_t g (rho_t + tau) (rk)."""
-    x, a, rho, do, lse2, delta = _queries(_load(X, offs_t, N, D, BD), DO, LSE, DELTA, offs_t, N, c, DV, BDV)
+    x, a, rho, do, lse2, delta = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
     s = tl.dot(y, tl.trans(x), input_precision=PREC)
     dp = tl.dot(vb, tl.trans(do), input_precision=PREC)
     valid = (offs_t < t_end)[None, :]
@@ -343,8 +345,8 @@ def _dkdv_fold(y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDO
     key block within the window, the query tiles no wider): every entry is a pair of the window (queries past N
     load zeros, which give ds = 0), so no entry is masked."""
     far = offs_t + WINDOW
-    x_n, a_n, rho_n, do_n, lse_n, del_n = _queries(_load(X, offs_t, N, D, BD), DO, LSE, DELTA, offs_t, N, c, DV, BDV)
-    x_f, a_f, rho_f, do_f, lse_f, del_f = _queries(_load(X, far, N, D, BD), DO, LSE, DELTA, far, N, c, DV, BDV)
+    x_n, a_n, rho_n, do_n, lse_n, del_n = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
+    x_f, a_f, rho_f, do_f, lse_f, del_f = _queries(X, DO, LSE, DELTA, far, N, c, D, DV, BD, BDV)
     e = offs_t[None, :] - offs_n[:, None]
     near, valid = _fold(e, WINDOW, (offs_t < k_end)[None, :], (far >= k_end)[None, :])
     s = _pick_dot(near, y, x_n, x_f, PREC)
@@ -428,8 +430,7 @@ def _window_bwd_dkdv_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     k0 = j * BK
     offs_n = k0 + tl.arange(0, BK)
-    y = _load(Y + row0 * D, offs_n, N, D, BD)
-    y, _y32, b, sg, vb = _keys(y, V + row0 * DV, offs_n, N, c, DV, BDV)
+    y, _y32, b, sg, vb = _keys(Y + row0 * D, V + row0 * DV, offs_n, N, c, D, DV, BD, BDV)
     kb = b[:, None]
     kc = (c * sg)[:, None]
     dk = tl.zeros([BK, BD], dtype=tl.float32)
@@ -461,7 +462,7 @@ def _dq_band(x, do, ra, rc, lse2, delta, Y, V, offs_n, t0, N, c, kk, tmax, gvec,
              DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
     """Keys offs_n in the window of every query of the block at t0, as _fwd_band. Accumulates sum_s ds log2(...)
     (gvec), sum_s g (sigma_s + tau) (rq) and sum_s g sigma_s y_s (acc)."""
-    y, y32, b, sg, vb = _keys(_load(Y, offs_n, N, D, BD), V, offs_n, N, c, DV, BDV)
+    y, y32, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
     s = tl.dot(x, tl.trans(y), input_precision=PREC)
     dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
     valid = (offs_n < t0)[None, :]
@@ -476,9 +477,8 @@ def _dq_fold(x, do, ra, rc, lse2, delta, Y, V, offs_m, offs_n, t0, t_end, N, WIN
              D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
              WIDE: tl.constexpr):  # fmt: skip
     """The diagonal keys offs_n of the query block [t0, t_end), folded as _fwd_fold; accumulates as _dq_band."""
-    far = offs_n - WINDOW
-    y_n, y32_n, b_n, sg_n, v_n = _keys(_load(Y, offs_n, N, D, BD), V, offs_n, N, c, DV, BDV)
-    y_f, y32_f, b_f, sg_f, v_f = _keys(_load(Y, far, N, D, BD), V, far, N, c, DV, BDV)
+    y_n, y32_n, b_n, sg_n, v_n = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
+    y_f, y32_f, b_f, sg_f, v_f = _keys(Y, V, offs_n - WINDOW, N, c, D, DV, BD, BDV)
     near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE)
     s = _pick_dot(near, x, y_n, y_f, PREC)
     dp = _pick_dot(near, do, v_n, v_f, PREC)
@@ -534,8 +534,7 @@ def _window_bwd_dq_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     t0 = i * BQ
     offs_m = t0 + tl.arange(0, BQ)
-    x = _load(X + row0 * D, offs_m, N, D, BD)
-    x, a, rho, do, lse2 = _query_rows(x, DO + row0 * DV, LSE + row0, offs_m, N, c, DV, BDV)
+    x, a, rho, do, lse2 = _query_rows(X + row0 * D, DO + row0 * DV, LSE + row0, offs_m, N, c, D, DV, BD, BDV)
     delta = _dq_delta(DELTA + row0, OUT + row0 * DV, do, offs_m, N, DV, BDV)
     ra = a[:, None]
     rc = (c * rho)[:, None]

@@ -115,7 +115,7 @@ class TestLookBack:
             assert (st[:, 1:] == 2).all()
 
     def test_fewer_programs_than_segments_take_them_all(self, swept):
-        x, g, dg, (state, _), (dv, red), (bstate, _) = swept
+        x, g, dg, _, (dv, red), _ = swept
         fwd = lb._scratch(x[0], lb.SEG_FWD, lb.FWD_PART)
         again = lb._fwd(*x, False, *fwd, 2)
         adj = lb._bwd(*again, *dg, x[2], False, *lb._scratch(x[0], lb.SEG_BWD, lb.BWD_PART), 2)

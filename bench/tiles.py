@@ -14,8 +14,8 @@ linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chu
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
 
 bk_core, (16, N, 64) float32: the one-pass look-back's forward and adjoint kernels, each under its rows a
-program, predecessors a look-back round, channels a program and programs in flight (kernels/bk_core/lookback.py:
-`SEG_FWD`, `SEG_BWD`, `LOOK`, `BLOCK_C`, `RESIDENT`).
+program, predecessors a look-back round and channels a program (kernels/bk_core/lookback.py: `SEG_FWD`,
+`SEG_BWD`, `LOOK`, `BLOCK_C`).
 
 A choice that fails to compile or launch (shared memory) is recorded with its error. Prints a table per N
 and kind, fastest first; writes OUT.json (rows, environment, command) after every choice, so a run stopped
@@ -57,13 +57,10 @@ LA_TILES = {
     "_la_bwd_chunk_dv_kernel": [{"BK": bk, "BV": bv} for bk, bv in ((128, 64), (128, 32), (64, 64), (64, 32))],
 }
 LA_CHUNKS = [32, 64]
-#: the one-pass BK-Core's (rows a program, predecessors a look-back round, channels a program, programs in flight),
-#: forward and adjoint kernels; the first of each is lookback.py's (SEG_FWD or SEG_BWD, LOOK, BLOCK_C, RESIDENT).
-#: Programs in flight: ALL, one a segment, or 2, 4 and 8 for each of 132 SMs (H100, H200)
-ALL = 1 << 30
-RESIDENT = (264, 528, 1056)
-BK_FWD = [(128, 1, 64, ALL), (64, 1, 64, ALL), *((rows, 1, 64, r) for rows in (128, 64) for r in RESIDENT)]
-BK_BWD = [(64, 1, 64, ALL), (128, 1, 64, ALL), *((rows, 1, 64, r) for rows in (64, 32) for r in RESIDENT)]
+#: the one-pass BK-Core's (rows a program, predecessors a look-back round, channels a program), forward and
+#: adjoint kernels; the first of each is lookback.py's (SEG_FWD or SEG_BWD, LOOK, BLOCK_C)
+BK_FWD = [(128, 1, 64), (64, 1, 64), (32, 1, 64), (128, 4, 64), (64, 4, 64), (64, 8, 64), (256, 1, 64), (256, 4, 64)]
+BK_BWD = [(64, 1, 64), (32, 1, 64), (64, 4, 64), (32, 4, 64), (32, 8, 64), (128, 1, 64), (128, 4, 64)]
 
 
 def _graph_ms(fn) -> dict:
@@ -183,7 +180,7 @@ def linear_attn_choices(n, device="cuda", B=8, H=16):
 def bk_core_choices(n, device="cuda", B=16, H=2):
     """(kind, choice, fn) for the one-pass BK-Core (kernels/bk_core/lookback.py) at (B, n, 32 H) float32: one
     causal sweep ("fwd") and its adjoint ("bwd") under each plan of BK_FWD, BK_BWD (segment length, look-back
-    width, channels a program, programs in flight)."""
+    width, channels a program)."""
     from kernels.bk_core import lookback as lb
 
     C = 32 * H
@@ -196,17 +193,16 @@ def bk_core_choices(n, device="cuda", B=16, H=2):
     dg_re, dg_im = torch.randn(2, B, n, C, device=device, generator=g)
 
     def with_plan(seg_name, plan, call):
-        seg, look, block_c, resident = plan
+        seg, look, block_c = plan
 
         def fn():
             with swapped(lb, seg_name, seg), swapped(lb, "LOOK", look), swapped(lb, "BLOCK_C", block_c):
-                with swapped(lb, "RESIDENT", resident):
-                    return call()
+                return call()
 
         return fn
 
     def choice(plan):
-        return dict(zip(("rows", "look", "channels", "resident"), plan, strict=True))
+        return dict(zip(("rows", "look", "channels"), plan, strict=True))
 
     for plan in BK_FWD:
         call = lambda: lb.bk_core_lookback_fwd(v, h0, beta, z_re, z_im, False)  # noqa: E731

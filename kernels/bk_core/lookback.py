@@ -7,23 +7,21 @@ Same math as kernels/bk_core/triton.py (see there), in one launch each instead o
   backward mu_i = conj(g_i^2)(gbar_i + b2 mu_{i+1}) right to left; segment s carries the affine composite
            mu_first = Cc mu_next + Dc, and mu entering it from the right is the composite of the segments
            to its right applied to 0.
-A program owns BLOCK_C channels of one batch row (one channel a thread) and takes its chain's segments of L
-rows one at a time (_segment_fwd, _segment_bwd) until their tickets run out. It streams a segment 4 rows a step
-through the two-pass kernels' loops (_segment_product, _adj_segment) to its aggregate (P_s, or (Cc, Dc)) and
-publishes it, looks back over the segments before it (right of it for the adjoint), LOOK of them a round: one
-acquire atomic per segment reads their flags together, the aggregates of those that lead with an aggregate only
-are loaded together and combined in order, and a predecessor's inclusive value (g leaving it, mu entering it)
-ends the walk; a predecessor that has published nothing yet starts the next round (spun on). A walk over k
-aggregates takes about k / LOOK L2 round trips (atomics, then loads); reading four at once did not pay on the
-H200 (LOOK below). It publishes its own inclusive value (its aggregate applied to the carry) and sweeps its
-rows again from the carry (_sweep_rows, _adj_sweep_rows), reading them a second time, writing g (or dv and
-per-segment sums as `_adj_sweep_kernel` does).
+A program owns BLOCK_C channels of one batch row (one channel a thread) and one segment of L rows. It streams
+its segment 4 rows a step through the two-pass kernels' loops (_segment_product, _adj_segment) to its aggregate
+(P_s, or (Cc, Dc)) and publishes it, looks back over the segments before it (right of it for the adjoint),
+LOOK of them a round: one acquire atomic per segment reads their flags together, the aggregates of those that
+lead with an aggregate only are loaded together and combined in order, and a predecessor's inclusive value
+(g leaving it, mu entering it) ends the walk; a predecessor that has published nothing yet starts the next
+round (spun on). A walk over k aggregates takes about k / LOOK L2 round trips (atomics, then loads); reading
+four at once did not pay on the H200 (LOOK below). It publishes its own inclusive value (its aggregate applied
+to the carry) and sweeps its rows again from the carry (_sweep_rows, _adj_sweep_rows), reading them a second
+time, writing g (or dv and per-segment sums as `_adj_sweep_kernel` does).
 
 Segment order comes from a ticket (an atomic counter per (batch row, channel block)), not from
 tl.program_id: the GPU does not start programs in index order, and a program spinning on a predecessor that
 has not started could hold the slot that predecessor needs (deadlock). A ticket is taken by a running
-program, so every smaller ticket belongs to a program that is running or done; a program that has finished a
-segment takes the next ticket the same way.
+program, so every smaller ticket belongs to a program that is running or done.
 
 Publishing: every thread stores its channels' values, tl.debug_barrier(), then one release atomic sets the
 segment's flag (0 nothing, 1 aggregate, 2 inclusive). Reading: an acquire atomic reads the flag, volatile
@@ -41,10 +39,11 @@ Bytes per element, causal: forward reads v (4), writes g_re, g_im (8); backward 
 first predecessor: forward 40 written, 8 read per segment; backward 24 + 12 (sums) written, 8 read per
 segment: ~1 byte per element more at the segments below. The sweep's second read of a segment stays in L2
 only while the segments in flight fit there; with a program a segment they do not (~89 MB forward, ~177 MB
-adjoint against 50 MB, estimated from the launch shapes in run 14), so at (16, 16384, 64) the kernels move
-about what the two-pass ones do: 16 and 36 bytes per element, at 76 % and 83 % of copy bandwidth on the H100
-(run 17a: 0.118 and 0.241 ms). RESIDENT caps the programs in flight, each taking segment after segment, so
-that the segments between a first and a second read fit in L2 (~34 MB at 528 programs); not yet timed.
+adjoint against 50 MB), so at (16, 16384, 64) the kernels move 16 and 36 bytes an element, about what the
+two-pass ones do, at 72 % and 88 % of copy bandwidth on the H100 (run 18a: 0.125 and 0.229 ms). Fewer programs
+in flight, each taking segment after segment so that the second read could hit L2, were slower at every count
+(run 18a: 1056 / 528 / 264 programs 0.140 / 0.177 / 0.268 ms forward, 0.254 / 0.332 / 0.536 adjoint): with
+fewer programs the serial segment chain's latency shows, so a program a segment stays.
 """
 
 from __future__ import annotations
@@ -76,12 +75,6 @@ SEG_BWD = 64
 BLOCK_C = 64
 FWD_PART = 10  # forward scratch rows per (segment, channel): P_s (8), g leaving the segment (2)
 BWD_PART = 6  # backward scratch rows: (Cc, Dc) (4), mu entering the segment from the right (2)
-#: programs a launch keeps in flight over all chains (each takes its chain's next ticket until they run out, as
-#: `_programs` splits them): the segments in flight are what the sweep reads a second time, from L2 only while
-#: they fit there. Not yet timed (bench/tiles.py --op bk_core times 264, 528 and 1056): until then 1 << 30, a
-#: program a segment, as runs 14 and 17a timed the kernels (with the ticket loop, sm_90 compiles them at 64
-#: registers where they took 48, no spill)
-RESIDENT = 1 << 30
 #: predecessors a look-back round reads at once. On the H200 (run 12b, (16, 16384, 64)) 1 is the fastest: forward
 #: 0.108 ms against 0.167 with 4 (its 188 registers against 168), adjoint 0.178 ms either way
 LOOK = 1
@@ -140,17 +133,36 @@ def _publish(flag_ptr, value: tl.constexpr):
 
 
 # ----------------------------------------------------------------------------------------------- kernels
-@triton.jit
-def _segment_fwd(V, PART, GR, GI, N, C, S, b, cols, cmask, chain, s, ar0, ai, b2, REVERSE: tl.constexpr,
-                 L: tl.constexpr, BLOCK_C: tl.constexpr, LOOK: tl.constexpr):  # fmt: skip
-    """Segment s of the forward's chain (V, GR, GI at its batch row): its aggregate P_s published, the look-back
-    to g entering it, its inclusive value published, its rows swept."""
+@triton.jit(do_not_specialize=["C"])  # as timed (run 14)
+def _lookback_fwd_kernel(
+    V,
+    H0,
+    BETA,
+    ZRE,
+    ZIM,
+    STATE,
+    PART,
+    GR,
+    GI,
+    N,
+    C,
+    S,
+    REVERSE: tl.constexpr,
+    L: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    LOOK: tl.constexpr,
+):
+    """GR, GI (B, N, C); STATE (B * n_cblk, 1 + S) int32: ticket, flag of each segment; PART (B, S, 10, C)."""
+    b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
+    s = tl.atomic_add(chain, 1)
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    bn = b.to(tl.int64) * N * C
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
     start = s * L
     end = tl.minimum(start + L, N)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
-        V, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
+        V + bn, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
     )
     part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
     if s > 0:
@@ -188,20 +200,20 @@ def _segment_fwd(V, PART, GR, GI, N, C, S, b, cols, cmask, chain, s, ar0, ai, b2
     tl.store(part + 8 * C, er, mask=cmask)
     tl.store(part + 9 * C, ei, mask=cmask)
     _publish(chain + 1 + s, 2)
-    _sweep_rows(V, GR, GI, cols, wr, wi, start, end, cmask, ar0, ai, b2, N, C, REVERSE)
+    _sweep_rows(V + bn, GR + bn, GI + bn, cols, wr, wi, start, end, cmask, ar0, ai, b2, N, C, REVERSE)
 
 
-@triton.jit(do_not_specialize=["C"])  # as timed (run 14)
-def _lookback_fwd_kernel(
-    V,
-    H0,
-    BETA,
-    ZRE,
-    ZIM,
-    STATE,
-    PART,
+@triton.jit(do_not_specialize=["C"])
+def _lookback_bwd_kernel(
     GR,
     GI,
+    DGR,
+    DGI,
+    BETA,
+    STATE,
+    PART,
+    DV,
+    RED,
     N,
     C,
     S,
@@ -210,25 +222,18 @@ def _lookback_fwd_kernel(
     BLOCK_C: tl.constexpr,
     LOOK: tl.constexpr,
 ):
-    """GR, GI (B, N, C); STATE (B * n_cblk, 1 + S) int32: ticket, flag of each segment; PART (B, S, 10, C). A
-    program takes its chain's tickets until they run out (_segment_fwd for each)."""
+    """DV (B, N, C) = -Re mu; RED (B, S, 4, C) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
+    last segment); PART (B, S, 6, C)."""
     b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
-    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
-    bn = b.to(tl.int64) * N * C
-    s = tl.atomic_add(chain, 1)
-    while s < S:
-        _segment_fwd(
-            V + bn, PART, GR + bn, GI + bn, N, C, S, b, cols, cmask, chain, s, ar0, ai, b2, REVERSE, L, BLOCK_C, LOOK
-        )
-        s = tl.atomic_add(chain, 1)
-
-
-@triton.jit
-def _segment_bwd(GR, GI, DGR, DGI, DV, PART, RED, N, C, S, b, cols, cmask, chain, s, beta, REVERSE: tl.constexpr,
-                 L: tl.constexpr, BLOCK_C: tl.constexpr, LOOK: tl.constexpr):  # fmt: skip
-    """Segment s of the adjoint's chain (GR .. DV at its batch row): its composite published, the look-back to mu
-    entering it from the right, its inclusive value published, its rows swept (dv, parameter-gradient sums)."""
+    s = S - 1 - tl.atomic_add(chain, 1)
+    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
     b2 = beta * beta
+    bn = b.to(tl.int64) * N * C
+    GR += bn
+    GI += bn
+    DGR += bn
+    DGI += bn
+    DV += bn
     start = s * L
     end = tl.minimum(start + L, N)
     zero = tl.zeros([BLOCK_C], tl.float32)
@@ -275,39 +280,6 @@ def _segment_bwd(GR, GI, DGR, DGI, DV, PART, RED, N, C, S, b, cols, cmask, chain
     _store_param_grads(RED + (b.to(tl.int64) * S + s) * 4 * C + cols, C, cmask, beta, acc_r, acc_i, acc_b)
 
 
-@triton.jit(do_not_specialize=["C"])
-def _lookback_bwd_kernel(
-    GR,
-    GI,
-    DGR,
-    DGI,
-    BETA,
-    STATE,
-    PART,
-    DV,
-    RED,
-    N,
-    C,
-    S,
-    REVERSE: tl.constexpr,
-    L: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    LOOK: tl.constexpr,
-):
-    """DV (B, N, C) = -Re mu; RED (B, S, 4, C) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
-    last segment); PART (B, S, 6, C). A program takes its chain's tickets until they run out (_segment_bwd)."""
-    b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
-    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
-    bn = b.to(tl.int64) * N * C
-    t = tl.atomic_add(chain, 1)
-    while t < S:
-        _segment_bwd(
-            GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, PART, RED, N, C, S, b, cols, cmask, chain, S - 1 - t, beta,
-            REVERSE, L, BLOCK_C, LOOK,
-        )  # fmt: skip
-        t = tl.atomic_add(chain, 1)
-
-
 # ----------------------------------------------------------------------------------------------- launchers
 def _scratch(x: torch.Tensor, seg: int, rows: int):
     """STATE (B * n_cblk, 1 + S) int32 zeros (tickets, flags) and PART (B, S, rows, C) for x (B, N, C)."""
@@ -316,11 +288,6 @@ def _scratch(x: torch.Tensor, seg: int, rows: int):
     S = max(1, cdiv(N, seg))
     state = torch.zeros(B * cdiv(C, BLOCK_C), 1 + S, device=x.device, dtype=torch.int32)
     return state, torch.empty(B, S, rows, C, device=x.device, dtype=torch.float32)
-
-
-def _programs(state: torch.Tensor, S: int) -> int:
-    """Programs a chain for STATE's chains and S segments: RESIDENT over all chains, one to S each."""
-    return max(1, min(S, RESIDENT // state.shape[0]))
 
 
 def _fwd(v, h0, beta, z_re, z_im, reverse: bool, state, part, programs: int):
@@ -356,7 +323,7 @@ def bk_core_lookback_fwd(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One causal sweep: v (B, N, C), h0, beta, z_re, z_im (C,), float32 contiguous -> (g_re, g_im) (B, N, C)."""
     state, part = _scratch(v, SEG_FWD, FWD_PART)
-    return _fwd(v, h0, beta, z_re, z_im, reverse, state, part, _programs(state, part.shape[1]))
+    return _fwd(v, h0, beta, z_re, z_im, reverse, state, part, part.shape[1])
 
 
 @torch.library.custom_op("phasebench::bk_core_lookback_bwd", mutates_args=())
@@ -366,7 +333,7 @@ def bk_core_lookback_bwd(
     """Adjoint of bk_core_lookback_fwd: g, dg (B, N, C), beta (C,) -> dv (B, N, C), grads (4, C) of h0, beta,
     z_re, z_im."""
     state, part = _scratch(g_re, SEG_BWD, BWD_PART)
-    dv, red = _bwd(g_re, g_im, dg_re, dg_im, beta, reverse, state, part, _programs(state, part.shape[1]))
+    dv, red = _bwd(g_re, g_im, dg_re, dg_im, beta, reverse, state, part, part.shape[1])
     return dv, red.sum(dim=(0, 1))
 
 

@@ -33,7 +33,7 @@ def test_each_kinds_choices_launch_and_restore_the_launcher(op):
     def settings():
         return [getattr(wt, name) for name in launchers] + [
             la._chunked_cfg,
-            *(lb.SEG_FWD, lb.SEG_BWD, lb.LOOK, lb.BLOCK_C, lb.RESIDENT),
+            *(lb.SEG_FWD, lb.SEG_BWD, lb.LOOK, lb.BLOCK_C),
         ]
 
     defaults = settings()

@@ -106,29 +106,11 @@ def doctor(state, part, inclusive: slice):
 class TestLookBack:
     """The ticket, not program_id, picks a program's segment; the look-back combines aggregates in order."""
 
-    def test_every_segment_is_taken_once_and_publishes_its_prefix(self, swept):
-        # a program takes tickets until one is past the last segment: S tickets for the segments, one more for
-        # each of the S programs (the interpreter runs program 0 of a chain first, which takes all S)
+    def test_every_program_takes_a_ticket_and_publishes_its_prefix(self, swept):
         *_, (state, part), _, (bstate, bpart) = swept
         for st, pt in ((state, part), (bstate, bpart)):
-            assert st[:, 0].tolist() == [2 * pt.shape[1]]
+            assert st[:, 0].tolist() == [pt.shape[1]]
             assert (st[:, 1:] == 2).all()
-
-    def test_fewer_programs_than_segments_take_them_all(self, swept):
-        x, g, dg, _, (dv, red), _ = swept
-        fwd = lb._scratch(x[0], lb.SEG_FWD, lb.FWD_PART)
-        again = lb._fwd(*x, False, *fwd, 2)
-        adj = lb._bwd(*again, *dg, x[2], False, *lb._scratch(x[0], lb.SEG_BWD, lb.BWD_PART), 2)
-        for got, ref in zip((*again, *adj), (*g, dv, red), strict=True):
-            torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
-        assert fwd[0][:, 0].tolist() == [fwd[1].shape[1] + 2] and (fwd[0][:, 1:] == 2).all()
-
-    def test_the_programs_in_flight_are_split_over_the_chains(self, monkeypatch):
-        state = torch.zeros(6, 1)
-        monkeypatch.setattr(lb, "RESIDENT", 20)
-        assert [lb._programs(state, S) for S in (1, 3, 4, 100)] == [1, 3, 3, 3]
-        monkeypatch.setattr(lb, "RESIDENT", 4)
-        assert lb._programs(state, 100) == 1
 
     def test_forward_walks_back_over_aggregates(self, swept):
         x, g, _, (state, part), _, _ = swept
@@ -138,7 +120,7 @@ class TestLookBack:
         last = slice((S - 1) * lb.SEG_FWD, x[0].shape[1])
         for got, ref in zip(again, g, strict=True):
             torch.testing.assert_close(got[:, last], ref[:, last], rtol=1e-5, atol=1e-5)
-        assert (state[:, 0] == S + 1).all() and (state[:, S] == 2).all()
+        assert (state[:, 0] == S).all() and (state[:, S] == 2).all()
 
     def test_adjoint_walks_right_over_aggregates(self, swept):
         x, g, dg, _, (dv, red), (state, part) = swept
@@ -148,7 +130,7 @@ class TestLookBack:
         first = slice(0, lb.SEG_BWD)
         torch.testing.assert_close(dv1[:, first], dv[:, first], rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(red1[:, 0], red[:, 0], rtol=1e-5, atol=1e-5)
-        assert (state[:, 0] == S + 1).all() and (state[:, 1] == 2).all()
+        assert (state[:, 0] == S).all() and (state[:, 1] == 2).all()
 
 
 @triton.jit

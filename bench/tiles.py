@@ -8,7 +8,8 @@ behind its launcher's choices.
 window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x BM keys, warps, stages) times
 the forward launch alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`); the kinds split_dkdv and
 split_dq time the whole backward (both kernels, exp0's backward in their epilogues) with one kernel's tiles and
-launch varied (`_split_tiles`, `_dkdv_launch`, `_dq_launch`).
+launch varied (`_split_tiles`, `_dkdv_launch`, `_dq_launch`; each launcher's other options kept), and the kind
+regs with one kernel's registers capped (maxnreg; `DQ_MAXNREG`).
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
@@ -49,6 +50,8 @@ WINDOW_SPLIT_TILES = {
     "split_dq": [(32, 32), (64, 16), (64, 32), (32, 16)],
 }
 WINDOW_SPLIT_KERNELS = {"split_dkdv": (0, "_dkdv_launch"), "split_dq": (1, "_dq_launch")}
+#: register caps (maxnreg) the kind regs tries on each backward kernel at its launcher's tiles; None: uncapped
+WINDOW_REG_CAPS = [None, 128, 168, 200]
 #: linear attention's chunked backward, per kernel: the tile constexprs each choice sets
 LA_TILES = {
     "_la_bwd_states_kernel": [{"BV": bv} for bv in (32, 64, 128)],
@@ -103,17 +106,30 @@ def window_choices(n, device="cuda", B=8, H=16):
     o, lse, x, y = wt._launch_fwd(q, k, v, c, s, 64, None, None)
     do = torch.randn_like(o)
 
-    def patched(name, launch, call):
+    def patched(name, adjust, call):
+        """call() with the options of launcher `name` passed through adjust (its other options kept)."""
+        default = getattr(wt, name)
+
         def fn():
-            with swapped(wt, name, lambda *_: dict(num_warps=launch[0], num_stages=launch[1])):
+            with swapped(wt, name, lambda *a: adjust(default(*a))):
                 return call()
 
         return fn
 
+    def launched(launch):
+        return lambda options: options | dict(num_warps=launch[0], num_stages=launch[1])
+
+    def capped(cap):
+        return lambda options: {k: v for k, v in options.items() if k != "maxnreg"} | ({"maxnreg": cap} if cap else {})
+
     for tiles in WINDOW_FWD_TILES:
         for launch in LAUNCHES:
             call = lambda t=tiles: wt._launch_fwd(q, k, v, c, s, 64, *t)  # noqa: E731
-            yield "fwd", {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, patched("_fwd_launch", launch, call)
+            choice = {"tiles": tiles, "warps": launch[0], "stages": launch[1]}
+            yield "fwd", choice, patched("_fwd_launch", launched(launch), call)
+
+    def backward():
+        return wt._launch_bwd(do, o, q, k, x, y, v, c, s, lse, 64, None, None)
 
     def split(kernel, tiles, launch):
         """The whole backward with one of its kernels' tiles and launch replaced."""
@@ -123,8 +139,7 @@ def window_choices(n, device="cuda", B=8, H=16):
         def with_tiles(BD, BDV, fp32):
             return tuple(tiles if i == index else t for i, t in enumerate(default(BD, BDV, fp32)))
 
-        call = lambda: wt._launch_bwd(do, o, q, k, x, y, v, c, s, lse, 64, None, None)  # noqa: E731
-        fn = patched(launcher, launch, call)
+        fn = patched(launcher, launched(launch), backward)
 
         def run():
             with swapped(wt, "_split_tiles", with_tiles):
@@ -136,6 +151,9 @@ def window_choices(n, device="cuda", B=8, H=16):
         for tiles in WINDOW_SPLIT_TILES[kernel]:
             for launch in LAUNCHES:
                 yield kernel, {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, split(kernel, tiles, launch)
+    for kernel, (_, launcher) in WINDOW_SPLIT_KERNELS.items():
+        for cap in WINDOW_REG_CAPS:
+            yield "regs", {"kernel": kernel, "maxnreg": cap}, patched(launcher, capped(cap), backward)
 
 
 # ------------------------------------------------------------------------------------------ linear attention
@@ -215,7 +233,7 @@ def bk_core_choices(n, device="cuda", B=16, H=2):
 CHOICES = {"window_attn": window_choices, "linear_attn": linear_attn_choices, "bk_core": bk_core_choices}
 #: the kinds each op's choices come in (what --kinds may name)
 KINDS = {
-    "window_attn": ("fwd", *WINDOW_SPLIT_KERNELS),
+    "window_attn": ("fwd", *WINDOW_SPLIT_KERNELS, "regs"),
     "linear_attn": ("chunk", *LA_TILES),
     "bk_core": ("fwd", "bwd"),
 }

@@ -105,10 +105,10 @@ def _load_ball(P, rows, N, c, min_norm, W: tl.constexpr, BW: tl.constexpr):
 
 @triton.jit
 def _norms(t, c):
-    """Rows of a tile -> float32 tile, |row|^2 and 1/(1 - c |row|^2) (denominator floored at 1e-15)."""
+    """Rows of a tile -> |row|^2 and 1/(1 - c |row|^2) in float32 (denominator floored at 1e-15)."""
     tf = t.to(tl.float32)
     n2 = tl.sum(tf * tf, axis=1)
-    return tf, n2, 1.0 / tl.maximum(1.0 - c * n2, 1e-15)
+    return n2, 1.0 / tl.maximum(1.0 - c * n2, 1e-15)
 
 
 @triton.jit
@@ -184,7 +184,7 @@ def _fwd_band(x, ra, rc, Y, V, offs_n, t0, N, c, kk, tmax, m_i, l_i, acc, D: tl.
               BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
     """Keys offs_n in the window of every query of the block at t0 (those from t0 on are the diagonal's)."""
     y = _load(Y, offs_n, N, D, BD)
-    _y32, b, sg = _norms(y, c)
+    b, sg = _norms(y, c)
     s = tl.dot(x, tl.trans(y), input_precision=PREC)
     _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b[None, :], sg[None, :], tmax)
     p, m_i, l_i, acc = _online(tl.where((offs_n < t0)[None, :], kk * lg, float("-inf")), m_i, l_i, acc)
@@ -202,8 +202,8 @@ def _fwd_fold(x, ra, rc, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax
     far = offs_n - WINDOW
     y_n = _load(Y, offs_n, N, D, BD)
     y_f = _load(Y, far, N, D, BD)
-    _y32, b_n, sg_n = _norms(y_n, c)
-    _y32, b_f, sg_f = _norms(y_f, c)
+    b_n, sg_n = _norms(y_n, c)
+    b_f, sg_f = _norms(y_f, c)
     near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE)
     s = _pick_dot(near, x, y_n, y_f, PREC)
     b = tl.where(near, b_n[None, :], b_f[None, :])
@@ -253,7 +253,7 @@ def _window_fwd_kernel(
     offs_m = t0 + tl.arange(0, BM)
     x = _load_ball(Q, offs_m, N, c, min_norm, D, BD)
     _store(XO + row0 * D, offs_m, N, x, D, BD)
-    _x32, a, rho = _norms(x, c)
+    a, rho = _norms(x, c)
     ra = a[:, None]
     rc = (c * rho)[:, None]
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
@@ -275,10 +275,10 @@ def _window_fwd_kernel(
 
 @triton.jit
 def _keys(Y, V, offs_n, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
-    """Key block at rows offs_n -> y, float32 y, |y|^2, sigma, its values."""
+    """Key block at rows offs_n -> y, |y|^2, sigma, its values."""
     y = _load(Y, offs_n, N, D, BD)
-    yf, b, sg = _norms(y, c)
-    return y, yf, b, sg, _load(V, offs_n, N, DV, BDV)
+    b, sg = _norms(y, c)
+    return y, b, sg, _load(V, offs_n, N, DV, BDV)
 
 
 @triton.jit
@@ -286,7 +286,7 @@ def _query_rows(X, DO, LSE, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD:
     """Query block at rows offs_m -> x, |x|^2, rho, do, the log-sum-exp in base 2 (rows outside [0, N): do = 0,
     and p is finite)."""
     x = _load(X, offs_m, N, D, BD)
-    _x32, a, rho = _norms(x, c)
+    a, rho = _norms(x, c)
     do = _load(DO, offs_m, N, DV, BDV)
     lse2 = tl.load(LSE + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0) * 1.4426950408889634
     return x, a, rho, do, lse2
@@ -430,7 +430,7 @@ def _window_bwd_dkdv_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     k0 = j * BK
     offs_n = k0 + tl.arange(0, BK)
-    y, _y32, b, sg, vb = _keys(Y + row0 * D, V + row0 * DV, offs_n, N, c, D, DV, BD, BDV)
+    y, b, sg, vb = _keys(Y + row0 * D, V + row0 * DV, offs_n, N, c, D, DV, BD, BDV)
     kb = b[:, None]
     kc = (c * sg)[:, None]
     dk = tl.zeros([BK, BD], dtype=tl.float32)
@@ -462,13 +462,13 @@ def _dq_band(x, do, ra, rc, lse2, delta, Y, V, offs_n, t0, N, c, kk, tmax, gvec,
              DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
     """Keys offs_n in the window of every query of the block at t0, as _fwd_band. Accumulates sum_s ds log2(...)
     (gvec), sum_s g (sigma_s + tau) (rq) and sum_s g sigma_s y_s (acc)."""
-    y, y32, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
+    y, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
     s = tl.dot(x, tl.trans(y), input_precision=PREC)
     dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
     valid = (offs_n < t0)[None, :]
     p, dsl, g, h = _ds(s, dp, ra, rc, b[None, :], sg[None, :], lse2, delta, valid, kk, tmax, True)
     gs = g * sg[None, :]
-    acc = tl.dot(gs, y32, acc, input_precision=PREC)  # float32 operands (tf32 for 16-bit inputs)
+    acc = tl.dot(gs.to(y.dtype), y, acc, input_precision=PREC)
     return gvec + tl.sum(dsl, axis=1), rq + tl.sum(gs + h, axis=1), acc
 
 
@@ -477,8 +477,8 @@ def _dq_fold(x, do, ra, rc, lse2, delta, Y, V, offs_m, offs_n, t0, t_end, N, WIN
              D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
              WIDE: tl.constexpr):  # fmt: skip
     """The diagonal keys offs_n of the query block [t0, t_end), folded as _fwd_fold; accumulates as _dq_band."""
-    y_n, y32_n, b_n, sg_n, v_n = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
-    y_f, y32_f, b_f, sg_f, v_f = _keys(Y, V, offs_n - WINDOW, N, c, D, DV, BD, BDV)
+    y_n, b_n, sg_n, v_n = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
+    y_f, b_f, sg_f, v_f = _keys(Y, V, offs_n - WINDOW, N, c, D, DV, BD, BDV)
     near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE)
     s = _pick_dot(near, x, y_n, y_f, PREC)
     dp = _pick_dot(near, do, v_n, v_f, PREC)
@@ -486,8 +486,8 @@ def _dq_fold(x, do, ra, rc, lse2, delta, Y, V, offs_m, offs_n, t0, t_end, N, WIN
     b = tl.where(near, b_n[None, :], b_f[None, :])
     p, dsl, g, h = _ds(s, dp, ra, rc, b, sg, lse2, delta, valid, kk, tmax, True)
     gs = g * sg
-    acc = tl.dot(tl.where(near, gs, 0.0), y32_n, acc, input_precision=PREC)
-    acc = tl.dot(tl.where(near, 0.0, gs), y32_f, acc, input_precision=PREC)
+    acc = tl.dot(tl.where(near, gs, 0.0).to(y_n.dtype), y_n, acc, input_precision=PREC)
+    acc = tl.dot(tl.where(near, 0.0, gs).to(y_f.dtype), y_f, acc, input_precision=PREC)
     return gvec + tl.sum(dsl, axis=1), rq + tl.sum(gs + h, axis=1), acc
 
 
@@ -629,19 +629,30 @@ def _dkdv_launch(BD, BDV, fp32):
     return dict(num_warps=8 if big else 4, num_stages=2 if big else 1)
 
 
-def _dq_launch(BD, BDV, fp32):
-    """num_warps and num_stages of the backward's dq kernel (run 16c: two stages 4 % faster than one)."""
-    return dict(num_warps=8 if _big(BD, BDV, fp32) else 4, num_stages=2)
+#: the dq kernel's register cap at 16-bit head dims up to 64 (_dq_launch)
+DQ_MAXNREG = 168
 
 
-def _split_plan(d, dv, dtype, window, block_m=None, block_n=None):
+def _dq_launch(BD, BDV, fp32, aligned=True):
+    """num_warps and num_stages of the backward's dq kernel (run 16c: two stages 4 % faster than one). 16-bit
+    inputs at head dims up to 64 with N a multiple of 16 (`aligned`, as Triton specialises the launch) also cap
+    its registers at DQ_MAXNREG, so that three programs of four warps share an SM where 251 registers let two:
+    the backward 2.556 against 2.764 ms at 16K, 0.337 against 0.363 at 2K on the H100 (run 18c of
+    results/kernels/README.md; the dk/dv kernel so capped gained under 1 %). ptxas then spills 64 bytes a thread
+    on sm_90; unaligned it would spill 1,216 (272 uncapped), so other N keep every register."""
+    if _big(BD, BDV, fp32):
+        return dict(num_warps=8, num_stages=2)
+    return dict(num_warps=4, num_stages=2) | (dict(maxnreg=DQ_MAXNREG) if aligned else {})
+
+
+def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
     """(kernel, constexprs, launch options) of the backward's dk/dv kernel, then its dq kernel, as
     _launch_bwd launches them for `window`: each with _split_tiles' BQ x BK, or block_m queries x block_n keys
-    where given."""
+    where given; `aligned`: N is a multiple of 16 (_dq_launch)."""
     BD, BDV, *_, prec = _cfg(d, dv, dtype, 0, None, None)
     fp32 = dtype == torch.float32
     tiles = _split_tiles(BD, BDV, fp32)
-    launches = _dkdv_launch(BD, BDV, fp32), _dq_launch(BD, BDV, fp32)
+    launches = _dkdv_launch(BD, BDV, fp32), _dq_launch(BD, BDV, fp32, aligned)
     for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         bq, bk = block_m or bq, block_n or bk
         wide = _wide(window, bk, bq) if fn is _window_bwd_dkdv_kernel else _wide(window, bq, bk)
@@ -656,7 +667,8 @@ def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
     delta = sum(do * o, -1) for the dk/dv kernel (_dq_delta)."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
-    (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n)
+    plan = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, aligned=n % 16 == 0)
+    (dkdv, kc, kl), (dq_kernel, qc, ql) = plan
     nk, nq = cdiv(n, kc["BK"]), cdiv(n, qc["BQ"])
     delta = torch.empty(lse.shape, device=x.device, dtype=torch.float32)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)

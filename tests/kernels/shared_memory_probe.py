@@ -132,21 +132,22 @@ def resources(compiled) -> dict:
 # tiles from the device it runs on (test_shared_memory.py checks that the launchers read no device property).
 
 
-def kernels(dtype: str, d: int):
+def kernels(dtype: str, d: int, aligned: bool = False):
     """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
     linear attention by its launch plan (la._launch_plan); window attention's forward by its _cfg tiles with
-    wa._fwd_launch's num_warps and num_stages, and both kernels of its backward by wa._split_plan."""
+    wa._fwd_launch's num_warps and num_stages, and both kernels of its backward by wa._split_plan (`aligned`:
+    for N a multiple of 16, as the launch specialises them)."""
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
     for fn, consts, launch in la._launch_plan(q, q, 64):
         yield "linear_attn", fn, consts, launch
     BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None)
     consts = dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec, WIDE=wa._wide(64, bm, bn))
     yield "window_attn", wa._window_fwd_kernel, consts, wa._fwd_launch(BD, BDV, dtype == "fp32")
-    for fn, consts, launch in wa._split_plan(d, d, DTYPES[dtype], 64):
+    for fn, consts, launch in wa._split_plan(d, d, DTYPES[dtype], 64, aligned=aligned):
         yield "window_attn", fn, consts, launch
 
 
-def poincare_kernels(dtype: str, d: int):
+def poincare_kernels(dtype: str, d: int, aligned: bool = False):
     """(op, kernel, constexprs, launch options) for the fused Poincare maps on rows of width d, with the rows
     per program and num_warps of their launchers (pc._blocks) and Triton's default num_stages."""
     block_r, block_d, warps = pc._blocks(d)
@@ -156,7 +157,7 @@ def poincare_kernels(dtype: str, d: int):
         yield "poincare", fn, dict(BLOCK_R=block_r, BLOCK_D=block_d), dict(num_warps=warps)
 
 
-def bk_core_kernels(dtype: str, d: int):
+def bk_core_kernels(dtype: str, d: int, aligned: bool = False):
     """(op, kernel, constexprs, launch options) for the one-pass BK-Core sweep and adjoint, left to right, as
     bk.bk_core_lookback_fwd and _bwd launch them: float32 only, BLOCK_C channels a program (one a thread) at
     every channel count (d plays no part)."""
@@ -167,6 +168,8 @@ def bk_core_kernels(dtype: str, d: int):
         yield "bk_core", fn, dict(REVERSE=False, L=seg, BLOCK_C=bk.BLOCK_C, LOOK=bk.LOOK), launch
 
 
+#: (dtype, head dim, aligned) -> (op, kernel, constexprs, launch options) of each family; only the window
+#: backward's launch depends on `aligned` (its dq kernel's register cap, wa._dq_launch)
 FAMILIES = {"attention": kernels, "poincare": poincare_kernels, "bk_core": bk_core_kernels}
 
 
@@ -180,7 +183,7 @@ def probe_one(task: tuple) -> dict:
     """One row: task = (arch, head dim, dtype, family, index of the kernel in the family, floats, aligned)."""
     arch, d, dtype, family, index, floats, aligned = task
     warnings.simplefilter("ignore")
-    op, fn, consts, launch = list(FAMILIES[family](dtype, d))[index]
+    op, fn, consts, launch = list(FAMILIES[family](dtype, d, aligned))[index]
     need = resources(compile_for(fn, dtype, consts, launch, floats, arch, ARG_TYPES.get(op), aligned))
     limit = SHARED_MEMORY_PER_BLOCK_OPTIN[arch]
     return dict(

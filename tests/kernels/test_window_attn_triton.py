@@ -176,3 +176,32 @@ def test_the_launchers_take_the_unmasked_folds_where_the_window_spans_a_block(wi
     plan = list(wa_triton._split_plan(64, 64, torch.bfloat16, window))
     BD, BDV, bm, bn, _ = wa_triton._cfg(64, 64, torch.bfloat16, window, None, None)
     assert [consts["WIDE"] for _, consts, _ in plan] + [wa_triton._wide(window, bm, bn)] == [wide] * 3
+
+
+@pytest.mark.parametrize(
+    "d, dtype, aligned, capped",
+    [(64, torch.bfloat16, True, True), (64, torch.bfloat16, False, False), (128, torch.bfloat16, True, False),
+     (64, torch.float32, True, False)],
+)  # fmt: skip
+def test_only_the_measured_dq_launch_caps_its_registers(d, dtype, aligned, capped):
+    # 16-bit inputs at head dim 64 with N a multiple of 16 (as Triton specialises the launch): the dq kernel at
+    # DQ_MAXNREG registers, three programs an SM (run 18c); elsewhere (unaligned, it would spill 1,216 bytes) uncapped
+    (_, _, dkdv_launch), (_, _, dq_launch) = wa_triton._split_plan(d, d, dtype, 64, aligned=aligned)
+    assert "maxnreg" not in dkdv_launch
+    assert dq_launch.get("maxnreg") == (wa_triton.DQ_MAXNREG if capped else None)
+
+
+def test_the_backward_caps_the_dq_kernel_where_n_is_a_multiple_of_16(monkeypatch):
+    # _launch_bwd passes N's alignment to the plan: N = 64 capped, N = 33 not (both exact against the reference above)
+    seen = []
+    plan = wa_triton._split_plan
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["aligned"])
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(wa_triton, "_split_plan", spy)
+    for n in (64, 33):
+        o = window_hyp_attn_triton(*(t.requires_grad_() for t in _inputs(n, b=1)), window=8)
+        o.sum().backward()
+    assert seen == [True, False]

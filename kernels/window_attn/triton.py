@@ -639,7 +639,8 @@ def _dq_launch(BD, BDV, fp32, aligned=True):
     its registers at DQ_MAXNREG, so that three programs of four warps share an SM where 251 registers let two:
     the backward 2.556 against 2.764 ms at 16K, 0.337 against 0.363 at 2K on the H100 (run 18c of
     results/kernels/README.md; the dk/dv kernel so capped gained under 1 %). ptxas then spills 64 bytes a thread
-    on sm_90; unaligned it would spill 1,216 (272 uncapped), so other N keep every register."""
+    on sm_90 (416 on sm_80, not timed there); unaligned it would spill 1,216 (192 uncapped), so other N keep every
+    register."""
     if _big(BD, BDV, fp32):
         return dict(num_warps=8, num_stages=2)
     return dict(num_warps=4, num_stages=2) | (dict(maxnreg=DQ_MAXNREG) if aligned else {})

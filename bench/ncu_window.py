@@ -12,6 +12,7 @@ but "done": the figures are ncu's (instructions, occupancy, issue slots per kern
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -28,7 +29,13 @@ def step(fn) -> None:
 
 
 def main(argv: list[str]) -> None:
-    n = int(argv[0]) if argv else 4096
+    p = argparse.ArgumentParser(description="One window-attention fwd+bwd and one of flex_attention, for ncu.")
+    p.add_argument("n", type=int, nargs="?", default=4096, help="sequence length N (default 4096)")
+    n = p.parse_args(argv).n
+    if n < 1:
+        p.error(f"n: {n} is not a sequence length (>= 1)")
+    if not torch.cuda.is_available():
+        p.error("needs a CUDA device: it profiles GPU kernels under ncu")
     bk.SKIP_ANCHORS = frozenset({"score_mod", "sdpa"})
     _shape, impls, anchors, *_ = bk.case_window_attn(n, "cuda", torch.bfloat16, False)
     ours, flex = impls["triton"], anchors[bk.FLEX_DOT][0]

@@ -63,15 +63,21 @@ from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 b
 
 
 @triton.jit
+def _in_rows(rows, N):
+    """Which of `rows` are rows of the sequence, [0, N) (a block's rows before the first or past the last are not)."""
+    return (rows >= 0) & (rows < N)
+
+
+@triton.jit
 def _tile(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
     """Pointers to rows `rows` (in [0, N)) of a (N, W) row-major matrix at P, and their mask (columns padded to
     BW)."""
     cols = tl.arange(0, BW)
     ptrs = P + rows[:, None] * W + cols[None, :]
     if W == BW:
-        mask = ((rows >= 0) & (rows < N))[:, None]
+        mask = _in_rows(rows, N)[:, None]
     else:
-        mask = ((rows >= 0) & (rows < N))[:, None] & (cols < W)[None, :]
+        mask = _in_rows(rows, N)[:, None] & (cols < W)[None, :]
     return ptrs, mask
 
 
@@ -288,7 +294,7 @@ def _query_rows(X, DO, LSE, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD:
     x = _load(X, offs_m, N, D, BD)
     a, rho = _norms(x, c)
     do = _load(DO, offs_m, N, DV, BDV)
-    lse2 = tl.load(LSE + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0) * 1.4426950408889634
+    lse2 = tl.load(LSE + offs_m, mask=_in_rows(offs_m, N), other=0.0) * 1.4426950408889634
     return x, a, rho, do, lse2
 
 
@@ -296,7 +302,7 @@ def _query_rows(X, DO, LSE, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD:
 def _queries(X, DO, LSE, DELTA, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
     """_query_rows and delta (0 outside [0, N), so those rows' ds = 0)."""
     x, a, rho, do, lse2 = _query_rows(X, DO, LSE, offs_m, N, c, D, DV, BD, BDV)
-    return x, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=(offs_m >= 0) & (offs_m < N), other=0.0)
+    return x, a, rho, do, lse2, tl.load(DELTA + offs_m, mask=_in_rows(offs_m, N), other=0.0)
 
 
 @triton.jit
@@ -304,7 +310,7 @@ def _dq_delta(DELTA, OUT, do, offs_m, N, DV: tl.constexpr, BDV: tl.constexpr):
     """The dq kernel's delta = sum(do * o, -1) for its rows, from do and the rows of o (float32 products, as
     kernels/row_dot.py), stored for the dk/dv kernel that runs after it."""
     delta = tl.sum(do.to(tl.float32) * _load(OUT, offs_m, N, DV, BDV).to(tl.float32), axis=1)
-    tl.store(DELTA + offs_m, delta, mask=(offs_m >= 0) & (offs_m < N))
+    tl.store(DELTA + offs_m, delta, mask=_in_rows(offs_m, N))
     return delta
 
 

@@ -9,7 +9,8 @@ window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x 
 the forward launch alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`); the kinds split_dkdv and
 split_dq time the whole backward (both kernels, exp0's backward in their epilogues) with one kernel's tiles and
 launch varied (`_split_tiles`, `_dkdv_launch`, `_dq_launch`; each launcher's other options kept), and the kind
-regs with one kernel's registers capped (maxnreg; `DQ_MAXNREG`).
+regs with one kernel's registers capped (maxnreg; `DQ_MAXNREG`): the forward timed alone, a backward kernel in the
+whole backward.
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
@@ -50,8 +51,10 @@ WINDOW_SPLIT_TILES = {
     "split_dq": [(32, 32), (64, 16), (64, 32), (32, 16)],
 }
 WINDOW_SPLIT_KERNELS = {"split_dkdv": (0, "_dkdv_launch"), "split_dq": (1, "_dq_launch")}
-#: register caps (maxnreg) the kind regs tries on each backward kernel at its launcher's tiles; None: uncapped
+#: register caps (maxnreg) the kind regs tries on each window kernel at its launcher's tiles; None: uncapped
 WINDOW_REG_CAPS = [None, 128, 168, 200]
+#: the kernels the kind regs caps, by their launchers
+WINDOW_REG_LAUNCHERS = {"fwd": "_fwd_launch", "split_dkdv": "_dkdv_launch", "split_dq": "_dq_launch"}
 #: linear attention's chunked backward, per kernel: the tile constexprs each choice sets
 LA_TILES = {
     "_la_bwd_states_kernel": [{"BV": bv} for bv in (32, 64, 128)],
@@ -151,9 +154,14 @@ def window_choices(n, device="cuda", B=8, H=16):
         for tiles in WINDOW_SPLIT_TILES[kernel]:
             for launch in LAUNCHES:
                 yield kernel, {"tiles": tiles, "warps": launch[0], "stages": launch[1]}, split(kernel, tiles, launch)
-    for kernel, (_, launcher) in WINDOW_SPLIT_KERNELS.items():
+
+    def forward():
+        return wt._launch_fwd(q, k, v, c, s, 64, None, None)
+
+    for kernel, launcher in WINDOW_REG_LAUNCHERS.items():
         for cap in WINDOW_REG_CAPS:
-            yield "regs", {"kernel": kernel, "maxnreg": cap}, patched(launcher, capped(cap), backward)
+            call = forward if kernel == "fwd" else backward
+            yield "regs", {"kernel": kernel, "maxnreg": cap}, patched(launcher, capped(cap), call)
 
 
 # ------------------------------------------------------------------------------------------ linear attention

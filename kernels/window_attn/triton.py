@@ -591,9 +591,19 @@ def _big(BD, BDV, fp32):
     return fp32 or max(BD, BDV) > 64
 
 
-def _fwd_launch(BD, BDV, fp32):
-    """num_warps and num_stages of the forward."""
-    return dict(num_warps=8 if _big(BD, BDV, fp32) else 4, num_stages=2)
+#: the forward's register cap at 16-bit head dims up to 64 (_fwd_launch)
+FWD_MAXNREG = 128
+
+
+def _fwd_launch(BD, BDV, fp32, aligned=True):
+    """num_warps and num_stages of the forward. 16-bit inputs at head dims up to 64 with N a multiple of 16
+    (`aligned`, as for _dq_launch) also cap its registers at FWD_MAXNREG, four programs of four warps an SM where
+    145 registers let three: the forward 0.108 against 0.117 ms at 2K, 0.822 against 0.860 at 16K (k's row map
+    included) on the H100 (run 19b of results/kernels/README.md; 168 and 200 no faster than none). ptxas then
+    spills 48 bytes a thread on sm_90."""
+    if _big(BD, BDV, fp32):
+        return dict(num_warps=8, num_stages=2)
+    return dict(num_warps=4, num_stages=2) | (dict(maxnreg=FWD_MAXNREG) if aligned else {})
 
 
 def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
@@ -609,7 +619,7 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
     x = torch.empty_like(q)
     _window_fwd_kernel[(cdiv(n, bm), Bsz * H)](
         q, y, v, c32, s32, x, o, lse, n, H, window, 1.0 - BALL_EPS, MIN_NORM, D=d, DV=dv, BM=bm, BN=bn, BD=BD,
-        BDV=BDV, PREC=prec, WIDE=_wide(window, bm, bn), **_fwd_launch(BD, BDV, q.dtype == torch.float32),
+        BDV=BDV, PREC=prec, WIDE=_wide(window, bm, bn), **_fwd_launch(BD, BDV, q.dtype == torch.float32, n % 16 == 0),
     )  # fmt: skip
     return o, lse, x, y
 

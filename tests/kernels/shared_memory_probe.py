@@ -135,14 +135,14 @@ def resources(compiled) -> dict:
 def kernels(dtype: str, d: int, aligned: bool = False):
     """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
     linear attention by its launch plan (la._launch_plan); window attention's forward by its _cfg tiles with
-    wa._fwd_launch's num_warps and num_stages, and both kernels of its backward by wa._split_plan (`aligned`:
-    for N a multiple of 16, as the launch specialises them)."""
+    wa._fwd_launch's options, and both kernels of its backward by wa._split_plan (`aligned`: for N a multiple of
+    16, as the launch specialises them)."""
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
     for fn, consts, launch in la._launch_plan(q, q, 64):
         yield "linear_attn", fn, consts, launch
     BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None)
     consts = dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec, WIDE=wa._wide(64, bm, bn))
-    yield "window_attn", wa._window_fwd_kernel, consts, wa._fwd_launch(BD, BDV, dtype == "fp32")
+    yield "window_attn", wa._window_fwd_kernel, consts, wa._fwd_launch(BD, BDV, dtype == "fp32", aligned)
     for fn, consts, launch in wa._split_plan(d, d, DTYPES[dtype], 64, aligned=aligned):
         yield "window_attn", fn, consts, launch
 

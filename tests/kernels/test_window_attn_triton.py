@@ -183,25 +183,35 @@ def test_the_launchers_take_the_unmasked_folds_where_the_window_spans_a_block(wi
     [(64, torch.bfloat16, True, True), (64, torch.bfloat16, False, False), (128, torch.bfloat16, True, False),
      (64, torch.float32, True, False)],
 )  # fmt: skip
-def test_only_the_measured_dq_launch_caps_its_registers(d, dtype, aligned, capped):
-    # 16-bit inputs at head dim 64 with N a multiple of 16 (as Triton specialises the launch): the dq kernel at
-    # DQ_MAXNREG registers, three programs an SM (run 18c); elsewhere (unaligned, it would spill 1,216 bytes) uncapped
+def test_only_the_measured_launches_cap_their_registers(d, dtype, aligned, capped):
+    # 16-bit inputs at head dim 64 with N a multiple of 16 (as Triton specialises the launch): the forward at
+    # FWD_MAXNREG registers (four programs an SM, run 19b) and the dq kernel at DQ_MAXNREG (three, run 18c);
+    # elsewhere (unaligned, they would spill far more) uncapped
     (_, _, dkdv_launch), (_, _, dq_launch) = wa_triton._split_plan(d, d, dtype, 64, aligned=aligned)
+    fwd_launch = wa_triton._fwd_launch(d, d, dtype == torch.float32, aligned)
     assert "maxnreg" not in dkdv_launch
-    assert dq_launch.get("maxnreg") == (wa_triton.DQ_MAXNREG if capped else None)
+    caps = (wa_triton.FWD_MAXNREG, wa_triton.DQ_MAXNREG) if capped else (None, None)
+    assert (fwd_launch.get("maxnreg"), dq_launch.get("maxnreg")) == caps
 
 
-def test_the_backward_caps_the_dq_kernel_where_n_is_a_multiple_of_16(monkeypatch):
-    # _launch_bwd passes N's alignment to the plan: N = 64 capped, N = 33 not (both exact against the reference above)
+def test_the_launches_are_capped_where_n_is_a_multiple_of_16(monkeypatch):
+    # _launch_fwd and _launch_bwd pass N's alignment to their launch options: N = 64 capped, N = 33 not (both
+    # exact against the reference above)
     seen = []
-    plan = wa_triton._split_plan
 
-    def spy(*args, **kwargs):
-        seen.append(kwargs["aligned"])
-        return plan(*args, **kwargs)
+    def spy(name):
+        default = getattr(wa_triton, name)
 
-    monkeypatch.setattr(wa_triton, "_split_plan", spy)
+        def launch(*args, **kwargs):
+            seen.append((name, kwargs.get("aligned", args[-1])))
+            return default(*args, **kwargs)
+
+        monkeypatch.setattr(wa_triton, name, launch)
+
+    spy("_fwd_launch")
+    spy("_split_plan")
     for n in (64, 33):
         o = window_hyp_attn_triton(*(t.requires_grad_() for t in _inputs(n, b=1)), window=8)
         o.sum().backward()
-    assert seen == [True, False]
+    aligned = [n % 16 == 0 for n in (64, 33)]
+    assert seen == [(name, a) for a in aligned for name in ("_fwd_launch", "_split_plan")]

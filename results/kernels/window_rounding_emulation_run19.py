@@ -66,7 +66,8 @@ def main(n):
     exact = gradients(ins, w, "exact")
     for mode in ("main", "bplus"):
         got = gradients(ins, w, mode)
-        errs = {name: f"{((a - b).norm() / b.norm()).item():.2e}" for name, a, b in zip("o q k v c scale".split(), got, exact, strict=True)}
+        names = "o q k v c scale".split()
+        errs = {name: f"{((a - b).norm() / b.norm()).item():.2e}" for name, a, b in zip(names, got, exact, strict=True)}
         print(mode, errs)
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: a real SQLite file and a real PostgreSQL database per test, one local Ray per process.
 
 The README's test command runs the suite in two pytest-xdist processes: nothing here is shared between tests
-but the PostgreSQL server (each test its own database), so they may run side by side."""
+but the PostgreSQL server (each test its own database), so they may run side by side, except a test marked
+restarts_postgres, which has the server to itself (tests/pg_server.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from pg_server import server_lock
 
 PG_URL = os.environ.get("PHASEBENCH_TEST_PG_URL", "postgresql://phasebench:phasebench@127.0.0.1:54329/phasebench_test")
 
@@ -20,8 +22,14 @@ def sqlite_url(tmp_path) -> str:
 
 
 @pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database on the provisioned server (see .ci/provision), dropped afterwards."""
+def pg_url(request):
+    """A fresh PostgreSQL database on the provisioned server (see .ci/provision), dropped afterwards; the server
+    held shared, or alone for a test marked restarts_postgres (server_lock)."""
+    with server_lock(request.node.get_closest_marker("restarts_postgres") is not None, PG_URL):
+        yield from _fresh_database()
+
+
+def _fresh_database():
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"pbt_{uuid.uuid4().hex[:12]}"
     try:

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 import yaml
 from db_helpers import count
@@ -99,6 +100,7 @@ def restart_postgres() -> None:
     subprocess.run(as_postgres, check=True, capture_output=True, timeout=60)
 
 
+@pytest.mark.restarts_postgres
 def test_postgres_restart_mid_batch_loses_and_duplicates_nothing(local_ray, pg_url, tmp_path):
     data = yaml.safe_load(spec_file(tmp_path, "pg-restart", 5).read_text())
     done: dict = {}

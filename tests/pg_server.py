@@ -1,0 +1,28 @@
+"""The PostgreSQL server the tests share (tests/conftest.py's pg_url): a lock by which the pytest-xdist processes
+of one run hold it together, or one test alone (a test that restarts it)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import tempfile
+from pathlib import Path
+
+import sqlalchemy as sa
+
+
+def lock_file(url: str) -> Path:
+    """The lock file of the server at `url` (one per port), in the system's temporary directory."""
+    return Path(tempfile.gettempdir()) / f"phasebench-test-pg-{sa.engine.make_url(url).port}.lock"
+
+
+@contextlib.contextmanager
+def server_lock(exclusive: bool, url: str, path: Path | None = None):
+    """Hold the server at `url`, shared with other tests or alone, on its lock file (or `path`) for the whole
+    block."""
+    with open(path or lock_file(url), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -9,8 +9,8 @@ window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x 
 the forward launch alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`); the kinds split_dkdv and
 split_dq time the whole backward (both kernels, exp0's backward in their epilogues) with one kernel's tiles and
 launch varied (`_split_tiles`, `_dkdv_launch`, `_dq_launch`; each launcher's other options kept), and the kind
-regs with one kernel's registers capped (maxnreg; `DQ_MAXNREG`): the forward timed alone, a backward kernel in the
-whole backward.
+regs with one kernel's registers capped (maxnreg; `FWD_MAXNREG`, `DQ_MAXNREG`): the forward timed alone, a
+backward kernel in the whole backward.
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.

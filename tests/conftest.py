@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from pg_server import server_lock
+from pg_server import lock_file, server_lock
 
 PG_URL = os.environ.get("PHASEBENCH_TEST_PG_URL", "postgresql://phasebench:phasebench@127.0.0.1:54329/phasebench_test")
 
@@ -25,7 +25,7 @@ def sqlite_url(tmp_path) -> str:
 def pg_url(request):
     """A fresh PostgreSQL database on the provisioned server (see .ci/provision), dropped afterwards; the server
     held shared, or alone for a test marked restarts_postgres (server_lock)."""
-    with server_lock(request.node.get_closest_marker("restarts_postgres") is not None, PG_URL):
+    with server_lock(request.node.get_closest_marker("restarts_postgres") is not None, lock_file(PG_URL)):
         yield from _fresh_database()
 
 

@@ -17,10 +17,10 @@ def lock_file(url: str) -> Path:
 
 
 @contextlib.contextmanager
-def server_lock(exclusive: bool, url: str, path: Path | None = None):
-    """Hold the server at `url`, shared with other tests or alone, on its lock file (or `path`) for the whole
+def server_lock(exclusive: bool, path: Path):
+    """Hold the server whose lock file is `path` (lock_file), shared with other tests or alone, for the whole
     block."""
-    with open(path or lock_file(url), "a") as f:
+    with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             yield

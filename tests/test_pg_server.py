@@ -9,7 +9,7 @@ URL = "postgresql://u:p@127.0.0.1:54329/db"
 
 
 def _hold(path, exclusive, entered: threading.Event, release: threading.Event):
-    with server_lock(exclusive, URL, path):
+    with server_lock(exclusive, path):
         entered.set()
         release.wait(30)
 

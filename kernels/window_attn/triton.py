@@ -595,15 +595,21 @@ def _big(BD, BDV, fp32):
 FWD_MAXNREG = 128
 
 
+def _capped_launch(BD, BDV, fp32, aligned, maxnreg):
+    """Two stages at 4 warps (8 for _big tiles); 16-bit inputs at head dims up to 64 with N a multiple of 16
+    (`aligned`, as Triton specialises the launch) also cap the registers at `maxnreg`."""
+    if _big(BD, BDV, fp32):
+        return dict(num_warps=8, num_stages=2)
+    return dict(num_warps=4, num_stages=2) | (dict(maxnreg=maxnreg) if aligned else {})
+
+
 def _fwd_launch(BD, BDV, fp32, aligned=True):
     """num_warps and num_stages of the forward. 16-bit inputs at head dims up to 64 with N a multiple of 16
     (`aligned`, as for _dq_launch) also cap its registers at FWD_MAXNREG, four programs of four warps an SM where
     145 registers let three: the forward 0.108 against 0.117 ms at 2K, 0.822 against 0.860 at 16K (k's row map
     included) on the H100 (run 19b of results/kernels/README.md; 168 and 200 no faster than none). ptxas then
     spills 48 bytes a thread on sm_90."""
-    if _big(BD, BDV, fp32):
-        return dict(num_warps=8, num_stages=2)
-    return dict(num_warps=4, num_stages=2) | (dict(maxnreg=FWD_MAXNREG) if aligned else {})
+    return _capped_launch(BD, BDV, fp32, aligned, FWD_MAXNREG)
 
 
 def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
@@ -657,9 +663,7 @@ def _dq_launch(BD, BDV, fp32, aligned=True):
     results/kernels/README.md; the dk/dv kernel so capped gained under 1 %). ptxas then spills 64 bytes a thread
     on sm_90 (416 on sm_80, not timed there); unaligned it would spill 1,216 (192 uncapped), so other N keep every
     register."""
-    if _big(BD, BDV, fp32):
-        return dict(num_warps=8, num_stages=2)
-    return dict(num_warps=4, num_stages=2) | (dict(maxnreg=DQ_MAXNREG) if aligned else {})
+    return _capped_launch(BD, BDV, fp32, aligned, DQ_MAXNREG)
 
 
 def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):

@@ -169,7 +169,7 @@ def bk_core_kernels(dtype: str, d: int, aligned: bool = False):
 
 
 #: (dtype, head dim, aligned) -> (op, kernel, constexprs, launch options) of each family; only the window
-#: backward's launch depends on `aligned` (its dq kernel's register cap, wa._dq_launch)
+#: forward's and dq kernel's launches depend on `aligned` (their register caps, wa._fwd_launch, wa._dq_launch)
 FAMILIES = {"attention": kernels, "poincare": poincare_kernels, "bk_core": bk_core_kernels}
 
 

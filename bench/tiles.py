@@ -52,7 +52,7 @@ WINDOW_SPLIT_TILES = {
 }
 WINDOW_SPLIT_KERNELS = {"split_dkdv": (0, "_dkdv_launch"), "split_dq": (1, "_dq_launch")}
 #: register caps (maxnreg) the kind regs tries on each window kernel at its launcher's tiles; None: uncapped
-WINDOW_REG_CAPS = [None, 128, 168, 200]
+WINDOW_REG_CAPS = [None, 128, 144, 160, 168, 184, 200]
 #: the kernels the kind regs caps, by their launchers
 WINDOW_REG_LAUNCHERS = {"fwd": "_fwd_launch", "split_dkdv": "_dkdv_launch", "split_dq": "_dq_launch"}
 #: linear attention's chunked backward, per kernel: the tile constexprs each choice sets
@@ -106,7 +106,7 @@ def window_choices(n, device="cuda", B=8, H=16):
     c = torch.rand(H, device=device, generator=g) + 0.2
     q, k = (_randn(B, H, n, D, g=g, scale=0.7 / D**0.5) for _ in range(2))
     v, s = _randn(B, H, n, D, g=g), torch.rand(H, device=device, generator=g) + 0.5
-    o, lse, x, y = wt._launch_fwd(q, k, v, c, s, 64, None, None)
+    o, lse, x = wt._launch_fwd(q, k, v, c, s, 64, None, None)
     do = torch.randn_like(o)
 
     def patched(name, adjust, call):
@@ -132,7 +132,7 @@ def window_choices(n, device="cuda", B=8, H=16):
             yield "fwd", choice, patched("_fwd_launch", launched(launch), call)
 
     def backward():
-        return wt._launch_bwd(do, o, q, k, x, y, v, c, s, lse, 64, None, None)
+        return wt._launch_bwd(do, o, q, k, x, v, c, s, lse, 64, None, None)
 
     def split(kernel, tiles, launch):
         """The whole backward with one of its kernels' tiles and launch replaced."""

@@ -25,6 +25,12 @@ from kernels.poincare.naive import BALL_EPS, DEN_MIN, MIN_NORM
 
 
 @triton.jit
+def _tanh_ratio_series(u2):
+    """tanh(u)/u for u < 0.1, from u^2 (its Taylor series to u^6)."""
+    return 1.0 + u2 * (-1.0 / 3.0 + u2 * (2.0 / 15.0 + u2 * (-17.0 / 315.0)))
+
+
+@triton.jit
 def _tanh_ratio(u):
     """f = tanh(u)/u and q = f'(u)/u for u >= 0."""
     u2 = u * u
@@ -33,7 +39,7 @@ def _tanh_ratio(u):
     th = (1.0 - t) / (1.0 + t)
     f_big = th / ub
     q_big = (1.0 - th * th - f_big) / (ub * ub)
-    f_small = 1.0 + u2 * (-1.0 / 3.0 + u2 * (2.0 / 15.0 + u2 * (-17.0 / 315.0)))
+    f_small = _tanh_ratio_series(u2)
     q_small = -2.0 / 3.0 + u2 * (8.0 / 15.0 + u2 * (-34.0 / 105.0 + u2 * (496.0 / 2835.0)))
     small = u < 0.1
     return tl.where(small, f_small, f_big), tl.where(small, q_small, q_big)

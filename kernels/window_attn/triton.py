@@ -1,12 +1,15 @@
 """Triton flash-style causal sliding-window attention scored by the Poincare distance.
 
-q and k enter the ball by exp0 (per-head c): k by kernels.poincare's row map, q inside the forward kernel as it
-loads its query block (once a program, outside the key loop: mapping each key block there too would cost ~40
-registers a thread in the loop), which stores x = exp0(q) for the backward. The backward kernels read the ball
-points x, y (in q's dtype; mapping their own block's from q or k instead was 5 % slower on the H100, run 17a of
-results/kernels/README.md). exp0's backward takes the float32 dx and dy in the backward kernels' epilogues. With a =
-|x|^2, b = |y|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored at 1e-15), for s
-in (t - W, t]:
+q and k enter the ball by exp0 (per-head c) inside the kernels. The forward maps q as it loads its query block (once
+a program, outside the key loop) and stores x = exp0(q) for the backward, which reads it (in q's dtype; mapping
+the query block again from q was 5 % slower on the H100, run 17a of results/kernels/README.md). Every kernel maps
+k a key tile at a time (_key_rows): y = r k with exp0's ratio r per row, so a Gram tile is r <x,k> and no y is
+stored (the separate row map of k it replaces took 0.18 of 3.35 ms at 16K, run 19). For 16-bit inputs r comes
+from the hardware's tanh; each kernel computes it the same way, so the backward scores the very pairs the
+forward scored (a forward mapping k so against a backward that read a stored, rounded y failed the bf16 test of
+the scale gradient, run 19b). exp0's backward takes the float32 dx and dy in the backward kernels' epilogues. With
+a = |x|^2, b = |y|^2 = r^2 |k|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored
+at 1e-15), for s in (t - W, t]:
 
     tau = c (a + b - 2<x,y>) rho sigma, clamped to [Z2_MIN, umax^2/(1 - umax^2)]
     d_ts = (2/sqrt c) asinh(sqrt tau) = (1/sqrt c) ln(1 + 2 tau + 2 sqrt(tau (1 + tau)))
@@ -54,11 +57,11 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.fastmath import log2_approx
+from kernels.fastmath import log2_approx, rcp_approx, tanh_approx
 from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
-from kernels.poincare.triton import _curv_rows, _exp0_bwd_rows, _exp0_rows, _rowmap_fwd
+from kernels.poincare.triton import _exp0_bwd_rows, _exp0_rows, _tanh_ratio, _tanh_ratio_series
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
 
@@ -118,13 +121,14 @@ def _norms(t, c):
 
 
 @triton.jit
-def _tau_log(s, a, rc, b, sg, tmax):
-    """Gram tile s = <x,y>; a = |x|^2, rc = c rho, b = |y|^2, sg = sigma, each broadcast along the tile or a tile
-    itself -> tau, its clamp tc, 1/sqrt(tc (1 + tc)) and log2(1 + 2 tc + 2 sqrt(tc (1 + tc))) = sqrt(c) d / ln 2,
-    by the hardware's log2 (kernels/fastmath.py): float32 tl.math.log2 inlines libdevice's exact __nv_log2f, ~30
-    instructions with a branch a pair (with the folded tiles it costs the forward no registers: 153 against 155
-    at head dim 64, sm_90, and no spill in float32)."""
-    tau = (rc * (b - 2.0 * s) + rc * a) * sg
+def _tau_log(s, a, rc, b, sg, tmax, m=-2.0):
+    """Gram tile s with -m s / 2 = <x,y> (m = -2 where s is <x,y>; the forward's s = <x,k>, m = -2 r for y = r k);
+    a = |x|^2, rc = c rho, b = |y|^2, sg = sigma, each broadcast along the tile or a tile itself -> tau, its clamp
+    tc, 1/sqrt(tc (1 + tc)) and log2(1 + 2 tc + 2 sqrt(tc (1 + tc))) = sqrt(c) d / ln 2, by the hardware's log2
+    (kernels/fastmath.py): float32 tl.math.log2 inlines libdevice's exact __nv_log2f, ~30 instructions with a
+    branch a pair (with the folded tiles it costs the forward no registers: 153 against 155 at head dim 64, sm_90,
+    and no spill in float32)."""
+    tau = (rc * (b + m * s) + rc * a) * sg
     tc = tl.minimum(tl.maximum(tau, 1e-12), tmax)
     t = tc * tc + tc
     rq = tl.math.rsqrt(t)
@@ -186,34 +190,52 @@ def _online(score, m_i, l_i, acc):
 
 
 @triton.jit
-def _fwd_band(x, ra, rc, Y, V, offs_n, t0, N, c, kk, tmax, m_i, l_i, acc, D: tl.constexpr, DV: tl.constexpr,
-              BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+def _key_rows(K, offs_n, N, c, min_norm, D: tl.constexpr, BD: tl.constexpr, FAST: tl.constexpr):
+    """A key block at rows offs_n -> its tangent rows k, exp0's ratio r (y = exp0(k) = r k), |y|^2 and sigma,
+    float32 per row. Every kernel maps k so, to the bit (the backward scores the pairs the forward scored). r by
+    the hardware's tanh where FAST (16-bit inputs: ~2^-11 relative, finer than a 16-bit y's rounding), else as
+    kernels.poincare's exp0."""
+    k = _load(K, offs_n, N, D, BD)
+    kf = k.to(tl.float32)
+    min_norm = tl.cast(min_norm, tl.float32)  # inductor passes Python floats as fp64
+    n2 = tl.maximum(tl.sum(kf * kf, axis=1), min_norm * min_norm)
+    u = tl.sqrt(c * n2)
+    if FAST:
+        r = tl.where(u < 0.1, _tanh_ratio_series(u * u), tanh_approx(u) * rcp_approx(u))
+    else:
+        r, _dr = _tanh_ratio(u)
+    b = r * r * n2
+    return k, r, b, 1.0 / tl.maximum(1.0 - c * b, 1e-15)
+
+
+@triton.jit
+def _fwd_band(x, ra, rc, K, V, offs_n, t0, N, c, kk, tmax, min_norm, m_i, l_i, acc, D: tl.constexpr,
+              DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
+              FAST: tl.constexpr):  # fmt: skip
     """Keys offs_n in the window of every query of the block at t0 (those from t0 on are the diagonal's)."""
-    y = _load(Y, offs_n, N, D, BD)
-    b, sg = _norms(y, c)
-    s = tl.dot(x, tl.trans(y), input_precision=PREC)
-    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b[None, :], sg[None, :], tmax)
+    k, r, b, sg = _key_rows(K, offs_n, N, c, min_norm, D, BD, FAST)
+    s = tl.dot(x, tl.trans(k), input_precision=PREC)
+    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b[None, :], sg[None, :], tmax, -2.0 * r[None, :])
     p, m_i, l_i, acc = _online(tl.where((offs_n < t0)[None, :], kk * lg, float("-inf")), m_i, l_i, acc)
     vb = _load(V, offs_n, N, DV, BDV)
     return m_i, l_i, tl.dot(p.to(vb.dtype), vb, acc, input_precision=PREC)
 
 
 @triton.jit
-def _fwd_fold(x, ra, rc, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, m_i, l_i, acc, D: tl.constexpr,
-              DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
-              WIDE: tl.constexpr):  # fmt: skip
+def _fwd_fold(x, ra, rc, K, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, min_norm, m_i, l_i, acc,
+              D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
+              WIDE: tl.constexpr, FAST: tl.constexpr):  # fmt: skip
     """The diagonal keys offs_n of the query block [t0, t_end), folded with the keys W earlier (before t0: those
     from t0 on are near keys of their own; from near keys before t_end: those after are the band's); near keys
     past N have far partners below it."""
     far = offs_n - WINDOW
-    y_n = _load(Y, offs_n, N, D, BD)
-    y_f = _load(Y, far, N, D, BD)
-    b_n, sg_n = _norms(y_n, c)
-    b_f, sg_f = _norms(y_f, c)
+    k_n, r_n, b_n, sg_n = _key_rows(K, offs_n, N, c, min_norm, D, BD, FAST)
+    k_f, r_f, b_f, sg_f = _key_rows(K, far, N, c, min_norm, D, BD, FAST)
     near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE)
-    s = _pick_dot(near, x, y_n, y_f, PREC)
+    s = _pick_dot(near, x, k_n, k_f, PREC)
     b = tl.where(near, b_n[None, :], b_f[None, :])
-    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b, tl.where(near, sg_n[None, :], sg_f[None, :]), tmax)
+    sg = tl.where(near, sg_n[None, :], sg_f[None, :])
+    _tau, _tc, _rq, lg = _tau_log(s, ra, rc, b, sg, tmax, tl.where(near, -2.0 * r_n[None, :], -2.0 * r_f[None, :]))
     p, m_i, l_i, acc = _online(tl.where(valid, kk * lg, float("-inf")), m_i, l_i, acc)
     v_n = _load(V, offs_n, N, DV, BDV)
     acc = tl.dot(tl.where(near, p, 0.0).to(v_n.dtype), v_n, acc, input_precision=PREC)
@@ -224,7 +246,7 @@ def _fwd_fold(x, ra, rc, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax
 @triton.jit
 def _window_fwd_kernel(
     Q,
-    Y,
+    K,
     V,
     C,
     S,
@@ -244,15 +266,16 @@ def _window_fwd_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
+    FAST: tl.constexpr,
 ):
-    """Q: (BH, N, D) tangent queries, mapped by exp0 as they load, XO their ball points (stored for the backward);
-    Y: (BH, N, D) ball points of the keys; V, OUT: (BH, N, DV); C, S: (H,) float32; LSE: (BH, N). Grid
+    """Q, K: (BH, N, D) tangent queries and keys, mapped by exp0 as they load (_load_ball, _key_rows), XO the
+    queries' ball points (stored for the backward); V, OUT: (BH, N, DV); C, S: (H,) float32; LSE: (BH, N). Grid
     (cdiv(N, BM), BH)."""
     i_m = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
     Q += row0 * D
-    Y += row0 * D
+    K += row0 * D
     V += row0 * DV
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     t0 = i_m * BM
@@ -267,12 +290,13 @@ def _window_fwd_kernel(
     acc = tl.zeros([BM, BDV], dtype=tl.float32)
     for start in range(tl.maximum(t0 + BM - WINDOW, 0), t0, BN):
         m_i, l_i, acc = _fwd_band(
-            x, ra, rc, Y, V, start + tl.arange(0, BN), t0, N, c, kk, tmax, m_i, l_i, acc, D, DV, BD, BDV, PREC
-        )
+            x, ra, rc, K, V, start + tl.arange(0, BN), t0, N, c, kk, tmax, min_norm, m_i, l_i, acc, D, DV, BD, BDV,
+            PREC, FAST,
+        )  # fmt: skip
     for start in range(t0, t0 + BM, BN):
         m_i, l_i, acc = _fwd_fold(
-            x, ra, rc, Y, V, offs_m, start + tl.arange(0, BN), t0, t0 + BM, N, WINDOW, c, kk, tmax, m_i, l_i, acc, D,
-            DV, BD, BDV, PREC, WIDE,
+            x, ra, rc, K, V, offs_m, start + tl.arange(0, BN), t0, t0 + BM, N, WINDOW, c, kk, tmax,
+            min_norm, m_i, l_i, acc, D, DV, BD, BDV, PREC, WIDE, FAST,
         )  # fmt: skip
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     _store(OUT + row0 * DV, offs_m, N, acc / l_safe[:, None], DV, BDV)
@@ -280,11 +304,11 @@ def _window_fwd_kernel(
 
 
 @triton.jit
-def _keys(Y, V, offs_n, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
-    """Key block at rows offs_n -> y, |y|^2, sigma, its values."""
-    y = _load(Y, offs_n, N, D, BD)
-    b, sg = _norms(y, c)
-    return y, b, sg, _load(V, offs_n, N, DV, BDV)
+def _keys(K, V, offs_n, N, c, min_norm, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
+          FAST: tl.constexpr):  # fmt: skip
+    """Key block at rows offs_n -> its tangent rows k, r, |y|^2, sigma (_key_rows) and its values."""
+    k, r, b, sg = _key_rows(K, offs_n, N, c, min_norm, D, BD, FAST)
+    return k, r, b, sg, _load(V, offs_n, N, DV, BDV)
 
 
 @triton.jit
@@ -315,12 +339,12 @@ def _dq_delta(DELTA, OUT, do, offs_m, N, DV: tl.constexpr, BDV: tl.constexpr):
 
 
 @triton.jit
-def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax, MASKED: tl.constexpr):
+def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax, MASKED: tl.constexpr, m=-2.0):
     """A backward tile, either way round: the Gram tile s and do . v tile dp (both dots come first: no tile of
     the chain below is held through a dot), _tau_log's rows and columns, the query's lse2 and delta broadcast
     along the tile (or tiles), valid the window -> p, ds log2(...), g = ds / sqrt(tc (1 + tc)) (0 where tau is
     clamped: no gradient through the clamps), g tc."""
-    tau, tc, rs, lg = _tau_log(s, a, rc, b, sg, tmax)
+    tau, tc, rs, lg = _tau_log(s, a, rc, b, sg, tmax, m)
     p = keep(valid, tl.math.exp2(kk * lg - lse2), 0.0, MASKED)
     ds = p * (dp - delta)
     g = ds * tl.where(tau == tc, rs, 0.0)
@@ -328,25 +352,28 @@ def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax, MASKED: tl.constexpr)
 
 
 @triton.jit
-def _dkdv_band(y, vb, kb, kc, X, DO, LSE, DELTA, offs_t, t_end, N, c, kk, tmax, dk, dv, rk, D: tl.constexpr,
+def _dkdv_band(k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_t, t_end, N, c, kk, tmax, dk, dv, rk, D: tl.constexpr,
                DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
-    """Queries offs_t whose windows hold every key of the block y (those from t_end on are the diagonal's
-    partners), held key-major. Accumulates sum_t g rho_t x_t (dk), dv and sum_t g (rho_t + tau) (rk)."""
+    """Queries offs_t whose windows hold every key of the block k (those from t_end on are the diagonal's
+    partners), held key-major (km: -2 r of the keys). Accumulates sum_t g rho_t x_t (dk), dv and
+    sum_t g (rho_t + tau) (rk)."""
     x, a, rho, do, lse2, delta = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
-    s = tl.dot(y, tl.trans(x), input_precision=PREC)
+    s = tl.dot(k, tl.trans(x), input_precision=PREC)
     dp = tl.dot(vb, tl.trans(do), input_precision=PREC)
     valid = (offs_t < t_end)[None, :]
-    p, _dsl, g, h = _ds(s, dp, kb, kc, a[None, :], rho[None, :], lse2[None, :], delta[None, :], valid, kk, tmax, True)
+    p, _dsl, g, h = _ds(
+        s, dp, kb, kc, a[None, :], rho[None, :], lse2[None, :], delta[None, :], valid, kk, tmax, True, km
+    )
     gr = g * rho[None, :]
     dk = tl.dot(gr.to(x.dtype), x, dk, input_precision=PREC)
     return dk, tl.dot(p.to(do.dtype), do, dv, input_precision=PREC), rk + tl.sum(gr + h, axis=1)
 
 
 @triton.jit
-def _dkdv_fold(y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDOW, c, kk, tmax, dk, dv, rk,
+def _dkdv_fold(k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDOW, c, kk, tmax, dk, dv, rk,
                D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
                WIDE: tl.constexpr):  # fmt: skip
-    """The diagonal queries offs_t of the key block y at offs_n (ending at k_end), folded with the queries W later
+    """The diagonal queries offs_t of the key block k at offs_n (ending at k_end), folded with the queries W later
     (from k_end on: those before it are near queries of their own); accumulates as _dkdv_band. WIDE (_wide: the
     key block within the window, the query tiles no wider): every entry is a pair of the window (queries past N
     load zeros, which give ds = 0), so no entry is masked."""
@@ -355,13 +382,13 @@ def _dkdv_fold(y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDO
     x_f, a_f, rho_f, do_f, lse_f, del_f = _queries(X, DO, LSE, DELTA, far, N, c, D, DV, BD, BDV)
     e = offs_t[None, :] - offs_n[:, None]
     near, valid = _fold(e, WINDOW, (offs_t < k_end)[None, :], (far >= k_end)[None, :])
-    s = _pick_dot(near, y, x_n, x_f, PREC)
+    s = _pick_dot(near, k, x_n, x_f, PREC)
     dp = _pick_dot(near, vb, do_n, do_f, PREC)
     rho = tl.where(near, rho_n[None, :], rho_f[None, :])
     a = tl.where(near, a_n[None, :], a_f[None, :])
     lse2 = tl.where(near, lse_n[None, :], lse_f[None, :])
     delta = tl.where(near, del_n[None, :], del_f[None, :])
-    p, _dsl, g, h = _ds(s, dp, kb, kc, a, rho, lse2, delta, valid, kk, tmax, not WIDE)
+    p, _dsl, g, h = _ds(s, dp, kb, kc, a, rho, lse2, delta, valid, kk, tmax, not WIDE, km)
     gr = g * rho
     dk = tl.dot(tl.where(near, gr, 0.0).to(x_n.dtype), x_n, dk, input_precision=PREC)
     dk = tl.dot(tl.where(near, 0.0, gr).to(x_f.dtype), x_f, dk, input_precision=PREC)
@@ -371,9 +398,10 @@ def _dkdv_fold(y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDO
 
 
 @triton.jit
-def _key_grad(yf, kappa, sg, dk, rk):
-    """A key block's dy, float32, from float32 y and its accumulators dk (sum_t g rho_t x_t) and rk."""
-    return (kappa * sg)[:, None] * (yf * rk[:, None] - dk)
+def _key_grad(kf, r, kappa, sg, dk, rk):
+    """A key block's dy, float32, from its float32 tangent rows k (y = r k) and its accumulators dk
+    (sum_t g rho_t x_t) and rk."""
+    return (kappa * sg)[:, None] * ((r * rk)[:, None] * kf - dk)
 
 
 @triton.jit
@@ -395,14 +423,13 @@ def _partials(DSC, DC, gvec, t, c, sc, tmap):
 @triton.jit
 def _window_bwd_dkdv_kernel(
     X,
-    Y,
+    K,
     V,
     C,
     S,
     DO,
     LSE,
     DELTA,
-    K,
     DKo,
     DVo,
     DC,
@@ -421,11 +448,12 @@ def _window_bwd_dkdv_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
+    FAST: tl.constexpr,
 ):
-    """Keys. K: (BH, N, D) the tangent keys (y = exp0(K), read from Y); DKo: their gradient, like K, through exp0's
-    backward here; DVo: (BH, N, DV); DC, DSC: (BH, PARTS) partial sums shared with the dq kernel (_slot): the key
-    blocks' y . dy / 2c plus exp0's dc, and 0 (dscale is the dq kernel's). Grid (cdiv(N, BK), BH): key block j of BK
-    against the queries, in blocks of BQ, whose windows reach it."""
+    """Keys. K: (BH, N, D) the tangent keys, mapped as the forward maps them (_key_rows); DKo: their gradient,
+    like K, through exp0's backward here; DVo: (BH, N, DV); DC, DSC: (BH, PARTS) partial sums shared with the dq
+    kernel (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0 (dscale is the dq kernel's). Grid
+    (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ, whose windows reach it."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -436,27 +464,28 @@ def _window_bwd_dkdv_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     k0 = j * BK
     offs_n = k0 + tl.arange(0, BK)
-    y, b, sg, vb = _keys(Y + row0 * D, V + row0 * DV, offs_n, N, c, D, DV, BD, BDV)
+    k, r, b, sg, vb = _keys(K + row0 * D, V + row0 * DV, offs_n, N, c, min_norm, D, DV, BD, BDV, FAST)
     kb = b[:, None]
     kc = (c * sg)[:, None]
+    km = (-2.0 * r)[:, None]
     dk = tl.zeros([BK, BD], dtype=tl.float32)
     dv = tl.zeros([BK, BDV], dtype=tl.float32)
     rk = tl.zeros([BK], dtype=tl.float32)
     for start in range(k0 + BK, tl.minimum(k0 + WINDOW, N), BQ):
         dk, dv, rk = _dkdv_band(
-            y, vb, kb, kc, X, DO, LSE, DELTA, start + tl.arange(0, BQ), k0 + WINDOW, N, c, kk, tmax, dk, dv, rk, D,
-            DV, BD, BDV, PREC,
+            k, vb, kb, kc, km, X, DO, LSE, DELTA, start + tl.arange(0, BQ), k0 + WINDOW, N, c, kk, tmax, dk, dv, rk,
+            D, DV, BD, BDV, PREC,
         )  # fmt: skip
     for start in range(k0, tl.minimum(k0 + BK, N), BQ):
         dk, dv, rk = _dkdv_fold(
-            y, vb, kb, kc, X, DO, LSE, DELTA, offs_n, start + tl.arange(0, BQ), k0 + BK, N, WINDOW, c, kk, tmax, dk,
-            dv, rk, D, DV, BD, BDV, PREC, WIDE,
+            k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, start + tl.arange(0, BQ), k0 + BK, N, WINDOW, c, kk, tmax,
+            dk, dv, rk, D, DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     _store(DVo + row0 * DV, offs_n, N, dv, DV, BDV)
-    yf = _reload(Y + row0 * D, offs_n, N, D, BD)
-    dy = _key_grad(yf, -2.0 * sc * tl.sqrt(c), sg, dk, rk)
-    tkey = tl.sum(tl.sum(yf * dy, axis=1), axis=0)
-    dkt, dck = _exp0_bwd_rows(_reload(K + row0 * D, offs_n, N, D, BD), dy, c, min_norm)
+    kf = _reload(K + row0 * D, offs_n, N, D, BD)
+    dy = _key_grad(kf, r, -2.0 * sc * tl.sqrt(c), sg, dk, rk)
+    tkey = tl.sum(r * tl.sum(kf * dy, axis=1), axis=0)
+    dkt, dck = _exp0_bwd_rows(kf, dy, c, min_norm)
     _store(DKo + row0 * D, offs_n, N, dkt, D, BD)
     slot = _slot(i_bh, j, PARTS)
     tl.store(DC + slot, tkey / (2.0 * c) + tl.sum(dck, axis=0))
@@ -464,43 +493,46 @@ def _window_bwd_dkdv_kernel(
 
 
 @triton.jit
-def _dq_band(x, do, ra, rc, lse2, delta, Y, V, offs_n, t0, N, c, kk, tmax, gvec, rq, acc, D: tl.constexpr,
-             DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+def _dq_band(x, do, ra, rc, lse2, delta, K, V, offs_n, t0, N, c, kk, tmax, min_norm, gvec, rq, acc,
+             D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
+             FAST: tl.constexpr):  # fmt: skip
     """Keys offs_n in the window of every query of the block at t0, as _fwd_band. Accumulates sum_s ds log2(...)
-    (gvec), sum_s g (sigma_s + tau) (rq) and sum_s g sigma_s y_s (acc)."""
-    y, b, sg, vb = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
-    s = tl.dot(x, tl.trans(y), input_precision=PREC)
+    (gvec), sum_s g (sigma_s + tau) (rq) and sum_s g sigma_s y_s = sum_s (g sigma_s r_s) k_s (acc)."""
+    k, r, b, sg, vb = _keys(K, V, offs_n, N, c, min_norm, D, DV, BD, BDV, FAST)
+    s = tl.dot(x, tl.trans(k), input_precision=PREC)
     dp = tl.dot(do, tl.trans(vb), input_precision=PREC)
     valid = (offs_n < t0)[None, :]
-    p, dsl, g, h = _ds(s, dp, ra, rc, b[None, :], sg[None, :], lse2, delta, valid, kk, tmax, True)
+    p, dsl, g, h = _ds(s, dp, ra, rc, b[None, :], sg[None, :], lse2, delta, valid, kk, tmax, True, -2.0 * r[None, :])
     gs = g * sg[None, :]
-    acc = tl.dot(gs.to(y.dtype), y, acc, input_precision=PREC)
+    acc = tl.dot((gs * r[None, :]).to(k.dtype), k, acc, input_precision=PREC)
     return gvec + tl.sum(dsl, axis=1), rq + tl.sum(gs + h, axis=1), acc
 
 
 @triton.jit
-def _dq_fold(x, do, ra, rc, lse2, delta, Y, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, gvec, rq, acc,
-             D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
-             WIDE: tl.constexpr):  # fmt: skip
+def _dq_fold(x, do, ra, rc, lse2, delta, K, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, min_norm, gvec, rq,
+             acc, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
+             WIDE: tl.constexpr, FAST: tl.constexpr):  # fmt: skip
     """The diagonal keys offs_n of the query block [t0, t_end), folded as _fwd_fold; accumulates as _dq_band."""
-    y_n, b_n, sg_n, v_n = _keys(Y, V, offs_n, N, c, D, DV, BD, BDV)
-    y_f, b_f, sg_f, v_f = _keys(Y, V, offs_n - WINDOW, N, c, D, DV, BD, BDV)
+    k_n, r_n, b_n, sg_n, v_n = _keys(K, V, offs_n, N, c, min_norm, D, DV, BD, BDV, FAST)
+    k_f, r_f, b_f, sg_f, v_f = _keys(K, V, offs_n - WINDOW, N, c, min_norm, D, DV, BD, BDV, FAST)
     near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE)
-    s = _pick_dot(near, x, y_n, y_f, PREC)
+    s = _pick_dot(near, x, k_n, k_f, PREC)
     dp = _pick_dot(near, do, v_n, v_f, PREC)
     sg = tl.where(near, sg_n[None, :], sg_f[None, :])
     b = tl.where(near, b_n[None, :], b_f[None, :])
-    p, dsl, g, h = _ds(s, dp, ra, rc, b, sg, lse2, delta, valid, kk, tmax, True)
+    r = tl.where(near, r_n[None, :], r_f[None, :])
+    p, dsl, g, h = _ds(s, dp, ra, rc, b, sg, lse2, delta, valid, kk, tmax, True, -2.0 * r)
     gs = g * sg
-    acc = tl.dot(tl.where(near, gs, 0.0).to(y_n.dtype), y_n, acc, input_precision=PREC)
-    acc = tl.dot(tl.where(near, 0.0, gs).to(y_f.dtype), y_f, acc, input_precision=PREC)
+    gsr = gs * r
+    acc = tl.dot(tl.where(near, gsr, 0.0).to(k_n.dtype), k_n, acc, input_precision=PREC)
+    acc = tl.dot(tl.where(near, 0.0, gsr).to(k_f.dtype), k_f, acc, input_precision=PREC)
     return gvec + tl.sum(dsl, axis=1), rq + tl.sum(gs + h, axis=1), acc
 
 
 @triton.jit
 def _window_bwd_dq_kernel(
     X,
-    Y,
+    K,
     V,
     C,
     S,
@@ -526,6 +558,7 @@ def _window_bwd_dq_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
+    FAST: tl.constexpr,
 ):
     """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q), read from X); DQo: their gradient, like Q, stored
     once, through exp0's backward here; OUT: (BH, N, DV) the forward's output, from which this kernel, launched
@@ -535,7 +568,7 @@ def _window_bwd_dq_kernel(
     i = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
-    Y += row0 * D
+    K += row0 * D
     V += row0 * DV
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     t0 = i * BQ
@@ -551,13 +584,13 @@ def _window_bwd_dq_kernel(
     acc = tl.zeros([BQ, BD], dtype=tl.float32)  # sum_s g sigma_s y_s
     for start in range(tl.maximum(t0 + BQ - WINDOW, 0), t0, BK):
         gvec, rq, acc = _dq_band(
-            x, do, ra, rc, lse2, delta, Y, V, start + tl.arange(0, BK), t0, N, c, kk, tmax, gvec, rq, acc, D, DV, BD,
-            BDV, PREC,
+            x, do, ra, rc, lse2, delta, K, V, start + tl.arange(0, BK), t0, N, c, kk, tmax, min_norm, gvec, rq, acc,
+            D, DV, BD, BDV, PREC, FAST,
         )  # fmt: skip
     for start in range(t0, t0 + BQ, BK):
         gvec, rq, acc = _dq_fold(
-            x, do, ra, rc, lse2, delta, Y, V, offs_m, start + tl.arange(0, BK), t0, t0 + BQ, N, WINDOW, c, kk, tmax,
-            gvec, rq, acc, D, DV, BD, BDV, PREC, WIDE,
+            x, do, ra, rc, lse2, delta, K, V, offs_m, start + tl.arange(0, BK), t0, t0 + BQ, N, WINDOW, c, kk, tmax,
+            min_norm, gvec, rq, acc, D, DV, BD, BDV, PREC, WIDE, FAST,
         )  # fmt: skip
     kappa = -2.0 * sc * tl.sqrt(c)
     xf = _reload(X + row0 * D, offs_m, N, D, BD)
@@ -606,28 +639,28 @@ def _capped_launch(BD, BDV, fp32, aligned, maxnreg):
 def _fwd_launch(BD, BDV, fp32, aligned=True):
     """num_warps and num_stages of the forward. 16-bit inputs at head dims up to 64 with N a multiple of 16
     (`aligned`, as for _dq_launch) also cap its registers at FWD_MAXNREG, four programs of four warps an SM where
-    145 registers let three: the forward 0.108 against 0.117 ms at 2K, 0.822 against 0.860 at 16K (k's row map
-    included) on the H100 (run 19b of results/kernels/README.md; 168 and 200 no faster than none). ptxas then
-    spills 48 bytes a thread on sm_90."""
+    163 registers let three: the forward 0.0865 against 0.0963 ms at 2K, 0.669 against 0.717 at 16K on the H100
+    (run 20b of results/kernels/README.md; 144 to 168 no faster than none, 184 and 200 slower). ptxas then spills
+    96 bytes a thread on sm_90."""
     return _capped_launch(BD, BDV, fp32, aligned, FWD_MAXNREG)
 
 
 def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
     """q, k: (B, H, N, D) tangent vectors (one dtype); v: (B, H, N, DV); c32, s32: (H,) float32 (all contiguous)
-    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, the ball points x = exp0(q), y = exp0(k) like q:
-    the row map's kernel maps k, the attention kernel q."""
+    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, the ball points x = exp0(q) like q (the kernel maps
+    q as it loads its query block, and k a key tile at a time, as the backward maps k again: _key_rows)."""
     Bsz, H, n, d = q.shape
     dv = v.shape[-1]
     BD, BDV, bm, bn, prec = _cfg(d, dv, q.dtype, window, block_m, block_n)
-    y = _rowmap_fwd(_rows(k), _head_rows(c32, k), False, 0.0).view(k.shape)
     o = torch.empty(Bsz, H, n, dv, device=v.device, dtype=v.dtype)
     lse = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
     x = torch.empty_like(q)
+    fp32 = q.dtype == torch.float32
     _window_fwd_kernel[(cdiv(n, bm), Bsz * H)](
-        q, y, v, c32, s32, x, o, lse, n, H, window, 1.0 - BALL_EPS, MIN_NORM, D=d, DV=dv, BM=bm, BN=bn, BD=BD,
-        BDV=BDV, PREC=prec, WIDE=_wide(window, bm, bn), **_fwd_launch(BD, BDV, q.dtype == torch.float32, n % 16 == 0),
+        q, k, v, c32, s32, x, o, lse, n, H, window, 1.0 - BALL_EPS, MIN_NORM, D=d, DV=dv, BM=bm, BN=bn, BD=BD,
+        BDV=BDV, PREC=prec, WIDE=_wide(window, bm, bn), FAST=not fp32, **_fwd_launch(BD, BDV, fp32, n % 16 == 0),
     )  # fmt: skip
-    return o, lse, x, y
+    return o, lse, x
 
 
 def _split_tiles(BD, BDV, fp32):
@@ -660,9 +693,9 @@ def _dq_launch(BD, BDV, fp32, aligned=True):
     inputs at head dims up to 64 with N a multiple of 16 (`aligned`, as Triton specialises the launch) also cap
     its registers at DQ_MAXNREG, so that three programs of four warps share an SM where 251 registers let two:
     the backward 2.556 against 2.764 ms at 16K, 0.337 against 0.363 at 2K on the H100 (run 18c of
-    results/kernels/README.md; the dk/dv kernel so capped gained under 1 %). ptxas then spills 64 bytes a thread
-    on sm_90 (416 on sm_80, not timed there); unaligned it would spill 1,216 (192 uncapped), so other N keep every
-    register."""
+    results/kernels/README.md; the dk/dv kernel so capped gained under 1 %; run 20b, k mapped in the kernels: 168
+    still the fastest). ptxas then spills 80 bytes a thread on sm_90 (464 on sm_80, not timed there); unaligned
+    it spills 560 uncapped, so other N keep every register."""
     return _capped_launch(BD, BDV, fp32, aligned, DQ_MAXNREG)
 
 
@@ -677,10 +710,10 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
     for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         bq, bk = block_m or bq, block_n or bk
         wide = _wide(window, bk, bq) if fn is _window_bwd_dkdv_kernel else _wide(window, bq, bk)
-        yield fn, dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, WIDE=wide), launch
+        yield fn, dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, WIDE=wide, FAST=not fp32), launch
 
 
-def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
+def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
     dk: like k, dv: like v, (dc, dscale): (2, H) float32. Two kernels: dk and dv per key block, then dq per query
     block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete);
@@ -695,23 +728,14 @@ def _launch_bwd(do, o, q, k, x, y, v, c32, s32, lse, window, block_m, block_n):
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     parts = torch.empty(2, bh, nk + nq, device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
     dc, dsc = parts
-    ins = (x, y, v, c32, s32, do, lse, delta)
+    ins = (x, k, v, c32, s32, do, lse, delta)
     scalars = (n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM)
     dq_kernel[(nq, bh)](*ins, q, dq, o, dsc, dc, *scalars, **qc, **ql)
-    dkdv[(nk, bh)](*ins, k, dk, dv, dc, dsc, *scalars, **kc, **kl)
+    dkdv[(nk, bh)](*ins, dk, dv, dc, dsc, *scalars, **kc, **kl)
     return dq, dk, dv, parts.view(2, Bsz, H, -1).sum((1, 3))
 
 
 # Custom ops: dynamo and AOT autograd see each op as opaque (fake tensors give the shapes).
-
-
-def _head_rows(c, t):
-    """c: (H,) float32; t: (B, H, N, D) -> c per row of t, (B * H * N,), as the Poincare launchers take it."""
-    return _curv_rows(c.view(1, -1, 1, 1), t)
-
-
-def _rows(t):
-    return t.view(-1, t.shape[-1])
 
 
 @torch.library.custom_op("phasebench::window_hyp_attn_fwd", mutates_args=())
@@ -724,10 +748,10 @@ def window_hyp_attn_fwd(
     window: int,
     block_m: int | None,
     block_n: int | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, k: (B, H, N, D) tangent vectors (one dtype); v: (B, H, N, DV); c, scale: (H,) float32; all contiguous
-    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, and the ball points x = exp0(q), y = exp0(k)
-    that the backward reads (two launches: kernels.poincare's row map for k, the attention's, which maps q)."""
+    -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, and the ball points x = exp0(q)
+    that the backward reads (one launch: _launch_fwd)."""
     return _launch_fwd(q, k, v, c, scale, window, block_m, block_n)
 
 
@@ -738,7 +762,6 @@ def window_hyp_attn_bwd(
     q: torch.Tensor,
     k: torch.Tensor,
     x: torch.Tensor,
-    y: torch.Tensor,
     v: torch.Tensor,
     c: torch.Tensor,
     scale: torch.Tensor,
@@ -750,33 +773,33 @@ def window_hyp_attn_bwd(
     """do, o: (B, H, N, DV) in v's dtype; the rest as window_hyp_attn_fwd's inputs and outputs, all contiguous
     -> dq: like q, dk: like k, dv: like v, (dc, dscale): (2, H) float32. The attention's dx reaches exp0's
     backward in float32, in the dq kernel's epilogue (no cast in between)."""
-    return _launch_bwd(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n)
+    return _launch_bwd(do, o, q, k, x, v, c, scale, lse, window, block_m, block_n)
 
 
 @window_hyp_attn_fwd.register_fake
 def _(q, k, v, c, scale, window, block_m, block_n):
     o = v.new_empty((*q.shape[:-1], v.shape[-1]))
-    return o, q.new_empty(q.shape[:-1], dtype=torch.float32), torch.empty_like(q), torch.empty_like(k)
+    return o, q.new_empty(q.shape[:-1], dtype=torch.float32), torch.empty_like(q)
 
 
 @window_hyp_attn_bwd.register_fake
-def _(do, o, q, k, x, y, v, c, scale, lse, window, block_m, block_n):
+def _(do, o, q, k, x, v, c, scale, lse, window, block_m, block_n):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), c.new_empty(2, c.shape[0])
 
 
 def _fwd_setup_context(ctx, inputs, output):
     q, k, v, c, scale, window, block_m, block_n = inputs
-    o, lse, x, y = output
-    ctx.mark_non_differentiable(lse, x, y)
-    ctx.set_materialize_grads(False)  # their gradients stay None: no zeros kernels (x, y are q, k-sized) in backward
-    ctx.save_for_backward(q, k, x, y, v, c, scale, o, lse)
+    o, lse, x = output
+    ctx.mark_non_differentiable(lse, x)
+    ctx.set_materialize_grads(False)  # their gradients stay None: no zeros kernels (x is q-sized) in backward
+    ctx.save_for_backward(q, k, x, v, c, scale, o, lse)
     ctx.meta = (window, block_m, block_n)
 
 
-def _fwd_backward(ctx, do, _dlse, _dx, _dy):
-    q, k, x, y, v, c, scale, o, lse = ctx.saved_tensors
+def _fwd_backward(ctx, do, _dlse, _dx):
+    q, k, x, v, c, scale, o, lse = ctx.saved_tensors
     do = do.to(v.dtype).contiguous()
-    dq, dk, dv, dcs = window_hyp_attn_bwd(do, o, q, k, x, y, v, c, scale, lse, *ctx.meta)
+    dq, dk, dv, dcs = window_hyp_attn_bwd(do, o, q, k, x, v, c, scale, lse, *ctx.meta)
     return dq, dk, dv, *dcs.unbind(), None, None, None
 
 

@@ -639,7 +639,7 @@ def _capped_launch(BD, BDV, fp32, aligned, maxnreg):
 def _fwd_launch(BD, BDV, fp32, aligned=True):
     """num_warps and num_stages of the forward. 16-bit inputs at head dims up to 64 with N a multiple of 16
     (`aligned`, as for _dq_launch) also cap its registers at FWD_MAXNREG, four programs of four warps an SM where
-    163 registers let three: the forward 0.0865 against 0.0963 ms at 2K, 0.669 against 0.717 at 16K on the H100
+    161 registers let three: the forward 0.0865 against 0.0963 ms at 2K, 0.669 against 0.717 at 16K on the H100
     (run 20b of results/kernels/README.md; 144 to 168 no faster than none, 184 and 200 slower). ptxas then spills
     96 bytes a thread on sm_90."""
     return _capped_launch(BD, BDV, fp32, aligned, FWD_MAXNREG)

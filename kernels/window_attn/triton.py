@@ -121,13 +121,13 @@ def _norms(t, c):
 
 
 @triton.jit
-def _tau_log(s, a, rc, b, sg, tmax, m=-2.0):
-    """Gram tile s with -m s / 2 = <x,y> (m = -2 where s is <x,y>; the forward's s = <x,k>, m = -2 r for y = r k);
-    a = |x|^2, rc = c rho, b = |y|^2, sg = sigma, each broadcast along the tile or a tile itself -> tau, its clamp
-    tc, 1/sqrt(tc (1 + tc)) and log2(1 + 2 tc + 2 sqrt(tc (1 + tc))) = sqrt(c) d / ln 2, by the hardware's log2
-    (kernels/fastmath.py): float32 tl.math.log2 inlines libdevice's exact __nv_log2f, ~30 instructions with a
-    branch a pair (with the folded tiles it costs the forward no registers: 153 against 155 at head dim 64, sm_90,
-    and no spill in float32)."""
+def _tau_log(s, a, rc, b, sg, tmax, m):
+    """Gram tile s = <x,k> and m = -2 r, the keys' exp0 ratio (y = r k: m s = -2 <x,y>); a = |x|^2, rc = c rho,
+    b = |y|^2, sg = sigma, each broadcast along the tile or a tile itself -> tau, its clamp tc, 1/sqrt(tc (1 + tc))
+    and log2(1 + 2 tc + 2 sqrt(tc (1 + tc))) = sqrt(c) d / ln 2, by the hardware's log2 (kernels/fastmath.py):
+    float32 tl.math.log2 inlines libdevice's exact __nv_log2f, ~30 instructions with a branch a pair (with the
+    folded tiles it costs the forward no registers: 153 against 155 at head dim 64, sm_90, and no spill in
+    float32)."""
     tau = (rc * (b + m * s) + rc * a) * sg
     tc = tl.minimum(tl.maximum(tau, 1e-12), tmax)
     t = tc * tc + tc
@@ -339,7 +339,7 @@ def _dq_delta(DELTA, OUT, do, offs_m, N, DV: tl.constexpr, BDV: tl.constexpr):
 
 
 @triton.jit
-def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax, MASKED: tl.constexpr, m=-2.0):
+def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax, MASKED: tl.constexpr, m):
     """A backward tile, either way round: the Gram tile s and do . v tile dp (both dots come first: no tile of
     the chain below is held through a dot), _tau_log's rows and columns, the query's lse2 and delta broadcast
     along the tile (or tiles), valid the window -> p, ds log2(...), g = ds / sqrt(tc (1 + tc)) (0 where tau is

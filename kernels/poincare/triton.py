@@ -25,6 +25,12 @@ from kernels.poincare.naive import BALL_EPS, DEN_MIN, MIN_NORM
 
 
 @triton.jit
+def _norm2_floored(x, min_norm):
+    """|row|^2 of float32 rows x, floored at min_norm^2 (float32): the norm every row map divides by."""
+    return tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm)
+
+
+@triton.jit
 def _tanh_ratio_series(u2):
     """tanh(u)/u for u < 0.1, from u^2 (its Taylor series to u^6)."""
     return 1.0 + u2 * (-1.0 / 3.0 + u2 * (2.0 / 15.0 + u2 * (-17.0 / 315.0)))
@@ -68,7 +74,7 @@ def _exp0_rows(x, c, min_norm):
     """exp0 on a tile: tangent rows x (float32), c per row or one scalar -> the ball points (float32), as
     _rowmap_fwd_kernel (for the kernels that fuse it)."""
     min_norm = tl.cast(min_norm, tl.float32)  # inductor passes Python floats as fp64
-    n = tl.sqrt(tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm))
+    n = tl.sqrt(_norm2_floored(x, min_norm))
     r, _ = _tanh_ratio(tl.sqrt(c) * n)
     return r[:, None] * x
 
@@ -86,7 +92,7 @@ def _exp0_bwd_rows(x, g, c, min_norm):
     """exp0's backward on a tile: tangent rows x and the gradient g of exp0(x) (float32), c per row or one
     scalar -> dx and each row's c gradient, as _rowmap_bwd_kernel (for the kernels that fuse it)."""
     min_norm = tl.cast(min_norm, tl.float32)  # inductor passes Python floats as fp64
-    n2 = tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm)
+    n2 = _norm2_floored(x, min_norm)
     r, dr = _tanh_ratio(tl.sqrt(c * n2))
     return _ratio_map_grad(x, g, c, n2, r, dr)
 
@@ -106,7 +112,7 @@ def _rowmap_fwd_kernel(
     x = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
     c = tl.load(C + rows, mask=rm, other=1.0)
     if LOG:
-        n = tl.sqrt(tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm))
+        n = tl.sqrt(_norm2_floored(x, min_norm))
         r, _ = _artanh_ratio(tl.sqrt(c) * n, umax, at_max)
         y = r[:, None] * x
     else:
@@ -129,7 +135,7 @@ def _rowmap_bwd_kernel(
     x = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
     g = tl.load(G + offs, mask=m, other=0.0).to(tl.float32)
     c = tl.load(C + rows, mask=rm, other=1.0)
-    n2 = tl.maximum(tl.sum(x * x, axis=1), min_norm * min_norm)
+    n2 = _norm2_floored(x, min_norm)
     u = tl.sqrt(c * n2)
     if LOG:
         r, dr = _artanh_ratio(u, umax, at_max)

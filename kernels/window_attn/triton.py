@@ -61,7 +61,7 @@ from kernels.fastmath import log2_approx, rcp_approx, tanh_approx
 from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
-from kernels.poincare.triton import _exp0_bwd_rows, _exp0_rows, _tanh_ratio, _tanh_ratio_series
+from kernels.poincare.triton import _exp0_bwd_rows, _exp0_rows, _norm2_floored, _tanh_ratio, _tanh_ratio_series
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
 
@@ -113,11 +113,17 @@ def _load_ball(P, rows, N, c, min_norm, W: tl.constexpr, BW: tl.constexpr):
 
 
 @triton.jit
+def _conformal(c, n2):
+    """1/(1 - c n2) for squared ball norms n2 (rho of a query, sigma of a key), the denominator floored at 1e-15."""
+    return 1.0 / tl.maximum(1.0 - c * n2, 1e-15)
+
+
+@triton.jit
 def _norms(t, c):
-    """Rows of a tile -> |row|^2 and 1/(1 - c |row|^2) in float32 (denominator floored at 1e-15)."""
+    """Rows of a tile -> |row|^2 and 1/(1 - c |row|^2) in float32 (_conformal)."""
     tf = t.to(tl.float32)
     n2 = tl.sum(tf * tf, axis=1)
-    return n2, 1.0 / tl.maximum(1.0 - c * n2, 1e-15)
+    return n2, _conformal(c, n2)
 
 
 @triton.jit
@@ -198,14 +204,14 @@ def _key_rows(K, offs_n, N, c, min_norm, D: tl.constexpr, BD: tl.constexpr, FAST
     k = _load(K, offs_n, N, D, BD)
     kf = k.to(tl.float32)
     min_norm = tl.cast(min_norm, tl.float32)  # inductor passes Python floats as fp64
-    n2 = tl.maximum(tl.sum(kf * kf, axis=1), min_norm * min_norm)
+    n2 = _norm2_floored(kf, min_norm)
     u = tl.sqrt(c * n2)
     if FAST:
         r = tl.where(u < 0.1, _tanh_ratio_series(u * u), tanh_approx(u) * rcp_approx(u))
     else:
         r, _dr = _tanh_ratio(u)
     b = r * r * n2
-    return k, r, b, 1.0 / tl.maximum(1.0 - c * b, 1e-15)
+    return k, r, b, _conformal(c, b)
 
 
 @triton.jit

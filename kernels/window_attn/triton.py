@@ -2,12 +2,14 @@
 
 q and k enter the ball by exp0 (per-head c) inside the kernels. The forward maps q as it loads its query block (once
 a program, outside the key loop) and stores x = exp0(q) for the backward, which reads it (in q's dtype; mapping
-the query block again from q was 5 % slower on the H100, run 17a of results/kernels/README.md). Every kernel maps
-k a key tile at a time (_key_rows): y = r k with exp0's ratio r per row, so a Gram tile is r <x,k> and no y is
-stored (the separate row map of k it replaces took 0.18 of 3.35 ms at 16K, run 19). For 16-bit inputs r comes
-from the hardware's tanh; each kernel computes it the same way, so the backward scores the very pairs the
-forward scored (a forward mapping k so against a backward that read a stored, rounded y failed the bf16 test of
-the scale gradient, run 19b). exp0's backward takes the float32 dx and dy in the backward kernels' epilogues. With
+the query block again from q was 5 % slower on the H100, run 17a of results/kernels/README.md). The forward and
+the backward's dq kernel map k a key tile at a time (_key_rows): y = r k with exp0's ratio r per row, so a Gram
+tile is r <x,k> and no y is stored (the separate row map of k it replaces took 0.18 of 3.35 ms at 16K, run 19).
+For 16-bit inputs r comes from the hardware's tanh; both compute it the same way, and the dq kernel stores r and
+|y|^2 of each key row (8 bytes a row) for the dk/dv kernel, so the backward scores the very pairs the forward
+scored (a forward mapping k so against a backward that read a stored, rounded y failed the bf16 test of the scale
+gradient, run 19b). Loading them took 5-8 % off the dk/dv kernel and storing them cost the dq kernel 2-5 % (run
+21b, H100). exp0's backward takes the float32 dx and dy in the backward kernels' epilogues. With
 a = |x|^2, b = |y|^2 = r^2 |k|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored
 at 1e-15), for s in (t - W, t]:
 
@@ -198,7 +200,8 @@ def _online(score, m_i, l_i, acc):
 @triton.jit
 def _key_rows(K, offs_n, N, c, min_norm, D: tl.constexpr, BD: tl.constexpr, FAST: tl.constexpr):
     """A key block at rows offs_n -> its tangent rows k, exp0's ratio r (y = exp0(k) = r k), |y|^2 and sigma,
-    float32 per row. Every kernel maps k so, to the bit (the backward scores the pairs the forward scored). r by
+    float32 per row. The forward and the dq kernel map k so, to the bit, and the dk/dv kernel loads the dq kernel's
+    r and |y|^2 (_stored_keys): the backward scores the pairs the forward scored. r by
     the hardware's tanh where FAST (16-bit inputs: ~2^-11 relative, finer than a 16-bit y's rounding), else as
     kernels.poincare's exp0."""
     k = _load(K, offs_n, N, D, BD)
@@ -212,6 +215,15 @@ def _key_rows(K, offs_n, N, c, min_norm, D: tl.constexpr, BD: tl.constexpr, FAST
         r, _dr = _tanh_ratio(u)
     b = r * r * n2
     return k, r, b, _conformal(c, b)
+
+
+@triton.jit
+def _store_key_rows(KR, offs_n, N, r, b):
+    """Store a key block's exp0 ratio r and |y|^2 at KR + offs_n and KR + N + offs_n (a (2, N) row of the
+    backward's key buffer), for the dk/dv kernel (_stored_keys)."""
+    inb = _in_rows(offs_n, N)
+    tl.store(KR + offs_n, r, mask=inb)
+    tl.store(KR + N + offs_n, b, mask=inb)
 
 
 @triton.jit
@@ -318,6 +330,16 @@ def _keys(K, V, offs_n, N, c, min_norm, D: tl.constexpr, DV: tl.constexpr, BD: t
 
 
 @triton.jit
+def _stored_keys(K, V, KR, offs_n, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
+    """_keys with the r and |y|^2 the dq kernel stored for the block (_store_key_rows: the very bits it and the
+    forward scored with; rows outside [0, N): r = |y|^2 = 0)."""
+    inb = _in_rows(offs_n, N)
+    b = tl.load(KR + N + offs_n, mask=inb, other=0.0)
+    r = tl.load(KR + offs_n, mask=inb, other=0.0)
+    return _load(K, offs_n, N, D, BD), r, b, _conformal(c, b), _load(V, offs_n, N, DV, BDV)
+
+
+@triton.jit
 def _query_rows(X, DO, LSE, offs_m, N, c, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr):
     """Query block at rows offs_m -> x, |x|^2, rho, do, the log-sum-exp in base 2 (rows outside [0, N): do = 0,
     and p is finite)."""
@@ -411,10 +433,11 @@ def _key_grad(kf, r, kappa, sg, dk, rk):
 
 
 @triton.jit
-def _slot(i_bh, block, PARTS):
-    """Where a program stores its partial sums of dc and dscale: row i_bh of (BH, PARTS), PARTS the dk/dv
-    kernel's key blocks, first, and the dq kernel's query blocks (one reduction sums both)."""
-    return i_bh * PARTS + block
+def _slot(i_bh, H, block, PARTS):
+    """Where a program stores its partial sums of dc and dscale: row (h, b) of (H, B, PARTS) for i_bh = b H + h,
+    PARTS the dk/dv kernel's key blocks, first, and the dq kernel's query blocks (one contiguous reduction a head
+    sums both)."""
+    return ((i_bh % H) * (tl.num_programs(1) // H) + i_bh // H) * PARTS + block
 
 
 @triton.jit
@@ -436,6 +459,7 @@ def _window_bwd_dkdv_kernel(
     DO,
     LSE,
     DELTA,
+    KR,
     DKo,
     DVo,
     DC,
@@ -454,12 +478,12 @@ def _window_bwd_dkdv_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
-    FAST: tl.constexpr,
 ):
-    """Keys. K: (BH, N, D) the tangent keys, mapped as the forward maps them (_key_rows); DKo: their gradient,
-    like K, through exp0's backward here; DVo: (BH, N, DV); DC, DSC: (BH, PARTS) partial sums shared with the dq
-    kernel (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0 (dscale is the dq kernel's). Grid
-    (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ, whose windows reach it."""
+    """Keys. K: (BH, N, D) the tangent keys and KR: (BH, 2, N) their r and |y|^2, as the dq kernel stored them
+    (_stored_keys); DKo: their gradient, like K, through exp0's backward here; DVo: (BH, N, DV); DC, DSC: (H, B
+    PARTS) partial sums shared with the dq kernel (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0
+    (dscale is the dq kernel's). Grid (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ,
+    whose windows reach it."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -470,7 +494,7 @@ def _window_bwd_dkdv_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     k0 = j * BK
     offs_n = k0 + tl.arange(0, BK)
-    k, r, b, sg, vb = _keys(K + row0 * D, V + row0 * DV, offs_n, N, c, min_norm, D, DV, BD, BDV, FAST)
+    k, r, b, sg, vb = _stored_keys(K + row0 * D, V + row0 * DV, KR + 2 * row0, offs_n, N, c, D, DV, BD, BDV)
     kb = b[:, None]
     kc = (c * sg)[:, None]
     km = (-2.0 * r)[:, None]
@@ -493,7 +517,7 @@ def _window_bwd_dkdv_kernel(
     tkey = tl.sum(r * tl.sum(kf * dy, axis=1), axis=0)
     dkt, dck = _exp0_bwd_rows(kf, dy, c, min_norm)
     _store(DKo + row0 * D, offs_n, N, dkt, D, BD)
-    slot = _slot(i_bh, j, PARTS)
+    slot = _slot(i_bh, H, j, PARTS)
     tl.store(DC + slot, tkey / (2.0 * c) + tl.sum(dck, axis=0))
     tl.store(DSC + slot, 0.0)
 
@@ -515,11 +539,14 @@ def _dq_band(x, do, ra, rc, lse2, delta, K, V, offs_n, t0, N, c, kk, tmax, min_n
 
 
 @triton.jit
-def _dq_fold(x, do, ra, rc, lse2, delta, K, V, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, min_norm, gvec, rq,
-             acc, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
+def _dq_fold(x, do, ra, rc, lse2, delta, K, V, KR, offs_m, offs_n, t0, t_end, N, WINDOW, c, kk, tmax, min_norm, gvec,
+             rq, acc, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
              WIDE: tl.constexpr, FAST: tl.constexpr):  # fmt: skip
-    """The diagonal keys offs_n of the query block [t0, t_end), folded as _fwd_fold; accumulates as _dq_band."""
+    """The diagonal keys offs_n of the query block [t0, t_end), folded as _fwd_fold; accumulates as _dq_band, and
+    stores the near keys' r and |y|^2 at KR for the dk/dv kernel (_store_key_rows: every key is a near key of one
+    block)."""
     k_n, r_n, b_n, sg_n, v_n = _keys(K, V, offs_n, N, c, min_norm, D, DV, BD, BDV, FAST)
+    _store_key_rows(KR, offs_n, N, r_n, b_n)
     k_f, r_f, b_f, sg_f, v_f = _keys(K, V, offs_n - WINDOW, N, c, min_norm, D, DV, BD, BDV, FAST)
     near, valid = _fold_keys(offs_m, offs_n, t0, t_end, WINDOW, WIDE)
     s = _pick_dot(near, x, k_n, k_f, PREC)
@@ -545,6 +572,7 @@ def _window_bwd_dq_kernel(
     DO,
     LSE,
     DELTA,
+    KR,
     Q,
     DQo,
     OUT,
@@ -566,7 +594,9 @@ def _window_bwd_dq_kernel(
     WIDE: tl.constexpr,
     FAST: tl.constexpr,
 ):
-    """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q), read from X); DQo: their gradient, like Q, stored
+    """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q), read from X); K: the tangent keys, mapped as the
+    forward maps them (_key_rows), whose r and |y|^2 this kernel stores at KR: (BH, 2, N) for the dk/dv kernel;
+    DQo: the queries' gradient, like Q, stored
     once, through exp0's backward here; OUT: (BH, N, DV) the forward's output, from which this kernel, launched
     before the dk/dv kernel, writes DELTA (_dq_delta); DSC, DC: the dk/dv kernel's partial sums (_slot), which this
     kernel's blocks continue: dscale and (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query
@@ -576,6 +606,7 @@ def _window_bwd_dq_kernel(
     row0 = i_bh.to(tl.int64) * N
     K += row0 * D
     V += row0 * DV
+    KR += 2 * row0
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     t0 = i * BQ
     offs_m = t0 + tl.arange(0, BQ)
@@ -595,8 +626,8 @@ def _window_bwd_dq_kernel(
         )  # fmt: skip
     for start in range(t0, t0 + BQ, BK):
         gvec, rq, acc = _dq_fold(
-            x, do, ra, rc, lse2, delta, K, V, offs_m, start + tl.arange(0, BK), t0, t0 + BQ, N, WINDOW, c, kk, tmax,
-            min_norm, gvec, rq, acc, D, DV, BD, BDV, PREC, WIDE, FAST,
+            x, do, ra, rc, lse2, delta, K, V, KR, offs_m, start + tl.arange(0, BK), t0, t0 + BQ, N, WINDOW, c, kk,
+            tmax, min_norm, gvec, rq, acc, D, DV, BD, BDV, PREC, WIDE, FAST,
         )  # fmt: skip
     kappa = -2.0 * sc * tl.sqrt(c)
     xf = _reload(X + row0 * D, offs_m, N, D, BD)
@@ -604,7 +635,7 @@ def _window_bwd_dq_kernel(
     t = tl.sum(tl.sum(xf * dx, axis=1), axis=0)
     dq, dcq = _exp0_bwd_rows(_reload(Q + row0 * D, offs_m, N, D, BD), dx, c, min_norm)
     _store(DQo + row0 * D, offs_m, N, dq, D, BD)
-    slot = _slot(i_bh, PARTS - tl.num_programs(0) + i, PARTS)
+    slot = _slot(i_bh, H, PARTS - tl.num_programs(0) + i, PARTS)
     _partials(DSC + slot, DC + slot, gvec, t, c, sc, tl.sum(dcq, axis=0))
 
 
@@ -700,8 +731,8 @@ def _dq_launch(BD, BDV, fp32, aligned=True):
     its registers at DQ_MAXNREG, so that three programs of four warps share an SM where 251 registers let two:
     the backward 2.556 against 2.764 ms at 16K, 0.337 against 0.363 at 2K on the H100 (run 18c of
     results/kernels/README.md; the dk/dv kernel so capped gained under 1 %; run 20b, k mapped in the kernels: 168
-    still the fastest). ptxas then spills 80 bytes a thread on sm_90 (464 on sm_80, not timed there); unaligned
-    it spills 560 uncapped, so other N keep every register."""
+    still the fastest). ptxas then spills 96 bytes a thread on sm_90 (456 on sm_80, not timed there); unaligned
+    it spills 240 uncapped, so other N keep every register."""
     return _capped_launch(BD, BDV, fp32, aligned, DQ_MAXNREG)
 
 
@@ -715,30 +746,35 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
     launches = _dkdv_launch(BD, BDV, fp32), _dq_launch(BD, BDV, fp32, aligned)
     for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         bq, bk = block_m or bq, block_n or bk
-        wide = _wide(window, bk, bq) if fn is _window_bwd_dkdv_kernel else _wide(window, bq, bk)
-        yield fn, dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, WIDE=wide, FAST=not fp32), launch
+        consts = dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)
+        if fn is _window_bwd_dkdv_kernel:
+            yield fn, consts | dict(WIDE=_wide(window, bk, bq)), launch
+        else:
+            yield fn, consts | dict(WIDE=_wide(window, bq, bk), FAST=not fp32), launch
 
 
 def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
     dk: like k, dv: like v, (dc, dscale): (2, H) float32. Two kernels: dk and dv per key block, then dq per query
     block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete);
-    their partial sums of dc and dscale share one buffer and one reduction. The dq kernel runs first: it computes
-    delta = sum(do * o, -1) for the dk/dv kernel (_dq_delta)."""
+    their partial sums of dc and dscale share one buffer and one reduction, over its last dimension. The dq kernel
+    runs first: it computes delta = sum(do * o, -1) and stores its keys' r and |y|^2 for the dk/dv kernel
+    (_dq_delta, _store_key_rows)."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
     plan = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, aligned=n % 16 == 0)
     (dkdv, kc, kl), (dq_kernel, qc, ql) = plan
     nk, nq = cdiv(n, kc["BK"]), cdiv(n, qc["BQ"])
     delta = torch.empty(lse.shape, device=x.device, dtype=torch.float32)
+    keys = torch.empty(Bsz, H, 2, n, device=x.device, dtype=torch.float32)  # r and |y|^2 of each key row
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    parts = torch.empty(2, bh, nk + nq, device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
+    parts = torch.empty(2, H, Bsz * (nk + nq), device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
     dc, dsc = parts
-    ins = (x, k, v, c32, s32, do, lse, delta)
+    ins = (x, k, v, c32, s32, do, lse, delta, keys)
     scalars = (n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM)
     dq_kernel[(nq, bh)](*ins, q, dq, o, dsc, dc, *scalars, **qc, **ql)
     dkdv[(nk, bh)](*ins, dk, dv, dc, dsc, *scalars, **kc, **kl)
-    return dq, dk, dv, parts.view(2, Bsz, H, -1).sum((1, 3))
+    return dq, dk, dv, parts.sum(-1)
 
 
 # Custom ops: dynamo and AOT autograd see each op as opaque (fake tensors give the shapes).

@@ -8,7 +8,7 @@ tile is r <x,k> and no y is stored (the separate row map of k it replaces took 0
 For 16-bit inputs r comes from the hardware's tanh; both compute it the same way, and the dq kernel stores r and
 |y|^2 of each key row (8 bytes a row) for the dk/dv kernel, so the backward scores the very pairs the forward
 scored (a forward mapping k so against a backward that read a stored, rounded y failed the bf16 test of the scale
-gradient, run 19b). Loading them took 5-8 % off the dk/dv kernel and storing them cost the dq kernel 2-5 % (run
+gradient, run 19b). Loading them took 5-7 % off the dk/dv kernel and storing them cost the dq kernel 4-5 % (run
 21b, H100). exp0's backward takes the float32 dx and dy in the backward kernels' epilogues. With
 a = |x|^2, b = |y|^2 = r^2 |k|^2, rho = 1/(1 - c a), sigma = 1/(1 - c b) (per row and per column; 1 - c a floored
 at 1e-15), for s in (t - W, t]:

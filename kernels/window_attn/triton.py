@@ -596,11 +596,11 @@ def _window_bwd_dq_kernel(
 ):
     """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q), read from X); K: the tangent keys, mapped as the
     forward maps them (_key_rows), whose r and |y|^2 this kernel stores at KR: (BH, 2, N) for the dk/dv kernel;
-    DQo: the queries' gradient, like Q, stored
-    once, through exp0's backward here; OUT: (BH, N, DV) the forward's output, from which this kernel, launched
-    before the dk/dv kernel, writes DELTA (_dq_delta); DSC, DC: the dk/dv kernel's partial sums (_slot), which this
-    kernel's blocks continue: dscale and (x . dx - scale dscale) / 2c plus exp0's dc. Grid (cdiv(N, BQ), BH): query
-    block i of BQ against the keys, in blocks of BK, of its window, as the forward."""
+    DQo: the queries' gradient, like Q, stored once, through exp0's backward here; OUT: (BH, N, DV) the forward's
+    output, from which this kernel, launched before the dk/dv kernel, writes DELTA (_dq_delta); DSC, DC: the dk/dv
+    kernel's partial sums (_slot), which this kernel's blocks continue: dscale and (x . dx - scale dscale) / 2c
+    plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the keys, in blocks of BK, of its window,
+    as the forward."""
     i = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N

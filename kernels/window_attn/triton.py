@@ -732,7 +732,7 @@ def _dq_launch(BD, BDV, fp32, aligned=True):
     the backward 2.556 against 2.764 ms at 16K, 0.337 against 0.363 at 2K on the H100 (run 18c of
     results/kernels/README.md; the dk/dv kernel so capped gained under 1 %; run 20b, k mapped in the kernels: 168
     still the fastest). ptxas then spills 96 bytes a thread on sm_90 (456 on sm_80, not timed there); unaligned
-    it spills 240 uncapped, so other N keep every register."""
+    it spills 256 uncapped, so other N keep every register."""
     return _capped_launch(BD, BDV, fp32, aligned, DQ_MAXNREG)
 
 

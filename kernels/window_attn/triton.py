@@ -405,6 +405,12 @@ def _store_query_sums(PT, t, j, gv, rq, mask, SLOTS, BK: tl.constexpr):
 
 
 @triton.jit
+def _near_far_sums(near, x):
+    """A folded key-major tile's column sums of x over its near entries, and over its far ones (_fold)."""
+    return tl.sum(tl.where(near, x, 0.0), axis=0), tl.sum(tl.where(near, 0.0, x), axis=0)
+
+
+@triton.jit
 def _dkdv_band(k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, offs_t, t_end, N, WINDOW, c, kk, tmax, dk, dv, rk, WB, PT,
                j, SLOTS, sgc, sgr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
                PREC: tl.constexpr, BK: tl.constexpr, STORE: tl.constexpr):  # fmt: skip
@@ -452,17 +458,10 @@ def _dkdv_fold(k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, W
         t_pair = tl.where(near, offs_t[None, :], far[None, :])
         o = tl.where(near, e, e + WINDOW)
         _store_weights(WB, offs_n, o, g * sgr, valid & (t_pair < N), WINDOW)
-        rq = g * sgc + h
-        ours = (offs_t < k_end) & (offs_t < N)
-        _store_query_sums(
-            PT, offs_t, j, tl.sum(tl.where(near, dsl, 0.0), axis=0), tl.sum(tl.where(near, rq, 0.0), axis=0), ours,
-            SLOTS, BK,
-        )  # fmt: skip
-        ours = (far >= k_end) & (far < N)
-        _store_query_sums(
-            PT, far, j, tl.sum(tl.where(near, 0.0, dsl), axis=0), tl.sum(tl.where(near, 0.0, rq), axis=0), ours,
-            SLOTS, BK,
-        )  # fmt: skip
+        gv_n, gv_f = _near_far_sums(near, dsl)
+        rq_n, rq_f = _near_far_sums(near, g * sgc + h)
+        _store_query_sums(PT, offs_t, j, gv_n, rq_n, (offs_t < k_end) & (offs_t < N), SLOTS, BK)
+        _store_query_sums(PT, far, j, gv_f, rq_f, (far >= k_end) & (far < N), SLOTS, BK)
     gr = g * rho
     dk = tl.dot(tl.where(near, gr, 0.0).to(x_n.dtype), x_n, dk, input_precision=PREC)
     dk = tl.dot(tl.where(near, 0.0, gr).to(x_f.dtype), x_f, dk, input_precision=PREC)
@@ -899,13 +898,13 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
             yield fn, consts | dict(WIDE=_wide(window, bq, bk)), launch
 
 
-def _stored_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
-    """(kernel, constexprs, launch options) of the stored backward's dk/dv kernel (STORE: _split_plan's, mapping its
-    keys itself) and its dq kernel (_window_bwd_dq_stored_kernel: the dq kernel's tiles and warps, no register
-    cap: it scores no pair), as _launch_bwd launches them."""
-    (dkdv, kc, kl), (_dq, qc, ql) = _split_plan(d, dv, dtype, window, block_m, block_n, aligned)
+def _stored_plan(split):
+    """_split_plan's plan `split` -> (kernel, constexprs, launch options) of the stored backward's dk/dv kernel
+    (STORE: the split one's, mapping its keys itself) and its dq kernel (_window_bwd_dq_stored_kernel: the dq
+    kernel's tiles and warps, no register cap: it scores no pair), as _launch_bwd launches them."""
+    (dkdv, kc, kl), (_dq, qc, ql) = split
     yield dkdv, kc | dict(STORE=True), kl
-    consts = dict(D=d, BQ=qc["BQ"], BK=qc["BK"], BKD=kc["BK"], BD=qc["BD"], PREC=qc["PREC"])
+    consts = dict(D=qc["D"], BQ=qc["BQ"], BK=qc["BK"], BKD=kc["BK"], BD=qc["BD"], PREC=qc["PREC"])
     yield _window_bwd_dq_stored_kernel, consts, dict(num_warps=ql["num_warps"], num_stages=ql["num_stages"])
 
 
@@ -927,11 +926,11 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n, back
     (float32), from which the dq kernel (_window_bwd_dq_stored_kernel) takes dx with one product a key tile."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
-    args = (d, v.shape[-1], x.dtype, window, block_m, block_n, n % 16 == 0)
-    (dkdv, kc, kl), (dq_kernel, qc, ql) = _split_plan(*args)
-    stored = backward == "stored" and window >= kc["BK"]
+    plan = list(_split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, n % 16 == 0))
+    stored = backward == "stored" and window >= plan[0][1]["BK"]
     if stored:
-        (dkdv, kc, kl), (dq_kernel, qc, ql) = _stored_plan(*args)
+        plan = list(_stored_plan(plan))
+    (dkdv, kc, kl), (dq_kernel, qc, ql) = plan
     nk, nq = cdiv(n, kc["BK"]), cdiv(n, qc["BQ"])
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     parts = torch.empty(2, H, Bsz * (nk + nq), device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)

@@ -143,9 +143,10 @@ def kernels(dtype: str, d: int, aligned: bool = False):
     BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None)
     consts = dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec, WIDE=wa._wide(64, bm, bn))
     yield "window_attn", wa._window_fwd_kernel, consts, wa._fwd_launch(BD, BDV, dtype == "fp32", aligned)
-    for fn, consts, launch in wa._split_plan(d, d, DTYPES[dtype], 64, aligned=aligned):
+    split = list(wa._split_plan(d, d, DTYPES[dtype], 64, aligned=aligned))
+    for fn, consts, launch in split:
         yield "window_attn", fn, consts, launch
-    for fn, consts, launch in wa._stored_plan(d, d, DTYPES[dtype], 64, aligned=aligned):
+    for fn, consts, launch in wa._stored_plan(split):
         yield "window_attn_stored", fn, consts, launch
 
 

@@ -310,10 +310,8 @@ def case_window_attn(n, device, dtype, quick):
     v = torch.randn(B, H, n, D, device=device, dtype=dtype).requires_grad_()
     c = (torch.rand(H, device=device) + 0.2).requires_grad_()
     s = (torch.rand(H, device=device) + 0.5).requires_grad_()
-    # triton: the split backward (the default); triton_stored: backward="stored", each pair scored once
     impls = {
         "triton": lambda: window_hyp_attn_triton(q, k, v, c, s, window),
-        "triton_stored": lambda: window_hyp_attn_triton(q, k, v, c, s, window, backward="stored"),
         "torch_ref": lambda: window_hyp_attn_ref(q, k, v, c, s, window),
     }
     anchors = {}

@@ -51,14 +51,6 @@ With g = ds / sqrt(tau (1 + tau)) (0 where tau is clamped) and kappa = -2 scale 
 (dc because d is c^(-1/2) times a function of c a, c b and c <x,y> alone). Each program stores its partial
 sums of dscale and dc (the query programs dscale and the x . dx part of dc, the key programs the y . dy part,
 each with its rows' dc of exp0), which the launcher sums.
-
-The stored backward (backward="stored"; built, not yet timed on a GPU) scores each pair once. After a row-dot
-launch for delta, the dk/dv kernel maps its own keys, scores its pairs as above and also stores what the dq kernel
-would have taken from them: each pair's weight g sigma_s r_s (the dx product's operand, in the inputs' dtype, N x W
-a head, at [s, t - s]) and, per query and key block, the float32 sums of ds log2(...) and g (sigma_s + tau). The dq
-kernel then reads them: dx from one product a key tile (weights times tangent keys) and the sums, no per-pair
-chain. It needs windows no narrower than the dk/dv kernel's key block (a query's sums are then written once a
-block); narrower ones run the split backward.
 """
 
 from __future__ import annotations
@@ -72,7 +64,6 @@ from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
 from kernels.poincare.triton import _exp0_bwd_rows, _exp0_rows, _norm2_floored, _tanh_ratio, _tanh_ratio_series
-from kernels.row_dot import row_dot
 from kernels.window_attn.naive import Z2_MIN  # noqa: F401  (the literal 1e-12 below)
 
 
@@ -389,59 +380,31 @@ def _ds(s, dp, a, rc, b, sg, lse2, delta, valid, kk, tmax, MASKED: tl.constexpr,
 
 
 @triton.jit
-def _store_weights(WB, offs_n, o, w, mask, WINDOW):
-    """The stored backward: a key-major tile's pair weights w = g sigma_s r_s at WB[s, o], o = t - s the pair's
-    place in key s's window ((N, W) a head, in the inputs' dtype, as the dq product takes them)."""
-    tl.store(WB + offs_n[:, None] * WINDOW + o, w.to(WB.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _store_query_sums(PT, t, j, gv, rq, mask, SLOTS, BK: tl.constexpr):
-    """The stored backward: key block j's sums over its keys for the queries t, of ds log2(...) and of
-    g (sigma_s + tau), at PT[t, t // BK - j] ((N, SLOTS, 2) float32 a head; _query_sums adds a query's slots)."""
-    ptr = PT + (t * SLOTS + t // BK - j) * 2
-    tl.store(ptr, gv, mask=mask)
-    tl.store(ptr + 1, rq, mask=mask)
-
-
-@triton.jit
-def _near_far_sums(near, x):
-    """A folded key-major tile's column sums of x over its near entries, and over its far ones (_fold)."""
-    return tl.sum(tl.where(near, x, 0.0), axis=0), tl.sum(tl.where(near, 0.0, x), axis=0)
-
-
-@triton.jit
-def _dkdv_band(k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, offs_t, t_end, N, WINDOW, c, kk, tmax, dk, dv, rk, WB, PT,
-               j, SLOTS, sgc, sgr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-               PREC: tl.constexpr, BK: tl.constexpr, STORE: tl.constexpr):  # fmt: skip
-    """Queries offs_t whose windows hold every key of the block k at offs_n (those from t_end on are the
-    diagonal's partners), held key-major (km: -2 r of the keys). Accumulates sum_t g rho_t x_t (dk), dv and
-    sum_t g (rho_t + tau) (rk); STORE (the stored backward): also stores the tile's pair weights and its sums for
-    the queries (_store_weights, _store_query_sums; sgc, sgr: sigma and sigma r of the keys, (BK, 1))."""
+def _dkdv_band(k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_t, t_end, N, c, kk, tmax, dk, dv, rk, D: tl.constexpr,
+               DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """Queries offs_t whose windows hold every key of the block k (those from t_end on are the diagonal's
+    partners), held key-major (km: -2 r of the keys). Accumulates sum_t g rho_t x_t (dk), dv and
+    sum_t g (rho_t + tau) (rk)."""
     x, a, rho, do, lse2, delta = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
     s = tl.dot(k, tl.trans(x), input_precision=PREC)
     dp = tl.dot(vb, tl.trans(do), input_precision=PREC)
     valid = (offs_t < t_end)[None, :]
-    p, dsl, g, h = _ds(
+    p, _dsl, g, h = _ds(
         s, dp, kb, kc, a[None, :], rho[None, :], lse2[None, :], delta[None, :], valid, kk, tmax, True, km
     )
-    if STORE:
-        ours = (offs_t < t_end) & (offs_t < N)
-        _store_weights(WB, offs_n, offs_t[None, :] - offs_n[:, None], g * sgr, ours[None, :], WINDOW)
-        _store_query_sums(PT, offs_t, j, tl.sum(dsl, axis=0), tl.sum(g * sgc + h, axis=0), ours, SLOTS, BK)
     gr = g * rho[None, :]
     dk = tl.dot(gr.to(x.dtype), x, dk, input_precision=PREC)
     return dk, tl.dot(p.to(do.dtype), do, dv, input_precision=PREC), rk + tl.sum(gr + h, axis=1)
 
 
 @triton.jit
-def _dkdv_fold(k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDOW, c, kk, tmax, dk, dv, rk, WB, PT,
-               j, SLOTS, sgc, sgr, D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr,
-               PREC: tl.constexpr, WIDE: tl.constexpr, BK: tl.constexpr, STORE: tl.constexpr):  # fmt: skip
+def _dkdv_fold(k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, WINDOW, c, kk, tmax, dk, dv, rk,
+               D: tl.constexpr, DV: tl.constexpr, BD: tl.constexpr, BDV: tl.constexpr, PREC: tl.constexpr,
+               WIDE: tl.constexpr):  # fmt: skip
     """The diagonal queries offs_t of the key block k at offs_n (ending at k_end), folded with the queries W later
-    (from k_end on: those before it are near queries of their own); accumulates, and STORE stores, as _dkdv_band.
-    WIDE (_wide: the key block within the window, the query tiles no wider): every entry is a pair of the window
-    (queries past N load zeros, which give ds = 0), so no entry is masked."""
+    (from k_end on: those before it are near queries of their own); accumulates as _dkdv_band. WIDE (_wide: the
+    key block within the window, the query tiles no wider): every entry is a pair of the window (queries past N
+    load zeros, which give ds = 0), so no entry is masked."""
     far = offs_t + WINDOW
     x_n, a_n, rho_n, do_n, lse_n, del_n = _queries(X, DO, LSE, DELTA, offs_t, N, c, D, DV, BD, BDV)
     x_f, a_f, rho_f, do_f, lse_f, del_f = _queries(X, DO, LSE, DELTA, far, N, c, D, DV, BD, BDV)
@@ -453,15 +416,7 @@ def _dkdv_fold(k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, offs_t, k_end, N, W
     a = tl.where(near, a_n[None, :], a_f[None, :])
     lse2 = tl.where(near, lse_n[None, :], lse_f[None, :])
     delta = tl.where(near, del_n[None, :], del_f[None, :])
-    p, dsl, g, h = _ds(s, dp, kb, kc, a, rho, lse2, delta, valid, kk, tmax, not WIDE, km)
-    if STORE:
-        t_pair = tl.where(near, offs_t[None, :], far[None, :])
-        o = tl.where(near, e, e + WINDOW)
-        _store_weights(WB, offs_n, o, g * sgr, valid & (t_pair < N), WINDOW)
-        gv_n, gv_f = _near_far_sums(near, dsl)
-        rq_n, rq_f = _near_far_sums(near, g * sgc + h)
-        _store_query_sums(PT, offs_t, j, gv_n, rq_n, (offs_t < k_end) & (offs_t < N), SLOTS, BK)
-        _store_query_sums(PT, far, j, gv_f, rq_f, (far >= k_end) & (far < N), SLOTS, BK)
+    p, _dsl, g, h = _ds(s, dp, kb, kc, a, rho, lse2, delta, valid, kk, tmax, not WIDE, km)
     gr = g * rho
     dk = tl.dot(tl.where(near, gr, 0.0).to(x_n.dtype), x_n, dk, input_precision=PREC)
     dk = tl.dot(tl.where(near, 0.0, gr).to(x_f.dtype), x_f, dk, input_precision=PREC)
@@ -509,13 +464,10 @@ def _window_bwd_dkdv_kernel(
     DVo,
     DC,
     DSC,
-    WB,
-    PT,
     N,
     H,
     WINDOW,
     PARTS,
-    SLOTS,
     umax,
     min_norm,
     D: tl.constexpr,
@@ -526,16 +478,12 @@ def _window_bwd_dkdv_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
-    FAST: tl.constexpr,
-    STORE: tl.constexpr,
 ):
     """Keys. K: (BH, N, D) the tangent keys and KR: (BH, 2, N) their r and |y|^2, as the dq kernel stored them
     (_keys_from_dq); DKo: their gradient, like K, through exp0's backward here; DVo: (BH, N, DV); DC, DSC: (H, B
     PARTS) partial sums shared with the dq kernel (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0
     (dscale is the dq kernel's). Grid (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ,
-    whose windows reach it. STORE (the stored backward, _launch_bwd: it runs before the dq kernel): the
-    kernel maps its keys itself (_keys; KR unused) and stores each pair's weight at WB: (BH, N, W) and its sums for
-    each query at PT: (BH, N, SLOTS, 2) (_store_weights, _store_query_sums), which the dq kernel reads."""
+    whose windows reach it."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -546,14 +494,7 @@ def _window_bwd_dkdv_kernel(
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     k0 = j * BK
     offs_n = k0 + tl.arange(0, BK)
-    if STORE:
-        k, r, b, sg, vb = _keys(K + row0 * D, V + row0 * DV, offs_n, N, c, min_norm, D, DV, BD, BDV, FAST)
-        WB += row0 * WINDOW
-        PT += row0 * SLOTS * 2
-    else:
-        k, r, b, sg, vb = _keys_from_dq(K + row0 * D, V + row0 * DV, KR + 2 * row0, offs_n, N, c, D, DV, BD, BDV)
-    sgc = sg[:, None]
-    sgr = (sg * r)[:, None]
+    k, r, b, sg, vb = _keys_from_dq(K + row0 * D, V + row0 * DV, KR + 2 * row0, offs_n, N, c, D, DV, BD, BDV)
     kb = b[:, None]
     kc = (c * sg)[:, None]
     km = (-2.0 * r)[:, None]
@@ -562,13 +503,13 @@ def _window_bwd_dkdv_kernel(
     rk = tl.zeros([BK], dtype=tl.float32)
     for start in range(k0 + BK, tl.minimum(k0 + WINDOW, N), BQ):
         dk, dv, rk = _dkdv_band(
-            k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, start + tl.arange(0, BQ), k0 + WINDOW, N, WINDOW, c, kk,
-            tmax, dk, dv, rk, WB, PT, j, SLOTS, sgc, sgr, D, DV, BD, BDV, PREC, BK, STORE,
+            k, vb, kb, kc, km, X, DO, LSE, DELTA, start + tl.arange(0, BQ), k0 + WINDOW, N, c, kk, tmax, dk, dv, rk,
+            D, DV, BD, BDV, PREC,
         )  # fmt: skip
     for start in range(k0, tl.minimum(k0 + BK, N), BQ):
         dk, dv, rk = _dkdv_fold(
             k, vb, kb, kc, km, X, DO, LSE, DELTA, offs_n, start + tl.arange(0, BQ), k0 + BK, N, WINDOW, c, kk, tmax,
-            dk, dv, rk, WB, PT, j, SLOTS, sgc, sgr, D, DV, BD, BDV, PREC, WIDE, BK, STORE,
+            dk, dv, rk, D, DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     _store(DVo + row0 * DV, offs_n, N, dv, DV, BDV)
     kf = _reload(K + row0 * D, offs_n, N, D, BD)
@@ -688,100 +629,14 @@ def _window_bwd_dq_kernel(
             x, do, ra, rc, lse2, delta, K, V, KR, offs_m, start + tl.arange(0, BK), t0, t0 + BQ, N, WINDOW, c, kk,
             tmax, min_norm, gvec, rq, acc, D, DV, BD, BDV, PREC, WIDE, FAST,
         )  # fmt: skip
-    _dq_epilogue(
-        X + row0 * D, Q + row0 * D, DQo + row0 * D, DSC, DC, offs_m, N, c, sc, min_norm, rho, gvec, rq, acc, i_bh, H,
-        PARTS, D, BD,
-    )  # fmt: skip
-
-
-@triton.jit
-def _dq_epilogue(X, Q, DQo, DSC, DC, offs_m, N, c, sc, min_norm, rho, gvec, rq, acc, i_bh, H, PARTS, D: tl.constexpr,
-                 BD: tl.constexpr):  # fmt: skip
-    """A query block's dx = kappa rho (x rq - acc) from its sums, through exp0's backward to dq (stored at DQo),
-    and its partial sums of dscale and dc (_slot: the query blocks come last)."""
     kappa = -2.0 * sc * tl.sqrt(c)
-    xf = _reload(X, offs_m, N, D, BD)
+    xf = _reload(X + row0 * D, offs_m, N, D, BD)
     dx = (kappa * rho)[:, None] * (xf * rq[:, None] - acc)
     t = tl.sum(tl.sum(xf * dx, axis=1), axis=0)
-    dq, dcq = _exp0_bwd_rows(_reload(Q, offs_m, N, D, BD), dx, c, min_norm)
-    _store(DQo, offs_m, N, dq, D, BD)
-    slot = _slot(i_bh, H, PARTS - tl.num_programs(0) + tl.program_id(0), PARTS)
+    dq, dcq = _exp0_bwd_rows(_reload(Q + row0 * D, offs_m, N, D, BD), dx, c, min_norm)
+    _store(DQo + row0 * D, offs_m, N, dq, D, BD)
+    slot = _slot(i_bh, H, PARTS - tl.num_programs(0) + i, PARTS)
     _partials(DSC + slot, DC + slot, gvec, t, c, sc, tl.sum(dcq, axis=0))
-
-
-@triton.jit
-def _query_sums(PT, t, N, WINDOW, SLOTS, BKD: tl.constexpr):
-    """The stored backward: the queries t's sums of ds log2(...) and of g (sigma_s + tau) over their windows, from
-    the dk/dv kernel's blocks (of BKD keys) that reach them (_store_query_sums)."""
-    gv = tl.zeros(t.shape, dtype=tl.float32)
-    rq = tl.zeros(t.shape, dtype=tl.float32)
-    for slot in range(SLOTS):
-        j = t // BKD - slot
-        ok = (j >= 0) & ((j + 1) * BKD > t - WINDOW + 1) & (t < N)
-        ptr = PT + (t * SLOTS + slot) * 2
-        gv += tl.load(ptr, mask=ok, other=0.0)
-        rq += tl.load(ptr + 1, mask=ok, other=0.0)
-    return gv, rq
-
-
-@triton.jit
-def _load_weights(WB, offs_n, offs_m, N, WINDOW):
-    """The stored backward: the pair weights of keys offs_n (rows) and queries offs_m (columns), 0 outside the
-    window (_store_weights)."""
-    o = offs_m[None, :] - offs_n[:, None]
-    mask = (o >= 0) & (o < WINDOW) & _in_rows(offs_n, N)[:, None] & (offs_m < N)[None, :]
-    return tl.load(WB + offs_n[:, None] * WINDOW + o, mask=mask, other=0.0)
-
-
-@triton.jit
-def _window_bwd_dq_stored_kernel(
-    X,
-    K,
-    C,
-    S,
-    WB,
-    PT,
-    Q,
-    DQo,
-    DSC,
-    DC,
-    N,
-    H,
-    WINDOW,
-    PARTS,
-    SLOTS,
-    umax,
-    min_norm,
-    D: tl.constexpr,
-    BQ: tl.constexpr,
-    BK: tl.constexpr,
-    BKD: tl.constexpr,
-    BD: tl.constexpr,
-    PREC: tl.constexpr,
-):
-    """The stored backward's queries, launched after the dk/dv kernel (STORE), which scored every pair: no pair is
-    scored here. Query block i of BQ sums its keys' weights times their tangent rows (acc = sum_s w_ts k_s, key
-    tiles of BK from WB: (BH, N, W)), takes its other sums from PT: (BH, N, SLOTS, 2) (the dk/dv kernel's blocks of
-    BKD keys) and ends as the dq kernel does (_dq_epilogue). Grid (cdiv(N, BQ), BH)."""
-    i = tl.program_id(0)
-    i_bh = tl.program_id(1)
-    row0 = i_bh.to(tl.int64) * N
-    K += row0 * D
-    WB += row0 * WINDOW
-    c, sc, _tmax, _kk = _head_consts(C, S, i_bh % H, umax)
-    t0 = i * BQ
-    offs_m = t0 + tl.arange(0, BQ)
-    _a, rho = _norms(_load(X + row0 * D, offs_m, N, D, BD), c)
-    gvec, rq = _query_sums(PT + row0 * SLOTS * 2, offs_m, N, WINDOW, SLOTS, BKD)
-    acc = tl.zeros([BQ, BD], dtype=tl.float32)
-    for start in range(tl.maximum(t0 - WINDOW + 1, 0), tl.minimum(t0 + BQ, N), BK):
-        offs_n = start + tl.arange(0, BK)
-        w = _load_weights(WB, offs_n, offs_m, N, WINDOW)
-        acc = tl.dot(tl.trans(w), _load(K, offs_n, N, D, BD), acc, input_precision=PREC)
-    _dq_epilogue(
-        X + row0 * D, Q + row0 * D, DQo + row0 * D, DSC, DC, offs_m, N, c, sc, min_norm, rho, gvec, rq, acc, i_bh, H,
-        PARTS, D, BD,
-    )  # fmt: skip
 
 
 def _cfg(d, dv, dtype, window, block_m, block_n):
@@ -891,65 +746,34 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
     launches = _dkdv_launch(BD, BDV, fp32), _dq_launch(BD, BDV, fp32, aligned)
     for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         bq, bk = block_m or bq, block_n or bk
-        consts = dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, FAST=not fp32)
+        consts = dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)
         if fn is _window_bwd_dkdv_kernel:
-            yield fn, consts | dict(WIDE=_wide(window, bk, bq), STORE=False), launch
+            yield fn, consts | dict(WIDE=_wide(window, bk, bq)), launch
         else:
-            yield fn, consts | dict(WIDE=_wide(window, bq, bk)), launch
+            yield fn, consts | dict(WIDE=_wide(window, bq, bk), FAST=not fp32), launch
 
 
-def _stored_plan(split):
-    """_split_plan's plan `split` -> (kernel, constexprs, launch options) of the stored backward's dk/dv kernel
-    (STORE: the split one's, mapping its keys itself) and its dq kernel (_window_bwd_dq_stored_kernel: the dq
-    kernel's tiles and warps, no register cap: it scores no pair), as _launch_bwd launches them."""
-    (dkdv, kc, kl), (_dq, qc, ql) = split
-    yield dkdv, kc | dict(STORE=True), kl
-    consts = dict(D=qc["D"], BQ=qc["BQ"], BK=qc["BK"], BKD=kc["BK"], BD=qc["BD"], PREC=qc["PREC"])
-    yield _window_bwd_dq_stored_kernel, consts, dict(num_warps=ql["num_warps"], num_stages=ql["num_stages"])
-
-
-#: the window backwards: "split" scores each pair in both kernels; "stored" (built, not yet timed) scores each
-#: pair once, in the dk/dv kernel, which stores what the dq kernel needs (_launch_bwd)
-BACKWARDS = ("split", "stored")
-
-
-def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n, backward="split"):
+def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
-    dk: like k, dv: like v, (dc, dscale): (2, H) float32. Two kernels: dk and dv per key block, dq per query block
-    (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete); their
-    partial sums of dc and dscale share one buffer and one reduction, over its last dimension.
-
-    "split": the dq kernel runs first: it computes delta = sum(do * o, -1) and stores its keys' r and |y|^2 for
-    the dk/dv kernel (_dq_delta, _store_key_rows). "stored", for windows no narrower than the dk/dv kernel's key
-    block (narrower ones run "split"): delta by kernels/row_dot.py, then the dk/dv kernel scores every pair once and
-    stores each pair's weight g sigma_s r_s (N x W in the inputs' dtype a head) and its sums for each query
-    (float32), from which the dq kernel (_window_bwd_dq_stored_kernel) takes dx with one product a key tile."""
+    dk: like k, dv: like v, (dc, dscale): (2, H) float32. Two kernels: dk and dv per key block, then dq per query
+    block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete);
+    their partial sums of dc and dscale share one buffer and one reduction, over its last dimension. The dq kernel
+    runs first: it computes delta = sum(do * o, -1) and stores its keys' r and |y|^2 for the dk/dv kernel
+    (_dq_delta, _store_key_rows)."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
-    plan = list(_split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, n % 16 == 0))
-    stored = backward == "stored" and window >= plan[0][1]["BK"]
-    if stored:
-        plan = list(_stored_plan(plan))
+    plan = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, aligned=n % 16 == 0)
     (dkdv, kc, kl), (dq_kernel, qc, ql) = plan
     nk, nq = cdiv(n, kc["BK"]), cdiv(n, qc["BQ"])
+    delta = torch.empty(lse.shape, device=x.device, dtype=torch.float32)
+    keys = torch.empty(Bsz, H, 2, n, device=x.device, dtype=torch.float32)  # r and |y|^2 of each key row
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     parts = torch.empty(2, H, Bsz * (nk + nq), device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
     dc, dsc = parts
-    ins = (x, k, v, c32, s32, do, lse)
-    bounds = (1.0 - BALL_EPS, MIN_NORM)
-    if stored:
-        slots = (window - 1) // kc["BK"] + 2  # the key blocks a query's window reaches, at most
-        weights = torch.empty(bh, n, window, device=x.device, dtype=x.dtype)
-        sums = torch.empty(bh, n, slots, 2, device=x.device, dtype=torch.float32)
-        scalars = (n, H, window, nk + nq, slots, *bounds)
-        dkdv[(nk, bh)](*ins, row_dot(do, o), None, dk, dv, dc, dsc, weights, sums, *scalars, **kc, **kl)
-        dq_kernel[(nq, bh)](x, k, c32, s32, weights, sums, q, dq, dsc, dc, *scalars, **qc, **ql)
-        return dq, dk, dv, parts.sum(-1)
-    delta = torch.empty(lse.shape, device=x.device, dtype=torch.float32)
-    keys = torch.empty(Bsz, H, 2, n, device=x.device, dtype=torch.float32)  # r and |y|^2 of each key row
-    ins = (*ins, delta, keys)
-    dq_kernel[(nq, bh)](*ins, q, dq, o, dsc, dc, n, H, window, nk + nq, *bounds, **qc, **ql)
-    dkdv[(nk, bh)](*ins, dk, dv, dc, dsc, None, None, n, H, window, nk + nq, 0, *bounds, **kc, **kl)
+    ins = (x, k, v, c32, s32, do, lse, delta, keys)
+    scalars = (n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM)
+    dq_kernel[(nq, bh)](*ins, q, dq, o, dsc, dc, *scalars, **qc, **ql)
+    dkdv[(nk, bh)](*ins, dk, dv, dc, dsc, *scalars, **kc, **kl)
     return dq, dk, dv, parts.sum(-1)
 
 
@@ -966,11 +790,10 @@ def window_hyp_attn_fwd(
     window: int,
     block_m: int | None,
     block_n: int | None,
-    backward: str = "split",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, k: (B, H, N, D) tangent vectors (one dtype); v: (B, H, N, DV); c, scale: (H,) float32; all contiguous
     -> o: (B, H, N, DV) in v's dtype, lse: (B, H, N) float32, and the ball points x = exp0(q)
-    that the backward reads (one launch: _launch_fwd); `backward`: which backward its gradient runs (BACKWARDS)."""
+    that the backward reads (one launch: _launch_fwd)."""
     return _launch_fwd(q, k, v, c, scale, window, block_m, block_n)
 
 
@@ -988,39 +811,38 @@ def window_hyp_attn_bwd(
     window: int,
     block_m: int | None,
     block_n: int | None,
-    backward: str = "split",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """do, o: (B, H, N, DV) in v's dtype; the rest as window_hyp_attn_fwd's inputs and outputs, all contiguous
     -> dq: like q, dk: like k, dv: like v, (dc, dscale): (2, H) float32. The attention's dx reaches exp0's
     backward in float32, in the dq kernel's epilogue (no cast in between)."""
-    return _launch_bwd(do, o, q, k, x, v, c, scale, lse, window, block_m, block_n, backward)
+    return _launch_bwd(do, o, q, k, x, v, c, scale, lse, window, block_m, block_n)
 
 
 @window_hyp_attn_fwd.register_fake
-def _(q, k, v, c, scale, window, block_m, block_n, backward="split"):
+def _(q, k, v, c, scale, window, block_m, block_n):
     o = v.new_empty((*q.shape[:-1], v.shape[-1]))
     return o, q.new_empty(q.shape[:-1], dtype=torch.float32), torch.empty_like(q)
 
 
 @window_hyp_attn_bwd.register_fake
-def _(do, o, q, k, x, v, c, scale, lse, window, block_m, block_n, backward="split"):
+def _(do, o, q, k, x, v, c, scale, lse, window, block_m, block_n):
     return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v), c.new_empty(2, c.shape[0])
 
 
 def _fwd_setup_context(ctx, inputs, output):
-    q, k, v, c, scale, window, block_m, block_n, backward = inputs
+    q, k, v, c, scale, window, block_m, block_n = inputs
     o, lse, x = output
     ctx.mark_non_differentiable(lse, x)
     ctx.set_materialize_grads(False)  # their gradients stay None: no zeros kernels (x is q-sized) in backward
     ctx.save_for_backward(q, k, x, v, c, scale, o, lse)
-    ctx.meta = (window, block_m, block_n, backward)
+    ctx.meta = (window, block_m, block_n)
 
 
 def _fwd_backward(ctx, do, _dlse, _dx):
     q, k, x, v, c, scale, o, lse = ctx.saved_tensors
     do = do.to(v.dtype).contiguous()
     dq, dk, dv, dcs = window_hyp_attn_bwd(do, o, q, k, x, v, c, scale, lse, *ctx.meta)
-    return dq, dk, dv, *dcs.unbind(), None, None, None, None
+    return dq, dk, dv, *dcs.unbind(), None, None, None
 
 
 window_hyp_attn_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
@@ -1035,16 +857,12 @@ def window_hyp_attn_triton(
     window: int = 64,
     block_m: int | None = None,
     block_n: int | None = None,
-    backward: str = "split",
 ) -> torch.Tensor:
     """q, k, v: (B, H, N, D) tangent vectors; c, scale: (H,) > 0 -> o: (B, H, N, D) in v's dtype. block_m x block_n:
-    the forward's tiles, and both backward kernels' (queries x keys), where given; backward: one of BACKWARDS
-    (_launch_bwd)."""
-    if backward not in BACKWARDS:
-        raise ValueError(f"backward must be one of {', '.join(BACKWARDS)}, not {backward!r}")
+    the forward's tiles, and both backward kernels' (queries x keys), where given."""
     if q.shape[-2] == 0:
         return v.clone()
     # the float32 casts carry the grads of c and scale back to their own dtype
     c32, s32 = c.float().contiguous(), scale.float().contiguous()
     q, k = q.contiguous(), k.to(q.dtype).contiguous()
-    return window_hyp_attn_fwd(q, k, v.contiguous(), c32, s32, int(window), block_m, block_n, backward)[0]
+    return window_hyp_attn_fwd(q, k, v.contiguous(), c32, s32, int(window), block_m, block_n)[0]

@@ -63,9 +63,9 @@ from kernels.window_attn import triton as wa  # noqa: E402
 SHARED_MEMORY_PER_BLOCK_OPTIN = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 90: 227 * 1024}
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "PARTS": "i32", "SLOTS": "i32", "R": "i32", "D": "i32"}
+INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "PARTS": "i32", "R": "i32", "D": "i32"}
 FLOATS = ("eps", "umax", "min_norm", "at_max", "den_min")
-FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "KR", "PT", "DSC", "DC", "DX", "DXS", "DQ", "DK_", "ZT"}
+FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "KR", "DSC", "DC", "DX", "DXS", "DQ", "DK_", "ZT"}
 #: argument types of an op's kernels that its names do not give by the rules above (BK-Core: C, S are counts)
 ARG_TYPES = {"bk_core": {"C": "i32", "S": "i32", "STATE": "*i32"}}
 
@@ -136,18 +136,15 @@ def kernels(dtype: str, d: int, aligned: bool = False):
     """(op, kernel, constexprs, launch options) for both attention ops, as their launchers launch them:
     linear attention by its launch plan (la._launch_plan); window attention's forward by its _cfg tiles with
     wa._fwd_launch's options, and both kernels of its backward by wa._split_plan (`aligned`: for N a multiple of
-    16, as the launch specialises them), and of its stored backward by wa._stored_plan (op window_attn_stored)."""
+    16, as the launch specialises them)."""
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
     for fn, consts, launch in la._launch_plan(q, q, 64):
         yield "linear_attn", fn, consts, launch
     BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None)
     consts = dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec, WIDE=wa._wide(64, bm, bn))
     yield "window_attn", wa._window_fwd_kernel, consts, wa._fwd_launch(BD, BDV, dtype == "fp32", aligned)
-    split = list(wa._split_plan(d, d, DTYPES[dtype], 64, aligned=aligned))
-    for fn, consts, launch in split:
+    for fn, consts, launch in wa._split_plan(d, d, DTYPES[dtype], 64, aligned=aligned):
         yield "window_attn", fn, consts, launch
-    for fn, consts, launch in wa._stored_plan(split):
-        yield "window_attn_stored", fn, consts, launch
 
 
 def poincare_kernels(dtype: str, d: int, aligned: bool = False):

@@ -48,10 +48,7 @@ ARCHS = ",".join(map(str, sorted(set(COMPILED_FOR.values()))))
 #: phase8's head dim (d_model / n_heads of the example studies) and the largest the dispatcher admits
 #: (the benchmark's); heads in between are padded to the tiles of the larger
 HEAD_DIMS = (64, ATTENTION_MAX_HEAD_DIM)
-#: kernels an op has a dtype (linear attention: however many its launch plan has); window_attn_stored: the window
-#: backward="stored"'s two
-KERNELS_PER_DTYPE = {"window_attn": 3, "window_attn_stored": 2, "poincare": 4}
-OPS = ("linear_attn", "window_attn", "window_attn_stored", "poincare")
+KERNELS_PER_DTYPE = {"window_attn": 3, "poincare": 4}  # linear attention: however many its launch plan has
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -87,8 +84,8 @@ def needs() -> list[dict]:
                 proc.wait()
 
 
-def key(n: dict) -> tuple[str, str, str, int, int]:
-    return n["op"], n["kernel"], n["dtype"], n["head_dim"], n["arch"]
+def key(n: dict) -> tuple[str, str, int, int]:
+    return n["kernel"], n["dtype"], n["head_dim"], n["arch"]
 
 
 def at_model_dims(needs: list[dict]) -> list[dict]:
@@ -105,8 +102,7 @@ def test_every_kernel_is_probed_once_per_dtype_head_dim_and_arch_against_its_lim
     keys = Counter(map(key, probed))
     assert set(keys.values()) == {1}
     kernels_per_cell = Counter((n["op"], n["dtype"], n["head_dim"], n["arch"]) for n in probed)
-    cells = len(OPS) * 2 * len(HEAD_DIMS) * len(set(COMPILED_FOR.values()))  # op x dtype x dim x arch
-    assert len(kernels_per_cell) == cells
+    assert len(kernels_per_cell) == 3 * 2 * len(HEAD_DIMS) * len(set(COMPILED_FOR.values()))  # op x dtype x dim x arch
     assert all(count == KERNELS_PER_DTYPE.get(cell[0], count) for cell, count in kernels_per_cell.items())
     assert all(n["shared_limit"] == SHARED_BYTES[n["arch"]] for n in probed)
 
@@ -125,7 +121,7 @@ def test_a_head_dim_of_320_is_still_above_the_h200s_limit(needs):
 
 def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them(needs):
     compiled = [n for n in needs if n["floats"] == "fp64"]
-    assert {n["op"] for n in compiled} == set(OPS)
+    assert {n["op"] for n in compiled} == {"linear_attn", "window_attn", "poincare"}
     assert {n["arch"] for n in compiled} == set(COMPILED_FOR.values())
     assert all(n["head_dim"] == HEAD_DIMS[0] and n["shared"] > 0 for n in compiled)
 
@@ -152,9 +148,7 @@ def test_the_window_backward_spills_no_more_than_measured_on_the_h200(needs, hea
     backward = {
         n["kernel"]: n
         for n in needs
-        if n["op"] == "window_attn"
-        and n["kernel"].startswith("_window_bwd")
-        and (n["dtype"], n["head_dim"], n["arch"]) == ("bf16", head_dim, 90)
+        if n["kernel"].startswith("_window_bwd") and (n["dtype"], n["head_dim"], n["arch"]) == ("bf16", head_dim, 90)
     }
     assert set(backward) == set(WINDOW_BWD_SPILL), backward
     within = {k: n["spill"] <= WINDOW_BWD_SPILL[k][head_dim] and 0 < n["registers"] <= 255 for k, n in backward.items()}
@@ -166,7 +160,7 @@ def test_the_window_kernels_take_the_hardwares_log2(needs):
     """Per pair, the window kernels' log2 is lg2.approx (kernels/fastmath.py), not libdevice's exact __nv_log2f
     (~30 instructions with a branch) that float32 tl.math.log2 inlines: no window kernel inlines the exact one,
     the forward included since its tiles are folded."""
-    window = [n for n in needs if n["op"].startswith("window_attn")]
+    window = [n for n in needs if n["op"] == "window_attn"]
     assert {n["kernel"] for n in window} >= {"_window_fwd_kernel", "_window_bwd_dkdv_kernel", "_window_bwd_dq_kernel"}
     exact = {n["kernel"] for n in window if "__nv_log2f" in n["libdevice"]}
     assert not exact, exact

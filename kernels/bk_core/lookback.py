@@ -35,7 +35,7 @@ the adjoint in 0.177, streamed ones (62 / 50 registers at one warp) 0.104 and 0.
 47-85 s to compile, the streamed kernels take ~1.5 s. Only the streamed kernels are kept.
 
 Bytes per element, causal: forward reads v (4), writes g_re, g_im (8); backward reads g, dg (16), writes dv
-(4): 32 in all (the two-pass kernels move 52). Scratch, per segment and channel when the walk stops at the
+(4): 32 in all (the two-pass kernels move 48). Scratch, per segment and channel when the walk stops at the
 first predecessor: forward 40 written, 8 read per segment; backward 24 + 12 (sums) written, 8 read per
 segment: ~1 byte per element more at the segments below. The sweep's second read of a segment stays in L2
 only while the segments in flight fit there; with a program a segment they do not (~89 MB forward, ~177 MB
@@ -237,7 +237,9 @@ def _lookback_bwd_kernel(
     start = s * L
     end = tl.minimum(start + L, N)
     zero = tl.zeros([BLOCK_C], tl.float32)
-    pcr, pci, dcr, dci = _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, REVERSE, BLOCK_C)
+    pcr, pci, dcr, dci = _adj_segment(
+        GR, GI, DGR, DGI, cols, start, end, cmask, zero, zero, b2, zero, zero, N, C, REVERSE, BLOCK_C, False
+    )
     part = PART + (b.to(tl.int64) * S + s) * 6 * C + cols
     if s < S - 1:
         tl.store(part, pcr, mask=cmask)

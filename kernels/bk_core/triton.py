@@ -13,15 +13,17 @@ Forward (causal sweep g_i = 1/(a_i - b2 g_{i-1}), a = h0 + v - z, b2 = beta^2):
   2. `_seg_carry_kernel`: an associative scan over segments, Q_s = P_s ... P_0 (later on the left);
      the carry into segment s is Q_{s-1}(0) (0 for s = 0).
   3. `_sweep_kernel`: re-run each segment from its carry and write g.
-Backward (mu_i = conj(g_i^2) (gbar_i + b2 mu_{i+1}), runs right to left; reads g, not v):
+Backward (mu_i = conj(g_i^2) (gbar_i + b2 mu_{i+1}), runs right to left):
   1. `_adj_seg_kernel`: per segment, the affine composite mu_first = Cc mu_next + Dc, accumulated left to
      right (Dc += Pc d_i, Pc *= c_i with c_i = b2 conj(g_i^2), d_i = conj(g_i^2) gbar_i), segments 1..S-1.
+     Left to right is the forward's order: it recomputes g from v and the forward's carry into the segment
+     (bk_core_fwd returns the carries) rather than read g, 4 bytes an element fewer.
   2. `_adj_carry_kernel`: an associative scan over the mirrored segment order gives the mu entering
      each segment from the right.
   3. `_adj_sweep_kernel`: re-run each segment right to left; write dv = -Re mu and per-program sums of
      Re mu, Im mu and Re(conj(g_{i-1}) mu_i) (the b2 gradient).
 Bidirectional: the two sweeps here, the pointwise glue (G from gL, gR; their upstream gradients) in torch.
-Memory traffic per element, causal: forward 4 + 12 bytes, backward 16 + 20 bytes.
+Memory traffic per element, causal: forward 4 + 12 bytes, backward 12 + 20 bytes.
 """
 
 from __future__ import annotations
@@ -363,52 +365,71 @@ def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk, REVERSE:
 
 
 @triton.jit
-def _adj_seg_step(GR, GI, DGR, DGI, cols, i, end, cmask, b2, pcr, pci, dcr, dci, N, C, REVERSE: tl.constexpr,
-                  MASKED: tl.constexpr):  # fmt: skip
-    """The composite (Pc, Dc) with the rows i .. i+3 appended (loads first)."""
+def _adj_seg_step(GR, GI, DGR, DGI, cols, i, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C,
+                  REVERSE: tl.constexpr, MASKED: tl.constexpr, FROM_V: tl.constexpr):  # fmt: skip
+    """The composite (Pc, Dc) with the rows i .. i+3 appended (loads first). FROM_V: g recomputed from the
+    potentials at GR (GI unused) and the g before row i (gr, gi), as the forward sweep computes it (_cf_step);
+    else g loaded from GR, GI -> g of row i+3 (FROM_V; else gr, gi as given), Pc re, im, Dc re, im."""
     k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
-    gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
-    gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
-    gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
-    gr3, gi3, br3, bi3 = _adj_row(GR, GI, DGR, DGI, o3, k3)
+    br0, br1, br2, br3 = _load4(DGR, k0, k1, k2, k3, o0, o1, o2, o3)
+    bi0, bi1, bi2, bi3 = _load4(DGI, k0, k1, k2, k3, o0, o1, o2, o3)
+    if FROM_V:
+        x0, x1, x2, x3 = _load4(GR, k0, k1, k2, k3, o0, o1, o2, o3)
+        gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2, MASKED)
+        gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2, MASKED)
+        gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2, MASKED)
+        gr3, gi3 = _cf_step(gr2, gi2, x3, k3, ar0, ai, b2, MASKED)
+        gr, gi = gr3, gi3
+    else:
+        gr0, gr1, gr2, gr3 = _load4(GR, k0, k1, k2, k3, o0, o1, o2, o3)
+        gi0, gi1, gi2, gi3 = _load4(GI, k0, k1, k2, k3, o0, o1, o2, o3)
     pcr, pci, dcr, dci = _adj_compose(gr0, gi0, br0, bi0, k0, b2, pcr, pci, dcr, dci, MASKED)
     pcr, pci, dcr, dci = _adj_compose(gr1, gi1, br1, bi1, k1, b2, pcr, pci, dcr, dci, MASKED)
     pcr, pci, dcr, dci = _adj_compose(gr2, gi2, br2, bi2, k2, b2, pcr, pci, dcr, dci, MASKED)
-    return _adj_compose(gr3, gi3, br3, bi3, k3, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(gr3, gi3, br3, bi3, k3, b2, pcr, pci, dcr, dci, MASKED)
+    return gr, gi, pcr, pci, dcr, dci
 
 
 @triton.jit
-def _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+def _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, ar0, ai, b2, gr, gi, N, C, REVERSE: tl.constexpr,
+                 BLOCK_C: tl.constexpr, FROM_V: tl.constexpr):  # fmt: skip
     """The composite mu_first = Pc mu_next + Dc over the logical rows start .. end-1 of the batch rows GR, GI, DGR,
     DGI (at cols + row C), accumulated left to right, 4 rows a step (loads first; row masks as
-    _segment_product's) -> (Pc re, im, Dc re, im), (BLOCK_C,) each."""
+    _segment_product's); FROM_V: g recomputed from the potentials at GR and the carry (gr, gi) entering the
+    segment, as _adj_seg_step -> (Pc re, im, Dc re, im), (BLOCK_C,) each."""
     pcr = tl.full([BLOCK_C], 1.0, tl.float32)
     pci = tl.zeros([BLOCK_C], tl.float32)
     dcr = tl.zeros([BLOCK_C], tl.float32)
     dci = tl.zeros([BLOCK_C], tl.float32)
     bulk = (end - start) // 4 * 4
     for j in range(0, bulk, 4):
-        pcr, pci, dcr, dci = _adj_seg_step(
-            GR, GI, DGR, DGI, cols, start + j, end, cmask, b2, pcr, pci, dcr, dci, N, C, REVERSE, False
-        )
+        gr, gi, pcr, pci, dcr, dci = _adj_seg_step(
+            GR, GI, DGR, DGI, cols, start + j, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C, REVERSE,
+            False, FROM_V,
+        )  # fmt: skip
     for j in range(bulk, end - start, 4):
-        pcr, pci, dcr, dci = _adj_seg_step(
-            GR, GI, DGR, DGI, cols, start + j, end, cmask, b2, pcr, pci, dcr, dci, N, C, REVERSE, True
-        )
+        gr, gi, pcr, pci, dcr, dci = _adj_seg_step(
+            GR, GI, DGR, DGI, cols, start + j, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C, REVERSE,
+            True, FROM_V,
+        )  # fmt: skip
     return pcr, pci, dcr, dci
 
 
 @triton.jit
-def _adj_seg_kernel(GR, GI, DGR, DGI, BETA, AM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
-    """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc."""
+def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, N, C, L, S, n_cblk, REVERSE: tl.constexpr,
+                    BLOCK_C: tl.constexpr):  # fmt: skip
+    """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc,
+    with g recomputed from V and the forward's carry W (B, S, 2, C) into the segment (reads 12 bytes an element
+    where g and dg take 16)."""
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     s += 1
-    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    w = W + (b.to(tl.int64) * S + s) * 2 * C + cols
     start = s * L
     bn = b.to(tl.int64) * N * C
     pcr, pci, dcr, dci = _adj_segment(
-        GR + bn, GI + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, beta * beta, N, C,
-        REVERSE, BLOCK_C,
+        V + bn, V + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, ar0, ai, b2,
+        tl.load(w, mask=cmask, other=0.0), tl.load(w + C, mask=cmask, other=0.0), N, C, REVERSE, BLOCK_C, True,
     )  # fmt: skip
     out = AM + (b.to(tl.int64) * S + s) * 4 * C + cols
     tl.store(out, pcr, mask=cmask)
@@ -547,7 +568,8 @@ def _carry_blocks(S: int, block_c: int):
 
 
 def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
-    """Causal sweep in one direction. Returns (g_re, g_im) (B, N, C)."""
+    """Causal sweep in one direction. Returns (g_re, g_im) (B, N, C) and the carry into each segment
+    (B, S, 2, C), from which the adjoint's first pass recomputes g (_adj_seg_kernel)."""
     B, N, C = v.shape
     block_c, n_cblk, L, S = _plan(B, N, C, chunk)
     nw = max(1, block_c // 32)
@@ -566,12 +588,12 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
     _sweep_kernel[(B * n_cblk, S)](
         v, h0, beta, z_re, z_im, w, g_re, g_im, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
     )
-    return g_re, g_im
+    return g_re, g_im, w
 
 
-def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
-    """Adjoint of one causal sweep. Returns dv = dL/dv (B, N, C) and grads (4, C): the gradients of h0, beta,
-    z_re, z_im (one reduction of the kernel's per-segment shares)."""
+def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: bool, chunk):
+    """Adjoint of one causal sweep (_sweep's inputs, its carry and g). Returns dv = dL/dv (B, N, C) and grads
+    (4, C): the gradients of h0, beta, z_re, z_im (one reduction of the kernel's per-segment shares)."""
     B, N, C = g_re.shape
     block_c, n_cblk, L, S = _plan(B, N, C, chunk)
     nw = max(1, block_c // 32)
@@ -579,8 +601,9 @@ def _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse: bool, chunk):
     if S > 1:
         am = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
         _adj_seg_kernel[(B * n_cblk, S - 1)](
-            g_re, g_im, dg_re, dg_im, beta, am, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
-        )
+            v, h0, beta, z_re, z_im, carry, dg_re, dg_im, am, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
+            num_warps=nw,
+        )  # fmt: skip
         block_s, cb, cw = _carry_blocks(S, block_c)
         _adj_carry_kernel[(B * cdiv(C, cb),)](am, mu, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
     else:
@@ -603,45 +626,55 @@ def bk_core_fwd(
     z_im: torch.Tensor,
     reverse: bool,
     chunk: int | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One causal sweep: v (B, N, C), h0, beta, z_re, z_im (C,), float32 contiguous -> (g_re, g_im) (B, N, C)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One causal sweep: v (B, N, C), h0, beta, z_re, z_im (C,), float32 contiguous -> (g_re, g_im) (B, N, C) and
+    the carry into each of its S segments, (B, S, 2, C) (for bk_core_bwd; not differentiable)."""
     return _sweep(v, h0, beta, z_re, z_im, reverse, chunk)
 
 
 @torch.library.custom_op("phasebench::bk_core_bwd", mutates_args=())
 def bk_core_bwd(
+    v: torch.Tensor,
+    h0: torch.Tensor,
+    beta: torch.Tensor,
+    z_re: torch.Tensor,
+    z_im: torch.Tensor,
+    carry: torch.Tensor,
     g_re: torch.Tensor,
     g_im: torch.Tensor,
     dg_re: torch.Tensor,
     dg_im: torch.Tensor,
-    beta: torch.Tensor,
     reverse: bool,
     chunk: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adjoint of bk_core_fwd: g, dg (B, N, C), beta (C,) -> dv (B, N, C), grads (4, C) of h0, beta, z_re, z_im."""
-    return _adjoint(g_re, g_im, dg_re, dg_im, beta, reverse, chunk)
+    """Adjoint of bk_core_fwd: its inputs, carry and g, and dg (B, N, C) -> dv (B, N, C), grads (4, C) of h0, beta,
+    z_re, z_im."""
+    return _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse, chunk)
 
 
 @bk_core_fwd.register_fake
 def _bk_core_fwd_fake(v, h0, beta, z_re, z_im, reverse, chunk):
-    return torch.empty_like(v), torch.empty_like(v)
+    B, N, C = v.shape
+    S = _plan(B, N, C, chunk)[3]
+    return torch.empty_like(v), torch.empty_like(v), v.new_empty(B, S, 2, C)
 
 
 @bk_core_bwd.register_fake
-def _bk_core_bwd_fake(g_re, g_im, dg_re, dg_im, beta, reverse, chunk):
+def _bk_core_bwd_fake(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse, chunk):
     return torch.empty_like(g_re), g_re.new_empty(4, g_re.shape[2])
 
 
 def _bk_core_fwd_setup_context(ctx, inputs, output):
-    ctx.save_for_backward(inputs[2], *output)
+    ctx.save_for_backward(*inputs[:5], *output)
+    ctx.mark_non_differentiable(output[2])
+    ctx.set_materialize_grads(False)  # no zeros written for the carry's gradient
     ctx.reverse, ctx.chunk = inputs[5], inputs[6]
 
 
-def _bk_core_fwd_backward(ctx, dg_re, dg_im):
-    beta, g_re, g_im = ctx.saved_tensors
-    dv, grads = bk_core_bwd(
-        g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta, ctx.reverse, ctx.chunk
-    )
+def _bk_core_fwd_backward(ctx, dg_re, dg_im, _dcarry):
+    v, h0, beta, z_re, z_im, g_re, g_im, carry = ctx.saved_tensors
+    dg_re, dg_im = (torch.zeros_like(g_re) if d is None else d.float().contiguous() for d in (dg_re, dg_im))
+    dv, grads = bk_core_bwd(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, ctx.reverse, ctx.chunk)
     return dv, *grads.unbind(), None, None
 
 
@@ -663,10 +696,10 @@ def bk_core_triton(v, h0, beta, z_re, z_im, causal: bool = True, chunk: int | No
     """
     v = v.float().contiguous()
     h0, beta, z_re, z_im = (p.float().contiguous() for p in (h0, beta, z_re, z_im))
-    gl = bk_core_fwd(v, h0, beta, z_re, z_im, False, chunk)
+    gl = bk_core_fwd(v, h0, beta, z_re, z_im, False, chunk)[:2]
     if causal:
         return gl
-    return _bidirectional(v, h0, beta, z_re, z_im, gl, bk_core_fwd(v, h0, beta, z_re, z_im, True, chunk))
+    return _bidirectional(v, h0, beta, z_re, z_im, gl, bk_core_fwd(v, h0, beta, z_re, z_im, True, chunk)[:2])
 
 
 def _bidirectional(v, h0, beta, z_re, z_im, gl, gr):

@@ -10,7 +10,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from bk_core_checks import check_against, make_inputs  # noqa: E402
+from bk_core_checks import check_against, in_band, make_inputs  # noqa: E402
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
 from kernels.backend import backend  # noqa: E402
@@ -26,6 +26,22 @@ class TestInterpreted:
     @pytest.mark.parametrize("n,chunk", CASES)
     def test_matches_sequential(self, n, chunk, causal):
         check_against(bk_core_sequential, make_inputs(1, n, 3, seed=n + (chunk or 0)), causal, chunk, 1e-4)
+
+    @pytest.mark.parametrize("causal", [True, False])
+    def test_carries_in_band(self, causal):
+        # in the band a carry's influence outlasts a segment of 8: the forward's carries, and the adjoint's
+        # first pass, which recomputes g from them, are seen in g and in every gradient
+        check_against(bk_core_sequential, in_band(1, 70, 3, seed=12), causal, 8, 2e-5)
+
+    def test_one_output_used(self):
+        # the other output's gradient reaches the backward as None (none materialised) and counts as zero
+        x64 = make_inputs(1, 40, 3, seed=13)
+        xr = [t.clone().requires_grad_() for t in x64]
+        ref = torch.autograd.grad(bk_core_sequential(*xr)[1].sum(), xr)
+        xt = [t.float().requires_grad_() for t in x64]
+        got = torch.autograd.grad(bk_core_triton(*xt, chunk=8)[1].sum(), xt)
+        for name, g, r in zip(("v", "h0", "beta", "z_re", "z_im"), got, ref, strict=True):
+            torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-4, msg=name)
 
     def test_batch_and_channel_blocks(self):
         # two batch rows and C > BLOCK_C (two channel blocks, a ragged one)
@@ -74,9 +90,9 @@ class TestCustomOps:
     def test_opcheck_bwd(self):
         # not differentiable (no autograd registered): inputs without grad
         x = [t.float() for t in make_inputs(1, 12, 3, seed=4)]
-        g_re, g_im = bk_triton.bk_core_fwd(*x, True, 4)
+        g_re, g_im, carry = bk_triton.bk_core_fwd(*x, True, 4)
         dg_re, dg_im = torch.randn(2, *g_re.shape, generator=torch.Generator().manual_seed(0))
-        torch.library.opcheck(bk_triton.bk_core_bwd, (g_re, g_im, dg_re, dg_im, x[2], True, 4))
+        torch.library.opcheck(bk_triton.bk_core_bwd, (*x, carry, g_re, g_im, dg_re, dg_im, True, 4))
 
     def test_dynamo_sees_opaque_op(self):
         targets = set()

@@ -549,7 +549,10 @@ def _plan(B: int, N: int, C: int, chunk: int | None):
     block_c = min(64, max(16, next_power_of_2(C)))
     n_cblk = cdiv(C, block_c)
     if chunk is None:
-        target = max(1, (1 << 18) // (B * n_cblk * block_c))  # ~256K threads: enough loads in flight
+        # segments for ~128K threads in all: at (16, 16384, 64) segments of 128 rows (128K threads) ran fwd+bwd in
+        # 0.335 ms on an H100, 64 (256K) in 0.344, 256 (64K) in 0.416 (runs 22g-h of results/kernels/README.md);
+        # shapes with few channels keep the floor of 32 rows, the fastest there or within 7 %
+        target = max(1, (1 << 17) // (B * n_cblk * block_c))
         chunk = max(32, cdiv(cdiv(N, target), UNROLL) * UNROLL)
         chunk = max(chunk, cdiv(cdiv(N, 1024), UNROLL) * UNROLL)
     elif chunk <= 0 or chunk % UNROLL:

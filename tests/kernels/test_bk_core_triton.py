@@ -67,6 +67,12 @@ class TestInterpreted:
         with pytest.raises(ValueError, match="multiple of 4"):
             bk_core_triton(*x, chunk=6)
 
+    def test_default_segments(self):
+        # (block_c, n_cblk, L, S): ~128K threads at the bench shape; the floor of 32 rows with few channels
+        assert bk_triton._plan(16, 16384, 64, None) == (64, 1, 128, 128)
+        assert bk_triton._plan(1, 16384, 16, None) == (16, 1, 32, 512)
+        assert bk_triton._plan(8, 4096, 32, None) == (32, 1, 32, 128)
+
     def test_a_batch_row_past_int32_offsets_is_refused(self):
         # the row loops address a batch row by int32 offsets (row * C + channel), in both scans
         from kernels.bk_core import lookback

@@ -171,6 +171,14 @@ def _channel_params(H0, BETA, ZRE, ZIM, cols, cmask):
     return h0 - zre, zim, beta * beta
 
 
+@triton.jit
+def _segment_value(P, b, s, S, C, cols, cmask):
+    """A complex value a segment and channel from P (B, S, 2, C) (a carry: g entering the segment, or mu entering
+    it from the right) -> re, im (BLOCK_C,)."""
+    p = P + (b.to(tl.int64) * S + s) * 2 * C + cols
+    return tl.load(p, mask=cmask, other=0.0), tl.load(p + C, mask=cmask, other=0.0)
+
+
 # ----------------------------------------------------------------------------------------------- kernels
 @triton.jit
 def _quad(i, end, cmask, N, C, REVERSE: tl.constexpr, cols, MASKED: tl.constexpr):
@@ -355,9 +363,7 @@ def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk, REVERSE:
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     bn = b.to(tl.int64) * N * C
-    w = W + (b.to(tl.int64) * S + s) * 2 * C + cols
-    gr = tl.load(w, mask=cmask, other=0.0)
-    gi = tl.load(w + C, mask=cmask, other=0.0)
+    gr, gi = _segment_value(W, b, s, S, C, cols, cmask)
     start = s * L
     _sweep_rows(
         V + bn, GR + bn, GI + bn, cols, gr, gi, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, N, C, REVERSE
@@ -424,12 +430,12 @@ def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, N, C, L, S, n_cblk, 
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     s += 1
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
-    w = W + (b.to(tl.int64) * S + s) * 2 * C + cols
     start = s * L
     bn = b.to(tl.int64) * N * C
+    gr, gi = _segment_value(W, b, s, S, C, cols, cmask)
     pcr, pci, dcr, dci = _adj_segment(
-        V + bn, V + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, ar0, ai, b2,
-        tl.load(w, mask=cmask, other=0.0), tl.load(w + C, mask=cmask, other=0.0), N, C, REVERSE, BLOCK_C, True,
+        V + bn, V + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, gr, gi, N, C,
+        REVERSE, BLOCK_C, True,
     )  # fmt: skip
     out = AM + (b.to(tl.int64) * S + s) * 4 * C + cols
     tl.store(out, pcr, mask=cmask)
@@ -524,9 +530,7 @@ def _adj_sweep_kernel(
     (_store_param_grads)."""
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     beta = tl.load(BETA + cols, mask=cmask, other=0.0)
-    mu = MU + (b.to(tl.int64) * S + s) * 2 * C + cols
-    mr = tl.load(mu, mask=cmask, other=0.0)
-    mi = tl.load(mu + C, mask=cmask, other=0.0)
+    mr, mi = _segment_value(MU, b, s, S, C, cols, cmask)
     start = s * L
     bn = b.to(tl.int64) * N * C
     acc_r, acc_i, acc_b = _adj_sweep_rows(

@@ -36,7 +36,8 @@ Backward: two kernels, as FlashAttention-2's, both recomputing p from the log-su
 BK, batch * head) walks the queries that reach it and stores dy and dv once; one program per (query block of BQ,
 batch * head) walks the keys in its window (as the forward) and stores dx once. The dq kernel runs first and stores
 delta = sum(do * o, -1) for its rows as it reads do (no launch of its own: 4 % off the backward on the H100, run
-17a). Each pair is scored twice (once per kernel), but no dx is read back: no atomics, deterministic. A program
+17a). Each pair is scored twice (once per kernel), but no dx is read back; the only atomics are the dk/dv kernel's
+tickets, after which a head's partial sums of dc and dscale are summed in a fixed order: deterministic. A program
 holds whole rows of dx (dy) when it stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their
 dtype through exp0's backward: no float32 dx goes to memory. (A one-kernel backward that scored each pair once and
 summed dx in place over strips of key blocks, side buffers between strips, ran 3-8 % slower on the H200 at 253-255

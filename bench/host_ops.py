@@ -7,10 +7,11 @@ For each op of `bench/kernels.py` (its cases, at their quick shapes: the counts 
 once a scan has several segments) and each Triton implementation of it, one forward and one backward (with
 fixed random cotangents, after a warm-up call) are counted: the Triton launches, and the torch ops
 dispatched outside them that do device work (not allocations, views or other aliases: does_work), by name,
-the custom ops' insides included. On a GPU each counted op is at least one kernel launch and each launch is
-host work that a CUDA graph removes: these are the eager path's glue, which `bench/kernels.py` times. The
-torch ops of the autograd engine itself (a grad accumulated by a copy, say) count too. `glue us`: the median
-host time of a forward and backward with the Triton launches skipped (glue_us), on this machine.
+the launchers' own included (an eager call runs the custom ops' implementations: kernels/custom_op.py). On a
+GPU each counted op is at least one kernel launch and each launch is host work that a CUDA graph removes:
+these are the eager path's glue, which `bench/kernels.py` times. The torch ops of the autograd engine itself
+(a grad accumulated by a copy, say) count too. `glue us`: the median host time of a forward and backward with
+the Triton launches skipped (glue_us), on this machine.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from torch._library.custom_ops import OPDEFS
 from torch.utils._python_dispatch import TorchDispatchMode
 
 if not torch.cuda.is_available():  # before triton is imported: on a CPU the kernels run interpreted
@@ -69,9 +69,6 @@ class HostOps(TorchDispatchMode):
         self._inside = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.namespace == "phasebench":  # a custom op: run its implementation here, to count what it does
-            with self:
-                return OPDEFS[func._schema.name]._init_fn(*args, **(kwargs or {}))
         out = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
         if not self._inside and does_work(name, args, out):

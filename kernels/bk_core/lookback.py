@@ -65,6 +65,7 @@ from kernels.bk_core.triton import (
     _store_param_grads,
     _sweep_rows,
 )
+from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv
 
 #: rows a program, forward and adjoint, and channels a program (one a thread: BLOCK_C // 32 warps). On the H200
@@ -354,16 +355,14 @@ def _bk_core_lookback_fwd_setup_context(ctx, inputs, output):
     ctx.reverse = inputs[5]
 
 
-def _bk_core_lookback_fwd_backward(ctx, dg_re, dg_im):
+def _bk_core_lookback_fwd_backward(ctx, bwd, dg_re, dg_im):
     beta, g_re, g_im = ctx.saved_tensors
-    dv, grads = bk_core_lookback_bwd(
-        g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta, ctx.reverse
-    )
+    dv, grads = bwd(g_re, g_im, dg_re.float().contiguous(), dg_im.float().contiguous(), beta, ctx.reverse)
     return dv, *grads.unbind(), None
 
 
-bk_core_lookback_fwd.register_autograd(
-    _bk_core_lookback_fwd_backward, setup_context=_bk_core_lookback_fwd_setup_context
+_bk_core_lookback = differentiable_op(
+    bk_core_lookback_fwd, bk_core_lookback_bwd, _bk_core_lookback_fwd_setup_context, _bk_core_lookback_fwd_backward
 )
 
 
@@ -372,10 +371,10 @@ def bk_core_lookback(v, h0, beta, z_re, z_im, causal: bool = True):
     """One-pass Triton BK-Core. v (B, N, C); h0, beta, z_re, z_im (C,) -> (g_re, g_im) float32 (B, N, C)."""
     v = v.float().contiguous()
     h0, beta, z_re, z_im = (p.float().contiguous() for p in (h0, beta, z_re, z_im))
-    gl = bk_core_lookback_fwd(v, h0, beta, z_re, z_im, False)
+    gl = _bk_core_lookback(v, h0, beta, z_re, z_im, False)
     if causal:
         return gl
-    return _bidirectional(v, h0, beta, z_re, z_im, gl, bk_core_lookback_fwd(v, h0, beta, z_re, z_im, True))
+    return _bidirectional(v, h0, beta, z_re, z_im, gl, _bk_core_lookback(v, h0, beta, z_re, z_im, True))
 
 
 __all__ = ["bk_core_lookback", "bk_core_lookback_fwd", "bk_core_lookback_bwd"]

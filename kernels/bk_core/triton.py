@@ -32,6 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.custom_op import differentiable_op
 from kernels.fastmath import rcp_approx
 from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
@@ -678,14 +679,14 @@ def _bk_core_fwd_setup_context(ctx, inputs, output):
     ctx.reverse, ctx.chunk = inputs[5], inputs[6]
 
 
-def _bk_core_fwd_backward(ctx, dg_re, dg_im, _dcarry):
+def _bk_core_fwd_backward(ctx, bwd, dg_re, dg_im, _dcarry):
     v, h0, beta, z_re, z_im, g_re, g_im, carry = ctx.saved_tensors
     dg_re, dg_im = (torch.zeros_like(g_re) if d is None else d.float().contiguous() for d in (dg_re, dg_im))
-    dv, grads = bk_core_bwd(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, ctx.reverse, ctx.chunk)
+    dv, grads = bwd(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, ctx.reverse, ctx.chunk)
     return dv, *grads.unbind(), None, None
 
 
-bk_core_fwd.register_autograd(_bk_core_fwd_backward, setup_context=_bk_core_fwd_setup_context)
+_bk_core_sweep = differentiable_op(bk_core_fwd, bk_core_bwd, _bk_core_fwd_setup_context, _bk_core_fwd_backward)
 
 
 # ----------------------------------------------------------------------------------------------- public
@@ -703,10 +704,10 @@ def bk_core_triton(v, h0, beta, z_re, z_im, causal: bool = True, chunk: int | No
     """
     v = v.float().contiguous()
     h0, beta, z_re, z_im = (p.float().contiguous() for p in (h0, beta, z_re, z_im))
-    gl = bk_core_fwd(v, h0, beta, z_re, z_im, False, chunk)[:2]
+    gl = _bk_core_sweep(v, h0, beta, z_re, z_im, False, chunk)[:2]
     if causal:
         return gl
-    return _bidirectional(v, h0, beta, z_re, z_im, gl, bk_core_fwd(v, h0, beta, z_re, z_im, True, chunk)[:2])
+    return _bidirectional(v, h0, beta, z_re, z_im, gl, _bk_core_sweep(v, h0, beta, z_re, z_im, True, chunk)[:2])
 
 
 def _bidirectional(v, h0, beta, z_re, z_im, gl, gr):

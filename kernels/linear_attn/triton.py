@@ -34,6 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv, next_power_of_2
 from kernels.row_dot import _row_dot_kernel, row_dot, row_dot_consts
 
@@ -624,13 +625,13 @@ def _la_setup_context(ctx, inputs, output):
     ctx.set_materialize_grads(False)  # den's gradient stays None: no zeros kernel in backward
 
 
-def _la_backward(ctx, do, _):
+def _la_backward(ctx, bwd, do, _):
     q, k, v, o, den = ctx.saved_tensors
-    dq, dk, dv = _la_bwd_op(q, k, v, do.to(v.dtype).contiguous(), o, den, *ctx.opts)
+    dq, dk, dv = bwd(q, k, v, do.to(v.dtype).contiguous(), o, den, *ctx.opts)
     return dq, dk, dv, None, None, None
 
 
-_la_fwd_op.register_autograd(_la_backward, setup_context=_la_setup_context)
+_linear_attn = differentiable_op(_la_fwd_op, _la_bwd_op, _la_setup_context, _la_backward)
 
 
 def causal_linear_attn_triton(
@@ -654,4 +655,4 @@ def causal_linear_attn_triton(
         return v.new_zeros(v.shape)
     dt = v.dtype
     q, k, v = q.to(dt).contiguous(), k.to(dt).contiguous(), v.contiguous()
-    return _la_fwd_op(q, k, v, float(eps), int(chunk_size), backward)[0]
+    return _linear_attn(q, k, v, float(eps), int(chunk_size), backward)[0]

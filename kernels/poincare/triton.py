@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv, next_power_of_2
 from kernels.poincare.naive import BALL_EPS, DEN_MIN, MIN_NORM
 
@@ -347,9 +348,9 @@ def _rowmap_setup(ctx, inputs, output):
     ctx.log, ctx.eps = log, eps
 
 
-def _rowmap_backward(ctx, g):
+def _rowmap_backward(ctx, bwd, g):
     x, c = ctx.saved_tensors
-    dx, dc = rowmap_bwd_op(x, c, g.contiguous(), ctx.log, ctx.eps)
+    dx, dc = bwd(x, c, g.contiguous(), ctx.log, ctx.eps)
     return dx, dc, None, None
 
 
@@ -357,13 +358,13 @@ def _mobius_setup(ctx, inputs, output):
     ctx.save_for_backward(*inputs)
 
 
-def _mobius_backward(ctx, g):
+def _mobius_backward(ctx, bwd, g):
     x, y, c = ctx.saved_tensors
-    return mobius_add_bwd_op(x, y, c, g.contiguous())
+    return bwd(x, y, c, g.contiguous())
 
 
-rowmap_fwd_op.register_autograd(_rowmap_backward, setup_context=_rowmap_setup)
-mobius_add_fwd_op.register_autograd(_mobius_backward, setup_context=_mobius_setup)
+_rowmap = differentiable_op(rowmap_fwd_op, rowmap_bwd_op, _rowmap_setup, _rowmap_backward)
+_mobius_add = differentiable_op(mobius_add_fwd_op, mobius_add_bwd_op, _mobius_setup, _mobius_backward)
 
 
 def _curv_rows(c, x: torch.Tensor) -> torch.Tensor:
@@ -378,12 +379,12 @@ def _curv_rows(c, x: torch.Tensor) -> torch.Tensor:
 
 def exp0_triton(v: torch.Tensor, c) -> torch.Tensor:
     """v: (..., D); c broadcastable to v[..., :1] -> (..., D) in v's dtype."""
-    return rowmap_fwd_op(v.reshape(-1, v.shape[-1]).contiguous(), _curv_rows(c, v), False, 0.0).view(v.shape)
+    return _rowmap(v.reshape(-1, v.shape[-1]).contiguous(), _curv_rows(c, v), False, 0.0).view(v.shape)
 
 
 def log0_triton(x: torch.Tensor, c, eps: float = BALL_EPS) -> torch.Tensor:
     """x: (..., D); |x| clamped to (1 - eps)/sqrt(c) -> (..., D) in x's dtype."""
-    return rowmap_fwd_op(x.reshape(-1, x.shape[-1]).contiguous(), _curv_rows(c, x), True, float(eps)).view(x.shape)
+    return _rowmap(x.reshape(-1, x.shape[-1]).contiguous(), _curv_rows(c, x), True, float(eps)).view(x.shape)
 
 
 def mobius_add_triton(x: torch.Tensor, y: torch.Tensor, c) -> torch.Tensor:
@@ -393,7 +394,7 @@ def mobius_add_triton(x: torch.Tensor, y: torch.Tensor, c) -> torch.Tensor:
     # cast before expanding: the backward sums broadcast grads in the promoted dtype, then casts
     xe = x.to(dtype).expand(shape).reshape(-1, shape[-1]).contiguous()
     ye = y.to(dtype).expand(shape).reshape(-1, shape[-1]).contiguous()
-    return mobius_add_fwd_op(xe, ye, _curv_rows(c, xe.view(shape))).view(shape)
+    return _mobius_add(xe, ye, _curv_rows(c, xe.view(shape))).view(shape)
 
 
 __all__ = ["exp0_triton", "log0_triton", "mobius_add_triton"]

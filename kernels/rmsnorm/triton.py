@@ -16,6 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv, next_power_of_2
 
 
@@ -150,18 +151,18 @@ def _setup(ctx, inputs, output):
     ctx.save_for_backward(x, weight, rstd)
 
 
-def _backward(ctx, dy, _drstd):
+def _backward(ctx, bwd, dy, _drstd):
     x, weight, rstd = ctx.saved_tensors
-    dx, dw = rms_norm_bwd_op(x, weight, rstd, dy.contiguous())
+    dx, dw = bwd(x, weight, rstd, dy.contiguous())
     return dx, dw, None
 
 
-rms_norm_fwd_op.register_autograd(_backward, setup_context=_setup)
+_rms_norm = differentiable_op(rms_norm_fwd_op, rms_norm_bwd_op, _setup, _backward)
 
 
 def rms_norm_triton(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """x: (..., D); weight: (D,) -> (..., D) in x's dtype (float32 math)."""
-    y, _ = rms_norm_fwd_op(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous(), float(eps))
+    y, _ = _rms_norm(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous(), float(eps))
     return y.view(x.shape)
 
 

@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from kernels.backend import triton_interpreted
+from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv, next_power_of_2
 
 
@@ -187,14 +188,14 @@ def _scan_setup_context(ctx, inputs, output):
     ctx.opts = (reverse, block_t, block_r)
 
 
-def _scan_backward(ctx, dh):
+def _scan_backward(ctx, bwd, dh):
     """dh: (R, N) -> (da, db, None, None, None); no double backward."""
     a, h = ctx.saved_tensors
-    da, db = _scan_bwd_op(a, h, dh.contiguous(), *ctx.opts)
+    da, db = bwd(a, h, dh.contiguous(), *ctx.opts)
     return da, db, None, None, None
 
 
-_scan_fwd_op.register_autograd(_scan_backward, setup_context=_scan_setup_context)
+_scan = differentiable_op(_scan_fwd_op, _scan_bwd_op, _scan_setup_context, _scan_backward)
 
 
 def diag_scan_triton(
@@ -209,5 +210,5 @@ def diag_scan_triton(
     a_e, b_e = torch.broadcast_tensors(a, b)
     shape = a_e.shape
     n = shape[-1]
-    h = _scan_fwd_op(a_e.reshape(-1, n).contiguous(), b_e.reshape(-1, n).contiguous(), bool(reverse), block_t, block_r)
+    h = _scan(a_e.reshape(-1, n).contiguous(), b_e.reshape(-1, n).contiguous(), bool(reverse), block_t, block_r)
     return h.view(shape)

@@ -60,6 +60,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.custom_op import differentiable_op
 from kernels.fastmath import log2_approx, rcp_approx, tanh_approx
 from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
@@ -864,14 +865,14 @@ def _fwd_setup_context(ctx, inputs, output):
     ctx.meta = (window, block_m, block_n)
 
 
-def _fwd_backward(ctx, do, _dlse, _dx):
+def _fwd_backward(ctx, bwd, do, _dlse, _dx):
     q, k, x, v, c, scale, o, lse = ctx.saved_tensors
     do = do.to(v.dtype).contiguous()
-    dq, dk, dv, dcs = window_hyp_attn_bwd(do, o, q, k, x, v, c, scale, lse, *ctx.meta)
+    dq, dk, dv, dcs = bwd(do, o, q, k, x, v, c, scale, lse, *ctx.meta)
     return dq, dk, dv, *dcs.unbind(), None, None, None
 
 
-window_hyp_attn_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
+_window_hyp_attn = differentiable_op(window_hyp_attn_fwd, window_hyp_attn_bwd, _fwd_setup_context, _fwd_backward)
 
 
 def window_hyp_attn_triton(
@@ -891,4 +892,4 @@ def window_hyp_attn_triton(
     # the float32 casts carry the grads of c and scale back to their own dtype
     c32, s32 = c.float().contiguous(), scale.float().contiguous()
     q, k = q.contiguous(), k.to(q.dtype).contiguous()
-    return window_hyp_attn_fwd(q, k, v.contiguous(), c32, s32, int(window), block_m, block_n)[0]
+    return _window_hyp_attn(q, k, v.contiguous(), c32, s32, int(window), block_m, block_n)[0]

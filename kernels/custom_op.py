@@ -6,9 +6,9 @@ and returns the callable the public functions use:
   op whose backward calls `bwd_op` (fake implementations give the shapes);
 - in eager mode, the call is a `torch.autograd.Function` over the same two implementations (the undecorated
   functions behind `fwd_op` and `bwd_op`), the same `setup_context` and the same `backward`. A custom op's
-  Python dispatch costs the host ~40 us a call on the CPU VM (`bench/host_ops.py`: a BK-Core forward and
-  backward, launches skipped, 199 us through the ops against 115 us through the Function); CUDA-graph replays
-  never pay it, eager calls always did.
+  Python dispatch costs the host ~40 us a call on the CPU VM (`bench/host_ops.py`, launches skipped: a BK-Core
+  forward and backward took 189 us through the ops, 109 us through the Function; results/kernels/host-ops/);
+  CUDA-graph replays never pay it, eager calls did.
 
 `backward(ctx, bwd, *grads)` takes the backward to call as `bwd`: `bwd_op` when traced, its implementation in
 eager mode. Double backward is not supported on either path (bwd_op has no autograd formula; the eager

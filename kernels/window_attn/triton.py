@@ -36,8 +36,7 @@ Backward: two kernels, as FlashAttention-2's, both recomputing p from the log-su
 BK, batch * head) walks the queries that reach it and stores dy and dv once; one program per (query block of BQ,
 batch * head) walks the keys in its window (as the forward) and stores dx once. The dq kernel runs first and stores
 delta = sum(do * o, -1) for its rows as it reads do (no launch of its own: 4 % off the backward on the H100, run
-17a). Each pair is scored twice (once per kernel), but no dx is read back; the only atomics are the dk/dv kernel's
-tickets, after which a head's partial sums of dc and dscale are summed in a fixed order: deterministic. A program
+17a). Each pair is scored twice (once per kernel), but no dx is read back: no atomics, deterministic. A program
 holds whole rows of dx (dy) when it stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their
 dtype through exp0's backward: no float32 dx goes to memory. (A one-kernel backward that scored each pair once and
 summed dx in place over strips of key blocks, side buffers between strips, ran 3-8 % slower on the H200 at 253-255
@@ -452,24 +451,6 @@ def _partials(DSC, DC, gvec, t, c, sc, tmap):
 
 
 @triton.jit
-def _head_sums(TICKET, SUMS, DC, DSC, h, H, PARTS):
-    """After a dk/dv program has stored its partial sums: the last of its head's B cdiv(N, BK) programs to take a
-    ticket (an acquire-release atomic at TICKET + h, which the dq kernel zeroed) sums the head's B x PARTS partial
-    sums of dc and dscale (_slot), in the same order whichever program it is, into SUMS (2, H)."""
-    rows = tl.num_programs(1) // H
-    if tl.atomic_add(TICKET + h, 1, sem="acq_rel") == tl.num_programs(0) * rows - 1:
-        count = rows * PARTS
-        dc = tl.zeros([1024], tl.float32)
-        dsc = tl.zeros([1024], tl.float32)
-        for start in range(0, count, 1024):
-            offs = start + tl.arange(0, 1024)
-            dc += tl.load(DC + h * count + offs, mask=offs < count, other=0.0, cache_modifier=".cg")
-            dsc += tl.load(DSC + h * count + offs, mask=offs < count, other=0.0, cache_modifier=".cg")
-        tl.store(SUMS + h, tl.sum(dc, axis=0))
-        tl.store(SUMS + H + h, tl.sum(dsc, axis=0))
-
-
-@triton.jit
 def _window_bwd_dkdv_kernel(
     X,
     K,
@@ -484,8 +465,6 @@ def _window_bwd_dkdv_kernel(
     DVo,
     DC,
     DSC,
-    TICKET,
-    SUMS,
     N,
     H,
     WINDOW,
@@ -504,8 +483,8 @@ def _window_bwd_dkdv_kernel(
     """Keys. K: (BH, N, D) the tangent keys and KR: (BH, 2, N) their r and |y|^2, as the dq kernel stored them
     (_keys_from_dq); DKo: their gradient, like K, through exp0's backward here; DVo: (BH, N, DV); DC, DSC: (H, B
     PARTS) partial sums shared with the dq kernel (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0
-    (dscale is the dq kernel's), which each head's last program sums into SUMS (2, H) (_head_sums). Grid
-    (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ, whose windows reach it."""
+    (dscale is the dq kernel's). Grid (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ,
+    whose windows reach it."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -542,7 +521,6 @@ def _window_bwd_dkdv_kernel(
     slot = _slot(i_bh, H, j, PARTS)
     tl.store(DC + slot, tkey / (2.0 * c) + tl.sum(dck, axis=0))
     tl.store(DSC + slot, 0.0)
-    _head_sums(TICKET, SUMS, DC, DSC, i_bh % H, H, PARTS)
 
 
 @triton.jit
@@ -601,7 +579,6 @@ def _window_bwd_dq_kernel(
     OUT,
     DSC,
     DC,
-    TICKET,
     N,
     H,
     WINDOW,
@@ -623,12 +600,10 @@ def _window_bwd_dq_kernel(
     DQo: the queries' gradient, like Q, stored once, through exp0's backward here; OUT: (BH, N, DV) the forward's
     output, from which this kernel, launched before the dk/dv kernel, writes DELTA (_dq_delta); DSC, DC: the dk/dv
     kernel's partial sums (_slot), which this kernel's blocks continue: dscale and (x . dx - scale dscale) / 2c
-    plus exp0's dc; TICKET: (H,) int32, zeroed here for the dk/dv kernel's _head_sums. Grid (cdiv(N, BQ), BH):
-    query block i of BQ against the keys, in blocks of BK, of its window, as the forward."""
+    plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the keys, in blocks of BK, of its window,
+    as the forward."""
     i = tl.program_id(0)
     i_bh = tl.program_id(1)
-    if (i == 0) & (i_bh < H):
-        tl.store(TICKET + i_bh, 0)
     row0 = i_bh.to(tl.int64) * N
     K += row0 * D
     V += row0 * DV
@@ -783,9 +758,9 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
     dk: like k, dv: like v, (dc, dscale): (2, H) float32. Two kernels: dk and dv per key block, then dq per query
     block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete);
-    their partial sums of dc and dscale share one buffer, which each head's last dk/dv program sums (_head_sums),
-    so no reduction follows the kernels. The dq kernel runs first: it computes delta = sum(do * o, -1) and stores
-    its keys' r and |y|^2 for the dk/dv kernel (_dq_delta, _store_key_rows)."""
+    their partial sums of dc and dscale share one buffer and one reduction, over its last dimension. The dq kernel
+    runs first: it computes delta = sum(do * o, -1) and stores its keys' r and |y|^2 for the dk/dv kernel
+    (_dq_delta, _store_key_rows)."""
     Bsz, H, n, d = x.shape
     bh = Bsz * H
     plan = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, aligned=n % 16 == 0)
@@ -794,14 +769,13 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     delta = torch.empty(lse.shape, device=x.device, dtype=torch.float32)
     keys = torch.empty(Bsz, H, 2, n, device=x.device, dtype=torch.float32)  # r and |y|^2 of each key row
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    dc, dsc = torch.empty(2, H, Bsz * (nk + nq), device=x.device, dtype=torch.float32)  # partial sums (_slot)
-    ticket = torch.empty(H, device=x.device, dtype=torch.int32)
-    sums = torch.empty(2, H, device=x.device, dtype=torch.float32)
+    parts = torch.empty(2, H, Bsz * (nk + nq), device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
+    dc, dsc = parts
     ins = (x, k, v, c32, s32, do, lse, delta, keys)
     scalars = (n, H, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM)
-    dq_kernel[(nq, bh)](*ins, q, dq, o, dsc, dc, ticket, *scalars, **qc, **ql)
-    dkdv[(nk, bh)](*ins, dk, dv, dc, dsc, ticket, sums, *scalars, **kc, **kl)
-    return dq, dk, dv, sums
+    dq_kernel[(nq, bh)](*ins, q, dq, o, dsc, dc, *scalars, **qc, **ql)
+    dkdv[(nk, bh)](*ins, dk, dv, dc, dsc, *scalars, **kc, **kl)
+    return dq, dk, dv, parts.sum(-1)
 
 
 # Custom ops: dynamo and AOT autograd see each op as opaque (fake tensors give the shapes).

@@ -93,8 +93,7 @@ def test_the_backwards_other_tiles_match_reference(monkeypatch, head_dim, fp32, 
 
 
 def test_backward_is_deterministic():
-    # each dx and dy row is stored once, by the program that owns it; the dc and dscale partials are summed in a
-    # fixed order, whichever dk/dv program takes its head's last ticket
+    # each dx and dy row is stored once, by the program that owns it; no atomics
     ins = [t.requires_grad_() for t in _inputs(70, seed=9)]
     kw = dict(window=64, block_m=16, block_n=16)
     runs = [torch.autograd.grad(window_hyp_attn_triton(*ins, **kw).sum(), ins) for _ in range(2)]

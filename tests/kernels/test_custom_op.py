@@ -12,6 +12,7 @@ import torch  # noqa: E402
 from compile_checks import dispatched_namespaces  # noqa: E402
 from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
 
+from bench.host_ops import launches_through  # noqa: E402
 from kernels.bk_core.lookback import bk_core_lookback  # noqa: E402
 from kernels.bk_core.triton import bk_core_triton  # noqa: E402
 from kernels.custom_op import differentiable_op  # noqa: E402
@@ -125,8 +126,15 @@ BK_PARAMS = (torch.zeros(4), torch.full((4,), 0.5), torch.zeros(4), torch.ones(4
 @pytest.mark.parametrize("name", list(PUBLIC))
 def test_every_kernel_runs_eager_without_dispatching_its_custom_ops(name):
     fn, inputs = PUBLIC[name]()
-    with dispatched_namespaces() as seen:
+    launches = []
+
+    def counted(launch, *args, **kwargs):
+        launches.append(launch)
+        return launch(*args, **kwargs)
+
+    with launches_through(counted), dispatched_namespaces() as seen:
         out = fn(*inputs)
         grads = torch.autograd.grad(out.sum(), inputs)
+    assert launches, "no Triton kernel ran"
     assert "phasebench" not in seen and "aten" in seen
     assert all(g is not None and torch.isfinite(g).all() for g in grads)

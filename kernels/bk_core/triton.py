@@ -20,10 +20,11 @@ Backward (mu_i = conj(g_i^2) (gbar_i + b2 mu_{i+1}), runs right to left):
      (bk_core_fwd returns the carries) rather than read g, 4 bytes an element fewer.
   2. `_adj_carry_kernel`: an associative scan over the mirrored segment order gives the mu entering
      each segment from the right.
-  3. `_adj_sweep_kernel`: re-run each segment right to left; write dv = -Re mu and per-program sums of
-     Re mu, Im mu and Re(conj(g_{i-1}) mu_i) (the b2 gradient).
+  3. `_adj_sweep_kernel`: re-run each segment right to left, 8 rows a step, each step's g recomputed from v
+     and the g before it (the segment's carry, or the stored g of the row before the step: one row of g read
+     in 8); write dv = -Re mu and per-program sums of Re mu, Im mu and Re(conj(g_{i-1}) mu_i) (the b2 gradient).
 Bidirectional: the two sweeps here, the pointwise glue (G from gL, gR; their upstream gradients) in torch.
-Memory traffic per element, causal: forward 4 + 12 bytes, backward 12 + 20 bytes.
+Memory traffic per element, causal: forward 4 + 12 bytes, backward 12 + 17 bytes.
 """
 
 from __future__ import annotations
@@ -273,15 +274,23 @@ def _segment_product(vb, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE: tl
 
 
 @triton.jit
-def _sweep_step(vb, grb, gib, cols, gr, gi, i, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr,
-                MASKED: tl.constexpr):  # fmt: skip
-    """g over the rows i .. i+3 from (gr, gi), written (loads first) -> g of row i+3."""
-    k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
+def _cf_quad(vb, gr, gi, k0, k1, k2, k3, o0, o1, o2, o3, ar0, ai, b2, MASKED: tl.constexpr):
+    """g over a 4-row step (_quad's masks and offsets) from the g before it (gr, gi) and the potentials at vb
+    -> g re, im of its rows 0 .. 3 (8 values)."""
     x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
     gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2, MASKED)
     gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2, MASKED)
     gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2, MASKED)
-    gr, gi = _cf_step(gr2, gi2, x3, k3, ar0, ai, b2, MASKED)
+    gr3, gi3 = _cf_step(gr2, gi2, x3, k3, ar0, ai, b2, MASKED)
+    return gr0, gi0, gr1, gi1, gr2, gi2, gr3, gi3
+
+
+@triton.jit
+def _sweep_step(vb, grb, gib, cols, gr, gi, i, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr,
+                MASKED: tl.constexpr):  # fmt: skip
+    """g over the rows i .. i+3 from (gr, gi), written (loads first) -> g of row i+3."""
+    k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
+    gr0, gi0, gr1, gi1, gr2, gi2, gr, gi = _cf_quad(vb, gr, gi, k0, k1, k2, k3, o0, o1, o2, o3, ar0, ai, b2, MASKED)
     tl.store(grb + o0, gr0, mask=k0)
     tl.store(gib + o0, gi0, mask=k0)
     tl.store(grb + o1, gr1, mask=k1)
@@ -468,24 +477,33 @@ def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.c
 
 
 @triton.jit
-def _adj_sweep_step(GR, GI, DGR, DGI, DV, cols, i0, end, cmask, mr, mi, b2, acc_r, acc_i, acc_b, N, C,
-                    REVERSE: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
-    """mu over the rows i0, i0-1, i0-2, i0-3 (right to left; loads first), DV written -> mu of row i0-3 and the
-    sums."""
-    k3, k2, k1, k0, o3, o2, o1, o0 = _quad(i0 - 3, end, cmask, N, C, REVERSE, cols, MASKED)
-    gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
-    gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
-    gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
-    gr3, gi3, br3, bi3 = _adj_row(GR, GI, DGR, DGI, o3, k3)
-    mr, mi, acc_r, acc_i, acc_b, dv0 = _adj_step(gr0, gi0, br0, bi0, k0, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
-    mr, mi, acc_r, acc_i, acc_b, dv1 = _adj_step(gr1, gi1, br1, bi1, k1, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
-    mr, mi, acc_r, acc_i, acc_b, dv2 = _adj_step(gr2, gi2, br2, bi2, k2, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
+def _adj_quad(DV, gr0, gi0, gr1, gi1, gr2, gi2, gr3, gi3, br0, bi0, br1, bi1, br2, bi2, br3, bi3, k0, k1, k2, k3,
+              o0, o1, o2, o3, mr, mi, b2, acc_r, acc_i, acc_b, MASKED: tl.constexpr):  # fmt: skip
+    """mu over a 4-row step's rows 3, 2, 1, 0 (right to left) from their g and dg, DV written -> mu of row 0 and
+    the sums."""
     mr, mi, acc_r, acc_i, acc_b, dv3 = _adj_step(gr3, gi3, br3, bi3, k3, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
+    mr, mi, acc_r, acc_i, acc_b, dv2 = _adj_step(gr2, gi2, br2, bi2, k2, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
+    mr, mi, acc_r, acc_i, acc_b, dv1 = _adj_step(gr1, gi1, br1, bi1, k1, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
+    mr, mi, acc_r, acc_i, acc_b, dv0 = _adj_step(gr0, gi0, br0, bi0, k0, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)
     tl.store(DV + o0, dv0, mask=k0)
     tl.store(DV + o1, dv1, mask=k1)
     tl.store(DV + o2, dv2, mask=k2)
     tl.store(DV + o3, dv3, mask=k3)
     return mr, mi, acc_r, acc_i, acc_b
+
+
+@triton.jit
+def _adj_sweep_step(GR, GI, DGR, DGI, DV, cols, i, end, cmask, mr, mi, b2, acc_r, acc_i, acc_b, N, C,
+                    REVERSE: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    """mu over the rows i+3 .. i (right to left; g and dg loaded first, the highest row first), DV written -> mu of
+    row i and the sums."""
+    k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
+    gr3, gi3, br3, bi3 = _adj_row(GR, GI, DGR, DGI, o3, k3)
+    gr2, gi2, br2, bi2 = _adj_row(GR, GI, DGR, DGI, o2, k2)
+    gr1, gi1, br1, bi1 = _adj_row(GR, GI, DGR, DGI, o1, k1)
+    gr0, gi0, br0, bi0 = _adj_row(GR, GI, DGR, DGI, o0, k0)
+    return _adj_quad(DV, gr0, gi0, gr1, gi1, gr2, gi2, gr3, gi3, br0, bi0, br1, bi1, br2, bi2, br3, bi3,
+                     k0, k1, k2, k3, o0, o1, o2, o3, mr, mi, b2, acc_r, acc_i, acc_b, MASKED)  # fmt: skip
 
 
 @triton.jit
@@ -502,12 +520,66 @@ def _adj_sweep_rows(
     bulk = (end - start) // 4 * 4
     for j in range(bulk, end - start, 4):
         mr, mi, acc_r, acc_i, acc_b = _adj_sweep_step(
-            GR, GI, DGR, DGI, DV, cols, start + j + 3, end, cmask, mr, mi, b2, acc_r, acc_i, acc_b, N, C, REVERSE, True
+            GR, GI, DGR, DGI, DV, cols, start + j, end, cmask, mr, mi, b2, acc_r, acc_i, acc_b, N, C, REVERSE, True
         )
-    for j in range(0, bulk, 4):  # right to left: rows i0 - 3 .. i0, the highest first
+    for j in range(0, bulk, 4):  # right to left: rows i .. i + 3, the highest first
         mr, mi, acc_r, acc_i, acc_b = _adj_sweep_step(
-            GR, GI, DGR, DGI, DV, cols, start + bulk - 1 - j, end, cmask, mr, mi, b2, acc_r, acc_i, acc_b, N, C,
+            GR, GI, DGR, DGI, DV, cols, start + bulk - 4 - j, end, cmask, mr, mi, b2, acc_r, acc_i, acc_b, N, C,
             REVERSE, False,
+        )  # fmt: skip
+    return acc_r, acc_i, acc_b
+
+
+@triton.jit
+def _adj_resweep_step(V, GR, GI, DGR, DGI, DV, cols, i, start, end, cmask, wr, wi, ar0, ai, b2, mr, mi, acc_r,
+                      acc_i, acc_b, N, C, REVERSE: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    """mu over the rows i+7 .. i (right to left), their g recomputed from V as the forward sweep computes it
+    (_cf_quad), from the g before row i: the carry (wr, wi) at the segment's first row, else g of row i-1 at GR,
+    GI; all loads first, DV written -> mu of row i and the sums."""
+    ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
+    kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3 = _quad(i + 4, end, cmask, N, C, REVERSE, cols, MASKED)
+    kp = _vmask(cmask, start, i)  # a stored g before row i: not at the segment's first row
+    op = cols + _row(i - 1, N, REVERSE) * C
+    pr = tl.where(kp, tl.load(GR + op, mask=kp, other=0.0), wr)
+    pi = tl.where(kp, tl.load(GI + op, mask=kp, other=0.0), wi)
+    ra0, ra1, ra2, ra3 = _load4(DGR, ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3)
+    ia0, ia1, ia2, ia3 = _load4(DGI, ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3)
+    rb0, rb1, rb2, rb3 = _load4(DGR, kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3)
+    ib0, ib1, ib2, ib3 = _load4(DGI, kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3)
+    ga0r, ga0i, ga1r, ga1i, ga2r, ga2i, ga3r, ga3i = _cf_quad(
+        V, pr, pi, ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3, ar0, ai, b2, MASKED
+    )
+    gb0r, gb0i, gb1r, gb1i, gb2r, gb2i, gb3r, gb3i = _cf_quad(
+        V, ga3r, ga3i, kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3, ar0, ai, b2, MASKED
+    )
+    mr, mi, acc_r, acc_i, acc_b = _adj_quad(
+        DV, gb0r, gb0i, gb1r, gb1i, gb2r, gb2i, gb3r, gb3i, rb0, ib0, rb1, ib1, rb2, ib2, rb3, ib3,
+        kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3, mr, mi, b2, acc_r, acc_i, acc_b, MASKED,
+    )  # fmt: skip
+    return _adj_quad(
+        DV, ga0r, ga0i, ga1r, ga1i, ga2r, ga2i, ga3r, ga3i, ra0, ia0, ra1, ia1, ra2, ia2, ra3, ia3,
+        ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3, mr, mi, b2, acc_r, acc_i, acc_b, MASKED,
+    )  # fmt: skip
+
+
+@triton.jit
+def _adj_resweep_rows(V, GR, GI, DGR, DGI, DV, cols, mr, mi, wr, wi, start, end, cmask, ar0, ai, b2, N, C,
+                      REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """As _adj_sweep_rows, 8 rows a step, with g recomputed from the potentials at V (_adj_resweep_step): per 8
+    rows it reads one stored row of g, 1 byte an element where loading g takes 8."""
+    acc_r = tl.zeros([BLOCK_C], tl.float32)
+    acc_i = tl.zeros([BLOCK_C], tl.float32)
+    acc_b = tl.zeros([BLOCK_C], tl.float32)
+    bulk = (end - start) // 8 * 8
+    for j in range(bulk, end - start, 8):
+        mr, mi, acc_r, acc_i, acc_b = _adj_resweep_step(
+            V, GR, GI, DGR, DGI, DV, cols, start + j, start, end, cmask, wr, wi, ar0, ai, b2, mr, mi, acc_r, acc_i,
+            acc_b, N, C, REVERSE, True,
+        )  # fmt: skip
+    for j in range(0, bulk, 8):  # right to left: rows i .. i + 7, the highest first
+        mr, mi, acc_r, acc_i, acc_b = _adj_resweep_step(
+            V, GR, GI, DGR, DGI, DV, cols, start + bulk - 8 - j, start, end, cmask, wr, wi, ar0, ai, b2, mr, mi,
+            acc_r, acc_i, acc_b, N, C, REVERSE, False,
         )  # fmt: skip
     return acc_r, acc_i, acc_b
 
@@ -524,19 +596,21 @@ def _store_param_grads(red, C, cmask, beta, acc_r, acc_i, acc_b):
 
 
 @triton.jit
-def _adj_sweep_kernel(
-    GR, GI, DGR, DGI, BETA, MU, DV, RED, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr
-):
-    """DV (B, N, C) = -Re mu; RED (B, S, 4, C): each segment's share of the gradients of h0, beta, z_re, z_im
+def _adj_sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, MU, DV, RED, N, C, L, S, n_cblk,
+                      REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """DV (B, N, C) = -Re mu, with g recomputed from V, the forward's carry W (B, S, 2, C) and every 8th row of g
+    (GR, GI); RED (B, S, 4, C): each segment's share of the gradients of h0, beta, z_re, z_im
     (_store_param_grads)."""
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     beta = tl.load(BETA + cols, mask=cmask, other=0.0)
     mr, mi = _segment_value(MU, b, s, S, C, cols, cmask)
+    wr, wi = _segment_value(W, b, s, S, C, cols, cmask)
     start = s * L
     bn = b.to(tl.int64) * N * C
-    acc_r, acc_i, acc_b = _adj_sweep_rows(
-        GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, cols, mr, mi, start, tl.minimum(start + L, N), cmask,
-        beta * beta, N, C, REVERSE, BLOCK_C,
+    acc_r, acc_i, acc_b = _adj_resweep_rows(
+        V + bn, GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, cols, mr, mi, wr, wi, start, tl.minimum(start + L, N),
+        cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C,
     )  # fmt: skip
     _store_param_grads(RED + (b.to(tl.int64) * S + s) * 4 * C + cols, C, cmask, beta, acc_r, acc_i, acc_b)
 
@@ -619,8 +693,9 @@ def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: 
     dv = torch.empty_like(g_re)
     red = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
     _adj_sweep_kernel[(B * n_cblk, S)](
-        g_re, g_im, dg_re, dg_im, beta, mu, dv, red, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
-    )
+        v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, mu, dv, red, N, C, L, S, n_cblk, REVERSE=reverse,
+        BLOCK_C=block_c, num_warps=nw,
+    )  # fmt: skip
     return dv, red.sum(dim=(0, 1))
 
 

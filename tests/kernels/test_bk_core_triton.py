@@ -53,6 +53,30 @@ class TestInterpreted:
             g = torch.complex(*bk_core_triton(*x, causal=causal, chunk=8))
             assert torch.all(g.abs() <= (1.0 / x[4]) * (1 + 1e-5)) and torch.all(g.imag > 0)
 
+    @pytest.mark.parametrize("reverse", [False, True])
+    def test_the_adjoint_sweep_reads_g_only_before_each_step(self, reverse):
+        # the adjoint recomputes g from v: the sweep reads g only at the row before each 8-row step (its
+        # segment's carry before the first), so g elsewhere may be anything; N = 63 in segments of 12 (a last
+        # segment of 3 rows; steps of 8 and 4 rows)
+        x = [t.float() for t in make_inputs(1, 63, 3, seed=21)]
+        g_re, g_im, carry = bk_triton.bk_core_fwd(*x, reverse, 12)
+        dg_re, dg_im = torch.randn(2, *g_re.shape, generator=torch.Generator().manual_seed(1))
+        read = torch.tensor([start + 7 for start in range(0, 63, 12) if start + 8 < 63])
+        if reverse:
+            read = 62 - read
+        holes = torch.full_like(g_re, float("nan")), torch.full_like(g_im, float("nan"))
+        for h, g in zip(holes, (g_re, g_im), strict=True):
+            h[:, read] = g[:, read]
+
+        def backward(gr, gi):
+            return bk_triton.bk_core_bwd(*x, carry, gr, gi, dg_re, dg_im, reverse, 12)
+
+        want, got = backward(g_re, g_im), backward(*holes)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        for h in holes:
+            h[:, read] = float("nan")
+        assert backward(*holes)[0].isnan().any()
+
     def test_dispatch(self):
         x = [t.float() for t in make_inputs(1, 20, 3, seed=2)]
         assert isinstance(bk_triton._sweep_kernel, InterpretedFunction)

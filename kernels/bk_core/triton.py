@@ -39,6 +39,7 @@ from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
 
 UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
+FIRST_PASS_ROWS = 8  # rows per loop step of the read-only first passes (segment maps, first adjoint pass): 4 or 8
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -252,24 +253,28 @@ def _product_step(vb, cols, i, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p
 
 
 @triton.jit
-def _segment_product(vb, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
-    """P = M_last ... M_first over the logical rows start .. end-1 of the batch row vb (at cols + row C), 4 rows a
-    step (loads first), rescaled every step -> its 8 entries (p00, p01, p10, p11 re/im), (BLOCK_C,) each. The
-    steps whose rows are all below end run without row masks; the rest, at most one, with them."""
+def _segment_product(vb, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr,
+                     ROWS: tl.constexpr):  # fmt: skip
+    """P = M_last ... M_first over the logical rows start .. end-1 of the batch row vb (at cols + row C), ROWS (4 or
+    8) rows a loop step (no stores in it: the compiler may issue all its loads first), rescaled every 4 rows -> its
+    8 entries (p00, p01, p10, p11 re/im), (BLOCK_C,) each. The steps whose rows are all below end run without row
+    masks; the rest, at most one, with them."""
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
-    bulk = (end - start) // 4 * 4
-    for j in range(0, bulk, 4):
-        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
-            vb, cols, start + j, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N, C,
-            REVERSE, False,
-        )  # fmt: skip
-    for j in range(bulk, end - start, 4):
-        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
-            vb, cols, start + j, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N, C,
-            REVERSE, True,
-        )  # fmt: skip
+    bulk = (end - start) // ROWS * ROWS
+    for j in range(0, bulk, ROWS):
+        for q in tl.static_range(0, ROWS, 4):
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
+                vb, cols, start + j + q, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N,
+                C, REVERSE, False,
+            )  # fmt: skip
+    for j in range(bulk, end - start, ROWS):
+        for q in tl.static_range(0, ROWS, 4):
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
+                vb, cols, start + j + q, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N,
+                C, REVERSE, True,
+            )  # fmt: skip
     return p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i
 
 
@@ -314,7 +319,8 @@ def _sweep_rows(vb, grb, gib, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C
 
 
 @triton.jit
-def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr,
+                    ROWS: tl.constexpr):  # fmt: skip
     """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im."""
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
@@ -332,6 +338,7 @@ def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.c
         C,
         REVERSE,
         BLOCK_C,
+        ROWS,
     )
     out = PM + (b.to(tl.int64) * S + s) * 8 * C + cols
     _store_mat(out, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
@@ -408,32 +415,34 @@ def _adj_seg_step(GR, GI, DGR, DGI, cols, i, end, cmask, ar0, ai, b2, gr, gi, pc
 
 @triton.jit
 def _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, ar0, ai, b2, gr, gi, N, C, REVERSE: tl.constexpr,
-                 BLOCK_C: tl.constexpr, FROM_V: tl.constexpr):  # fmt: skip
+                 BLOCK_C: tl.constexpr, FROM_V: tl.constexpr, ROWS: tl.constexpr):  # fmt: skip
     """The composite mu_first = Pc mu_next + Dc over the logical rows start .. end-1 of the batch rows GR, GI, DGR,
-    DGI (at cols + row C), accumulated left to right, 4 rows a step (loads first; row masks as
+    DGI (at cols + row C), accumulated left to right, ROWS rows a loop step (row masks and loads as
     _segment_product's); FROM_V: g recomputed from the potentials at GR and the carry (gr, gi) entering the
     segment, as _adj_seg_step -> (Pc re, im, Dc re, im), (BLOCK_C,) each."""
     pcr = tl.full([BLOCK_C], 1.0, tl.float32)
     pci = tl.zeros([BLOCK_C], tl.float32)
     dcr = tl.zeros([BLOCK_C], tl.float32)
     dci = tl.zeros([BLOCK_C], tl.float32)
-    bulk = (end - start) // 4 * 4
-    for j in range(0, bulk, 4):
-        gr, gi, pcr, pci, dcr, dci = _adj_seg_step(
-            GR, GI, DGR, DGI, cols, start + j, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C, REVERSE,
-            False, FROM_V,
-        )  # fmt: skip
-    for j in range(bulk, end - start, 4):
-        gr, gi, pcr, pci, dcr, dci = _adj_seg_step(
-            GR, GI, DGR, DGI, cols, start + j, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C, REVERSE,
-            True, FROM_V,
-        )  # fmt: skip
+    bulk = (end - start) // ROWS * ROWS
+    for j in range(0, bulk, ROWS):
+        for q in tl.static_range(0, ROWS, 4):
+            gr, gi, pcr, pci, dcr, dci = _adj_seg_step(
+                GR, GI, DGR, DGI, cols, start + j + q, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C,
+                REVERSE, False, FROM_V,
+            )  # fmt: skip
+    for j in range(bulk, end - start, ROWS):
+        for q in tl.static_range(0, ROWS, 4):
+            gr, gi, pcr, pci, dcr, dci = _adj_seg_step(
+                GR, GI, DGR, DGI, cols, start + j + q, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C,
+                REVERSE, True, FROM_V,
+            )  # fmt: skip
     return pcr, pci, dcr, dci
 
 
 @triton.jit
 def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, N, C, L, S, n_cblk, REVERSE: tl.constexpr,
-                    BLOCK_C: tl.constexpr):  # fmt: skip
+                    BLOCK_C: tl.constexpr, ROWS: tl.constexpr):  # fmt: skip
     """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc,
     with g recomputed from V and the forward's carry W (B, S, 2, C) into the segment (reads 12 bytes an element
     where g and dg take 16)."""
@@ -445,7 +454,7 @@ def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, N, C, L, S, n_cblk, 
     gr, gi = _segment_value(W, b, s, S, C, cols, cmask)
     pcr, pci, dcr, dci = _adj_segment(
         V + bn, V + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, gr, gi, N, C,
-        REVERSE, BLOCK_C, True,
+        REVERSE, BLOCK_C, True, ROWS,
     )  # fmt: skip
     out = AM + (b.to(tl.int64) * S + s) * 4 * C + cols
     tl.store(out, pcr, mask=cmask)
@@ -659,8 +668,9 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
     if S > 1:
         pm = torch.empty(B, S, 8, C, device=v.device, dtype=torch.float32)
         _seg_map_kernel[(B * n_cblk, S - 1)](
-            v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
-        )
+            v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, ROWS=FIRST_PASS_ROWS,
+            num_warps=nw,
+        )  # fmt: skip
         block_s, cb, cw = _carry_blocks(S, block_c)
         _seg_carry_kernel[(B * cdiv(C, cb),)](pm, w, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
     else:
@@ -684,7 +694,7 @@ def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: 
         am = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
         _adj_seg_kernel[(B * n_cblk, S - 1)](
             v, h0, beta, z_re, z_im, carry, dg_re, dg_im, am, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
-            num_warps=nw,
+            ROWS=FIRST_PASS_ROWS, num_warps=nw,
         )  # fmt: skip
         block_s, cb, cw = _carry_blocks(S, block_c)
         _adj_carry_kernel[(B * cdiv(C, cb),)](am, mu, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)

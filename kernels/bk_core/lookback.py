@@ -163,7 +163,7 @@ def _lookback_fwd_kernel(
     start = s * L
     end = tl.minimum(start + L, N)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
-        V + bn, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C, 4
+        V + bn, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
     )
     part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
     if s > 0:
@@ -238,9 +238,7 @@ def _lookback_bwd_kernel(
     start = s * L
     end = tl.minimum(start + L, N)
     zero = tl.zeros([BLOCK_C], tl.float32)
-    pcr, pci, dcr, dci = _adj_segment(
-        GR, GI, DGR, DGI, cols, start, end, cmask, zero, zero, b2, zero, zero, N, C, REVERSE, BLOCK_C, False, 4
-    )
+    pcr, pci, dcr, dci = _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, REVERSE, BLOCK_C)
     part = PART + (b.to(tl.int64) * S + s) * 6 * C + cols
     if s < S - 1:
         tl.store(part, pcr, mask=cmask)

@@ -1,8 +1,11 @@
 """Triton BK-Core (float32, real and imaginary parts carried separately) on (B, N, C) tensors.
 
 One program owns BLOCK_C channels of one batch row (loads coalesced along C) and one segment of L
-positions; inside a segment the recurrence runs sequentially, 4 rows per unrolled step (loads first), without
-row masks but in the segment's last step when its length is not a multiple of 4. Offsets within a batch row
+positions; inside a segment the recurrence runs sequentially, 8 rows a loop step, without row masks but in the
+segment's last step when its length is not a multiple of 8. Each step of the segment maps, the forward sweep and
+the first adjoint pass loads the next step's rows before its own arithmetic (`*_prefetched`), so they are in
+flight while it runs; the adjoint sweep, right to left, loads its step's rows first. The look-back
+(lookback.py) shares the 4-row loops (`_segment_product`, `_sweep_rows`, `_adj_segment`). Offsets within a batch row
 are int32 (N * C < 2^31), and 1/x takes the hardware's reciprocal (kernels/fastmath.py).
 A direction flag REVERSE maps logical index i to row N-1-i, so the right-to-left sweep of the
 bidirectional core is the same kernel.
@@ -39,7 +42,10 @@ from kernels.grid import cdiv, next_power_of_2
 from kernels.masking import keep
 
 UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
-FIRST_PASS_ROWS = 8  # rows per loop step of the read-only first passes (segment maps, first adjoint pass): 4 or 8
+# the first adjoint pass's register cap: uncapped it takes 72 (the next step's 24 loads in flight), 14 programs an
+# SM, where (16, 16384, 64) runs 2,032 programs, 16 an SM on an H100; at 64 (32 bytes spilled) it ran 5 % faster
+# there and level at the model shapes (run 25c of results/kernels/README.md)
+ADJ_SEG_MAXNREG = 64
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -236,6 +242,13 @@ def _product_step(vb, cols, i, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p
     """P <- M_{i+3} ... M_i P (loads first), rescaled -> its 8 entries."""
     k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
     x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
+    return _mat4(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, x1, x2, x3, k0, k1, k2, k3, ar0, ai, b2, MASKED)
+
+
+@triton.jit
+def _mat4(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, x1, x2, x3, k0, k1, k2, k3, ar0, ai, b2,
+          MASKED: tl.constexpr):  # fmt: skip
+    """P <- M_3 ... M_0 P with the potentials x0 .. x3, rescaled -> its 8 entries."""
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat_step(
         p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2, MASKED
     )
@@ -253,29 +266,141 @@ def _product_step(vb, cols, i, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p
 
 
 @triton.jit
-def _segment_product(vb, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr,
-                     ROWS: tl.constexpr):  # fmt: skip
-    """P = M_last ... M_first over the logical rows start .. end-1 of the batch row vb (at cols + row C), ROWS (4 or
-    8) rows a loop step (no stores in it: the compiler may issue all its loads first), rescaled every 4 rows -> its
-    8 entries (p00, p01, p10, p11 re/im), (BLOCK_C,) each. The steps whose rows are all below end run without row
-    masks; the rest, at most one, with them."""
+def _segment_product(vb, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
+    """P = M_last ... M_first over the logical rows start .. end-1 of the batch row vb (at cols + row C), 4 rows a
+    step (loads first), rescaled every step -> its 8 entries (p00, p01, p10, p11 re/im), (BLOCK_C,) each. The
+    steps whose rows are all below end run without row masks; the rest, at most one, with them."""
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
-    bulk = (end - start) // ROWS * ROWS
-    for j in range(0, bulk, ROWS):
-        for q in tl.static_range(0, ROWS, 4):
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
-                vb, cols, start + j + q, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N,
-                C, REVERSE, False,
-            )  # fmt: skip
-    for j in range(bulk, end - start, ROWS):
-        for q in tl.static_range(0, ROWS, 4):
-            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
-                vb, cols, start + j + q, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N,
-                C, REVERSE, True,
-            )  # fmt: skip
+    bulk = (end - start) // 4 * 4
+    for j in range(0, bulk, 4):
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
+            vb, cols, start + j, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N, C,
+            REVERSE, False,
+        )  # fmt: skip
+    for j in range(bulk, end - start, 4):
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _product_step(
+            vb, cols, start + j, end, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, ar0, ai, b2, N, C,
+            REVERSE, True,
+        )  # fmt: skip
     return p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i
+
+
+@triton.jit
+def _rows8(P, cols, i, end, cmask, N, C, REVERSE: tl.constexpr):
+    """P at the logical rows i .. i+7, 0 at and past end -> 8 values."""
+    ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3 = _quad(i, end, cmask, N, C, REVERSE, cols, True)
+    kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3 = _quad(i + 4, end, cmask, N, C, REVERSE, cols, True)
+    x0, x1, x2, x3 = _load4(P, ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3)
+    x4, x5, x6, x7 = _load4(P, kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3)
+    return x0, x1, x2, x3, x4, x5, x6, x7
+
+
+@triton.jit
+def _masks8(cmask, i, end, MASKED: tl.constexpr):
+    """The masks of the rows i .. i+7: cmask where the row is below end (cmask alone unless MASKED)."""
+    k0, k1, k2, k3, k4, k5, k6, k7 = cmask, cmask, cmask, cmask, cmask, cmask, cmask, cmask
+    if MASKED:
+        k0 = _vmask(cmask, i, end)
+        k1 = _vmask(cmask, i + 1, end)
+        k2 = _vmask(cmask, i + 2, end)
+        k3 = _vmask(cmask, i + 3, end)
+        k4 = _vmask(cmask, i + 4, end)
+        k5 = _vmask(cmask, i + 5, end)
+        k6 = _vmask(cmask, i + 6, end)
+        k7 = _vmask(cmask, i + 7, end)
+    return k0, k1, k2, k3, k4, k5, k6, k7
+
+
+@triton.jit
+def _mat8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, i, end, cmask, x0, x1, x2, x3, x4, x5, x6, x7, ar0, ai,
+          b2, MASKED: tl.constexpr):  # fmt: skip
+    """P <- M_{i+7} ... M_i P with the rows' potentials x0 .. x7, rescaled every 4 rows -> its 8 entries."""
+    k0, k1, k2, k3, k4, k5, k6, k7 = _masks8(cmask, i, end, MASKED)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat4(
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, x1, x2, x3, k0, k1, k2, k3, ar0, ai, b2, MASKED
+    )
+    return _mat4(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x4, x5, x6, x7, k4, k5, k6, k7, ar0, ai, b2, MASKED)
+
+
+@triton.jit
+def _segment_product_prefetched(vb, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr,
+                                BLOCK_C: tl.constexpr):  # fmt: skip
+    """As _segment_product, 8 rows a loop step, each step loading the next step's rows before its own arithmetic."""
+    one = tl.full([BLOCK_C], 1.0, tl.float32)
+    zero = tl.zeros([BLOCK_C], tl.float32)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = one, zero, zero, zero, zero, zero, one, zero
+    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(vb, cols, start, end, cmask, N, C, REVERSE)
+    bulk = (end - start) // 8 * 8
+    for j in range(0, bulk, 8):
+        y0, y1, y2, y3, y4, y5, y6, y7 = _rows8(vb, cols, start + j + 8, end, cmask, N, C, REVERSE)
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat8(
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, start + j, end, cmask, x0, x1, x2, x3, x4, x5, x6, x7,
+            ar0, ai, b2, False,
+        )  # fmt: skip
+        x0, x1, x2, x3, x4, x5, x6, x7 = y0, y1, y2, y3, y4, y5, y6, y7
+    for j in range(bulk, end - start, 8):  # the rows past the last multiple of 8, already loaded
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _mat8(
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, start + j, end, cmask, x0, x1, x2, x3, x4, x5, x6, x7,
+            ar0, ai, b2, True,
+        )  # fmt: skip
+    return p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i
+
+
+@triton.jit
+def _store8(grb, gib, cols, i, end, cmask, g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i, g4r, g4i, g5r, g5i, g6r, g6i, g7r,
+            g7i, N, C, REVERSE: tl.constexpr, MASKED: tl.constexpr):  # fmt: skip
+    """g of the logical rows i .. i+7 written to grb, gib (row masks as _quad's)."""
+    ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
+    kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3 = _quad(i + 4, end, cmask, N, C, REVERSE, cols, MASKED)
+    tl.store(grb + oa0, g0r, mask=ka0)
+    tl.store(gib + oa0, g0i, mask=ka0)
+    tl.store(grb + oa1, g1r, mask=ka1)
+    tl.store(gib + oa1, g1i, mask=ka1)
+    tl.store(grb + oa2, g2r, mask=ka2)
+    tl.store(gib + oa2, g2i, mask=ka2)
+    tl.store(grb + oa3, g3r, mask=ka3)
+    tl.store(gib + oa3, g3i, mask=ka3)
+    tl.store(grb + ob0, g4r, mask=kb0)
+    tl.store(gib + ob0, g4i, mask=kb0)
+    tl.store(grb + ob1, g5r, mask=kb1)
+    tl.store(gib + ob1, g5i, mask=kb1)
+    tl.store(grb + ob2, g6r, mask=kb2)
+    tl.store(gib + ob2, g6i, mask=kb2)
+    tl.store(grb + ob3, g7r, mask=kb3)
+    tl.store(gib + ob3, g7i, mask=kb3)
+
+
+@triton.jit
+def _cf8(gr, gi, i, end, cmask, x0, x1, x2, x3, x4, x5, x6, x7, ar0, ai, b2, MASKED: tl.constexpr):
+    """g over the rows i .. i+7 with their potentials x0 .. x7 from the g before them -> 16 values (re, im each)."""
+    k0, k1, k2, k3, k4, k5, k6, k7 = _masks8(cmask, i, end, MASKED)
+    g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i = _cf4(gr, gi, x0, x1, x2, x3, k0, k1, k2, k3, ar0, ai, b2, MASKED)
+    g4r, g4i, g5r, g5i, g6r, g6i, g7r, g7i = _cf4(g3r, g3i, x4, x5, x6, x7, k4, k5, k6, k7, ar0, ai, b2, MASKED)
+    return g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i, g4r, g4i, g5r, g5i, g6r, g6i, g7r, g7i
+
+
+@triton.jit
+def _sweep_rows_prefetched(vb, grb, gib, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C, REVERSE: tl.constexpr):
+    """As _sweep_rows, 8 rows a loop step, each step loading the next step's potentials before its own arithmetic
+    and stores."""
+    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(vb, cols, start, end, cmask, N, C, REVERSE)
+    bulk = (end - start) // 8 * 8
+    for j in range(0, bulk, 8):
+        y0, y1, y2, y3, y4, y5, y6, y7 = _rows8(vb, cols, start + j + 8, end, cmask, N, C, REVERSE)
+        g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i, g4r, g4i, g5r, g5i, g6r, g6i, gr, gi = _cf8(
+            gr, gi, start + j, end, cmask, x0, x1, x2, x3, x4, x5, x6, x7, ar0, ai, b2, False
+        )
+        _store8(grb, gib, cols, start + j, end, cmask, g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i, g4r, g4i, g5r, g5i,
+                g6r, g6i, gr, gi, N, C, REVERSE, False)  # fmt: skip
+        x0, x1, x2, x3, x4, x5, x6, x7 = y0, y1, y2, y3, y4, y5, y6, y7
+    for j in range(bulk, end - start, 8):  # the rows past the last multiple of 8, already loaded
+        g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i, g4r, g4i, g5r, g5i, g6r, g6i, gr, gi = _cf8(
+            gr, gi, start + j, end, cmask, x0, x1, x2, x3, x4, x5, x6, x7, ar0, ai, b2, True
+        )
+        _store8(grb, gib, cols, start + j, end, cmask, g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i, g4r, g4i, g5r, g5i,
+                g6r, g6i, gr, gi, N, C, REVERSE, True)  # fmt: skip
 
 
 @triton.jit
@@ -283,6 +408,12 @@ def _cf_quad(vb, gr, gi, k0, k1, k2, k3, o0, o1, o2, o3, ar0, ai, b2, MASKED: tl
     """g over a 4-row step (_quad's masks and offsets) from the g before it (gr, gi) and the potentials at vb
     -> g re, im of its rows 0 .. 3 (8 values)."""
     x0, x1, x2, x3 = _load4(vb, k0, k1, k2, k3, o0, o1, o2, o3)
+    return _cf4(gr, gi, x0, x1, x2, x3, k0, k1, k2, k3, ar0, ai, b2, MASKED)
+
+
+@triton.jit
+def _cf4(gr, gi, x0, x1, x2, x3, k0, k1, k2, k3, ar0, ai, b2, MASKED: tl.constexpr):
+    """g over 4 rows with the potentials x0 .. x3 from the g before them (gr, gi) -> g re, im of each (8 values)."""
     gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2, MASKED)
     gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2, MASKED)
     gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2, MASKED)
@@ -319,26 +450,15 @@ def _sweep_rows(vb, grb, gib, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C
 
 
 @triton.jit
-def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr,
-                    ROWS: tl.constexpr):  # fmt: skip
+def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im."""
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     start = s * L
-    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
-        V + b.to(tl.int64) * N * C,
-        cols,
-        start,
-        tl.minimum(start + L, N),
-        cmask,
-        ar0,
-        ai,
-        b2,
-        N,
-        C,
-        REVERSE,
-        BLOCK_C,
-        ROWS,
+    vb = V + b.to(tl.int64) * N * C
+    end = tl.minimum(start + L, N)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product_prefetched(
+        vb, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
     )
     out = PM + (b.to(tl.int64) * S + s) * 8 * C + cols
     _store_mat(out, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
@@ -382,67 +502,112 @@ def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk, REVERSE:
     bn = b.to(tl.int64) * N * C
     gr, gi = _segment_value(W, b, s, S, C, cols, cmask)
     start = s * L
-    _sweep_rows(
-        V + bn, GR + bn, GI + bn, cols, gr, gi, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, N, C, REVERSE
-    )
+    end = tl.minimum(start + L, N)
+    _sweep_rows_prefetched(V + bn, GR + bn, GI + bn, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C, REVERSE)
 
 
 @triton.jit
-def _adj_seg_step(GR, GI, DGR, DGI, cols, i, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C,
-                  REVERSE: tl.constexpr, MASKED: tl.constexpr, FROM_V: tl.constexpr):  # fmt: skip
-    """The composite (Pc, Dc) with the rows i .. i+3 appended (loads first). FROM_V: g recomputed from the
-    potentials at GR (GI unused) and the g before row i (gr, gi), as the forward sweep computes it (_cf_step);
-    else g loaded from GR, GI -> g of row i+3 (FROM_V; else gr, gi as given), Pc re, im, Dc re, im."""
+def _adj_seg_step(GR, GI, DGR, DGI, cols, i, end, cmask, b2, pcr, pci, dcr, dci, N, C, REVERSE: tl.constexpr,
+                  MASKED: tl.constexpr):  # fmt: skip
+    """The composite (Pc, Dc) with the rows i .. i+3 appended, g and dg loaded first -> Pc re, im, Dc re, im."""
     k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
     br0, br1, br2, br3 = _load4(DGR, k0, k1, k2, k3, o0, o1, o2, o3)
     bi0, bi1, bi2, bi3 = _load4(DGI, k0, k1, k2, k3, o0, o1, o2, o3)
-    if FROM_V:
-        x0, x1, x2, x3 = _load4(GR, k0, k1, k2, k3, o0, o1, o2, o3)
-        gr0, gi0 = _cf_step(gr, gi, x0, k0, ar0, ai, b2, MASKED)
-        gr1, gi1 = _cf_step(gr0, gi0, x1, k1, ar0, ai, b2, MASKED)
-        gr2, gi2 = _cf_step(gr1, gi1, x2, k2, ar0, ai, b2, MASKED)
-        gr3, gi3 = _cf_step(gr2, gi2, x3, k3, ar0, ai, b2, MASKED)
-        gr, gi = gr3, gi3
-    else:
-        gr0, gr1, gr2, gr3 = _load4(GR, k0, k1, k2, k3, o0, o1, o2, o3)
-        gi0, gi1, gi2, gi3 = _load4(GI, k0, k1, k2, k3, o0, o1, o2, o3)
+    gr0, gr1, gr2, gr3 = _load4(GR, k0, k1, k2, k3, o0, o1, o2, o3)
+    gi0, gi1, gi2, gi3 = _load4(GI, k0, k1, k2, k3, o0, o1, o2, o3)
     pcr, pci, dcr, dci = _adj_compose(gr0, gi0, br0, bi0, k0, b2, pcr, pci, dcr, dci, MASKED)
     pcr, pci, dcr, dci = _adj_compose(gr1, gi1, br1, bi1, k1, b2, pcr, pci, dcr, dci, MASKED)
     pcr, pci, dcr, dci = _adj_compose(gr2, gi2, br2, bi2, k2, b2, pcr, pci, dcr, dci, MASKED)
     pcr, pci, dcr, dci = _adj_compose(gr3, gi3, br3, bi3, k3, b2, pcr, pci, dcr, dci, MASKED)
-    return gr, gi, pcr, pci, dcr, dci
+    return pcr, pci, dcr, dci
 
 
 @triton.jit
-def _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, ar0, ai, b2, gr, gi, N, C, REVERSE: tl.constexpr,
-                 BLOCK_C: tl.constexpr, FROM_V: tl.constexpr, ROWS: tl.constexpr):  # fmt: skip
+def _adj_segment(GR, GI, DGR, DGI, cols, start, end, cmask, b2, N, C, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
     """The composite mu_first = Pc mu_next + Dc over the logical rows start .. end-1 of the batch rows GR, GI, DGR,
-    DGI (at cols + row C), accumulated left to right, ROWS rows a loop step (row masks and loads as
-    _segment_product's); FROM_V: g recomputed from the potentials at GR and the carry (gr, gi) entering the
-    segment, as _adj_seg_step -> (Pc re, im, Dc re, im), (BLOCK_C,) each."""
+    DGI (at cols + row C), accumulated left to right, 4 rows a step (loads first; row masks as
+    _segment_product's) -> (Pc re, im, Dc re, im), (BLOCK_C,) each."""
     pcr = tl.full([BLOCK_C], 1.0, tl.float32)
     pci = tl.zeros([BLOCK_C], tl.float32)
     dcr = tl.zeros([BLOCK_C], tl.float32)
     dci = tl.zeros([BLOCK_C], tl.float32)
-    bulk = (end - start) // ROWS * ROWS
-    for j in range(0, bulk, ROWS):
-        for q in tl.static_range(0, ROWS, 4):
-            gr, gi, pcr, pci, dcr, dci = _adj_seg_step(
-                GR, GI, DGR, DGI, cols, start + j + q, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C,
-                REVERSE, False, FROM_V,
-            )  # fmt: skip
-    for j in range(bulk, end - start, ROWS):
-        for q in tl.static_range(0, ROWS, 4):
-            gr, gi, pcr, pci, dcr, dci = _adj_seg_step(
-                GR, GI, DGR, DGI, cols, start + j + q, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, N, C,
-                REVERSE, True, FROM_V,
-            )  # fmt: skip
+    bulk = (end - start) // 4 * 4
+    for j in range(0, bulk, 4):
+        pcr, pci, dcr, dci = _adj_seg_step(
+            GR, GI, DGR, DGI, cols, start + j, end, cmask, b2, pcr, pci, dcr, dci, N, C, REVERSE, False
+        )
+    for j in range(bulk, end - start, 4):
+        pcr, pci, dcr, dci = _adj_seg_step(
+            GR, GI, DGR, DGI, cols, start + j, end, cmask, b2, pcr, pci, dcr, dci, N, C, REVERSE, True
+        )
+    return pcr, pci, dcr, dci
+
+
+@triton.jit
+def _adj_rows8(V, DGR, DGI, cols, i, end, cmask, N, C, REVERSE: tl.constexpr):
+    """v, dg re and dg im of the rows i .. i+7 (0 at and past end) -> 24 values: v, then dg re, then dg im."""
+    x0, x1, x2, x3, x4, x5, x6, x7 = _rows8(V, cols, i, end, cmask, N, C, REVERSE)
+    r0, r1, r2, r3, r4, r5, r6, r7 = _rows8(DGR, cols, i, end, cmask, N, C, REVERSE)
+    j0, j1, j2, j3, j4, j5, j6, j7 = _rows8(DGI, cols, i, end, cmask, N, C, REVERSE)
+    return x0, x1, x2, x3, x4, x5, x6, x7, r0, r1, r2, r3, r4, r5, r6, r7, j0, j1, j2, j3, j4, j5, j6, j7
+
+
+@triton.jit
+def _adj_compose8(i, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, x0, x1, x2, x3, x4, x5, x6, x7, r0, r1,
+                  r2, r3, r4, r5, r6, r7, j0, j1, j2, j3, j4, j5, j6, j7, MASKED: tl.constexpr):  # fmt: skip
+    """The composite (Pc, Dc) with the rows i .. i+7 appended from their v (x), dg re (r) and dg im (j), g
+    recomputed from the g before row i (gr, gi) as the forward sweep computes it -> g of row i+7, Pc, Dc re, im."""
+    k0, k1, k2, k3, k4, k5, k6, k7 = _masks8(cmask, i, end, MASKED)
+    g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i = _cf4(gr, gi, x0, x1, x2, x3, k0, k1, k2, k3, ar0, ai, b2, MASKED)
+    g4r, g4i, g5r, g5i, g6r, g6i, g7r, g7i = _cf4(g3r, g3i, x4, x5, x6, x7, k4, k5, k6, k7, ar0, ai, b2, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g0r, g0i, r0, j0, k0, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g1r, g1i, r1, j1, k1, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g2r, g2i, r2, j2, k2, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g3r, g3i, r3, j3, k3, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g4r, g4i, r4, j4, k4, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g5r, g5i, r5, j5, k5, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g6r, g6i, r6, j6, k6, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g7r, g7i, r7, j7, k7, b2, pcr, pci, dcr, dci, MASKED)
+    return g7r, g7i, pcr, pci, dcr, dci
+
+
+@triton.jit
+def _adj_segment_prefetched(V, DGR, DGI, cols, start, end, cmask, ar0, ai, b2, gr, gi, N, C, REVERSE: tl.constexpr,
+                            BLOCK_C: tl.constexpr):  # fmt: skip
+    """As _adj_segment, with g recomputed from the potentials at V and the carry (gr, gi) entering the segment as the
+    forward sweep computes it (12 bytes an element read where g and dg take 16), 8 rows a loop step, each step
+    loading the next step's rows (_adj_rows8) before its own arithmetic, so that they are in flight while it
+    runs."""
+    pcr = tl.full([BLOCK_C], 1.0, tl.float32)
+    pci = tl.zeros([BLOCK_C], tl.float32)
+    dcr = tl.zeros([BLOCK_C], tl.float32)
+    dci = tl.zeros([BLOCK_C], tl.float32)
+    x0, x1, x2, x3, x4, x5, x6, x7, r0, r1, r2, r3, r4, r5, r6, r7, j0, j1, j2, j3, j4, j5, j6, j7 = _adj_rows8(
+        V, DGR, DGI, cols, start, end, cmask, N, C, REVERSE
+    )
+    bulk = (end - start) // 8 * 8
+    for j in range(0, bulk, 8):
+        y0, y1, y2, y3, y4, y5, y6, y7, s0, s1, s2, s3, s4, s5, s6, s7, t0, t1, t2, t3, t4, t5, t6, t7 = _adj_rows8(
+            V, DGR, DGI, cols, start + j + 8, end, cmask, N, C, REVERSE
+        )
+        gr, gi, pcr, pci, dcr, dci = _adj_compose8(
+            start + j, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, x0, x1, x2, x3, x4, x5, x6, x7, r0, r1,
+            r2, r3, r4, r5, r6, r7, j0, j1, j2, j3, j4, j5, j6, j7, False,
+        )  # fmt: skip
+        x0, x1, x2, x3, x4, x5, x6, x7 = y0, y1, y2, y3, y4, y5, y6, y7
+        r0, r1, r2, r3, r4, r5, r6, r7 = s0, s1, s2, s3, s4, s5, s6, s7
+        j0, j1, j2, j3, j4, j5, j6, j7 = t0, t1, t2, t3, t4, t5, t6, t7
+    for j in range(bulk, end - start, 8):  # the rows past the last multiple of 8, already loaded
+        gr, gi, pcr, pci, dcr, dci = _adj_compose8(
+            start + j, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, x0, x1, x2, x3, x4, x5, x6, x7, r0, r1,
+            r2, r3, r4, r5, r6, r7, j0, j1, j2, j3, j4, j5, j6, j7, True,
+        )  # fmt: skip
     return pcr, pci, dcr, dci
 
 
 @triton.jit
 def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, N, C, L, S, n_cblk, REVERSE: tl.constexpr,
-                    BLOCK_C: tl.constexpr, ROWS: tl.constexpr):  # fmt: skip
+                    BLOCK_C: tl.constexpr):  # fmt: skip
     """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc,
     with g recomputed from V and the forward's carry W (B, S, 2, C) into the segment (reads 12 bytes an element
     where g and dg take 16)."""
@@ -452,9 +617,9 @@ def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, N, C, L, S, n_cblk, 
     start = s * L
     bn = b.to(tl.int64) * N * C
     gr, gi = _segment_value(W, b, s, S, C, cols, cmask)
-    pcr, pci, dcr, dci = _adj_segment(
-        V + bn, V + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, gr, gi, N, C,
-        REVERSE, BLOCK_C, True, ROWS,
+    pcr, pci, dcr, dci = _adj_segment_prefetched(
+        V + bn, DGR + bn, DGI + bn, cols, start, tl.minimum(start + L, N), cmask, ar0, ai, b2, gr, gi, N, C, REVERSE,
+        BLOCK_C,
     )  # fmt: skip
     out = AM + (b.to(tl.int64) * S + s) * 4 * C + cols
     tl.store(out, pcr, mask=cmask)
@@ -668,9 +833,8 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
     if S > 1:
         pm = torch.empty(B, S, 8, C, device=v.device, dtype=torch.float32)
         _seg_map_kernel[(B * n_cblk, S - 1)](
-            v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, ROWS=FIRST_PASS_ROWS,
-            num_warps=nw,
-        )  # fmt: skip
+            v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
+        )
         block_s, cb, cw = _carry_blocks(S, block_c)
         _seg_carry_kernel[(B * cdiv(C, cb),)](pm, w, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
     else:
@@ -694,7 +858,7 @@ def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: 
         am = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
         _adj_seg_kernel[(B * n_cblk, S - 1)](
             v, h0, beta, z_re, z_im, carry, dg_re, dg_im, am, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
-            ROWS=FIRST_PASS_ROWS, num_warps=nw,
+            num_warps=nw, maxnreg=ADJ_SEG_MAXNREG,
         )  # fmt: skip
         block_s, cb, cw = _carry_blocks(S, block_c)
         _adj_carry_kernel[(B * cdiv(C, cb),)](am, mu, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)

@@ -28,12 +28,6 @@ class TestInterpreted:
         check_against(bk_core_sequential, make_inputs(1, n, 3, seed=n + (chunk or 0)), causal, chunk, 1e-4)
 
     @pytest.mark.parametrize("causal", [True, False])
-    def test_first_passes_at_4_rows_a_step(self, causal, monkeypatch):
-        # FIRST_PASS_ROWS (8 by default) also runs at 4: segments of 12 and a last one of 10 rows
-        monkeypatch.setattr(bk_triton, "FIRST_PASS_ROWS", 4)
-        check_against(bk_core_sequential, in_band(1, 46, 3, seed=14), causal, 12, 2e-5)
-
-    @pytest.mark.parametrize("causal", [True, False])
     def test_carries_in_band(self, causal):
         # in the band a carry's influence outlasts a segment of 8: the forward's carries, and the adjoint's
         # first pass, which recomputes g from them, are seen in g and in every gradient

@@ -823,18 +823,27 @@ def _carry_blocks(S: int, block_c: int):
     return block_s, cb, max(4, block_s * cb // 256)
 
 
+def _segment_launch(kernel, block_c: int) -> dict:
+    """Launch options of a segment kernel (a thread a channel): the first adjoint pass runs register-capped."""
+    return dict(num_warps=max(1, block_c // 32)) | (dict(maxnreg=ADJ_SEG_MAXNREG) if kernel is _adj_seg_kernel else {})
+
+
+#: the segment kernels of one sweep and its adjoint, in launch order (the carry scans between them aside)
+SEGMENT_KERNELS = (_seg_map_kernel, _sweep_kernel, _adj_seg_kernel, _adj_sweep_kernel)
+
+
 def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
     """Causal sweep in one direction. Returns (g_re, g_im) (B, N, C) and the carry into each segment
     (B, S, 2, C), from which the adjoint's first pass recomputes g (_adj_seg_kernel)."""
     B, N, C = v.shape
     block_c, n_cblk, L, S = _plan(B, N, C, chunk)
-    nw = max(1, block_c // 32)
     w = torch.empty(B, S, 2, C, device=v.device, dtype=torch.float32)
     if S > 1:
         pm = torch.empty(B, S, 8, C, device=v.device, dtype=torch.float32)
         _seg_map_kernel[(B * n_cblk, S - 1)](
-            v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
-        )
+            v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
+            **_segment_launch(_seg_map_kernel, block_c),
+        )  # fmt: skip
         block_s, cb, cw = _carry_blocks(S, block_c)
         _seg_carry_kernel[(B * cdiv(C, cb),)](pm, w, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
     else:
@@ -842,8 +851,9 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
     g_re = torch.empty_like(v)
     g_im = torch.empty_like(v)
     _sweep_kernel[(B * n_cblk, S)](
-        v, h0, beta, z_re, z_im, w, g_re, g_im, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, num_warps=nw
-    )
+        v, h0, beta, z_re, z_im, w, g_re, g_im, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
+        **_segment_launch(_sweep_kernel, block_c),
+    )  # fmt: skip
     return g_re, g_im, w
 
 
@@ -852,13 +862,12 @@ def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: 
     (4, C): the gradients of h0, beta, z_re, z_im (one reduction of the kernel's per-segment shares)."""
     B, N, C = g_re.shape
     block_c, n_cblk, L, S = _plan(B, N, C, chunk)
-    nw = max(1, block_c // 32)
     mu = torch.empty(B, S, 2, C, device=g_re.device, dtype=torch.float32)
     if S > 1:
         am = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
         _adj_seg_kernel[(B * n_cblk, S - 1)](
             v, h0, beta, z_re, z_im, carry, dg_re, dg_im, am, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
-            num_warps=nw, maxnreg=ADJ_SEG_MAXNREG,
+            **_segment_launch(_adj_seg_kernel, block_c),
         )  # fmt: skip
         block_s, cb, cw = _carry_blocks(S, block_c)
         _adj_carry_kernel[(B * cdiv(C, cb),)](am, mu, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
@@ -868,7 +877,7 @@ def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: 
     red = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
     _adj_sweep_kernel[(B * n_cblk, S)](
         v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, mu, dv, red, N, C, L, S, n_cblk, REVERSE=reverse,
-        BLOCK_C=block_c, num_warps=nw,
+        BLOCK_C=block_c, **_segment_launch(_adj_sweep_kernel, block_c),
     )  # fmt: skip
     return dv, red.sum(dim=(0, 1))
 

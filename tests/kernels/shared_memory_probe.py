@@ -3,11 +3,12 @@ on the chosen architectures at the given head dims: shared memory (bytes per blo
 architecture's limit, registers per thread and register spill (bytes per thread on the stack).
 
     python tests/kernels/shared_memory_probe.py [--arch 80,89,90] [--floats fp64] [--aligned] [--poincare]
-        [--bk-core] [--only KERNEL:DTYPE] [--jobs N] [--output FILE] 128 320
+        [--bk-core] [--only KERNEL:DTYPE[,...]] [--jobs N] [--output FILE] 128 320
 
 `--arch` takes compute capabilities from SHARED_MEMORY_PER_BLOCK_OPTIN (default 90, the H200). `--poincare`
-adds the Poincare kernels to the attention ones, `--bk-core` the one-pass BK-Core kernels (float32 only; they
-take the channel count at run time, so their rows agree across head dims). `--floats fp64` types the float
+adds the Poincare kernels to the attention ones, `--bk-core` the BK-Core kernels, the look-back's and the two-pass
+scan's segment kernels (float32 only; they take the channel count at run time, so their rows agree across head
+dims). `--floats fp64` types the float
 scalar arguments (eps, umax, ...) as float64, as torch.compile's inductor passes Python floats to user Triton
 kernels; the kernels must compile either way. `--aligned` compiles each kernel as a launch specialises it when
 its tensors are 16-byte aligned (torch's allocations) and its int arguments multiples of 16 (N, H, WINDOW at
@@ -49,6 +50,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from kernels.backend import triton_interpreted  # noqa: E402
 from kernels.bk_core import lookback as bk  # noqa: E402
+from kernels.bk_core import triton as bk2  # noqa: E402
 from kernels.linear_attn import triton as la  # noqa: E402
 from kernels.poincare import triton as pc  # noqa: E402
 from kernels.window_attn import triton as wa  # noqa: E402
@@ -67,7 +69,7 @@ INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "PARTS": "i32", "R": "i32", "D"
 FLOATS = ("eps", "umax", "min_norm", "at_max", "den_min")
 FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "KR", "DSC", "DC", "DX", "DXS", "DQ", "DK_", "ZT"}
 #: argument types of an op's kernels that its names do not give by the rules above (BK-Core: C, S are counts)
-ARG_TYPES = {"bk_core": {"C": "i32", "S": "i32", "STATE": "*i32"}}
+ARG_TYPES = {"bk_core": {"C": "i32", "S": "i32", "L": "i32", "n_cblk": "i32", "STATE": "*i32"}}
 
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -159,13 +161,16 @@ def poincare_kernels(dtype: str, d: int, aligned: bool = False):
 
 def bk_core_kernels(dtype: str, d: int, aligned: bool = False):
     """(op, kernel, constexprs, launch options) for the one-pass BK-Core sweep and adjoint, left to right, as
-    bk.bk_core_lookback_fwd and _bwd launch them: float32 only, BLOCK_C channels a program (one a thread) at
-    every channel count (d plays no part)."""
+    bk.bk_core_lookback_fwd and _bwd launch them, and the two-pass scan's segment kernels, as bk2._sweep and
+    _adjoint launch them at 64 channels: float32 only, BLOCK_C channels a program (one a thread) at every
+    channel count (d plays no part)."""
     if dtype != "fp32":
         return
     launch = dict(num_warps=bk.BLOCK_C // 32)
     for fn, seg in ((bk._lookback_fwd_kernel, bk.SEG_FWD), (bk._lookback_bwd_kernel, bk.SEG_BWD)):
         yield "bk_core", fn, dict(REVERSE=False, L=seg, BLOCK_C=bk.BLOCK_C, LOOK=bk.LOOK), launch
+    for fn in bk2.SEGMENT_KERNELS:
+        yield "bk_core", fn, dict(REVERSE=False, BLOCK_C=64), bk2._segment_launch(fn, 64)
 
 
 #: (dtype, head dim, aligned) -> (op, kernel, constexprs, launch options) of each family; only the window
@@ -175,7 +180,7 @@ FAMILIES = {"attention": kernels, "poincare": poincare_kernels, "bk_core": bk_co
 
 def sources() -> dict[str, str]:
     """The probed launchers' files with the first 12 hex digits of their sha256: which code the rows describe."""
-    files = (Path(m.__file__).resolve() for m in (la, wa, pc, bk))
+    files = (Path(m.__file__).resolve() for m in (la, wa, pc, bk, bk2))
     return {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest()[:12] for f in files}
 
 
@@ -194,6 +199,7 @@ def probe_one(task: tuple) -> dict:
         arch=arch,
         **{k: v for k, v in consts.items() if k != "PREC"},
         **need,
+        maxnreg=launch.get("maxnreg"),
         shared_limit=limit,
         fits=need["shared"] <= limit,
     )
@@ -210,8 +216,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--floats", default="fp32", choices=["fp32", "fp64"])
     parser.add_argument("--aligned", action="store_true", help="pointers and ints divisible by 16, as at launch")
     parser.add_argument("--poincare", action="store_true", help="the Poincare kernels too")
-    parser.add_argument("--bk-core", action="store_true", help="the one-pass BK-Core kernels too")
-    parser.add_argument("--only", default="", help="KERNEL:DTYPE, e.g. _la_fwd_kernel:fp32 (compiling is slow)")
+    parser.add_argument("--bk-core", action="store_true", help="the BK-Core kernels too")
+    parser.add_argument(
+        "--only", default="", help="KERNEL:DTYPE[,KERNEL:DTYPE...], e.g. _la_fwd_kernel:fp32 (compiling is slow)"
+    )
     parser.add_argument("--jobs", type=int, default=min(8, CPUS), help="compiles at once")
     parser.add_argument("--output", type=Path, help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
@@ -222,7 +230,7 @@ def main(argv: list[str]) -> None:
         parser.error("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
     before = sources()
     families = ["attention", *(["poincare"] if args.poincare else []), *(["bk_core"] if args.bk_core else [])]
-    only = tuple(args.only.split(":")) if args.only else None
+    only = {tuple(k.split(":")) for k in args.only.split(",")} if args.only else None
     tasks = [
         (arch, d, dtype, family, index, args.floats, args.aligned)
         for arch in archs
@@ -230,7 +238,7 @@ def main(argv: list[str]) -> None:
         for dtype in DTYPES
         for family in families
         for index, (_, fn, _, _) in enumerate(FAMILIES[family](dtype, d))
-        if only in (None, (fn.__name__, dtype))
+        if only is None or (fn.__name__, dtype) in only
     ]
     if args.jobs > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(min(args.jobs, len(tasks)), mp_context=get_context("spawn")) as pool:

@@ -1,7 +1,7 @@
 """Every attention and Poincare kernel, tiled as its launcher tiles it, fits in the shared memory per block of
 an A100 (sm_80), of an L4 / L40 (sm_89) and of an H200 (sm_90) at the head dims the models use; the window
-backward keeps its registers on the H200 (no spill to local memory); the scan's autotuner keeps its choices
-on disk.
+backward and the two-pass BK-Core keep their registers on the H200 (no spill to local memory beyond what was
+measured to pay); the scan's autotuner keeps its choices on disk.
 
 The kernels are compiled for each architecture on this CPU machine (shared_memory_probe.py, in a process
 without TRITON_INTERPRET) and the compiler's figure is checked against the architecture's opt-in limit. The
@@ -185,7 +185,32 @@ def test_the_linear_attention_backward_keeps_its_registers(needs, head_dim):
     assert all(n["spill"] == 0 and 0 < n["registers"] <= 255 for n in backward.values()), backward
 
 
-@pytest.mark.parametrize("op", ["linear_attn", "window_attn", "poincare"])
+#: the two-pass BK-Core's segment kernels (kernels/bk_core/triton.py SEGMENT_KERNELS) and the spill (bytes a thread)
+#: each may have, by arch: the first adjoint pass holds the next 8 rows' 24 loads and runs capped at 64 registers
+#: (bk.ADJ_SEG_MAXNREG), where sm_90 spills 32 bytes: uncapped (72 registers, 14 programs an SM) it ran 5 % slower
+#: at (16, 16384, 64) on an H100 (run 25c of results/kernels/README.md)
+BK_SEGMENT_SPILL = {
+    "_seg_map_kernel": {80: 0, 90: 0},
+    "_sweep_kernel": {80: 0, 90: 0},
+    "_adj_seg_kernel": {80: 0, 90: 32},
+    "_adj_sweep_kernel": {80: 0, 90: 0},
+}
+
+
+def test_the_two_pass_bk_core_keeps_its_registers():
+    """The segment kernels as the two-pass launchers launch them (64 channels, float32), compiled for sm_80 and
+    sm_90: the register cap holds and nothing spills beyond BK_SEGMENT_SPILL."""
+    only = ",".join(f"{k}:fp32" for k in BK_SEGMENT_SPILL)
+    probed = rows(start("--arch", "80,90", "--bk-core", "--only", only, "64"))
+    assert {(n["kernel"], n["arch"]) for n in probed} == {(k, a) for k in BK_SEGMENT_SPILL for a in (80, 90)}
+    capped = {n["kernel"]: n["maxnreg"] for n in probed}
+    assert capped == {"_seg_map_kernel": None, "_sweep_kernel": None, "_adj_seg_kernel": 64, "_adj_sweep_kernel": None}
+    over = [n for n in probed if n["spill"] > BK_SEGMENT_SPILL[n["kernel"]][n["arch"]]]
+    assert not over, over
+    assert all(0 < n["registers"] <= (n["maxnreg"] or 255) and n["shared"] <= SHARED_BYTES[n["arch"]] for n in probed)
+
+
+@pytest.mark.parametrize("op", ["linear_attn", "window_attn", "poincare", "bk_core"])
 def test_the_launchers_tile_alike_on_every_gpu(op):
     """The probe tiles each kernel for every arch as its launcher does on a device of that arch; it can do so
     without knowing the device because no launcher reads it. A launcher that came to choose its tiles from

@@ -32,6 +32,8 @@ Memory traffic per element, causal: forward 4 + 12 bytes, backward 12 + 17 bytes
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -823,8 +825,10 @@ def _carry_blocks(S: int, block_c: int):
     return block_s, cb, max(4, block_s * cb // 256)
 
 
+@functools.cache
 def _segment_launch(kernel, block_c: int) -> dict:
-    """Launch options of a segment kernel (a thread a channel): the first adjoint pass runs register-capped."""
+    """Launch options of a segment kernel (a thread a channel): the first adjoint pass runs register-capped. Cached
+    (a launch's host time counts in eager mode); callers unpack it and must not change it."""
     return dict(num_warps=max(1, block_c // 32)) | (dict(maxnreg=ADJ_SEG_MAXNREG) if kernel is _adj_seg_kernel else {})
 
 

@@ -8,7 +8,7 @@ Same math as kernels/bk_core/triton.py (see there), in one launch each instead o
            mu_first = Cc mu_next + Dc, and mu entering it from the right is the composite of the segments
            to its right applied to 0.
 A program owns BLOCK_C channels of one batch row (one channel a thread) and one segment of L rows. It streams
-its segment 4 rows a step through the two-pass kernels' loops (_segment_product, _adj_segment) to its aggregate
+its segment 4 rows a step through triton.py's 4-row loops (_segment_product, _adj_segment) to its aggregate
 (P_s, or (Cc, Dc)) and publishes it, looks back over the segments before it (right of it for the adjoint),
 LOOK of them a round: one acquire atomic per segment reads their flags together, the aggregates of those that
 lead with an aggregate only are loaded together and combined in order, and a predecessor's inclusive value

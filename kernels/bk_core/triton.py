@@ -356,22 +356,21 @@ def _store8(grb, gib, cols, i, end, cmask, g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3
     """g of the logical rows i .. i+7 written to grb, gib (row masks as _quad's)."""
     ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
     kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3 = _quad(i + 4, end, cmask, N, C, REVERSE, cols, MASKED)
-    tl.store(grb + oa0, g0r, mask=ka0)
-    tl.store(gib + oa0, g0i, mask=ka0)
-    tl.store(grb + oa1, g1r, mask=ka1)
-    tl.store(gib + oa1, g1i, mask=ka1)
-    tl.store(grb + oa2, g2r, mask=ka2)
-    tl.store(gib + oa2, g2i, mask=ka2)
-    tl.store(grb + oa3, g3r, mask=ka3)
-    tl.store(gib + oa3, g3i, mask=ka3)
-    tl.store(grb + ob0, g4r, mask=kb0)
-    tl.store(gib + ob0, g4i, mask=kb0)
-    tl.store(grb + ob1, g5r, mask=kb1)
-    tl.store(gib + ob1, g5i, mask=kb1)
-    tl.store(grb + ob2, g6r, mask=kb2)
-    tl.store(gib + ob2, g6i, mask=kb2)
-    tl.store(grb + ob3, g7r, mask=kb3)
-    tl.store(gib + ob3, g7i, mask=kb3)
+    _store4(grb, gib, ka0, ka1, ka2, ka3, oa0, oa1, oa2, oa3, g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i)
+    _store4(grb, gib, kb0, kb1, kb2, kb3, ob0, ob1, ob2, ob3, g4r, g4i, g5r, g5i, g6r, g6i, g7r, g7i)
+
+
+@triton.jit
+def _store4(grb, gib, k0, k1, k2, k3, o0, o1, o2, o3, g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i):
+    """g of a 4-row step (_quad's masks and offsets) written to grb, gib."""
+    tl.store(grb + o0, g0r, mask=k0)
+    tl.store(gib + o0, g0i, mask=k0)
+    tl.store(grb + o1, g1r, mask=k1)
+    tl.store(gib + o1, g1i, mask=k1)
+    tl.store(grb + o2, g2r, mask=k2)
+    tl.store(gib + o2, g2i, mask=k2)
+    tl.store(grb + o3, g3r, mask=k3)
+    tl.store(gib + o3, g3i, mask=k3)
 
 
 @triton.jit
@@ -429,14 +428,7 @@ def _sweep_step(vb, grb, gib, cols, gr, gi, i, end, cmask, ar0, ai, b2, N, C, RE
     """g over the rows i .. i+3 from (gr, gi), written (loads first) -> g of row i+3."""
     k0, k1, k2, k3, o0, o1, o2, o3 = _quad(i, end, cmask, N, C, REVERSE, cols, MASKED)
     gr0, gi0, gr1, gi1, gr2, gi2, gr, gi = _cf_quad(vb, gr, gi, k0, k1, k2, k3, o0, o1, o2, o3, ar0, ai, b2, MASKED)
-    tl.store(grb + o0, gr0, mask=k0)
-    tl.store(gib + o0, gi0, mask=k0)
-    tl.store(grb + o1, gr1, mask=k1)
-    tl.store(gib + o1, gi1, mask=k1)
-    tl.store(grb + o2, gr2, mask=k2)
-    tl.store(gib + o2, gi2, mask=k2)
-    tl.store(grb + o3, gr, mask=k3)
-    tl.store(gib + o3, gi, mask=k3)
+    _store4(grb, gib, k0, k1, k2, k3, o0, o1, o2, o3, gr0, gi0, gr1, gi1, gr2, gi2, gr, gi)
     return gr, gi
 
 

@@ -459,20 +459,23 @@ def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.c
 
 
 @triton.jit
-def _seg_carries(PM, W, b, cols, cmask, C, S, BLOCK_S: tl.constexpr, VOLATILE: tl.constexpr):
-    """W[b, :, :, cols] (S, 2, BLOCK_C): g entering each segment, (P_{s-1} ... P_0)(0) by an associative scan over
-    PM[b, :, :, cols]; 0 for s = 0. VOLATILE: PM is read from L2 (another program of the launch wrote it)."""
+def _seg_carry_kernel(PM, W, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """W (B, S, 2, C): g entering segment s, = (P_{s-1} ... P_0)(0); 0 for s = 0."""
+    pid = tl.program_id(0)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
     sidx = tl.arange(0, BLOCK_S)
     m = ((sidx >= 1) & (sidx < S))[:, None] & cmask[None, :]
     src = PM + (b.to(tl.int64) * S + (sidx - 1))[:, None] * 8 * C + cols[None, :]
-    p00r = tl.load(src, mask=m, other=1.0, volatile=VOLATILE)
-    p00i = tl.load(src + C, mask=m, other=0.0, volatile=VOLATILE)
-    p01r = tl.load(src + 2 * C, mask=m, other=0.0, volatile=VOLATILE)
-    p01i = tl.load(src + 3 * C, mask=m, other=0.0, volatile=VOLATILE)
-    p10r = tl.load(src + 4 * C, mask=m, other=0.0, volatile=VOLATILE)
-    p10i = tl.load(src + 5 * C, mask=m, other=0.0, volatile=VOLATILE)
-    p11r = tl.load(src + 6 * C, mask=m, other=1.0, volatile=VOLATILE)
-    p11i = tl.load(src + 7 * C, mask=m, other=0.0, volatile=VOLATILE)
+    p00r = tl.load(src, mask=m, other=1.0)
+    p00i = tl.load(src + C, mask=m, other=0.0)
+    p01r = tl.load(src + 2 * C, mask=m, other=0.0)
+    p01i = tl.load(src + 3 * C, mask=m, other=0.0)
+    p10r = tl.load(src + 4 * C, mask=m, other=0.0)
+    p10i = tl.load(src + 5 * C, mask=m, other=0.0)
+    p11r = tl.load(src + 6 * C, mask=m, other=1.0)
+    p11i = tl.load(src + 7 * C, mask=m, other=0.0)
     q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = tl.associative_scan(
         (p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i), axis=0, combine_fn=_mat_combine
     )
@@ -483,14 +486,6 @@ def _seg_carries(PM, W, b, cols, cmask, C, S, BLOCK_S: tl.constexpr, VOLATILE: t
     sm = (sidx < S)[:, None] & cmask[None, :]
     tl.store(dst, wr, mask=sm)
     tl.store(dst + C, wi, mask=sm)
-
-
-@triton.jit
-def _seg_carry_kernel(PM, W, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
-    """W (B, S, 2, C): g entering segment s, = (P_{s-1} ... P_0)(0); 0 for s = 0."""
-    pid = tl.program_id(0)
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    _seg_carries(PM, W, pid // n_cblk, cols, cols < C, C, S, BLOCK_S, False)
 
 
 @triton.jit
@@ -628,31 +623,25 @@ def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, N, C, L, S, n_cblk, 
 
 
 @triton.jit
-def _adj_carries(AM, MU, b, cols, cmask, C, S, BLOCK_S: tl.constexpr, VOLATILE: tl.constexpr):
-    """MU[b, :, :, cols] (S, 2, BLOCK_C): mu entering each segment from the right (mu at the first index of segment
-    s+1), by an associative scan over AM[b, :, :, cols] in mirrored order. VOLATILE: AM is read from L2 (another
-    program of the launch wrote it)."""
+def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
+    """MU (B, S, 2, C): mu entering segment s from the right (mu at the first index of segment s+1)."""
+    pid = tl.program_id(0)
+    b = pid // n_cblk
+    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cmask = cols < C
     r = tl.arange(0, BLOCK_S)  # mirrored order: r = 0 <-> segment S-1
     seg = S - r  # composite of segment S - r feeds the carry of segment S-1-r
     m = ((r >= 1) & (r < S))[:, None] & cmask[None, :]
     src = AM + (b.to(tl.int64) * S + seg)[:, None] * 4 * C + cols[None, :]
-    cr = tl.load(src, mask=m, other=1.0, volatile=VOLATILE)
-    ci = tl.load(src + C, mask=m, other=0.0, volatile=VOLATILE)
-    dr = tl.load(src + 2 * C, mask=m, other=0.0, volatile=VOLATILE)
-    di = tl.load(src + 3 * C, mask=m, other=0.0, volatile=VOLATILE)
+    cr = tl.load(src, mask=m, other=1.0)
+    ci = tl.load(src + C, mask=m, other=0.0)
+    dr = tl.load(src + 2 * C, mask=m, other=0.0)
+    di = tl.load(src + 3 * C, mask=m, other=0.0)
     _, _, xr, xi = tl.associative_scan((cr, ci, dr, di), axis=0, combine_fn=_affine_combine)
     dst = MU + (b.to(tl.int64) * S + (S - 1 - r))[:, None] * 2 * C + cols[None, :]
     sm = (r < S)[:, None] & cmask[None, :]
     tl.store(dst, xr, mask=sm)
     tl.store(dst + C, xi, mask=sm)
-
-
-@triton.jit
-def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
-    """MU (B, S, 2, C): mu entering segment s from the right (mu at the first index of segment s+1)."""
-    pid = tl.program_id(0)
-    cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
-    _adj_carries(AM, MU, pid // n_cblk, cols, cols < C, C, S, BLOCK_S, False)
 
 
 @triton.jit
@@ -822,9 +811,10 @@ def _plan(B: int, N: int, C: int, chunk: int | None):
 
 
 def _carry_blocks(S: int, block_c: int):
-    """Segment-scan tile (BLOCK_S, cb): at most 1024 elements per 4 warps."""
+    """Segment-scan tile (BLOCK_S, cb): at most 512 elements per 4 warps (on an H100, at 1,024 fwd+bwd took 8-16 %
+    longer at the model shapes and 1.2 % at (16, 16384, 64): run 26b of results/kernels/README.md)."""
     block_s = max(2, next_power_of_2(S))
-    cb = max(1, min(block_c, 1024 // block_s))
+    cb = max(1, min(block_c, 512 // block_s))
     return block_s, cb, max(4, block_s * cb // 256)
 
 

@@ -86,6 +86,13 @@ class TestInterpreted:
             ref = bk_core(*x)
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
+    @pytest.mark.parametrize("causal", [True, False])
+    def test_carry_scans_split_the_channels(self, causal):
+        # 33 segments of 4 rows: each carry scan takes 8 of the 70 channels (512 elements a program), nine programs
+        # a batch row, the last ragged; in the band a carry from the wrong channel shows
+        assert bk_triton._carry_blocks(33, 64) == (64, 8, 4)
+        check_against(bk_core_sequential, in_band(1, 130, 70, seed=14), causal, 4, 2e-5)
+
     def test_bad_chunk(self):
         x = [t.float() for t in make_inputs(1, 8, 2)]
         with pytest.raises(ValueError, match="multiple of 4"):
@@ -96,6 +103,9 @@ class TestInterpreted:
         assert bk_triton._plan(16, 16384, 64, None) == (64, 1, 128, 128)
         assert bk_triton._plan(1, 16384, 16, None) == (16, 1, 32, 512)
         assert bk_triton._plan(8, 4096, 32, None) == (32, 1, 32, 128)
+        # the carry scans' tiles there (BLOCK_S, channels, warps): 512 elements a program
+        assert bk_triton._carry_blocks(128, 64) == (128, 4, 4)
+        assert bk_triton._carry_blocks(512, 16) == (512, 1, 4)
 
     def test_a_batch_row_past_int32_offsets_is_refused(self):
         # the row loops address a batch row by int32 offsets (row * C + channel), in both scans

@@ -11,11 +11,10 @@ from kernels.bk_core.pipeline import pipe_adjoint, pipe_sweep
 
 # name -> (forward options, adjoint options): None runs the landed launches
 VARIANTS = {"landed": (None, None), "lag 1": (dict(lag=1), dict(lag=1)), "lag 2": (dict(lag=2), dict(lag=2)),
-            "lag 4": (dict(lag=4), dict(lag=4)), "lag 8": (dict(lag=8), dict(lag=8)),
+            "lag 4": (dict(lag=4), dict(lag=4)),
             "lag 2, cb 2": (dict(lag=2, carry_channels=2), dict(lag=2, carry_channels=2)),
             "lag 2, uncapped": (dict(lag=2), dict(lag=2, maxnreg=None)),
             "lag 2, L 64": (dict(lag=2, chunk=64), dict(lag=2, chunk=64)),
-            "lag 4, L 64": (dict(lag=4, chunk=64), dict(lag=4, chunk=64)),
             "fwd lag 2 only": (dict(lag=2), None), "adj lag 2 only": (None, dict(lag=2))}
 
 

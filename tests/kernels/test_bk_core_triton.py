@@ -86,12 +86,11 @@ class TestInterpreted:
             ref = bk_core(*x)
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
-    @pytest.mark.parametrize("causal", [True, False])
-    def test_carry_scans_split_the_channels(self, causal):
-        # 33 segments of 4 rows: each carry scan takes 8 of the 70 channels (512 elements a program), nine programs
-        # a batch row, the last ragged; in the band a carry from the wrong channel shows
-        assert bk_triton._carry_blocks(33, 64) == (64, 8, 4)
-        check_against(bk_core_sequential, in_band(1, 130, 70, seed=14), causal, 4, 2e-5)
+    def test_carry_scans_split_the_channels(self):
+        # 17 segments of 4 rows: each carry scan takes 16 of the 20 channels (512 elements a program), two programs
+        # a batch row, the second ragged; in the band a carry from the wrong channel shows
+        assert bk_triton._carry_blocks(17, 32) == (32, 16, 4)
+        check_against(bk_core_sequential, in_band(1, 68, 20, seed=14), True, 4, 2e-5)
 
     def test_bad_chunk(self):
         x = [t.float() for t in make_inputs(1, 8, 2)]

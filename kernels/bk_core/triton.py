@@ -145,6 +145,16 @@ def _adj_compose(gr, gi, gbr, gbi, valid, b2, pcr, pci, dcr, dci, MASKED: tl.con
 
 
 @triton.jit
+def _adj_compose4(g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i, r0, j0, r1, j1, r2, j2, r3, j3, k0, k1, k2, k3, b2, pcr, pci,
+                  dcr, dci, MASKED: tl.constexpr):  # fmt: skip
+    """The composite (Pc, Dc) with 4 rows appended in order, from their g and dg (r re, j im) -> Pc, Dc re, im."""
+    pcr, pci, dcr, dci = _adj_compose(g0r, g0i, r0, j0, k0, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g1r, g1i, r1, j1, k1, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose(g2r, g2i, r2, j2, k2, b2, pcr, pci, dcr, dci, MASKED)
+    return _adj_compose(g3r, g3i, r3, j3, k3, b2, pcr, pci, dcr, dci, MASKED)
+
+
+@triton.jit
 def _adj_step(gr, gi, gbr, gbi, valid, mr, mi, b2, acc_r, acc_i, acc_b, MASKED: tl.constexpr):
     """mu_i = conj(g_i^2)(gbar_i + b2 mu_{i+1}); b2-gradient term Re(conj(g_i) mu_{i+1}) (belongs to i+1)."""
     acc_b += keep(valid, gr * mr + gi * mi, 0.0, MASKED)
@@ -509,11 +519,8 @@ def _adj_seg_step(GR, GI, DGR, DGI, cols, i, end, cmask, b2, pcr, pci, dcr, dci,
     bi0, bi1, bi2, bi3 = _load4(DGI, k0, k1, k2, k3, o0, o1, o2, o3)
     gr0, gr1, gr2, gr3 = _load4(GR, k0, k1, k2, k3, o0, o1, o2, o3)
     gi0, gi1, gi2, gi3 = _load4(GI, k0, k1, k2, k3, o0, o1, o2, o3)
-    pcr, pci, dcr, dci = _adj_compose(gr0, gi0, br0, bi0, k0, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(gr1, gi1, br1, bi1, k1, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(gr2, gi2, br2, bi2, k2, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(gr3, gi3, br3, bi3, k3, b2, pcr, pci, dcr, dci, MASKED)
-    return pcr, pci, dcr, dci
+    return _adj_compose4(gr0, gi0, gr1, gi1, gr2, gi2, gr3, gi3, br0, bi0, br1, bi1, br2, bi2, br3, bi3, k0, k1, k2, k3,
+                         b2, pcr, pci, dcr, dci, MASKED)  # fmt: skip
 
 
 @triton.jit
@@ -554,14 +561,10 @@ def _adj_compose8(i, end, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, x0, x1
     k0, k1, k2, k3, k4, k5, k6, k7 = _masks8(cmask, i, end, MASKED)
     g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i = _cf4(gr, gi, x0, x1, x2, x3, k0, k1, k2, k3, ar0, ai, b2, MASKED)
     g4r, g4i, g5r, g5i, g6r, g6i, g7r, g7i = _cf4(g3r, g3i, x4, x5, x6, x7, k4, k5, k6, k7, ar0, ai, b2, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(g0r, g0i, r0, j0, k0, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(g1r, g1i, r1, j1, k1, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(g2r, g2i, r2, j2, k2, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(g3r, g3i, r3, j3, k3, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(g4r, g4i, r4, j4, k4, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(g5r, g5i, r5, j5, k5, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(g6r, g6i, r6, j6, k6, b2, pcr, pci, dcr, dci, MASKED)
-    pcr, pci, dcr, dci = _adj_compose(g7r, g7i, r7, j7, k7, b2, pcr, pci, dcr, dci, MASKED)
+    pcr, pci, dcr, dci = _adj_compose4(g0r, g0i, g1r, g1i, g2r, g2i, g3r, g3i, r0, j0, r1, j1, r2, j2, r3, j3, k0, k1,
+                                       k2, k3, b2, pcr, pci, dcr, dci, MASKED)  # fmt: skip
+    pcr, pci, dcr, dci = _adj_compose4(g4r, g4i, g5r, g5i, g6r, g6i, g7r, g7i, r4, j4, r5, j5, r6, j6, r7, j7, k4, k5,
+                                       k6, k7, b2, pcr, pci, dcr, dci, MASKED)  # fmt: skip
     return g7r, g7i, pcr, pci, dcr, dci
 
 

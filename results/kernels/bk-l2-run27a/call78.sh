@@ -1,6 +1,6 @@
 #!/bin/bash
 # Run 27a: BK-Core's segment maps walking backward (R) and evict_first stores (S, A) against the landed kernels;
-# ncu's DRAM reads of the sweep; on an H200 also the bench rows of the targets.
+# ncu's DRAM reads of the sweep; the window backward on two streams (27b); on an H200 also the bench rows of the targets.
 START=$(date +%s); BUDGET=${BUDGET:-560}
 R=$OUT/r; mkdir -p $R
 trap 'cd $OUT && tar czf run27a.tgz r && rm -rf r' EXIT
@@ -15,11 +15,14 @@ step l2 200 python3 $D/bk_l2_run27a.py $R/bk_l2_run27a.json
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
 if [ -n "$NCU" ]; then
   for t in landed R RS; do
-    TAILN=12 step ncu-$t 40 $NCU --cache-control none --target-processes all -k regex:_sweep_kernel -c 3 \
+    TAILN=12 step ncu-$t 30 $NCU --cache-control none --target-processes all -k regex:_sweep_kernel -c 3 \
       --metrics dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,gpu__time_duration.sum \
       python3 $D/ncu_sweep.py $t
   done
 else echo "no ncu" | tee $R/ncu.txt; fi
+W=results/kernels/window-streams-run27b
+TAILN=8 step win-check 90 python3 $W/window_streams_run27b.py check
+step win 200 python3 $W/window_streams_run27b.py $R/window_streams_run27b.json
 for s in 1,16384,16 8,4096,32 16,2048,16; do TAILN=8 step l2-$s 60 python3 $D/bk_l2_run27a.py $R/bk_l2_$s.json $s; done
 if echo "$GPU" | grep -q H200; then
   step bench-bk 120 python3 bench/kernels.py --ops bk_core --sizes 16384 --cuda-graph --profile --out $R/bench_bk_graph.json

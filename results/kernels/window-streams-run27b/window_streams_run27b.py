@@ -5,9 +5,10 @@ head at once: each kernel's last wave runs alone). fwd+bwd from CUDA graphs (the
 captured graph), with flex_attention (dot-product, same window) in the same process, 3 interleaved rounds, median.
 
     python3 window_streams_run27b.py check            # each split against the landed backward, bit for bit (GPU)
+    TRITON_INTERPRET=1 python3 window_streams_run27b.py check-cpu   # the same, tiny, the groups in turn (CPU)
     python3 window_streams_run27b.py OUT.json [N,...]
 """
-import json, os, statistics, sys
+import contextlib, json, os, statistics, sys
 import torch
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -36,16 +37,19 @@ def run_split(bounds):
         # each group's partial sums of dc and dscale in a buffer of its own (the kernels index slots by i_bh)
         parts = [torch.empty(2, H, (b1 - b0) * (nk + nq), device=x.device, dtype=torch.float32) for b0, b1 in groups]
         scalars = (n, H, window, nk + nq, 1.0 - W.BALL_EPS, W.MIN_NORM)
-        main = torch.cuda.current_stream()
-        side = _SIDE.setdefault(x.device, torch.cuda.Stream(x.device))
-        side.wait_stream(main)
+        cuda = x.is_cuda  # on a CPU (TRITON_INTERPRET=1) the groups run one after another
+        main = torch.cuda.current_stream() if cuda else None
+        side = _SIDE.setdefault(x.device, torch.cuda.Stream(x.device)) if cuda else None
+        if cuda:
+            side.wait_stream(main)
         for g, (b0, b1) in enumerate(groups):
             ins = tuple(t[b0:b1] for t in (x, k, v)) + (c32, s32) + tuple(t[b0:b1] for t in (do, lse, delta, keys))
-            with torch.cuda.stream(main if g % 2 == 0 else side):
+            with torch.cuda.stream(main if g % 2 == 0 else side) if cuda else contextlib.nullcontext():
                 dq_kernel[(nq, (b1 - b0) * H)](*ins, q[b0:b1], dq[b0:b1], o[b0:b1], parts[g][1], parts[g][0],
                                                *scalars, **qc, **ql)
                 dkdv[(nk, (b1 - b0) * H)](*ins, dk[b0:b1], dv[b0:b1], parts[g][0], parts[g][1], *scalars, **kc, **kl)
-        main.wait_stream(side)
+        if cuda:
+            main.wait_stream(side)
         return dq, dk, dv, torch.cat(parts, -1).sum(-1)
 
     return launch
@@ -54,13 +58,13 @@ def run_split(bounds):
 SPLITS = {"2 groups": (0, 4, 8), "3 + 5": (0, 3, 8), "4 groups": (0, 2, 4, 6, 8)}
 
 
-def inputs(n, B=8, H=16, D=64, seed=0):
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    q, k = ((torch.randn(B, H, n, D, device="cuda", generator=g) * 0.7 / D**0.5).bfloat16().requires_grad_()
+def inputs(n, B=8, H=16, D=64, seed=0, device="cuda", dtype=torch.bfloat16):
+    g = torch.Generator(device=device).manual_seed(seed)
+    q, k = ((torch.randn(B, H, n, D, device=device, generator=g) * 0.7 / D**0.5).to(dtype).requires_grad_()
             for _ in range(2))
-    v = torch.randn(B, H, n, D, device="cuda", generator=g).bfloat16().requires_grad_()
-    c = (torch.rand(H, device="cuda", generator=g) + 0.2).requires_grad_()
-    s = (torch.rand(H, device="cuda", generator=g) + 0.5).requires_grad_()
+    v = torch.randn(B, H, n, D, device=device, generator=g).to(dtype).requires_grad_()
+    c = (torch.rand(H, device=device, generator=g) + 0.2).requires_grad_()
+    s = (torch.rand(H, device=device, generator=g) + 0.5).requires_grad_()
     return q, k, v, c, s
 
 
@@ -73,9 +77,10 @@ def grads(ins, fn):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "check":
-        for n in (2048, 1000):
-            ins = inputs(n)
+    if sys.argv[1] in ("check", "check-cpu"):
+        cpu = sys.argv[1] == "check-cpu"  # TRITON_INTERPRET=1, tiny shapes in float32, the groups in turn
+        for n in (40, 23) if cpu else (2048, 1000):
+            ins = inputs(n, B=8, H=2, D=16, device="cpu", dtype=torch.float32) if cpu else inputs(n)
             fn = lambda: W.window_hyp_attn_triton(*ins, 64)  # noqa: E731
             ref = grads(ins, fn)
             for name, b in SPLITS.items():

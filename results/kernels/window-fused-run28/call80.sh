@@ -11,11 +11,11 @@ step(){ local name=$1 cap=$2; shift 2; local l=$(left); [ "$l" -lt 15 ] && { ech
 GPU=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader); echo "$GPU" | tee $R/gpu.txt
 D=results/kernels/bk-l2-run27a F=results/kernels/window-fused-run28 W=results/kernels/window-streams-run27b
 export PHASEBENCH_GIT_COMMIT=${COMMIT:-unknown} PYTHONPATH=$PWD:$PWD/$D:/tmp/site
-step l2 120 python3 $D/bk_l2_run27a.py $R/bk_l2_run27a.json
 TAILN=12 step fused-check 90 python3 $F/window_fused_run28.py check
 step fused 200 python3 $F/window_fused_run28.py $R/window_fused_run28.json 2048,16384 ${STRIPS:-4,8,16}
-FUSED_WARPS=8 TAILN=6 step fused-w8 60 python3 $F/window_fused_run28.py $R/window_fused_run28_w8.json 2048 8
+step l2 120 python3 $D/bk_l2_run27a.py $R/bk_l2_run27a.json
 rm -rf /tmp/rt && mkdir -p /tmp/rt/tests && cp -r kernels bench pyproject.toml /tmp/rt/ && cp -r tests/kernels /tmp/rt/tests/ && (cd /tmp/rt && patch -p1 -s < $OLDPWD/$D/r_integration.patch) \
   && (cd /tmp/rt && TAILN=4 PYTHONPATH=/tmp/rt:/tmp/site step tests-r 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_bk_core_gpu.py -k "not lookback")
+FUSED_MAXNREG=168 TAILN=6 step fused-cap168 80 python3 $F/window_fused_run28.py $R/window_fused_run28_cap168.json 2048,16384 8
 step win 120 python3 $W/window_streams_run27b.py $R/window_streams_run27b.json 2048,4096
 echo "== done, $(left) s left"

@@ -357,10 +357,11 @@ def fused(strip, keys=False):
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         parts = torch.empty(2, H, Bsz * grid[0], device=x.device, dtype=torch.float32)
         kernel = _window_bwd_fused_keys_kernel if keys else _window_bwd_fused_kernel
+        cap = {"maxnreg": int(os.environ["FUSED_MAXNREG"])} if "FUSED_MAXNREG" in os.environ else {}
         kernel[grid](
             x, k, v, c32, s32, do, lse, o, q, dq, dk, dv, parts[1], parts[0], n, H, window, 1.0 - W.BALL_EPS,
             W.MIN_NORM, D=d, DV=dv_, B=window, STRIP=strip, BD=BD, BDV=BDV, PREC=prec, FAST=not fp32,
-            num_warps=int(os.environ.get("FUSED_WARPS", 4)), num_stages=1,
+            num_warps=int(os.environ.get("FUSED_WARPS", 4)), num_stages=1, **cap,
         )  # fmt: skip
         # the slots are i_bh-major; the landed kernels' (H, B, PARTS) order only matters for the sum's order
         return dq, dk, dv, parts.view(2, Bsz, H, grid[0]).sum((1, 3))

@@ -11,10 +11,10 @@ step(){ local name=$1 cap=$2; shift 2; local l=$(left); [ "$l" -lt 15 ] && { ech
 GPU=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader); echo "$GPU" | tee $R/gpu.txt
 D=results/kernels/bk-l2-run27a F=results/kernels/window-fused-run28 W=results/kernels/window-streams-run27b
 export PHASEBENCH_GIT_COMMIT=${COMMIT:-unknown} PYTHONPATH=$PWD:$PWD/$D:/tmp/site
-TAILN=12 step fused-check 90 python3 $F/window_fused_run28.py check
 step fused 200 python3 $F/window_fused_run28.py $R/window_fused_run28.json 2048,16384 ${STRIPS:-4,8}
 rm -rf /tmp/wt && mkdir -p /tmp/wt/tests && cp -r kernels bench pyproject.toml /tmp/wt/ && cp -r tests/kernels /tmp/wt/tests/ && (cd /tmp/wt && patch -p1 -s < $OLDPWD/$F/fused_integration.patch) \
   && (cd /tmp/wt && TAILN=6 PYTHONPATH=/tmp/wt:/tmp/site step tests-fused 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_window_attn_gpu.py tests/kernels/test_custom_op.py)
+TAILN=12 step fused-check 90 python3 $F/window_fused_run28.py check
 step l2 120 python3 $D/bk_l2_run27a.py $R/bk_l2_run27a.json
 rm -rf /tmp/rt && mkdir -p /tmp/rt/tests && cp -r kernels bench pyproject.toml /tmp/rt/ && cp -r tests/kernels /tmp/rt/tests/ && (cd /tmp/rt && patch -p1 -s < $OLDPWD/$D/r_integration.patch) \
   && (cd /tmp/rt && TAILN=4 PYTHONPATH=/tmp/rt:/tmp/site step tests-r 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_bk_core_gpu.py -k "not lookback")

@@ -316,7 +316,7 @@ def _window_bwd_fused_keys_kernel(
             k, vb, b[:, None], (c * sg)[:, None], (-2.0 * r)[:, None], x_n, x_f, do_n, do_f, a_n, a_f, rho_n, rho_f,
             lse_n, lse_f, del_n, del_f, near, near | (e < 0), kk, tmax, PREC,
         )  # fmt: skip
-        gsum += tl.sum(dsl, axis=0)
+        gsum += tl.sum(dsl, axis=1)  # over queries: only the total counts
         dv = tl.dot(tl.where(near, p, 0.0).to(do_n.dtype), do_n, input_precision=PREC)
         dv = tl.dot(tl.where(near, 0.0, p).to(do_f.dtype), do_f, dv, input_precision=PREC)
         _store(DVo, offs_n, N, dv, DV, BDV)

@@ -20,4 +20,8 @@ rm -rf /tmp/rt && mkdir -p /tmp/rt/tests && cp -r kernels bench pyproject.toml /
   && (cd /tmp/rt && TAILN=4 PYTHONPATH=/tmp/rt:/tmp/site step tests-r 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_bk_core_gpu.py -k "not lookback")
 FUSED_MAXNREG=168 TAILN=6 step fused-cap168 80 python3 $F/window_fused_run28.py $R/window_fused_run28_cap168.json 2048,16384 8
 step win 120 python3 $W/window_streams_run27b.py $R/window_streams_run27b.json 2048,4096
+if echo "$GPU" | grep -q H200; then  # the targets' card: their bench rows, as call78.sh
+  step bench-bk 120 python3 bench/kernels.py --ops bk_core --sizes 16384 --cuda-graph --profile --out $R/bench_bk_graph.json
+  step bench-win 200 python3 bench/kernels.py --ops window_attn --sizes 2048,4096,8192,16384 --cuda-graph --skip-anchors score_mod,sdpa --profile --out $R/bench_window.json
+fi
 echo "== done, $(left) s left"

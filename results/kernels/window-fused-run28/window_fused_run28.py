@@ -49,6 +49,9 @@ from kernels.window_attn.triton import (  # noqa: E402
     _store,
 )
 
+sys.path.insert(0, os.path.join(ROOT, "results", "kernels", "window-streams-run27b"))
+from window_streams_run27b import grads, inputs  # noqa: E402  (run 27b's inputs and gradients)
+
 landed = W._launch_bwd
 
 
@@ -92,6 +95,14 @@ def _far_part(x, do, p, gr, h, near):
 
 
 @triton.jit
+def _head_rows(X, Q, K, DQo, DKo, V, DO, OUT, DVo, LSE, i_bh, N, D: tl.constexpr, DV: tl.constexpr):
+    """Both fused kernels' pointers moved to head i_bh's rows."""
+    row0 = i_bh.to(tl.int64) * N
+    return (X + row0 * D, Q + row0 * D, K + row0 * D, DQo + row0 * D, DKo + row0 * D, V + row0 * DV,
+            DO + row0 * DV, OUT + row0 * DV, DVo + row0 * DV, LSE + row0)  # fmt: skip
+
+
+@triton.jit
 def _window_bwd_fused_kernel(
     X,
     K,
@@ -125,17 +136,7 @@ def _window_bwd_fused_kernel(
     n_strips,) partial sums. WINDOW == B. Grid (cdiv(cdiv(N, B), STRIP), BH)."""
     i_s = tl.program_id(0)
     i_bh = tl.program_id(1)
-    row0 = i_bh.to(tl.int64) * N
-    X += row0 * D
-    Q += row0 * D
-    K += row0 * D
-    DQo += row0 * D
-    DKo += row0 * D
-    V += row0 * DV
-    DO += row0 * DV
-    OUT += row0 * DV
-    DVo += row0 * DV
-    LSE += row0
+    X, Q, K, DQo, DKo, V, DO, OUT, DVo, LSE = _head_rows(X, Q, K, DQo, DKo, V, DO, OUT, DVo, LSE, i_bh, N, D, DV)
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     kappa = -2.0 * sc * tl.sqrt(c)
     nb = tl.cdiv(N, B)
@@ -268,17 +269,7 @@ def _window_bwd_fused_keys_kernel(
     far part from a halo tile (key block b0 - 1 scored again against it)."""
     i_s = tl.program_id(0)
     i_bh = tl.program_id(1)
-    row0 = i_bh.to(tl.int64) * N
-    X += row0 * D
-    Q += row0 * D
-    K += row0 * D
-    DQo += row0 * D
-    DKo += row0 * D
-    V += row0 * DV
-    DO += row0 * DV
-    OUT += row0 * DV
-    DVo += row0 * DV
-    LSE += row0
+    X, Q, K, DQo, DKo, V, DO, OUT, DVo, LSE = _head_rows(X, Q, K, DQo, DKo, V, DO, OUT, DVo, LSE, i_bh, N, D, DV)
     c, sc, tmax, kk = _head_consts(C, S, i_bh % H, umax)
     kappa = -2.0 * sc * tl.sqrt(c)
     nb = tl.cdiv(N, B)
@@ -367,24 +358,6 @@ def fused(strip, keys=False):
         return dq, dk, dv, parts.view(2, Bsz, H, grid[0]).sum((1, 3))
 
     return launch
-
-
-def inputs(n, B=8, H=16, D=64, seed=0, device="cuda", dtype=torch.bfloat16):
-    g = torch.Generator(device=device).manual_seed(seed)
-    q, k = ((torch.randn(B, H, n, D, device=device, generator=g) * 0.7 / D**0.5).to(dtype).requires_grad_()
-            for _ in range(2))  # fmt: skip
-    v = torch.randn(B, H, n, D, device=device, generator=g).to(dtype).requires_grad_()
-    c = (torch.rand(H, device=device, generator=g) + 0.2).requires_grad_()
-    s = (torch.rand(H, device=device, generator=g) + 0.5).requires_grad_()
-    return q, k, v, c, s
-
-
-def grads(ins, fn):
-    for t in ins:
-        t.grad = None
-    o = fn()
-    o.backward(torch.ones_like(o) * 0.01)
-    return [t.grad.clone() for t in ins]
 
 
 def rel_diff(a, b):

@@ -71,3 +71,36 @@ def test_window_dispatch_on_cuda():
     torch.testing.assert_close(
         window_hyp_attn(q, k, v, c, s, 64), window_hyp_attn_ref(q, k, v, c, s, 64), rtol=2e-4, atol=2e-4
     )
+
+
+@pytest.mark.parametrize("b, h", [(4, 4), (1, 4)])
+def test_window_backward_groups_on_two_streams_in_a_cuda_graph(monkeypatch, b, h):
+    """The backward's groups (batch rows, or heads for one row) on alternating streams, eager and replayed from a
+    CUDA graph that forks and joins the side stream: one group's gradients, bit for bit."""
+    import kernels.window_attn.triton as wa
+
+    x = [t.requires_grad_() for t in _inputs(b, h, 2048, 64, seed=5, dtype=torch.bfloat16)]
+    w = torch.randn(b, h, 2048, 64, device="cuda", generator=torch.Generator(device="cuda").manual_seed(6))
+
+    def grads():
+        o = wa.window_hyp_attn_triton(*x, window=64)
+        return torch.autograd.grad((o.float() * w).sum(), x)
+
+    monkeypatch.setattr(wa, "BWD_GROUPS", 1)
+    one = grads()
+    monkeypatch.setattr(wa, "BWD_GROUPS", 2)
+    eager = grads()
+    warm = torch.cuda.Stream()
+    warm.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(warm):
+        grads()
+    torch.cuda.current_stream().wait_stream(warm)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = grads()
+    for t in captured:
+        t.zero_()
+    graph.replay()
+    torch.cuda.synchronize()
+    for name, a, e, c in zip("q k v c scale".split(), one, eager, captured, strict=True):
+        assert torch.equal(a, e) and torch.equal(a, c), name

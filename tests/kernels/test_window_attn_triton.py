@@ -100,6 +100,35 @@ def test_backward_is_deterministic():
     assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
 
 
+def test_the_backward_splits_batch_rows_or_else_heads(monkeypatch):
+    monkeypatch.setattr(wa_triton, "BWD_GROUPS", 2)
+    assert wa_triton._groups(8, 16) == (0, [0, 4, 8])
+    assert wa_triton._groups(3, 2) == (0, [0, 1, 3])
+    assert wa_triton._groups(1, 5) == (1, [0, 2, 5])
+    assert wa_triton._groups(1, 1) == (1, [0, 1])
+    monkeypatch.setattr(wa_triton, "BWD_GROUPS", 3)
+    assert wa_triton._groups(2, 4) == (0, [0, 1, 2])
+    assert wa_triton._groups(5, 2) == (0, [0, 1, 3, 5])
+
+
+@pytest.mark.parametrize("b, h, groups", [(3, 2, 2), (5, 2, 3), (1, 3, 2), (1, 3, 3)])
+def test_the_backwards_groups_give_one_groups_gradients(monkeypatch, b, h, groups):
+    # batch rows (b > 1) or heads (b = 1) in groups, each group's kernels launched on its own (on a GPU, on
+    # alternating streams): every gradient the same, bit for bit, as one group's
+    ins = _inputs(23, b=b, h=h, seed=b + h)
+    w = torch.randn(b, h, 23, 6, generator=torch.Generator().manual_seed(4))
+
+    def grads(count):
+        monkeypatch.setattr(wa_triton, "BWD_GROUPS", count)
+        x = [t.clone().requires_grad_() for t in ins]
+        o = window_hyp_attn_triton(*x, window=8, block_m=16, block_n=16)
+        return torch.autograd.grad((o * w).sum(), x)
+
+    one, split = grads(1), grads(groups)
+    for name, a, c in zip("q k v c scale".split(), one, split, strict=True):
+        assert torch.equal(a, c), name
+
+
 def test_window_longer_than_sequence_and_odd_dims():
     inputs = _inputs(40, d=5, seed=3)
     inputs[2] = torch.randn(2, 2, 40, 3)  # value dim != qk dim

@@ -437,11 +437,12 @@ def _key_grad(kf, r, kappa, sg, dk, rk):
 
 
 @triton.jit
-def _slot(i_bh, H, block, PARTS):
+def _slot(i_bh, H, block, PARTS, HEAD_SLOTS):
     """Where a program stores its partial sums of dc and dscale: row (h, b) of (H, B, PARTS) for i_bh = b H + h,
     PARTS the dk/dv kernel's key blocks, first, and the dq kernel's query blocks (one contiguous reduction a head
-    sums both)."""
-    return ((i_bh % H) * (tl.num_programs(1) // H) + i_bh // H) * PARTS + block
+    sums both); HEAD_SLOTS: the buffer's stride between heads (B PARTS, or more where the launch covers a group of
+    the batch rows: _launch_bwd)."""
+    return (i_bh % H) * HEAD_SLOTS + (i_bh // H) * PARTS + block
 
 
 @triton.jit
@@ -472,6 +473,7 @@ def _window_bwd_dkdv_kernel(
     H,
     WINDOW,
     PARTS,
+    HEAD_SLOTS,
     umax,
     min_norm,
     D: tl.constexpr,
@@ -521,7 +523,7 @@ def _window_bwd_dkdv_kernel(
     tkey = tl.sum(r * tl.sum(kf * dy, axis=1), axis=0)
     dkt, dck = _exp0_bwd_rows(kf, dy, c, min_norm)
     _store(DKo + row0 * D, offs_n, N, dkt, D, BD)
-    slot = _slot(i_bh, H, j, PARTS)
+    slot = _slot(i_bh, H, j, PARTS, HEAD_SLOTS)
     tl.store(DC + slot, tkey / (2.0 * c) + tl.sum(dck, axis=0))
     tl.store(DSC + slot, 0.0)
 
@@ -586,6 +588,7 @@ def _window_bwd_dq_kernel(
     H,
     WINDOW,
     PARTS,
+    HEAD_SLOTS,
     umax,
     min_norm,
     D: tl.constexpr,
@@ -639,7 +642,7 @@ def _window_bwd_dq_kernel(
     t = tl.sum(tl.sum(xf * dx, axis=1), axis=0)
     dq, dcq = _exp0_bwd_rows(_reload(Q + row0 * D, offs_m, N, D, BD), dx, c, min_norm)
     _store(DQo + row0 * D, offs_m, N, dq, D, BD)
-    slot = _slot(i_bh, H, PARTS - tl.num_programs(0) + i, PARTS)
+    slot = _slot(i_bh, H, PARTS - tl.num_programs(0) + i, PARTS, HEAD_SLOTS)
     _partials(DSC + slot, DC + slot, gvec, t, c, sc, tl.sum(dcq, axis=0))
 
 
@@ -792,12 +795,12 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     """do, o: (B, H, N, DV) in v's dtype; q, k: the tangent inputs; the rest as the forward's -> dq: like q,
     dk: like k, dv: like v, (dc, dscale): (2, H) float32. Two kernels: dk and dv per key block, then dq per query
     block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete);
-    their partial sums of dc and dscale share one buffer a group and one reduction, over its last dimension. The dq
+    their partial sums of dc and dscale share one buffer and one reduction, over its last dimension. The dq
     kernel runs first: it computes delta = sum(do * o, -1) and stores its keys' r and |y|^2 for the dk/dv kernel
     (_dq_delta, _store_key_rows). The batch rows (or heads) run in groups (_groups), each group's two kernels on
     its own stream, so that one group's kernels fill the last, partial wave of the other's: 1.4 % off fwd+bwd at
     (8, 16, 2K, 64) bf16 on the H100 (run 27b of results/kernels/README.md). The results are the same bit for bit
-    as one group's: each group sums its partials in the order one group would."""
+    as one group's: the groups store their partial sums where one group would (_slot's HEAD_SLOTS)."""
     Bsz, H, n, d = x.shape
     plan = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, aligned=n % 16 == 0)
     (dkdv, kc, kl), (dq_kernel, qc, ql) = plan
@@ -805,23 +808,24 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     delta = torch.empty(lse.shape, device=x.device, dtype=torch.float32)
     keys = torch.empty(Bsz, H, 2, n, device=x.device, dtype=torch.float32)  # r and |y|^2 of each key row
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    parts = torch.empty(2, H, Bsz * (nk + nq), device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
     axis, bounds = _groups(Bsz, H)
-    parts = []  # each group's partial sums of dc and dscale, (2, heads, rows * (nk + nq)) (_slot)
     with _alternating_streams(x.device, len(bounds) - 1) as stream:
         for g, (a, b) in enumerate(itertools.pairwise(bounds)):
-            rows, heads = (b - a, H) if axis == 0 else (Bsz, b - a)
-            part = torch.empty(2, heads, rows * (nk + nq), device=x.device, dtype=torch.float32)
-            parts.append(part)
             x_g, k_g, v_g, do_g, lse_g, delta_g, keys_g, q_g, dq_g, o_g, dk_g, dv_g = (
                 t.narrow(axis, a, b - a) for t in (x, k, v, do, lse, delta, keys, q, dq, o, dk, dv)
             )
-            head_consts = (c32, s32) if axis == 0 else (c32[a:b], s32[a:b])
-            ins = (x_g, k_g, v_g, *head_consts, do_g, lse_g, delta_g, keys_g)
-            scalars = (n, heads, window, nk + nq, 1.0 - BALL_EPS, MIN_NORM)
+            if axis == 0:  # rows a to b of every head: a view from row a, heads B (nk + nq) slots apart
+                c_g, s_g, heads, part = c32, s32, H, parts[..., a * (nk + nq) :]
+            else:  # heads a to b of the one row
+                c_g, s_g, heads, part = c32[a:b], s32[a:b], b - a, parts[:, a:b]
+            ins = (x_g, k_g, v_g, c_g, s_g, do_g, lse_g, delta_g, keys_g)
+            scalars = (n, heads, window, nk + nq, parts.stride(1), 1.0 - BALL_EPS, MIN_NORM)
+            programs = x_g.shape[0] * heads
             with stream(g):
-                dq_kernel[(nq, rows * heads)](*ins, q_g, dq_g, o_g, part[1], part[0], *scalars, **qc, **ql)
-                dkdv[(nk, rows * heads)](*ins, dk_g, dv_g, part[0], part[1], *scalars, **kc, **kl)
-    return dq, dk, dv, torch.cat(parts, -1 if axis == 0 else 1).sum(-1)
+                dq_kernel[(nq, programs)](*ins, q_g, dq_g, o_g, part[1], part[0], *scalars, **qc, **ql)
+                dkdv[(nk, programs)](*ins, dk_g, dv_g, part[0], part[1], *scalars, **kc, **kl)
+    return dq, dk, dv, parts.sum(-1)
 
 
 # Custom ops: dynamo and AOT autograd see each op as opaque (fake tensors give the shapes).

@@ -65,7 +65,7 @@ from kernels.window_attn import triton as wa  # noqa: E402
 SHARED_MEMORY_PER_BLOCK_OPTIN = {80: 163 * 1024, 86: 99 * 1024, 89: 99 * 1024, 90: 227 * 1024}
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "PARTS": "i32", "R": "i32", "D": "i32"}
+INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "PARTS": "i32", "HEAD_SLOTS": "i32", "R": "i32", "D": "i32"}
 FLOATS = ("eps", "umax", "min_norm", "at_max", "den_min")
 FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "KR", "DSC", "DC", "DX", "DXS", "DQ", "DK_", "ZT"}
 #: argument types of an op's kernels that its names do not give by the rules above (BK-Core: C, S are counts)

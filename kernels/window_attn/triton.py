@@ -798,9 +798,9 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     their partial sums of dc and dscale share one buffer and one reduction, over its last dimension. The dq
     kernel runs first: it computes delta = sum(do * o, -1) and stores its keys' r and |y|^2 for the dk/dv kernel
     (_dq_delta, _store_key_rows). The batch rows (or heads) run in groups (_groups), each group's two kernels on
-    its own stream, so that one group's kernels fill the last, partial wave of the other's: 1.4 % off fwd+bwd at
-    (8, 16, 2K, 64) bf16 on the H100 (run 27b of results/kernels/README.md). The results are the same bit for bit
-    as one group's: the groups store their partial sums where one group would (_slot's HEAD_SLOTS)."""
+    its own stream, so that one group's kernels fill the last, partial wave of the other's: 2.0 % off fwd+bwd at
+    (8, 16, 2K, 64) bf16, 0.2 % at 16K, on the H100 (run 29 of results/kernels/README.md). The results are the
+    same bit for bit as one group's: the groups store their partial sums where one group would (_slot's HEAD_SLOTS)."""
     Bsz, H, n, d = x.shape
     plan = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, aligned=n % 16 == 0)
     (dkdv, kc, kl), (dq_kernel, qc, ql) = plan

@@ -10,7 +10,7 @@ step(){ local name=$1 cap=$2; shift 2; local l=$(left); [ "$l" -lt 15 ] && { ech
   echo "== $name (cap $cap)"; timeout $cap "$@" > $R/$name.txt 2>&1; echo "rc=$?" >> $R/$name.txt; tail -${TAILN:-40} $R/$name.txt; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $R/gpu.txt
 export PHASEBENCH_GIT_COMMIT=${COMMIT:-unknown} PYTHONPATH=$PWD
-TAILN=8 step tests 150 python3 -m pytest -q -p no:cacheprovider tests/kernels/test_window_attn_gpu.py
+TAILN=8 step tests 150 python3 -m pytest --noconftest -q -p no:cacheprovider tests/kernels/test_window_attn_gpu.py
 step groups 220 python3 results/kernels/window-groups-run29/window_groups_run29.py $R/window_groups_run29.json
 TAILN=30 step bench-win 200 python3 bench/kernels.py --ops window_attn --sizes 2048,4096,8192,16384 --cuda-graph --skip-anchors score_mod,sdpa --profile --out $R/bench_window.json
 echo "== done, $(left) s left"

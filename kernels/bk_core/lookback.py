@@ -223,7 +223,7 @@ def _lookback_bwd_kernel(
     BLOCK_C: tl.constexpr,
     LOOK: tl.constexpr,
 ):
-    """DV (B, N, C) = -Re mu; RED (B, S, 4, C) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
+    """DV (B, N, C) = -Re mu; RED (4, C, B S) as _adj_sweep_kernel; STATE as the forward's (tickets run from the
     last segment); PART (B, S, 6, C)."""
     b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
     s = S - 1 - tl.atomic_add(chain, 1)
@@ -278,7 +278,7 @@ def _lookback_bwd_kernel(
     acc_r, acc_i, acc_b = _adj_sweep_rows(
         GR, GI, DGR, DGI, DV, cols, mr, mi, start, end, cmask, b2, N, C, REVERSE, BLOCK_C
     )
-    _store_param_grads(RED + (b.to(tl.int64) * S + s) * 4 * C + cols, C, cmask, beta, acc_r, acc_i, acc_b)
+    _store_param_grads(RED, b, s, S, C, cols, cmask, tl.cdiv(C, BLOCK_C), beta, acc_r, acc_i, acc_b)
 
 
 # ----------------------------------------------------------------------------------------------- launchers
@@ -305,11 +305,11 @@ def _fwd(v, h0, beta, z_re, z_im, reverse: bool, state, part, programs: int):
 
 
 def _bwd(g_re, g_im, dg_re, dg_im, beta, reverse: bool, state, part, programs: int):
-    """The adjoint's programs as _fwd's. Returns dv (B, N, C) and RED (B, S, 4, C) (segments taken only)."""
+    """The adjoint's programs as _fwd's. Returns dv (B, N, C) and RED (4, C, B S)."""
     B, N, C = g_re.shape
     S = part.shape[1]
     dv = torch.empty_like(g_re)
-    red = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
+    red = torch.empty(4, C, B * S, device=g_re.device, dtype=torch.float32)
     _lookback_bwd_kernel[(state.shape[0], programs)](
         g_re, g_im, dg_re, dg_im, beta, state, part, dv, red, N, C, S, reverse, SEG_BWD, BLOCK_C, LOOK,
         num_warps=BLOCK_C // 32,
@@ -335,7 +335,7 @@ def bk_core_lookback_bwd(
     z_re, z_im."""
     state, part = _scratch(g_re, SEG_BWD, BWD_PART)
     dv, red = _bwd(g_re, g_im, dg_re, dg_im, beta, reverse, state, part, part.shape[1])
-    return dv, red.sum(dim=(0, 1))
+    return dv, red.sum(-1)
 
 
 @bk_core_lookback_fwd.register_fake

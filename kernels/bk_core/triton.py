@@ -756,21 +756,24 @@ def _adj_resweep_rows(V, GR, GI, DGR, DGI, DV, cols, mr, mi, wr, wi, start, end,
 
 
 @triton.jit
-def _store_param_grads(red, C, cmask, beta, acc_r, acc_i, acc_b):
-    """A segment's rows' sums of Re mu, Im mu and Re(conj(g_{i-1}) mu_i) -> its share of the gradients of h0,
-    beta, z_re, z_im (a = h0 + v - z, b2 = beta^2: dL/dh0 = -sum Re mu, dL/dz = sum mu, dL/dbeta = 2 beta
-    sum Re(conj(g_{i-1}) mu_i)), stored at red, red + C, red + 2C, red + 3C."""
+def _store_param_grads(RED, b, s, S, C, cols, cmask, n_cblk, beta, acc_r, acc_i, acc_b):
+    """Segment s of batch row b: its rows' sums of Re mu, Im mu and Re(conj(g_{i-1}) mu_i) -> its share of the
+    gradients of h0, beta, z_re, z_im (a = h0 + v - z, b2 = beta^2: dL/dh0 = -sum Re mu, dL/dz = sum mu, dL/dbeta
+    = 2 beta sum Re(conj(g_{i-1}) mu_i)), stored in RED (4, C, B S) at column b S + s: each gradient's shares of a
+    channel lie contiguous, so the launcher's reduction runs along the last dimension (grid (B n_cblk, ...))."""
+    segs = (tl.num_programs(0) // n_cblk) * S
+    red = RED + cols.to(tl.int64) * segs + b * S + s
     tl.store(red, -acc_r, mask=cmask)
-    tl.store(red + C, 2.0 * beta * acc_b, mask=cmask)
-    tl.store(red + 2 * C, acc_r, mask=cmask)
-    tl.store(red + 3 * C, acc_i, mask=cmask)
+    tl.store(red + C * segs, 2.0 * beta * acc_b, mask=cmask)
+    tl.store(red + 2 * C * segs, acc_r, mask=cmask)
+    tl.store(red + 3 * C * segs, acc_i, mask=cmask)
 
 
 @triton.jit
 def _adj_sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, MU, DV, RED, N, C, L, S, n_cblk,
                       REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """DV (B, N, C) = -Re mu, with g recomputed from V, the forward's carry W (B, S, 2, C) and every 8th row of g
-    (GR, GI); RED (B, S, 4, C): each segment's share of the gradients of h0, beta, z_re, z_im
+    (GR, GI); RED (4, C, B S): each segment's share of the gradients of h0, beta, z_re, z_im
     (_store_param_grads)."""
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
@@ -783,7 +786,7 @@ def _adj_sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, MU, DV, RED, N
         V + bn, GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, cols, mr, mi, wr, wi, start, tl.minimum(start + L, N),
         cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C,
     )  # fmt: skip
-    _store_param_grads(RED + (b.to(tl.int64) * S + s) * 4 * C + cols, C, cmask, beta, acc_r, acc_i, acc_b)
+    _store_param_grads(RED, b, s, S, C, cols, cmask, n_cblk, beta, acc_r, acc_i, acc_b)
 
 
 # ----------------------------------------------------------------------------------------------- launchers
@@ -874,12 +877,12 @@ def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: 
     else:
         mu.zero_()
     dv = torch.empty_like(g_re)
-    red = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
+    red = torch.empty(4, C, B * S, device=g_re.device, dtype=torch.float32)
     _adj_sweep_kernel[(B * n_cblk, S)](
         v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, mu, dv, red, N, C, L, S, n_cblk, REVERSE=reverse,
         BLOCK_C=block_c, **_segment_launch(_adj_sweep_kernel, block_c),
     )  # fmt: skip
-    return dv, red.sum(dim=(0, 1))
+    return dv, red.sum(-1)
 
 
 # ----------------------------------------------------------------------------------------------- custom ops

@@ -4,10 +4,7 @@
 START=$(date +%s); BUDGET=${BUDGET:-240}
 R=$OUT/r; mkdir -p $R
 trap 'cd $OUT && tar czf run29b.tgz r && rm -rf r' EXIT
-left(){ echo $(( BUDGET - ($(date +%s) - START) )); }
-step(){ local name=$1 cap=$2; shift 2; local l=$(left); [ "$l" -lt 15 ] && { echo "skip $name"; return; }
-  [ "$cap" -gt $((l-3)) ] && cap=$((l-3))
-  echo "== $name (cap $cap)"; timeout $cap "$@" > $R/$name.txt 2>&1; echo "rc=$?" >> $R/$name.txt; tail -${TAILN:-40} $R/$name.txt; }
+source results/kernels/steps.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $R/gpu.txt
 export PHASEBENCH_GIT_COMMIT=${COMMIT:-unknown} PYTHONPATH=$PWD
 S=results/kernels/window-groups-run29/window_groups_run29.py

@@ -1,0 +1,7 @@
+# Sourced by the device calls' scripts: `step NAME CAP CMD...` runs CMD with a time cap, its output to $R/NAME.txt
+# (its exit code appended) and the last $TAILN lines (40) to the call's output, skipping it when under 15 of the
+# call's $BUDGET seconds (counted from $START) are left; `left` prints the seconds left.
+left(){ echo $(( BUDGET - ($(date +%s) - START) )); }
+step(){ local name=$1 cap=$2; shift 2; local l=$(left); [ "$l" -lt 15 ] && { echo "skip $name"; return; }
+  [ "$cap" -gt $((l-3)) ] && cap=$((l-3))
+  echo "== $name (cap $cap)"; timeout $cap "$@" > $R/$name.txt 2>&1; echo "rc=$?" >> $R/$name.txt; tail -${TAILN:-40} $R/$name.txt; }

@@ -764,12 +764,19 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
 BWD_GROUPS = 2
 
 
-def _groups(bsz, heads):
+def _grouped(device) -> bool:
+    """Whether the backward runs in groups: while a CUDA graph is being captured, where the groups' extra launches
+    cost the host nothing on replay. Eager calls keep one group: each launch is host time there
+    (bench/host_ops.py), and eager runs at small shapes are bound by the host."""
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def _groups(bsz, heads, grouped=True):
     """(axis, bounds): the backward's groups, BWD_GROUPS near-equal slices of the batch rows (axis 0) or, for a
-    batch of one, of the heads (axis 1); a single group where neither has two."""
+    batch of one, of the heads (axis 1); a single group where neither has two, or where not `grouped`."""
     axis = 0 if bsz > 1 else 1
     size = (bsz, heads)[axis]
-    count = max(1, min(BWD_GROUPS, size))
+    count = max(1, min(BWD_GROUPS if grouped else 1, size))
     return axis, [size * i // count for i in range(count + 1)]
 
 
@@ -797,10 +804,11 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     block (each stored once, exp0's backward in the kernels' epilogues, where each row's dy or dx is complete);
     their partial sums of dc and dscale share one buffer and one reduction, over its last dimension. The dq
     kernel runs first: it computes delta = sum(do * o, -1) and stores its keys' r and |y|^2 for the dk/dv kernel
-    (_dq_delta, _store_key_rows). The batch rows (or heads) run in groups (_groups), each group's two kernels on
-    its own stream, so that one group's kernels fill the last, partial wave of the other's: 2.0 % off fwd+bwd at
-    (8, 16, 2K, 64) bf16, 0.2 % at 16K, on the H100 (run 29 of results/kernels/README.md). The results are the
-    same bit for bit as one group's: the groups store their partial sums where one group would (_slot's HEAD_SLOTS)."""
+    (_dq_delta, _store_key_rows). Captured in a CUDA graph (_grouped), the batch rows (or heads) run in groups
+    (_groups), each group's two kernels on its own stream, so that one group's kernels fill the last, partial
+    wave of the other's: 2.0 % off fwd+bwd at (8, 16, 2K, 64) bf16, 0.2 % at 16K, on the H100 (run 29 of
+    results/kernels/README.md). The results are the same bit for bit as one group's: the groups store their
+    partial sums where one group would (_slot's HEAD_SLOTS)."""
     Bsz, H, n, d = x.shape
     plan = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, aligned=n % 16 == 0)
     (dkdv, kc, kl), (dq_kernel, qc, ql) = plan
@@ -809,7 +817,7 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     keys = torch.empty(Bsz, H, 2, n, device=x.device, dtype=torch.float32)  # r and |y|^2 of each key row
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     parts = torch.empty(2, H, Bsz * (nk + nq), device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
-    axis, bounds = _groups(Bsz, H)
+    axis, bounds = _groups(Bsz, H, _grouped(x.device))
     with _alternating_streams(x.device, len(bounds) - 1) as stream:
         for g, (a, b) in enumerate(itertools.pairwise(bounds)):
             x_g, k_g, v_g, do_g, lse_g, delta_g, keys_g, q_g, dq_g, o_g, dk_g, dv_g = (

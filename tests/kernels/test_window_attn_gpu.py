@@ -75,21 +75,23 @@ def test_window_dispatch_on_cuda():
 
 @pytest.mark.parametrize("b, h", [(4, 4), (1, 4)])
 def test_window_backward_groups_on_two_streams_in_a_cuda_graph(monkeypatch, b, h):
-    """The backward's groups (batch rows, or heads for one row) on alternating streams, eager and replayed from a
-    CUDA graph that forks and joins the side stream: one group's gradients, bit for bit."""
+    """The backward's groups (batch rows, or heads for one row) on alternating streams, eager (forced) and replayed
+    from a CUDA graph that forks and joins the side stream: the gradients of one group (eager's own), bit for bit."""
     import kernels.window_attn.triton as wa
 
     x = [t.requires_grad_() for t in _inputs(b, h, 2048, 64, seed=5, dtype=torch.bfloat16)]
     w = torch.randn(b, h, 2048, 64, device="cuda", generator=torch.Generator(device="cuda").manual_seed(6))
+    seen, groups, grouped = [], wa._groups, wa._grouped
+    monkeypatch.setattr(wa, "_groups", lambda *a: seen.append(groups(*a)) or seen[-1])
 
     def grads():
         o = wa.window_hyp_attn_triton(*x, window=64)
         return torch.autograd.grad((o.float() * w).sum(), x)
 
-    monkeypatch.setattr(wa, "BWD_GROUPS", 1)
     one = grads()
-    monkeypatch.setattr(wa, "BWD_GROUPS", 2)
+    monkeypatch.setattr(wa, "_grouped", lambda device: True)
     eager = grads()
+    monkeypatch.setattr(wa, "_grouped", grouped)
     warm = torch.cuda.Stream()
     warm.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(warm):
@@ -98,6 +100,7 @@ def test_window_backward_groups_on_two_streams_in_a_cuda_graph(monkeypatch, b, h
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         captured = grads()
+    assert [len(bounds) - 1 for _, bounds in seen] == [1, 2, 1, 2]  # eager, forced, warm-up, captured
     for t in captured:
         t.zero_()
     graph.replay()

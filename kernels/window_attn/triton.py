@@ -783,6 +783,14 @@ def _groups(bsz, heads, grouped=True):
 _SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
 
 
+def _side_stream(device) -> torch.cuda.Stream:
+    """The backward's side stream on a CUDA device, made on its first call: _launch_bwd calls it on every CUDA
+    call, so an eager warm-up makes it before any capture (docs/measurement.md: no lazy set-up inside one)."""
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[device]
+
+
 @contextlib.contextmanager
 def _alternating_streams(device, count):
     """Yields stream(g): a context that runs group g on the current CUDA stream (even g) or on a side stream (odd
@@ -792,7 +800,7 @@ def _alternating_streams(device, count):
         yield lambda g: contextlib.nullcontext()
         return
     main = torch.cuda.current_stream(device)
-    side = _SIDE_STREAMS.setdefault(device, torch.cuda.Stream(device))
+    side = _side_stream(device)
     side.wait_stream(main)
     yield lambda g: torch.cuda.stream(main if g % 2 == 0 else side)
     main.wait_stream(side)
@@ -817,6 +825,8 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     keys = torch.empty(Bsz, H, 2, n, device=x.device, dtype=torch.float32)  # r and |y|^2 of each key row
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     parts = torch.empty(2, H, Bsz * (nk + nq), device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
+    if x.is_cuda:
+        _side_stream(x.device)
     axis, bounds = _groups(Bsz, H, _grouped(x.device))
     with _alternating_streams(x.device, len(bounds) - 1) as stream:
         for g, (a, b) in enumerate(itertools.pairwise(bounds)):

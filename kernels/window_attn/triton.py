@@ -55,7 +55,7 @@ each with its rows' dc of exp0), which the launcher sums.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import itertools
 
 import torch
@@ -791,18 +791,21 @@ def _side_stream(device) -> torch.cuda.Stream:
     return _SIDE_STREAMS[device]
 
 
-@contextlib.contextmanager
-def _alternating_streams(device, count):
-    """Yields stream(g): a context that runs group g on the current CUDA stream (even g) or on a side stream (odd
-    g), forked from the current one on entry and joined back on exit (inside a CUDA graph capture too). One group,
-    or a CPU (TRITON_INTERPRET=1), runs every group on the current stream, one after another."""
-    if device.type != "cuda" or count < 2:
-        yield lambda g: contextlib.nullcontext()
+def _run_groups(device, groups):
+    """Runs each group's launches in order: group g on the current CUDA stream (even g) or on the side stream (odd
+    g), forked from the current one first and joined back last (inside a CUDA graph capture too). One group, or a
+    CPU (TRITON_INTERPRET=1), runs every launch on the current stream, one after another."""
+    if device.type != "cuda" or len(groups) < 2:
+        for launches in groups:
+            for launch in launches:
+                launch()
         return
-    main = torch.cuda.current_stream(device)
-    side = _side_stream(device)
+    main, side = torch.cuda.current_stream(device), _side_stream(device)
     side.wait_stream(main)
-    yield lambda g: torch.cuda.stream(main if g % 2 == 0 else side)
+    for g, launches in enumerate(groups):
+        with torch.cuda.stream(main if g % 2 == 0 else side):
+            for launch in launches:
+                launch()
     main.wait_stream(side)
 
 
@@ -813,10 +816,10 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     their partial sums of dc and dscale share one buffer and one reduction, over its last dimension. The dq
     kernel runs first: it computes delta = sum(do * o, -1) and stores its keys' r and |y|^2 for the dk/dv kernel
     (_dq_delta, _store_key_rows). Captured in a CUDA graph (_grouped), the batch rows (or heads) run in groups
-    (_groups), each group's two kernels on its own stream, so that one group's kernels fill the last, partial
-    wave of the other's: 2.0 % off fwd+bwd at (8, 16, 2K, 64) bf16, 0.2 % at 16K, on the H100 (run 29 of
-    results/kernels/README.md). The results are the same bit for bit as one group's: the groups store their
-    partial sums where one group would (_slot's HEAD_SLOTS)."""
+    (_groups), each group's two kernels on its own stream (_run_groups), so that one group's kernels fill the
+    last, partial wave of the other's: 2.0 % off fwd+bwd at (8, 16, 2K, 64) bf16, 0.2 % at 16K, on the H100 (run
+    29 of results/kernels/README.md). The results are the same bit for bit as one group's: the groups store
+    their partial sums where one group would (_slot's HEAD_SLOTS)."""
     Bsz, H, n, d = x.shape
     plan = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, aligned=n % 16 == 0)
     (dkdv, kc, kl), (dq_kernel, qc, ql) = plan
@@ -828,21 +831,23 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     if x.is_cuda:
         _side_stream(x.device)
     axis, bounds = _groups(Bsz, H, _grouped(x.device))
-    with _alternating_streams(x.device, len(bounds) - 1) as stream:
-        for g, (a, b) in enumerate(itertools.pairwise(bounds)):
-            x_g, k_g, v_g, do_g, lse_g, delta_g, keys_g, q_g, dq_g, o_g, dk_g, dv_g = (
-                t.narrow(axis, a, b - a) for t in (x, k, v, do, lse, delta, keys, q, dq, o, dk, dv)
-            )
-            if axis == 0:  # rows a to b of every head: a view from row a, heads B (nk + nq) slots apart
-                c_g, s_g, heads, part = c32, s32, H, parts[..., a * (nk + nq) :]
-            else:  # heads a to b of the one row
-                c_g, s_g, heads, part = c32[a:b], s32[a:b], b - a, parts[:, a:b]
-            ins = (x_g, k_g, v_g, c_g, s_g, do_g, lse_g, delta_g, keys_g)
-            scalars = (n, heads, window, nk + nq, parts.stride(1), 1.0 - BALL_EPS, MIN_NORM)
-            programs = x_g.shape[0] * heads
-            with stream(g):
-                dq_kernel[(nq, programs)](*ins, q_g, dq_g, o_g, part[1], part[0], *scalars, **qc, **ql)
-                dkdv[(nk, programs)](*ins, dk_g, dv_g, part[0], part[1], *scalars, **kc, **kl)
+    groups = []  # per group: its dq launch, then its dk/dv launch
+    for a, b in itertools.pairwise(bounds):
+        x_g, k_g, v_g, do_g, lse_g, delta_g, keys_g, q_g, dq_g, o_g, dk_g, dv_g = (
+            t.narrow(axis, a, b - a) for t in (x, k, v, do, lse, delta, keys, q, dq, o, dk, dv)
+        )
+        if axis == 0:  # rows a to b of every head: a view from row a, heads B (nk + nq) slots apart
+            c_g, s_g, heads, part = c32, s32, H, parts[..., a * (nk + nq) :]
+        else:  # heads a to b of the one row
+            c_g, s_g, heads, part = c32[a:b], s32[a:b], b - a, parts[:, a:b]
+        ins = (x_g, k_g, v_g, c_g, s_g, do_g, lse_g, delta_g, keys_g)
+        scalars = (n, heads, window, nk + nq, parts.stride(1), 1.0 - BALL_EPS, MIN_NORM)
+        programs = x_g.shape[0] * heads
+        dq_args = (*ins, q_g, dq_g, o_g, part[1], part[0], *scalars)
+        dkdv_args = (*ins, dk_g, dv_g, part[0], part[1], *scalars)
+        dq_launch = functools.partial(dq_kernel[(nq, programs)], *dq_args, **qc, **ql)
+        groups.append((dq_launch, functools.partial(dkdv[(nk, programs)], *dkdv_args, **kc, **kl)))
+    _run_groups(x.device, groups)
     return dq, dk, dv, parts.sum(-1)
 
 

@@ -7,6 +7,7 @@ The default URL is `sqlite:///phasebench.db` in the working directory (WAL, busy
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -105,13 +106,29 @@ def _check_sqlite_path(database: str | None) -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The phasebench schema revision stored in the database (None for an empty database)."""
-    try:
-        if not inspect(engine).has_table(VERSION_TABLE):
-            return None
-        with engine.connect() as conn:
-            row = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").first()
-    except DatabaseError as exc:  # unreachable, refused, or a file that is not a database
-        first_line = (str(exc.orig).strip().splitlines() or [""])[0]
-        reason = mask_text(first_line, engine.url.render_as_string(hide_password=False))
-        raise UserError(f"--db: cannot open {mask_url(str(engine.url))}: {reason}") from None
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            return _stored_revision(engine)
+        except DatabaseError as exc:  # unreachable, refused, or a file that is not a database
+            if _sqlite_busy(engine, exc) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            first_line = (str(exc.orig).strip().splitlines() or [""])[0]
+            reason = mask_text(first_line, engine.url.render_as_string(hide_password=False))
+            raise UserError(f"--db: cannot open {mask_url(str(engine.url))}: {reason}") from None
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    if not inspect(engine).has_table(VERSION_TABLE):
+        return None
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").first()
     return row[0] if row else None
+
+
+def _sqlite_busy(engine: Engine, exc: DatabaseError) -> bool:
+    """SQLite's "database is locked" returned at once, busy timeout or not: where waiting could deadlock, or while
+    another process first opens the file (its switch to WAL), SQLite skips the busy handler. Seen once in the
+    suite's concurrent first opens (tests/orchestrator/test_store.py); the caller retries until the timeout."""
+    return engine.dialect.name == "sqlite" and "database is locked" in str(exc.orig)

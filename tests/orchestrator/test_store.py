@@ -277,6 +277,44 @@ def test_concurrent_first_opens_migrate_once(db_url):
     engine.dispose()
 
 
+def test_a_locked_sqlite_file_is_retried_until_the_busy_timeout(tmp_path, monkeypatch):
+    """SQLite can answer "database is locked" at once, its busy handler skipped (another process switching a new
+    file to WAL; a wait that could deadlock): the revision read is retried, and any other error is not."""
+    import sqlite3
+
+    from orchestrator.store import engine as engine_module
+
+    store_engine = make_engine(f"sqlite:///{tmp_path / 'pb.db'}")
+    upgrade(store_engine)
+    read = engine_module._stored_revision
+    answers = []
+
+    def locked_twice(engine):
+        answers.append(len(answers))
+        if len(answers) <= 2:
+            raise sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
+        return read(engine)
+
+    monkeypatch.setattr(engine_module, "_stored_revision", locked_twice)
+    assert current_revision(store_engine) == head_revision() and len(answers) == 3
+
+    def broken(engine):
+        answers.append(len(answers))
+        raise sa.exc.DatabaseError("SELECT 1", {}, sqlite3.DatabaseError("file is not a database"))
+
+    answers.clear()
+    monkeypatch.setattr(engine_module, "_stored_revision", broken)
+    with pytest.raises(UserError, match="file is not a database"):
+        current_revision(store_engine)
+    assert len(answers) == 1
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_S", 0)
+    monkeypatch.setattr(engine_module, "_stored_revision", locked_twice)
+    answers.clear()
+    with pytest.raises(UserError, match="database is locked"):
+        current_revision(store_engine)
+    store_engine.dispose()
+
+
 def test_a_restarted_attempt_replaces_the_curve_after_its_start(db_url):
     store = Store(db_url)
     batch = store.create_batch(tiny_spec())

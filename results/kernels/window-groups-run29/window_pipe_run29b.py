@@ -13,9 +13,7 @@ window 64, flex_attention (dot-product, same window) beside, 3 interleaved round
 
 import contextlib
 import functools
-import json
 import os
-import statistics
 import sys
 
 import torch
@@ -23,10 +21,11 @@ import torch
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "results", "kernels", "window-streams-run27b"))
+from window_groups_run29 import interleaved, report, write  # noqa: E402
 from window_streams_run27b import grads, inputs  # noqa: E402
 
 from bench.kernels import FLEX_DOT, _fwd_bwd, window_flex_anchors  # noqa: E402
-from bench.tiles import _graph_ms, swapped  # noqa: E402
+from bench.tiles import swapped  # noqa: E402
 from kernels.window_attn import triton as W  # noqa: E402
 
 landed = W._run_groups
@@ -82,17 +81,7 @@ if __name__ == "__main__":
         ins = inputs(n)
         flex_fn, flex_ins = window_flex_anchors(*ins, 64)[FLEX_DOT]
         ours = _fwd_bwd(functools.partial(W.window_hyp_attn_triton, *ins, 64), ins)
-        timers = {"flex_attention": (_fwd_bwd(flex_fn, flex_ins), "one group")} | {k: (ours, k) for k in VARIANTS}
-        times = {name: [] for name in timers}
-        for _ in range(3):
-            for name, (fn, var) in timers.items():
-                with variant(var):
-                    times[name].append(_graph_ms(fn).get("ms"))
-        med = {name: statistics.median(t) for name, t in times.items()}
-        rows[n] = dict(ms=med, reps=times)
-        flex = med["flex_attention"]
-        print(f"N {n}: " + "  ".join(f"{k} {ms:.4f} ({ms / flex:.3f}x)" for k, ms in med.items()), flush=True)
-    env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
-               commit=os.environ.get("PHASEBENCH_GIT_COMMIT"))  # fmt: skip
-    with open(sys.argv[1], "w") as f:
-        json.dump(dict(env=env, rows=rows), f, indent=1)
+        timers = {"flex_attention": (_fwd_bwd(flex_fn, flex_ins), functools.partial(variant, "one group"))}
+        timers |= {name: (ours, functools.partial(variant, name)) for name in VARIANTS}
+        report(rows, n, interleaved(timers))
+    write(sys.argv[1], rows)

@@ -3,23 +3,16 @@
 Run in a pytest process of its own: the interpreter test modules set TRITON_INTERPRET=1 at import.
 """
 
-import os
-
 import pytest
 import torch
 from bk_core_checks import check_against, in_band, make_inputs, two_pass
+from gpu_marks import GPU_ONLY
 
 from kernels.backend import backend
 from kernels.bk_core import bk_core, bk_core_parallel, bk_core_sequential
 from kernels.bk_core.lookback import bk_core_lookback
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
-    ),
-]
+pytestmark = GPU_ONLY
 
 
 @pytest.mark.parametrize("causal", [True, False])

@@ -1,18 +1,12 @@
 """causal_linear_attn Triton kernel on CUDA at realistic shapes (skipped without a GPU)."""
 
-import os
 from functools import partial
 
 import pytest
 import torch
+from gpu_marks import GPU_ONLY
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
-    ),
-]
+pytestmark = GPU_ONLY
 
 
 def _grads(fn, q, k, v, w):

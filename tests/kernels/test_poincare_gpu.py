@@ -1,17 +1,10 @@
 """Poincare Triton kernels on CUDA at realistic shapes (skipped without a GPU)."""
 
-import os
-
 import pytest
 import torch
+from gpu_marks import GPU_ONLY
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
-    ),
-]
+pytestmark = GPU_ONLY
 
 
 @pytest.mark.parametrize("d", [16, 64, 128])

@@ -1,17 +1,10 @@
 """Triton RMSNorm on CUDA at model shapes, against the reference (skipped without a GPU)."""
 
-import os
-
 import pytest
 import torch
+from gpu_marks import GPU_ONLY
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
-    ),
-]
+pytestmark = GPU_ONLY
 
 
 @pytest.mark.parametrize("d", [64, 1024, 2048, 8192])

@@ -3,18 +3,11 @@
 Run in a pytest process of its own: the interpreter test modules set TRITON_INTERPRET=1 at import.
 """
 
-import os
-
 import pytest
 import torch
+from gpu_marks import GPU_ONLY
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-    pytest.mark.skipif(
-        os.environ.get("TRITON_INTERPRET") == "1", reason="interpreted process: run GPU tests separately"
-    ),
-]
+pytestmark = GPU_ONLY
 
 
 def _run(a, b, reverse):

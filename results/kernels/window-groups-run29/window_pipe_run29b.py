@@ -55,33 +55,38 @@ VARIANTS = {
 
 
 @contextlib.contextmanager
-def variant(name):
-    """The schedule and group count of VARIANTS[name] swapped in, eager calls grouped too."""
-    schedule, count = VARIANTS[name]
+def variant(name, variants=VARIANTS):
+    """The schedule and group count of variants[name] swapped in, eager calls grouped too."""
+    schedule, count = variants[name]
     with swapped(W, "_run_groups", schedule), swapped(W, "BWD_GROUPS", count):
         with swapped(W, "_grouped", lambda device: True):
             yield
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "check":
+def main(argv, variants=VARIANTS):
+    """`check`: every variant's outputs and gradients against one group's; else time them into argv[1]."""
+    if argv[1] == "check":
         for n in (2048, 1000):
             ins = inputs(n)
             fn = functools.partial(W.window_hyp_attn_triton, *ins, 64)
-            with variant("one group"):
+            with variant("one group", variants):
                 ref = grads(ins, fn)
-            for name in VARIANTS:
-                with variant(name):
+            for name in variants:
+                with variant(name, variants):
                     out = grads(ins, fn)
                 print(f"N {n} {name}: identical {[torch.equal(a, b) for a, b in zip(ref, out, strict=True)]}")
-        sys.exit(0)
-    sizes = [int(x) for x in sys.argv[2].split(",")] if len(sys.argv) > 2 else [2048, 4096]
+        return
+    sizes = [int(x) for x in argv[2].split(",")] if len(argv) > 2 else [2048, 4096]
     rows = {}
     for n in sizes:
         ins = inputs(n)
         flex_fn, flex_ins = window_flex_anchors(*ins, 64)[FLEX_DOT]
         ours = _fwd_bwd(functools.partial(W.window_hyp_attn_triton, *ins, 64), ins)
-        timers = {"flex_attention": (_fwd_bwd(flex_fn, flex_ins), functools.partial(variant, "one group"))}
-        timers |= {name: (ours, functools.partial(variant, name)) for name in VARIANTS}
+        timers = {"flex_attention": (_fwd_bwd(flex_fn, flex_ins), functools.partial(variant, "one group", variants))}
+        timers |= {name: (ours, functools.partial(variant, name, variants)) for name in variants}
         report(rows, n, interleaved(timers))
-    write(sys.argv[1], rows)
+    write(argv[1], rows)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

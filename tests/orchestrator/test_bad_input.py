@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
-from cli_helpers import run_cli
+from cli_helpers import REPO, run_cli
+from cli_helpers import TINY as CLI_TINY
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -38,17 +39,7 @@ from orchestrator.store.engine import VERSION_TABLE
 from orchestrator.store.migrate import head_revision
 from orchestrator.store.repository import Store
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = {
-    "model": "transformer",
-    "vocab_size": 256,
-    "d_model": 32,
-    "n_layers": 1,
-    "n_heads": 2,
-    "device": "cpu",
-    "seq_len": 16,
-    "steps": 1,
-}
+TINY = {"model": "transformer"} | CLI_TINY
 FUTURE_REVISION = "ffff_from_the_future"
 PROPERTY = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import phasebench, run_cli
+from cli_helpers import TINY, phasebench, run_cli
 
 from orchestrator import api
-
-TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 16, "steps": 1}
 
 
 def write_spec(tmp_path: Path, data) -> str:

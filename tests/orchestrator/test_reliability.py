@@ -15,21 +15,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
+from cli_helpers import REPO
+from cli_helpers import TINY_TRAIN as TINY
 from db_helpers import count
 
 from orchestrator import api
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = {
-    "vocab_size": 256,
-    "d_model": 32,
-    "n_layers": 1,
-    "n_heads": 2,
-    "device": "cpu",
-    "seq_len": 32,
-    "steps": 2,
-    "warmup_steps": 1,
-}
 PG_DATA = os.environ.get("PB_PG_DATA", "/tmp/phasebench-pg")
 
 

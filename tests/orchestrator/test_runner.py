@@ -16,22 +16,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import yaml
+from cli_helpers import REPO
+from cli_helpers import TINY_TRAIN as TINY
 from db_helpers import count
 
 from orchestrator import api
 from orchestrator.dispatch import Capacity, task_options
-
-TINY = {
-    "vocab_size": 256,
-    "d_model": 32,
-    "n_layers": 1,
-    "n_heads": 2,
-    "device": "cpu",
-    "seq_len": 32,
-    "steps": 2,
-    "warmup_steps": 1,
-}
-REPO = Path(__file__).resolve().parents[2]
 
 
 def spec(name, cases, **defaults):

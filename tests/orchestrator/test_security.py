@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cli_helpers import REPO
+from cli_helpers import TINY as CLI_TINY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,17 +30,7 @@ from orchestrator.spec import ResolvedRun, Spec, expand
 from orchestrator.store.engine import mask_text
 from orchestrator.store.repository import Filters, Store
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = {
-    "model": "transformer",
-    "vocab_size": 256,
-    "d_model": 32,
-    "n_layers": 1,
-    "n_heads": 2,
-    "device": "cpu",
-    "seq_len": 16,
-    "steps": 1,
-}
+TINY = {"model": "transformer"} | CLI_TINY
 SECRET = "Zq9-s3cr3t-pw"
 SECRET_FORMS = (SECRET, "s3cr3t")  # the password and a distinctive part of it (a truncated leak)
 

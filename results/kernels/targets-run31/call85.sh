@@ -3,12 +3,8 @@
 # name the H200): BK-Core from a CUDA graph (profiled) and eager, the window at every N from a CUDA graph,
 # linear attention against fla (eager, 4K-16K) and the diagonal scan against accelerated-scan (graph, 512-16K),
 # then the BK-Core (look-back included) and window GPU tests. Output: $OUT/run31.tgz.
-START=$(date +%s); BUDGET=${BUDGET:-560}
-R=$OUT/r; mkdir -p $R
-trap 'cd $OUT && tar czf run31.tgz r && rm -rf r' EXIT
 source results/kernels/steps.sh
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $R/gpu.txt
-export PHASEBENCH_GIT_COMMIT=${COMMIT:-unknown} PYTHONPATH=$PWD
+begin run31 580
 K="python3 bench/kernels.py"
 TAILN=12 step bk-graph 80 $K --ops bk_core --sizes 16384 --cuda-graph --profile --out $R/bench_bk_graph.json
 TAILN=12 step bk-eager 80 $K --ops bk_core --sizes 16384 --out $R/bench_bk_eager.json
@@ -17,6 +13,6 @@ TAILN=16 step window 140 $K --ops window_attn --sizes 2048,4096,8192,16384 --cud
 TAILN=12 step linear 100 $K --ops linear_attn --sizes 4096,8192,16384 --skip-anchors sdpa --out $R/bench_linear.json
 TAILN=16 step scan 80 $K --ops scan --cuda-graph --isolate scan --skip-anchors accelerated_scan.warp \
   --sizes 512,2048,4096,8192,16384 --out $R/bench_scan.json
-TAILN=8 step tests 120 python3 -m pytest --noconftest -q -p no:cacheprovider tests/kernels/test_bk_core_gpu.py \
+TAILN=8 step tests 200 python3 -m pytest --noconftest -q -p no:cacheprovider tests/kernels/test_bk_core_gpu.py \
   tests/kernels/test_window_attn_gpu.py
 echo "== done, $(left) s left"

@@ -1,12 +1,8 @@
 #!/bin/bash
 # Run 33: the window backward's alternating schedule with 1, 2 (landed), 3, 4 and 8 groups (window_alt_run33.py):
 # its bit-for-bit check, then its timings at 2K and 4K twice, each in a process of its own. Output: $OUT/run33.tgz.
-START=$(date +%s); BUDGET=${BUDGET:-260}
-R=$OUT/r; mkdir -p $R
-trap 'cd $OUT && tar czf run33.tgz r && rm -rf r' EXIT
 source results/kernels/steps.sh
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $R/gpu.txt
-export PHASEBENCH_GIT_COMMIT=${COMMIT:-unknown} PYTHONPATH=$PWD
+begin run33 260
 S=results/kernels/window-alt-run33/window_alt_run33.py
 TAILN=10 step check 60 python3 $S check
 for i in 1 2; do TAILN=4 step alt$i 90 python3 $S $R/window_alt_run33_$i.json 2048,4096; done

@@ -13,6 +13,7 @@ TAILN=16 step window 140 $K --ops window_attn --sizes 2048,4096,8192,16384 --cud
 TAILN=12 step linear 100 $K --ops linear_attn --sizes 4096,8192,16384 --skip-anchors sdpa --out $R/bench_linear.json
 TAILN=16 step scan 80 $K --ops scan --cuda-graph --isolate scan --skip-anchors accelerated_scan.warp \
   --sizes 512,2048,4096,8192,16384 --out $R/bench_scan.json
-TAILN=8 step tests 200 python3 -m pytest --noconftest -q -p no:cacheprovider tests/kernels/test_bk_core_gpu.py \
-  tests/kernels/test_window_attn_gpu.py
+T="python3 -m pytest --noconftest -q -p no:cacheprovider"
+TAILN=4 step tests-bk 170 $T tests/kernels/test_bk_core_gpu.py
+TAILN=4 step tests-window 90 $T tests/kernels/test_window_attn_gpu.py
 echo "== done, $(left) s left"

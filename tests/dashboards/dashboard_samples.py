@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 GIB = 2**30
+#: the spec defaults of the runs the dashboard tests store (the grid names the model and sequence length)
+TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu"}
 EVIL = "<script>window.pwned=1</script>"
 _ids = itertools.count()
 

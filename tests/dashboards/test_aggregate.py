@@ -5,7 +5,7 @@ latest_per_config picks from the same rows in memory."""
 from __future__ import annotations
 
 import pytest
-from dashboard_samples import result_row
+from dashboard_samples import TINY, result_row
 
 from dashboards import common, gather
 from dashboards.common import RunSet, latest_per_config
@@ -16,7 +16,6 @@ from orchestrator.store.records import Filters
 from orchestrator.store.repository import Store
 
 MIB = 2**20
-TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu"}
 GRID = {"model": ["transformer", "phase8"], "seq_len": [16, 32]}
 
 

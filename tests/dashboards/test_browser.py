@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from dashboard_samples import EVIL, GIB, kernel_file, result_row, sweep_rows
+from dashboard_samples import EVIL, GIB, TINY, kernel_file, result_row, sweep_rows
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -29,7 +29,6 @@ from orchestrator.store.repository import Store
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "orchestrator"))
 from cli_helpers import run_cli  # noqa: E402  (tests/orchestrator's in-process runner)
 
-TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu"}
 ROWS = "#pb-run-table tbody tr"
 
 

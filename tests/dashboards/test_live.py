@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from dashboard_samples import TINY
 from starlette.testclient import TestClient
 
 from dashboards import live
@@ -16,7 +17,6 @@ from dashboards.live import LiveReport, live_app, make_server
 from orchestrator.spec import expand
 from orchestrator.store.repository import Store
 
-TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu"}
 ENVIRONMENT = {
     "hostname": "vm",
     "device": "cpu",

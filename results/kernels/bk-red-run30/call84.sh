@@ -1,12 +1,8 @@
 #!/bin/bash
 # Run 30: BK-Core's parameter-gradient shares laid out for a contiguous reduction (bk_red_run30.py, the bench
 # rows), then the BK-Core and window GPU tests. Output: $OUT/run30.tgz.
-START=$(date +%s); BUDGET=${BUDGET:-450}
-R=$OUT/r; mkdir -p $R
-trap 'cd $OUT && tar czf run30.tgz r && rm -rf r' EXIT
 source results/kernels/steps.sh
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $R/gpu.txt
-export PHASEBENCH_GIT_COMMIT=${COMMIT:-unknown} PYTHONPATH=$PWD
+begin run30 450
 step red 60 python3 results/kernels/bk-red-run30/bk_red_run30.py $R/bk_red_run30.json
 TAILN=20 step bench-graph 90 python3 bench/kernels.py --ops bk_core --sizes 16384 --cuda-graph --profile --out $R/bench_bk_graph.json
 TAILN=20 step bench-eager 90 python3 bench/kernels.py --ops bk_core --sizes 16384 --out $R/bench_bk_eager.json

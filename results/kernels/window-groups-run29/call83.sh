@@ -2,12 +2,8 @@
 # Run 29b: the window at 2K and 4K again, in more rounds, with the backward's groups under other schedules
 # (window_pipe_run29b.py: its bit-for-bit check, then its timings twice) and the bench rows twice, each in a
 # process of its own. Output: $OUT/run29b.tgz.
-START=$(date +%s); BUDGET=${BUDGET:-330}
-R=$OUT/r; mkdir -p $R
-trap 'cd $OUT && tar czf run29b.tgz r && rm -rf r' EXIT
 source results/kernels/steps.sh
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $R/gpu.txt
-export PHASEBENCH_GIT_COMMIT=${COMMIT:-unknown} PYTHONPATH=$PWD
+begin run29b 330
 S=results/kernels/window-groups-run29/window_pipe_run29b.py
 TAILN=10 step check 60 python3 $S check
 for i in 1 2; do step pipe$i 80 python3 $S $R/window_pipe_run29b_$i.json 2048,4096; done

@@ -2,12 +2,8 @@
 # Run 32: the window's GPU tests on the landed tree alone, with their durations (run 30 cut them at its 200 s cap
 # after the first); then, as time allows, run 29b's schedules (window_pipe_run29b.py: the bit-for-bit check, the
 # timings once) and the window's bench rows at 2K and 4K. Output: $OUT/run32.tgz.
-START=$(date +%s); BUDGET=${BUDGET:-300}
-R=$OUT/r; mkdir -p $R
-trap 'cd $OUT && tar czf run32.tgz r && rm -rf r' EXIT
 source results/kernels/steps.sh
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee $R/gpu.txt
-export PHASEBENCH_GIT_COMMIT=${COMMIT:-unknown} PYTHONPATH=$PWD
+begin run32 300
 S=results/kernels/window-groups-run29/window_pipe_run29b.py
 TAILN=14 step tests 130 python3 -m pytest --noconftest -v -p no:cacheprovider --durations=0 tests/kernels/test_window_attn_gpu.py
 TAILN=10 step check 60 python3 $S check

@@ -790,7 +790,7 @@ _SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
 
 
 def _side_stream(device) -> torch.cuda.Stream:
-    """The backward's side stream on a CUDA device, made on its first call: _launch_bwd calls it on every CUDA
+    """The backward's side stream on a CUDA device, made on its first call: _run_groups calls it on every CUDA
     call, so an eager warm-up makes it before any capture (docs/measurement.md: no lazy set-up inside one)."""
     if device not in _SIDE_STREAMS:
         _SIDE_STREAMS[device] = torch.cuda.Stream(device)
@@ -801,12 +801,13 @@ def _run_groups(device, groups):
     """Runs each group's launches in order: group g on the current CUDA stream (even g) or on the side stream (odd
     g), forked from the current one first and joined back last (inside a CUDA graph capture too). One group, or a
     CPU (TRITON_INTERPRET=1), runs every launch on the current stream, one after another."""
-    if device.type != "cuda" or len(groups) < 2:
+    side = _side_stream(device) if device.type == "cuda" else None
+    if side is None or len(groups) < 2:
         for launches in groups:
             for launch in launches:
                 launch()
         return
-    main, side = torch.cuda.current_stream(device), _side_stream(device)
+    main = torch.cuda.current_stream(device)
     side.wait_stream(main)
     for g, launches in enumerate(groups):
         with torch.cuda.stream(main if g % 2 == 0 else side):
@@ -834,8 +835,6 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     keys = torch.empty(Bsz, H, 2, n, device=x.device, dtype=torch.float32)  # r and |y|^2 of each key row
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     parts = torch.empty(2, H, Bsz * (nk + nq), device=x.device, dtype=torch.float32)  # of dc and dscale (_slot)
-    if x.is_cuda:
-        _side_stream(x.device)
     axis, bounds = _groups(Bsz, H, _grouped(x.device))
     groups = []  # per group: its dq launch, then its dk/dv launch
     for a, b in itertools.pairwise(bounds):

@@ -761,6 +761,7 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
 
 
 #: groups the backward splits its batch rows (or, for one row, its heads) into, alternating between two CUDA streams
+#: (3, 4 and 8 were slower than 2 at 2K and 4K on an H100: run 33 of results/kernels/README.md)
 BWD_GROUPS = 2
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
@@ -11,12 +12,20 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-import migrations
-
 from ..errors import UserError
 from .engine import current_revision, make_engine, mask_url
 
-SCRIPT_LOCATION = str(Path(migrations.__file__).parent)
+
+def _script_location() -> str:
+    """The folder of the Alembic scripts: the top-level `migrations` package, found by name and not imported (its
+    env.py imports this store's schema, so the store stays below it)."""
+    spec = importlib.util.find_spec("migrations")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("phasebench's migrations package is not installed beside orchestrator")
+    return str(Path(spec.origin).parent)
+
+
+SCRIPT_LOCATION = _script_location()
 MIGRATION_LOCK_ID = 0x7062_6D69  # "pbmi": the advisory lock phasebench's migrations take on PostgreSQL
 MIGRATION_ATTEMPTS = 3
 

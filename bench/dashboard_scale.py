@@ -8,7 +8,7 @@ real H200 results, with pending and running rows) and of its first environment r
 (`env.json`), written with bulk SQL into a schema the store created. Copy i is its template's config with
 `seed` = i, so every copy has its own config hash; every 50th finished copy is stored as out of memory
 and every 10th as `skipped`, reusing the copy before it (same hash); 100 runs make one batch. The build
-runs in a child process through the `phasebench` entry point (`orchestrator.cli:main`): its wall time,
+runs in a child process through the `phasebench` entry point (`phasebench.cli:main`): its wall time,
 its peak RSS (the rusage `os.wait4` returns for it) and the size of the HTML it wrote. Prints a table and
 writes JSON with the environment.
 """
@@ -41,7 +41,7 @@ from orchestrator.store.schema import METRIC_COLUMNS, Batch, Environment, Result
 SOURCE = ROOT / "results" / "long-context"
 RUNS_PER_BATCH = 100
 CHUNK = 5000  # rows per INSERT statement batch
-ENTRY = "from orchestrator.cli import main; main()"  # what the `phasebench` script runs
+ENTRY = "from phasebench.cli import main; main()"  # what the `phasebench` script runs
 OOM_ERROR = "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (copy of a template row)"
 START = datetime(2026, 12, 1, tzinfo=timezone.utc)
 

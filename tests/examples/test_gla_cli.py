@@ -22,7 +22,7 @@ def python(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def phasebench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return python("-m", "orchestrator.cli", *args, cwd=cwd)
+    return python("-m", "phasebench", *args, cwd=cwd)
 
 
 def test_the_gla_batch_runs_from_the_cli_beside_the_built_in_families(tmp_path):

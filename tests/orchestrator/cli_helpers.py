@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.cli import main
+from phasebench.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 #: the smallest run the CLI tests start: one layer, 16 tokens, one step on the CPU (no model: the spec's grid names it)
@@ -22,7 +22,7 @@ def phasebench(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Co
     """The installed console script when present, else the module (same entry point); `stdin` is what a
     user types."""
     exe = Path(sys.executable).with_name("phasebench")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "orchestrator.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "phasebench"]
     return subprocess.run(
         cmd + list(args),
         cwd=cwd,

@@ -2,7 +2,7 @@
 
 Each case checks the whole contract of a user error: exit code 2, exactly one line `error: ...` on stderr,
 no traceback, and nothing written (no database file created; an existing database keeps its rows,
-tables and schema revision). The CLI is driven in-process through `orchestrator.cli.main` for speed;
+tables and schema revision). The CLI is driven in-process through `phasebench.cli.main` for speed;
 a few cases go through the installed entry point. Nothing here may start Ray: `Runner.run_batch` and
 `init_ray` are replaced by a tripwire, so a spec that wrongly passes validation fails the test loudly
 instead of running.
@@ -51,7 +51,7 @@ ERROR_LINE = re.compile(r"(?i)^error: .")
 def phasebench(*args: str | bytes, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """The installed console script (the real entry point), else the module."""
     exe = Path(sys.executable).with_name("phasebench")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "orchestrator.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "phasebench"]
     env = {k: v for k, v in os.environ.items() if k not in ("PHASEBENCH_DB", "RAY_ADDRESS")}
     return subprocess.run(
         cmd + list(args), cwd=cwd, input=stdin, capture_output=True, timeout=120, env=env | {"PYTHONPATH": str(REPO)}

@@ -171,7 +171,7 @@ def test_dashboard_serve_needs_an_existing_database(tmp_path):
 
 @pytest.mark.parametrize("group", [[], ["study"], ["results"], ["runs"], ["db"], ["dashboard"]])
 def test_a_bare_group_prints_its_help_and_exits_0(group):
-    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", *group], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "phasebench", *group], capture_output=True, text=True)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.startswith(f"Usage: phasebench {' '.join(group)}".rstrip() + " [OPTIONS] COMMAND")
     assert "\\n" not in done.stdout and "Commands:" in done.stdout

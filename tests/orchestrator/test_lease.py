@@ -31,12 +31,12 @@ def slow_batch(tmp_path: Path) -> Path:
 
 
 def phasebench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "orchestrator.cli", *args]
+    cmd = [sys.executable, "-m", "phasebench", *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=180, env=ENV)
 
 
 def start_driver(spawn, tmp_path: Path, url: str, *args: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", *args, "--db", url, "--no-progress", "--max-parallel", "1"]
+    cmd = [sys.executable, "-m", "phasebench", "run", *args, "--db", url, "--no-progress", "--max-parallel", "1"]
     return spawn(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
@@ -105,7 +105,7 @@ def test_two_study_drivers_leave_each_others_trials_alone_and_cancel_stops_both(
     assert phasebench("study", "create", "study.yaml", "--db", sqlite_url, cwd=tmp_path).returncode == 0
 
     def driver(trials: int) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "orchestrator.cli", "study", "run", "slow-study", "--trials", str(trials)]
+        cmd = [sys.executable, "-m", "phasebench", "study", "run", "slow-study", "--trials", str(trials)]
         return spawn(
             cmd + ["--db", sqlite_url, "--no-progress"],
             cwd=tmp_path,

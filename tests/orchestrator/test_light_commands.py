@@ -14,7 +14,7 @@ from orchestrator import api
 HEAVY = ("torch", "triton", "ray", "plotly", "optuna")
 PROBE = """
 import sys
-from orchestrator.cli import main
+from phasebench.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit as exc:

@@ -39,7 +39,7 @@ def spec_file(tmp_path: Path, name: str, n: int, first_seed: int = 0) -> Path:
 
 
 def driver(spawn, spec: Path, url: str, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--db", url, "--no-progress", *extra]
+    cmd = [sys.executable, "-m", "phasebench", "run", str(spec), "--db", url, "--no-progress", *extra]
     return spawn(
         cmd,
         cwd=spec.parent,
@@ -69,7 +69,7 @@ def test_sigkill_driver_then_resume_runs_only_the_unfinished(tmp_path, sqlite_ur
     assert 2 <= len(before) < 5
     assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status IN ('pending', 'running')") == 5 - len(before)
     resumed = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "run", "--resume", "killed", "--db", sqlite_url, "--no-progress"],
+        [sys.executable, "-m", "phasebench", "run", "--resume", "killed", "--db", sqlite_url, "--no-progress"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -120,7 +120,7 @@ def test_two_drivers_and_a_study_write_one_database_at_once(db_url, tmp_path, sp
         )
     )
     env = os.environ | {"PYTHONPATH": str(REPO)}
-    cli = [sys.executable, "-m", "orchestrator.cli"]
+    cli = [sys.executable, "-m", "phasebench"]
     created = subprocess.run(
         cli + ["study", "create", str(study), "--db", db_url], capture_output=True, text=True, env=env, cwd=tmp_path
     )

@@ -106,7 +106,7 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     cmd = [
         sys.executable,
         "-m",
-        "orchestrator.cli",
+        "phasebench",
         "run",
         str(spec_file),
         "--db",
@@ -197,7 +197,7 @@ def test_a_stale_ray_address_file_does_not_capture_the_driver(tmp_path, sqlite_u
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "orchestrator.cli", "run", str(spec_file), "--db", sqlite_url, "--no-progress"],
+            [sys.executable, "-m", "phasebench", "run", str(spec_file), "--db", sqlite_url, "--no-progress"],
             cwd=tmp_path,
             capture_output=True,
             text=True,

@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 import orchestrator.runner
 from dashboards import memory, report, runs, scaling
 from orchestrator import api
-from orchestrator.cli import main
 from orchestrator.errors import UserError
 from orchestrator.spec import ResolvedRun, Spec, expand
 from orchestrator.store.engine import mask_text
 from orchestrator.store.repository import Filters, Store
+from phasebench.cli import main
 
 TINY = {"model": "transformer"} | CLI_TINY
 SECRET = "Zq9-s3cr3t-pw"

@@ -317,7 +317,7 @@ def stop_driver_after_a_result(name: str, trials: int, db: str, tmp_path, spawn,
     cmd = [
         sys.executable,
         "-m",
-        "orchestrator.cli",
+        "phasebench",
         "study",
         "run",
         name,

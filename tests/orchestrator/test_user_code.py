@@ -172,7 +172,7 @@ def test_an_installed_package_registers_through_its_entry_point(tmp_path):
     (info / "entry_points.txt").write_text("[phasebench.models]\nmymlp = mymlp_pkg\n")
     (tmp_path / "spec.yaml").write_text(json.dumps(MINE))
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "run", "spec.yaml", "--db", "sqlite:///pb.db"],
+        [sys.executable, "-m", "phasebench", "run", "spec.yaml", "--db", "sqlite:///pb.db"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -206,7 +206,7 @@ def test_code_over_the_size_limit_is_refused(tmp_path):
     (tmp_path / "pkg" / "weights.bin").write_bytes(b"\0" * 2**20)
     spec.write_text(json.dumps(SPEC | {"imports": ["pkg"]}))
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "run", "spec.yaml", "--db", "sqlite:///pb.db"],
+        [sys.executable, "-m", "phasebench", "run", "spec.yaml", "--db", "sqlite:///pb.db"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

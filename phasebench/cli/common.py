@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
-from ..errors import UserError
-from ..overrides import parse_settings, with_defaults
-from ..store.engine import mask_url
-from ..store.repository import Store
+from orchestrator.errors import UserError
+from orchestrator.overrides import parse_settings, with_defaults
+from orchestrator.store.engine import mask_url
+from orchestrator.store.repository import Store
 
 FORMATS = click.Choice(["table", "json", "csv"])
 db_option = click.option("--db", envvar="PHASEBENCH_DB", help="SQLAlchemy URL (default sqlite:///phasebench.db).")
@@ -42,8 +42,8 @@ def spec_source(path: str, settings: tuple[str, ...], imports: tuple[str, ...] =
     `--import` modules (relative to the working directory) added to its imports."""
     if not settings and not imports:
         return path
-    from ..spec import load_spec_file
-    from ..user_code import with_extra_imports
+    from orchestrator.spec import load_spec_file
+    from orchestrator.user_code import with_extra_imports
 
     data = load_spec_file(path)
     if not isinstance(data, dict):

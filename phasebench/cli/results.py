@@ -7,9 +7,10 @@ from typing import Any
 
 import click
 
-from .. import api
-from ..errors import UserError
-from ..formatting import ANNOTATION_COLUMNS, LISTED_COLUMNS, list_columns, render, sorted_by
+from orchestrator import api
+from orchestrator.errors import UserError
+from orchestrator.formatting import ANNOTATION_COLUMNS, LISTED_COLUMNS, list_columns, render, sorted_by
+
 from .common import FORMATS, db_option, emit, json_option, open_store
 
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import click
 
-from .. import api
-from ..errors import UserError
-from ..formatting import LISTED_COLUMNS, text_table
-from ..store.edits import checked_tags
-from ..store.lease import driver_lost, request_cancel, wait_until_released
+from orchestrator import api
+from orchestrator.errors import UserError
+from orchestrator.formatting import LISTED_COLUMNS, text_table
+from orchestrator.store.edits import checked_tags
+from orchestrator.store.lease import driver_lost, request_cancel, wait_until_released
+
 from .common import (
     address_option,
     command_line,

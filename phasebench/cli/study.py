@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from ..formatting import render, text_table
-from ..store.engine import database_url, mask_url
+from orchestrator.formatting import render, text_table
+from orchestrator.store.engine import database_url, mask_url
+
 from .common import (
     address_option,
     command_line,
@@ -36,7 +37,7 @@ def study() -> None:
 @imports_option
 def study_create(spec, db, settings, imports) -> None:
     """Validate a study SPEC (YAML) and store it (Optuna tables beside phasebench's)."""
-    from .. import study as studies
+    from orchestrator import study as studies
 
     parsed = studies.create_study(spec_source(spec, settings, imports), db=db)
     click.echo(
@@ -51,7 +52,7 @@ def study_create(spec, db, settings, imports) -> None:
 @json_option
 def study_list(db, as_json) -> None:
     """Every study in the database: its trials by state, objectives and description."""
-    from .. import study as studies
+    from orchestrator import study as studies
 
     listed = studies.list_studies(db)
     if as_json:
@@ -87,7 +88,7 @@ def study_list(db, as_json) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def study_run(name, trials, parallel, max_retries, db, address, as_json, no_progress) -> None:
     """Run or continue study NAME until it holds --trials trials (each one an isolated Ray task)."""
-    from .. import study as studies
+    from orchestrator import study as studies
 
     progress = _TrialProgress(name, enabled=not no_progress and not as_json)
     try:
@@ -204,7 +205,7 @@ def _study_text(summary: dict[str, Any]) -> str:
 @json_option
 def study_show(name, db, as_json) -> None:
     """Progress, the best feasible trials, and the Pareto set of a multi-objective study."""
-    from .. import study as studies
+    from orchestrator import study as studies
 
     summary = studies.study_summary(name, db)
     click.echo(json.dumps(summary, indent=2, default=str) if as_json else _study_text(summary))
@@ -216,7 +217,7 @@ def study_show(name, db, as_json) -> None:
 @json_option
 def study_best(name, db, as_json) -> None:
     """The best feasible trial (one objective) or the Pareto set (several)."""
-    from .. import study as studies
+    from orchestrator import study as studies
 
     found = studies.best(name, db)
     if as_json:
@@ -233,6 +234,6 @@ def study_best(name, db, as_json) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout).")
 def study_export(name, db, fmt, out) -> None:
     """Every trial: state, objective values, parameters, constraint, linked run."""
-    from .. import study as studies
+    from orchestrator import study as studies
 
     emit(render(studies.export(name, db), fmt), out)

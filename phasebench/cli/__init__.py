@@ -11,9 +11,10 @@ import sys
 
 import click
 
-from .. import interrupts
-from ..errors import ConfigError, UserError
-from ..store.engine import database_url, mask_text
+from orchestrator import interrupts
+from orchestrator.errors import ConfigError, UserError
+from orchestrator.store.engine import database_url, mask_text
+
 from .batches import cancel, run, status
 from .dashboard import dashboard
 from .database import db, env

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from ..store.edits import Deletion, delete_runs, plan_deletion, set_note, tag_runs, untag_runs
+from orchestrator.store.edits import Deletion, delete_runs, plan_deletion, set_note, tag_runs, untag_runs
+
 from .common import db_option, open_store, resolve_runs
 
 run_ids_argument = click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")

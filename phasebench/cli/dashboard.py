@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..errors import UserError
-from ..store.repository import Store
+from orchestrator.errors import UserError
+from orchestrator.store.repository import Store
+
 from .common import db_option, emit, quiet_optuna
 
 kernels_option = click.option(

@@ -7,7 +7,8 @@ import os
 
 import click
 
-from ..store.engine import current_revision, database_url, make_engine, mask_url
+from orchestrator.store.engine import current_revision, database_url, make_engine, mask_url
+
 from .common import db_option, json_option
 
 
@@ -20,7 +21,7 @@ def db() -> None:
 @db_option
 def db_upgrade(db) -> None:
     """Create or migrate phasebench's tables to the latest revision."""
-    from ..store.migrate import head_revision, upgrade
+    from orchestrator.store.migrate import head_revision, upgrade
 
     upgrade(make_engine(db))
     click.echo(f"{mask_url(database_url(db))}: at revision {head_revision()}")
@@ -30,7 +31,7 @@ def db_upgrade(db) -> None:
 @db_option
 def db_current(db) -> None:
     """Print the database's phasebench revision and the latest one."""
-    from ..store.migrate import head_revision
+    from orchestrator.store.migrate import head_revision
 
     engine = make_engine(db)  # checks the URL; opens nothing yet
     current = None if _sqlite_file_missing(db) else current_revision(engine)
@@ -59,8 +60,7 @@ def env(db, as_json) -> None:
     import torch
 
     import models
-
-    from ..environment import collect
+    from orchestrator.environment import collect
 
     info = collect("cuda" if torch.cuda.is_available() else "cpu")
     info["database"] = mask_url(database_url(db))

@@ -1,5 +1,0 @@
-"""`python -m orchestrator.cli`: the `phasebench` command."""
-
-from . import main
-
-main()

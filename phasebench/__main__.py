@@ -1,0 +1,5 @@
+"""`python -m phasebench`: the `phasebench` command."""
+
+from .cli import main
+
+main()

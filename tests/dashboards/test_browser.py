@@ -9,12 +9,12 @@ fail, they do not skip.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from dashboard_samples import EVIL, GIB, TINY, kernel_file, result_row, sweep_rows
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -25,9 +25,6 @@ from dashboards.screenshots import CHROMEDRIVER, CHROMIUM, chromium, screenshot_
 from dashboards.sources import read_kernels
 from orchestrator.spec import expand
 from orchestrator.store.repository import Store
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "orchestrator"))
-from cli_helpers import run_cli  # noqa: E402  (tests/orchestrator's in-process runner)
 
 ROWS = "#pb-run-table tbody tr"
 

@@ -4,17 +4,13 @@ combined with a database, bad input refused with one line and exit code 2, nothi
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from dashboard_samples import EVIL, TINY, kernel_file, result_row, sweep_rows
 
 from orchestrator.spec import expand
 from orchestrator.store.repository import Store
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "orchestrator"))
-from cli_helpers import run_cli  # noqa: E402  (tests/orchestrator's in-process runner)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from phasebench.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 #: the smallest run the CLI tests start: one layer, 16 tokens, one step on the CPU (no model: the spec's grid names it)
 TINY = {"vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2, "device": "cpu", "seq_len": 16, "steps": 1}
 #: a run with a warm-up step and a step after it, for the tests that stop and resume runs

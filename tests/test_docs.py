@@ -6,7 +6,18 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("orchestrator", "models", "kernels", "dashboards", "bench", "migrations", "tests", "examples", "docs")
+SOURCES = (
+    "phasebench",
+    "orchestrator",
+    "models",
+    "kernels",
+    "dashboards",
+    "bench",
+    "migrations",
+    "tests",
+    "examples",
+    "docs",
+)
 CITATION = re.compile(r"\bdocs/([\w.-]+\.md)\b")
 
 

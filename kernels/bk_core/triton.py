@@ -46,7 +46,7 @@ from kernels.masking import keep
 UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
 # the first adjoint pass's register cap: uncapped it takes 72 (the next step's 24 loads in flight), 14 programs an
 # SM, where (16, 16384, 64) runs 2,032 programs, 16 an SM on an H100; at 64 (32 bytes spilled) it ran 5 % faster
-# there and level at the model shapes (run 25c of results/kernels/README.md)
+# there and level at the model shapes (run 25c of results/kernels/runs.md)
 ADJ_SEG_MAXNREG = 64
 
 
@@ -803,7 +803,7 @@ def _plan(B: int, N: int, C: int, chunk: int | None):
     n_cblk = cdiv(C, block_c)
     if chunk is None:
         # segments for ~128K threads in all: at (16, 16384, 64) segments of 128 rows (128K threads) ran fwd+bwd in
-        # 0.335 ms on an H100, 64 (256K) in 0.344, 256 (64K) in 0.416 (runs 22g-h of results/kernels/README.md);
+        # 0.335 ms on an H100, 64 (256K) in 0.344, 256 (64K) in 0.416 (runs 22g-h of results/kernels/runs.md);
         # shapes with few channels keep the floor of 32 rows, the fastest there or within 7 %
         target = max(1, (1 << 17) // (B * n_cblk * block_c))
         chunk = max(32, cdiv(cdiv(N, target), UNROLL) * UNROLL)
@@ -818,7 +818,7 @@ def _plan(B: int, N: int, C: int, chunk: int | None):
 
 def _carry_blocks(S: int, block_c: int):
     """Segment-scan tile (BLOCK_S, cb): at most 512 elements per 4 warps (on an H100, at 1,024 fwd+bwd took 8-16 %
-    longer at the model shapes and 1.2 % at (16, 16384, 64): run 26b of results/kernels/README.md)."""
+    longer at the model shapes and 1.2 % at (16, 16384, 64): run 26b of results/kernels/runs.md)."""
     block_s = max(2, next_power_of_2(S))
     cb = max(1, min(block_c, 512 // block_s))
     return block_s, cb, max(4, block_s * cb // 256)

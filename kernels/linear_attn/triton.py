@@ -486,7 +486,7 @@ def _chunked_cfg(q, v, chunk_size):
     value blocks of at most 128 (64 in float32); the dq/dk kernel splits keys into blocks of at most 32 and
     loops over value tiles of at most 32, with 4 warps and 3 stages; the dv kernel splits values into blocks of
     at most 64 and loops over key tiles of at most 128. Chosen by bench/tiles.py on the H200 at (8, 16, N, 128) bf16
-    (results/kernels/README.md, run 11): the fastest choices among those that compile without register spill
+    (results/kernels/runs.md, run 11): the fastest choices among those that compile without register spill
     on sm_90 in bf16 and fp16 at head dims 64 and 128 (tests/kernels/test_shared_memory.py; float32 may
     spill). 4-warp dq/dk tiles of 64 keys were up to 3 % faster there but spill 104-560 bytes a thread.
     """

@@ -2,7 +2,7 @@
 
 q and k enter the ball by exp0 (per-head c) inside the kernels. The forward maps q as it loads its query block (once
 a program, outside the key loop) and stores x = exp0(q) for the backward, which reads it (in q's dtype; mapping
-the query block again from q was 5 % slower on the H100, run 17a of results/kernels/README.md). The forward and
+the query block again from q was 5 % slower on the H100, run 17a of results/kernels/runs.md). The forward and
 the backward's dq kernel map k a key tile at a time (_key_rows): y = r k with exp0's ratio r per row, so a Gram
 tile is r <x,k> and no y is stored (the separate row map of k it replaces took 0.18 of 3.35 ms at 16K, run 19).
 For 16-bit inputs r comes from the hardware's tanh; both compute it the same way, and the dq kernel stores r and
@@ -40,7 +40,7 @@ delta = sum(do * o, -1) for its rows as it reads do (no launch of its own: 4 % o
 holds whole rows of dx (dy) when it stores them, so it loads the tangent rows of q (k) and stores dq (dk) in their
 dtype through exp0's backward: no float32 dx goes to memory. (A one-kernel backward that scored each pair once and
 summed dx in place over strips of key blocks, side buffers between strips, ran 3-8 % slower on the H200 at 253-255
-registers: run 15 of results/kernels/README.md. It is gone since.)
+registers: run 15 of results/kernels/runs.md. It is gone since.)
 
 With g = ds / sqrt(tau (1 + tau)) (0 where tau is clamped) and kappa = -2 scale sqrt c:
 
@@ -649,7 +649,7 @@ def _window_bwd_dq_kernel(
 def _cfg(d, dv, dtype, window, block_m, block_n):
     """The forward's tiles, per program: BM x BN (block_m, block_n where given). 16-bit inputs at head dims up to
     64: 64 x 32, the fastest of bench/tiles.py's 20 choices on the H100 (0.863 ms at 16K, 4 warps, 2 stages; 64 x
-    16 0.888, 64 x 64 1.01: run 16c of results/kernels/README.md), else 32 x 32 (from the registers, not timed)."""
+    16 0.888, 64 x 64 1.01: run 16c of results/kernels/runs.md), else 32 x 32 (from the registers, not timed)."""
     BD = max(16, next_power_of_2(d))
     BDV = max(16, next_power_of_2(dv))
     fp32 = dtype == torch.float32
@@ -684,7 +684,7 @@ def _fwd_launch(BD, BDV, fp32, aligned=True):
     """num_warps and num_stages of the forward. 16-bit inputs at head dims up to 64 with N a multiple of 16
     (`aligned`, as for _dq_launch) also cap its registers at FWD_MAXNREG, four programs of four warps an SM where
     161 registers let three: the forward 0.0865 against 0.0963 ms at 2K, 0.669 against 0.717 at 16K on the H100
-    (run 20b of results/kernels/README.md; 144 to 168 no faster than none, 184 and 200 slower). ptxas then spills
+    (run 20b of results/kernels/runs.md; 144 to 168 no faster than none, 184 and 200 slower). ptxas then spills
     96 bytes a thread on sm_90."""
     return _capped_launch(BD, BDV, fp32, aligned, FWD_MAXNREG)
 
@@ -711,7 +711,7 @@ def _split_tiles(BD, BDV, fp32):
     """(BQ queries, BK keys) of the backward's dk/dv kernel and of its dq kernel. The folds want the folded side
     no wider than the other (dk/dv BQ <= BK, dq BK <= BQ). 16-bit inputs at head dims up to 64: query blocks of
     32 against key blocks of 64 (dk/dv), 64 against 32 (dq), the fastest of bench/tiles.py's sweep on the H100
-    (run 16c of results/kernels/README.md: the backward 3.78 / 4.10 ms at 16K with one kernel so, 4.84 with both
+    (run 16c of results/kernels/runs.md: the backward 3.78 / 4.10 ms at 16K with one kernel so, 4.84 with both
     at 32 x 32). Otherwise 32 x 32, from the registers (not timed). Float32 above head dim 64 folds 16 rows
     against 32: 32 x 32 takes 102,400-102,912 bytes of shared memory at 128, above sm_89's 101,376."""
     if fp32 and max(BD, BDV) > 64:
@@ -737,7 +737,7 @@ def _dq_launch(BD, BDV, fp32, aligned=True):
     inputs at head dims up to 64 with N a multiple of 16 (`aligned`, as Triton specialises the launch) also cap
     its registers at DQ_MAXNREG, so that three programs of four warps share an SM where 251 registers let two:
     the backward 2.556 against 2.764 ms at 16K, 0.337 against 0.363 at 2K on the H100 (run 18c of
-    results/kernels/README.md; the dk/dv kernel so capped gained under 1 %; run 20b, k mapped in the kernels: 168
+    results/kernels/runs.md; the dk/dv kernel so capped gained under 1 %; run 20b, k mapped in the kernels: 168
     still the fastest). ptxas then spills 96 bytes a thread on sm_90 (456 on sm_80, not timed there); unaligned
     it spills 256 uncapped, so other N keep every register."""
     return _capped_launch(BD, BDV, fp32, aligned, DQ_MAXNREG)
@@ -761,7 +761,7 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
 
 
 #: groups the backward splits its batch rows (or, for one row, its heads) into, alternating between two CUDA streams
-#: (3, 4 and 8 were slower than 2 at 2K and 4K on an H100: run 33 of results/kernels/README.md)
+#: (3, 4 and 8 were slower than 2 at 2K and 4K on an H100: run 33 of results/kernels/runs.md)
 BWD_GROUPS = 2
 
 
@@ -826,7 +826,7 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
     (_dq_delta, _store_key_rows). Captured in a CUDA graph (_grouped), the batch rows (or heads) run in groups
     (_groups), each group's two kernels on its own stream (_run_groups), so that one group's kernels fill the
     last, partial wave of the other's: 2.0 % off fwd+bwd at (8, 16, 2K, 64) bf16, 0.2 % at 16K, on the H100 (run
-    29 of results/kernels/README.md). The results are the same bit for bit as one group's: the groups store
+    29 of results/kernels/runs.md). The results are the same bit for bit as one group's: the groups store
     their partial sums where one group would (_slot's HEAD_SLOTS)."""
     Bsz, H, n, d = x.shape
     plan = _split_plan(d, v.shape[-1], x.dtype, window, block_m, block_n, aligned=n % 16 == 0)

@@ -129,7 +129,7 @@ def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them
 #: register spill (bytes a thread) each window backward kernel may have on the H200, by head dim, as the probe
 #: compiles it: for pointers and sizes of unknown divisibility (triton 3.9, folded tiles without per-entry window
 #: tests at window 64). At 64 the launcher's tiles are the fastest timed (32 x 64 dk/dv, 64 x 32 dq, run 16c of
-#: results/kernels/README.md; again with k mapped in the kernels, run 20c): 280 and 256 bytes here since the dk/dv
+#: results/kernels/runs.md; again with k mapped in the kernels, run 20c): 280 and 256 bytes here since the dk/dv
 #: kernel loads the r and |y|^2 the dq kernel stores (680 and 560 when both mapped k, run 21b); compiled as a launch
 #: at the benchmark's shapes (shared_memory_probe.py --aligned), the dk/dv kernel spills 72 bytes at 255 registers
 #: and the dq kernel, capped at 168 registers there (wa._dq_launch), 96: three programs an SM ran the backward 7.5 %
@@ -188,7 +188,7 @@ def test_the_linear_attention_backward_keeps_its_registers(needs, head_dim):
 #: the two-pass BK-Core's segment kernels (kernels/bk_core/triton.py SEGMENT_KERNELS) and the spill (bytes a thread)
 #: each may have, by arch: the first adjoint pass holds the next 8 rows' 24 loads and runs capped at 64 registers
 #: (bk.ADJ_SEG_MAXNREG), where sm_90 spills 32 bytes: uncapped (72 registers, 14 programs an SM) it ran 5 % slower
-#: at (16, 16384, 64) on an H100 (run 25c of results/kernels/README.md)
+#: at (16, 16384, 64) on an H100 (run 25c of results/kernels/runs.md)
 BK_SEGMENT_SPILL = {
     "_seg_map_kernel": {80: 0, 90: 0},
     "_sweep_kernel": {80: 0, 90: 0},

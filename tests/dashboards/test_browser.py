@@ -220,7 +220,7 @@ def test_served_page_updates_in_place_when_a_run_finishes(browser, tmp_path):
         bars = "return document.getElementById('pb-plot-0').data[0].x.length;"
         assert browser.execute_script(bars) == 1
         store.record_result(second.id, outcome | {"weights_bytes": 2**21})
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a poll a second; the wait ends as soon as the bar is drawn
         while browser.execute_script(bars) != 2:
             assert time.monotonic() < deadline, "the new result never reached the page"
             time.sleep(0.1)

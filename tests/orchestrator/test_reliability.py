@@ -193,7 +193,7 @@ def test_a_hung_run_times_out_its_worker_is_killed_and_the_batch_goes_on(local_r
     status = {r["index"]: r["status"] for r in api.results(db=sqlite_url)}
     assert status == {0: "timeout", 1: "ok"}
     assert children, "never saw the hung run's process"
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60  # the kill goes through the raylet: 15 s was too short on a loaded 2-core VM
     while seen & task_processes("execute_forked"):
         assert time.monotonic() < deadline, f"worker still alive: {seen & task_processes('execute_forked')}"
         time.sleep(0.2)

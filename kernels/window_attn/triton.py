@@ -106,6 +106,21 @@ def _reload(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
 
 
 @triton.jit
+def _reload_rows(P, rows, N, W: tl.constexpr, BW: tl.constexpr, PREC: tl.constexpr, BY_DOT: tl.constexpr):
+    """_reload for a backward kernel's epilogue. BY_DOT: the same float32 tile as the product of the identity with
+    the loaded one (exact: each entry a sum of one product by 1 and zeros), which leaves it in the layout of the
+    kernel's dots. A row sum of its product with the accumulated dx or dy then stays in that layout, where a
+    loaded tile's product is converted back to the load's layout first: two 64 x 64 round trips through shared
+    memory where the tile's own conversion would do (results/kernels/epilogue-layouts/)."""
+    if BY_DOT:
+        ptrs, mask = _tile(P, rows, N, W, BW)
+        t = tl.load(ptrs, mask=mask, other=0.0, volatile=True)
+        ids = tl.arange(0, rows.shape[0])
+        return tl.dot((ids[:, None] == ids[None, :]).to(t.dtype), t, input_precision=PREC)
+    return _reload(P, rows, N, W, BW)
+
+
+@triton.jit
 def _store(P, rows, N, val, W: tl.constexpr, BW: tl.constexpr):
     ptrs, mask = _tile(P, rows, N, W, BW)
     tl.store(ptrs, val.to(P.dtype.element_ty), mask=mask)
@@ -484,6 +499,7 @@ def _window_bwd_dkdv_kernel(
     BDV: tl.constexpr,
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
+    DOT_ROWS: tl.constexpr,
 ):
     """Keys. K: (BH, N, D) the tangent keys and KR: (BH, 2, N) their r and |y|^2, as the dq kernel stored them
     (_keys_from_dq); DKo: their gradient, like K, through exp0's backward here; DVo: (BH, N, DV); DC, DSC: (H, B
@@ -518,7 +534,7 @@ def _window_bwd_dkdv_kernel(
             dk, dv, rk, D, DV, BD, BDV, PREC, WIDE,
         )  # fmt: skip
     _store(DVo + row0 * DV, offs_n, N, dv, DV, BDV)
-    kf = _reload(K + row0 * D, offs_n, N, D, BD)
+    kf = _reload_rows(K + row0 * D, offs_n, N, D, BD, PREC, DOT_ROWS)
     dy = _key_grad(kf, r, -2.0 * sc * tl.sqrt(c), sg, dk, rk)
     tkey = tl.sum(r * tl.sum(kf * dy, axis=1), axis=0)
     dkt, dck = _exp0_bwd_rows(kf, dy, c, min_norm)
@@ -600,6 +616,7 @@ def _window_bwd_dq_kernel(
     PREC: tl.constexpr,
     WIDE: tl.constexpr,
     FAST: tl.constexpr,
+    DOT_ROWS: tl.constexpr,
 ):
     """Queries. Q: (BH, N, D) the tangent queries (x = exp0(Q), read from X); K: the tangent keys, mapped as the
     forward maps them (_key_rows), whose r and |y|^2 this kernel stores at KR: (BH, 2, N) for the dk/dv kernel;
@@ -637,10 +654,10 @@ def _window_bwd_dq_kernel(
             tmax, min_norm, gvec, rq, acc, D, DV, BD, BDV, PREC, WIDE, FAST,
         )  # fmt: skip
     kappa = -2.0 * sc * tl.sqrt(c)
-    xf = _reload(X + row0 * D, offs_m, N, D, BD)
+    xf = _reload_rows(X + row0 * D, offs_m, N, D, BD, PREC, DOT_ROWS)
     dx = (kappa * rho)[:, None] * (xf * rq[:, None] - acc)
     t = tl.sum(tl.sum(xf * dx, axis=1), axis=0)
-    dq, dcq = _exp0_bwd_rows(_reload(Q + row0 * D, offs_m, N, D, BD), dx, c, min_norm)
+    dq, dcq = _exp0_bwd_rows(_reload_rows(Q + row0 * D, offs_m, N, D, BD, PREC, DOT_ROWS), dx, c, min_norm)
     _store(DQo + row0 * D, offs_m, N, dq, D, BD)
     slot = _slot(i_bh, H, PARTS - tl.num_programs(0) + i, PARTS, HEAD_SLOTS)
     _partials(DSC + slot, DC + slot, gvec, t, c, sc, tl.sum(dcq, axis=0))
@@ -743,6 +760,16 @@ def _dq_launch(BD, BDV, fp32, aligned=True):
     return _capped_launch(BD, BDV, fp32, aligned, DQ_MAXNREG)
 
 
+def _rows_by_dot(BD, BDV, fp32):
+    """Whether the backward kernels' epilogues reload their rows through the identity product (_reload_rows): 16-bit
+    inputs at head dims up to 64 (the launchers' 64-row tiles). On sm_90 at head dim 64, bf16, compiled here with
+    triton 3.6 as a launch specialises them, it took the dq kernel from 4,088 SASS instructions to 3,632 (its
+    epilogue from 1,335 to 892, its 64 x 64 layout conversions from seven to one), the dk/dv kernel from 3,184 to
+    2,832 (six conversions to two), spill 192 -> 176 and 24 -> 40 bytes; not yet timed. At head dim 128 triton 3.9
+    spills 144 bytes more (dk/dv) where it spilled none, so the _big tiles keep the plain reload."""
+    return not _big(BD, BDV, fp32)
+
+
 def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
     """(kernel, constexprs, launch options) of the backward's dk/dv kernel, then its dq kernel, as
     _launch_bwd launches them for `window`: each with _split_tiles' BQ x BK, or block_m queries x block_n keys
@@ -753,7 +780,7 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
     launches = _dkdv_launch(BD, BDV, fp32), _dq_launch(BD, BDV, fp32, aligned)
     for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         bq, bk = block_m or bq, block_n or bk
-        consts = dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec)
+        consts = dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, DOT_ROWS=_rows_by_dot(BD, BDV, fp32))
         if fn is _window_bwd_dkdv_kernel:
             yield fn, consts | dict(WIDE=_wide(window, bk, bq)), launch
         else:

@@ -129,12 +129,13 @@ def test_every_kernel_compiles_with_float64_scalars_as_torch_compile_passes_them
 #: register spill (bytes a thread) each window backward kernel may have on the H200, by head dim, as the probe
 #: compiles it: for pointers and sizes of unknown divisibility (triton 3.9, folded tiles without per-entry window
 #: tests at window 64). At 64 the launcher's tiles are the fastest timed (32 x 64 dk/dv, 64 x 32 dq, run 16c of
-#: results/kernels/runs.md; again with k mapped in the kernels, run 20c): 280 and 256 bytes here since the dk/dv
-#: kernel loads the r and |y|^2 the dq kernel stores (680 and 560 when both mapped k, run 21b); compiled as a launch
-#: at the benchmark's shapes (shared_memory_probe.py --aligned), the dk/dv kernel spills 72 bytes at 255 registers
-#: and the dq kernel, capped at 168 registers there (wa._dq_launch), 96: three programs an SM ran the backward 7.5 %
-#: faster than two did (run 18c). 32 x 32 spilled nothing and ran 22 % slower. At 128 (32 x 32, no cap): 96 and
-#: 288 here (the dq kernel's stores), none aligned.
+#: results/kernels/runs.md; again with k mapped in the kernels, run 20c): 280 and 168 bytes here since the
+#: epilogues reload their rows through the identity product (wa._reload_rows; 280 and 248 before, 680 and 560 when
+#: both kernels mapped k, run 21b); compiled as a launch at the benchmark's shapes (shared_memory_probe.py
+#: --aligned), the dk/dv kernel spills 56 bytes at 255 registers and the dq kernel, capped at 168 registers there
+#: (wa._dq_launch), 112: three programs an SM ran the backward 7.5 % faster than two did (run 18c). 32 x 32
+#: spilled nothing and ran 22 % slower. At 128 (32 x 32, no cap, the plain reload): 96 and 288 here (the dq
+#: kernel's stores), none aligned.
 WINDOW_BWD_SPILL = {
     "_window_bwd_dkdv_kernel": {64: 296, 128: 112},
     "_window_bwd_dq_kernel": {64: 272, 128: 304},

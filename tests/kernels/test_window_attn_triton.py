@@ -92,6 +92,36 @@ def test_the_backwards_other_tiles_match_reference(monkeypatch, head_dim, fp32, 
     _check(_inputs(n, seed=n + window + 3), window)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_epilogue_rows_by_the_identity_product_change_no_bit(monkeypatch, dtype):
+    # _reload_rows: the epilogues' x, q and k tiles through a dot with the identity (16-bit inputs at head dims up
+    # to 64 by default) give the plain reload's gradients bit for bit; odd length, tiles of 16 and 32 rows
+    ins = [t.to(dtype) if i < 3 else t for i, t in enumerate(_inputs(45, d=16, seed=4))]
+    grads = {}
+    for by_dot in (False, True):
+        monkeypatch.setattr(wa_triton, "_rows_by_dot", lambda BD, BDV, fp32, on=by_dot: on)
+        x = [t.clone().requires_grad_() for t in ins]
+        o = window_hyp_attn_triton(*x, window=8, block_m=32, block_n=16)
+        grads[by_dot] = torch.autograd.grad(o.float().sum(), x)
+    assert all(torch.equal(a, b) for a, b in zip(grads[False], grads[True], strict=True))
+
+
+def test_only_16bit_tiles_up_to_head_dim_64_reload_rows_by_the_identity_product():
+    plans = {
+        (d, dtype): {consts["DOT_ROWS"] for _, consts, _ in wa_triton._split_plan(d, d, dtype, 64)}
+        for d in (64, 128)
+        for dtype in (torch.bfloat16, torch.float16, torch.float32)
+    }
+    assert plans == {
+        (64, torch.bfloat16): {True},
+        (64, torch.float16): {True},
+        (64, torch.float32): {False},
+        (128, torch.bfloat16): {False},
+        (128, torch.float16): {False},
+        (128, torch.float32): {False},
+    }
+
+
 def test_backward_is_deterministic():
     # each dx and dy row is stored once, by the program that owns it; no atomics
     ins = [t.requires_grad_() for t in _inputs(70, seed=9)]

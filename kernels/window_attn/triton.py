@@ -505,7 +505,7 @@ def _window_bwd_dkdv_kernel(
     (_keys_from_dq); DKo: their gradient, like K, through exp0's backward here; DVo: (BH, N, DV); DC, DSC: (H, B
     PARTS) partial sums shared with the dq kernel (_slot): the key blocks' y . dy / 2c plus exp0's dc, and 0
     (dscale is the dq kernel's). Grid (cdiv(N, BK), BH): key block j of BK against the queries, in blocks of BQ,
-    whose windows reach it."""
+    whose windows reach it. DOT_ROWS: the epilogue reloads k through the identity product (_reload_rows)."""
     j = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N
@@ -624,7 +624,7 @@ def _window_bwd_dq_kernel(
     output, from which this kernel, launched before the dk/dv kernel, writes DELTA (_dq_delta); DSC, DC: the dk/dv
     kernel's partial sums (_slot), which this kernel's blocks continue: dscale and (x . dx - scale dscale) / 2c
     plus exp0's dc. Grid (cdiv(N, BQ), BH): query block i of BQ against the keys, in blocks of BK, of its window,
-    as the forward."""
+    as the forward. DOT_ROWS: the epilogue reloads x and q through the identity product (_reload_rows)."""
     i = tl.program_id(0)
     i_bh = tl.program_id(1)
     row0 = i_bh.to(tl.int64) * N

@@ -97,27 +97,20 @@ def _load(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
 
 
 @triton.jit
-def _reload(P, rows, N, W: tl.constexpr, BW: tl.constexpr):
-    """_load as float32, for a tile read again after a loop rather than held through it in registers (ptxas
-    held a (64, 64) float32 tile through the backward kernels' loops: 60-70 registers); volatile, or the compiler
-    merges it with the first load."""
-    ptrs, mask = _tile(P, rows, N, W, BW)
-    return tl.load(ptrs, mask=mask, other=0.0, volatile=True).to(tl.float32)
-
-
-@triton.jit
 def _reload_rows(P, rows, N, W: tl.constexpr, BW: tl.constexpr, PREC: tl.constexpr, BY_DOT: tl.constexpr):
-    """_reload for a backward kernel's epilogue. BY_DOT: the same float32 tile as the product of the identity with
-    the loaded one (exact: each entry a sum of one product by 1 and zeros), which leaves it in the layout of the
-    kernel's dots. A row sum of its product with the accumulated dx or dy then stays in that layout, where a
-    loaded tile's product is converted back to the load's layout first: two 64 x 64 round trips through shared
-    memory where the tile's own conversion would do (results/kernels/epilogue-layouts/)."""
+    """_load as float32, for a backward kernel's epilogue: a tile read again after the loops rather than held through
+    them in registers (ptxas held a (64, 64) float32 tile through the loops: 60-70 registers); volatile, or the
+    compiler merges it with the first load. BY_DOT: the tile as the product of the identity with the loaded one
+    (exact: each entry a sum of one product by 1 and zeros), which leaves it in the layout of the kernel's dots. A
+    row sum of its product with the accumulated dx or dy then stays in that layout, where a loaded tile's product is
+    converted back to the load's layout first: two 64 x 64 round trips through shared memory where the tile's own
+    conversion would do (results/kernels/epilogue-layouts/)."""
+    ptrs, mask = _tile(P, rows, N, W, BW)
+    t = tl.load(ptrs, mask=mask, other=0.0, volatile=True)
     if BY_DOT:
-        ptrs, mask = _tile(P, rows, N, W, BW)
-        t = tl.load(ptrs, mask=mask, other=0.0, volatile=True)
         ids = tl.arange(0, rows.shape[0])
         return tl.dot((ids[:, None] == ids[None, :]).to(t.dtype), t, input_precision=PREC)
-    return _reload(P, rows, N, W, BW)
+    return t.to(tl.float32)
 
 
 @triton.jit

@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from kernels.grid import cdiv, next_power_of_2
+from kernels.launch import launch
 
 #: rows per program
 ROWS = 64
@@ -46,7 +47,7 @@ def row_dot(a: torch.Tensor, b: torch.Tensor, den: torch.Tensor | None = None) -
     out = torch.empty(a.shape[:-1], device=a.device, dtype=torch.float32)
     rows = out.numel()
     consts = row_dot_consts(a.shape[-1], den is not None)
-    _row_dot_kernel[(cdiv(rows, ROWS),)](a, b, out if den is None else den, out, rows, **consts)
+    launch(_row_dot_kernel, (cdiv(rows, ROWS),), a, b, out if den is None else den, out, rows, **consts)
     return out
 
 

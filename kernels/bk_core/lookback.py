@@ -67,6 +67,7 @@ from kernels.bk_core.triton import (
 )
 from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv
+from kernels.launch import launch
 
 #: rows a program, forward and adjoint, and channels a program (one a thread: BLOCK_C // 32 warps). On the H200
 #: (run 14, (16, 16384, 64), bench/tiles.py --op bk_core) the fastest: forward 128 rows 0.1035 ms (64: 0.1056,
@@ -297,7 +298,7 @@ def _fwd(v, h0, beta, z_re, z_im, reverse: bool, state, part, programs: int):
     B, N, C = v.shape
     g_re, g_im = torch.empty_like(v), torch.empty_like(v)
     S = part.shape[1]
-    _lookback_fwd_kernel[(state.shape[0], programs)](
+    launch(_lookback_fwd_kernel, (state.shape[0], programs),
         v, h0, beta, z_re, z_im, state, part, g_re, g_im, N, C, S, reverse, SEG_FWD, BLOCK_C, LOOK,
         num_warps=BLOCK_C // 32,
     )  # fmt: skip
@@ -310,7 +311,7 @@ def _bwd(g_re, g_im, dg_re, dg_im, beta, reverse: bool, state, part, programs: i
     S = part.shape[1]
     dv = torch.empty_like(g_re)
     red = torch.empty(4, C, B * S, device=g_re.device, dtype=torch.float32)
-    _lookback_bwd_kernel[(state.shape[0], programs)](
+    launch(_lookback_bwd_kernel, (state.shape[0], programs),
         g_re, g_im, dg_re, dg_im, beta, state, part, dv, red, N, C, S, reverse, SEG_BWD, BLOCK_C, LOOK,
         num_warps=BLOCK_C // 32,
     )  # fmt: skip

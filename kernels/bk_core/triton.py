@@ -41,6 +41,7 @@ import triton.language as tl
 from kernels.custom_op import differentiable_op
 from kernels.fastmath import rcp_approx
 from kernels.grid import cdiv, next_power_of_2
+from kernels.launch import launch
 from kernels.masking import keep
 
 UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
@@ -843,17 +844,19 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
     w = torch.empty(B, S, 2, C, device=v.device, dtype=torch.float32)
     if S > 1:
         pm = torch.empty(B, S, 8, C, device=v.device, dtype=torch.float32)
-        _seg_map_kernel[(B * n_cblk, S - 1)](
+        launch(_seg_map_kernel, (B * n_cblk, S - 1),
             v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
             **_segment_launch(_seg_map_kernel, block_c),
         )  # fmt: skip
         block_s, cb, cw = _carry_blocks(S, block_c)
-        _seg_carry_kernel[(B * cdiv(C, cb),)](pm, w, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
+        launch(
+            _seg_carry_kernel, (B * cdiv(C, cb),), pm, w, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw
+        )
     else:
         w.zero_()
     g_re = torch.empty_like(v)
     g_im = torch.empty_like(v)
-    _sweep_kernel[(B * n_cblk, S)](
+    launch(_sweep_kernel, (B * n_cblk, S),
         v, h0, beta, z_re, z_im, w, g_re, g_im, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
         **_segment_launch(_sweep_kernel, block_c),
     )  # fmt: skip
@@ -868,17 +871,19 @@ def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: 
     mu = torch.empty(B, S, 2, C, device=g_re.device, dtype=torch.float32)
     if S > 1:
         am = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
-        _adj_seg_kernel[(B * n_cblk, S - 1)](
+        launch(_adj_seg_kernel, (B * n_cblk, S - 1),
             v, h0, beta, z_re, z_im, carry, dg_re, dg_im, am, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
             **_segment_launch(_adj_seg_kernel, block_c),
         )  # fmt: skip
         block_s, cb, cw = _carry_blocks(S, block_c)
-        _adj_carry_kernel[(B * cdiv(C, cb),)](am, mu, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw)
+        launch(
+            _adj_carry_kernel, (B * cdiv(C, cb),), am, mu, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw
+        )
     else:
         mu.zero_()
     dv = torch.empty_like(g_re)
     red = torch.empty(4, C, B * S, device=g_re.device, dtype=torch.float32)
-    _adj_sweep_kernel[(B * n_cblk, S)](
+    launch(_adj_sweep_kernel, (B * n_cblk, S),
         v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, mu, dv, red, N, C, L, S, n_cblk, REVERSE=reverse,
         BLOCK_C=block_c, **_segment_launch(_adj_sweep_kernel, block_c),
     )  # fmt: skip

@@ -36,6 +36,7 @@ import triton.language as tl
 
 from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv, next_power_of_2
+from kernels.launch import launch
 from kernels.row_dot import _row_dot_kernel, row_dot, row_dot_consts
 
 
@@ -530,8 +531,24 @@ def _launch_fwd(q, k, v, eps, chunk_size):
     o = torch.empty_like(v)
     den = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
     grid = (cdiv(dv, BV), Bsz * H)
-    _la_fwd_kernel[grid](
-        q, k, v, o, den, n, float(eps), DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2
+    launch(
+        _la_fwd_kernel,
+        grid,
+        q,
+        k,
+        v,
+        o,
+        den,
+        n,
+        float(eps),
+        DK=dk,
+        DV=dv,
+        BT=BT,
+        BK=BK,
+        BV=BV,
+        PREC=prec,
+        num_warps=warps,
+        num_stages=2,
     )
     return o, den
 
@@ -551,8 +568,8 @@ def _launch_bwd(q, k, v, do, o, den, chunk_size, backward):
     dv_ = torch.empty_like(v)
     meta = dict(DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2)
     grid = (nv, Bsz * H)
-    _la_bwd_dq_kernel[grid](q, k, v, do, den, dden, dq, n, **meta)
-    _la_bwd_dkv_kernel[grid](q, k, v, do, den, dden, dk_, dv_, n, **meta)
+    launch(_la_bwd_dq_kernel, grid, q, k, v, do, den, dden, dq, n, **meta)
+    launch(_la_bwd_dkv_kernel, grid, q, k, v, do, den, dden, dk_, dv_, n, **meta)
     dq = dq.sum(0) if nv > 1 else dq[0]
     dk_ = dk_.sum(0) if nv > 1 else dk_[0]
     return dq.to(q.dtype), dk_.to(k.dtype), dv_
@@ -573,9 +590,25 @@ def _launch_bwd_chunked(q, k, v, do, den, dden, chunk_size):
     states = torch.empty(2, bh, nc, dk, dv, device=v.device, dtype=v.dtype)
     zs = torch.empty(2, bh, nc, dk, device=v.device, dtype=torch.float32)
     dq, dk_, dv_ = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    _la_bwd_states_kernel[(cdiv(dv, st["BV"]), bh, 2)](q, k, v, do, den, dden, states, zs, n, **st, **st_opts)
-    _la_bwd_chunk_kernel[(cdiv(dk, qk["BK"]), nc, bh)](q, k, v, do, den, dden, states, zs, dq, dk_, n, **qk, **qk_opts)
-    _la_bwd_chunk_dv_kernel[(cdiv(dv, vv["BV"]), nc, bh)](q, k, do, den, states, dv_, n, **vv, **vv_opts)
+    launch(_la_bwd_states_kernel, (cdiv(dv, st["BV"]), bh, 2), q, k, v, do, den, dden, states, zs, n, **st, **st_opts)
+    launch(
+        _la_bwd_chunk_kernel,
+        (cdiv(dk, qk["BK"]), nc, bh),
+        q,
+        k,
+        v,
+        do,
+        den,
+        dden,
+        states,
+        zs,
+        dq,
+        dk_,
+        n,
+        **qk,
+        **qk_opts,
+    )
+    launch(_la_bwd_chunk_dv_kernel, (cdiv(dv, vv["BV"]), nc, bh), q, k, do, den, states, dv_, n, **vv, **vv_opts)
     return dq, dk_, dv_
 
 

@@ -22,6 +22,7 @@ import triton.language as tl
 
 from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv, next_power_of_2
+from kernels.launch import launch
 from kernels.poincare.naive import BALL_EPS, DEN_MIN, MIN_NORM
 
 
@@ -223,7 +224,9 @@ def _rowmap_fwd(x: torch.Tensor, c: torch.Tensor, log: bool, eps: float) -> torc
     y = torch.empty_like(x)
     br, bd, warps = _blocks(d)
     umax = 1.0 - eps
-    _rowmap_fwd_kernel[(cdiv(r, br),)](
+    launch(
+        _rowmap_fwd_kernel,
+        (cdiv(r, br),),
         x,
         c,
         y,
@@ -249,7 +252,9 @@ def _rowmap_bwd(
     dc = torch.empty(r, device=x.device, dtype=torch.float32)
     br, bd, warps = _blocks(d)
     umax = 1.0 - eps
-    _rowmap_bwd_kernel[(cdiv(r, br),)](
+    launch(
+        _rowmap_bwd_kernel,
+        (cdiv(r, br),),
         x,
         c,
         g,
@@ -273,7 +278,7 @@ def _mobius_fwd(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> torch.Tens
     r, d = x.shape
     out = torch.empty_like(x)
     br, bd, warps = _blocks(d)
-    _mobius_fwd_kernel[(cdiv(r, br),)](x, y, c, out, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    launch(_mobius_fwd_kernel, (cdiv(r, br),), x, y, c, out, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
     return out
 
 
@@ -286,7 +291,23 @@ def _mobius_bwd(
     dy = torch.empty_like(y)
     dc = torch.empty(r, device=x.device, dtype=torch.float32)
     br, bd, warps = _blocks(d)
-    _mobius_bwd_kernel[(cdiv(r, br),)](x, y, c, g, dx, dy, dc, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    launch(
+        _mobius_bwd_kernel,
+        (cdiv(r, br),),
+        x,
+        y,
+        c,
+        g,
+        dx,
+        dy,
+        dc,
+        r,
+        d,
+        DEN_MIN,
+        BLOCK_R=br,
+        BLOCK_D=bd,
+        num_warps=warps,
+    )
     return dx, dy, dc
 
 

@@ -18,6 +18,7 @@ import triton.language as tl
 
 from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv, next_power_of_2
+from kernels.launch import launch
 
 
 @triton.jit
@@ -89,7 +90,7 @@ def _rms_norm_fwd(
         return y, rstd
     br, bd, warps = _blocks(d)
     br = block_r or br
-    _rms_fwd_kernel[(cdiv(r, br),)](x, weight, y, rstd, r, d, eps, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    launch(_rms_fwd_kernel, (cdiv(r, br),), x, weight, y, rstd, r, d, eps, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
     return y, rstd
 
 
@@ -112,7 +113,7 @@ def _rms_norm_bwd(
     tiles = cdiv(r, br)
     p = min(programs or _bwd_programs(x, tiles), tiles)
     partial = torch.empty(p, d, device=x.device, dtype=torch.float32)
-    _rms_bwd_kernel[(p,)](x, weight, rstd, dy, dx, partial, r, d, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
+    launch(_rms_bwd_kernel, (p,), x, weight, rstd, dy, dx, partial, r, d, BLOCK_R=br, BLOCK_D=bd, num_warps=warps)
     return dx, partial.sum(0).to(weight.dtype)
 
 

@@ -24,6 +24,7 @@ import triton.language as tl
 from kernels.backend import triton_interpreted
 from kernels.custom_op import differentiable_op
 from kernels.grid import cdiv, next_power_of_2
+from kernels.launch import launch
 
 
 @triton.jit
@@ -136,7 +137,7 @@ def _launch_fwd(a, b, reverse, block_t=None, block_r=None):
         _scan_fwd_tuned[_tuned_grid(n_rows)](a, b, h, n, n_rows, REVERSE=reverse)
     else:
         bt, br = _blocks(n, block_t, block_r)
-        _scan_fwd_kernel[(cdiv(n_rows, br),)](a, b, h, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
+        launch(_scan_fwd_kernel, (cdiv(n_rows, br),), a, b, h, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
     return h
 
 
@@ -149,7 +150,7 @@ def _launch_bwd(a, h, dh, reverse, block_t=None, block_r=None):
     else:
         bt, br = _blocks(n, block_t, block_r)
         grid = (cdiv(n_rows, br),)
-        _scan_bwd_kernel[grid](a, h, dh, da, db, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
+        launch(_scan_bwd_kernel, grid, a, h, dh, da, db, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
     return da, db
 
 

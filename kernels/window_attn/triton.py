@@ -65,6 +65,7 @@ import triton.language as tl
 from kernels.custom_op import differentiable_op
 from kernels.fastmath import log2_approx, rcp_approx, tanh_approx
 from kernels.grid import cdiv, next_power_of_2
+from kernels.launch import launch
 from kernels.masking import keep
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
 from kernels.poincare.triton import _exp0_bwd_rows, _exp0_rows, _norm2_floored, _tanh_ratio, _tanh_ratio_series
@@ -710,7 +711,7 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
     lse = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
     x = torch.empty_like(q)
     fp32 = q.dtype == torch.float32
-    _window_fwd_kernel[(cdiv(n, bm), Bsz * H)](
+    launch(_window_fwd_kernel, (cdiv(n, bm), Bsz * H),
         q, k, v, c32, s32, x, o, lse, n, H, window, 1.0 - BALL_EPS, MIN_NORM, D=d, DV=dv, BM=bm, BN=bn, BD=BD,
         BDV=BDV, PREC=prec, WIDE=_wide(window, bm, bn), FAST=not fp32, **_fwd_launch(BD, BDV, fp32, n % 16 == 0),
     )  # fmt: skip
@@ -758,8 +759,10 @@ def _rows_by_dot(BD, BDV, fp32):
     inputs at head dims up to 64 (the launchers' 64-row tiles). On sm_90 at head dim 64, bf16, compiled here with
     triton 3.6 as a launch specialises them, it took the dq kernel from 4,088 SASS instructions to 3,632 (its
     epilogue from 1,335 to 892, its 64 x 64 layout conversions from seven to one), the dk/dv kernel from 3,184 to
-    2,832 (six conversions to two), spill 192 -> 176 and 24 -> 40 bytes; not yet timed. At head dim 128 triton 3.9
-    spills 144 bytes more (dk/dv) where it spilled none, so the _big tiles keep the plain reload."""
+    2,832 (six conversions to two), spill 192 -> 176 and 24 -> 40 bytes. On an H100, fwd+bwd at (8, 16, N, 64) from
+    CUDA graphs took 0.3993 / 0.7772 / 1.5201 / 2.9752 ms at 2K / 4K / 8K / 16K against 0.4188 / 0.8076 / 1.5836 /
+    3.0905 with the plain reload (run 35 of results/kernels/runs.md). At head dim 128 triton 3.9 spills 144 bytes
+    more (dk/dv) where it spilled none, so the _big tiles keep the plain reload."""
     return not _big(BD, BDV, fp32)
 
 
@@ -771,13 +774,13 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
     fp32 = dtype == torch.float32
     tiles = _split_tiles(BD, BDV, fp32)
     launches = _dkdv_launch(BD, BDV, fp32), _dq_launch(BD, BDV, fp32, aligned)
-    for fn, (bq, bk), launch in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
+    for fn, (bq, bk), opts in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         bq, bk = block_m or bq, block_n or bk
         consts = dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, DOT_ROWS=_rows_by_dot(BD, BDV, fp32))
         if fn is _window_bwd_dkdv_kernel:
-            yield fn, consts | dict(WIDE=_wide(window, bk, bq)), launch
+            yield fn, consts | dict(WIDE=_wide(window, bk, bq)), opts
         else:
-            yield fn, consts | dict(WIDE=_wide(window, bq, bk), FAST=not fp32), launch
+            yield fn, consts | dict(WIDE=_wide(window, bq, bk), FAST=not fp32), opts
 
 
 #: groups the backward splits its batch rows (or, for one row, its heads) into, alternating between two CUDA streams
@@ -825,15 +828,15 @@ def _run_groups(device, groups):
     side = _side_stream(device) if device.type == "cuda" else None
     if side is None or len(groups) < 2:
         for launches in groups:
-            for launch in launches:
-                launch()
+            for start in launches:
+                start()
         return
     main = torch.cuda.current_stream(device)
     side.wait_stream(main)
     for g, launches in enumerate(groups):
         with torch.cuda.stream(main if g % 2 == 0 else side):
-            for launch in launches:
-                launch()
+            for start in launches:
+                start()
     main.wait_stream(side)
 
 
@@ -873,8 +876,8 @@ def _launch_bwd(do, o, q, k, x, v, c32, s32, lse, window, block_m, block_n):
         programs = x_g.shape[0] * heads
         dq_args = (*ins, q_g, dq_g, o_g, dsc, dc, *scalars)
         dkdv_args = (*ins, dk_g, dv_g, dc, dsc, *scalars)
-        dq_launch = functools.partial(dq_kernel[(nq, programs)], *dq_args, **qc, **ql)
-        groups.append((dq_launch, functools.partial(dkdv[(nk, programs)], *dkdv_args, **kc, **kl)))
+        dq_launch = functools.partial(launch, dq_kernel, (nq, programs), *dq_args, **qc, **ql)
+        groups.append((dq_launch, functools.partial(launch, dkdv, (nk, programs), *dkdv_args, **kc, **kl)))
     _run_groups(x.device, groups)
     return dq, dk, dv, parts.sum(-1)
 

@@ -97,20 +97,23 @@ class HostOps(TorchDispatchMode):
 @contextmanager
 def launches_through(wrap):
     """Every Triton launch `kernel[grid](*args, **kwargs)` becomes `wrap(launch, *args, **kwargs)` (patched on
-    KernelInterface.__getitem__, which an autotuner inherits)."""
+    KernelInterface.__getitem__, which an autotuner inherits; kernels.launch's direct launches, which skip it on a
+    GPU, are off meanwhile)."""
     from triton.runtime.jit import KernelInterface
 
-    original = KernelInterface.__getitem__
+    from kernels import launch as kernel_launch
+
+    original, direct = KernelInterface.__getitem__, kernel_launch.DIRECT
 
     def getitem(kernel, grid):
         launch = original(kernel, grid)
         return lambda *args, **kwargs: wrap(launch, *args, **kwargs)
 
-    KernelInterface.__getitem__ = getitem
+    KernelInterface.__getitem__, kernel_launch.DIRECT = getitem, False
     try:
         yield
     finally:
-        KernelInterface.__getitem__ = original
+        KernelInterface.__getitem__, kernel_launch.DIRECT = original, direct
 
 
 def glue_us(fn, inputs, grads, calls: int = 50, rounds: int = 7) -> float:

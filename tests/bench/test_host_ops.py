@@ -16,7 +16,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.host_ops import does_work  # noqa: E402
+from bench.host_ops import does_work, launches_through  # noqa: E402
 
 
 def test_the_backward_glue_is_one_reduction(tmp_path):
@@ -51,3 +51,13 @@ def test_views_allocations_and_unchanged_casts_do_no_work():
     assert does_work("to", (x,), x.to(torch.float64))
     assert does_work("clone", (x,), x.clone())
     assert does_work("zero_", (x,), x.zero_())  # in place: the output is its input, and it wrote it
+
+
+def test_every_launch_is_counted_with_direct_launches_off():
+    """kernels.launch skips `kernel[grid]` on a GPU after a specialisation's first launch; counting turns that off."""
+    from kernels import launch as kernel_launch
+
+    before = kernel_launch.DIRECT
+    with launches_through(lambda launch, *args, **kwargs: launch(*args, **kwargs)):
+        assert kernel_launch.DIRECT is False
+    assert kernel_launch.DIRECT is before

@@ -36,6 +36,10 @@ _VERSION = tuple(int(p) for p in triton.__version__.split(".")[:2])
 #: 3.9 (under the interpreter, kernels are not JITFunctions and always take the JIT's path)
 DIRECT = (3, 6) <= _VERSION < (3, 10)
 
+#: a kernel's direct launches remembered at most: the key holds the grid, which follows the shapes, so a run that
+#: meets ever new lengths (decoding token by token) would grow the cache without end; full, it starts again
+MAX_RUNNERS = 512
+
 _I32, _I64 = 1 << 31, 1 << 63
 #: per kernel: (constexpr flags of its parameters, parameter names, their defaults, {key: (runner, tail)})
 _plans: dict[JITFunction, tuple[tuple[bool, ...], tuple[str, ...], tuple, dict]] = {}
@@ -84,6 +88,13 @@ def _tail(names, defaults, constexpr, n_args: int, kw: dict):
     return tuple(tail)
 
 
+def _remember(runners: dict, key, value) -> None:
+    """runners[key] = value, after emptying runners if it holds MAX_RUNNERS already."""
+    if len(runners) >= MAX_RUNNERS:
+        runners.clear()
+    runners[key] = value
+
+
 def launch(kernel, grid: tuple, *args, **kw) -> None:
     """`kernel[grid](*args, **kw)`: grid a tuple of 1-3 ints; args positional up to the last runtime argument."""
     if not (DIRECT and type(kernel) is JITFunction and type(grid) is tuple):
@@ -104,4 +115,4 @@ def launch(kernel, grid: tuple, *args, **kw) -> None:
     compiled = kernel[grid](*args, **kw)
     tail = _tail(names, defaults, constexpr, len(args), kw)
     if key is not None and tail is not None and compiled is not None:
-        runners[key] = (compiled[(*grid, 1, 1)[:3]], tail)
+        _remember(runners, key, (compiled[(*grid, 1, 1)[:3]], tail))

@@ -73,6 +73,15 @@ def test_the_plan_and_tail_of_a_real_jit_function():
     assert L._tail(names, defaults, constexpr, 3, {"a": 2.0, "B": 3}) is None  # a runtime argument by keyword
 
 
+def test_the_cache_of_a_kernel_stays_bounded(monkeypatch):
+    monkeypatch.setattr(L, "MAX_RUNNERS", 3)
+    runners: dict = {}
+    for g in range(7):
+        L._remember(runners, ((g,),), g)
+        assert len(runners) <= 3 and runners[((g,),)] == g
+    assert runners == {((6,),): 6}  # emptied when full, before keys 3 and 6
+
+
 @pytest.mark.parametrize("n", [1, 16, 37])
 def test_interpreted_kernels_take_the_jits_path(n):
     x = torch.arange(40, dtype=torch.float32)

@@ -18,6 +18,8 @@ heuristic kernels and grids given as functions, for runtime arguments passed by 
 for Triton versions whose launch convention was not read here (the compiled kernel's launcher takes every bound
 argument, constexprs included, in 3.6 and 3.9; earlier versions passed fewer).
 
+Each kernel remembers at most MAX_RUNNERS keys; a full cache empties and fills again through the JIT.
+
 Not covered: a kernel that reads a module global changed after its first launch (the JIT raises; this keeps the
 kernel compiled with the old value). Thread-safety: the caches are plain dicts; two threads that miss at once
 both go through the JIT, which is safe.

@@ -97,8 +97,9 @@ def _remember(runners: dict, key, value) -> None:
     runners[key] = value
 
 
-def launch(kernel, grid: tuple, *args, **kw) -> None:
-    """`kernel[grid](*args, **kw)`: grid a tuple of 1-3 ints; args positional up to the last runtime argument."""
+def launch(kernel, grid, *args, **kw) -> None:
+    """`kernel[grid](*args, **kw)`: grid a tuple of 1-3 ints (or, for the JIT's path, a function of the launch's
+    meta-parameters); args positional up to the last runtime argument."""
     if not (DIRECT and type(kernel) is JITFunction and type(grid) is tuple):
         kernel[grid](*args, **kw)
         return

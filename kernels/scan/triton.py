@@ -134,7 +134,7 @@ def _launch_fwd(a, b, reverse, block_t=None, block_r=None):
     n_rows, n = a.shape
     h = torch.empty_like(b)
     if block_t is None and block_r is None and _scan_fwd_tuned is not None:
-        _scan_fwd_tuned[_tuned_grid(n_rows)](a, b, h, n, n_rows, REVERSE=reverse)
+        launch(_scan_fwd_tuned, _tuned_grid(n_rows), a, b, h, n, n_rows, REVERSE=reverse)
     else:
         bt, br = _blocks(n, block_t, block_r)
         launch(_scan_fwd_kernel, (cdiv(n_rows, br),), a, b, h, n, n_rows, REVERSE=reverse, BLOCK_R=br, BLOCK_T=bt)
@@ -146,7 +146,7 @@ def _launch_bwd(a, h, dh, reverse, block_t=None, block_r=None):
     da = torch.empty_like(a)
     db = torch.empty_like(h)
     if block_t is None and block_r is None and _scan_bwd_tuned is not None:
-        _scan_bwd_tuned[_tuned_grid(n_rows)](a, h, dh, da, db, n, n_rows, REVERSE=reverse)
+        launch(_scan_bwd_tuned, _tuned_grid(n_rows), a, h, dh, da, db, n, n_rows, REVERSE=reverse)
     else:
         bt, br = _blocks(n, block_t, block_r)
         grid = (cdiv(n_rows, br),)

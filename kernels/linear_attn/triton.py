@@ -531,25 +531,9 @@ def _launch_fwd(q, k, v, eps, chunk_size):
     o = torch.empty_like(v)
     den = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
     grid = (cdiv(dv, BV), Bsz * H)
-    launch(
-        _la_fwd_kernel,
-        grid,
-        q,
-        k,
-        v,
-        o,
-        den,
-        n,
-        float(eps),
-        DK=dk,
-        DV=dv,
-        BT=BT,
-        BK=BK,
-        BV=BV,
-        PREC=prec,
-        num_warps=warps,
-        num_stages=2,
-    )
+    launch(_la_fwd_kernel, grid,
+        q, k, v, o, den, n, float(eps), DK=dk, DV=dv, BT=BT, BK=BK, BV=BV, PREC=prec, num_warps=warps, num_stages=2,
+    )  # fmt: skip
     return o, den
 
 
@@ -591,23 +575,9 @@ def _launch_bwd_chunked(q, k, v, do, den, dden, chunk_size):
     zs = torch.empty(2, bh, nc, dk, device=v.device, dtype=torch.float32)
     dq, dk_, dv_ = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     launch(_la_bwd_states_kernel, (cdiv(dv, st["BV"]), bh, 2), q, k, v, do, den, dden, states, zs, n, **st, **st_opts)
-    launch(
-        _la_bwd_chunk_kernel,
-        (cdiv(dk, qk["BK"]), nc, bh),
-        q,
-        k,
-        v,
-        do,
-        den,
-        dden,
-        states,
-        zs,
-        dq,
-        dk_,
-        n,
-        **qk,
-        **qk_opts,
-    )
+    launch(_la_bwd_chunk_kernel, (cdiv(dk, qk["BK"]), nc, bh),
+        q, k, v, do, den, dden, states, zs, dq, dk_, n, **qk, **qk_opts,
+    )  # fmt: skip
     launch(_la_bwd_chunk_dv_kernel, (cdiv(dv, vv["BV"]), nc, bh), q, k, do, den, states, dv_, n, **vv, **vv_opts)
     return dq, dk_, dv_
 

@@ -291,23 +291,9 @@ def _mobius_bwd(
     dy = torch.empty_like(y)
     dc = torch.empty(r, device=x.device, dtype=torch.float32)
     br, bd, warps = _blocks(d)
-    launch(
-        _mobius_bwd_kernel,
-        (cdiv(r, br),),
-        x,
-        y,
-        c,
-        g,
-        dx,
-        dy,
-        dc,
-        r,
-        d,
-        DEN_MIN,
-        BLOCK_R=br,
-        BLOCK_D=bd,
-        num_warps=warps,
-    )
+    launch(_mobius_bwd_kernel, (cdiv(r, br),),
+        x, y, c, g, dx, dy, dc, r, d, DEN_MIN, BLOCK_R=br, BLOCK_D=bd, num_warps=warps,
+    )  # fmt: skip
     return dx, dy, dc
 
 

@@ -10,31 +10,21 @@ counts.
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "results" / "kernels" / "bk-launch-run36"))
+
+from bk_launch_run36 import call_host_us  # noqa: E402
 
 import bench.kernels as BK  # noqa: E402
 from kernels import launch as L  # noqa: E402
 
 CASES = [("bk_core", 16384), ("bk_core", 2048), ("window_attn", 2048), ("window_attn", 16384),
          ("linear_attn", 4096), ("scan", 2048), ("poincare_exp0", 2048), ("poincare_mobius_add", 2048)]  # fmt: skip
-
-
-def host_us(run, n=20):
-    run()
-    times = []
-    for _ in range(n):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - t0) * 1e6)
-    torch.cuda.synchronize()
-    return statistics.median(times)
 
 
 def main(out):
@@ -49,7 +39,7 @@ def main(out):
         ms, host = {True: [], False: []}, {}
         for direct in (False, True):
             L.DIRECT = direct
-            host[direct] = host_us(run)
+            host[direct] = call_host_us(run, n=20)
         for _ in range(3):
             for direct in (False, True):
                 L.DIRECT = direct

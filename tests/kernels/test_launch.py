@@ -46,20 +46,21 @@ def test_the_key_splits_every_specialisation_the_jit_splits():
     samples = _samples()
     for a, b in itertools.combinations(samples, 2):
         if _triton_spec(a) != _triton_spec(b):
-            assert L._arg_key(a) != L._arg_key(b), (a, b, _triton_spec(a), _triton_spec(b))
-    # and it keeps the arguments the JIT treats alike together (one JIT call per specialisation, not per value)
-    assert L._arg_key(16) == L._arg_key(48) and L._arg_key(0.5) == L._arg_key(2.0)
+            assert L.specialisation_key((a,)) != L.specialisation_key((b,)), (a, b, _triton_spec(a), _triton_spec(b))
+    # scalars by type and value, finer than the JIT: True is not 1, nor 1.0
+    keys = [L.specialisation_key((a,)) for a in (1, True, 1.0, 16, 48, 0.5, 2.0, None, False, 0)]
+    assert len(set(keys)) == len(keys)
     x = torch.zeros(64)
-    assert L._arg_key(x) == L._arg_key(x[4:]) != L._arg_key(x[1:])
+    assert L.specialisation_key((x,)) == L.specialisation_key((x[4:],)) != L.specialisation_key((x[1:],))
+    assert L.specialisation_key((x, x.half())) != L.specialisation_key((x, x))
 
 
-def test_constexprs_key_by_value_and_unknown_types_go_to_the_jit():
-    flags = (False, False, True)
+def test_unknown_types_go_to_the_jit():
     x = torch.zeros(8)
-    assert L.specialisation_key(flags, (x, 16, 4)) != L.specialisation_key(flags, (x, 16, 8))
-    assert L.specialisation_key(flags, (x, 16, 4)) == L.specialisation_key(flags, (x, 32, 4))
-    assert L.specialisation_key(flags, (x, "16", 4)) is None
-    assert L.specialisation_key(flags, (x, [16], 4)) is None
+    assert L.specialisation_key((x, 16, 4)) != L.specialisation_key((x, 16, 8))
+    assert L.specialisation_key((x, "16", 4)) is None
+    assert L.specialisation_key((x, [16], 4)) is None
+    assert L.specialisation_key((x, torch.float16)) is None
 
 
 def test_the_plan_and_tail_of_a_real_jit_function():

@@ -1,6 +1,7 @@
 """kernels/launch.py on CUDA: after the JIT's first launch of a specialisation the compiled kernel is launched
-directly, with correct results across alignments, integer classes, constexprs and runtime values; launches are
-captured in CUDA graphs; BK-Core's outputs and gradients are bit for bit the JIT's (skipped without a GPU)."""
+directly, with correct results across alignments, integer values, constexprs and runtime values; a launch hook
+sees direct launches; launches are captured in CUDA graphs; BK-Core's outputs and gradients are bit for bit the
+JIT's (skipped without a GPU)."""
 
 import pytest
 import torch
@@ -38,16 +39,36 @@ def _launch(x, n, a=2.0, B=3):
 def test_direct_launches_follow_every_specialisation(monkeypatch):
     runs = _jit_runs(_axpb, monkeypatch)
     x = torch.arange(64, device="cuda", dtype=torch.float32)
-    # (input, n, a, B, JIT runs after the launch): repeats, and a new n of the same class and grid (40 after 37),
-    # launch directly; a 4-byte offset, n = 16 or 1 and another constexpr each go through the JIT once
-    cases = [(x, 37, 2.0, 3, 1), (x, 37, 2.0, 3, 1), (x, 40, 0.5, 3, 1), (x[1:], 37, 2.0, 3, 2), (x[1:], 37, 2.0, 3, 2)]
-    cases += [(x[4:], 37, 2.0, 3, 2), (x, 16, 2.0, 3, 3), (x, 1, 2.0, 3, 4), (x, 37, 2.0, 5, 5), (x, 37, 2.0, 5, 5)]
+    # (input, n, a, B, JIT runs after the launch): repeats launch directly, and so does a 16-byte offset; a new n or
+    # a (keyed by value), a 4-byte offset and another constexpr each go through the JIT once
+    cases = [(x, 37, 2.0, 3, 1), (x, 37, 2.0, 3, 1), (x, 40, 0.5, 3, 2), (x[1:], 37, 2.0, 3, 3), (x[1:], 37, 2.0, 3, 3)]
+    cases += [(x[4:], 37, 2.0, 3, 3), (x, 16, 2.0, 3, 4), (x, 1, 2.0, 3, 5), (x, 37, 2.0, 5, 6), (x, 37, 2.0, 5, 6)]
+    cases += [(x, 40, 0.5, 3, 6)]
     for inp, n, a, B, expected_runs in cases:
         y = _launch(inp, n, a, B)
         torch.cuda.synchronize()
         assert torch.equal(y[:n], inp[:n] * a + B), (n, a, B, inp.data_ptr() % 16)
         assert torch.equal(y[n:], torch.full_like(y[n:], -1.0))
         assert len(runs) == expected_runs, (n, a, B, inp.data_ptr() % 16)
+
+
+@pytest.mark.skipif(not L.DIRECT, reason=f"triton {triton.__version__}: launches take the JIT's path")
+def test_a_launch_hook_sees_direct_launches(monkeypatch):
+    runs = _jit_runs(_axpb, monkeypatch)
+    x = torch.arange(64, device="cuda", dtype=torch.float32)
+    _launch(x, 29)
+    seen: list = []
+    hooks = L.knobs.runtime.launch_enter_hook
+    hooks.add(seen.append)
+    try:
+        y = _launch(x, 29)
+    finally:
+        hooks.remove(seen.append)
+    torch.cuda.synchronize()
+    assert torch.equal(y[:29], x[:29] * 2 + 3) and len(runs) == 1
+    assert len(seen) == 1 and seen[0].get()["name"] == "_axpb"
+    _launch(x, 29)
+    assert len(seen) == 1  # the hook is gone: the launcher is called without it
 
 
 def test_launches_replay_from_a_cuda_graph():

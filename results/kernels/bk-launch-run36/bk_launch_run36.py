@@ -108,6 +108,11 @@ def launch_host_us(args, n=200):
             **T._segment_launch(T._sweep_kernel, block_c),
         )  # fmt: skip
 
+    return queued_host_us(one, n)
+
+
+def queued_host_us(one, n=200):
+    """Host microseconds a call of `one`, n calls queued without a sync, median of 5 rounds (after two warm-ups)."""
     one()
     one()
     torch.cuda.synchronize()

@@ -7,8 +7,8 @@ process, interleaved. Four ways to launch every kernel:
 - direct (landed): the landed key, `CompiledKernel.run` called with the stream and the kernel's handles.
 
 Prints (1) the host's microseconds a launch of BK-Core's forward sweep kernel (200 queued, no sync inside);
-(2) per op of CASES (run 37's, fewer), the host's microseconds of one eager fwd+bwd call (device drained before each) and
-the eager fwd+bwd time as bench/kernels.py takes it (do_bench, L2 flushed), 3 rounds, median.
+(2) per op of CASES (run 37's, fewer), the host's microseconds of one eager fwd+bwd call (device drained before
+each) and the eager fwd+bwd time as bench/kernels.py takes it (do_bench, L2 flushed), 3 rounds, median.
 
     python3 launch_ab_run39.py OUT.json
 """
@@ -17,7 +17,6 @@ import contextlib
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "results" / "kernels" / "bk-launch-run36"))
 
-from bk_launch_run36 import call_host_us  # noqa: E402
+from bk_launch_run36 import call_host_us, queued_host_us  # noqa: E402
 
 import bench.kernels as BK  # noqa: E402
 from kernels import launch as L  # noqa: E402
@@ -88,17 +87,7 @@ def sweep_launch_us(n=200):
             **T._segment_launch(T._sweep_kernel, block_c),
         )  # fmt: skip
 
-    one()
-    one()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            one()
-        times.append((time.perf_counter() - t0) / n * 1e6)
-        torch.cuda.synchronize()
-    return statistics.median(times)
+    return queued_host_us(one, n)
 
 
 def main(out):

@@ -35,12 +35,13 @@ import torch
 import triton
 from triton.runtime.jit import JITFunction
 
-__all__ = ["launch", "specialisation_key"]
+__all__ = ["TRITON_VERSION", "launch", "specialisation_key"]
 
-_VERSION = tuple(int(p) for p in triton.__version__.split(".")[:2])
+#: (major, minor) of the installed Triton
+TRITON_VERSION = tuple(int(p) for p in triton.__version__.split(".")[:2])
 #: whether launches may skip the JIT: the compiled kernels' launch convention used here was read in triton 3.6 and
 #: 3.9 (under the interpreter, kernels are not JITFunctions and always take the JIT's path)
-DIRECT = (3, 6) <= _VERSION < (3, 10)
+DIRECT = (3, 6) <= TRITON_VERSION < (3, 10)
 if DIRECT:
     from triton import knobs
 

@@ -65,7 +65,7 @@ import triton.language as tl
 from kernels.custom_op import differentiable_op
 from kernels.fastmath import log2_approx, rcp_approx, tanh_approx
 from kernels.grid import cdiv, next_power_of_2
-from kernels.launch import launch
+from kernels.launch import TRITON_VERSION, launch
 from kernels.masking import keep
 from kernels.poincare.naive import BALL_EPS, MIN_NORM
 from kernels.poincare.triton import _exp0_bwd_rows, _exp0_rows, _norm2_floored, _tanh_ratio, _tanh_ratio_series
@@ -756,14 +756,16 @@ def _dq_launch(BD, BDV, fp32, aligned=True):
 
 def _rows_by_dot(BD, BDV, fp32):
     """Whether the backward kernels' epilogues reload their rows through the identity product (_reload_rows): 16-bit
-    inputs at head dims up to 64 (the launchers' 64-row tiles). On sm_90 at head dim 64, bf16, compiled here with
-    triton 3.6 as a launch specialises them, it took the dq kernel from 4,088 SASS instructions to 3,632 (its
-    epilogue from 1,335 to 892, its 64 x 64 layout conversions from seven to one), the dk/dv kernel from 3,184 to
-    2,832 (six conversions to two), spill 192 -> 176 and 24 -> 40 bytes. On an H100, fwd+bwd at (8, 16, N, 64) from
-    CUDA graphs took 0.3993 / 0.7772 / 1.5201 / 2.9752 ms at 2K / 4K / 8K / 16K against 0.4188 / 0.8076 / 1.5836 /
-    3.0905 with the plain reload (run 35 of results/kernels/runs.md). At head dim 128 triton 3.9 spills 144 bytes
-    more (dk/dv) where it spilled none, so the _big tiles keep the plain reload."""
-    return not _big(BD, BDV, fp32)
+    inputs at head dims up to 64 (the launchers' 64-row tiles), and up to 128 under triton before 3.9. On sm_90 at
+    head dim 64, bf16, compiled here with triton 3.6 as a launch specialises them, it took the dq kernel from 4,088
+    SASS instructions to 3,632 (its epilogue from 1,335 to 892, its 64 x 64 layout conversions from seven to one),
+    the dk/dv kernel from 3,184 to 2,832 (six conversions to two), spill 192 -> 176 and 24 -> 40 bytes. On an H100,
+    fwd+bwd at (8, 16, N, 64) from CUDA graphs took 0.3993 / 0.7772 / 1.5201 / 2.9752 ms at 2K / 4K / 8K / 16K
+    against 0.4188 / 0.8076 / 1.5836 / 3.0905 with the plain reload (run 35 of results/kernels/runs.md); at
+    (8, 16, N, 128) 1.774 / 14.06 ms at 2K / 16K against 1.862 / 14.72 (run 38; triton 3.6 spills nothing there).
+    At head dim 128 triton 3.9 spills 144 bytes more (dk/dv) where it spilled none, so there it keeps the plain
+    reload."""
+    return not fp32 and (max(BD, BDV) <= 64 or (max(BD, BDV) <= 128 and TRITON_VERSION < (3, 9)))
 
 
 def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):

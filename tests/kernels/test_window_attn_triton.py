@@ -106,19 +106,25 @@ def test_epilogue_rows_by_the_identity_product_change_no_bit(monkeypatch, dtype)
     assert all(torch.equal(a, b) for a, b in zip(grads[False], grads[True], strict=True))
 
 
-def test_only_16bit_tiles_up_to_head_dim_64_reload_rows_by_the_identity_product():
+@pytest.mark.parametrize("version", [(3, 6), (3, 9)])
+def test_16bit_tiles_reload_rows_by_the_identity_product_up_to_head_dim_128_before_triton_3_9(monkeypatch, version):
+    monkeypatch.setattr(wa_triton, "TRITON_VERSION", version)
     plans = {
         (d, dtype): {consts["DOT_ROWS"] for _, consts, _ in wa_triton._split_plan(d, d, dtype, 64)}
-        for d in (64, 128)
+        for d in (64, 128, 256)
         for dtype in (torch.bfloat16, torch.float16, torch.float32)
     }
+    at_128 = version < (3, 9)  # triton 3.9 spills there with it (run 38 of results/kernels/runs.md)
     assert plans == {
         (64, torch.bfloat16): {True},
         (64, torch.float16): {True},
         (64, torch.float32): {False},
-        (128, torch.bfloat16): {False},
-        (128, torch.float16): {False},
+        (128, torch.bfloat16): {at_128},
+        (128, torch.float16): {at_128},
         (128, torch.float32): {False},
+        (256, torch.bfloat16): {False},
+        (256, torch.float16): {False},
+        (256, torch.float32): {False},
     }
 
 

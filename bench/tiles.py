@@ -2,15 +2,16 @@
 behind its launcher's choices.
 
     python bench/tiles.py --op window_attn --sizes 2048,16384 --out results/kernels/window_tiles_h200
+    python bench/tiles.py --op window_attn --head-dim 128 --sizes 2048,16384 --out results/kernels/window_tiles_d128
     python bench/tiles.py --op linear_attn --sizes 4096,16384 --out results/kernels/la_tiles_h200
     python bench/tiles.py --op bk_core --sizes 2048,16384 --out results/kernels/bk_core_tiles_h200
 
-window_attn, (8, 16, N, 64) bf16, window 64: every forward choice (BM queries x BM keys, warps, stages) times
-the forward launch alone (kernels/window_attn/triton.py: `_cfg`, `_fwd_launch`); the kinds split_dkdv and
-split_dq time the whole backward (both kernels, exp0's backward in their epilogues) with one kernel's tiles and
-launch varied (`_split_tiles`, `_dkdv_launch`, `_dq_launch`; each launcher's other options kept), and the kind
-regs with one kernel's registers capped (maxnreg; `FWD_MAXNREG`, `DQ_MAXNREG`): the forward timed alone, a
-backward kernel in the whole backward.
+window_attn, (8, 16, N, D) bf16, window 64, D 64 unless --head-dim says (16 to 128): every forward choice (BM
+queries x BM keys, warps, stages) times the forward launch alone (kernels/window_attn/triton.py: `_cfg`,
+`_fwd_launch`); the kinds split_dkdv and split_dq time the whole backward (both kernels, exp0's backward in their
+epilogues) with one kernel's tiles and launch varied (`_split_tiles`, `_dkdv_launch`, `_dq_launch`; each
+launcher's other options kept), and the kind regs with one kernel's registers capped (maxnreg; `FWD_MAXNREG`,
+`DQ_MAXNREG`): the forward timed alone, a backward kernel in the whole backward.
 
 linear_attn, (8, 16, N, 128) bf16: the chunk-parallel backward (`_launch_bwd_chunked`) under its chunk length
 and, one kernel at a time with the others as `_chunked_cfg` has them, each kernel's tiles, warps and stages.
@@ -97,11 +98,10 @@ def _randn(*shape, g, scale=1.0, dtype=torch.bfloat16):
 
 
 # ------------------------------------------------------------------------------------------ window attention
-def window_choices(n, device="cuda", B=8, H=16):
-    """(kind, choice, fn) for every window choice at N = n; fn() launches it once."""
+def window_choices(n, device="cuda", B=8, H=16, D=64):
+    """(kind, choice, fn) for every window choice at (B, H, n, D); fn() launches it once."""
     from kernels.window_attn import triton as wt
 
-    D = 64
     g = torch.Generator(device=device).manual_seed(0)
     c = torch.rand(H, device=device, generator=g) + 0.2
     q, k = (_randn(B, H, n, D, g=g, scale=0.7 / D**0.5) for _ in range(2))
@@ -253,7 +253,12 @@ def main(argv=None):
     p.add_argument("--sizes", default="2048,16384")
     p.add_argument("--out", type=Path, default=None, help="OUT.json (default results/kernels/<op>_tiles)")
     p.add_argument("--kinds", default="", help="comma-separated kinds to time (default all): fwd, bwd, chunk, a kernel")
+    p.add_argument("--head-dim", type=int, default=64, help="window_attn's head dim, 16 to 128 (default 64)")
     args = p.parse_args(argv)
+    if args.head_dim != 64 and args.op != "window_attn":
+        p.error(f"--head-dim: only window_attn takes a head dim, not {args.op}")
+    if not 16 <= args.head_dim <= 128:
+        p.error(f"--head-dim: {args.head_dim} is outside 16 to 128")
     kinds = set(filter(None, args.kinds.split(",")))
     if kinds - set(KINDS[args.op]):
         unknown = ", ".join(sorted(kinds - set(KINDS[args.op])))
@@ -261,7 +266,8 @@ def main(argv=None):
     out = args.out or ROOT / f"results/kernels/{args.op}_tiles"
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
-        for kind, choice, fn in CHOICES[args.op](n):
+        options = {"D": args.head_dim} if args.op == "window_attn" else {}
+        for kind, choice, fn in CHOICES[args.op](n, **options):
             if kinds and kind not in kinds:
                 continue
             t0 = time.perf_counter()

@@ -49,6 +49,29 @@ def test_each_kinds_choices_launch_and_restore_the_launcher(op):
     assert settings() == defaults
 
 
+def test_window_choices_run_at_head_dim_128():
+    ends = ends_of_each_kind(tiles.window_choices(21, "cpu", B=1, H=1, D=128))
+    assert set(ends) == set(tiles.KINDS["window_attn"])
+    for kind, items in ends.items():
+        for choice, fn in items:
+            assert fn()[0].shape == (1, 1, 21, 128), (kind, choice)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--op", "window_attn", "--head-dim", "256"], "--head-dim: 256 is outside 16 to 128"),
+        (["--op", "bk_core", "--head-dim", "128"], "--head-dim: only window_attn takes a head dim, not bk_core"),
+    ],
+)
+def test_a_bad_head_dim_is_refused_before_anything_runs(tmp_path, args, message):
+    out = tmp_path / "tiles"
+    cmd = [sys.executable, str(REPO / "bench" / "tiles.py"), *args, "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(message)
+    assert not out.with_suffix(".json").exists()
+
+
 def test_an_unknown_kind_is_refused_before_anything_runs(tmp_path):
     out = tmp_path / "tiles"
     cmd = [sys.executable, str(REPO / "bench" / "tiles.py"), "--op", "linear_attn", "--kinds", "chunk,fwd"]

@@ -74,6 +74,22 @@ def test_the_plan_and_tail_of_a_real_jit_function():
     assert L._tail(names, defaults, constexpr, 3, {"a": 2.0, "B": 3}) is None  # a runtime argument by keyword
 
 
+@pytest.mark.skipif(not L.DIRECT, reason=f"triton {triton.__version__}: launches take the JIT's path")
+def test_launches_take_the_runner_while_a_launch_hook_is_set(monkeypatch):
+    from triton.knobs import HookChain
+
+    runtime = L.knobs.runtime
+    monkeypatch.setattr(runtime, "launch_enter_hook", HookChain())
+    monkeypatch.setattr(runtime, "launch_exit_hook", HookChain(reversed=True))
+    assert not L._hooked()
+    runtime.launch_exit_hook.add(print)
+    assert L._hooked()
+    runtime.launch_exit_hook.remove(print)
+    assert not L._hooked()
+    monkeypatch.setattr(runtime, "launch_enter_hook", None)  # a hook set to something that is not a chain
+    assert L._hooked()
+
+
 def test_the_cache_of_a_kernel_stays_bounded(monkeypatch):
     monkeypatch.setattr(L, "MAX_RUNNERS", 3)
     runners: dict = {}

@@ -265,8 +265,8 @@ def main(argv=None):
         p.error(f"--kinds: {unknown} not a kind of {args.op} (one of {', '.join(KINDS[args.op])})")
     out = args.out or ROOT / f"results/kernels/{args.op}_tiles"
     rows = []
+    options = {"D": args.head_dim} if args.op == "window_attn" else {}
     for n in [int(s) for s in args.sizes.split(",")]:
-        options = {"D": args.head_dim} if args.op == "window_attn" else {}
         for kind, choice, fn in CHOICES[args.op](n, **options):
             if kinds and kind not in kinds:
                 continue

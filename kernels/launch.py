@@ -13,8 +13,8 @@ The key is finer than what the JIT specialises on: per tensor its dtype and its 
 16 divides it), per int, float, bool or None its type and value (the JIT keys ints by whether they are 1, whether
 16 divides them and their range, floats by type); the values of keyword arguments (constexprs and launch
 options); the grid; the current device. A key the JIT would split is never shared; a key split here that the JIT
-shares costs one more JIT call, once. This key takes the adjoint sweep's 18 arguments 3.0 us on the CPU VM; keyed
-by the JIT's classes they took 6.3 us.
+shares costs one more JIT call, once. This key takes the adjoint sweep's 18 arguments 3.0-3.1 us on the CPU VM;
+keyed by the JIT's classes they took 6.3 us (results/kernels/launch-run39/key_cost.py).
 
 The JIT serves every call where this cannot: under the interpreter (TRITON_INTERPRET=1), for autotuned or
 heuristic kernels and grids given as functions, for runtime arguments passed by keyword or of other types (and

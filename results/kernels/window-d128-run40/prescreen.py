@@ -37,12 +37,11 @@ def choices():
         consts = dict(D=D, DV=D, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec, WIDE=wa._wide(64, bm, bn))
         for warps, stages in LAUNCHES:
             yield "_window_fwd_kernel", consts, dict(num_warps=warps, num_stages=stages)
-    plan = list(wa._split_plan(D, D, torch.bfloat16, 64))
-    for (fn, consts, _), kind in zip(plan, WINDOW_SPLIT_TILES, strict=True):
+    for index, kind in enumerate(WINDOW_SPLIT_TILES):  # the dk/dv kernel, then the dq kernel, as _split_plan
         for bq, bk in WINDOW_SPLIT_TILES[kind]:
-            wide = wa._wide(64, bk, bq) if fn is wa._window_bwd_dkdv_kernel else wa._wide(64, bq, bk)
+            fn, consts, _ = list(wa._split_plan(D, D, torch.bfloat16, 64, block_m=bq, block_n=bk))[index]
             for warps, stages in LAUNCHES:
-                yield fn.__name__, consts | dict(BQ=bq, BK=bk, WIDE=wide), dict(num_warps=warps, num_stages=stages)
+                yield fn.__name__, consts, dict(num_warps=warps, num_stages=stages)
 
 
 def probe(task):

@@ -127,6 +127,11 @@ def case_scan(n, device, dtype, quick):
     return shape, impls, anchors, (a, b), 3 * numel * 4, 8 * numel * 4
 
 
+def _missing(e):
+    """An anchor that cannot run: 'missing: <Type>: <first line of the message>'."""
+    return f"missing: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
 def _scan_anchor(module, a, b):
     """accelerated_scan.<module>'s scan of (a, b) as a callable, or why it is missing."""
     import importlib
@@ -134,7 +139,7 @@ def _scan_anchor(module, a, b):
     try:
         scan = importlib.import_module(f"accelerated_scan.{module}").scan
     except Exception as e:  # noqa: BLE001
-        return f"missing: {type(e).__name__}: {e}"
+        return _missing(e)
     return lambda: scan(a, b)
 
 
@@ -162,6 +167,21 @@ def case_bk_core(n, device, dtype, quick):
     return shape, impls, {}, args, 3 * v.numel() * 4, 8 * v.numel() * 4
 
 
+def _sdpa_anchor(q, k, v):
+    """torch's flash SDPA, causal over the whole sequence, on (q, k, v) as a callable, or why it is missing."""
+    try:
+        import torch.nn.functional as F
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except Exception as e:  # noqa: BLE001
+        return _missing(e)
+
+    def sdpa():
+        with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    return sdpa
+
+
 def case_linear_attn(n, device, dtype, quick):
     from kernels.linear_attn import causal_linear_attn_chunked
     from kernels.linear_attn.triton import causal_linear_attn_triton
@@ -185,18 +205,8 @@ def case_linear_attn(n, device, dtype, quick):
                 (qf, kf, vf),
             )
         except Exception as e:  # noqa: BLE001
-            anchors["fla.chunk_linear_attn(normalize=True)"] = f"missing: {type(e).__name__}: {e}"
-        try:
-            import torch.nn.functional as F
-            from torch.nn.attention import SDPBackend, sdpa_kernel
-
-            def sdpa():
-                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-
-            anchors["torch.sdpa_flash_causal"] = sdpa
-        except Exception as e:  # noqa: BLE001
-            anchors["torch.sdpa_flash_causal"] = f"missing: {type(e).__name__}: {e}"
+            anchors["fla.chunk_linear_attn(normalize=True)"] = _missing(e)
+        anchors["torch.sdpa_flash_causal"] = _sdpa_anchor(q, k, v)
     numel = q.numel()
     es = q.element_size()
     shape = {"B": B, "H": H, "N": n, "D": D, "dtype": str(dtype).replace("torch.", "")}
@@ -226,11 +236,6 @@ def _case_poincare(op, n, device, dtype, quick):
 #: the flex_attention anchors of case_window_attn
 FLEX_DOT = "torch.flex_attention window (dot-product, compiled)"
 FLEX_HYP = "torch.flex_attention window (our Poincare score_mod, compiled)"
-
-
-def _missing(e):
-    """An anchor that cannot run: 'missing: <Type>: <first line of the message>'."""
-    return f"missing: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
 def window_flex_anchors(q, k, v, c, s, window, compile=True):
@@ -316,17 +321,7 @@ def case_window_attn(n, device, dtype, quick):
     }
     anchors = {}
     if not quick and device == "cuda":
-        try:
-            import torch.nn.functional as F
-            from torch.nn.attention import SDPBackend, sdpa_kernel
-
-            def sdpa():
-                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-                    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-
-            anchors["torch.sdpa_flash_causal (full causal, not windowed)"] = sdpa
-        except Exception as e:  # noqa: BLE001
-            anchors["torch.sdpa_flash_causal (full causal, not windowed)"] = f"missing: {type(e).__name__}: {e}"
+        anchors["torch.sdpa_flash_causal (full causal, not windowed)"] = _sdpa_anchor(q, k, v)
         try:
             flex = window_flex_anchors(q, k, v, c, s, window)
             anchors.update(

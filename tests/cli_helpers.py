@@ -7,6 +7,8 @@ import io
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from phasebench.cli import main
@@ -43,3 +45,23 @@ def run_cli(*args: str) -> tuple[int, str, str]:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
     return code, out.getvalue(), err.getvalue()
+
+
+def start_until_result(spawn: Callable[..., subprocess.Popen], args: list[str], cwd: Path, stored: Callable[[], int]):
+    """`python -m phasebench *args` started through `spawn` (this checkout on PYTHONPATH, stdout and stderr piped)
+    -> the running process once `stored()` counts a result. Fails with the command's stderr if it exits first,
+    and after 120 s without one."""
+    proc = spawn(
+        [sys.executable, "-m", "phasebench", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 120
+    while not stored():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "no result stored within 120 s"
+        time.sleep(0.2)
+    return proc

@@ -149,9 +149,8 @@ def _rowmap_bwd_kernel(
 
 
 @triton.jit
-def _mobius_fwd_kernel(X, Yv, C, OUT, R, D, den_min, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
-    """X, Yv, OUT: (R, D); C: (R,). OUT = X (+) Yv."""
-    den_min = tl.cast(den_min, tl.float32)  # inductor passes Python floats as fp64
+def _mobius_tile(X, Yv, R, D, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """This program's rows of X, Yv (R, D) -> rows, their mask rm, the tile's offsets and mask m, x, y (float32)."""
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     cols = tl.arange(0, BLOCK_D)
     rm = rows < R
@@ -159,13 +158,29 @@ def _mobius_fwd_kernel(X, Yv, C, OUT, R, D, den_min, BLOCK_R: tl.constexpr, BLOC
     offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
     x = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
     y = tl.load(Yv + offs, mask=m, other=0.0).to(tl.float32)
-    c = tl.load(C + rows, mask=rm, other=1.0)
+    return rows, rm, offs, m, x, y
+
+
+@triton.jit
+def _mobius_terms(x, y, c):
+    """Rows x, y (BLOCK_R, BLOCK_D), c (BLOCK_R,) -> per row <x,y>, |x|^2, |y|^2, a = 1 + 2c<x,y> + c|y|^2,
+    b = 1 - c|x|^2 and the unfloored denominator 1 + 2c<x,y> + c^2 |x|^2 |y|^2 of x (+) y = (a x + b y) / den."""
     xy = tl.sum(x * y, axis=1)
     x2 = tl.sum(x * x, axis=1)
     y2 = tl.sum(y * y, axis=1)
     a = 1.0 + 2.0 * c * xy + c * y2
     b = 1.0 - c * x2
-    den = tl.maximum(1.0 + 2.0 * c * xy + c * c * x2 * y2, den_min)
+    return xy, x2, y2, a, b, 1.0 + 2.0 * c * xy + c * c * x2 * y2
+
+
+@triton.jit
+def _mobius_fwd_kernel(X, Yv, C, OUT, R, D, den_min, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
+    """X, Yv, OUT: (R, D); C: (R,). OUT = X (+) Yv."""
+    den_min = tl.cast(den_min, tl.float32)  # inductor passes Python floats as fp64
+    rows, rm, offs, m, x, y = _mobius_tile(X, Yv, R, D, BLOCK_R, BLOCK_D)
+    c = tl.load(C + rows, mask=rm, other=1.0)
+    _xy, _x2, _y2, a, b, den_raw = _mobius_terms(x, y, c)
+    den = tl.maximum(den_raw, den_min)
     out = (a[:, None] * x + b[:, None] * y) / den[:, None]
     tl.store(OUT + offs, out.to(OUT.dtype.element_ty), mask=m)
 
@@ -174,21 +189,10 @@ def _mobius_fwd_kernel(X, Yv, C, OUT, R, D, den_min, BLOCK_R: tl.constexpr, BLOC
 def _mobius_bwd_kernel(X, Yv, C, G, DX, DY, DC, R, D, den_min, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr):
     """Adjoint of _mobius_fwd_kernel: DX, DY (R, D); DC (R,) float32."""
     den_min = tl.cast(den_min, tl.float32)  # inductor passes Python floats as fp64
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
-    cols = tl.arange(0, BLOCK_D)
-    rm = rows < R
-    m = rm[:, None] & (cols < D)[None, :]
-    offs = rows.to(tl.int64)[:, None] * D + cols[None, :]
-    x = tl.load(X + offs, mask=m, other=0.0).to(tl.float32)
-    y = tl.load(Yv + offs, mask=m, other=0.0).to(tl.float32)
+    rows, rm, offs, m, x, y = _mobius_tile(X, Yv, R, D, BLOCK_R, BLOCK_D)
     g = tl.load(G + offs, mask=m, other=0.0).to(tl.float32)
     c = tl.load(C + rows, mask=rm, other=1.0)
-    xy = tl.sum(x * y, axis=1)
-    x2 = tl.sum(x * x, axis=1)
-    y2 = tl.sum(y * y, axis=1)
-    a = 1.0 + 2.0 * c * xy + c * y2
-    b = 1.0 - c * x2
-    den_raw = 1.0 + 2.0 * c * xy + c * c * x2 * y2
+    xy, x2, y2, a, b, den_raw = _mobius_terms(x, y, c)
     den = tl.maximum(den_raw, den_min)
     gx = tl.sum(g * x, axis=1) / den  # x . dnum
     gy = tl.sum(g * y, axis=1) / den  # y . dnum

@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import yaml
-from cli_helpers import REPO
+from cli_helpers import REPO, start_until_result
 from cli_helpers import TINY_TRAIN as TINY
 from db_helpers import count
 
@@ -103,30 +102,8 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     cases = [{"model": "transformer", "seed": i} for i in range(5)]
     spec_file = tmp_path / "slow.yaml"
     spec_file.write_text(yaml.safe_dump(spec("ctrlc", cases)))
-    cmd = [
-        sys.executable,
-        "-m",
-        "phasebench",
-        "run",
-        str(spec_file),
-        "--db",
-        sqlite_url,
-        "--max-parallel",
-        "1",
-        "--no-progress",
-    ]
-    proc = spawn(
-        cmd,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"PYTHONPATH": str(REPO)},
-    )
-    deadline = time.monotonic() + 120
-    while count(sqlite_url, "SELECT count(*) FROM pb_results") < 1:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
-        time.sleep(0.2)
+    args = ["run", str(spec_file), "--db", sqlite_url, "--max-parallel", "1", "--no-progress"]
+    proc = start_until_result(spawn, args, tmp_path, lambda: count(sqlite_url, "SELECT count(*) FROM pb_results"))
     proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -137,7 +114,7 @@ def test_ctrl_c_keeps_results_and_resume_finishes_only_the_rest(tmp_path, sqlite
     assert count(sqlite_url, "SELECT count(*) FROM pb_runs WHERE status = 'pending'") == 5 - done  # none left running
     assert count(sqlite_url, "SELECT count(*) FROM pb_batches WHERE status = 'interrupted'") == 1
     resumed = subprocess.run(
-        cmd[:3] + shlex.split(hint)[1:] + ["--no-progress", "--json"],
+        [sys.executable, "-m", "phasebench", *shlex.split(hint)[1:], "--no-progress", "--json"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 import wsgiref.util
 from pathlib import Path
@@ -21,8 +18,8 @@ import optuna_dashboard
 import pytest
 import sqlalchemy as sa
 import yaml
-from cli_helpers import run_cli
-from db_helpers import query
+from cli_helpers import run_cli, start_until_result
+from db_helpers import count, query
 from optuna.trial import TrialState
 
 from models.config import ConfigError
@@ -314,33 +311,8 @@ def test_dead_workers_and_invalid_configs_do_not_stop_the_study(local_ray, db_ur
 def stop_driver_after_a_result(name: str, trials: int, db: str, tmp_path, spawn, stop: int) -> str:
     """Run `phasebench study run NAME` in a subprocess, send it `stop` once a result is stored, check that
     it exits 130 and return its stderr."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "phasebench",
-        "study",
-        "run",
-        name,
-        "--trials",
-        str(trials),
-        "--parallel",
-        "1",
-        "--no-progress",
-        "--db",
-        db,
-    ]
-    proc = spawn(
-        cmd,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"PYTHONPATH": str(REPO)},
-    )
-    deadline = time.monotonic() + 120
-    while not query(db, "SELECT count(*) FROM pb_results")[0][0]:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
-        time.sleep(0.2)
+    args = ["study", "run", name, "--trials", str(trials), "--parallel", "1", "--no-progress", "--db", db]
+    proc = start_until_result(spawn, args, tmp_path, lambda: count(db, "SELECT count(*) FROM pb_results"))
     proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]

@@ -139,8 +139,8 @@ def window_choices(n, device="cuda", B=8, H=16, D=64):
         index, launcher = WINDOW_SPLIT_KERNELS[kernel]
         default = wt._split_tiles
 
-        def with_tiles(BD, BDV, fp32):
-            return tuple(tiles if i == index else t for i, t in enumerate(default(BD, BDV, fp32)))
+        def with_tiles(BD, BDV, fp32, aligned=True):
+            return tuple(tiles if i == index else t for i, t in enumerate(default(BD, BDV, fp32, aligned)))
 
         fn = patched(launcher, launched(launch), backward)
 

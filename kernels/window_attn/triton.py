@@ -657,14 +657,16 @@ def _window_bwd_dq_kernel(
     _partials(DSC + slot, DC + slot, gvec, t, c, sc, tl.sum(dcq, axis=0))
 
 
-def _cfg(d, dv, dtype, window, block_m, block_n):
-    """The forward's tiles, per program: BM x BN (block_m, block_n where given). 16-bit inputs at head dims up to
-    64: 64 x 32, the fastest of bench/tiles.py's 20 choices on the H100 (0.863 ms at 16K, 4 warps, 2 stages; 64 x
-    16 0.888, 64 x 64 1.01: run 16c of results/kernels/runs.md), else 32 x 32 (from the registers, not timed)."""
+def _cfg(d, dv, dtype, window, block_m, block_n, aligned=True):
+    """The forward's tiles, per program: BM x BN (block_m, block_n where given). 16-bit inputs: 64 x 32, at head dim
+    64 the fastest of bench/tiles.py's 20 choices on the H100 (0.863 ms at 16K, 4 warps, 2 stages; 64 x 16 0.888,
+    64 x 64 1.01: run 16c of results/kernels/runs.md); at 128 1.433 ms at 16K against 2.986 for the 32 x 32 at 8
+    warps it replaced (run 40; 64 x 64 took 1.288 there but asks 114,944 bytes of shared memory, above sm_89's
+    101,376). Float32, and unaligned launches above head dim 64 (_big): 32 x 32 (from the registers, not timed)."""
     BD = max(16, next_power_of_2(d))
     BDV = max(16, next_power_of_2(dv))
     fp32 = dtype == torch.float32
-    bm = block_m or (32 if _big(BD, BDV, fp32) else 64)
+    bm = block_m or (32 if _big(BD, BDV, fp32, aligned) else 64)
     return BD, BDV, bm, block_n or 32, "ieee" if fp32 else "tf32"
 
 
@@ -674,9 +676,19 @@ def _wide(window, side, folded):
     return window >= side and folded <= side
 
 
-def _big(BD, BDV, fp32):
-    """Whether the tiles hold float32 or a head dim above 64: the launchers' smaller tiles, with 8 warps."""
-    return fp32 or max(BD, BDV) > 64
+def _big(BD, BDV, fp32, aligned=True):
+    """Whether a launch takes the smaller tiles with 8 warps: float32, and 16-bit inputs above head dim 64 where N
+    is not a multiple of 16 (`aligned` False). Aligned 16-bit launches above head dim 64 take 4 warps and the tiles
+    of head dim 64 (the backward's dk/dv kernel 16 x 64): on the H100 at (8, 16, N, 128) bf16 each kernel so was the
+    fastest of bench/tiles.py's choices at 2K and at 16K, where 32 x 32 tiles at 8 warps, chosen before from the
+    registers alone, took 1.9-2.3x longer (run 40 of results/kernels/runs.md). Unaligned they were not timed, and
+    compiled so (triton 3.9, sm_90) they spill 848-2,360 bytes a thread where 32 x 32 at 8 warps spills 96-304."""
+    return fp32 or (_head_above_64(BD, BDV) and not aligned)
+
+
+def _head_above_64(BD, BDV):
+    """Whether the padded head dims exceed 64 (the tiles' register-bound regime, run 40)."""
+    return max(BD, BDV) > 64
 
 
 #: the forward's register cap at 16-bit head dims up to 64 (_fwd_launch)
@@ -685,10 +697,11 @@ FWD_MAXNREG = 128
 
 def _capped_launch(BD, BDV, fp32, aligned, maxnreg):
     """Two stages at 4 warps (8 for _big tiles); 16-bit inputs at head dims up to 64 with N a multiple of 16
-    (`aligned`, as Triton specialises the launch) also cap the registers at `maxnreg`."""
-    if _big(BD, BDV, fp32):
+    (`aligned`, as Triton specialises the launch) also cap the registers at `maxnreg` (timed there alone)."""
+    if _big(BD, BDV, fp32, aligned):
         return dict(num_warps=8, num_stages=2)
-    return dict(num_warps=4, num_stages=2) | (dict(maxnreg=maxnreg) if aligned else {})
+    capped = aligned and not _head_above_64(BD, BDV)
+    return dict(num_warps=4, num_stages=2) | (dict(maxnreg=maxnreg) if capped else {})
 
 
 def _fwd_launch(BD, BDV, fp32, aligned=True):
@@ -706,7 +719,7 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
     q as it loads its query block, and k a key tile at a time, as the backward maps k again: _key_rows)."""
     Bsz, H, n, d = q.shape
     dv = v.shape[-1]
-    BD, BDV, bm, bn, prec = _cfg(d, dv, q.dtype, window, block_m, block_n)
+    BD, BDV, bm, bn, prec = _cfg(d, dv, q.dtype, window, block_m, block_n, n % 16 == 0)
     o = torch.empty(Bsz, H, n, dv, device=v.device, dtype=v.dtype)
     lse = torch.empty(Bsz, H, n, device=v.device, dtype=torch.float32)
     x = torch.empty_like(q)
@@ -718,25 +731,31 @@ def _launch_fwd(q, k, v, c32, s32, window, block_m, block_n):
     return o, lse, x
 
 
-def _split_tiles(BD, BDV, fp32):
+def _split_tiles(BD, BDV, fp32, aligned=True):
     """(BQ queries, BK keys) of the backward's dk/dv kernel and of its dq kernel. The folds want the folded side
     no wider than the other (dk/dv BQ <= BK, dq BK <= BQ). 16-bit inputs at head dims up to 64: query blocks of
     32 against key blocks of 64 (dk/dv), 64 against 32 (dq), the fastest of bench/tiles.py's sweep on the H100
     (run 16c of results/kernels/runs.md: the backward 3.78 / 4.10 ms at 16K with one kernel so, 4.84 with both
-    at 32 x 32). Otherwise 32 x 32, from the registers (not timed). Float32 above head dim 64 folds 16 rows
-    against 32: 32 x 32 takes 102,400-102,912 bytes of shared memory at 128, above sm_89's 101,376."""
-    if fp32 and max(BD, BDV) > 64:
+    at 32 x 32). Above head dim 64, 16 x 64 and 64 x 32 (run 40, (8, 16, N, 128) bf16, the backward with one
+    kernel so: 7.95 and 7.39 ms at 16K, 1.011 and 0.977 at 2K, against 11.10 and 1.406 with both at 32 x 32, 8
+    warps). Float32 and unaligned launches above head dim 64 (_big): 32 x 32, from the registers (not timed); float32
+    above head dim 64 folds 16 rows against 32: 32 x
+    32 takes 102,400-102,912 bytes of shared memory at 128, above sm_89's 101,376."""
+    if fp32 and _head_above_64(BD, BDV):
         return ((16, 32), (32, 16))
-    if _big(BD, BDV, fp32):
+    if _big(BD, BDV, fp32, aligned):
         return ((32, 32), (32, 32))
+    if _head_above_64(BD, BDV):
+        return ((16, 64), (64, 32))
     return ((32, 64), (64, 32))
 
 
-def _dkdv_launch(BD, BDV, fp32):
+def _dkdv_launch(BD, BDV, fp32, aligned=True):
     """num_warps and num_stages of the backward's dk/dv kernel: one stage at 4 warps (run 16c: 5 % faster than
-    two with 32 x 64 tiles; 8 warps took twice as long)."""
-    big = _big(BD, BDV, fp32)
-    return dict(num_warps=8 if big else 4, num_stages=2 if big else 1)
+    two with 32 x 64 tiles; 8 warps took twice as long); two above head dim 64 (run 40: 1-2 % faster than one)."""
+    if _big(BD, BDV, fp32, aligned):
+        return dict(num_warps=8, num_stages=2)
+    return dict(num_warps=4, num_stages=2 if _head_above_64(BD, BDV) else 1)
 
 
 #: the dq kernel's register cap at 16-bit head dims up to 64 (_dq_launch)
@@ -774,8 +793,8 @@ def _split_plan(d, dv, dtype, window, block_m=None, block_n=None, aligned=True):
     where given; `aligned`: N is a multiple of 16 (_dq_launch)."""
     BD, BDV, *_, prec = _cfg(d, dv, dtype, 0, None, None)
     fp32 = dtype == torch.float32
-    tiles = _split_tiles(BD, BDV, fp32)
-    launches = _dkdv_launch(BD, BDV, fp32), _dq_launch(BD, BDV, fp32, aligned)
+    tiles = _split_tiles(BD, BDV, fp32, aligned)
+    launches = _dkdv_launch(BD, BDV, fp32, aligned), _dq_launch(BD, BDV, fp32, aligned)
     for fn, (bq, bk), opts in zip((_window_bwd_dkdv_kernel, _window_bwd_dq_kernel), tiles, launches, strict=True):
         bq, bk = block_m or bq, block_n or bk
         consts = dict(D=d, DV=dv, BQ=bq, BK=bk, BD=BD, BDV=BDV, PREC=prec, DOT_ROWS=_rows_by_dot(BD, BDV, fp32))

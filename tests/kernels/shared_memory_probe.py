@@ -142,7 +142,7 @@ def kernels(dtype: str, d: int, aligned: bool = False):
     q = torch.empty(1, 1, 1, d, dtype=DTYPES[dtype], device="meta")
     for fn, consts, launch in la._launch_plan(q, q, 64):
         yield "linear_attn", fn, consts, launch
-    BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None)
+    BD, BDV, bm, bn, prec = wa._cfg(d, d, DTYPES[dtype], 64, None, None, aligned)
     consts = dict(D=d, DV=d, BM=bm, BN=bn, BD=BD, BDV=BDV, PREC=prec, WIDE=wa._wide(64, bm, bn))
     yield "window_attn", wa._window_fwd_kernel, consts, wa._fwd_launch(BD, BDV, dtype == "fp32", aligned)
     for fn, consts, launch in wa._split_plan(d, d, DTYPES[dtype], 64, aligned=aligned):

@@ -80,13 +80,15 @@ def test_16bit_keys_take_the_hardware_ratio():
 
 
 @pytest.mark.parametrize(
-    "head_dim, fp32, n, window", [(64, False, 130, 33), (64, False, 200, 64), (128, True, 200, 100)]
+    "head_dim, fp32, n, window",
+    [(64, False, 130, 33), (64, False, 200, 64), (128, False, 200, 64), (128, True, 200, 100)],
 )
 def test_the_backwards_other_tiles_match_reference(monkeypatch, head_dim, fp32, n, window):
-    # the tiles the launcher takes for bf16 at head dim 64 (32 x 64, 64 x 32; window 64: the WIDE folds) and for
-    # float32 above 64 (16 x 32, 32 x 16): folds of unequal sides, here at head dim 6 in float32
+    # the tiles the launcher takes for bf16 at head dim 64 (32 x 64, 64 x 32; window 64: the WIDE folds), at 128
+    # (16 x 64, 64 x 32) and for float32 above 64 (16 x 32, 32 x 16): folds of unequal sides, here at head dim 6 in
+    # float32
     tiles = wa_triton._split_tiles(head_dim, head_dim, fp32)
-    monkeypatch.setattr(wa_triton, "_split_tiles", lambda BD, BDV, fp32: tiles)
+    monkeypatch.setattr(wa_triton, "_split_tiles", lambda BD, BDV, fp32, aligned: tiles)
     plan = list(wa_triton._split_plan(6, 6, torch.float32, window))
     assert tuple((consts["BQ"], consts["BK"]) for _, consts, _ in plan) == tiles
     _check(_inputs(n, seed=n + window + 3), window)
@@ -279,6 +281,24 @@ def test_only_the_measured_launches_cap_their_registers(d, dtype, aligned, cappe
     assert "maxnreg" not in dkdv_launch
     caps = (wa_triton.FWD_MAXNREG, wa_triton.DQ_MAXNREG) if capped else (None, None)
     assert (fwd_launch.get("maxnreg"), dq_launch.get("maxnreg")) == caps
+
+
+@pytest.mark.parametrize(
+    "aligned, fwd, dkdv, dq",
+    [
+        (True, (64, 32, 4, 2), (16, 64, 4, 2), (64, 32, 4, 2)),
+        (False, (32, 32, 8, 2), (32, 32, 8, 2), (32, 32, 8, 2)),
+    ],
+)
+def test_16bit_head_dim_128_takes_run_40s_tiles_where_n_is_a_multiple_of_16(aligned, fwd, dkdv, dq):
+    # aligned: each kernel's fastest choice on the H100 (run 40), uncapped; otherwise the 8-warp 32 x 32 tiles
+    # (unaligned, run 40's tiles spill 848-2,360 bytes a thread, untimed)
+    _, _, bm, bn, _ = wa_triton._cfg(128, 128, torch.bfloat16, 64, None, None, aligned)
+    fwd_launch = wa_triton._fwd_launch(128, 128, False, aligned)
+    assert (bm, bn, fwd_launch["num_warps"], fwd_launch["num_stages"]) == fwd and "maxnreg" not in fwd_launch
+    plan = list(wa_triton._split_plan(128, 128, torch.bfloat16, 64, aligned=aligned))
+    found = [(c["BQ"], c["BK"], o["num_warps"], o["num_stages"]) for _, c, o in plan]
+    assert found == [dkdv, dq] and all("maxnreg" not in o for _, _, o in plan)
 
 
 def test_the_launches_are_capped_where_n_is_a_multiple_of_16(monkeypatch):

@@ -363,7 +363,7 @@ def time_all(out: str) -> None:
         for shape in ((16, 16384, 64), (1, 16384, 16), (8, 4096, 32)):
             args = inputs(kind, *shape, "cuda")
             dgr, dgi = (torch.randn(*shape, device="cuda") for _ in range(2))
-            fns = {"landed": lambda a=args: bk_core_triton(*a), "fixed": lambda a=args: bk_core_fixed(*a)}
+            fns = {"landed": bk_core_triton, "fixed": bk_core_fixed}
             diff = [
                 ((x - y).abs().max() / y.abs().max()).item()
                 for x, y in zip(
@@ -371,8 +371,8 @@ def time_all(out: str) -> None:
                 )
             ]
 
-            def step(fn, dgr=dgr, dgi=dgi):
-                g_re, g_im = fn()
+            def step(fn, args=args, dgr=dgr, dgi=dgi):
+                g_re, g_im = fn(*args)
                 torch.autograd.backward((g_re, g_im), (dgr, dgi))
 
             times = {name: [] for name in fns}

@@ -157,6 +157,30 @@ def test_the_window_backward_spills_no_more_than_measured_on_the_h200(needs, hea
     assert not over, over
 
 
+#: spill (bytes a thread) of the 16-bit window kernels at head dim 128 compiled as a launch with N a multiple of 16
+#: compiles them (--aligned) with run 40's tiles (wa._big; forward 64 x 32, dk/dv 16 x 64, dq 64 x 32, 4 warps), on
+#: sm_90 with triton 3.9 as the probe runs here (triton 3.6, which ran run 40: 0, 136, 72)
+ALIGNED_128_SPILL = {"_window_fwd_kernel": 0, "_window_bwd_dkdv_kernel": 224, "_window_bwd_dq_kernel": 128}
+
+
+@pytest.fixture(scope="module")
+def aligned_128() -> list[dict]:
+    """The 16-bit window kernels at head dim 128 as an aligned launch tiles them, on each arch."""
+    only = ",".join(f"{k}:bf16" for k in ALIGNED_128_SPILL)
+    return rows(start("--arch", ARCHS, "--aligned", "--only", only, str(ATTENTION_MAX_HEAD_DIM)))
+
+
+@pytest.mark.parametrize("arch", SHARED_BYTES)
+def test_the_aligned_16bit_window_at_head_dim_128_fits_and_spills_as_measured(aligned_128, arch):
+    probed = {n["kernel"]: n for n in aligned_128 if n["arch"] == COMPILED_FOR[arch]}
+    assert set(probed) == set(ALIGNED_128_SPILL)
+    misfits = {k: n["shared"] for k, n in probed.items() if n["shared"] > SHARED_BYTES[arch]}
+    assert not misfits, f"shared bytes above sm_{arch}'s {SHARED_BYTES[arch]:,}: {misfits}"
+    if arch == 90:
+        spills = {k: n["spill"] for k, n in probed.items()}
+        assert all(spills[k] <= ALIGNED_128_SPILL[k] for k in spills), spills
+
+
 def test_the_window_kernels_take_the_hardwares_log2(needs):
     """Per pair, the window kernels' log2 is lg2.approx (kernels/fastmath.py), not libdevice's exact __nv_log2f
     (~30 instructions with a branch) that float32 tl.math.log2 inlines: no window kernel inlines the exact one,

@@ -57,15 +57,19 @@ def _tile_scan(coef, x, carry, cols, FROM_END: tl.constexpr, BLOCK_T: tl.constex
 
 
 @triton.jit
-def _scan_fwd_kernel(A, Bv, H, N, n_rows, REVERSE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr):
-    """A, Bv, H: (n_rows, N) contiguous. H = scan(A, Bv), from the end when REVERSE."""
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_R + tl.arange(0, BLOCK_R)
+def _program_rows(N, n_rows, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr):
+    """This program's BLOCK_R rows -> their mask, their offsets (BLOCK_R, 1) int64, the tile's columns, the tile
+    count and a zero carry (BLOCK_R,) float32."""
+    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     rmask = rows < n_rows
     base = rows.to(tl.int64)[:, None] * N
-    cols = tl.arange(0, BLOCK_T)
-    n_tiles = tl.cdiv(N, BLOCK_T)
-    carry = tl.zeros([BLOCK_R], dtype=tl.float32)
+    return rmask, base, tl.arange(0, BLOCK_T), tl.cdiv(N, BLOCK_T), tl.zeros([BLOCK_R], dtype=tl.float32)
+
+
+@triton.jit
+def _scan_fwd_kernel(A, Bv, H, N, n_rows, REVERSE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_T: tl.constexpr):
+    """A, Bv, H: (n_rows, N) contiguous. H = scan(A, Bv), from the end when REVERSE."""
+    rmask, base, cols, n_tiles, carry = _program_rows(N, n_rows, BLOCK_R, BLOCK_T)
     for i in range(0, n_tiles):
         pos = _tile_start(i, n_tiles, REVERSE, BLOCK_T) + cols
         m = rmask[:, None] & (pos < N)[None, :]
@@ -83,14 +87,8 @@ def _scan_bwd_kernel(A, H, DH, DA, DB, N, n_rows, REVERSE: tl.constexpr, BLOCK_R
     A, H, DH, DA, DB: (n_rows, N) contiguous. g_pos = DH_pos + A_{pos+S} g_{pos+S}, DB = g,
     DA_pos = g_pos * H_{pos-S}, with S = +1 for a forward scan and -1 for a reverse one.
     """
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_R + tl.arange(0, BLOCK_R)
-    rmask = rows < n_rows
-    base = rows.to(tl.int64)[:, None] * N
-    cols = tl.arange(0, BLOCK_T)
-    n_tiles = tl.cdiv(N, BLOCK_T)
+    rmask, base, cols, n_tiles, carry = _program_rows(N, n_rows, BLOCK_R, BLOCK_T)
     step = -1 if REVERSE else 1
-    carry = tl.zeros([BLOCK_R], dtype=tl.float32)
     for i in range(0, n_tiles):
         pos = _tile_start(i, n_tiles, not REVERSE, BLOCK_T) + cols
         nxt = pos + step

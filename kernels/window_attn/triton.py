@@ -738,9 +738,9 @@ def _split_tiles(BD, BDV, fp32, aligned=True):
     (run 16c of results/kernels/runs.md: the backward 3.78 / 4.10 ms at 16K with one kernel so, 4.84 with both
     at 32 x 32). Above head dim 64, 16 x 64 and 64 x 32 (run 40, (8, 16, N, 128) bf16, the backward with one
     kernel so: 7.95 and 7.39 ms at 16K, 1.011 and 0.977 at 2K, against 11.10 and 1.406 with both at 32 x 32, 8
-    warps). Float32 and unaligned launches above head dim 64 (_big): 32 x 32, from the registers (not timed); float32
-    above head dim 64 folds 16 rows against 32: 32 x
-    32 takes 102,400-102,912 bytes of shared memory at 128, above sm_89's 101,376."""
+    warps). Float32 and unaligned launches above head dim 64 (_big): 32 x 32, from the registers (not timed);
+    float32 above head dim 64 folds 16 rows against 32: 32 x 32 takes 102,400-102,912 bytes of shared memory at
+    128, above sm_89's 101,376."""
     if fp32 and _head_above_64(BD, BDV):
         return ((16, 32), (32, 16))
     if _big(BD, BDV, fp32, aligned):

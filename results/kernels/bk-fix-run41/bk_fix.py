@@ -418,6 +418,13 @@ def profile(kind: str = "bench", shape=(16, 16384, 64)) -> None:
 
 
 if __name__ == "__main__":
+    if (
+        len(sys.argv) < 2
+        or sys.argv[1] not in ("check", "profile", "time")
+        or (sys.argv[1] == "time") != (len(sys.argv) == 3)
+    ):
+        print("usage: bk_fix.py check | profile | time OUT.json", file=sys.stderr)
+        sys.exit(2)
     if sys.argv[1] == "check":
         check("cuda" if torch.cuda.is_available() else "cpu")
     elif sys.argv[1] == "profile":

@@ -41,6 +41,9 @@ def variant(name):
 run35.variant = variant
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        print("usage: verify.py check | OUT.json [N,...]", file=sys.stderr)
+        sys.exit(2)
     if sys.argv[1] == "check":
         import torch
 

@@ -681,7 +681,8 @@ def _big(BD, BDV, fp32, aligned=True):
     is not a multiple of 16 (`aligned` False). Aligned 16-bit launches above head dim 64 take 4 warps and the tiles
     of head dim 64 (the backward's dk/dv kernel 16 x 64): on the H100 at (8, 16, N, 128) bf16 each kernel so was the
     fastest of bench/tiles.py's choices at 2K and at 16K, where 32 x 32 tiles at 8 warps, chosen before from the
-    registers alone, took 1.9-2.3x longer (run 40 of results/kernels/runs.md). Unaligned they were not timed, and
+    registers alone, took 1.9-2.3x longer (run 40 of results/kernels/runs.md; fwd+bwd 2.4-2.5x faster with them,
+    1.14-1.18x flex_attention's time at 2K-16K, run 40b). Unaligned they were not timed, and
     compiled so (triton 3.9, sm_90) they spill 848-2,360 bytes a thread where 32 x 32 at 8 warps spills 96-304."""
     return fp32 or (_head_above_64(BD, BDV) and not aligned)
 

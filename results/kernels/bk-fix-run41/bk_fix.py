@@ -388,7 +388,7 @@ def time_all(out: str) -> None:
                 ends = torch.clamp((torch.arange(S - 1, device="cuda") + 1) * L, max=N)
                 fixed_rows = (ends[None, :] - fix[:, : S - 1]).sum().item() / (fix.shape[0] * (S - 1) * L)
             med = {k: statistics.median(v) for k, v in times.items()}
-            gbs = 32 * B * N * C / 1e9
+            gbs = 32 * B * N * C / 1e6  # MB at 32 bytes an element; MB per ms is GB/s
             rows[f"{kind} {shape}"] = dict(ms=med, rounds=times, fixed_row_fraction=fixed_rows, rel_diff=diff)
             print(f"{kind} {shape}: landed {med['landed']:.4f} ms ({gbs / med['landed']:.0f} GB/s by 32 B), fixed "
                   f"{med['fixed']:.4f} ({gbs / med['fixed']:.0f}); fixed rows {fixed_rows:.2f}; "

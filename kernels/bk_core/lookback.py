@@ -134,44 +134,13 @@ def _publish(flag_ptr, value: tl.constexpr):
     tl.atomic_xchg(flag_ptr, value, sem="release")
 
 
-# ----------------------------------------------------------------------------------------------- kernels
-@triton.jit(do_not_specialize=["C"])  # as timed (run 14)
-def _lookback_fwd_kernel(
-    V,
-    H0,
-    BETA,
-    ZRE,
-    ZIM,
-    STATE,
-    PART,
-    GR,
-    GI,
-    N,
-    C,
-    S,
-    REVERSE: tl.constexpr,
-    L: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-    LOOK: tl.constexpr,
-):
-    """GR, GI (B, N, C); STATE (B * n_cblk, 1 + S) int32: ticket, flag of each segment; PART (B, S, 10, C)."""
-    b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
-    s = tl.atomic_add(chain, 1)
-    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
-    bn = b.to(tl.int64) * N * C
+@triton.jit
+def _g_entering(chain, PART, b, s, S, C, cols, cmask, BLOCK_C: tl.constexpr, LOOK: tl.constexpr):
+    """g entering segment s (BLOCK_C,) by the look-back, LOOK segments a round: q = P_{s-1} ... P_{j+1} until segment
+    j has published g leaving it; then w = q(g). A round combines the aggregates of segments j, j-1, ... up to the
+    first without one (_round); PART (B, S, 10, C) as _lookback_fwd_kernel's."""
     one = tl.full([BLOCK_C], 1.0, tl.float32)
     zero = tl.zeros([BLOCK_C], tl.float32)
-    start = s * L
-    end = tl.minimum(start + L, N)
-    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
-        V + bn, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
-    )
-    part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
-    if s > 0:
-        _store_mat(part, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
-        _publish(chain + 1 + s, 1)
-    # look-back, LOOK segments a round: q = P_{s-1} ... P_{j+1} until segment j has published g leaving it; then
-    # w = q(g). A round combines the aggregates of segments j, j-1, ... up to the first without one (_round)
     q00r, q00i, q01r, q01i, q10r, q10i, q11r, q11i = one, zero, zero, zero, zero, zero, one, zero
     wr, wi = zero, zero
     look = tl.arange(0, LOOK)
@@ -198,6 +167,44 @@ def _lookback_fwd_kernel(
             j = -1
         else:
             j -= n
+    return wr, wi
+
+
+# ----------------------------------------------------------------------------------------------- kernels
+@triton.jit(do_not_specialize=["C"])  # as timed (run 14)
+def _lookback_fwd_kernel(
+    V,
+    H0,
+    BETA,
+    ZRE,
+    ZIM,
+    STATE,
+    PART,
+    GR,
+    GI,
+    N,
+    C,
+    S,
+    REVERSE: tl.constexpr,
+    L: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    LOOK: tl.constexpr,
+):
+    """GR, GI (B, N, C); STATE (B * n_cblk, 1 + S) int32: ticket, flag of each segment; PART (B, S, 10, C)."""
+    b, cols, cmask, chain = _chain(STATE, C, S, BLOCK_C)
+    s = tl.atomic_add(chain, 1)
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    bn = b.to(tl.int64) * N * C
+    start = s * L
+    end = tl.minimum(start + L, N)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i = _segment_product(
+        V + bn, cols, start, end, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
+    )
+    part = PART + (b.to(tl.int64) * S + s) * 10 * C + cols
+    if s > 0:
+        _store_mat(part, C, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
+        _publish(chain + 1 + s, 1)
+    wr, wi = _g_entering(chain, PART, b, s, S, C, cols, cmask, BLOCK_C, LOOK)
     er, ei = _mobius(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, wr, wi)
     tl.store(part + 8 * C, er, mask=cmask)
     tl.store(part + 9 * C, ei, mask=cmask)

@@ -39,8 +39,10 @@ import triton.language as tl  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "results", "kernels", "bk-fix-run41"))
 
-from kernels.bk_core.lookback import _chain, _mobius, _peek, _publish, _round, _take  # noqa: E402
+import bk_fix  # noqa: E402
+from kernels.bk_core.lookback import _chain, _g_entering, _mobius, _publish  # noqa: E402
 from kernels.bk_core.lookback import _fwd as lookback_fwd  # noqa: E402
 from kernels.bk_core.lookback import _scratch as lookback_scratch  # noqa: E402
 from kernels.bk_core.naive import bk_core_sequential  # noqa: E402
@@ -65,6 +67,15 @@ def _run_rows(vb, first, j, N, C, cols, cmask, REVERSE: tl.constexpr):
 def _last(x, runs, K: tl.constexpr):
     """Row K-1 of a (K, BLOCK_C) tile -> (BLOCK_C,)."""
     return tl.sum(tl.where(runs[:, None] == K - 1, x, 0.0), axis=0)
+
+
+@triton.jit
+def _step_store(grb, gib, off, valid, x, gr, gi, ar0, ai, b2):
+    """One row of every run: g <- 1/(a - b2 g), written where valid -> g."""
+    gr, gi = _cf_step(gr, gi, x, valid, ar0, ai, b2, True)
+    tl.store(grb + off, gr, mask=valid)
+    tl.store(gib + off, gi, mask=valid)
+    return gr, gi
 
 
 @triton.jit
@@ -99,35 +110,7 @@ def _tile_fwd_kernel(V, H0, BETA, ZRE, ZIM, STATE, PART, GR, GI, N, C, S, REVERS
     if s > 0:
         _store_mat(part, C, cmask, a00r, a00i, a01r, a01i, a10r, a10i, a11r, a11i)
         _publish(chain + 1 + s, 1)
-    # look-back as lookback.py's: e = P_{s-1} ... P_{j+1} until segment j has published g leaving it; w = e(g)
-    e1 = tl.full([BLOCK_C], 1.0, tl.float32)
-    e0 = tl.zeros([BLOCK_C], tl.float32)
-    e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i = e1, e0, e0, e0, e0, e0, e1, e0
-    wr, wi = e0, e0
-    look = tl.arange(0, LOOK)
-    j = s - 1
-    while j >= 0:
-        segs = j - look  # nearest first
-        n, stop = _round(chain, segs, segs >= 0, LOOK)
-        prev = PART + (b.to(tl.int64) * S + segs)[:, None] * 10 * C + cols[None, :]
-        m = (look < n)[:, None] & cmask[None, :]
-        f00r, f00i = _peek(prev, m, 1.0), _peek(prev + C, m, 0.0)
-        f01r, f01i = _peek(prev + 2 * C, m, 0.0), _peek(prev + 3 * C, m, 0.0)
-        f10r, f10i = _peek(prev + 4 * C, m, 0.0), _peek(prev + 5 * C, m, 0.0)
-        f11r, f11i = _peek(prev + 6 * C, m, 1.0), _peek(prev + 7 * C, m, 0.0)
-        for t in tl.static_range(LOOK):  # identity past n
-            e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i = _mat_combine(
-                _take(f00r, look, t), _take(f00i, look, t), _take(f01r, look, t), _take(f01i, look, t),
-                _take(f10r, look, t), _take(f10i, look, t), _take(f11r, look, t), _take(f11i, look, t),
-                e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i,
-            )  # fmt: skip
-        if stop == 2:
-            inc = PART + (b.to(tl.int64) * S + j - n) * 10 * C + cols
-            hr, hi = _peek(inc + 8 * C, cmask, 0.0), _peek(inc + 9 * C, cmask, 0.0)  # g leaving segment j - n
-            wr, wi = _mobius(e00r, e00i, e01r, e01i, e10r, e10i, e11r, e11i, hr, hi)
-            j = -1
-        else:
-            j -= n
+    wr, wi = _g_entering(chain, PART, b, s, S, C, cols, cmask, BLOCK_C, LOOK)  # the look-back, lookback.py's
     lr, li = _mobius(a00r, a00i, a01r, a01i, a10r, a10i, a11r, a11i, wr, wi)
     tl.store(part + 8 * C, lr, mask=cmask)
     tl.store(part + 9 * C, li, mask=cmask)
@@ -140,30 +123,14 @@ def _tile_fwd_kernel(V, H0, BETA, ZRE, ZIM, STATE, PART, GR, GI, N, C, S, REVERS
     gr = tl.where(head, w2r, tl.gather(er, before, 0))
     gi = tl.where(head, w2i, tl.gather(ei, before, 0))
     grb, gib = GR + bn, GI + bn
-    gr, gi = _cf_step(gr, gi, x0, k0, r0, ri, rb, True)
-    tl.store(grb + o0, gr, mask=k0)
-    tl.store(gib + o0, gi, mask=k0)
-    gr, gi = _cf_step(gr, gi, x1, k1, r0, ri, rb, True)
-    tl.store(grb + o1, gr, mask=k1)
-    tl.store(gib + o1, gi, mask=k1)
-    gr, gi = _cf_step(gr, gi, x2, k2, r0, ri, rb, True)
-    tl.store(grb + o2, gr, mask=k2)
-    tl.store(gib + o2, gi, mask=k2)
-    gr, gi = _cf_step(gr, gi, x3, k3, r0, ri, rb, True)
-    tl.store(grb + o3, gr, mask=k3)
-    tl.store(gib + o3, gi, mask=k3)
-    gr, gi = _cf_step(gr, gi, x4, k4, r0, ri, rb, True)
-    tl.store(grb + o4, gr, mask=k4)
-    tl.store(gib + o4, gi, mask=k4)
-    gr, gi = _cf_step(gr, gi, x5, k5, r0, ri, rb, True)
-    tl.store(grb + o5, gr, mask=k5)
-    tl.store(gib + o5, gi, mask=k5)
-    gr, gi = _cf_step(gr, gi, x6, k6, r0, ri, rb, True)
-    tl.store(grb + o6, gr, mask=k6)
-    tl.store(gib + o6, gi, mask=k6)
-    gr, gi = _cf_step(gr, gi, x7, k7, r0, ri, rb, True)
-    tl.store(grb + o7, gr, mask=k7)
-    tl.store(gib + o7, gi, mask=k7)
+    gr, gi = _step_store(grb, gib, o0, k0, x0, gr, gi, r0, ri, rb)
+    gr, gi = _step_store(grb, gib, o1, k1, x1, gr, gi, r0, ri, rb)
+    gr, gi = _step_store(grb, gib, o2, k2, x2, gr, gi, r0, ri, rb)
+    gr, gi = _step_store(grb, gib, o3, k3, x3, gr, gi, r0, ri, rb)
+    gr, gi = _step_store(grb, gib, o4, k4, x4, gr, gi, r0, ri, rb)
+    gr, gi = _step_store(grb, gib, o5, k5, x5, gr, gi, r0, ri, rb)
+    gr, gi = _step_store(grb, gib, o6, k6, x6, gr, gi, r0, ri, rb)
+    gr, gi = _step_store(grb, gib, o7, k7, x7, gr, gi, r0, ri, rb)
 
 
 # ----------------------------------------------------------------------------------------------- launcher
@@ -183,17 +150,8 @@ def tile_fwd(v, h0, beta, z_re, z_im, reverse=False, K=16, block_c=32, warps=4, 
 
 # ----------------------------------------------------------------------------------------------- checks, timing
 def inputs(kind: str, B: int, N: int, C: int, device: str, seed: int = 0):
-    """bench: bench/kernels.py's BK-Core case; model: BKCore's initial parameters (as bk-fix-run41/bk_fix.py)."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    if kind == "bench":
-        v = torch.randn(B, N, C, generator=gen)
-        h0, beta = torch.randn(C, generator=gen) * 0.1, torch.rand(C, generator=gen) + 0.5
-        z_re, z_im = torch.zeros(C), torch.rand(C, generator=gen) + 0.5
-    else:
-        v = 5.0 * torch.tanh(torch.randn(B, N, C, generator=gen) / 5.0)
-        h0, beta = torch.zeros(C), torch.ones(C)
-        z_re, z_im = torch.linspace(-1.0, 1.0, C), torch.linspace(0.1, 0.5, C)
-    return [t.to(device).contiguous() for t in (v, h0, beta, z_re, z_im)]
+    """bk-fix-run41/bk_fix.py's inputs (bench: bench/kernels.py's case; model: BKCore's initial parameters)."""
+    return [t.detach() for t in bk_fix.inputs(kind, B, N, C, device, seed)]
 
 
 def check(device: str) -> None:
@@ -227,7 +185,8 @@ def check(device: str) -> None:
 
 
 #: (K, block_c, warps, look): segments of 8 K rows. Compiled for sm_90 with triton 3.6 (no GPU; the thirty-fifth
-#: session): 128 registers a thread and no spill at 1-2 elements a thread (the first five), 226 at 4 (the last)
+#: session), none spilling: 128 registers a thread at 1-2 elements a thread (the first four), 208 with LOOK 4, 226 at 4
+#: elements (the last)
 CHOICES = [
     (16, 32, 8, 1),
     (8, 32, 4, 1),

@@ -42,7 +42,7 @@ run35.variant = variant
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        print("usage: verify.py check | OUT.json [N,...]", file=sys.stderr)
+        print("usage: verify.py check | profile | OUT.json [N,...]", file=sys.stderr)
         sys.exit(2)
     if sys.argv[1] == "check":
         import torch
@@ -57,5 +57,16 @@ if __name__ == "__main__":
         print(f"q, k, v, c, scale gradients, {run35.LANDED} against {BEFORE}: relative {rel}")
         assert max(rel) < 2e-2, rel
         torch.cuda.synchronize()
+    elif sys.argv[1] == "profile":
+        from bench.kernels import FLEX_DOT, profile_kernels, window_flex_anchors
+
+        for n in (2048, 16384):
+            ins = run35.inputs(n)
+            flex_fn, flex_ins = window_flex_anchors(*ins, 64)[FLEX_DOT]
+            ours = functools.partial(W.window_hyp_attn_triton, *ins, 64)
+            for name, fn, args in ((run35.LANDED, ours, ins), ("flex_attention", flex_fn, flex_ins)):
+                print(f"N {n}, {name}: the kernels of one fwd+bwd call (eager, 3 calls)", flush=True)
+                for k in profile_kernels(fn, args):
+                    print(f"  {k['share']:6.1%} {k['ms_per_step']:9.4f} ms {k['calls_per_step']:4.0f}x  {k['name'][:90]}")
     else:
         run35.main(sys.argv)

@@ -15,7 +15,8 @@ trajectories from different carries draw together by b2 |g_i| |g'_i| a row, and 
            segment (g recomputed from the next segment's carry), mu entering the segment = Dc (Cc 0 + Dc), then
            the landed adjoint sweep (17 + 12 HALO / L bytes an element). mu is off by Cc mu_next; the segment is
            flagged where |Cc| > TOL_ADJ (run 41's criterion: 2^-30 |mu_next|).
-A halo that reaches the sequence's end is exact (the carry there is 0) and never flagged. Flagged work falls back
+A halo that reaches the sequence's end is exact (the carry there is 0) and never flagged. Causal sweeps only
+(REVERSE False; the helpers map the reversed direction as the landed kernels do, not checked here). Flagged work falls back
 to the landed kernels here on the host (`bk_core_halo`, for the checks); a kernel path would keep that on the device.
 At the bench's (16, 16384, 64) with L = 128, HALO = 64: 14 + 23 = 37 bytes an element in two launches against the
 landed 45 in six; run 41's counts (`bk-fix-run41/fix_rows.txt`) put the adjoint's halo at most 41 rows there,

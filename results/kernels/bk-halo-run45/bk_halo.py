@@ -15,8 +15,8 @@ trajectories from different carries draw together by b2 |g_i| |g'_i| a row, and 
            segment (g recomputed from the next segment's carry), mu entering the segment = Dc (Cc 0 + Dc), then
            the landed adjoint sweep (17 + 12 HALO / L bytes an element). mu is off by Cc mu_next; the segment is
            flagged where |Cc| > TOL_ADJ (run 41's criterion: 2^-30 |mu_next|).
-A halo that reaches the sequence's end is exact (the carry there is 0) and never flagged. Causal sweeps only
-(REVERSE False; the helpers map the reversed direction as the landed kernels do, not checked here). Flagged work falls back
+A halo that reaches the sequence's end is exact (the carry there is 0) and never flagged. Both directions (REVERSE,
+as the landed kernels map it) are checked; `time` runs left to right. Flagged work falls back
 to the landed kernels here on the host (`bk_core_halo`, for the checks); a kernel path would keep that on the device.
 At the bench's (16, 16384, 64) with L = 128, HALO = 64: 14 + 23 = 37 bytes an element in two launches against the
 landed 45 in six; run 41's counts (`bk-fix-run41/fix_rows.txt`) put the adjoint's halo at most 41 rows there,
@@ -164,7 +164,7 @@ def _halo_adj_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, DV, RED, FLAG, 
 
 
 # ----------------------------------------------------------------------------------------------- launchers
-def halo_fwd(v, h0, beta, z_re, z_im, halo, chunk=None, tol=TOL):
+def halo_fwd(v, h0, beta, z_re, z_im, halo, chunk=None, tol=TOL, reverse=False):
     """One causal sweep -> (g_re, g_im) (B, N, C), the carries (B, S, 2, C) and the flags (B, S, C)."""
     B, N, C = v.shape
     block_c, n_cblk, L, S = _plan(B, N, C, chunk)
@@ -172,13 +172,14 @@ def halo_fwd(v, h0, beta, z_re, z_im, halo, chunk=None, tol=TOL):
     flag = torch.empty(B, S, C, device=v.device, dtype=torch.int32)
     g_re, g_im = torch.empty_like(v), torch.empty_like(v)
     launch(_halo_sweep_kernel, (B * n_cblk, S),
-        v, h0, beta, z_re, z_im, w, g_re, g_im, flag, N, C, L, S, n_cblk, halo, math.log2(tol), REVERSE=False,
+        v, h0, beta, z_re, z_im, w, g_re, g_im, flag, N, C, L, S, n_cblk, halo, math.log2(tol), REVERSE=reverse,
         BLOCK_C=block_c, num_warps=max(1, block_c // 32),
     )  # fmt: skip
     return g_re, g_im, w, flag
 
 
-def halo_adj(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, halo, chunk=None, tol=TOL_ADJ, maxnreg=None):
+def halo_adj(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, halo, chunk=None, tol=TOL_ADJ, maxnreg=None,
+             reverse=False):
     """Adjoint of halo_fwd (its carries, g) -> dv (B, N, C), grads (4, C) of h0, beta, z_re, z_im, flags (B, S, C).
     `maxnreg`: a register cap (uncapped the kernel takes 80 on sm_90, triton 3.6; the landed passes 64)."""
     B, N, C = g_re.shape
@@ -188,38 +189,45 @@ def halo_adj(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, halo, chu
     flag = torch.empty(B, S, C, device=g_re.device, dtype=torch.int32)
     launch(_halo_adj_kernel, (B * n_cblk, S),
         v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, dv, red, flag, N, C, L, S, n_cblk, halo, tol * tol,
-        REVERSE=False, BLOCK_C=block_c, **_segment_launch(_halo_adj_kernel, block_c),
+        REVERSE=reverse, BLOCK_C=block_c, **_segment_launch(_halo_adj_kernel, block_c),
         **({"maxnreg": maxnreg} if maxnreg else {}),
     )  # fmt: skip
     return dv, red.sum(-1), flag
 
 
 class _HaloSweep(torch.autograd.Function):
-    """Causal BK-Core by the halo kernels; flagged work redone by the landed kernels (a host check)."""
+    """One sweep by the halo kernels, flagged work redone by the landed kernels (a host check); halo None: the
+    landed kernels alone."""
 
     @staticmethod
-    def forward(ctx, v, h0, beta, z_re, z_im, halo, chunk):
-        g_re, g_im, w, flag = halo_fwd(v, h0, beta, z_re, z_im, halo, chunk)
-        ctx.fell_back = bool(flag.any())
-        if ctx.fell_back:
-            g_re, g_im, w = _sweep(v, h0, beta, z_re, z_im, False, chunk)
+    def forward(ctx, v, h0, beta, z_re, z_im, halo, chunk, reverse):
+        flagged = True
+        if halo is not None:
+            g_re, g_im, w, flag = halo_fwd(v, h0, beta, z_re, z_im, halo, chunk, reverse=reverse)
+            flagged = bool(flag.any())
+        if flagged:
+            g_re, g_im, w = _sweep(v, h0, beta, z_re, z_im, reverse, chunk)
         ctx.save_for_backward(v, h0, beta, z_re, z_im, w, g_re, g_im)
-        ctx.halo, ctx.chunk = halo, chunk
+        ctx.halo, ctx.chunk, ctx.reverse = halo, chunk, reverse
         return g_re, g_im
 
     @staticmethod
     def backward(ctx, dg_re, dg_im):
         v, h0, beta, z_re, z_im, w, g_re, g_im = ctx.saved_tensors
         args = (v, h0, beta, z_re, z_im, w, g_re, g_im, dg_re.contiguous(), dg_im.contiguous())
-        dv, grads, flag = halo_adj(*args, ctx.halo, ctx.chunk)
-        if flag.any():
-            dv, grads = _adjoint(*args, False, ctx.chunk)
-        return dv, *grads.unbind(), None, None
+        flagged = True
+        if ctx.halo is not None:
+            dv, grads, flag = halo_adj(*args, ctx.halo, ctx.chunk, reverse=ctx.reverse)
+            flagged = bool(flag.any())
+        if flagged:
+            dv, grads = _adjoint(*args, ctx.reverse, ctx.chunk)
+        return dv, *grads.unbind(), None, None, None
 
 
-def bk_core_halo(v, h0, beta, z_re, z_im, halo=64, chunk=None):
-    """Causal BK-Core: v (B, N, C); h0, beta, z_re, z_im (C,) float32 -> (g_re, g_im)."""
-    return _HaloSweep.apply(v, h0, beta, z_re, z_im, halo, chunk)
+def bk_core_halo(v, h0, beta, z_re, z_im, halo=64, chunk=None, reverse=False):
+    """One BK-Core sweep (left to right, or right to left with `reverse`): v (B, N, C); h0, beta, z_re, z_im (C,)
+    float32 -> (g_re, g_im); halo None: the landed kernels."""
+    return _HaloSweep.apply(v, h0, beta, z_re, z_im, halo, chunk, reverse)
 
 
 # ----------------------------------------------------------------------------------------------- checks, timing
@@ -242,8 +250,6 @@ def _grads(fn, args, dgr, dgi):
 def check(device: str) -> None:
     """g and every gradient against float64 autograd of the sequential reference, beside the landed kernels'; the
     flags by input; without the guards (tolerances of 1) g and dv must be off where the halo is far too short."""
-    from kernels.bk_core.triton import bk_core_triton
-
     cases = [  # (kind, B, N, C, chunk, halo, the unguarded halo must be off)
         ("bench", 2, 300, 20, 32, 64, False),
         ("bench", 1, 1024, 16, 128, 64, False),
@@ -252,44 +258,55 @@ def check(device: str) -> None:
         ("bench", 1, 37, 5, 8, 16, False),  # odd lengths: the last segment partial, halos past both ends
         ("spectrum", 1, 512, 16, 64, 64, True),  # eta 0.01: flagged
     ]
-    names = ("g_re", "g_im", "v", "h0", "beta", "z_re", "z_im")
     for kind, B, N, C, chunk, halo, must_be_off in cases:
-        args = inputs(kind, B, N, C, device)
-        gen = torch.Generator(device="cpu").manual_seed(1)
-        dgr, dgi = (torch.randn(B, N, C, generator=gen).to(device) for _ in range(2))
-        a = [t.detach() for t in args]
+        for reverse in (False, True):
+            _check_case(device, kind, B, N, C, chunk, halo, must_be_off, reverse)
+
+
+def _reference(v, h0, beta, z_re, z_im, reverse):
+    """The sequential float64 reference of one sweep, right to left by flipping."""
+    if not reverse:
+        return bk_core_sequential(v, h0, beta, z_re, z_im)
+    g_re, g_im = bk_core_sequential(v.flip(1), h0, beta, z_re, z_im)
+    return g_re.flip(1), g_im.flip(1)
+
+
+def _check_case(device, kind, B, N, C, chunk, halo, must_be_off, reverse):
+    names = ("g_re", "g_im", "v", "h0", "beta", "z_re", "z_im")
+    args = inputs(kind, B, N, C, device)
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    dgr, dgi = (torch.randn(B, N, C, generator=gen).to(device) for _ in range(2))
+    a = [t.detach() for t in args]
+    with torch.no_grad():
+        _, _, w, ffl = halo_fwd(*a, halo, chunk, reverse=reverse)
+        g_re, g_im, w_l = _sweep(*a, reverse, chunk)
+        afl = halo_adj(*a, w_l, g_re, g_im, dgr, dgi, halo, chunk, reverse=reverse)[2]
+    flagged = f"flagged: forward {ffl.float().mean().item():.2f}, adjoint {afl.float().mean().item():.2f}"
+    landed = _grads(lambda *t: bk_core_halo(*t, halo=None, chunk=chunk, reverse=reverse), args, dgr, dgi)
+    halo_g = _grads(lambda *t: bk_core_halo(*t, halo=halo, chunk=chunk, reverse=reverse), args, dgr, dgi)
+    a64 = [t.detach().double().requires_grad_() for t in args]
+    ref = _grads(lambda *t: _reference(*t, reverse), a64, dgr.double(), dgi.double())
+    errs = []
+    for name, lt, ht, rt in zip(names, landed, halo_g, ref, strict=True):
+        scale = rt.abs().max().item()
+        e_land = (lt.double() - rt).abs().max().item() / scale
+        e_halo = (ht.double() - rt).abs().max().item() / scale
+        errs.append(f"{name} {e_land:.1e}/{e_halo:.1e}")
+        assert e_halo <= max(4 * e_land, 1e-6), (kind, B, N, C, chunk, halo, reverse, name, e_land, e_halo)
+    print(f"{kind} ({B}, {N}, {C}) chunk {chunk} halo {halo} reverse {reverse}: {flagged}; max err / max|ref|, "
+          "landed/halo: " + ", ".join(errs), flush=True)  # fmt: skip
+    if ffl.any():  # the guard is conservative; where the halo is far too short it is what keeps g right
         with torch.no_grad():
-            _, _, w, ffl = halo_fwd(*a, halo, chunk)
-            g_re, g_im, w_l = _sweep(*a, False, chunk)
-            afl = halo_adj(*a, w_l, g_re, g_im, dgr, dgi, halo, chunk)[2]
-        flagged = f"flagged segments x channels: forward {ffl.float().mean().item():.2f}, adjoint {afl.float().mean().item():.2f}"
-        landed = _grads(lambda *t, ch=chunk: bk_core_triton(*t, chunk=ch), args, dgr, dgi)
-        halo_g = _grads(lambda *t, ch=chunk, hl=halo: bk_core_halo(*t, halo=hl, chunk=ch), args, dgr, dgi)
-        a64 = [t.detach().double().requires_grad_() for t in args]
-        ref = _grads(lambda *t: bk_core_sequential(*t), a64, dgr.double(), dgi.double())
-        errs = []
-        for name, lt, ht, rt in zip(names, landed, halo_g, ref, strict=True):
-            scale = rt.abs().max().item()
-            e_land = (lt.double() - rt).abs().max().item() / scale
-            e_halo = (ht.double() - rt).abs().max().item() / scale
-            errs.append(f"{name} {e_land:.1e}/{e_halo:.1e}")
-            assert e_halo <= max(4 * e_land, 1e-6), (kind, B, N, C, chunk, halo, name, e_land, e_halo)
-        print(f"{kind} ({B}, {N}, {C}) chunk {chunk} halo {halo}: {flagged}; max err / max|ref|, landed/halo: "
-              + ", ".join(errs), flush=True)  # fmt: skip
-        if ffl.any():  # the guard is conservative; where the halo is far too short it is what keeps g right
-            with torch.no_grad():
-                raw = halo_fwd(*a, halo, chunk, tol=1.0)[0]
-            ref_re = ref[0]
-            err = (raw.double() - ref_re).abs().max().item() / ref_re.abs().max().item()
-            print(f"  unguarded forward: max err / max|ref| {err:.1e}", flush=True)
-            assert err > 1e-5 or not must_be_off, err
-        if afl.any():  # the same for the adjoint's guard, from the landed carries and g
-            with torch.no_grad():
-                raw = halo_adj(*a, w_l, g_re, g_im, dgr, dgi, halo, chunk, tol=1.0)[0]
-            ref_dv = ref[2]
-            err = (raw.double() - ref_dv).abs().max().item() / ref_dv.abs().max().item()
-            print(f"  unguarded adjoint: dv max err / max|ref| {err:.1e}", flush=True)
-            assert err > 1e-5 or not must_be_off, err
+            raw = halo_fwd(*a, halo, chunk, tol=1.0, reverse=reverse)[0]
+        err = (raw.double() - ref[0]).abs().max().item() / ref[0].abs().max().item()
+        print(f"  unguarded forward: max err / max|ref| {err:.1e}", flush=True)
+        assert err > 1e-5 or not must_be_off, err
+    if afl.any():  # the same for the adjoint's guard, from the landed carries and g
+        with torch.no_grad():
+            raw = halo_adj(*a, w_l, g_re, g_im, dgr, dgi, halo, chunk, tol=1.0, reverse=reverse)[0]
+        err = (raw.double() - ref[2]).abs().max().item() / ref[2].abs().max().item()
+        print(f"  unguarded adjoint: dv max err / max|ref| {err:.1e}", flush=True)
+        assert err > 1e-5 or not must_be_off, err
 
 
 def time_all(out: str, shape=(16, 16384, 64)) -> None:

@@ -28,7 +28,6 @@ landed 45 in six; run 41's counts (`bk-fix-run41/fix_rows.txt`) put the adjoint'
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -45,8 +44,10 @@ import triton.language as tl  # noqa: E402
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "results", "kernels", "bk-fix-run41"))
+sys.path.insert(0, os.path.join(ROOT, "results", "kernels", "bk-tile-run44"))
 
 import bk_fix  # noqa: E402
+import bk_tile  # noqa: E402
 from kernels.bk_core.naive import bk_core_sequential  # noqa: E402
 from kernels.bk_core.triton import (  # noqa: E402
     _adj_resweep_rows,
@@ -353,17 +354,8 @@ def time_all(out: str, shape=(16, 16384, 64)) -> None:
             extra = f", flagged fwd {flags[h][0]:.3f} adj {flags[h][1]:.3f}" if h is not None else ""
             print(f"{kind} {name:17s} {med:.4f} ms  {mb / med:6.0f} GB/s by 32 B  dv rel diff {diff:.1e}{extra}",
                   flush=True)  # fmt: skip
-    env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
-               commit=os.environ.get("PHASEBENCH_GIT_COMMIT"), shape=shape)  # fmt: skip
-    with open(out, "w") as f:
-        json.dump(dict(env=env, rows=rows), f, indent=1)
+    bk_tile.write_rows(out, rows, shape)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("check", "time") or (sys.argv[1] == "time" and len(sys.argv) < 3):
-        print("usage: bk_halo.py check | time OUT.json", file=sys.stderr)
-        sys.exit(2)
-    if sys.argv[1] == "check":
-        check("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        time_all(sys.argv[2])
+    bk_tile.main(sys.argv, "bk_halo.py", check, time_all)

@@ -228,17 +228,27 @@ def time_all(out: str, shape=(16, 16384, 64)) -> None:
         med = statistics.median(t)
         rows[name] = dict(ms=med, rounds=t, gbps_by_12=mb / med, rel_diff_vs_landed=diffs[name])
         print(f"{name:28s} {med:.4f} ms  {mb / med:7.0f} GB/s by 12 B  rel diff {diffs[name]:.1e}", flush=True)
+    write_rows(out, rows, shape)
+
+
+def write_rows(out: str, rows: dict, shape) -> None:
+    """rows as JSON with the environment (card, torch, triton, the commit) and the shape timed."""
     env = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
                commit=os.environ.get("PHASEBENCH_GIT_COMMIT"), shape=shape)  # fmt: skip
     with open(out, "w") as f:
         json.dump(dict(env=env, rows=rows), f, indent=1)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("check", "time") or (sys.argv[1] == "time" and len(sys.argv) < 3):
-        print("usage: bk_tile.py check | time OUT.json", file=sys.stderr)
+def main(argv, script: str, check_fn, time_fn) -> None:
+    """`script check` (on the GPU where there is one) or `script time OUT.json`; anything else exits 2."""
+    if len(argv) < 2 or argv[1] not in ("check", "time") or (argv[1] == "time" and len(argv) < 3):
+        print(f"usage: {script} check | time OUT.json", file=sys.stderr)
         sys.exit(2)
-    if sys.argv[1] == "check":
-        check("cuda" if torch.cuda.is_available() else "cpu")
+    if argv[1] == "check":
+        check_fn("cuda" if torch.cuda.is_available() else "cpu")
     else:
-        time_all(sys.argv[2])
+        time_fn(argv[2])
+
+
+if __name__ == "__main__":
+    main(sys.argv, "bk_tile.py", check, time_all)

@@ -188,10 +188,10 @@ def halo_adj(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, halo, chu
     dv = torch.empty_like(g_re)
     red = torch.empty(4, C, B * S, device=g_re.device, dtype=torch.float32)
     flag = torch.empty(B, S, C, device=g_re.device, dtype=torch.int32)
+    opts = _segment_launch(_halo_adj_kernel, block_c) | ({"maxnreg": maxnreg} if maxnreg else {})
     launch(_halo_adj_kernel, (B * n_cblk, S),
         v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, dv, red, flag, N, C, L, S, n_cblk, halo, tol * tol,
-        REVERSE=reverse, BLOCK_C=block_c, **_segment_launch(_halo_adj_kernel, block_c),
-        **({"maxnreg": maxnreg} if maxnreg else {}),
+        REVERSE=reverse, BLOCK_C=block_c, **opts,
     )  # fmt: skip
     return dv, red.sum(-1), flag
 

@@ -3,10 +3,10 @@
 # (bk_halo.py), checked against float64 and the landed kernels (the guards, the fallback), then fwd+bwd from CUDA
 # graphs against the landed kernels at (16, 16384, 64), the bench's inputs and BKCore's initial ones, with the
 # fraction of segments each halo would flag.
-# `COMMIT=<tree> bash results/kernels/bk-halo-run45/call100.sh`; output $OUT/run45.tgz (~240 s).
+# `COMMIT=<tree> bash results/kernels/bk-halo-run45/call100.sh`; output $OUT/run45.tgz (~280 s).
 source results/kernels/steps.sh
-begin run45 240
+begin run45 280
 D=results/kernels/bk-halo-run45
 TAILN=20 step check 100 python3 $D/bk_halo.py check
-TAILN=12 step time 120 python3 $D/bk_halo.py time $R/bk_halo.json
+TAILN=12 step time 160 python3 $D/bk_halo.py time $R/bk_halo.json
 echo "== done, $(left) s left"

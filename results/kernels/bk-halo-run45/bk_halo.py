@@ -50,7 +50,9 @@ import bk_fix  # noqa: E402
 import bk_tile  # noqa: E402
 from kernels.bk_core.naive import bk_core_sequential  # noqa: E402
 from kernels.bk_core.triton import (  # noqa: E402
+    _adj_compose8,
     _adj_resweep_rows,
+    _adj_rows8,
     _adj_segment_prefetched,
     _adjoint,
     _channel_params,
@@ -59,6 +61,7 @@ from kernels.bk_core.triton import (  # noqa: E402
     _max8,
     _plan,
     _program,
+    _row,
     _quad,
     _segment_launch,
     _segment_value,
@@ -123,13 +126,8 @@ def _halo_sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, FLAG, N, C, L, S, n_cbl
     p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum = _halo_product(
         V + bn, cols, h, start, cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C
     )
-    inv = 1.0 / (p11r * p11r + p11i * p11i)
-    gr = (p01r * p11r + p01i * p11i) * inv  # P(0) = p01 / p11
-    gi = (p01i * p11r - p01r * p11i) * inv
-    log2_det = (start - h).to(tl.float32) * tl.log2(b2) - 2.0 * esum
-    log2_r = log2_det - 1.0 - tl.log2(tl.abs(p10i * p11r - p10r * p11i))  # |det| / (2 |Im(p10 conj(p11))|)
-    log2_g = 0.5 * tl.log2(gr * gr + gi * gi)
-    bad = cmask & (h > 0) & (log2_r > LOG2_TOL + log2_g)
+    gr, gi, excess = _carry_guard(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum, start - h, b2)
+    bad = cmask & (h > 0) & (excess > LOG2_TOL)
     out = W + (b.to(tl.int64) * S + s) * 2 * C + cols
     tl.store(out, gr, mask=cmask)
     tl.store(out + C, gi, mask=cmask)
@@ -165,6 +163,146 @@ def _halo_adj_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, DV, RED, FLAG, 
 
 
 @triton.jit
+def _rmat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x, valid, ar0, ai, b2):
+    """P <- P M with M = [[0, 1], [-b2, a]], a = ar0 + x - i*ai (a row prepended); P unchanged where not valid."""
+    ar = ar0 + x
+    n01r = p00r + ar * p01r + ai * p01i
+    n01i = p00i + ar * p01i - ai * p01r
+    n11r = p10r + ar * p11r + ai * p11i
+    n11i = p10i + ar * p11i - ai * p11r
+    return (
+        tl.where(valid, -b2 * p01r, p00r),
+        tl.where(valid, -b2 * p01i, p00i),
+        tl.where(valid, n01r, p01r),
+        tl.where(valid, n01i, p01i),
+        tl.where(valid, -b2 * p11r, p10r),
+        tl.where(valid, -b2 * p11i, p10i),
+        tl.where(valid, n11r, p11r),
+        tl.where(valid, n11i, p11i),
+    )
+
+
+@triton.jit
+def _back_row(vb, cols, i, lo, cmask, N, C, REVERSE: tl.constexpr):
+    """The potential of logical row i and its mask (cmask where i >= lo)."""
+    k = cmask & ((cmask.to(tl.int32) * 0 + i) >= lo)
+    return tl.load(vb + cols + _row(i, N, REVERSE) * C, mask=k, other=0.0), k
+
+
+@triton.jit
+def _halo_back_step(vb, cols, j, lo, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum, ar0, ai, b2, N, C,
+                    REVERSE: tl.constexpr):  # fmt: skip
+    """P <- P M_{j-1} M_{j-2} ... M_{j-8} over the rows at or above lo (loads first), rescaled by powers of two ->
+    P, esum."""
+    x0, k0 = _back_row(vb, cols, j - 1, lo, cmask, N, C, REVERSE)
+    x1, k1 = _back_row(vb, cols, j - 2, lo, cmask, N, C, REVERSE)
+    x2, k2 = _back_row(vb, cols, j - 3, lo, cmask, N, C, REVERSE)
+    x3, k3 = _back_row(vb, cols, j - 4, lo, cmask, N, C, REVERSE)
+    x4, k4 = _back_row(vb, cols, j - 5, lo, cmask, N, C, REVERSE)
+    x5, k5 = _back_row(vb, cols, j - 6, lo, cmask, N, C, REVERSE)
+    x6, k6 = _back_row(vb, cols, j - 7, lo, cmask, N, C, REVERSE)
+    x7, k7 = _back_row(vb, cols, j - 8, lo, cmask, N, C, REVERSE)
+    p = _rmat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2)
+    p = _rmat_step(*p, x1, k1, ar0, ai, b2)
+    p = _rmat_step(*p, x2, k2, ar0, ai, b2)
+    p = _rmat_step(*p, x3, k3, ar0, ai, b2)
+    p = _pow2_rescale(*p, esum)
+    p = _rmat_step(*p[:8], x4, k4, ar0, ai, b2)
+    p = _rmat_step(*p, x5, k5, ar0, ai, b2)
+    p = _rmat_step(*p, x6, k6, ar0, ai, b2)
+    p = _rmat_step(*p, x7, k7, ar0, ai, b2)
+    return _pow2_rescale(*p, esum)
+
+
+@triton.jit
+def _carry_guard(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum, nrows, b2):
+    """The carry P(0) = p01 / p11 and log2 of the radius of the disk P maps the upper half-plane onto, against
+    |P(0)| (P the product of nrows rows, rescaled by 2^-esum) -> gr, gi, log2(radius / |P(0)|)."""
+    inv = 1.0 / (p11r * p11r + p11i * p11i)
+    gr = (p01r * p11r + p01i * p11i) * inv
+    gi = (p01i * p11r - p01r * p11i) * inv
+    log2_det = nrows.to(tl.float32) * tl.log2(b2) - 2.0 * esum
+    log2_r = log2_det - 1.0 - tl.log2(tl.abs(p10i * p11r - p10r * p11i))  # |det| / (2 |Im(p10 conj(p11))|)
+    return gr, gi, log2_r - 0.5 * tl.log2(gr * gr + gi * gi)
+
+
+@triton.jit
+def _halo_sweep_adaptive_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, FLAG, N, C, L, S, n_cblk, MAXHALO, LOG2_TOL,
+                                REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """As _halo_sweep_kernel, the halo grown 8 rows at a time (right to left from the segment) until every channel's
+    disk is within TOL |carry|, the sequence's start is reached (exact) or MAXHALO rows are taken (flagged)."""
+    s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    bn = b.to(tl.int64) * N * C
+    start = s * L
+    lo = tl.maximum(start - MAXHALO, 0)
+    one = tl.full([BLOCK_C], 1.0, tl.float32)
+    zero = tl.zeros([BLOCK_C], tl.float32)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum = one, zero, zero, zero, zero, zero, one, zero, zero
+    gr, gi = zero, zero
+    bad = cmask & (cols < 0)
+    j = start
+    need = start > 0
+    while need:
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum = _halo_back_step(
+            V + bn, cols, j, lo, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum, ar0, ai, b2, N, C,
+            REVERSE,
+        )  # fmt: skip
+        j -= 8
+        gr, gi, excess = _carry_guard(
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum, start - tl.maximum(j, lo), b2
+        )
+        bad = cmask & (j > 0) & (excess > LOG2_TOL)
+        need = (tl.max(bad.to(tl.int32), 0) > 0) & (j > lo)
+    out = W + (b.to(tl.int64) * S + s) * 2 * C + cols
+    tl.store(out, gr, mask=cmask)
+    tl.store(out + C, gi, mask=cmask)
+    tl.store(FLAG + (b.to(tl.int64) * S + s) * C + cols, bad.to(tl.int32), mask=cmask)
+    end = tl.minimum(start + L, N)
+    _sweep_rows_prefetched(V + bn, GR + bn, GI + bn, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C, REVERSE)
+
+
+@triton.jit
+def _halo_adj_adaptive_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, DV, RED, FLAG, N, C, L, S, n_cblk, MAXHALO,
+                              TOL2, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """As _halo_adj_kernel, the halo grown 8 rows at a time (left to right after the segment) until every channel's
+    |Cc|^2 is within TOL2, the sequence's end is reached (exact) or MAXHALO rows are taken (flagged)."""
+    s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
+    bn = b.to(tl.int64) * N * C
+    start = s * L
+    end = tl.minimum(start + L, N)
+    lim = tl.minimum(end + MAXHALO, N)
+    gr, gi = _segment_value(W, b, tl.minimum(s + 1, S - 1), S, C, cols, cmask)  # g entering the next segment
+    pcr = tl.full([BLOCK_C], 1.0, tl.float32)
+    pci = tl.zeros([BLOCK_C], tl.float32)
+    dcr = tl.zeros([BLOCK_C], tl.float32)
+    dci = tl.zeros([BLOCK_C], tl.float32)
+    bad = cmask & (cols < 0)
+    i = end
+    need = end < N
+    while need:
+        x0, x1, x2, x3, x4, x5, x6, x7, r0, r1, r2, r3, r4, r5, r6, r7, j0, j1, j2, j3, j4, j5, j6, j7 = _adj_rows8(
+            V + bn, DGR + bn, DGI + bn, cols, i, lim, cmask, N, C, REVERSE
+        )
+        gr, gi, pcr, pci, dcr, dci = _adj_compose8(
+            i, lim, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, x0, x1, x2, x3, x4, x5, x6, x7, r0, r1, r2, r3,
+            r4, r5, r6, r7, j0, j1, j2, j3, j4, j5, j6, j7, True,
+        )  # fmt: skip
+        i += 8
+        bad = cmask & (i < N) & (pcr * pcr + pci * pci > TOL2)
+        need = (tl.max(bad.to(tl.int32), 0) > 0) & (i < lim)
+    tl.store(FLAG + (b.to(tl.int64) * S + s) * C + cols, bad.to(tl.int32), mask=cmask)
+    wr, wi = _segment_value(W, b, s, S, C, cols, cmask)
+    acc_r, acc_i, acc_b = _adj_resweep_rows(
+        V + bn, GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, cols, dcr, dci, wr, wi, start, end, cmask, ar0, ai, b2,
+        N, C, REVERSE, BLOCK_C,
+    )  # fmt: skip
+    _store_param_grads(RED, b, s, S, C, cols, cmask, n_cblk, beta, acc_r, acc_i, acc_b)
+
+
+@triton.jit
 def _gate_kernel(FLAG, n_cblk):
     """What a gated landed kernel does where its (batch row, channel block) is not flagged: one load, then return."""
     if tl.load(FLAG + tl.program_id(0) % n_cblk) != 0:
@@ -172,14 +310,15 @@ def _gate_kernel(FLAG, n_cblk):
 
 
 # ----------------------------------------------------------------------------------------------- launchers
-def halo_fwd(v, h0, beta, z_re, z_im, halo, chunk=None, tol=TOL, reverse=False):
-    """One causal sweep -> (g_re, g_im) (B, N, C), the carries (B, S, 2, C) and the flags (B, S, C)."""
+def halo_fwd(v, h0, beta, z_re, z_im, halo, chunk=None, tol=TOL, reverse=False, adaptive=False):
+    """One causal sweep -> (g_re, g_im) (B, N, C), the carries (B, S, 2, C) and the flags (B, S, C); `adaptive`: the
+    halo grows to at most `halo` rows."""
     B, N, C = v.shape
     block_c, n_cblk, L, S = _plan(B, N, C, chunk)
     w = torch.empty(B, S, 2, C, device=v.device, dtype=torch.float32)
     flag = torch.empty(B, S, C, device=v.device, dtype=torch.int32)
     g_re, g_im = torch.empty_like(v), torch.empty_like(v)
-    launch(_halo_sweep_kernel, (B * n_cblk, S),
+    launch(_halo_sweep_adaptive_kernel if adaptive else _halo_sweep_kernel, (B * n_cblk, S),
         v, h0, beta, z_re, z_im, w, g_re, g_im, flag, N, C, L, S, n_cblk, halo, math.log2(tol), REVERSE=reverse,
         BLOCK_C=block_c, num_warps=max(1, block_c // 32),
     )  # fmt: skip
@@ -187,7 +326,7 @@ def halo_fwd(v, h0, beta, z_re, z_im, halo, chunk=None, tol=TOL, reverse=False):
 
 
 def halo_adj(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, halo, chunk=None, tol=TOL_ADJ, maxnreg=None,
-             reverse=False):
+             reverse=False, adaptive=False):  # fmt: skip
     """Adjoint of halo_fwd (its carries, g) -> dv (B, N, C), grads (4, C) of h0, beta, z_re, z_im, flags (B, S, C).
     `maxnreg`: a register cap (uncapped the kernel takes 80 on sm_90, triton 3.6; the landed passes 64)."""
     B, N, C = g_re.shape
@@ -195,8 +334,9 @@ def halo_adj(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, halo, chu
     dv = torch.empty_like(g_re)
     red = torch.empty(4, C, B * S, device=g_re.device, dtype=torch.float32)
     flag = torch.empty(B, S, C, device=g_re.device, dtype=torch.int32)
-    opts = _segment_launch(_halo_adj_kernel, block_c) | ({"maxnreg": maxnreg} if maxnreg else {})
-    launch(_halo_adj_kernel, (B * n_cblk, S),
+    kernel = _halo_adj_adaptive_kernel if adaptive else _halo_adj_kernel
+    opts = _segment_launch(kernel, block_c) | ({"maxnreg": maxnreg} if maxnreg else {})
+    launch(kernel, (B * n_cblk, S),
         v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, dv, red, flag, N, C, L, S, n_cblk, halo, tol * tol,
         REVERSE=reverse, BLOCK_C=block_c, **opts,
     )  # fmt: skip
@@ -208,15 +348,15 @@ class _HaloSweep(torch.autograd.Function):
     landed kernels alone."""
 
     @staticmethod
-    def forward(ctx, v, h0, beta, z_re, z_im, halo, chunk, reverse):
+    def forward(ctx, v, h0, beta, z_re, z_im, halo, chunk, reverse, adaptive):
         flagged = True
         if halo is not None:
-            g_re, g_im, w, flag = halo_fwd(v, h0, beta, z_re, z_im, halo, chunk, reverse=reverse)
+            g_re, g_im, w, flag = halo_fwd(v, h0, beta, z_re, z_im, halo, chunk, reverse=reverse, adaptive=adaptive)
             flagged = bool(flag.any())
         if flagged:
             g_re, g_im, w = _sweep(v, h0, beta, z_re, z_im, reverse, chunk)
         ctx.save_for_backward(v, h0, beta, z_re, z_im, w, g_re, g_im)
-        ctx.halo, ctx.chunk, ctx.reverse = halo, chunk, reverse
+        ctx.halo, ctx.chunk, ctx.reverse, ctx.adaptive = halo, chunk, reverse, adaptive
         return g_re, g_im
 
     @staticmethod
@@ -225,11 +365,11 @@ class _HaloSweep(torch.autograd.Function):
         args = (v, h0, beta, z_re, z_im, w, g_re, g_im, dg_re.contiguous(), dg_im.contiguous())
         flagged = True
         if ctx.halo is not None:
-            dv, grads, flag = halo_adj(*args, ctx.halo, ctx.chunk, reverse=ctx.reverse)
+            dv, grads, flag = halo_adj(*args, ctx.halo, ctx.chunk, reverse=ctx.reverse, adaptive=ctx.adaptive)
             flagged = bool(flag.any())
         if flagged:
             dv, grads = _adjoint(*args, ctx.reverse, ctx.chunk)
-        return dv, *grads.unbind(), None, None, None
+        return dv, *grads.unbind(), None, None, None, None
 
 
 def gate_overhead(v, chunk=None):
@@ -243,10 +383,10 @@ def gate_overhead(v, chunk=None):
             launch(_gate_kernel, grid, flag, n_cblk, num_warps=max(1, block_c // 32))
 
 
-def bk_core_halo(v, h0, beta, z_re, z_im, halo=64, chunk=None, reverse=False):
+def bk_core_halo(v, h0, beta, z_re, z_im, halo=64, chunk=None, reverse=False, adaptive=False):
     """One BK-Core sweep (left to right, or right to left with `reverse`): v (B, N, C); h0, beta, z_re, z_im (C,)
-    float32 -> (g_re, g_im); halo None: the landed kernels."""
-    return _HaloSweep.apply(v, h0, beta, z_re, z_im, halo, chunk, reverse)
+    float32 -> (g_re, g_im); halo None: the landed kernels; `adaptive`: halos grown to at most `halo` rows."""
+    return _HaloSweep.apply(v, h0, beta, z_re, z_im, halo, chunk, reverse, adaptive)
 
 
 # ----------------------------------------------------------------------------------------------- checks, timing
@@ -277,9 +417,10 @@ def check(device: str) -> None:
         ("bench", 1, 37, 5, 8, 16, False),  # odd lengths: the last segment partial, halos past both ends
         ("spectrum", 1, 512, 16, 64, 64, True),  # eta 0.01: flagged
     ]
-    for kind, B, N, C, chunk, halo, must_be_off in cases:
-        for reverse in (False, True):
-            _check_case(device, kind, B, N, C, chunk, halo, must_be_off, reverse)
+    for adaptive in (False, True):
+        for kind, B, N, C, chunk, halo, must_be_off in cases:
+            for reverse in (False, True):
+                _check_case(device, kind, B, N, C, chunk, halo, must_be_off, reverse, adaptive)
 
 
 def _reference(v, h0, beta, z_re, z_im, reverse):
@@ -290,19 +431,20 @@ def _reference(v, h0, beta, z_re, z_im, reverse):
     return g_re.flip(1), g_im.flip(1)
 
 
-def _check_case(device, kind, B, N, C, chunk, halo, must_be_off, reverse):
+def _check_case(device, kind, B, N, C, chunk, halo, must_be_off, reverse, adaptive):
     names = ("g_re", "g_im", "v", "h0", "beta", "z_re", "z_im")
     args = inputs(kind, B, N, C, device)
     gen = torch.Generator(device="cpu").manual_seed(1)
     dgr, dgi = (torch.randn(B, N, C, generator=gen).to(device) for _ in range(2))
     a = [t.detach() for t in args]
     with torch.no_grad():
-        _, _, w, ffl = halo_fwd(*a, halo, chunk, reverse=reverse)
+        _, _, w, ffl = halo_fwd(*a, halo, chunk, reverse=reverse, adaptive=adaptive)
         g_re, g_im, w_l = _sweep(*a, reverse, chunk)
-        afl = halo_adj(*a, w_l, g_re, g_im, dgr, dgi, halo, chunk, reverse=reverse)[2]
+        afl = halo_adj(*a, w_l, g_re, g_im, dgr, dgi, halo, chunk, reverse=reverse, adaptive=adaptive)[2]
     flagged = f"flagged: forward {ffl.float().mean().item():.2f}, adjoint {afl.float().mean().item():.2f}"
     landed = _grads(lambda *t: bk_core_halo(*t, halo=None, chunk=chunk, reverse=reverse), args, dgr, dgi)
-    halo_g = _grads(lambda *t: bk_core_halo(*t, halo=halo, chunk=chunk, reverse=reverse), args, dgr, dgi)
+    halo_g = _grads(lambda *t: bk_core_halo(*t, halo=halo, chunk=chunk, reverse=reverse, adaptive=adaptive), args,
+                    dgr, dgi)  # fmt: skip
     a64 = [t.detach().double().requires_grad_() for t in args]
     ref = _grads(lambda *t: _reference(*t, reverse), a64, dgr.double(), dgi.double())
     errs = []
@@ -311,26 +453,31 @@ def _check_case(device, kind, B, N, C, chunk, halo, must_be_off, reverse):
         e_land = (lt.double() - rt).abs().max().item() / scale
         e_halo = (ht.double() - rt).abs().max().item() / scale
         errs.append(f"{name} {e_land:.1e}/{e_halo:.1e}")
-        assert e_halo <= max(4 * e_land, 1e-6), (kind, B, N, C, chunk, halo, reverse, name, e_land, e_halo)
-    print(f"{kind} ({B}, {N}, {C}) chunk {chunk} halo {halo} reverse {reverse}: {flagged}; max err / max|ref|, "
+        assert e_halo <= max(4 * e_land, 1e-6), (kind, B, N, C, chunk, halo, reverse, adaptive, name, e_land, e_halo)
+    mode = "adaptive, at most" if adaptive else "fixed"
+    print(f"{kind} ({B}, {N}, {C}) chunk {chunk} halo {mode} {halo} reverse {reverse}: {flagged}; max err / max|ref|, "
           "landed/halo: " + ", ".join(errs), flush=True)  # fmt: skip
     if ffl.any():  # the guard is conservative; where the halo is far too short it is what keeps g right
         with torch.no_grad():
-            raw = halo_fwd(*a, halo, chunk, tol=1.0, reverse=reverse)[0]
+            raw = halo_fwd(*a, halo, chunk, tol=1.0, reverse=reverse, adaptive=adaptive)[0]
         err = (raw.double() - ref[0]).abs().max().item() / ref[0].abs().max().item()
         print(f"  unguarded forward: max err / max|ref| {err:.1e}", flush=True)
         assert err > 1e-5 or not must_be_off, err
     if afl.any():  # the same for the adjoint's guard, from the landed carries and g
         with torch.no_grad():
-            raw = halo_adj(*a, w_l, g_re, g_im, dgr, dgi, halo, chunk, tol=1.0, reverse=reverse)[0]
+            raw = halo_adj(*a, w_l, g_re, g_im, dgr, dgi, halo, chunk, tol=1.0, reverse=reverse, adaptive=adaptive)[0]
         err = (raw.double() - ref[2]).abs().max().item() / ref[2].abs().max().item()
         print(f"  unguarded adjoint: dv max err / max|ref| {err:.1e}", flush=True)
         assert err > 1e-5 or not must_be_off, err
 
 
+MAXHALO = 256  # the adaptive halos' cap in `time`
+
+
 def time_all(out: str, shape=(16, 16384, 64)) -> None:
-    """fwd+bwd from CUDA graphs: the landed kernels against the halo kernels (no fallback: flags counted apart),
-    at the bench's inputs and BKCore's initial ones, 3 interleaved rounds, median; GB/s by 32 bytes an element."""
+    """fwd+bwd from CUDA graphs: the landed kernels against the halo kernels, fixed and adaptive (no fallback: flags
+    counted apart), at the bench's inputs and BKCore's initial ones, 3 interleaved rounds, median; GB/s by 32 bytes
+    an element. `gated` rows add the empty launches a device-side fallback would (gate_overhead)."""
     import triton.testing
 
     rows = {}
@@ -343,27 +490,27 @@ def time_all(out: str, shape=(16, 16384, 64)) -> None:
             g_re, g_im, w = _sweep(*args, False, None)
             return _adjoint(*args, w, g_re, g_im, dgr, dgi, False, None)
 
-        def halo_step(halo, cap=None, args=args, dgr=dgr, dgi=dgi):
-            g_re, g_im, w, _ = halo_fwd(*args, halo, None)
-            return halo_adj(*args, w, g_re, g_im, dgr, dgi, halo, None, maxnreg=cap)
+        def halo_step(halo, adaptive=False, cap=None, gated=False, args=args, dgr=dgr, dgi=dgi):
+            g_re, g_im, w, ffl = halo_fwd(*args, halo, None, adaptive=adaptive)
+            dv, grads, afl = halo_adj(*args, w, g_re, g_im, dgr, dgi, halo, None, maxnreg=cap, adaptive=adaptive)
+            if gated:
+                gate_overhead(args[0])
+            return dv, ffl, afl
 
-        fns = {"landed": landed} | {f"halo {h}": (lambda h=h: halo_step(h)) for h in halos}
-        fns[f"halo {halos[-1]} capped"] = lambda h=halos[-1]: halo_step(h, 64)  # the adjoint at 64 registers
-
-        def gated(halo, args=args):  # with the empty launches a device-side fallback would add
-            out = halo_step(halo)
-            gate_overhead(args[0])
-            return out
-
-        fns[f"halo {halos[0]} gated"] = lambda h=halos[0]: gated(h)
-        fns[f"halo {halos[-1]} gated"] = lambda h=halos[-1]: gated(h)
+        variants = {f"halo {h}": dict(halo=h) for h in halos}  # name -> halo_step's arguments
+        variants[f"halo {halos[-1]} capped"] = dict(halo=halos[-1], cap=64)  # the adjoint at 64 registers
+        variants[f"halo {halos[0]} gated"] = dict(halo=halos[0], gated=True)
+        variants[f"halo {halos[-1]} gated"] = dict(halo=halos[-1], gated=True)
+        variants[f"adaptive {MAXHALO}"] = dict(halo=MAXHALO, adaptive=True)
+        variants[f"adaptive {MAXHALO} gated"] = dict(halo=MAXHALO, adaptive=True, gated=True)
+        fns = {"landed": landed} | {name: (lambda kw=kw: halo_step(**kw)) for name, kw in variants.items()}
         want = landed()[0]
-        with torch.no_grad():
-            flags = {}
-            for h in halos:
-                g_re, g_im, w, ffl = halo_fwd(*args, h, None)
-                afl = halo_adj(*args, w, g_re, g_im, dgr, dgi, h, None)[2]
-                flags[h] = (ffl.float().mean().item(), afl.float().mean().item())
+        for name in list(fns):  # a variant that fails to compile or run is reported and left out
+            try:
+                fns[name]()
+            except Exception as e:  # noqa: BLE001
+                print(f"{kind} {name}: failed: {type(e).__name__}: {e}"[:2000], flush=True)
+                del fns[name]
         times = {name: [] for name in fns}
         for _ in range(3):
             for name, fn in fns.items():
@@ -371,14 +518,15 @@ def time_all(out: str, shape=(16, 16384, 64)) -> None:
         mb = 32 * math.prod(shape) / 1e6  # MB at 32 bytes an element; MB per ms is GB/s
         for name, t in times.items():
             med = statistics.median(t)
-            h = int(name.split()[1]) if name != "landed" else None  # "halo H", "halo H capped" or "halo H gated"
-            diff = ((fns[name]()[0] - want).abs().max() / want.abs().max()).item()
+            out_ = fns[name]()
+            diff = ((out_[0] - want).abs().max() / want.abs().max()).item()
             row = dict(ms=med, rounds=t, gbps_by_32=mb / med, dv_rel_diff_vs_landed=diff)
-            if h is not None:
-                row["flagged_fwd"], row["flagged_adj"] = flags[h]
+            extra = ""
+            if name != "landed":
+                row["flagged_fwd"], row["flagged_adj"] = (f.float().mean().item() for f in out_[1:])
+                extra = f", flagged fwd {row['flagged_fwd']:.3f} adj {row['flagged_adj']:.3f}"
             rows[f"{kind} {name}"] = row
-            extra = f", flagged fwd {flags[h][0]:.3f} adj {flags[h][1]:.3f}" if h is not None else ""
-            print(f"{kind} {name:17s} {med:.4f} ms  {mb / med:6.0f} GB/s by 32 B  dv rel diff {diff:.1e}{extra}",
+            print(f"{kind} {name:20s} {med:.4f} ms  {mb / med:6.0f} GB/s by 32 B  dv rel diff {diff:.1e}{extra}",
                   flush=True)  # fmt: skip
     bk_tile.write_rows(out, rows, shape)
 

@@ -10,6 +10,24 @@ are int32 (N * C < 2^31), and 1/x takes the hardware's reciprocal (kernels/fastm
 A direction flag REVERSE maps logical index i to row N-1-i, so the right-to-left sweep of the
 bidirectional core is the same kernel.
 
+Every sweep and adjoint first runs a halo kernel, one launch each way, and no carry scan: the resolvent forgets its
+boundary (two forward trajectories from different carries draw together by b2 |g_i| |g'_i| a row; the adjoint's
+carry fades by b2 |g_i|^2), so each segment finds its carry from the rows just before it (forward) or just after
+it (adjoint), growing that halo 8 rows at a time until a guard passes:
+  `_halo_sweep_kernel`: the Mobius product P of the halo rows (prepended right to left, rescaled by powers of two,
+     whose exponents it sums so that det P = b2^rows 2^(-2 sum) is exact) gives the carry P(0); every carry the
+     earlier rows could hand in lies in the upper half-plane, which P maps onto a disk of radius |det P| / (2
+     |Im(p10 conj(p11))|), and the halo stops when that is within 2^LOG2_TOL |P(0)| for every channel.
+  `_halo_adj_kernel`: the first adjoint pass's composite (Cc, Dc) over the halo rows after the segment, g
+     recomputed from the next segment's carry; mu entering the segment is Dc, off by Cc mu at the halo's end, and
+     the halo stops when |Cc| <= TOL_ADJ.
+A halo that reaches the sequence's start (forward) or end (adjoint) is exact. One that takes MAX_HALO rows with the
+guard still failing flags its batch row and channel block, and the two-pass kernels below, launched after it with
+GATED, redo those on the device (each of their programs returns at once where nothing is flagged), so a step stays
+graph-safe. Per element
+at L = 128 and halos of ~48 rows (the bench's inputs) the halo kernels move ~14 bytes forward and ~21 backward.
+
+The two-pass kernels (the fallback; alone where there is one segment or max_halo is 0):
 Forward (causal sweep g_i = 1/(a_i - b2 g_{i-1}), a = h0 + v - z, b2 = beta^2):
   1. `_seg_map_kernel`: per segment, the Mobius product P_s = M_last ... M_first, M = [[0, 1], [-b2, a]]
      (rescaled every 4 rows), for segments 0..S-2.
@@ -27,7 +45,7 @@ Backward (mu_i = conj(g_i^2) (gbar_i + b2 mu_{i+1}), runs right to left):
      and the g before it (the segment's carry, or the stored g of the row before the step: one row of g read
      in 8); write dv = -Re mu and per-program sums of Re mu, Im mu and Re(conj(g_{i-1}) mu_i) (the b2 gradient).
 Bidirectional: the two sweeps here, the pointwise glue (G from gL, gR; their upstream gradients) in torch.
-Memory traffic per element, causal: forward 4 + 12 bytes, backward 12 + 17 bytes.
+Memory traffic per element of the two-pass kernels, causal: forward 4 + 12 bytes, backward 12 + 17 bytes.
 """
 
 from __future__ import annotations
@@ -49,6 +67,12 @@ UNROLL = 4  # rows per unrolled step; segment lengths are multiples of it
 # SM, where (16, 16384, 64) runs 2,032 programs, 16 an SM on an H100; at 64 (32 bytes spilled) it ran 5 % faster
 # there and level at the model shapes (run 25c of results/kernels/runs.md)
 ADJ_SEG_MAXNREG = 64
+# the halo kernels' halos: at most MAX_HALO rows, grown until a carry's uncertainty is within 2^LOG2_TOL of it
+# forward and |Cc| <= TOL_ADJ backward; at (16, 16384, 64) on an H100 fwd+bwd took 0.2317 ms with halos of at most
+# 256 rows against the two-pass kernels' 0.2975 (run 45c of results/kernels/runs.md, the kernels as prepared there)
+MAX_HALO = 256
+LOG2_TOL = -24.0
+TOL_ADJ = 2.0**-30
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -199,6 +223,19 @@ def _segment_value(P, b, s, S, C, cols, cmask):
     it from the right) -> re, im (BLOCK_C,)."""
     p = P + (b.to(tl.int64) * S + s) * 2 * C + cols
     return tl.load(p, mask=cmask, other=0.0), tl.load(p + C, mask=cmask, other=0.0)
+
+
+@triton.jit
+def _flag_unset(FLAG, i):
+    """Whether FLAG[i] (int32) is 0: a gated program's (batch row, channel block) needs no fallback."""
+    return tl.load(FLAG + i) == 0
+
+
+@triton.jit
+def _raise_flag(FLAG, bad):
+    """FLAG[program_id(0)] = 1 (its batch row and channel block) where any of bad (BLOCK_C,) is set; every writer
+    writes 1, so no atomic is needed."""
+    tl.store(FLAG + tl.program_id(0), 1, mask=tl.max(bad.to(tl.int32), 0) > 0)
 
 
 # ----------------------------------------------------------------------------------------------- kernels
@@ -455,8 +492,13 @@ def _sweep_rows(vb, grb, gib, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C
 
 
 @triton.jit
-def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
-    """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im."""
+def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, FLAG, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr,
+                    GATED: tl.constexpr):  # fmt: skip
+    """PM (B, S, 8, C): Mobius product of segment s (s < S-1) as (p00, p01, p10, p11) re/im. GATED: only where FLAG
+    (B n_cblk,) is set (_flag_unset)."""
+    if GATED:
+        if _flag_unset(FLAG, tl.program_id(0)):
+            return
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     start = s * L
@@ -470,9 +512,14 @@ def _seg_map_kernel(V, H0, BETA, ZRE, ZIM, PM, N, C, L, S, n_cblk, REVERSE: tl.c
 
 
 @triton.jit
-def _seg_carry_kernel(PM, W, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
-    """W (B, S, 2, C): g entering segment s, = (P_{s-1} ... P_0)(0); 0 for s = 0."""
+def _seg_carry_kernel(PM, W, FLAG, C, S, n_cblk, n_flag, per_flag, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
+                      GATED: tl.constexpr):  # fmt: skip
+    """W (B, S, 2, C): g entering segment s, = (P_{s-1} ... P_0)(0); 0 for s = 0. GATED: only where FLAG (B n_flag,)
+    is set for the program's channels (per_flag programs share a segment kernel's channel block)."""
     pid = tl.program_id(0)
+    if GATED:
+        if _flag_unset(FLAG, (pid // n_cblk) * n_flag + (pid % n_cblk) // per_flag):
+            return
     b = pid // n_cblk
     cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cols < C
@@ -500,8 +547,12 @@ def _seg_carry_kernel(PM, W, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.co
 
 
 @triton.jit
-def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, N, C, L, S, n_cblk, REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):
-    """GR, GI (B, N, C): the continued fraction, each segment started from its carry in W."""
+def _sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, FLAG, N, C, L, S, n_cblk, REVERSE: tl.constexpr,
+                  BLOCK_C: tl.constexpr, GATED: tl.constexpr):  # fmt: skip
+    """GR, GI (B, N, C): the continued fraction, each segment started from its carry in W. GATED: as _seg_map's."""
+    if GATED:
+        if _flag_unset(FLAG, tl.program_id(0)):
+            return
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     bn = b.to(tl.int64) * N * C
@@ -604,11 +655,14 @@ def _adj_segment_prefetched(V, DGR, DGI, cols, start, end, cmask, ar0, ai, b2, g
 
 
 @triton.jit
-def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, N, C, L, S, n_cblk, REVERSE: tl.constexpr,
-                    BLOCK_C: tl.constexpr):  # fmt: skip
+def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, FLAG, N, C, L, S, n_cblk, REVERSE: tl.constexpr,
+                    BLOCK_C: tl.constexpr, GATED: tl.constexpr):  # fmt: skip
     """AM (B, S, 4, C): composite (Cc, Dc) of segment s >= 1 (program axis 1 = s - 1): mu_first = Cc mu_next + Dc,
     with g recomputed from V and the forward's carry W (B, S, 2, C) into the segment (reads 12 bytes an element
-    where g and dg take 16)."""
+    where g and dg take 16). GATED: as _seg_map's."""
+    if GATED:
+        if _flag_unset(FLAG, tl.program_id(0)):
+            return
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     s += 1
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
@@ -627,9 +681,14 @@ def _adj_seg_kernel(V, H0, BETA, ZRE, ZIM, W, DGR, DGI, AM, N, C, L, S, n_cblk, 
 
 
 @triton.jit
-def _adj_carry_kernel(AM, MU, C, S, n_cblk, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr):
-    """MU (B, S, 2, C): mu entering segment s from the right (mu at the first index of segment s+1)."""
+def _adj_carry_kernel(AM, MU, FLAG, C, S, n_cblk, n_flag, per_flag, BLOCK_S: tl.constexpr, BLOCK_C: tl.constexpr,
+                      GATED: tl.constexpr):  # fmt: skip
+    """MU (B, S, 2, C): mu entering segment s from the right (mu at the first index of segment s+1). GATED: as
+    _seg_carry's."""
     pid = tl.program_id(0)
+    if GATED:
+        if _flag_unset(FLAG, (pid // n_cblk) * n_flag + (pid % n_cblk) // per_flag):
+            return
     b = pid // n_cblk
     cols = (pid % n_cblk) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cols < C
@@ -771,11 +830,14 @@ def _store_param_grads(RED, b, s, S, C, cols, cmask, n_cblk, beta, acc_r, acc_i,
 
 
 @triton.jit
-def _adj_sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, MU, DV, RED, N, C, L, S, n_cblk,
-                      REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+def _adj_sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, MU, DV, RED, FLAG, N, C, L, S, n_cblk,
+                      REVERSE: tl.constexpr, BLOCK_C: tl.constexpr, GATED: tl.constexpr):  # fmt: skip
     """DV (B, N, C) = -Re mu, with g recomputed from V, the forward's carry W (B, S, 2, C) and every 8th row of g
     (GR, GI); RED (4, C, B S): each segment's share of the gradients of h0, beta, z_re, z_im
-    (_store_param_grads)."""
+    (_store_param_grads). GATED: as _seg_map's."""
+    if GATED:
+        if _flag_unset(FLAG, tl.program_id(0)):
+            return
     s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
     ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
     beta = tl.load(BETA + cols, mask=cmask, other=0.0)
@@ -786,6 +848,171 @@ def _adj_sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, MU, DV, RED, N
     acc_r, acc_i, acc_b = _adj_resweep_rows(
         V + bn, GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, cols, mr, mi, wr, wi, start, tl.minimum(start + L, N),
         cmask, ar0, ai, b2, N, C, REVERSE, BLOCK_C,
+    )  # fmt: skip
+    _store_param_grads(RED, b, s, S, C, cols, cmask, n_cblk, beta, acc_r, acc_i, acc_b)
+
+
+# ----------------------------------------------------------------------------------------------- halo kernels
+@triton.jit
+def _pow2_rescale(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum):
+    """P divided by 2^e, e the exponent of its largest entry (exact) -> P, esum + e."""
+    m = _max8(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i)
+    e = ((m.to(tl.int32, bitcast=True) >> 23) & 255) - 127
+    sc = ((127 - e) << 23).to(tl.float32, bitcast=True)
+    return (
+        p00r * sc,
+        p00i * sc,
+        p01r * sc,
+        p01i * sc,
+        p10r * sc,
+        p10i * sc,
+        p11r * sc,
+        p11i * sc,
+        esum + e.to(tl.float32),
+    )
+
+
+@triton.jit
+def _rmat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x, valid, ar0, ai, b2):
+    """P <- P M with M = [[0, 1], [-b2, a]], a = ar0 + x - i*ai (a row prepended); P unchanged where not valid."""
+    ar = ar0 + x
+    n01r = p00r + ar * p01r + ai * p01i
+    n01i = p00i + ar * p01i - ai * p01r
+    n11r = p10r + ar * p11r + ai * p11i
+    n11i = p10i + ar * p11i - ai * p11r
+    return (
+        tl.where(valid, -b2 * p01r, p00r),
+        tl.where(valid, -b2 * p01i, p00i),
+        tl.where(valid, n01r, p01r),
+        tl.where(valid, n01i, p01i),
+        tl.where(valid, -b2 * p11r, p10r),
+        tl.where(valid, -b2 * p11i, p10i),
+        tl.where(valid, n11r, p11r),
+        tl.where(valid, n11i, p11i),
+    )
+
+
+@triton.jit
+def _back_row(vb, cols, i, lo, cmask, N, C, REVERSE: tl.constexpr):
+    """The potential of logical row i and its mask (cmask where i >= lo)."""
+    k = cmask & ((cmask.to(tl.int32) * 0 + i) >= lo)
+    return tl.load(vb + cols + _row(i, N, REVERSE) * C, mask=k, other=0.0), k
+
+
+@triton.jit
+def _halo_back_step(vb, cols, j, lo, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum, ar0, ai, b2, N, C,
+                    REVERSE: tl.constexpr):  # fmt: skip
+    """P <- P M_{j-1} M_{j-2} ... M_{j-8} over the rows at or above lo (loads first), rescaled by powers of two every
+    4 rows -> P, esum."""
+    x0, k0 = _back_row(vb, cols, j - 1, lo, cmask, N, C, REVERSE)
+    x1, k1 = _back_row(vb, cols, j - 2, lo, cmask, N, C, REVERSE)
+    x2, k2 = _back_row(vb, cols, j - 3, lo, cmask, N, C, REVERSE)
+    x3, k3 = _back_row(vb, cols, j - 4, lo, cmask, N, C, REVERSE)
+    x4, k4 = _back_row(vb, cols, j - 5, lo, cmask, N, C, REVERSE)
+    x5, k5 = _back_row(vb, cols, j - 6, lo, cmask, N, C, REVERSE)
+    x6, k6 = _back_row(vb, cols, j - 7, lo, cmask, N, C, REVERSE)
+    x7, k7 = _back_row(vb, cols, j - 8, lo, cmask, N, C, REVERSE)
+    p = _rmat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x0, k0, ar0, ai, b2)
+    p = _rmat_step(*p, x1, k1, ar0, ai, b2)
+    p = _rmat_step(*p, x2, k2, ar0, ai, b2)
+    p = _rmat_step(*p, x3, k3, ar0, ai, b2)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum = _pow2_rescale(*p, esum)
+    p = _rmat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x4, k4, ar0, ai, b2)
+    p = _rmat_step(*p, x5, k5, ar0, ai, b2)
+    p = _rmat_step(*p, x6, k6, ar0, ai, b2)
+    p = _rmat_step(*p, x7, k7, ar0, ai, b2)
+    return _pow2_rescale(*p, esum)
+
+
+@triton.jit
+def _carry_guard(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum, nrows, b2):
+    """The carry P(0) = p01 / p11 of a halo's product P (nrows rows, rescaled by 2^-esum) and log2 of the radius of
+    the disk P maps the upper half-plane onto (where every carry the earlier rows could hand in lands), |det P| /
+    (2 |Im(p10 conj(p11))|) with det P = b2^nrows 2^(-2 esum), over |P(0)| -> gr, gi, that log2."""
+    inv = 1.0 / (p11r * p11r + p11i * p11i)
+    gr = (p01r * p11r + p01i * p11i) * inv
+    gi = (p01i * p11r - p01r * p11i) * inv
+    log2_det = nrows.to(tl.float32) * tl.log2(b2) - 2.0 * esum
+    log2_r = log2_det - 1.0 - tl.log2(tl.abs(p10i * p11r - p10r * p11i))
+    return gr, gi, log2_r - 0.5 * tl.log2(gr * gr + gi * gi)
+
+
+@triton.jit
+def _halo_sweep_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, FLAG, N, C, L, S, n_cblk, MAX_HALO, LOG2_TOL,
+                       REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """GR, GI (B, N, C) and W (B, S, 2, C) as _sweep_kernel's, each segment's carry from a halo: the product P of
+    the rows before it, grown 8 rows at a time right to left until every channel's disk (_carry_guard) is within
+    2^LOG2_TOL |P(0)|, the sequence's start is reached (exact) or MAX_HALO rows are taken; FLAG (B n_cblk,) set
+    where a channel's guard still fails (_raise_flag)."""
+    s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    bn = b.to(tl.int64) * N * C
+    start = s * L
+    lo = tl.maximum(start - MAX_HALO, 0)
+    one = tl.full([BLOCK_C], 1.0, tl.float32)
+    zero = tl.zeros([BLOCK_C], tl.float32)
+    p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum = one, zero, zero, zero, zero, zero, one, zero, zero
+    gr, gi = zero, zero  # the first segment's carry
+    bad = cmask & (cols < 0)
+    j = start
+    grow = start > 0
+    while grow:
+        p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum = _halo_back_step(
+            V + bn, cols, j, lo, cmask, p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum, ar0, ai, b2, N, C,
+            REVERSE,
+        )  # fmt: skip
+        j -= 8
+        gr, gi, excess = _carry_guard(
+            p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, esum, start - tl.maximum(j, lo), b2
+        )
+        bad = cmask & (j > 0) & (excess > LOG2_TOL)
+        grow = (tl.max(bad.to(tl.int32), 0) > 0) & (j > lo)
+    out = W + (b.to(tl.int64) * S + s) * 2 * C + cols
+    tl.store(out, gr, mask=cmask)
+    tl.store(out + C, gi, mask=cmask)
+    _raise_flag(FLAG, bad)
+    end = tl.minimum(start + L, N)
+    _sweep_rows_prefetched(V + bn, GR + bn, GI + bn, cols, gr, gi, start, end, cmask, ar0, ai, b2, N, C, REVERSE)
+
+
+@triton.jit
+def _halo_adj_kernel(V, H0, BETA, ZRE, ZIM, W, GR, GI, DGR, DGI, DV, RED, FLAG, N, C, L, S, n_cblk, MAX_HALO, TOL2,
+                     REVERSE: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """DV (B, N, C) and RED (4, C, B S) as _adj_sweep_kernel's, mu entering each segment from a halo: the first
+    pass's composite (Cc, Dc) over the rows after it (g recomputed from the next segment's carry), grown 8 rows at a
+    time until every channel's |Cc|^2 <= TOL2 (mu entering is Dc, off by Cc mu at the halo's end), the sequence's
+    end is reached (exact) or MAX_HALO rows are taken; FLAG (B n_cblk,) set where |Cc|^2 still exceeds TOL2."""
+    s, b, cols, cmask = _program(C, n_cblk, BLOCK_C)
+    ar0, ai, b2 = _channel_params(H0, BETA, ZRE, ZIM, cols, cmask)
+    beta = tl.load(BETA + cols, mask=cmask, other=0.0)
+    bn = b.to(tl.int64) * N * C
+    start = s * L
+    end = tl.minimum(start + L, N)
+    lim = tl.minimum(end + MAX_HALO, N)
+    gr, gi = _segment_value(W, b, tl.minimum(s + 1, S - 1), S, C, cols, cmask)  # g entering the next segment
+    pcr = tl.full([BLOCK_C], 1.0, tl.float32)
+    pci = tl.zeros([BLOCK_C], tl.float32)
+    dcr = tl.zeros([BLOCK_C], tl.float32)
+    dci = tl.zeros([BLOCK_C], tl.float32)
+    bad = cmask & (cols < 0)
+    i = end
+    grow = end < N
+    while grow:
+        x0, x1, x2, x3, x4, x5, x6, x7, r0, r1, r2, r3, r4, r5, r6, r7, j0, j1, j2, j3, j4, j5, j6, j7 = _adj_rows8(
+            V + bn, DGR + bn, DGI + bn, cols, i, lim, cmask, N, C, REVERSE
+        )
+        gr, gi, pcr, pci, dcr, dci = _adj_compose8(
+            i, lim, cmask, ar0, ai, b2, gr, gi, pcr, pci, dcr, dci, x0, x1, x2, x3, x4, x5, x6, x7, r0, r1, r2, r3,
+            r4, r5, r6, r7, j0, j1, j2, j3, j4, j5, j6, j7, True,
+        )  # fmt: skip
+        i += 8
+        bad = cmask & (i < N) & (pcr * pcr + pci * pci > TOL2)
+        grow = (tl.max(bad.to(tl.int32), 0) > 0) & (i < lim)
+    _raise_flag(FLAG, bad)
+    wr, wi = _segment_value(W, b, s, S, C, cols, cmask)
+    acc_r, acc_i, acc_b = _adj_resweep_rows(
+        V + bn, GR + bn, GI + bn, DGR + bn, DGI + bn, DV + bn, cols, dcr, dci, wr, wi, start, end, cmask, ar0, ai, b2,
+        N, C, REVERSE, BLOCK_C,
     )  # fmt: skip
     _store_param_grads(RED, b, s, S, C, cols, cmask, n_cblk, beta, acc_r, acc_i, acc_b)
 
@@ -827,67 +1054,131 @@ def _carry_blocks(S: int, block_c: int):
 
 @functools.cache
 def _segment_launch(kernel, block_c: int) -> dict:
-    """Launch options of a segment kernel (a thread a channel): the first adjoint pass runs register-capped. Cached
-    (a launch's host time counts in eager mode); callers unpack it and must not change it."""
-    return dict(num_warps=max(1, block_c // 32)) | (dict(maxnreg=ADJ_SEG_MAXNREG) if kernel is _adj_seg_kernel else {})
+    """Launch options of a segment kernel (a thread a channel): the adjoint's first pass and its halo kernel run
+    register-capped. Cached (a launch's host time counts in eager mode); callers unpack it and must not change
+    it."""
+    capped = kernel in (_adj_seg_kernel, _halo_adj_kernel)
+    return dict(num_warps=max(1, block_c // 32)) | (dict(maxnreg=ADJ_SEG_MAXNREG) if capped else {})
 
 
 #: the segment kernels of one sweep and its adjoint, in launch order (the carry scans between them aside)
-SEGMENT_KERNELS = (_seg_map_kernel, _sweep_kernel, _adj_seg_kernel, _adj_sweep_kernel)
+SEGMENT_KERNELS = (_halo_sweep_kernel, _seg_map_kernel, _sweep_kernel, _halo_adj_kernel, _adj_seg_kernel,
+                   _adj_sweep_kernel)  # fmt: skip
 
 
-def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk):
+def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk, max_halo: int = MAX_HALO):
     """Causal sweep in one direction. Returns (g_re, g_im) (B, N, C) and the carry into each segment
-    (B, S, 2, C), from which the adjoint's first pass recomputes g (_adj_seg_kernel)."""
+    (B, S, 2, C), from which the adjoint recomputes g. The halo kernel runs first (_halo_sweep); the two-pass
+    kernels then redo, on the device, the batch rows and channel blocks it flagged, or all of them where it did not
+    run."""
     B, N, C = v.shape
-    block_c, n_cblk, L, S = _plan(B, N, C, chunk)
-    w = torch.empty(B, S, 2, C, device=v.device, dtype=torch.float32)
-    if S > 1:
-        pm = torch.empty(B, S, 8, C, device=v.device, dtype=torch.float32)
-        launch(_seg_map_kernel, (B * n_cblk, S - 1),
-            v, h0, beta, z_re, z_im, pm, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
-            **_segment_launch(_seg_map_kernel, block_c),
-        )  # fmt: skip
-        block_s, cb, cw = _carry_blocks(S, block_c)
-        launch(
-            _seg_carry_kernel, (B * cdiv(C, cb),), pm, w, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw
-        )
-    else:
-        w.zero_()
+    plan = _plan(B, N, C, chunk)
+    w = torch.empty(B, plan[3], 2, C, device=v.device, dtype=torch.float32)
     g_re = torch.empty_like(v)
     g_im = torch.empty_like(v)
-    launch(_sweep_kernel, (B * n_cblk, S),
-        v, h0, beta, z_re, z_im, w, g_re, g_im, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
-        **_segment_launch(_sweep_kernel, block_c),
-    )  # fmt: skip
+    flag = _halo_sweep(v, h0, beta, z_re, z_im, w, g_re, g_im, reverse, plan, max_halo)
+    _two_pass_sweep(v, h0, beta, z_re, z_im, w, g_re, g_im, flag, reverse, plan)
     return g_re, g_im, w
 
 
-def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: bool, chunk):
+def _halo_flags(B: int, n_cblk: int, S: int, max_halo: int, device) -> torch.Tensor | None:
+    """A halo kernel's flags (B n_cblk,) int32, zeroed; None where no halo runs (one segment, or max_halo 0)."""
+    return torch.zeros(B * n_cblk, device=device, dtype=torch.int32) if S > 1 and max_halo > 0 else None
+
+
+def _halo_sweep(v, h0, beta, z_re, z_im, w, g_re, g_im, reverse: bool, plan, max_halo: int):
+    """The halo kernel's g and carries written to g_re, g_im, w -> its flags, None where it does not run."""
+    B, N, C = v.shape
+    block_c, n_cblk, L, S = plan
+    flag = _halo_flags(B, n_cblk, S, max_halo, v.device)
+    if flag is not None:
+        launch(_halo_sweep_kernel, (B * n_cblk, S),
+            v, h0, beta, z_re, z_im, w, g_re, g_im, flag, N, C, L, S, n_cblk, max_halo, LOG2_TOL, REVERSE=reverse,
+            BLOCK_C=block_c, **_segment_launch(_halo_sweep_kernel, block_c),
+        )  # fmt: skip
+    return flag
+
+
+def _two_pass_sweep(v, h0, beta, z_re, z_im, w, g_re, g_im, flag, reverse: bool, plan) -> None:
+    """The two-pass kernels' carries and g written to w, g_re, g_im: where flag (B n_cblk,) is set, every launch
+    returning at once elsewhere; everywhere where flag is None."""
+    B, N, C = v.shape
+    block_c, n_cblk, L, S = plan
+    gated = flag is not None
+    flag = flag if gated else w  # not read ungated
+    if S > 1:
+        pm = torch.empty(B, S, 8, C, device=v.device, dtype=torch.float32)
+        launch(_seg_map_kernel, (B * n_cblk, S - 1),
+            v, h0, beta, z_re, z_im, pm, flag, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c, GATED=gated,
+            **_segment_launch(_seg_map_kernel, block_c),
+        )  # fmt: skip
+        block_s, cb, cw = _carry_blocks(S, block_c)
+        launch(_seg_carry_kernel, (B * cdiv(C, cb),),
+            pm, w, flag, C, S, cdiv(C, cb), n_cblk, block_c // cb, BLOCK_S=block_s, BLOCK_C=cb, GATED=gated,
+            num_warps=cw,
+        )  # fmt: skip
+    else:
+        w.zero_()
+    launch(_sweep_kernel, (B * n_cblk, S),
+        v, h0, beta, z_re, z_im, w, g_re, g_im, flag, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
+        GATED=gated, **_segment_launch(_sweep_kernel, block_c),
+    )  # fmt: skip
+
+
+def _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse: bool, chunk, max_halo: int = MAX_HALO):
     """Adjoint of one causal sweep (_sweep's inputs, its carry and g). Returns dv = dL/dv (B, N, C) and grads
-    (4, C): the gradients of h0, beta, z_re, z_im (one reduction of the kernel's per-segment shares)."""
+    (4, C): the gradients of h0, beta, z_re, z_im (one reduction of the kernels' per-segment shares). The halo
+    kernel (_halo_adjoint) and the two-pass kernels share the work as in _sweep."""
     B, N, C = g_re.shape
-    block_c, n_cblk, L, S = _plan(B, N, C, chunk)
+    plan = _plan(B, N, C, chunk)
+    dv = torch.empty_like(g_re)
+    red = torch.empty(4, C, B * plan[3], device=g_re.device, dtype=torch.float32)
+    args = (v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im)
+    flag = _halo_adjoint(*args, dv, red, reverse, plan, max_halo)
+    _two_pass_adjoint(*args, dv, red, flag, reverse, plan)
+    return dv, red.sum(-1)
+
+
+def _halo_adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, dv, red, reverse: bool, plan,
+                  max_halo: int):  # fmt: skip
+    """The halo kernel's dv and per-segment gradient shares written to dv, red -> its flags, None where it does
+    not run."""
+    B, N, C = g_re.shape
+    block_c, n_cblk, L, S = plan
+    flag = _halo_flags(B, n_cblk, S, max_halo, g_re.device)
+    if flag is not None:
+        launch(_halo_adj_kernel, (B * n_cblk, S),
+            v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, dv, red, flag, N, C, L, S, n_cblk, max_halo,
+            TOL_ADJ * TOL_ADJ, REVERSE=reverse, BLOCK_C=block_c, **_segment_launch(_halo_adj_kernel, block_c),
+        )  # fmt: skip
+    return flag
+
+
+def _two_pass_adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, dv, red, flag, reverse: bool,
+                      plan) -> None:  # fmt: skip
+    """The two-pass kernels' dv and gradient shares written to dv, red, gated by flag as in _two_pass_sweep."""
+    B, N, C = g_re.shape
+    block_c, n_cblk, L, S = plan
     mu = torch.empty(B, S, 2, C, device=g_re.device, dtype=torch.float32)
+    gated = flag is not None
+    flag = flag if gated else mu  # not read ungated
     if S > 1:
         am = torch.empty(B, S, 4, C, device=g_re.device, dtype=torch.float32)
         launch(_adj_seg_kernel, (B * n_cblk, S - 1),
-            v, h0, beta, z_re, z_im, carry, dg_re, dg_im, am, N, C, L, S, n_cblk, REVERSE=reverse, BLOCK_C=block_c,
-            **_segment_launch(_adj_seg_kernel, block_c),
+            v, h0, beta, z_re, z_im, carry, dg_re, dg_im, am, flag, N, C, L, S, n_cblk, REVERSE=reverse,
+            BLOCK_C=block_c, GATED=gated, **_segment_launch(_adj_seg_kernel, block_c),
         )  # fmt: skip
         block_s, cb, cw = _carry_blocks(S, block_c)
-        launch(
-            _adj_carry_kernel, (B * cdiv(C, cb),), am, mu, C, S, cdiv(C, cb), BLOCK_S=block_s, BLOCK_C=cb, num_warps=cw
-        )
+        launch(_adj_carry_kernel, (B * cdiv(C, cb),),
+            am, mu, flag, C, S, cdiv(C, cb), n_cblk, block_c // cb, BLOCK_S=block_s, BLOCK_C=cb, GATED=gated,
+            num_warps=cw,
+        )  # fmt: skip
     else:
         mu.zero_()
-    dv = torch.empty_like(g_re)
-    red = torch.empty(4, C, B * S, device=g_re.device, dtype=torch.float32)
     launch(_adj_sweep_kernel, (B * n_cblk, S),
-        v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, mu, dv, red, N, C, L, S, n_cblk, REVERSE=reverse,
-        BLOCK_C=block_c, **_segment_launch(_adj_sweep_kernel, block_c),
+        v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, mu, dv, red, flag, N, C, L, S, n_cblk,
+        REVERSE=reverse, BLOCK_C=block_c, GATED=gated, **_segment_launch(_adj_sweep_kernel, block_c),
     )  # fmt: skip
-    return dv, red.sum(-1)
 
 
 # ----------------------------------------------------------------------------------------------- custom ops

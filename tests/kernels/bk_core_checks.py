@@ -56,3 +56,48 @@ def two_pass(*x, causal):
     from kernels.bk_core.triton import bk_core_triton
 
     return tuple(t.double() for t in bk_core_triton(*x, causal=causal))
+
+
+def check_halo_fallback(device, reverse, chunk=8, max_halo=32):
+    """The halo kernels flag the batch rows whose halos fall short, and the two-pass kernels redo exactly those.
+
+    Two batch rows share the channels' parameters (eta 0.02, 70 channels: two channel blocks): row 0's potentials
+    lie in the band, where a carry outlasts a halo of max_halo rows (flagged), row 1's reach |v| ~ 5, where it
+    fades within max_halo rows (not flagged; at 16 rows it does not). Forward and adjoint: row 0 is bitwise the
+    two-pass kernels' result (the halo kernel alone is off there), row 1 bitwise the halo kernel's, close to the
+    two-pass one."""
+    from kernels.bk_core import triton as bk
+
+    band = in_band(1, 48, 70, seed=3, device=device)
+    far = make_inputs(1, 48, 70, seed=4, device=device)
+    x = [torch.cat([band[0], far[0]]).float()] + [p.float() for p in band[1:]]
+    B, N, C = x[0].shape
+    plan = bk._plan(B, N, C, chunk)
+    gen = torch.Generator().manual_seed(5)
+    dg = [torch.randn(B, N, C, generator=gen).to(device) for _ in range(2)]
+
+    g_re, g_im, w = bk._sweep(*x, reverse, chunk, max_halo)
+    two_pass_fwd = bk._sweep(*x, reverse, chunk, 0)
+    halo_fwd = [torch.empty_like(w), torch.empty_like(g_re), torch.empty_like(g_im)]
+    flag = bk._halo_sweep(*x, halo_fwd[0], halo_fwd[1], halo_fwd[2], reverse, plan, max_halo)
+    assert flag.view(B, -1).tolist() == [[1, 1], [0, 0]]
+    _check_rows((g_re, g_im), two_pass_fwd[:2], halo_fwd[1:])
+
+    args = (*x, two_pass_fwd[2], *two_pass_fwd[:2], *dg)
+    dv, grads = bk._adjoint(*args, reverse, chunk, max_halo)
+    dv_two_pass, grads_two_pass = bk._adjoint(*args, reverse, chunk, 0)
+    dv_halo = torch.empty_like(dv)
+    red = torch.empty(4, C, B * plan[3], device=device)
+    flag = bk._halo_adjoint(*args, dv_halo, red, reverse, plan, max_halo)
+    assert flag.view(B, -1).tolist() == [[1, 1], [0, 0]]
+    _check_rows((dv,), (dv_two_pass,), (dv_halo,))
+    torch.testing.assert_close(grads, grads_two_pass, rtol=1e-5, atol=1e-5)
+
+
+def _check_rows(got, two_pass, halo):
+    """Row 0 of each of got is bitwise two_pass's, and halo's is off from it; row 1 is bitwise halo's and close."""
+    for t, ref, h in zip(got, two_pass, halo, strict=True):
+        assert torch.equal(t[0], ref[0]) and torch.equal(t[1], h[1])
+        scale = ref.abs().max()
+        assert ((h[0] - ref[0]).abs().max() / scale).item() > 1e-4
+        torch.testing.assert_close(t[1] / scale, ref[1] / scale, rtol=1e-5, atol=1e-5)

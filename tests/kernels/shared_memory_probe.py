@@ -69,7 +69,19 @@ INTS = {"N": "i32", "H": "i32", "WINDOW": "i32", "PARTS": "i32", "HEAD_SLOTS": "
 FLOATS = ("eps", "umax", "min_norm", "at_max", "den_min")
 FP32_BUFFERS = {"C", "S", "DEN", "DDEN", "LSE", "DELTA", "KR", "DSC", "DC", "DX", "DXS", "DQ", "DK_", "ZT"}
 #: argument types of an op's kernels that its names do not give by the rules above (BK-Core: C, S are counts)
-ARG_TYPES = {"bk_core": {"C": "i32", "S": "i32", "L": "i32", "n_cblk": "i32", "STATE": "*i32"}}
+ARG_TYPES = {
+    "bk_core": {
+        "C": "i32",
+        "S": "i32",
+        "L": "i32",
+        "n_cblk": "i32",
+        "STATE": "*i32",
+        "FLAG": "*i32",
+        "MAX_HALO": "i32",
+        "LOG2_TOL": "fp32",
+        "TOL2": "fp32",
+    }  # fmt: skip
+}
 
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -169,8 +181,9 @@ def bk_core_kernels(dtype: str, d: int, aligned: bool = False):
     launch = dict(num_warps=bk.BLOCK_C // 32)
     for fn, seg in ((bk._lookback_fwd_kernel, bk.SEG_FWD), (bk._lookback_bwd_kernel, bk.SEG_BWD)):
         yield "bk_core", fn, dict(REVERSE=False, L=seg, BLOCK_C=bk.BLOCK_C, LOOK=bk.LOOK), launch
-    for fn in bk2.SEGMENT_KERNELS:
-        yield "bk_core", fn, dict(REVERSE=False, BLOCK_C=64), bk2._segment_launch(fn, 64)
+    for fn in bk2.SEGMENT_KERNELS:  # the two-pass kernels as the halo kernels' fallback (gated)
+        gated = {"GATED": True} if "GATED" in fn.arg_names else {}
+        yield "bk_core", fn, dict(REVERSE=False, BLOCK_C=64) | gated, bk2._segment_launch(fn, 64)
 
 
 #: (dtype, head dim, aligned) -> (op, kernel, constexprs, launch options) of each family; only the window

@@ -5,11 +5,12 @@ Run in a pytest process of its own: the interpreter test modules set TRITON_INTE
 
 import pytest
 import torch
-from bk_core_checks import check_against, in_band, make_inputs, two_pass
+from bk_core_checks import check_against, check_halo_fallback, in_band, make_inputs, two_pass
 from gpu_marks import GPU_ONLY
 
 from kernels.backend import backend
 from kernels.bk_core import bk_core, bk_core_parallel, bk_core_sequential
+from kernels.bk_core import triton as bk
 from kernels.bk_core.lookback import bk_core_lookback
 
 pytestmark = GPU_ONLY
@@ -34,6 +35,28 @@ def test_bench_shape_runs_and_is_bounded():
     assert torch.all(torch.complex(g_re, g_im).abs() <= 1.0 / x[4] * (1 + 1e-5))
     (g_re.sum() + g_im.sum()).backward()
     assert torch.isfinite(x[0].grad).all()
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_halo_flagged_rows_are_redone_by_the_two_pass_kernels(reverse):
+    check_halo_fallback("cuda", reverse)
+
+
+def test_halo_fallback_inside_a_cuda_graph():
+    # the fallback is decided on the device: a captured step redoes the flagged rows on replay, with new inputs
+    band = in_band(1, 48, 70, seed=3, device="cuda")
+    far = make_inputs(1, 48, 70, seed=4, device="cuda")
+    x = [torch.cat([band[0], far[0]]).float()] + [p.float() for p in band[1:]]
+    static = [t.clone() for t in x]
+    bk._sweep(*static, False, 8, 32)  # compile outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = bk._sweep(*static, False, 8, 32)
+    static[0].copy_(x[0].flip(0))  # the band row now second
+    graph.replay()
+    want = bk._sweep(*static, False, 8, 0)
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(out[0][1], want[0][1])
 
 
 def test_dispatch_on_cuda():

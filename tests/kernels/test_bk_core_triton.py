@@ -10,7 +10,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from bk_core_checks import check_against, in_band, make_inputs  # noqa: E402
+from bk_core_checks import check_against, check_halo_fallback, in_band, make_inputs  # noqa: E402
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
 from kernels.backend import backend  # noqa: E402
@@ -115,6 +115,30 @@ class TestInterpreted:
             bk_triton._plan(1, 2**15, 2**16, None)
         with pytest.raises(ValueError, match="int32"):
             lookback._scratch(torch.empty(1, 2**15, 2**16, device="meta"), lookback.SEG_FWD, lookback.FWD_PART)
+
+
+class TestHalo:
+    """The halo kernels (each segment's carry from the rows just before it, mu from the rows just after) and the
+    two-pass kernels gated behind them."""
+
+    def test_flagged_rows_are_redone_by_the_two_pass_kernels(self):
+        # right to left (REVERSE) here; test_bk_core_gpu.py runs both directions
+        check_halo_fallback("cpu", True)
+
+    def test_short_halos_match_sequential(self):
+        # |v| up to 5: a carry fades within a few rows, so the halos stop well before the sequence's start (15
+        # segments of 8 rows); bidirectional, so both directions' halos run
+        check_against(bk_core_sequential, make_inputs(1, 120, 3, seed=31), False, 8, 1e-4)
+
+    def test_halos_that_reach_the_start_are_exact_and_never_flagged(self):
+        # in the band the guard never passes: every halo grows to row 0 (MAX_HALO rows cover N = 70)
+        x = [t.float() for t in in_band(1, 70, 3, seed=12)]
+        plan = bk_triton._plan(1, 70, 3, 8)
+        w, g_re, g_im = torch.empty(1, plan[3], 2, 3), torch.empty(1, 70, 3), torch.empty(1, 70, 3)
+        flag = bk_triton._halo_sweep(*x, w, g_re, g_im, False, plan, bk_triton.MAX_HALO)
+        assert flag.tolist() == [0]
+        two_pass = bk_triton._sweep(*x, False, 8, 0)
+        torch.testing.assert_close((g_re, g_im, w), two_pass, rtol=2e-5, atol=2e-5)
 
 
 class TestCustomOps:

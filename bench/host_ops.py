@@ -39,7 +39,8 @@ from bench.kernels import CASES, DTYPES, OPS, environment  # noqa: E402
 
 #: aten ops that allocate without device work (views and other aliases are found by their storage: does_work)
 ALLOCATIONS = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"})
-SIZE = 64  # N: BK-Core's default plan has two segments at its quick shape (three launches a direction)
+SIZE = 64  # N: BK-Core's default plan has two segments at its quick shape (four launches a direction: the halo kernel
+# and the three two-pass ones it gates)
 
 
 def _tensors(x) -> list[torch.Tensor]:

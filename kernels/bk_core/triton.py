@@ -895,7 +895,7 @@ def _rmat_step(p00r, p00i, p01r, p01i, p10r, p10i, p11r, p11i, x, valid, ar0, ai
 @triton.jit
 def _back_row(vb, cols, i, lo, cmask, N, C, REVERSE: tl.constexpr):
     """The potential of logical row i and its mask (cmask where i >= lo)."""
-    k = cmask & ((cmask.to(tl.int32) * 0 + i) >= lo)
+    k = _vmask(cmask, lo - 1, i)  # lo - 1 < i
     return tl.load(vb + cols + _row(i, N, REVERSE) * C, mask=k, other=0.0), k
 
 

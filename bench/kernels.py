@@ -156,7 +156,8 @@ def case_bk_core(n, device, dtype, quick):
     )
     z_re, z_im = torch.zeros(C, device=device).requires_grad_(), (torch.rand(C, device=device) + 0.5).requires_grad_()
     args = (v, h0, beta, z_re, z_im)
-    # triton: the two-pass chunked scan (the default); triton_lookback: the one-pass decoupled look-back
+    # triton: the halo kernels, the two-pass scan gated behind them (the default); triton_lookback: the decoupled
+    # look-back in one pass each way
     impls = {
         "triton": lambda: bk_core_triton(*args),
         "triton_lookback": lambda: bk_core_lookback(*args),

@@ -1191,10 +1191,12 @@ def bk_core_fwd(
     z_im: torch.Tensor,
     reverse: bool,
     chunk: int | None,
+    max_halo: int = MAX_HALO,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One causal sweep: v (B, N, C), h0, beta, z_re, z_im (C,), float32 contiguous -> (g_re, g_im) (B, N, C) and
-    the carry into each of its S segments, (B, S, 2, C) (for bk_core_bwd; not differentiable)."""
-    return _sweep(v, h0, beta, z_re, z_im, reverse, chunk)
+    the carry into each of its S segments, (B, S, 2, C) (for bk_core_bwd; not differentiable). max_halo: the
+    halos' rows at most (0: the two-pass kernels alone)."""
+    return _sweep(v, h0, beta, z_re, z_im, reverse, chunk, max_halo)
 
 
 @torch.library.custom_op("phasebench::bk_core_bwd", mutates_args=())
@@ -1211,21 +1213,22 @@ def bk_core_bwd(
     dg_im: torch.Tensor,
     reverse: bool,
     chunk: int | None,
+    max_halo: int = MAX_HALO,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Adjoint of bk_core_fwd: its inputs, carry and g, and dg (B, N, C) -> dv (B, N, C), grads (4, C) of h0, beta,
     z_re, z_im."""
-    return _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse, chunk)
+    return _adjoint(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse, chunk, max_halo)
 
 
 @bk_core_fwd.register_fake
-def _bk_core_fwd_fake(v, h0, beta, z_re, z_im, reverse, chunk):
+def _bk_core_fwd_fake(v, h0, beta, z_re, z_im, reverse, chunk, max_halo=MAX_HALO):
     B, N, C = v.shape
     S = _plan(B, N, C, chunk)[3]
     return torch.empty_like(v), torch.empty_like(v), v.new_empty(B, S, 2, C)
 
 
 @bk_core_bwd.register_fake
-def _bk_core_bwd_fake(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse, chunk):
+def _bk_core_bwd_fake(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, reverse, chunk, max_halo=MAX_HALO):
     return torch.empty_like(g_re), g_re.new_empty(4, g_re.shape[2])
 
 
@@ -1233,14 +1236,14 @@ def _bk_core_fwd_setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:5], *output)
     ctx.mark_non_differentiable(output[2])
     ctx.set_materialize_grads(False)  # no zeros written for the carry's gradient
-    ctx.reverse, ctx.chunk = inputs[5], inputs[6]
+    ctx.args = inputs[5:]  # reverse, chunk and max_halo, for bk_core_bwd
 
 
 def _bk_core_fwd_backward(ctx, bwd, dg_re, dg_im, _dcarry):
     v, h0, beta, z_re, z_im, g_re, g_im, carry = ctx.saved_tensors
     dg_re, dg_im = (torch.zeros_like(g_re) if d is None else d.float().contiguous() for d in (dg_re, dg_im))
-    dv, grads = bwd(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, ctx.reverse, ctx.chunk)
-    return dv, *grads.unbind(), None, None
+    dv, grads = bwd(v, h0, beta, z_re, z_im, carry, g_re, g_im, dg_re, dg_im, *ctx.args)
+    return dv, *grads.unbind(), *(None,) * len(ctx.args)
 
 
 _bk_core_sweep = differentiable_op(bk_core_fwd, bk_core_bwd, _bk_core_fwd_setup_context, _bk_core_fwd_backward)
@@ -1253,18 +1256,20 @@ def _shift(x: torch.Tensor, by: int) -> torch.Tensor:
     return torch.cat([zero, x[:, :-1]], 1) if by == 1 else torch.cat([x[:, 1:], zero], 1)
 
 
-def bk_core_triton(v, h0, beta, z_re, z_im, causal: bool = True, chunk: int | None = None):
+def bk_core_triton(v, h0, beta, z_re, z_im, causal: bool = True, chunk: int | None = None, max_halo: int = MAX_HALO):
     """Triton BK-Core. v (B, N, C); h0, beta, z_re, z_im (C,) -> (g_re, g_im) float32 (B, N, C).
 
-    chunk: segment length (positive multiple of 4; None picks one from the shape).
+    chunk: segment length (positive multiple of 4; None picks one from the shape). max_halo: the halo kernels'
+    rows at most (0: the two-pass kernels alone, as where a halo falls short).
     Bidirectional: G = 1/(a - b2 gL_{i-1} - b2 gR_{i+1}) from the two sweeps, differentiated by torch.
     """
     v = v.float().contiguous()
     h0, beta, z_re, z_im = (p.float().contiguous() for p in (h0, beta, z_re, z_im))
-    gl = _bk_core_sweep(v, h0, beta, z_re, z_im, False, chunk)[:2]
+    gl = _bk_core_sweep(v, h0, beta, z_re, z_im, False, chunk, max_halo)[:2]
     if causal:
         return gl
-    return _bidirectional(v, h0, beta, z_re, z_im, gl, _bk_core_sweep(v, h0, beta, z_re, z_im, True, chunk)[:2])
+    gr = _bk_core_sweep(v, h0, beta, z_re, z_im, True, chunk, max_halo)[:2]
+    return _bidirectional(v, h0, beta, z_re, z_im, gl, gr)
 
 
 def _bidirectional(v, h0, beta, z_re, z_im, gl, gr):

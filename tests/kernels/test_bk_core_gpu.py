@@ -3,6 +3,8 @@
 Run in a pytest process of its own: the interpreter test modules set TRITON_INTERPRET=1 at import.
 """
 
+import functools
+
 import pytest
 import torch
 from bk_core_checks import check_against, check_halo_fallback, in_band, make_inputs, two_pass
@@ -26,6 +28,13 @@ def test_matches_sequential(n, chunk, causal):
 @pytest.mark.parametrize("n,chunk", [(16384, None), (16384, 256), (8191, 128)])
 def test_long_matches_parallel_fp64(n, chunk, causal):
     check_against(bk_core_parallel, make_inputs(2, n, 70, seed=n, device="cuda"), causal, chunk)
+
+
+@pytest.mark.parametrize("n,chunk", [(130, 12), (8191, 128)])
+def test_the_two_pass_kernels_alone_match_parallel_fp64(n, chunk):
+    # max_halo 0: the kernels that redo a block whose halo falls short, ungated, both directions
+    fn = functools.partial(bk.bk_core_triton, chunk=chunk, max_halo=0)
+    check_against(bk_core_parallel, make_inputs(2, n, 70, seed=n + 1, device="cuda"), False, fn=fn)
 
 
 def test_bench_shape_runs_and_is_bounded():

@@ -4,6 +4,7 @@ TRITON_INTERPRET is read when kernels.bk_core.triton is imported (@triton.jit ti
 before that import. The compiled kernels on CUDA are tested in test_bk_core_gpu.py (its own process).
 """
 
+import functools
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"
@@ -19,6 +20,9 @@ from kernels.bk_core import triton as bk_triton  # noqa: E402
 from kernels.bk_core.triton import bk_core_triton  # noqa: E402
 
 CASES = [(1, None), (7, 4), (7, 8), (63, 8), (63, None), (130, 12), (130, 64)]
+#: the halo kernels (the default) and the two-pass kernels alone (max_halo 0: what redoes a block whose halo falls
+#: short; where a halo reaches the sequence's start, as at these lengths in the band, the two-pass kernels never run)
+PATHS = pytest.mark.parametrize("max_halo", [bk_triton.MAX_HALO, 0], ids=["halo", "two_pass"])
 
 
 class TestInterpreted:
@@ -27,11 +31,19 @@ class TestInterpreted:
     def test_matches_sequential(self, n, chunk, causal):
         check_against(bk_core_sequential, make_inputs(1, n, 3, seed=n + (chunk or 0)), causal, chunk, 1e-4)
 
+    @pytest.mark.parametrize("n,chunk", [(63, 8), (130, 12)])
+    def test_the_two_pass_kernels_alone_match_sequential(self, n, chunk):
+        # bidirectional: both directions' sweeps and adjoints
+        fn = functools.partial(bk_core_triton, chunk=chunk, max_halo=0)
+        check_against(bk_core_sequential, make_inputs(1, n, 3, seed=n + chunk), False, tol=1e-4, fn=fn)
+
+    @PATHS
     @pytest.mark.parametrize("causal", [True, False])
-    def test_carries_in_band(self, causal):
+    def test_carries_in_band(self, causal, max_halo):
         # in the band a carry's influence outlasts a segment of 8: the forward's carries, and the adjoint's
         # first pass, which recomputes g from them, are seen in g and in every gradient
-        check_against(bk_core_sequential, in_band(1, 70, 3, seed=12), causal, 8, 2e-5)
+        fn = functools.partial(bk_core_triton, chunk=8, max_halo=max_halo)
+        check_against(bk_core_sequential, in_band(1, 70, 3, seed=12), causal, tol=2e-5, fn=fn)
 
     def test_one_output_used(self):
         # the other output's gradient reaches the backward as None (none materialised) and counts as zero
@@ -53,13 +65,14 @@ class TestInterpreted:
             g = torch.complex(*bk_core_triton(*x, causal=causal, chunk=8))
             assert torch.all(g.abs() <= (1.0 / x[4]) * (1 + 1e-5)) and torch.all(g.imag > 0)
 
+    @PATHS
     @pytest.mark.parametrize("reverse", [False, True])
-    def test_the_adjoint_sweep_reads_g_only_before_each_step(self, reverse):
+    def test_the_adjoint_sweep_reads_g_only_before_each_step(self, reverse, max_halo):
         # the adjoint recomputes g from v: the sweep reads g only at the row before each 8-row step (its
         # segment's carry before the first), so g elsewhere may be anything; N = 63 in segments of 12 (a last
         # segment of 3 rows; steps of 8 and 4 rows)
         x = [t.float() for t in make_inputs(1, 63, 3, seed=21)]
-        g_re, g_im, carry = bk_triton.bk_core_fwd(*x, reverse, 12)
+        g_re, g_im, carry = bk_triton.bk_core_fwd(*x, reverse, 12, max_halo)
         dg_re, dg_im = torch.randn(2, *g_re.shape, generator=torch.Generator().manual_seed(1))
         read = torch.tensor([start + 7 for start in range(0, 63, 12) if start + 8 < 63])
         if reverse:
@@ -69,7 +82,7 @@ class TestInterpreted:
             h[:, read] = g[:, read]
 
         def backward(gr, gi):
-            return bk_triton.bk_core_bwd(*x, carry, gr, gi, dg_re, dg_im, reverse, 12)
+            return bk_triton.bk_core_bwd(*x, carry, gr, gi, dg_re, dg_im, reverse, 12, max_halo)
 
         want, got = backward(g_re, g_im), backward(*holes)
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
@@ -90,7 +103,8 @@ class TestInterpreted:
         # 17 segments of 4 rows: each carry scan takes 16 of the 20 channels (512 elements a program), two programs
         # a batch row, the second ragged; in the band a carry from the wrong channel shows
         assert bk_triton._carry_blocks(17, 32) == (32, 16, 4)
-        check_against(bk_core_sequential, in_band(1, 68, 20, seed=14), True, 4, 2e-5)
+        fn = functools.partial(bk_core_triton, chunk=4, max_halo=0)
+        check_against(bk_core_sequential, in_band(1, 68, 20, seed=14), True, tol=2e-5, fn=fn)
 
     def test_bad_chunk(self):
         x = [t.float() for t in make_inputs(1, 8, 2)]

@@ -1083,6 +1083,8 @@ def _sweep(v, h0, beta, z_re, z_im, reverse: bool, chunk, max_halo: int = MAX_HA
 
 def _halo_flags(B: int, n_cblk: int, S: int, max_halo: int, device) -> torch.Tensor | None:
     """A halo kernel's flags (B n_cblk,) int32, zeroed; None where no halo runs (one segment, or max_halo 0)."""
+    if max_halo < 0:
+        raise ValueError(f"bk_core_triton: max_halo must be >= 0 (0: the two-pass kernels alone), got {max_halo}")
     return torch.zeros(B * n_cblk, device=device, dtype=torch.int32) if S > 1 and max_halo > 0 else None
 
 

@@ -110,6 +110,8 @@ class TestInterpreted:
         x = [t.float() for t in make_inputs(1, 8, 2)]
         with pytest.raises(ValueError, match="multiple of 4"):
             bk_core_triton(*x, chunk=6)
+        with pytest.raises(ValueError, match="max_halo must be >= 0"):
+            bk_core_triton(*x, chunk=4, max_halo=-1)
 
     def test_default_segments(self):
         # (block_c, n_cblk, L, S): ~128K threads at the bench shape; the floor of 32 rows with few channels

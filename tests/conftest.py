@@ -62,6 +62,14 @@ def local_ray():
     ray.shutdown()
 
 
+def pytest_collection_finish(session):
+    """The Triton interpreter's shortcuts (tests/triton_interpreter.py), once the test modules are imported: triton
+    is imported after a module sets TRITON_INTERPRET=1, or its own jit functions (tl.sum) would not interpret."""
+    from triton_interpreter import install
+
+    install()
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

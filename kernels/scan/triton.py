@@ -119,9 +119,14 @@ _scan_fwd_tuned = None if triton_interpreted() else _autotune(_scan_fwd_kernel)
 _scan_bwd_tuned = None if triton_interpreted() else _autotune(_scan_bwd_kernel)
 
 
+#: rows a program takes where no tuned blocks run: under the interpreter an operation costs about the same at any
+#: width, so a wide block of rows runs in few programs
+UNTUNED_BLOCK_R = 64
+
+
 def _blocks(n: int, block_t: int | None, block_r: int | None) -> tuple[int, int]:
     bt = block_t or min(256, next_power_of_2(max(n, 1)))
-    return bt, block_r or 4
+    return bt, block_r or UNTUNED_BLOCK_R
 
 
 def _tuned_grid(n_rows: int):
@@ -202,7 +207,8 @@ def diag_scan_triton(
 ) -> torch.Tensor:
     """a, b: (B, C, N) (broadcastable) -> h: (B, C, N) in b's dtype; fp32 accumulation.
 
-    block_t / block_r force a tile (tests); by default the block sizes are autotuned on GPU.
+    block_t / block_r force a tile (tests); by default the block sizes are autotuned on GPU (UNTUNED_BLOCK_R rows
+    a program under the interpreter).
     """
     if a.shape[-1] == 0:
         return torch.broadcast_tensors(a, b)[1].clone()

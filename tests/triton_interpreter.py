@@ -1,0 +1,90 @@
+"""Two costs of the Triton interpreter cut for the whole suite (conftest installs them), its results unchanged.
+
+Scans. The interpreter (triton.runtime.interpreter.ScanOps.generic_scan) runs a scan with a user combine one element at
+a time: a (64, 32) tile costs 2,048 interpreted combine calls, and the scans of the diagonal-scan and BK-Core kernels
+were most of an interpreted model forward. `scan_by_slices` runs the same left fold along the scan axis, one
+combine call per position on the whole slice across the other axes: every element sees the same operations in
+the same order (combine functions are elementwise), so the result is the interpreter's, in `len(axis)` calls.
+tests/kernels/test_triton_interpreter.py checks it against the interpreter's own scan.
+
+Device-function calls. Each call of a @triton.jit helper from a kernel re-patched triton.language for the
+interpreter (InterpretedFunction.__call__ runs `_patch_lang`, ~2 ms), though the kernel's launch had patched the
+same modules and keeps them patched until it returns: a third of an interpreted model forward. `device_call`
+patches only where a module the helper sees is not patched yet.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import triton.language as tl
+from triton.runtime import interpreter
+
+#: the interpreter's own element-by-element scan and device-function call, kept for the tests that compare
+THEIRS = {"generic_scan": interpreter.ScanOps.generic_scan, "__call__": interpreter.InterpretedFunction.__call__}
+
+
+def scan_by_slices(self, input):
+    """ScanOps.generic_scan's contract (inputs tuple of tensors, scan along self.axis, reverse already applied
+    by the caller) -> list of tensors of the inputs' shapes and dtypes."""
+    axis = self.axis
+    data = [arg.handle.data for arg in input]
+    out = [np.empty_like(d) for d in data]
+    acc = [np.take(d, 0, axis=axis) for d in data]
+    for o, a in zip(out, acc, strict=True):
+        _put(o, axis, 0, a)
+    for i in range(1, data[0].shape[axis]):
+        left = [self.to_tensor(a, arg.dtype) for a, arg in zip(acc, input, strict=True)]
+        right = [self.to_tensor(np.take(d, i, axis=axis), arg.dtype) for d, arg in zip(data, input, strict=True)]
+        ret = self.combine_fn.fn(*left, *right)
+        ret = ret if isinstance(ret, tuple) else (ret,)
+        acc = [_values(r, a) for r, a in zip(ret, acc, strict=True)]
+        for o, a in zip(out, acc, strict=True):
+            _put(o, axis, i, a)
+    return [self.to_tensor(o, arg.dtype) for o, arg in zip(out, input, strict=True)]
+
+
+def _put(out: np.ndarray, axis: int, i: int, values: np.ndarray) -> None:
+    """out[..., i, ...] (i along `axis`) = values."""
+    index = [slice(None)] * out.ndim
+    index[axis] = i
+    out[tuple(index)] = values
+
+
+def _values(ret, like: np.ndarray) -> np.ndarray:
+    """A combine's result as an array of `like`'s shape and dtype (a scalar result broadcast, as the
+    interpreter stores it into every element)."""
+    data = ret.handle.data if isinstance(ret, tl.core.tensor) else np.asarray(ret)
+    return np.broadcast_to(data, like.shape).astype(like.dtype) if like.shape else data.reshape(()).astype(like.dtype)
+
+
+#: each language module's own `load`, which the interpreter's patching replaces while a kernel runs
+_UNPATCHED_LOAD = {tl: tl.load, tl.core: tl.core.load}
+_LANGS: dict[object, tuple] = {}
+
+
+def _langs(fn) -> tuple:
+    """The triton.language modules a jit function's globals see (what `_patch_lang(fn)` patches)."""
+    if fn not in _LANGS:
+        _LANGS[fn] = tuple(v for v in fn.__globals__.values() if inspect.ismodule(v) and v in _UNPATCHED_LOAD)
+    return _LANGS[fn]
+
+
+def device_call(self, *args, **kwargs):
+    """InterpretedFunction.__call__ (a @triton.jit helper called from a kernel), patching triton.language only
+    where the running kernel's launch has not."""
+    if any(lang.load is _UNPATCHED_LOAD[lang] for lang in _langs(self.fn)):
+        interpreter._patch_lang(self.fn)
+    fn = self.rewrite()
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        raise interpreter.InterpreterError(repr(e)) from e
+
+
+def install() -> None:
+    """Make the interpreter's scans with a user combine run by slices, and its device-function calls skip the
+    patching their kernel did (idempotent)."""
+    interpreter.ScanOps.generic_scan = scan_by_slices
+    interpreter.InterpretedFunction.__call__ = device_call

@@ -1,4 +1,4 @@
-"""Two costs of the Triton interpreter cut for the whole suite (conftest installs them), its results unchanged.
+"""Three costs of the Triton interpreter cut for the whole suite (conftest installs them), its results unchanged.
 
 Scans. The interpreter (triton.runtime.interpreter.ScanOps.generic_scan) runs a scan with a user combine one element at
 a time: a (64, 32) tile costs 2,048 interpreted combine calls, and the scans of the diagonal-scan and BK-Core kernels
@@ -11,10 +11,17 @@ Device-function calls. Each call of a @triton.jit helper from a kernel re-patche
 interpreter (InterpretedFunction.__call__ runs `_patch_lang`, ~2 ms), though the kernel's launch had patched the
 same modules and keeps them patched until it returns: a third of an interpreted model forward. `device_call`
 patches only where a module the helper sees is not patched yet.
+
+Overflow checks. The interpreter checks every int32 add, sub and mul for overflow (sanitize_overflow, on there by
+default, off in compiled kernels unless debugging): four more interpreted operations each, 40 % of the BK-Core
+tests' time. At test shapes no offset comes near 2**31, so no check could fire; offsets past int32 are the
+launchers' to refuse or widen (BK-Core refuses such a shape: test_bk_core_triton.py,
+test_a_batch_row_past_int32_offsets_is_refused). The suite runs without them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import numpy as np
@@ -84,7 +91,9 @@ def device_call(self, *args, **kwargs):
 
 
 def install() -> None:
-    """Make the interpreter's scans with a user combine run by slices, and its device-function calls skip the
-    patching their kernel did (idempotent)."""
+    """Make the interpreter's scans with a user combine run by slices, its device-function calls skip the
+    patching their kernel did, and its integer arithmetic go unchecked for overflow (idempotent)."""
     interpreter.ScanOps.generic_scan = scan_by_slices
     interpreter.InterpretedFunction.__call__ = device_call
+    builder = interpreter.interpreter_builder
+    builder.options = dataclasses.replace(builder.options, sanitize_overflow=False)

@@ -140,6 +140,7 @@ def test_rescaled_matrix_scan_on_a_1d_block():
 def test_the_suite_installs_both():
     assert interpreter.ScanOps.generic_scan is triton_interpreter.scan_by_slices
     assert interpreter.InterpretedFunction.__call__ is triton_interpreter.device_call
+    assert not interpreter.interpreter_builder.options.sanitize_overflow
 
 
 def _sequential_affine(a, b, axis, reverse):

@@ -76,7 +76,7 @@ doomed = cluster.add_node(num_cpus=1)
 cluster.add_node(num_cpus=1)
 cluster.wait_for_nodes()
 job = {"job": "train", "model": "transformer", "vocab_size": 256, "d_model": 32, "n_layers": 1, "n_heads": 2,
-       "device": "cpu", "seq_len": 32, "batch_size": 4, "steps": 1500, "eval_every": 0, "eval_tokens": 256,
+       "device": "cpu", "seq_len": 32, "batch_size": 4, "steps": 800, "eval_every": 0, "eval_tokens": 256,
        "timeout_s": 600}
 spec = {"name": "node-loss", "defaults": job, "cases": [{"seed": i} for i in range(4)]}
 done = {}
@@ -108,8 +108,8 @@ def test_a_lost_worker_node_has_its_runs_rescheduled(sqlite_url):
     assert all(r["node_id"] != report["removed"] for r in rows)  # every result came from the surviving node
     store = Store(sqlite_url)
     for row in rows:  # the rescheduled run's curve is its last attempt's: every step once
-        assert row["extra"]["tokens_seen"] == 1500 * 4 * 32
-        assert [m["step"] for m in store.metrics(row["run_id"]) if m["kind"] == "train"] == list(range(1, 1501))
+        assert row["extra"]["tokens_seen"] == 800 * 4 * 32
+        assert [m["step"] for m in store.metrics(row["run_id"]) if m["kind"] == "train"] == list(range(1, 801))
     store.close()
 
 

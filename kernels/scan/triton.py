@@ -119,9 +119,9 @@ _scan_fwd_tuned = None if triton_interpreted() else _autotune(_scan_fwd_kernel)
 _scan_bwd_tuned = None if triton_interpreted() else _autotune(_scan_bwd_kernel)
 
 
-#: rows a program takes where no tuned blocks run: under the interpreter an operation costs about the same at any
-#: width, so a wide block of rows runs in few programs
-UNTUNED_BLOCK_R = 64
+#: rows a program takes where no tuned blocks run (the interpreter, or a caller's block_t alone): under the
+#: interpreter an operation costs about the same at any width, so a wide block of rows runs in few programs
+UNTUNED_BLOCK_R = 64 if triton_interpreted() else 4
 
 
 def _blocks(n: int, block_t: int | None, block_r: int | None) -> tuple[int, int]:

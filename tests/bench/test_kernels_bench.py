@@ -14,6 +14,22 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
+#: the suite's interpreter shortcuts (tests/triton_interpreter.py) in the bench's processes, through a sitecustomize
+#: module on their PYTHONPATH (TRITON_INTERPRET is set in their environment before triton is imported)
+SITECUSTOMIZE = f"""import sys
+sys.path.insert(0, {str(REPO / "tests")!r})
+import triton_interpreter
+triton_interpreter.install()
+"""
+
+
+def interpreted_env(tmp_path: Path) -> dict[str, str]:
+    """os.environ with TRITON_INTERPRET=1 and the interpreter's shortcuts installed at start-up."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    return os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": path}
 
 
 def test_quick_run_measures_every_op_against_its_reference(tmp_path):
@@ -37,9 +53,10 @@ def test_quick_run_measures_every_op_against_its_reference(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env=os.environ | {"TRITON_INTERPRET": "1"},
+        env=interpreted_env(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sitecustomize" not in proc.stderr  # the shortcuts were installed
     result = json.loads(out.read_text())
     ops = {"scan", "bk_core", "linear_attn", "poincare_exp0", "poincare_log0", "poincare_mobius_add", "window_attn"}
     assert {row["op"] for row in result["rows"]} == ops and result["not_run"] == []

@@ -137,7 +137,7 @@ def test_rescaled_matrix_scan_on_a_1d_block():
     assert not torch.equal(slices[:, 1:], x[:, 1:])  # the combine ran
 
 
-def test_the_suite_installs_both():
+def test_the_suite_installs_all():
     assert interpreter.ScanOps.generic_scan is triton_interpreter.scan_by_slices
     assert interpreter.InterpretedFunction.__call__ is triton_interpreter.device_call
     assert not interpreter.interpreter_builder.options.sanitize_overflow

@@ -6,12 +6,12 @@ outputs; views, allocations and a `to` that changes nothing are not counted, an 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from interpreted import interpreted_env
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -26,9 +26,10 @@ def test_the_backward_glue_is_one_reduction(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
-        env=os.environ | {"TRITON_INTERPRET": "1"},
+        env=interpreted_env(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sitecustomize" not in proc.stderr  # the shortcuts were installed
     report = json.loads(out.read_text())
     assert report["environment"]["command"].endswith("--ops bk_core,window_attn --out " + str(out))
     rows = {(r["op"], r["impl"]): r for r in report["rows"]}

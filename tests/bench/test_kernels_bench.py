@@ -5,31 +5,15 @@ kept; --skip-anchors by words; the window_attn case's flex_attention anchors aga
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from interpreted import interpreted_env
 
 REPO = Path(__file__).resolve().parents[2]
-#: the suite's interpreter shortcuts (tests/triton_interpreter.py) in the bench's processes, through a sitecustomize
-#: module on their PYTHONPATH (TRITON_INTERPRET is set in their environment before triton is imported)
-SITECUSTOMIZE = f"""import sys
-sys.path.insert(0, {str(REPO / "tests")!r})
-import triton_interpreter
-triton_interpreter.install()
-"""
-
-
-def interpreted_env(tmp_path: Path) -> dict[str, str]:
-    """os.environ with TRITON_INTERPRET=1 and the interpreter's shortcuts installed at start-up."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
-    return os.environ | {"TRITON_INTERPRET": "1", "PYTHONPATH": path}
 
 
 def test_quick_run_measures_every_op_against_its_reference(tmp_path):

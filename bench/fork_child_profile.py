@@ -58,13 +58,17 @@ def profile_child(name: str, config: dict, git: dict) -> None:
     os._exit(0)
 
 
+def resolved(raw: dict) -> dict:
+    return expand({"name": "p", "defaults": raw, "grid": {"seed": [0]}}).runs[0].config
+
+
 def main() -> None:
+    configs = [(name, resolved(raw)) for name, raw in CASES]
     began = time.perf_counter()
-    worker._warm_up()
+    worker._warm_up(configs[0][1])
     print(f"warm-up {time.perf_counter() - began:.2f}s", flush=True)
     git = git_state()
-    for name, raw in CASES:
-        config = expand({"name": "p", "defaults": raw, "grid": {"seed": [0]}}).runs[0].config
+    for name, config in configs:
         began = time.perf_counter()
         pid = os.fork()
         if pid == 0:

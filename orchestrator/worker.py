@@ -108,7 +108,7 @@ def execute_isolated(*args, **kwargs) -> dict[str, Any]:
 
 def execute_forked(config: dict[str, Any], git: dict[str, Any], run_id: str | None = None, metrics=None):
     """Run a job in a child forked from this fork server (the default isolation)."""
-    _warm_up()
+    _warm_up(config)
     _adopt(_LEARNED)
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
@@ -127,18 +127,25 @@ def execute_forked(config: dict[str, Any], git: dict[str, Any], run_id: str | No
     return outcome | {"node_id": _node_id()}
 
 
-def _warm_up() -> None:
-    """What every run imports, imported once per fork server; CUDA stays untouched (a forked child
-    could not use a context its parent made)."""
+def _warm_up(config: dict[str, Any]) -> None:
+    """What a run of `config` imports, imported once per fork server; CUDA stays untouched (a forked child
+    could not use a context its parent made). torch._dynamo (~2 s of CPU) is imported for runs on a GPU,
+    whose custom ops' first call imports it, and for compiled ones; Triton's hash and torch's Triton ops only
+    for runs on a GPU (the only ones that compile Triton kernels). What a CPU child imports after all, the
+    server adopts (`_adopt`)."""
     import torch
-    import torch._dynamo  # noqa: F401  (a custom op's first call imports it: ~5 s per child on the H200)
 
     import models  # noqa: F401
 
     from . import environment, measure, train  # noqa: F401
+    from .spec import compiles
 
-    _triton_key()()
-    _register_torch_triton_ops()
+    on_gpu = config["device"] != "cpu"
+    if on_gpu or compiles(config["execution"]):
+        import torch._dynamo  # noqa: F401  (a custom op's first call imports it: ~5 s per child on the H200)
+    if on_gpu:
+        _triton_key()()
+        _register_torch_triton_ops()
     if torch.cuda.is_initialized():
         raise RuntimeError("the fork server initialised CUDA: its children could not use the GPU")
 

@@ -105,14 +105,14 @@ def python_lines(tmp_path: Path, source: str, **env: str) -> list[str]:
 
 def test_a_forked_child_finds_torch_and_triton_ready(tmp_path):
     """A custom op's first call imports torch._dynamo (seconds on a GPU machine) and Triton hashes its own
-    sources before it loads any kernel: the fork server does both once, so a child calling our kernels
+    sources before it loads any kernel: the fork server of a GPU run does both once, so a child calling our kernels
     imports no torch module of its own and inherits Triton's hash. It also registers torch's own Triton ops,
     which CUDA init would otherwise register in every child."""
     lines = python_lines(
         tmp_path,
         "import sys, torch\n"
         "from orchestrator import worker\n"
-        "worker._warm_up()\n"
+        "worker._warm_up({'device': 'cuda', 'execution': 'eager'})\n"
         "print(worker._triton_key().cache_info().currsize)\n"
         "print(sorted(op for op, _ in torch._TritonLibrary.ops_table))\n"
         "before = {m for m in sys.modules if m.startswith('torch')}\n"
@@ -126,6 +126,20 @@ def test_a_forked_child_finds_torch_and_triton_ready(tmp_path):
         "['_triton_bsr_dense_addmm_out', '_triton_bsr_dense_mm_out']",
         "[]",
     ]
+
+
+def test_a_cpu_runs_fork_server_skips_what_only_gpu_runs_need(tmp_path):
+    """torch._dynamo (~2 s of CPU) and Triton's hash serve runs on a GPU: the server of an eager CPU run
+    takes on neither, that of a compiled CPU run imports dynamo only."""
+    lines = python_lines(
+        tmp_path,
+        "import sys\n"
+        "from orchestrator import worker\n"
+        "for execution in ('eager', 'compile'):\n"
+        "    worker._warm_up({'device': 'cpu', 'execution': execution})\n"
+        "    print(execution, 'torch._dynamo' in sys.modules, worker._triton_key().cache_info().currsize)\n",
+    )
+    assert lines == ["eager False 0", "compile True 0"]
 
 
 def test_the_fork_server_imports_what_its_children_imported(tmp_path):
@@ -154,10 +168,11 @@ def test_the_fork_server_imports_what_its_children_imported(tmp_path):
         "    return {'status': 'ok', 'extra': {}}\n"
         "worker.run_job = job\n"
         "names = ['torch.utils.show_pickle', 'xml.dom.minidom', 'adoptable.boom']\n"
-        "worker.execute_forked({'imports': names}, {})\n"
+        "config = {'device': 'cpu', 'execution': 'eager', 'imports': names}\n"
+        "worker.execute_forked(config, {})\n"
         "print([n in sys.modules for n in names], sorted(worker._LEARNED))\n"
         "for _ in range(2):\n"
-        "    outcome = worker.execute_forked({'imports': names}, {})\n"
+        "    outcome = worker.execute_forked(config, {})\n"
         "    print([n in sys.modules for n in names], sorted(worker._REFUSED), outcome['status'])\n",
     )
     assert lines == [

@@ -13,6 +13,12 @@ import pytest
 import sqlalchemy as sa
 from pg_server import lock_file, server_lock
 
+# Inductor's CPU code without SIMD (scalar C++ loops): the compiled-block tests still check inductor's output
+# against eager, and a first compile (CI's cache is always cold) costs half the CPU: 394 s -> 199 s for the compile
+# tests, serially on the CPU VM. Set before torch reads it: every process the tests start (CLIs, Ray workers)
+# inherits it.
+os.environ.setdefault("TORCHINDUCTOR_VEC_ISA_OK", "0")
+
 PG_URL = os.environ.get("PHASEBENCH_TEST_PG_URL", "postgresql://phasebench:phasebench@127.0.0.1:54329/phasebench_test")
 
 

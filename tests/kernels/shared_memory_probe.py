@@ -3,7 +3,7 @@ on the chosen architectures at the given head dims: shared memory (bytes per blo
 architecture's limit, registers per thread and register spill (bytes per thread on the stack).
 
     python tests/kernels/shared_memory_probe.py [--arch 80,89,90] [--floats fp64] [--aligned] [--poincare]
-        [--bk-core] [--only KERNEL:DTYPE[,...]] [--jobs N] [--output FILE] 128 320
+        [--bk-core] [--only KERNEL:DTYPE[,...]] [--cubin-for KERNEL:DTYPE:ARCH[,...]] [--jobs N] [--output FILE] 128 320
 
 `--arch` takes compute capabilities from SHARED_MEMORY_PER_BLOCK_OPTIN (default 90, the H200). `--poincare`
 adds the Poincare kernels to the attention ones, `--bk-core` the BK-Core kernels, the look-back's and the two-pass
@@ -13,10 +13,13 @@ scalar arguments (eps, umax, ...) as float64, as torch.compile's inductor passes
 kernels; the kernels must compile either way. `--aligned` compiles each kernel as a launch specialises it when
 its tensors are 16-byte aligned (torch's allocations) and its int arguments multiples of 16 (N, H, WINDOW at
 the benchmark's shapes): that lets loads vectorise, which moves registers and spill (at head dim 64 bf16 the
-window backward's split kernels spill without it and not with it). `--jobs` compiles that many kernels at
-once (processes). `--output` writes the JSON to FILE instead of stdout. The JSON records the command, the
-triton and torch versions, the launchers' sources (sha256) and the limits beside the per-kernel rows, one row
-per (arch, head dim, dtype, kernel), each with its shared bytes, the arch's limit and whether they fit.
+window backward's split kernels spill without it and not with it). `--cubin-for KERNEL:DTYPE:ARCH[,...]`
+compiles only those kernels to a cubin; the others stop at PTX (ptxas is ~40 % of a compile), which gives their
+shared memory and libdevice functions but no registers or spill (null in their rows). `--jobs` compiles that
+many kernels at once (processes). `--output` writes the JSON to FILE instead of stdout. The JSON records the
+command, the triton and torch versions, the launchers' sources (sha256) and the limits beside the per-kernel
+rows, one row per (arch, head dim, dtype, kernel), each with its shared bytes, the arch's limit and whether they
+fit.
 
 Run without TRITON_INTERPRET (interpreted kernels cannot be compiled): the kernels are compiled for each
 architecture on this machine, no GPU needed; shared memory is read from the kernel's metadata, registers and
@@ -27,6 +30,7 @@ passes, and Triton's defaults where it passes none.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -119,6 +123,29 @@ def compile_for(
     return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(launch))
 
 
+@contextlib.contextmanager
+def stopping_at_ptx():
+    """Inside, triton.compile runs no ptxas: its cubin stage returns no binary (cached under a key of its own).
+    Shared memory (set while lowering to LLVM IR) and the PTX are what a full compile gives. A Triton without
+    the stage hook compiles fully."""
+    runtime = getattr(getattr(triton, "knobs", None), "runtime", None)
+    if runtime is None or not hasattr(runtime, "add_stages_inspection_hook"):
+        yield
+        return
+
+    def hook(*args):
+        if not args:  # asked for its part of the cache key
+            return "-stop-at-ptx", ""
+        stages = args[1]
+        stages["cubin"] = lambda src, metadata: b""
+
+    saved, runtime.add_stages_inspection_hook = runtime.add_stages_inspection_hook, hook
+    try:
+        yield
+    finally:
+        runtime.add_stages_inspection_hook = saved
+
+
 def cuobjdump(compiled, flag: str) -> str:
     """cuobjdump `flag` (-res-usage, -sass) of a compiled kernel's cubin."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,15 +156,15 @@ def cuobjdump(compiled, flag: str) -> str:
 
 def resources(compiled) -> dict:
     """A kernel compiled by compile_for -> its shared memory (bytes per block), registers per thread and the bytes
-    per thread ptxas spilled to the stack (local memory), from cuobjdump -res-usage of the cubin, and the
-    libdevice functions inlined into its PTX (their exit labels)."""
-    fields = dict(re.findall(r"(REG|STACK):(\d+)", cuobjdump(compiled, "-res-usage")))
+    per thread ptxas spilled to the stack (local memory), from cuobjdump -res-usage of the cubin (None for both
+    without one), and the libdevice functions inlined into its PTX (their exit labels)."""
+    fields = dict(re.findall(r"(REG|STACK):(\d+)", cuobjdump(compiled, "-res-usage"))) if compiled.asm["cubin"] else {}
     return dict(
         num_warps=compiled.metadata.num_warps,
         num_stages=compiled.metadata.num_stages,
         shared=compiled.metadata.shared,
-        registers=int(fields["REG"]),
-        spill=int(fields["STACK"]),
+        registers=int(fields["REG"]) if fields else None,
+        spill=int(fields["STACK"]) if fields else None,
         libdevice=sorted(set(re.findall(r"%(__nv_\w+?)\.exit", compiled.asm["ptx"]))),
     )
 
@@ -198,11 +225,13 @@ def sources() -> dict[str, str]:
 
 
 def probe_one(task: tuple) -> dict:
-    """One row: task = (arch, head dim, dtype, family, index of the kernel in the family, floats, aligned)."""
-    arch, d, dtype, family, index, floats, aligned = task
+    """One row: task = (arch, head dim, dtype, family, index of the kernel in the family, floats, aligned,
+    whether to compile it to a cubin)."""
+    arch, d, dtype, family, index, floats, aligned, cubin = task
     warnings.simplefilter("ignore")
     op, fn, consts, launch = list(FAMILIES[family](dtype, d, aligned))[index]
-    need = resources(compile_for(fn, dtype, consts, launch, floats, arch, ARG_TYPES.get(op), aligned))
+    with contextlib.nullcontext() if cubin else stopping_at_ptx():
+        need = resources(compile_for(fn, dtype, consts, launch, floats, arch, ARG_TYPES.get(op), aligned))
     limit = SHARED_MEMORY_PER_BLOCK_OPTIN[arch]
     return dict(
         op=op,
@@ -233,6 +262,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--only", default="", help="KERNEL:DTYPE[,KERNEL:DTYPE...], e.g. _la_fwd_kernel:fp32 (compiling is slow)"
     )
+    parser.add_argument(
+        "--cubin-for",
+        help="KERNEL:DTYPE:ARCH[,...]: only these get a cubin (registers, spill); the rest stop at PTX (default: all)",
+    )
     parser.add_argument("--jobs", type=int, default=min(8, CPUS), help="compiles at once")
     parser.add_argument("--output", type=Path, help="write the JSON here instead of stdout")
     args = parser.parse_args(argv)
@@ -244,8 +277,18 @@ def main(argv: list[str]) -> None:
     before = sources()
     families = ["attention", *(["poincare"] if args.poincare else []), *(["bk_core"] if args.bk_core else [])]
     only = {tuple(k.split(":")) for k in args.only.split(",")} if args.only else None
+    cubin_for = None if args.cubin_for is None else {tuple(k.split(":")) for k in args.cubin_for.split(",") if k}
     tasks = [
-        (arch, d, dtype, family, index, args.floats, args.aligned)
+        (
+            arch,
+            d,
+            dtype,
+            family,
+            index,
+            args.floats,
+            args.aligned,
+            cubin_for is None or (fn.__name__, dtype, str(arch)) in cubin_for,
+        )
         for arch in archs
         for d in args.head_dims
         for dtype in DTYPES

@@ -123,13 +123,19 @@ def compile_for(
     return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(launch))
 
 
+def stage_hooks():
+    """Triton's runtime knobs where they take a compile-stage hook (add_stages_inspection_hook), else None."""
+    runtime = getattr(getattr(triton, "knobs", None), "runtime", None)
+    return runtime if hasattr(runtime, "add_stages_inspection_hook") else None
+
+
 @contextlib.contextmanager
 def stopping_at_ptx():
     """Inside, triton.compile runs no ptxas: its cubin stage returns no binary (cached under a key of its own).
     Shared memory (set while lowering to LLVM IR) and the PTX are what a full compile gives. A Triton without
     the stage hook compiles fully."""
-    runtime = getattr(getattr(triton, "knobs", None), "runtime", None)
-    if runtime is None or not hasattr(runtime, "add_stages_inspection_hook"):
+    runtime = stage_hooks()
+    if runtime is None:
         yield
         return
 
@@ -247,6 +253,11 @@ def probe_one(task: tuple) -> dict:
     )
 
 
+def keys(text: str) -> set[tuple[str, ...]]:
+    """`A:B[:C],...` -> {(A, B[, C]), ...}."""
+    return {tuple(k.split(":")) for k in text.split(",") if k}
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("head_dims", nargs="+", type=int)
@@ -276,8 +287,8 @@ def main(argv: list[str]) -> None:
         parser.error("unset TRITON_INTERPRET: interpreted kernels cannot be compiled")
     before = sources()
     families = ["attention", *(["poincare"] if args.poincare else []), *(["bk_core"] if args.bk_core else [])]
-    only = {tuple(k.split(":")) for k in args.only.split(",")} if args.only else None
-    cubin_for = None if args.cubin_for is None else {tuple(k.split(":")) for k in args.cubin_for.split(",") if k}
+    only = keys(args.only) if args.only else None
+    cubin_for = None if args.cubin_for is None else keys(args.cubin_for)
     tasks = [
         (
             arch,
@@ -308,6 +319,7 @@ def main(argv: list[str]) -> None:
         triton=triton.__version__,
         torch=torch.__version__,
         floats=args.floats,
+        stops_at_ptx=stage_hooks() is not None,
         aligned=args.aligned,
         sources=before,
         shared_memory_per_block_optin={str(a): SHARED_MEMORY_PER_BLOCK_OPTIN[a] for a in archs},

@@ -71,7 +71,7 @@ def rows(proc: subprocess.Popen) -> list[dict]:
     out, err = proc.communicate(timeout=1200)
     assert proc.returncode == 0, err[-2000:]
     probed = json.loads(out)
-    return [row | {"floats": probed["floats"]} for row in probed["kernels"]]
+    return [row | {"floats": probed["floats"], "stops_at_ptx": probed["stops_at_ptx"]} for row in probed["kernels"]]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,11 @@ def test_every_kernel_is_probed_once_per_dtype_head_dim_and_arch_against_its_lim
     assert all(count == KERNELS_PER_DTYPE.get(cell[0], count) for cell, count in kernels_per_cell.items())
     assert all(n["shared_limit"] == SHARED_BYTES[n["arch"]] for n in probed)
     with_cubin = {(n["kernel"], n["dtype"], str(n["arch"])) for n in probed if n["registers"] is not None}
-    assert with_cubin == CUBIN_FOR and all((n["registers"] is None) == (n["spill"] is None) for n in probed)
+    assert all((n["registers"] is None) == (n["spill"] is None) for n in probed)
+    if all(n["stops_at_ptx"] for n in probed):
+        assert with_cubin == CUBIN_FOR
+    else:  # a Triton without the stage hook compiles every kernel to a cubin
+        assert with_cubin > CUBIN_FOR
 
 
 @pytest.mark.parametrize("arch", SHARED_BYTES)

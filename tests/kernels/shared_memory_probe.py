@@ -289,6 +289,8 @@ def main(argv: list[str]) -> None:
     families = ["attention", *(["poincare"] if args.poincare else []), *(["bk_core"] if args.bk_core else [])]
     only = keys(args.only) if args.only else None
     cubin_for = None if args.cubin_for is None else keys(args.cubin_for)
+    if cubin_for and (bad := sorted(":".join(k) for k in cubin_for if len(k) != 3 or not k[2].isdigit())):
+        parser.error(f"--cubin-for: expected KERNEL:DTYPE:ARCH, got {', '.join(bad)}")
     tasks = [
         (
             arch,
